@@ -1,0 +1,128 @@
+//! What the window remembers between runs (eframe storage) and where it keeps files.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::device::DeviceChoice;
+use crate::engine::train::{Preset, TrainSettings};
+
+/// Key of the settings in eframe's storage.
+pub const STORAGE_KEY: &str = "likeness-settings";
+/// Recent folders kept in the Library menu.
+const RECENT_FOLDERS: usize = 8;
+
+/// Folders where the window writes the models and indexes it makes.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    pub models: PathBuf,
+    pub indexes: PathBuf,
+}
+
+impl DataDirs {
+    /// The user's data directory (e.g. ~/.local/share/likeness on Linux).
+    pub fn user() -> Self {
+        let base = directories::ProjectDirs::from("", "", "Likeness")
+            .map_or_else(|| PathBuf::from(".likeness"), |dirs| dirs.data_dir().to_path_buf());
+        Self::under(base)
+    }
+
+    pub fn under(base: PathBuf) -> Self {
+        Self {
+            models: base.join("models"),
+            indexes: base.join("indexes"),
+        }
+    }
+}
+
+/// The training options the window offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainForm {
+    pub preset: Preset,
+    pub epochs: usize,
+    /// Stop after this many seconds when `use_time_budget` is on.
+    pub use_time_budget: bool,
+    pub max_seconds: f64,
+    pub image_size_px: u32,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub margin: f64,
+    pub device: DeviceChoice,
+    /// torchvision ResNet18 weights to start from.
+    pub weights: Option<PathBuf>,
+}
+
+impl Default for TrainForm {
+    fn default() -> Self {
+        Self::from_preset(Preset::Default)
+    }
+}
+
+impl TrainForm {
+    pub fn from_preset(preset: Preset) -> Self {
+        let settings = preset.settings();
+        Self {
+            preset,
+            epochs: settings.epochs,
+            use_time_budget: true,
+            max_seconds: 600.0,
+            image_size_px: settings.image_size_px,
+            batch_size: settings.batch_size,
+            lr: settings.lr,
+            margin: settings.margin,
+            device: settings.device,
+            weights: None,
+        }
+    }
+
+    /// The engine settings: the preset's, with the form's values on top.
+    pub fn settings(&self) -> TrainSettings {
+        let mut settings = self.preset.settings();
+        settings.epochs = self.epochs;
+        settings.max_seconds = self.use_time_budget.then_some(self.max_seconds);
+        settings.image_size_px = self.image_size_px;
+        settings.batch_size = self.batch_size;
+        settings.lr = self.lr;
+        settings.margin = self.margin;
+        settings.device = self.device;
+        settings
+    }
+}
+
+/// Everything persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppSettings {
+    pub library: Option<PathBuf>,
+    pub validation: Option<PathBuf>,
+    pub model: Option<PathBuf>,
+    pub index: Option<PathBuf>,
+    pub recent_folders: Vec<PathBuf>,
+    pub train: TrainForm,
+    /// Results shown per query.
+    pub k: usize,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            library: None,
+            validation: None,
+            model: None,
+            index: None,
+            recent_folders: Vec::new(),
+            train: TrainForm::default(),
+            k: 12,
+        }
+    }
+}
+
+impl AppSettings {
+    /// Puts `folder` first in the recent list.
+    pub fn remember_folder(&mut self, folder: PathBuf) {
+        self.recent_folders.retain(|f| *f != folder);
+        self.recent_folders.insert(0, folder);
+        self.recent_folders.truncate(RECENT_FOLDERS);
+    }
+}

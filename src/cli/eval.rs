@@ -1,0 +1,72 @@
+//! `likeness eval`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+
+use super::{OutputArgs, print_json, progress, warn_skipped};
+use crate::engine::data::DEFAULT_MAX_PIXELS;
+use crate::engine::device::DeviceChoice;
+use crate::engine::eval::evaluate_model;
+use crate::engine::model::load_model;
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Class-folder set to search among (usually the training folder).
+    #[arg(long)]
+    pub gallery: PathBuf,
+    /// Class-folder set of held-out query photos of the same classes.
+    #[arg(long)]
+    pub queries: PathBuf,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let (model, info) = load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
+    let bar = progress::bar(0, "embedding");
+    let report = evaluate_model(
+        &model,
+        &info,
+        &args.gallery,
+        &args.queries,
+        DEFAULT_MAX_PIXELS,
+        &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        &AtomicBool::new(false),
+    )
+    .context("evaluation failed")?;
+    bar.finish_and_clear();
+    warn_skipped(&report.skipped);
+    println!(
+        "recall@1 {:.4}  recall@5 {:.4}  recall@10 {:.4}  mAP@R {:.4}  ({} queries, {} gallery images)",
+        report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r, report.queries, report.gallery
+    );
+    if !args.output.json {
+        for (class, recall) in &report.per_class_recall_at_1 {
+            println!("  {class:<20} recall@1 {recall:.3}");
+        }
+        for pair in report.confused_pairs.iter().take(5) {
+            println!("  confused: {} → {} ({}×)", pair.query_class, pair.retrieved_class, pair.count);
+        }
+        for suspect in report.suspects.iter().take(10) {
+            println!(
+                "  check label: {} is '{}' but {:.0}% of its neighbours are '{}'",
+                suspect.path.display(),
+                suspect.class,
+                suspect.share * 100.0,
+                suspect.neighbours_class
+            );
+        }
+    } else {
+        print_json(&report)?;
+    }
+    Ok(())
+}

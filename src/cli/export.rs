@@ -1,0 +1,47 @@
+//! `likeness export`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{OutputArgs, absolute, print_json};
+use crate::engine::device::DeviceChoice;
+use crate::engine::export::export_results;
+use crate::engine::index::SearchSession;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub index: PathBuf,
+    /// The query image.
+    pub image: PathBuf,
+    /// Number of nearest images to export.
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    /// Folder to copy the images and manifests into (created if needed).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// The model, if it moved since the index was built.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let mut session = SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
+        .context("could not open the index")?;
+    let hits = session.search_file(&args.image, args.k)?;
+    let manifest = export_results(&absolute(&args.image), &hits, &args.to).context("export failed")?;
+    eprintln!(
+        "exported {} images to {} (with results.csv and results.json)",
+        manifest.results.len(),
+        absolute(&args.to).display()
+    );
+    if args.output.json {
+        print_json(&manifest)?;
+    }
+    Ok(())
+}

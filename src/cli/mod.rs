@@ -1,0 +1,84 @@
+//! The command line: one subcommand per step of the pipeline, each a thin shell over the
+//! engine. Progress goes to stderr; with `--json` the last line of stdout is one JSON
+//! object. The exit code is non-zero only on failure.
+
+mod bench;
+mod eval;
+mod export;
+mod index;
+mod progress;
+mod search;
+mod train;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Likeness: find the photos in a folder that look like this one, and teach it what
+/// "alike" means for your photos.
+///
+/// With no command, opens the Likeness window.
+#[derive(Debug, Parser)]
+#[command(name = "likeness", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The headless commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train an embedding model on a folder with one sub-folder per class.
+    Train(train::TrainArgs),
+    /// Embed every image under a folder (recursively) into a searchable index.
+    Index(index::IndexArgs),
+    /// Find the nearest images of an index to one or more query images.
+    Search(search::SearchArgs),
+    /// Measure retrieval quality: recall@1/5/10 and mAP@R of queries against a gallery.
+    Eval(eval::EvalArgs),
+    /// Copy the nearest images to a folder, with results.csv and results.json.
+    Export(export::ExportArgs),
+    /// Measure indexing and training throughput against the pure tch ceiling.
+    Bench(bench::BenchArgs),
+}
+
+/// Options every command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a headless command.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train(args) => train::run(args),
+        Command::Index(args) => index::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Prints a value as the final JSON line.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Warns on stderr about each skipped file, then a count.
+fn warn_skipped(skipped: &[crate::engine::data::SkippedFile]) {
+    for file in skipped {
+        eprintln!("warning: {file}");
+    }
+    if !skipped.is_empty() {
+        eprintln!("warning: {} file(s) skipped", skipped.len());
+    }
+}
+
+/// Resolves a path argument for messages and stored headers.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

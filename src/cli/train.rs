@@ -1,0 +1,190 @@
+//! `likeness train`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
+use crate::engine::data::Augment;
+use crate::engine::device::DeviceChoice;
+use crate::engine::model::save_model;
+use crate::engine::train::{Mining, Preset, Schedule, TrainEvent, TrainJob, train};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Training folder: one sub-folder per class (e.g. train/daisy, train/rose).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation folder with the same classes: validation loss each epoch, and recall@K
+    /// and mAP@R (gallery: the training folder) at the end.
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Where to write the model (a .safetensors file).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Starting settings: `seed` is the tutorial recipe exactly; `default` retrieves best.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after the step that crosses this many seconds; the model is still written.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// Triplets per batch (random triplets) or images per batch (batch-hard).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub margin: Option<f64>,
+    #[arg(long)]
+    pub embedding_dim: Option<usize>,
+    /// Scale embeddings to unit length (true/false).
+    #[arg(long)]
+    pub normalize: Option<bool>,
+    #[arg(long, value_enum)]
+    pub mining: Option<Mining>,
+    /// K: images of each class in a batch-hard batch.
+    #[arg(long)]
+    pub images_per_class: Option<usize>,
+    #[arg(long, value_enum)]
+    pub augment: Option<Augment>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Start from torchvision ResNet18 weights in a .safetensors file.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let mut settings = args.preset.settings();
+    // Explicit flags override the preset.
+    macro_rules! take {
+        ($($field:ident <- $arg:ident),* $(,)?) => { $( if let Some(v) = args.$arg { settings.$field = v; } )* };
+    }
+    take!(
+        epochs <- epochs, image_size_px <- image_size, batch_size <- batch_size, lr <- lr,
+        margin <- margin, embedding_dim <- embedding_dim, l2_normalize <- normalize,
+        mining <- mining, images_per_class <- images_per_class, augment <- augment,
+        weight_decay <- weight_decay, schedule <- schedule, device <- device, seed <- seed,
+    );
+    if args.max_seconds.is_some() {
+        settings.max_seconds = args.max_seconds;
+    }
+    let mut job = TrainJob::new(args.data.clone(), settings);
+    job.validation = args.val.clone();
+    job.weights = args.weights.clone();
+
+    let bar = progress::bar(0, "preparing");
+    let cancel = AtomicBool::new(false);
+    let outcome = train(&job, &cancel, &|event| match event {
+        TrainEvent::Preparing { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        TrainEvent::Started {
+            device,
+            classes,
+            images,
+            steps_per_epoch,
+            epochs,
+            skipped,
+            notes,
+        } => {
+            bar.suspend(|| {
+                warn_skipped(&skipped);
+                for note in &notes {
+                    eprintln!("note: {note}");
+                }
+                eprintln!(
+                    "training on {device}: {images} images in {classes} classes, {epochs} epochs of {steps_per_epoch} steps"
+                );
+            });
+            bar.set_prefix("training");
+            bar.set_length((steps_per_epoch * epochs) as u64);
+            bar.set_position(0);
+        }
+        TrainEvent::Step {
+            epoch,
+            global_step,
+            loss,
+            remaining_secs,
+            ..
+        } => {
+            bar.set_position(global_step as u64);
+            bar.set_message(format!("epoch {epoch} loss {loss:.4} ~{remaining_secs:.0}s left"));
+        }
+        TrainEvent::EpochEnd {
+            epoch,
+            mean_loss,
+            validation_loss,
+            elapsed_secs,
+        } => {
+            let validation = validation_loss.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
+            bar.println(format!("epoch {epoch}: loss {mean_loss:.4}{validation} ({elapsed_secs:.0}s)"));
+        }
+        TrainEvent::Evaluating { done, total } => {
+            bar.set_prefix("evaluating");
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    })
+    .with_context(|| format!("training on {} failed", args.data.display()))?;
+    bar.finish_and_clear();
+
+    let model_id = save_model(&args.out, &outcome.model, &outcome.summary)
+        .with_context(|| format!("could not write the model to {}", args.out.display()))?;
+    let summary = &outcome.summary;
+    let stopped = if summary.cancelled {
+        " (cancelled)"
+    } else if summary.stopped_by_time_budget {
+        " (time budget reached)"
+    } else {
+        ""
+    };
+    eprintln!(
+        "trained {} epochs, {} steps in {:.0}s on {}{stopped}; model written to {}",
+        summary.epochs,
+        summary.steps,
+        summary.train_secs,
+        summary.device,
+        absolute(&args.out).display()
+    );
+    if let Some(report) = &outcome.validation {
+        eprintln!(
+            "validation: recall@1 {:.3}, recall@5 {:.3}, recall@10 {:.3}, mAP@R {:.3}",
+            report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r
+        );
+    }
+    if args.output.json {
+        print_json(&json!({
+            "model": absolute(&args.out),
+            "model_id": model_id,
+            "epochs": summary.epochs,
+            "steps": summary.steps,
+            "train_secs": summary.train_secs,
+            "device": summary.device,
+            "epoch_losses": summary.epoch_losses,
+            "validation_losses": summary.validation_losses,
+            "images": summary.images,
+            "classes": summary.classes.len(),
+            "skipped": summary.skipped_files,
+            "cancelled": summary.cancelled,
+            "stopped_by_time_budget": summary.stopped_by_time_budget,
+            "validation": outcome.validation,
+        }))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Throughput figures: the real pipelines (indexing, training) next to the pure tch
+//! forward (and forward + backward) on random tensors of the same shape — the ceiling
+//! the pipeline can reach on this machine.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+use tch::nn::OptimizerConfig;
+
+use super::data::{DEFAULT_MAX_PIXELS, scan_folder};
+use super::index::{EMBED_BATCH, embed_files};
+use super::model::EmbeddingModel;
+use super::train::{Mining, TrainEvent, TrainJob, TrainSettings, guard_libtorch, train};
+use super::{EngineError, Result};
+
+/// What `likeness bench` measures; rates are per second of wall-clock time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub image_size_px: u32,
+    pub preset: String,
+    pub images: usize,
+    /// Indexing a folder: decode + preprocess (worker threads) + forward, images/s.
+    pub index_images_per_s: f64,
+    /// Forward passes alone on random tensors, batch of 32, images/s.
+    pub forward_images_per_s: f64,
+    pub index_vs_forward: f64,
+    /// Training through the real loader, anchors (triplets) per second.
+    pub train_triplets_per_s: f64,
+    /// The same step (forward + loss + backward + Adam) on random tensors, triplets/s.
+    pub step_triplets_per_s: f64,
+    pub train_vs_step: f64,
+    pub train_steps_timed: usize,
+}
+
+/// Runs the benchmark on a class-folder `data` set with `settings`, timing `steps`
+/// training steps (after one warm-up step).
+pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchReport> {
+    let device = settings.device.resolve()?;
+    let folder = scan_folder(data, DEFAULT_MAX_PIXELS)?;
+    if folder.images.is_empty() {
+        return Err(EngineError::Dataset(format!("{}: no images to benchmark with", data.display())));
+    }
+    let size = i64::from(settings.image_size_px);
+    let model = EmbeddingModel::new(settings.model_config(), device)?;
+    let floats = model.config.preprocess.floats_per_image();
+    let no_cancel = AtomicBool::new(false);
+
+    // Pure forward, batch of EMBED_BATCH, as indexing does.
+    let random_batch: Vec<f32> = (0..EMBED_BATCH * floats).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    model.embed_pixels(&random_batch, EMBED_BATCH)?; // warm-up
+    let forward_rounds = (folder.images.len() / EMBED_BATCH).clamp(2, 20);
+    let clock = Instant::now();
+    for _ in 0..forward_rounds {
+        model.embed_pixels(&random_batch, EMBED_BATCH)?;
+    }
+    let forward_images_per_s = (forward_rounds * EMBED_BATCH) as f64 / clock.elapsed().as_secs_f64();
+
+    // Real indexing of the folder.
+    let paths: Vec<_> = folder.images.iter().map(|i| i.path.clone()).collect();
+    let clock = Instant::now();
+    let embedded = embed_files(&model, &paths, DEFAULT_MAX_PIXELS, &|_, _| {}, &no_cancel)?;
+    let index_images_per_s = embedded.embedded.len() as f64 / clock.elapsed().as_secs_f64();
+
+    // Pure training step on random tensors.
+    let images_per_step = match settings.mining {
+        Mining::RandomTriplets => settings.batch_size * 3,
+        Mining::BatchHard => settings.batch_size,
+    };
+    // Random triplets: batch_size triplets; batch-hard: every image is an anchor.
+    let anchors_per_step = settings.batch_size;
+    let step_model = EmbeddingModel::new(settings.model_config(), device)?;
+    let mut optimizer = tch::nn::Adam::default().build(&step_model.var_store, settings.lr)?;
+    let images = Tensor::randn([images_per_step as i64, 3, size, size], (tch::Kind::Float, device));
+    let labels = Tensor::from_slice(
+        &(0..images_per_step as i64).map(|i| i / settings.images_per_class.max(1) as i64).collect::<Vec<_>>(),
+    )
+    .to_device(device);
+    let mut one_step = || {
+        guard_libtorch(|| {
+            let loss = match settings.mining {
+                Mining::RandomTriplets => {
+                    let n = settings.batch_size as i64;
+                    super::loss::triplet_loss(
+                        &step_model.forward_t(&images.narrow(0, 0, n), true),
+                        &step_model.forward_t(&images.narrow(0, n, n), true),
+                        &step_model.forward_t(&images.narrow(0, 2 * n, n), true),
+                        settings.margin,
+                    )
+                }
+                Mining::BatchHard => super::loss::batch_hard_loss(&step_model.forward_t(&images, true), &labels, settings.margin),
+            };
+            optimizer.backward_step(&loss);
+            loss.double_value(&[])
+        })
+    };
+    one_step()?;
+    let clock = Instant::now();
+    for _ in 0..steps {
+        one_step()?;
+    }
+    let step_triplets_per_s = (steps * anchors_per_step) as f64 / clock.elapsed().as_secs_f64();
+
+    // Real training through the loader: time steps 2..=steps+1.
+    let mut train_settings = settings.clone();
+    train_settings.epochs = 10_000;
+    train_settings.max_seconds = None;
+    let job = TrainJob::new(data.to_path_buf(), train_settings);
+    let cancel = AtomicBool::new(false);
+    let seen = AtomicUsize::new(0);
+    let first_step_at = std::sync::Mutex::new(None::<Instant>);
+    let last_step_at = std::sync::Mutex::new(None::<Instant>);
+    train(&job, &cancel, &|event| {
+        if let TrainEvent::Step { .. } = event {
+            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = Instant::now();
+            if n == 1 {
+                if let Ok(mut first) = first_step_at.lock() {
+                    *first = Some(now);
+                }
+            }
+            if n == steps + 1 {
+                if let Ok(mut last) = last_step_at.lock() {
+                    *last = Some(now);
+                }
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    })?;
+    let timed = match (
+        first_step_at.into_inner().ok().flatten(),
+        last_step_at.into_inner().ok().flatten(),
+    ) {
+        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+        _ => return Err(EngineError::Dataset("training stopped before the timed steps ran".into())),
+    };
+    let train_triplets_per_s = (steps * anchors_per_step) as f64 / timed;
+    Ok(BenchReport {
+        device: super::device::describe(device),
+        image_size_px: settings.image_size_px,
+        preset: settings.preset.label().into(),
+        images: embedded.embedded.len(),
+        index_images_per_s,
+        forward_images_per_s,
+        index_vs_forward: index_images_per_s / forward_images_per_s,
+        train_triplets_per_s,
+        step_triplets_per_s,
+        train_vs_step: train_triplets_per_s / step_triplets_per_s,
+        train_steps_timed: steps,
+    })
+}

@@ -1,0 +1,71 @@
+//! Choosing where the network runs: the CUDA GPU when there is one, else the CPU.
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::{EngineError, Result};
+
+/// Where to run the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when libtorch sees one, otherwise the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// Resolves the choice to a device; asking for CUDA where there is none is an error.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            Self::Auto => Ok(Device::cuda_if_available()),
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            Self::Cuda => Err(EngineError::Device(
+                "no CUDA GPU is available to libtorch; use --device cpu (or auto)".into(),
+            )),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+/// A description for people: "CPU (2 threads)" or "CUDA GPU: NVIDIA H100 80GB HBM3".
+pub fn describe(device: Device) -> String {
+    match device {
+        Device::Cuda(ordinal) => format!("CUDA GPU: {}", cuda_device_name(ordinal)),
+        _ => format!("CPU ({} threads)", tch::get_num_threads()),
+    }
+}
+
+/// The GPU's marketing name. libtorch's C API that tch wraps does not expose device
+/// properties, so we read what the NVIDIA driver publishes under /proc.
+fn cuda_device_name(ordinal: usize) -> String {
+    let mut names: Vec<(String, String)> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.path().join("information")).ok()?;
+            let model = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Model:"))?
+                .trim()
+                .to_string();
+            Some((entry.file_name().to_string_lossy().into_owned(), model))
+        })
+        .collect();
+    names.sort(); // by PCI bus id, the order CUDA numbers devices in by default
+    names
+        .into_iter()
+        .nth(ordinal)
+        .map_or_else(|| format!("device {ordinal}"), |(_, model)| model)
+}

@@ -1,0 +1,306 @@
+//! Retrieval quality: recall@K, mAP@R, per-class figures, confusions, likely mislabels.
+//!
+//! The protocol is the seed's: the gallery is a class-folder set (usually the training
+//! split), the queries are held-out photos of the same classes; a hit is a gallery image
+//! of the query's class.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{LabeledDataset, SkippedFile, scan_folder};
+use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, ProgressFn, embed_files};
+use super::model::{EmbeddingModel, ModelInfo};
+use super::{EngineError, Result};
+
+/// How often one class's queries found another class first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfusedPair {
+    pub query_class: String,
+    pub retrieved_class: String,
+    /// Queries of `query_class` whose nearest neighbour is of `retrieved_class`.
+    pub count: usize,
+}
+
+/// An image whose nearest neighbours mostly belong to another class: possibly mislabelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuspectImage {
+    pub path: PathBuf,
+    pub class: String,
+    /// The class most of its neighbours belong to.
+    pub neighbours_class: String,
+    /// Share of its neighbours in `neighbours_class`.
+    pub share: f64,
+}
+
+/// The figures `likeness eval` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalReport {
+    #[serde(rename = "recall@1")]
+    pub recall_at_1: f64,
+    #[serde(rename = "recall@5")]
+    pub recall_at_5: f64,
+    #[serde(rename = "recall@10")]
+    pub recall_at_10: f64,
+    #[serde(rename = "map@r")]
+    pub map_at_r: f64,
+    pub queries: usize,
+    pub gallery: usize,
+    /// Recall@1 of each query class.
+    pub per_class_recall_at_1: BTreeMap<String, f64>,
+    /// Top-1 confusions between classes, most frequent first.
+    pub confused_pairs: Vec<ConfusedPair>,
+    /// Images whose neighbours mostly belong to another class, most confident first.
+    pub suspects: Vec<SuspectImage>,
+    /// Files that could not be used, in either folder.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// Neighbours looked at to flag a possible mislabel.
+const SUSPECT_NEIGHBOURS: usize = 5;
+
+/// Computes the metrics from ranked neighbour lists. `ranked[q]` lists gallery positions
+/// nearest first; it must hold at least R entries (R = gallery images of the query's
+/// class) for mAP@R to be exact, as in pytorch-metric-learning.
+pub fn retrieval_metrics(
+    class_names: &[String],
+    gallery_classes: &[usize],
+    query_classes: &[usize],
+    ranked: &[Vec<usize>],
+) -> RetrievalReport {
+    let mut class_sizes = vec![0usize; class_names.len()];
+    for &c in gallery_classes {
+        class_sizes[c] += 1;
+    }
+    let (mut hits1, mut hits5, mut hits10, mut ap_sum) = (0usize, 0usize, 0usize, 0.0f64);
+    let mut per_class: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut confusions: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for (query_class, neighbours) in query_classes.iter().zip(ranked) {
+        let relevant: Vec<bool> = neighbours
+            .iter()
+            .map(|&g| gallery_classes[g] == *query_class)
+            .collect();
+        let hit_within = |k: usize| relevant.iter().take(k).any(|&r| r);
+        hits1 += usize::from(hit_within(1));
+        hits5 += usize::from(hit_within(5));
+        hits10 += usize::from(hit_within(10));
+        let entry = per_class
+            .entry(class_names[*query_class].clone())
+            .or_default();
+        entry.0 += usize::from(hit_within(1));
+        entry.1 += 1;
+        if let Some(&first) = neighbours.first() {
+            let retrieved = gallery_classes[first];
+            if retrieved != *query_class {
+                *confusions.entry((*query_class, retrieved)).or_default() += 1;
+            }
+        }
+        let r = class_sizes[*query_class].min(relevant.len());
+        if r > 0 {
+            let mut found = 0usize;
+            let mut precision_sum = 0.0;
+            for (i, &is_relevant) in relevant.iter().take(r).enumerate() {
+                if is_relevant {
+                    found += 1;
+                    precision_sum += found as f64 / (i + 1) as f64;
+                }
+            }
+            ap_sum += precision_sum / r as f64;
+        }
+    }
+    let n = query_classes.len().max(1) as f64;
+    let mut confused_pairs: Vec<ConfusedPair> = confusions
+        .into_iter()
+        .map(|((q, g), count)| ConfusedPair {
+            query_class: class_names[q].clone(),
+            retrieved_class: class_names[g].clone(),
+            count,
+        })
+        .collect();
+    confused_pairs.sort_by(|a, b| b.count.cmp(&a.count).then(a.query_class.cmp(&b.query_class)));
+    RetrievalReport {
+        recall_at_1: hits1 as f64 / n,
+        recall_at_5: hits5 as f64 / n,
+        recall_at_10: hits10 as f64 / n,
+        map_at_r: ap_sum / n,
+        queries: query_classes.len(),
+        gallery: gallery_classes.len(),
+        per_class_recall_at_1: per_class
+            .into_iter()
+            .map(|(class, (hits, total))| (class, hits as f64 / total.max(1) as f64))
+            .collect(),
+        confused_pairs,
+        suspects: Vec::new(),
+        skipped: Vec::new(),
+    }
+}
+
+/// Flags an image when most of its neighbours share one other class.
+pub fn find_suspect(
+    path: &Path,
+    class: usize,
+    neighbour_classes: &[usize],
+    class_names: &[String],
+) -> Option<SuspectImage> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for &c in neighbour_classes {
+        *counts.entry(c).or_default() += 1;
+    }
+    let (&top_class, &top_count) = counts.iter().max_by_key(|(_, count)| **count)?;
+    let share = top_count as f64 / neighbour_classes.len() as f64;
+    (top_class != class && share > 0.5).then(|| SuspectImage {
+        path: path.to_path_buf(),
+        class: class_names[class].clone(),
+        neighbours_class: class_names[top_class].clone(),
+        share,
+    })
+}
+
+/// Embeds a class-folder gallery and query set with `model` and measures retrieval.
+pub fn evaluate_model(
+    model: &EmbeddingModel,
+    model_info: &ModelInfo,
+    gallery_root: &Path,
+    queries_root: &Path,
+    max_pixels: u64,
+    on_progress: ProgressFn<'_>,
+    cancel: &AtomicBool,
+) -> Result<RetrievalReport> {
+    let gallery_set = LabeledDataset::from_folder(scan_folder(gallery_root, max_pixels)?);
+    let query_set = LabeledDataset::from_folder(scan_folder(queries_root, max_pixels)?);
+    if gallery_set.images.is_empty() {
+        return Err(EngineError::Dataset(format!(
+            "{}: no images in class folders to search among",
+            gallery_root.display()
+        )));
+    }
+    if query_set.images.is_empty() {
+        return Err(EngineError::Dataset(format!(
+            "{}: no images in class folders to query with",
+            queries_root.display()
+        )));
+    }
+    // One class list for both sets, so a class missing from one side still counts.
+    let mut class_names: Vec<String> = gallery_set.classes.clone();
+    for class in &query_set.classes {
+        if !class_names.contains(class) {
+            class_names.push(class.clone());
+        }
+    }
+    let class_of = |name: &str| class_names.iter().position(|c| c == name).unwrap_or(0);
+    let total = gallery_set.images.len() + query_set.images.len();
+    let gallery_paths: Vec<PathBuf> = gallery_set.images.iter().map(|(p, _)| p.clone()).collect();
+    let query_paths: Vec<PathBuf> = query_set.images.iter().map(|(p, _)| p.clone()).collect();
+    let gallery_embedded = embed_files(model, &gallery_paths, max_pixels, &|done, _| on_progress(done, total), cancel)?;
+    let offset = gallery_paths.len();
+    let query_embedded = embed_files(model, &query_paths, max_pixels, &|done, _| on_progress(offset + done, total), cancel)?;
+
+    let gallery_classes: Vec<usize> = gallery_embedded
+        .embedded
+        .iter()
+        .map(|&i| class_of(&gallery_set.classes[gallery_set.images[i].1]))
+        .collect();
+    let query_classes: Vec<usize> = query_embedded
+        .embedded
+        .iter()
+        .map(|&i| class_of(&query_set.classes[query_set.images[i].1]))
+        .collect();
+    let header = GalleryHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        model_id: model_info.model_id.clone(),
+        model_path: PathBuf::new(),
+        folder: gallery_root.to_path_buf(),
+        dimension: model.config.embedding_dim,
+        images: gallery_embedded
+            .embedded
+            .iter()
+            .map(|&i| super::data::ImageFile {
+                path: gallery_paths[i].clone(),
+                class: Some(gallery_set.classes[gallery_set.images[i].1].clone()),
+            })
+            .collect(),
+        skipped: Vec::new(),
+    };
+    let mut gallery = Gallery::from_parts(header, gallery_embedded.vectors)?;
+    let largest_class = (0..class_names.len())
+        .map(|c| gallery_classes.iter().filter(|&&g| g == c).count())
+        .max()
+        .unwrap_or(0);
+    let k = gallery.len().min(largest_class.max(10));
+    let positions = |neighbours: Vec<(usize, f32)>| -> Vec<usize> { neighbours.into_iter().map(|(p, _)| p).collect() };
+    let ranked: Vec<Vec<usize>> = gallery
+        .nearest(&query_embedded.vectors, k)?
+        .into_iter()
+        .map(positions)
+        .collect();
+    let mut report = retrieval_metrics(&class_names, &gallery_classes, &query_classes, &ranked);
+
+    // Possible mislabels: gallery images judged by their other gallery neighbours
+    // (leave-one-out), queries by their gallery neighbours.
+    let mut suspects = Vec::new();
+    let gallery_vectors: Vec<f32> = (0..gallery.len()).flat_map(|i| gallery.vector(i).to_vec()).collect();
+    let self_hits = gallery.nearest(&gallery_vectors, SUSPECT_NEIGHBOURS + 1)?;
+    for (i, hits) in self_hits.into_iter().enumerate() {
+        let neighbours: Vec<usize> = positions(hits)
+            .into_iter()
+            .filter(|&g| g != i)
+            .take(SUSPECT_NEIGHBOURS)
+            .map(|g| gallery_classes[g])
+            .collect();
+        suspects.extend(find_suspect(&gallery.header.images[i].path, gallery_classes[i], &neighbours, &class_names));
+    }
+    for (q, neighbours) in ranked.iter().enumerate() {
+        let classes: Vec<usize> = neighbours.iter().take(SUSPECT_NEIGHBOURS).map(|&g| gallery_classes[g]).collect();
+        let path = &query_paths[query_embedded.embedded[q]];
+        suspects.extend(find_suspect(path, query_classes[q], &classes, &class_names));
+    }
+    suspects.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.path.cmp(&b.path)));
+    report.suspects = suspects;
+    report.skipped = gallery_set.skipped;
+    report.skipped.extend(query_set.skipped);
+    report.skipped.extend(gallery_embedded.failed);
+    report.skipped.extend(query_embedded.failed);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_a_hand_built_case() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        // Gallery: positions 0,1 are class a; 2,3,4 are class b.
+        let gallery = [0, 0, 1, 1, 1];
+        let queries = [0, 1];
+        let ranked = vec![
+            vec![2, 0, 3, 1, 4], // query a: miss, hit, miss, hit → R=2: P(2)=1/2 → AP=(1/2)/2=0.25
+            vec![2, 3, 0, 4, 1], // query b: hit, hit, miss → R=3: (1 + 1)/3 = 0.6667
+        ];
+        let report = retrieval_metrics(&names, &gallery, &queries, &ranked);
+        assert_eq!(report.recall_at_1, 0.5);
+        assert_eq!(report.recall_at_5, 1.0);
+        assert!((report.map_at_r - (0.25 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
+        assert_eq!(report.per_class_recall_at_1["a"], 0.0);
+        assert_eq!(report.per_class_recall_at_1["b"], 1.0);
+        assert_eq!(
+            report.confused_pairs,
+            vec![ConfusedPair {
+                query_class: "a".into(),
+                retrieved_class: "b".into(),
+                count: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn suspects_need_a_majority_of_another_class() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let suspect = find_suspect(Path::new("x.jpg"), 0, &[1, 1, 1, 0, 0], &names).expect("suspect");
+        assert_eq!(suspect.neighbours_class, "b");
+        assert!((suspect.share - 0.6).abs() < 1e-9);
+        assert!(find_suspect(Path::new("y.jpg"), 0, &[1, 1, 0, 0, 0], &names).is_none());
+    }
+}

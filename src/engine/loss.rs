@@ -1,0 +1,102 @@
+//! Triplet losses on squared Euclidean distance.
+
+use tch::{Kind, Tensor};
+
+/// The seed's TripletLoss: mean over the batch of relu(‖a−p‖² − ‖a−n‖² + margin).
+pub fn triplet_loss(anchor: &Tensor, positive: &Tensor, negative: &Tensor, margin: f64) -> Tensor {
+    let positive_distance = (anchor - positive).pow_tensor_scalar(2).sum_dim_intlist(1, false, Kind::Float);
+    let negative_distance = (anchor - negative).pow_tensor_scalar(2).sum_dim_intlist(1, false, Kind::Float);
+    (positive_distance - negative_distance + margin).relu().mean(Kind::Float)
+}
+
+/// Squared Euclidean distances between all rows of `embeddings` (n × n).
+pub fn pairwise_squared_distances(embeddings: &Tensor) -> Tensor {
+    let squared_norms = embeddings.pow_tensor_scalar(2).sum_dim_intlist(1, true, Kind::Float);
+    let dot = embeddings.matmul(&embeddings.transpose(0, 1));
+    (&squared_norms + squared_norms.transpose(0, 1) - dot * 2.0).clamp_min(0.0)
+}
+
+/// Batch-hard triplet loss (Hermans et al. 2017): each image is an anchor against its
+/// farthest same-class image and its closest other-class image in the batch. Anchors
+/// without a positive (single-image classes) count only as negatives for the others.
+pub fn batch_hard_loss(embeddings: &Tensor, labels: &Tensor, margin: f64) -> Tensor {
+    let n = embeddings.size()[0];
+    let distances = pairwise_squared_distances(embeddings);
+    let same_class = labels.unsqueeze(1).eq_tensor(&labels.unsqueeze(0));
+    let identity = Tensor::eye(n, (Kind::Bool, embeddings.device()));
+    let positive_mask = same_class.logical_and(&identity.logical_not());
+    let negative_mask = same_class.logical_not();
+    let hardest_positive = distances
+        .masked_fill(&positive_mask.logical_not(), -1.0)
+        .amax([1].as_slice(), false);
+    let hardest_negative = distances
+        .masked_fill(&negative_mask.logical_not(), f64::INFINITY)
+        .amin([1].as_slice(), false);
+    let valid = positive_mask
+        .any_dim(1, false)
+        .logical_and(&negative_mask.any_dim(1, false));
+    let per_anchor = (hardest_positive - hardest_negative + margin).relu();
+    let valid_losses = per_anchor.masked_select(&valid);
+    if valid_losses.numel() == 0 {
+        // Keep the graph connected so backward() still works on a degenerate batch.
+        return embeddings.sum(Kind::Float) * 0.0;
+    }
+    valid_losses.mean(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: &[&[f32]]) -> Tensor {
+        let cols = values[0].len() as i64;
+        let flat: Vec<f32> = values.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_slice(&flat).view([values.len() as i64, cols])
+    }
+
+    #[test]
+    fn triplet_loss_matches_hand_computed_values() {
+        // Triplet 1: d(a,p)=1, d(a,n)=4 → relu(1−4+1)=0.
+        // Triplet 2: d(a,p)=4, d(a,n)=1 → relu(4−1+1)=4.
+        let anchor = rows(&[&[0.0, 0.0], &[0.0, 0.0]]);
+        let positive = rows(&[&[1.0, 0.0], &[2.0, 0.0]]);
+        let negative = rows(&[&[2.0, 0.0], &[0.0, 1.0]]);
+        let loss = triplet_loss(&anchor, &positive, &negative, 1.0).double_value(&[]);
+        assert!((loss - 2.0).abs() < 1e-6, "loss {loss}");
+    }
+
+    #[test]
+    fn triplet_loss_is_margin_when_all_points_coincide() {
+        let same = rows(&[&[0.5, 0.5, 0.5]]);
+        let loss = triplet_loss(&same, &same, &same, 1.0).double_value(&[]);
+        assert!((loss - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn batch_hard_picks_farthest_positive_and_closest_negative() {
+        // Class 0 at x=0 and x=1; class 1 at x=3 and x=10.
+        let embeddings = rows(&[&[0.0], &[1.0], &[3.0], &[10.0]]);
+        let labels = Tensor::from_slice(&[0i64, 0, 1, 1]);
+        // anchor 0: hp=1, hn=9 → 0;  anchor 1: hp=1, hn=4 → 0 with margin 1
+        // anchor 2: hp=49, hn=4 → 46; anchor 3: hp=49, hn=81 → 0
+        let loss = batch_hard_loss(&embeddings, &labels, 1.0).double_value(&[]);
+        assert!((loss - 46.0 / 4.0).abs() < 1e-5, "loss {loss}");
+    }
+
+    #[test]
+    fn batch_hard_ignores_anchors_without_positive() {
+        let embeddings = rows(&[&[0.0], &[1.0], &[0.5]]);
+        let labels = Tensor::from_slice(&[0i64, 0, 1]);
+        // anchors 0 and 1: hp=1, hn=0.25 → 1.75 each; anchor 2 has no positive.
+        let loss = batch_hard_loss(&embeddings, &labels, 1.0).double_value(&[]);
+        assert!((loss - 1.75).abs() < 1e-5, "loss {loss}");
+    }
+
+    #[test]
+    fn pairwise_distances_are_squared_euclidean() {
+        let embeddings = rows(&[&[0.0, 0.0], &[3.0, 4.0]]);
+        let d = pairwise_squared_distances(&embeddings);
+        assert!((d.double_value(&[0, 1]) - 25.0).abs() < 1e-4);
+        assert!(d.double_value(&[1, 1]).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,20 @@
+//! The engine: everything Likeness computes, with no GUI code.
+//!
+//! Data flow: folder → [`data::scan_labeled`] → samples → [`data::PreparedImages`] →
+//! batches → [`model::EmbeddingModel`] → embeddings → [`index::Gallery`] → search →
+//! [`export`].
+
+pub mod atomic;
+pub mod bench;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod index;
+pub mod loss;
+pub mod model;
+pub mod synthetic;
+pub mod train;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,569 @@
+//! The embedding network and its file.
+//!
+//! A ResNet18 (tch's, with torchvision's tensor names, so torchvision weights load by
+//! name) whose final `fc` layer maps the 512 pooled features to the embedding; the seed
+//! recipe keeps torchvision's 1000 outputs. The same network embeds anchor, positive
+//! and negative (a Siamese network is one network with shared weights).
+//!
+//! A model file is a `.safetensors` file (never a pickle) whose metadata carries the
+//! architecture, preprocessing, an identity hash and the training summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use super::data::Preprocess;
+use super::{EngineError, Result};
+
+/// Width of ResNet18's pooled features.
+pub const BACKBONE_FEATURES: i64 = 512;
+/// The `likeness.format` metadata value of model files.
+const MODEL_FORMAT: &str = "likeness-model";
+/// Newest model format this build reads and the one it writes.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// What a model is: enough to rebuild it and to preprocess images for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Always "resnet18" for now.
+    pub architecture: String,
+    /// Output width of the final `fc` layer.
+    pub embedding_dim: usize,
+    /// Whether embeddings are scaled to unit length.
+    pub l2_normalize: bool,
+    pub preprocess: Preprocess,
+}
+
+/// ResNet18 + `fc` embedding layer, with its variables.
+pub struct EmbeddingModel {
+    pub var_store: nn::VarStore,
+    backbone: nn::FuncT<'static>,
+    fc: nn::Linear,
+    pub config: ModelConfig,
+}
+
+impl std::fmt::Debug for EmbeddingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingModel")
+            .field("config", &self.config)
+            .field("device", &self.var_store.device())
+            .finish()
+    }
+}
+
+impl EmbeddingModel {
+    /// A freshly initialised network on `device`, initialised as torchvision does
+    /// (Kaiming-normal, fan-out, for convolutions; BatchNorm weight 1, bias 0).
+    pub fn new(config: ModelConfig, device: Device) -> Result<Self> {
+        if config.architecture != "resnet18" {
+            return Err(EngineError::Config(format!(
+                "unknown architecture '{}' (Likeness supports resnet18)",
+                config.architecture
+            )));
+        }
+        if config.embedding_dim == 0 {
+            return Err(EngineError::Config("embedding size must be at least 1".into()));
+        }
+        let var_store = nn::VarStore::new(device);
+        let root = var_store.root();
+        let backbone = tch::vision::resnet::resnet18_no_final_layer(&root);
+        let fc = nn::linear(
+            &root / "fc",
+            BACKBONE_FEATURES,
+            config.embedding_dim as i64,
+            Default::default(),
+        );
+        tch::no_grad(|| {
+            for (name, mut variable) in var_store.variables() {
+                let size = variable.size();
+                if size.len() == 4 && name.ends_with("weight") {
+                    let fan_out = (size[0] * size[2] * size[3]) as f64;
+                    let std = (2.0 / fan_out).sqrt();
+                    variable.copy_(&(variable.randn_like() * std));
+                }
+            }
+        });
+        Ok(Self {
+            var_store,
+            backbone,
+            fc,
+            config,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.var_store.device()
+    }
+
+    /// Embeddings of a batch of preprocessed images (N × 3 × S × S on the model's device).
+    pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        let embeddings = self.backbone.forward_t(images, train).apply(&self.fc);
+        if self.config.l2_normalize {
+            let norms = embeddings
+                .norm_scalaropt_dim(2.0, [1].as_slice(), true)
+                .clamp_min(1e-12);
+            embeddings / norms
+        } else {
+            embeddings
+        }
+    }
+
+    /// Embeds `count` preprocessed images given as CHW floats, in inference mode.
+    pub fn embed_pixels(&self, pixels: &[f32], count: usize) -> Result<Vec<f32>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let size = i64::from(self.config.preprocess.image_size_px);
+        let embeddings = tch::no_grad(|| -> Result<Tensor> {
+            let images = Tensor::f_from_slice(pixels)?
+                .f_view([count as i64, 3, size, size])?
+                .f_to_device(self.device())?;
+            Ok(self.forward_t(&images, false))
+        })?;
+        tensor_to_f32(&embeddings)
+    }
+
+    /// Every variable as (torchvision name, tensor), sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut tensors: Vec<_> = self.var_store.variables().into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors
+    }
+
+    /// Loads torchvision-named ImageNet weights (e.g. `resnet18` saved as safetensors).
+    /// Every backbone tensor must be present with the right shape; extra tensors are an
+    /// error, except BatchNorm's `num_batches_tracked` counters. The ImageNet classifier
+    /// (`fc.*`, 1000 outputs) is used only when the embedding has 1000 dimensions;
+    /// otherwise our `fc` keeps its fresh initialisation, which the report says.
+    pub fn import_torchvision(&mut self, path: &Path) -> Result<ImportReport> {
+        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            EngineError::bad_file(
+                path,
+                format!(
+                    "not a .safetensors weights file ({e}); PyTorch pickle files (.pt/.pth) are never \
+                     loaded: convert them with safetensors.torch.save_file(model.state_dict(), ...)"
+                ),
+            )
+        })?;
+        let file_tensors: BTreeMap<String, safetensors::tensor::TensorView<'_>> =
+            file.tensors().into_iter().collect();
+        let ours: HashMap<String, Tensor> = self.var_store.variables();
+        let embedding_dim = self.config.embedding_dim as i64;
+        let mut report = ImportReport::default();
+        let mut problems = Vec::new();
+        for name in ours.keys() {
+            if !file_tensors.contains_key(name) && !name.starts_with("fc.") {
+                problems.push(format!("missing tensor '{name}'"));
+            }
+        }
+        for (name, view) in &file_tensors {
+            if name.ends_with("num_batches_tracked") {
+                continue;
+            }
+            let Some(target) = ours.get(name) else {
+                problems.push(format!("unexpected tensor '{name}'"));
+                continue;
+            };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            if name.starts_with("fc.") && shape.first() != Some(&embedding_dim) {
+                report.reinitialised.push(name.clone());
+                continue;
+            }
+            if shape != target.size() {
+                problems.push(format!(
+                    "tensor '{name}' has shape {shape:?}, expected {:?}",
+                    target.size()
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort();
+            return Err(EngineError::bad_file(
+                path,
+                format!(
+                    "not torchvision ResNet18 weights: {}{}",
+                    problems.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                    if problems.len() > 5 {
+                        format!(" (and {} more)", problems.len() - 5)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+        for (name, view) in &file_tensors {
+            if name.ends_with("num_batches_tracked") || report.reinitialised.contains(name) {
+                continue;
+            }
+            if let Some(target) = ours.get(name) {
+                copy_view_into(path, name, view, target)?;
+                report.loaded += 1;
+            }
+        }
+        report.reinitialised.sort();
+        Ok(report)
+    }
+}
+
+/// What [`EmbeddingModel::import_torchvision`] did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub loaded: usize,
+    /// Tensors of the file left out because our `fc` has another size.
+    pub reinitialised: Vec<String>,
+}
+
+fn copy_view_into(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    target: &Tensor,
+) -> Result<()> {
+    let floats = view_to_f32(view).map_err(|reason| {
+        EngineError::bad_file(path, format!("tensor '{name}': {reason}"))
+    })?;
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    let source = Tensor::f_from_slice(&floats)?.f_view(shape.as_slice())?;
+    tch::no_grad(|| -> Result<()> {
+        let mut target = target.shallow_clone();
+        target.f_copy_(&source.f_to_device(target.device())?)?;
+        Ok(())
+    })
+}
+
+fn view_to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, String> {
+    let data = view.data();
+    match view.dtype() {
+        safetensors::Dtype::F32 => Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        safetensors::Dtype::F64 => Ok(data
+            .chunks_exact(8)
+            .map(|b| {
+                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+            })
+            .collect()),
+        safetensors::Dtype::F16 => Ok(data
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect()),
+        safetensors::Dtype::BF16 => Ok(data
+            .chunks_exact(2)
+            .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+            .collect()),
+        other => Err(format!("data type {other:?} is not supported (use float32)")),
+    }
+}
+
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let mantissa = f32::from(bits & 0x3ff);
+    match exponent {
+        0 => sign * mantissa * 2f32.powi(-24),
+        31 if mantissa == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        _ => sign * (1.0 + mantissa / 1024.0) * 2f32.powi(exponent - 15),
+    }
+}
+
+/// Copies a tensor of any device and float kind into a `Vec<f32>` (row-major).
+pub fn tensor_to_f32(tensor: &Tensor) -> Result<Vec<f32>> {
+    let flat = tensor
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_view([-1])?;
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
+/// How a model was trained: written into the model file for people and the app.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub data_folder: String,
+    pub classes: Vec<String>,
+    pub images: usize,
+    pub skipped_files: usize,
+    pub preset: String,
+    /// Settings as given (JSON of the training configuration).
+    pub settings: serde_json::Value,
+    pub epochs: usize,
+    pub steps: usize,
+    /// Mean training loss of each finished epoch.
+    pub epoch_losses: Vec<f64>,
+    /// Validation loss after each epoch, when a validation folder was given.
+    pub validation_losses: Vec<f64>,
+    pub train_secs: f64,
+    pub device: String,
+    /// Training stopped early because the user cancelled it.
+    pub cancelled: bool,
+    /// Training stopped because the time budget ran out.
+    pub stopped_by_time_budget: bool,
+    pub pretrained_weights: Option<String>,
+}
+
+/// A model file's description, read without building the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub format_version: u32,
+    /// Hash of the weights: indexes remember it to refuse a different model.
+    pub model_id: String,
+    pub config: ModelConfig,
+    pub summary: TrainingSummary,
+}
+
+/// FNV-1a 64-bit over the tensors' names and bytes: a cheap, stable identity.
+fn weights_hash<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, bytes) in tensors {
+        for &byte in name.as_bytes().iter().chain(bytes) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Serialises `model` with its summary into model-file bytes. Returns the bytes and the
+/// model id.
+pub fn model_file_bytes(model: &EmbeddingModel, summary: &TrainingSummary) -> Result<(Vec<u8>, String)> {
+    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, tensor) in model.named_tensors() {
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        let bytes: Vec<u8> = tensor_to_f32(&tensor)?
+            .into_iter()
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        buffers.push((name, shape, bytes));
+    }
+    let model_id = weights_hash(buffers.iter().map(|(n, _, b)| (n.as_str(), b.as_slice())));
+    let info = ModelInfo {
+        format_version: MODEL_FORMAT_VERSION,
+        model_id: model_id.clone(),
+        config: model.config.clone(),
+        summary: summary.clone(),
+    };
+    let mut metadata = HashMap::new();
+    metadata.insert("likeness.format".to_string(), MODEL_FORMAT.to_string());
+    metadata.insert(
+        "likeness.info".to_string(),
+        serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?,
+    );
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::Config(format!("cannot serialise weights: {e}")))?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| EngineError::Config(format!("cannot serialise weights: {e}")))?;
+    Ok((bytes, model_id))
+}
+
+/// Writes the model file atomically. Returns the model id.
+pub fn save_model(path: &Path, model: &EmbeddingModel, summary: &TrainingSummary) -> Result<String> {
+    let (bytes, model_id) = model_file_bytes(model, summary)?;
+    super::atomic::write_atomic(path, &bytes)?;
+    Ok(model_id)
+}
+
+fn parse_model_file<'a>(path: &Path, bytes: &'a [u8]) -> Result<(ModelInfo, safetensors::SafeTensors<'a>)> {
+    if bytes.starts_with(super::index::INDEX_MAGIC) {
+        return Err(EngineError::bad_file(
+            path,
+            "this is a Likeness index, not a model (pass it with --index)",
+        ));
+    }
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|_| {
+        EngineError::bad_file(
+            path,
+            "not a Likeness model file (models are .safetensors files written by `likeness train`; \
+             PyTorch pickle files are never loaded)",
+        )
+    })?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| EngineError::bad_file(path, format!("unreadable header ({e})")))?;
+    let metadata = metadata.metadata().clone().unwrap_or_default();
+    if metadata.get("likeness.format").map(String::as_str) != Some(MODEL_FORMAT) {
+        return Err(EngineError::bad_file(
+            path,
+            "a safetensors file, but not a Likeness model (to start from torchvision weights use --weights)",
+        ));
+    }
+    let info_json = metadata
+        .get("likeness.info")
+        .ok_or_else(|| EngineError::bad_file(path, "model description missing"))?;
+    let version: serde_json::Value = serde_json::from_str(info_json)
+        .map_err(|e| EngineError::bad_file(path, format!("model description unreadable ({e})")))?;
+    let format_version = version
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if format_version > u64::from(MODEL_FORMAT_VERSION) {
+        return Err(EngineError::bad_file(
+            path,
+            format!(
+                "written by a newer Likeness (model format {format_version}, this build reads up to \
+                 {MODEL_FORMAT_VERSION}); update Likeness"
+            ),
+        ));
+    }
+    let info: ModelInfo = serde_json::from_value(version)
+        .map_err(|e| EngineError::bad_file(path, format!("model description unreadable ({e})")))?;
+    Ok((info, file))
+}
+
+/// Reads a model file's description without building the network.
+pub fn read_model_info(path: &Path) -> Result<ModelInfo> {
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    Ok(parse_model_file(path, &bytes)?.0)
+}
+
+/// Loads a model file onto `device`.
+pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelInfo)> {
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    let (info, file) = parse_model_file(path, &bytes)?;
+    let model = EmbeddingModel::new(info.config.clone(), device)?;
+    let variables = model.var_store.variables();
+    for (name, target) in &variables {
+        let view = file
+            .tensor(name)
+            .map_err(|_| EngineError::bad_file(path, format!("tensor '{name}' missing; the file is damaged")))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if shape != target.size() {
+            return Err(EngineError::bad_file(
+                path,
+                format!("tensor '{name}' has shape {shape:?}, expected {:?}; the file is damaged", target.size()),
+            ));
+        }
+        copy_view_into(path, name, &view, target)?;
+    }
+    Ok((model, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny_config(dim: usize) -> ModelConfig {
+        ModelConfig {
+            architecture: "resnet18".into(),
+            embedding_dim: dim,
+            l2_normalize: false,
+            preprocess: Preprocess {
+                image_size_px: 32,
+                mean: Preprocess::SEED_MEAN,
+                std: Preprocess::SEED_STD,
+            },
+        }
+    }
+
+    #[test]
+    fn resnet18_embeds_a_batch_into_finite_vectors_of_the_right_shape() {
+        tch::manual_seed(0);
+        let model = EmbeddingModel::new(tiny_config(1000), Device::Cpu).expect("model");
+        let pixels: Vec<f32> = (0..4 * 3 * 32 * 32).map(|i| ((i % 97) as f32) / 97.0 - 0.5).collect();
+        let embeddings = model.embed_pixels(&pixels, 4).expect("embed");
+        assert_eq!(embeddings.len(), 4 * 1000);
+        assert!(embeddings.iter().all(|v| v.is_finite()));
+        // torchvision's ResNet18 has 11,689,512 parameters with a 1000-way fc.
+        let parameters: i64 = model
+            .var_store
+            .trainable_variables()
+            .iter()
+            .map(Tensor::numel)
+            .map(|n| n as i64)
+            .sum();
+        assert_eq!(parameters, 11_689_512);
+    }
+
+    #[test]
+    fn normalised_embeddings_have_unit_length() {
+        let mut config = tiny_config(16);
+        config.l2_normalize = true;
+        let model = EmbeddingModel::new(config, Device::Cpu).expect("model");
+        let pixels = vec![0.3f32; 2 * 3 * 32 * 32];
+        let embeddings = model.embed_pixels(&pixels, 2).expect("embed");
+        for row in embeddings.chunks(16) {
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+        }
+    }
+
+    #[test]
+    fn model_file_round_trips_weights_and_description() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.likeness-model");
+        let model = EmbeddingModel::new(tiny_config(8), Device::Cpu).expect("model");
+        let summary = TrainingSummary {
+            classes: vec!["a".into(), "b".into()],
+            epochs: 3,
+            ..Default::default()
+        };
+        let id = save_model(&path, &model, &summary).expect("save");
+        let (loaded, info) = load_model(&path, Device::Cpu).expect("load");
+        assert_eq!(info.model_id, id);
+        assert_eq!(info.summary, summary);
+        assert_eq!(info.config, model.config);
+        let pixels = vec![0.1f32; 3 * 32 * 32];
+        assert_eq!(
+            model.embed_pixels(&pixels, 1).expect("embed"),
+            loaded.embed_pixels(&pixels, 1).expect("embed")
+        );
+    }
+
+    #[test]
+    fn wrong_files_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pickle = dir.path().join("model.pt");
+        std::fs::write(&pickle, b"\x80\x02}q\x00(X\x05\x00\x00\x00model").expect("write");
+        let error = load_model(&pickle, Device::Cpu).expect_err("pickle refused").to_string();
+        assert!(error.contains("never loaded"), "{error}");
+
+        let model = EmbeddingModel::new(tiny_config(8), Device::Cpu).expect("model");
+        let path = dir.path().join("future.safetensors");
+        let (bytes, _) = model_file_bytes(&model, &TrainingSummary::default()).expect("bytes");
+        let text = String::from_utf8_lossy(&bytes).replace("\"format_version\":1", "\"format_version\":9");
+        std::fs::write(&path, text.as_bytes()).expect("write");
+        let error = read_model_info(&path).expect_err("newer refused").to_string();
+        assert!(error.contains("newer Likeness"), "{error}");
+    }
+
+    #[test]
+    fn torchvision_weights_import_by_name_and_shape() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("resnet18.safetensors");
+        // A torchvision-style file: our tensors plus BatchNorm counters, fc of 1000.
+        let source = EmbeddingModel::new(tiny_config(1000), Device::Cpu).expect("model");
+        let mut named = source.named_tensors();
+        named.push(("bn1.num_batches_tracked".into(), Tensor::from_slice(&[7i64])));
+        Tensor::write_safetensors(&named, &path).expect("write weights");
+
+        let mut target = EmbeddingModel::new(tiny_config(128), Device::Cpu).expect("model");
+        let report = target.import_torchvision(&path).expect("import");
+        assert_eq!(report.reinitialised, vec!["fc.bias".to_string(), "fc.weight".to_string()]);
+        let source_conv = source.var_store.variables()["conv1.weight"].shallow_clone();
+        let target_conv = target.var_store.variables()["conv1.weight"].shallow_clone();
+        assert!(source_conv.equal(&target_conv));
+
+        // A file missing a tensor, or with a wrong shape, is refused.
+        let mut broken = source.named_tensors();
+        broken.retain(|(n, _)| n != "layer2.0.conv1.weight");
+        for (name, tensor) in broken.iter_mut() {
+            if name == "layer1.0.bn1.weight" {
+                *tensor = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+            }
+        }
+        let broken_path = dir.path().join("broken.safetensors");
+        Tensor::write_safetensors(&broken, &broken_path).expect("write");
+        let error = target.import_torchvision(&broken_path).expect_err("refused").to_string();
+        assert!(error.contains("missing tensor 'layer2.0.conv1.weight'"), "{error}");
+    }
+}

@@ -1,0 +1,72 @@
+//! Generated class-folder data sets: visually distinct classes of small images, for
+//! tests, benchmarks and quality checks that must not depend on anyone's photos.
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+
+use super::{EngineError, Result};
+
+/// One generated image of class `class` (of `classes`): a class colour and pattern
+/// (stripes, checks, a disc), with random phase, scale, tint and noise per image.
+pub fn class_image(class: usize, classes: usize, size_px: u32, rng: &mut fastrand::Rng) -> RgbImage {
+    let hue = (class as f32 / classes.max(1) as f32) * 360.0 + rng.f32() * 20.0 - 10.0;
+    let foreground = hsv_to_rgb(hue, 0.8, 0.9);
+    let background = hsv_to_rgb(hue + 180.0, 0.3, 0.3 + rng.f32() * 0.2);
+    let pattern = class % 4;
+    let period = 4.0 + (class / 4) as f32 * 3.0 + rng.f32() * 2.0;
+    let phase = rng.f32() * period;
+    let (cx, cy) = (
+        size_px as f32 * (0.3 + 0.4 * rng.f32()),
+        size_px as f32 * (0.3 + 0.4 * rng.f32()),
+    );
+    let radius = size_px as f32 * (0.2 + 0.15 * rng.f32());
+    let mut image = RgbImage::new(size_px, size_px);
+    for (x, y, pixel) in image.enumerate_pixels_mut() {
+        let (fx, fy) = (x as f32 + phase, y as f32 + phase);
+        let on = match pattern {
+            0 => (fy / period) as i32 % 2 == 0,
+            1 => (fx / period) as i32 % 2 == 0,
+            2 => ((fx / period) as i32 + (fy / period) as i32) % 2 == 0,
+            _ => (x as f32 - cx).hypot(y as f32 - cy) < radius,
+        };
+        let base = if on { foreground } else { background };
+        *pixel = Rgb(base.map(|v| (f32::from(v) + rng.f32() * 40.0 - 20.0).clamp(0.0, 255.0) as u8));
+    }
+    image
+}
+
+fn hsv_to_rgb(hue: f32, saturation: f32, value: f32) -> [u8; 3] {
+    let h = hue.rem_euclid(360.0) / 60.0;
+    let c = value * saturation;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = value - c;
+    [r, g, b].map(|v| ((v + m) * 255.0).round() as u8)
+}
+
+/// Writes `per_class` PNG images for each of `classes` classes under `root/class_NN/`.
+/// Returns the paths written.
+pub fn write_dataset(root: &Path, classes: usize, per_class: usize, size_px: u32, seed: u64) -> Result<Vec<PathBuf>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut written = Vec::with_capacity(classes * per_class);
+    for class in 0..classes {
+        let folder = root.join(format!("class_{class:02}"));
+        std::fs::create_dir_all(&folder).map_err(|e| EngineError::io(&folder, e))?;
+        for i in 0..per_class {
+            let path = folder.join(format!("img_{i:03}.png"));
+            class_image(class, classes, size_px, &mut rng)
+                .save(&path)
+                .map_err(|e| EngineError::bad_file(&path, e.to_string()))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}

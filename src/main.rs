@@ -1,0 +1,21 @@
+//! The `likeness` binary: the window with no arguments, a headless command otherwise.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use likeness::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(command) => likeness::cli::run(command),
+        None => likeness::app::run_window(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! End-to-end: the `likeness` binary on generated class folders, as a script would use it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use likeness::engine::synthetic::write_dataset;
+
+fn likeness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("run likeness")
+}
+
+fn last_json(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&output.stderr)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn train_index_search_eval_export_end_to_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = dir.path().join("train");
+    let val = dir.path().join("val");
+    write_dataset(&train, 3, 6, 40, 1).expect("train set");
+    write_dataset(&val, 3, 3, 40, 2).expect("val set");
+    // A broken file in the training data is skipped and counted, not fatal.
+    std::fs::write(train.join("class_00/broken.jpg"), b"\xff\xd8\xff\xe0 truncated").expect("write");
+    let model = dir.path().join("model.safetensors");
+    let index = dir.path().join("gallery.likeness-index");
+
+    let output = likeness(&[
+        "train", "--data", s(&train), "--val", s(&val), "--out", s(&model), "--image-size", "32",
+        "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--json",
+    ]);
+    assert_ok(&output);
+    let trained = last_json(&output);
+    assert_eq!(trained["epochs"], 2);
+    assert_eq!(trained["images"], 18);
+    assert_eq!(trained["skipped"], 1);
+    assert!(trained["validation"]["recall@1"].is_number());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("broken.jpg"));
+    assert!(model.exists());
+
+    let output = likeness(&["index", "--model", s(&model), "--folder", s(&train), "--index", s(&index), "--json"]);
+    assert_ok(&output);
+    assert_eq!(last_json(&output)["images"], 18);
+
+    let query = train.join("class_01/img_002.png");
+    let output = likeness(&["search", "--index", s(&index), s(&query), "-k", "4", "--json"]);
+    assert_ok(&output);
+    let results = &last_json(&output)["queries"][0]["results"];
+    assert_eq!(results.as_array().expect("array").len(), 4);
+    assert_eq!(results[0]["path"], s(&query));
+    assert_eq!(results[0]["distance"], 0.0);
+    assert_eq!(results[0]["class"], "class_01");
+
+    let output = likeness(&["eval", "--model", s(&model), "--gallery", s(&train), "--queries", s(&val), "--json"]);
+    assert_ok(&output);
+    let report = last_json(&output);
+    for key in ["recall@1", "recall@5", "recall@10", "map@r"] {
+        let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing"));
+        assert!((0.0..=1.0).contains(&value), "{key} = {value}");
+    }
+    assert_eq!(report["queries"], 9);
+    assert_eq!(report["gallery"], 18);
+    assert_eq!(report["per_class_recall_at_1"].as_object().expect("object").len(), 3);
+
+    let out = dir.path().join("export");
+    let output = likeness(&["export", "--index", s(&index), s(&query), "-k", "3", "--to", s(&out)]);
+    assert_ok(&output);
+    assert!(out.join("01_img_002.png").exists());
+    assert!(out.join("results.csv").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("manifest")).expect("json");
+    assert_eq!(manifest["results"].as_array().expect("array").len(), 3);
+}
+
+#[test]
+fn bad_input_gives_clear_messages_and_failure_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("m.safetensors");
+
+    let output = likeness(&["train", "--data", "/no/such/folder", "--out", s(&model)]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no such folder"));
+
+    let one_class = dir.path().join("one");
+    write_dataset(&one_class, 1, 3, 16, 0).expect("data");
+    let output = likeness(&["train", "--data", s(&one_class), "--out", s(&model)]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least two"));
+    assert!(!model.exists(), "no model is written when training cannot start");
+
+    let not_an_index = dir.path().join("notes.txt");
+    std::fs::write(&not_an_index, "hello").expect("write");
+    let output = likeness(&["search", "--index", s(&not_an_index), s(&not_an_index)]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a Likeness index"));
+}
+
+#[test]
+fn time_budget_stops_training_and_still_writes_the_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = dir.path().join("train");
+    write_dataset(&train, 2, 4, 32, 5).expect("data");
+    let model = dir.path().join("budget.safetensors");
+    let output = likeness(&[
+        "train", "--data", s(&train), "--out", s(&model), "--preset", "seed", "--image-size", "32",
+        "--epochs", "100000", "--max-seconds", "0.5", "--device", "cpu", "--json",
+    ]);
+    assert_ok(&output);
+    let summary = last_json(&output);
+    assert_eq!(summary["stopped_by_time_budget"], true);
+    assert!(summary["steps"].as_u64().expect("steps") >= 1);
+    assert!(model.exists());
+}
+
+#[test]
+fn window_without_display_points_to_the_command_line() {
+    let output = likeness(&[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("likeness --help"), "{stderr}");
+}
