@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineError;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, ImageFolder, scan_folder};
 use crate::engine::device::describe;
 use crate::engine::eval::RetrievalReport;
@@ -19,7 +20,6 @@ use crate::engine::export::{ExportManifest, export_results};
 use crate::engine::index::{Gallery, SearchHit, SearchSession};
 use crate::engine::model::{ModelInfo, TrainingSummary, load_model, save_model};
 use crate::engine::train::{TrainEvent, TrainJob, guard_libtorch, train};
-use crate::engine::EngineError;
 
 /// Commands can queue this deep before `send` blocks the UI.
 const COMMAND_CAPACITY: usize = 16;
@@ -32,7 +32,10 @@ pub enum Query {
     /// A file on disk (opened or dropped).
     File(PathBuf),
     /// Pixels already decoded (the clipboard).
-    Rgb { name: String, image: Arc<image::RgbImage> },
+    Rgb {
+        name: String,
+        image: Arc<image::RgbImage>,
+    },
 }
 
 impl Query {
@@ -55,13 +58,20 @@ pub enum Command {
     /// Make the model file at this path the current model.
     OpenModel(PathBuf),
     /// Embed every image under `folder` with the current model and write `index_path`.
-    BuildIndex { folder: PathBuf, index_path: PathBuf },
+    BuildIndex {
+        folder: PathBuf,
+        index_path: PathBuf,
+    },
     /// Open an index file and the model that built it.
     OpenIndex(PathBuf),
     /// Find the `k` nearest images of the current index.
     Search { query: Query, k: usize },
     /// Copy `hits` and a manifest into `folder`.
-    Export { query: String, hits: Vec<SearchHit>, folder: PathBuf },
+    Export {
+        query: String,
+        hits: Vec<SearchHit>,
+        folder: PathBuf,
+    },
 }
 
 /// What the worker reports back.
@@ -149,10 +159,16 @@ impl WorkerHandle {
     /// Queues a command. Fails when the queue is full or the worker has stopped.
     pub fn send(&self, command: Command) -> Result<(), String> {
         self.cancel.store(false, Ordering::Relaxed);
-        self.commands.try_send(command).map_err(|error| match error {
-            TrySendError::Full(_) => "Likeness is still busy with earlier requests; try again in a moment".into(),
-            TrySendError::Disconnected(_) => "the background worker stopped unexpectedly; restart Likeness".into(),
-        })
+        self.commands
+            .try_send(command)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => {
+                    "Likeness is still busy with earlier requests; try again in a moment".into()
+                }
+                TrySendError::Disconnected(_) => {
+                    "the background worker stopped unexpectedly; restart Likeness".into()
+                }
+            })
     }
 
     /// Asks the running job (training, indexing) to stop; training keeps its model.
@@ -207,7 +223,10 @@ impl Worker {
                 let scanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
                 self.emit(Event::LibraryScanned(scanned));
             }
-            Command::Train { mut job, model_path } => {
+            Command::Train {
+                mut job,
+                model_path,
+            } => {
                 if job.settings.device == crate::engine::device::DeviceChoice::Auto {
                     job.settings.device = if self.device.is_cuda() {
                         crate::engine::device::DeviceChoice::Cuda
@@ -252,7 +271,10 @@ impl Worker {
                 let scanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
                 if scanned.images.is_empty() {
                     self.model = Some((model_path, model, info));
-                    return Err(EngineError::Dataset(format!("{}: no images found to index", folder.display())));
+                    return Err(EngineError::Dataset(format!(
+                        "{}: no images found to index",
+                        folder.display()
+                    )));
                 }
                 let events = self.events.clone();
                 let wake = &self.wake;
@@ -260,9 +282,7 @@ impl Worker {
                     &model,
                     &info,
                     &model_path,
-                    &folder,
-                    &scanned.images,
-                    &scanned.skipped,
+                    &scanned,
                     DEFAULT_MAX_PIXELS,
                     &|done, total| {
                         events.send(Event::Indexing { done, total }).ok();
@@ -273,7 +293,10 @@ impl Worker {
                 .and_then(|gallery| gallery.save(&index_path).map(|()| gallery));
                 match built {
                     Ok(gallery) => {
-                        self.emit(Event::IndexOpened(Box::new(index_summary(&index_path, &gallery))));
+                        self.emit(Event::IndexOpened(Box::new(index_summary(
+                            &index_path,
+                            &gallery,
+                        ))));
                         self.session = Some(SearchSession {
                             gallery,
                             model,
@@ -294,7 +317,10 @@ impl Worker {
                     path: session.model_path.clone(),
                     info: Box::new(session.model_info.clone()),
                 });
-                self.emit(Event::IndexOpened(Box::new(index_summary(&path, &session.gallery))));
+                self.emit(Event::IndexOpened(Box::new(index_summary(
+                    &path,
+                    &session.gallery,
+                ))));
                 self.model = None;
                 self.session = Some(session);
             }
@@ -310,7 +336,11 @@ impl Worker {
                 };
                 self.emit(Event::Results { query, hits });
             }
-            Command::Export { query, hits, folder } => {
+            Command::Export {
+                query,
+                hits,
+                folder,
+            } => {
                 let manifest = export_results(Path::new(&query), &hits, &folder)?;
                 self.emit(Event::Exported(manifest));
             }
@@ -319,14 +349,18 @@ impl Worker {
     }
 
     /// The current model, from the open index when there is one.
-    fn take_current_model(&mut self) -> Result<(PathBuf, crate::engine::model::EmbeddingModel, ModelInfo), EngineError> {
+    fn take_current_model(
+        &mut self,
+    ) -> Result<(PathBuf, crate::engine::model::EmbeddingModel, ModelInfo), EngineError> {
         if let Some(model) = self.model.take() {
             return Ok(model);
         }
         if let Some(session) = self.session.take() {
             return Ok((session.model_path, session.model, session.model_info));
         }
-        Err(EngineError::Config("there is no model yet: train one or open a model file".into()))
+        Err(EngineError::Config(
+            "there is no model yet: train one or open a model file".into(),
+        ))
     }
 }
 

@@ -16,7 +16,12 @@ fn likeness(args: &[&str]) -> Output {
 
 fn last_json(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&output.stderr)));
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no stdout; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
 }
 
@@ -42,13 +47,31 @@ fn train_index_search_eval_export_end_to_end() {
     write_dataset(&train, 3, 6, 40, 1).expect("train set");
     write_dataset(&val, 3, 3, 40, 2).expect("val set");
     // A broken file in the training data is skipped and counted, not fatal.
-    std::fs::write(train.join("class_00/broken.jpg"), b"\xff\xd8\xff\xe0 truncated").expect("write");
+    std::fs::write(
+        train.join("class_00/broken.jpg"),
+        b"\xff\xd8\xff\xe0 truncated",
+    )
+    .expect("write");
     let model = dir.path().join("model.safetensors");
     let index = dir.path().join("gallery.likeness-index");
 
     let output = likeness(&[
-        "train", "--data", s(&train), "--val", s(&val), "--out", s(&model), "--image-size", "32",
-        "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--json",
+        "train",
+        "--data",
+        s(&train),
+        "--val",
+        s(&val),
+        "--out",
+        s(&model),
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
     ]);
     assert_ok(&output);
     let trained = last_json(&output);
@@ -59,37 +82,82 @@ fn train_index_search_eval_export_end_to_end() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("broken.jpg"));
     assert!(model.exists());
 
-    let output = likeness(&["index", "--model", s(&model), "--folder", s(&train), "--index", s(&index), "--json"]);
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&train),
+        "--index",
+        s(&index),
+        "--json",
+    ]);
     assert_ok(&output);
     assert_eq!(last_json(&output)["images"], 18);
 
     let query = train.join("class_01/img_002.png");
-    let output = likeness(&["search", "--index", s(&index), s(&query), "-k", "4", "--json"]);
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&query),
+        "-k",
+        "4",
+        "--json",
+    ]);
     assert_ok(&output);
     let results = &last_json(&output)["queries"][0]["results"];
     assert_eq!(results.as_array().expect("array").len(), 4);
     assert_eq!(results[0]["path"], s(&query));
-    assert_eq!(results[0]["distance"], 0.0);
+    // The query is re-embedded through the same pipeline: zero up to float rounding.
+    assert!(results[0]["distance"].as_f64().expect("distance") < 1e-5);
     assert_eq!(results[0]["class"], "class_01");
 
-    let output = likeness(&["eval", "--model", s(&model), "--gallery", s(&train), "--queries", s(&val), "--json"]);
+    let output = likeness(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--gallery",
+        s(&train),
+        "--queries",
+        s(&val),
+        "--json",
+    ]);
     assert_ok(&output);
     let report = last_json(&output);
     for key in ["recall@1", "recall@5", "recall@10", "map@r"] {
-        let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing"));
+        let value = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing"));
         assert!((0.0..=1.0).contains(&value), "{key} = {value}");
     }
     assert_eq!(report["queries"], 9);
     assert_eq!(report["gallery"], 18);
-    assert_eq!(report["per_class_recall_at_1"].as_object().expect("object").len(), 3);
+    assert_eq!(
+        report["per_class_recall_at_1"]
+            .as_object()
+            .expect("object")
+            .len(),
+        3
+    );
 
     let out = dir.path().join("export");
-    let output = likeness(&["export", "--index", s(&index), s(&query), "-k", "3", "--to", s(&out)]);
+    let output = likeness(&[
+        "export",
+        "--index",
+        s(&index),
+        s(&query),
+        "-k",
+        "3",
+        "--to",
+        s(&out),
+    ]);
     assert_ok(&output);
     assert!(out.join("01_img_002.png").exists());
     assert!(out.join("results.csv").exists());
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("manifest")).expect("json");
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("manifest"))
+            .expect("json");
     assert_eq!(manifest["results"].as_array().expect("array").len(), 3);
 }
 
@@ -107,7 +175,10 @@ fn bad_input_gives_clear_messages_and_failure_codes() {
     let output = likeness(&["train", "--data", s(&one_class), "--out", s(&model)]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least two"));
-    assert!(!model.exists(), "no model is written when training cannot start");
+    assert!(
+        !model.exists(),
+        "no model is written when training cannot start"
+    );
 
     let not_an_index = dir.path().join("notes.txt");
     std::fs::write(&not_an_index, "hello").expect("write");
@@ -123,8 +194,22 @@ fn time_budget_stops_training_and_still_writes_the_model() {
     write_dataset(&train, 2, 4, 32, 5).expect("data");
     let model = dir.path().join("budget.safetensors");
     let output = likeness(&[
-        "train", "--data", s(&train), "--out", s(&model), "--preset", "seed", "--image-size", "32",
-        "--epochs", "100000", "--max-seconds", "0.5", "--device", "cpu", "--json",
+        "train",
+        "--data",
+        s(&train),
+        "--out",
+        s(&model),
+        "--preset",
+        "seed",
+        "--image-size",
+        "32",
+        "--epochs",
+        "100000",
+        "--max-seconds",
+        "0.5",
+        "--device",
+        "cpu",
+        "--json",
     ]);
     assert_ok(&output);
     let summary = last_json(&output);

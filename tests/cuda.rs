@@ -8,7 +8,10 @@ use likeness::engine::model::{EmbeddingModel, ModelConfig};
 fn cuda_is_linked_and_embeds_on_the_gpu_when_present() {
     let available = tch::Cuda::is_available();
     if std::env::var_os("LIKENESS_REQUIRE_CUDA").is_some() {
-        assert!(available, "LIKENESS_REQUIRE_CUDA is set but libtorch sees no CUDA device");
+        assert!(
+            available,
+            "LIKENESS_REQUIRE_CUDA is set but libtorch sees no CUDA device"
+        );
     }
     if !available {
         eprintln!("skipped: no CUDA device visible to libtorch");

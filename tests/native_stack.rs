@@ -35,7 +35,15 @@ fn resnet18_embeddings_round_trip_through_faiss_flat_l2() {
     assert_eq!(index.ntotal(), count as u64);
     let result = index.search(&vectors, 1).expect("search");
     for i in 0..count {
-        assert_eq!(result.labels[i].get(), Some(i as u64), "vector {i} is its own nearest neighbour");
-        assert!(result.distances[i].abs() < 1e-3, "distance {}", result.distances[i]);
+        assert_eq!(
+            result.labels[i].get(),
+            Some(i as u64),
+            "vector {i} is its own nearest neighbour"
+        );
+        assert!(
+            result.distances[i].abs() < 1e-3,
+            "distance {}",
+            result.distances[i]
+        );
     }
 }

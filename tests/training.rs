@@ -34,7 +34,10 @@ fn short_training_lowers_loss_and_lifts_recall_above_chance() {
     .expect("train");
     let losses = &outcome.summary.epoch_losses;
     assert_eq!(losses.len(), 8);
-    assert!(losses[7] < losses[0], "epoch losses did not fall: {losses:?}");
+    assert!(
+        losses[7] < losses[0],
+        "epoch losses did not fall: {losses:?}"
+    );
     assert_eq!(steps.lock().expect("lock").len(), outcome.summary.steps);
 
     let (_, model_id) = model_file_bytes(&outcome.model, &outcome.summary).expect("bytes");
@@ -88,6 +91,9 @@ fn cancelling_from_another_thread_returns_the_model_trained_so_far() {
     watcher.join().expect("watcher");
     assert!(outcome.summary.cancelled);
     assert!(outcome.summary.steps >= 3 && outcome.summary.steps < 1000 * 6);
-    let embeddings = outcome.model.embed_pixels(&vec![0.0; 3 * 32 * 32], 1).expect("usable model");
+    let embeddings = outcome
+        .model
+        .embed_pixels(&vec![0.0; 3 * 32 * 32], 1)
+        .expect("usable model");
     assert_eq!(embeddings.len(), 1000);
 }

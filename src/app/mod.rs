@@ -36,7 +36,12 @@ pub fn run_window() -> anyhow::Result<()> {
     eframe::run_native(
         "Likeness",
         options,
-        Box::new(|creation| Ok(Box::new(LikenessApp::new(&creation.egui_ctx, creation.storage)))),
+        Box::new(|creation| {
+            Ok(Box::new(LikenessApp::new(
+                &creation.egui_ctx,
+                creation.storage,
+            )))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("could not open the window: {e}"))
 }

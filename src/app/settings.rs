@@ -22,8 +22,10 @@ pub struct DataDirs {
 impl DataDirs {
     /// The user's data directory (e.g. ~/.local/share/likeness on Linux).
     pub fn user() -> Self {
-        let base = directories::ProjectDirs::from("", "", "Likeness")
-            .map_or_else(|| PathBuf::from(".likeness"), |dirs| dirs.data_dir().to_path_buf());
+        let base = directories::ProjectDirs::from("", "", "Likeness").map_or_else(
+            || PathBuf::from(".likeness"),
+            |dirs| dirs.data_dir().to_path_buf(),
+        );
         Self::under(base)
     }
 

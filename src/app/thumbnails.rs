@@ -25,7 +25,11 @@ pub enum Thumbnail<'a> {
 
 enum Entry {
     Loading,
-    Ready { texture: egui::TextureHandle, bytes: usize, last_used: u64 },
+    Ready {
+        texture: egui::TextureHandle,
+        bytes: usize,
+        last_used: u64,
+    },
     Failed(String),
 }
 
@@ -82,7 +86,9 @@ impl ThumbnailCache {
         }
         let frame = self.frame;
         match self.entries.get_mut(path) {
-            Some(Entry::Ready { texture, last_used, .. }) => {
+            Some(Entry::Ready {
+                texture, last_used, ..
+            }) => {
                 *last_used = frame;
                 Thumbnail::Ready(texture)
             }
@@ -99,9 +105,17 @@ impl ThumbnailCache {
             let entry = match result {
                 Ok(image) => {
                     let bytes = image.pixels.len() * 4;
-                    let texture = ctx.load_texture(path.display().to_string(), image, egui::TextureOptions::LINEAR);
+                    let texture = ctx.load_texture(
+                        path.display().to_string(),
+                        image,
+                        egui::TextureOptions::LINEAR,
+                    );
                     self.used_bytes += bytes;
-                    Entry::Ready { texture, bytes, last_used: self.frame }
+                    Entry::Ready {
+                        texture,
+                        bytes,
+                        last_used: self.frame,
+                    }
                 }
                 Err(reason) => Entry::Failed(reason),
             };
@@ -120,7 +134,9 @@ impl ThumbnailCache {
             .iter()
             .filter_map(|(path, entry)| match entry {
                 // Never evict what this frame shows.
-                Entry::Ready { last_used, bytes, .. } if *last_used < self.frame => Some((*last_used, path.clone(), *bytes)),
+                Entry::Ready {
+                    last_used, bytes, ..
+                } if *last_used < self.frame => Some((*last_used, path.clone(), *bytes)),
                 _ => None,
             })
             .collect();
@@ -158,7 +174,10 @@ fn load_thumbnail(path: &Path) -> Result<egui::ColorImage, String> {
 pub fn shrink(image: &image::RgbImage) -> image::RgbImage {
     let (width, height) = image.dimensions();
     let scale = (THUMBNAIL_SIDE_PX as f32 / width.max(height) as f32).min(1.0);
-    let (w, h) = (((width as f32 * scale).round() as u32).max(1), ((height as f32 * scale).round() as u32).max(1));
+    let (w, h) = (
+        ((width as f32 * scale).round() as u32).max(1),
+        ((height as f32 * scale).round() as u32).max(1),
+    );
     if (w, h) == (width, height) {
         image.clone()
     } else {
@@ -168,5 +187,8 @@ pub fn shrink(image: &image::RgbImage) -> image::RgbImage {
 
 /// An RGB image as egui pixels.
 pub fn color_image(image: &image::RgbImage) -> egui::ColorImage {
-    egui::ColorImage::from_rgb([image.width() as usize, image.height() as usize], image.as_raw())
+    egui::ColorImage::from_rgb(
+        [image.width() as usize, image.height() as usize],
+        image.as_raw(),
+    )
 }

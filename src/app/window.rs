@@ -137,7 +137,8 @@ impl LikenessApp {
     /// the remembered index (and its model), or model, and rescans the library.
     pub fn with_settings(ctx: &egui::Context, settings: AppSettings, dirs: DataDirs) -> Self {
         let repaint = ctx.clone();
-        let worker = WorkerHandle::spawn(move || repaint.request_repaint_after(Duration::from_millis(30)));
+        let worker =
+            WorkerHandle::spawn(move || repaint.request_repaint_after(Duration::from_millis(30)));
         let thumbnail_repaint = ctx.clone();
         let thumbnails = ThumbnailCache::new(DEFAULT_BUDGET_BYTES, move || {
             thumbnail_repaint.request_repaint_after(Duration::from_millis(15));
@@ -198,7 +199,12 @@ impl LikenessApp {
 
     /// Applies the worker's events (at most [`EVENTS_PER_FRAME`] per frame).
     pub fn drain_events(&mut self, ctx: &egui::Context) {
-        let events: Vec<Event> = self.worker.events.try_iter().take(EVENTS_PER_FRAME).collect();
+        let events: Vec<Event> = self
+            .worker
+            .events
+            .try_iter()
+            .take(EVENTS_PER_FRAME)
+            .collect();
         if events.len() == EVENTS_PER_FRAME {
             ctx.request_repaint();
         }
@@ -290,7 +296,9 @@ impl LikenessApp {
                     manifest.results.len()
                 ));
             }
-            Event::Failed { job, message } => self.error(format!("{} failed: {message}", capitalise(&job))),
+            Event::Failed { job, message } => {
+                self.error(format!("{} failed: {message}", capitalise(&job)))
+            }
         }
     }
 
@@ -312,7 +320,8 @@ impl LikenessApp {
                 view.epochs = epochs;
                 view.notes = notes;
                 if !skipped.is_empty() {
-                    view.notes.push(format!("{} files skipped (see Library)", skipped.len()));
+                    view.notes
+                        .push(format!("{} files skipped (see Library)", skipped.len()));
                 }
             }
             TrainEvent::Step {
@@ -329,7 +338,8 @@ impl LikenessApp {
                 view.global_step = global_step;
                 view.elapsed_secs = elapsed_secs;
                 view.remaining_secs = remaining_secs;
-                view.step_losses.push(PlotPoint::new(global_step as f64, loss));
+                view.step_losses
+                    .push(PlotPoint::new(global_step as f64, loss));
             }
             TrainEvent::EpochEnd {
                 mean_loss,
@@ -364,10 +374,14 @@ impl LikenessApp {
         let mut job = TrainJob::new(library.clone(), self.settings.train.settings());
         job.validation = self.settings.validation.clone();
         job.weights = self.settings.train.weights.clone();
-        let name = library
-            .file_name()
-            .map_or_else(|| "library".to_string(), |n| n.to_string_lossy().into_owned());
-        let model_path = self.dirs.models.join(format!("{name}-{}.safetensors", timestamp()));
+        let name = library.file_name().map_or_else(
+            || "library".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let model_path = self
+            .dirs
+            .models
+            .join(format!("{name}-{}.safetensors", timestamp()));
         self.training = TrainingView {
             running: true,
             time_budget_secs: job.settings.max_seconds,
@@ -379,10 +393,14 @@ impl LikenessApp {
 
     /// Embeds `folder` with the current model into a new index.
     pub fn start_indexing(&mut self, folder: PathBuf) {
-        let name = folder
-            .file_name()
-            .map_or_else(|| "folder".to_string(), |n| n.to_string_lossy().into_owned());
-        let index_path = self.dirs.indexes.join(format!("{name}-{}.likeness-index", timestamp()));
+        let name = folder.file_name().map_or_else(
+            || "folder".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let index_path = self
+            .dirs
+            .indexes
+            .join(format!("{name}-{}.likeness-index", timestamp()));
         self.indexing = Some((0, 0));
         self.send(Command::BuildIndex { folder, index_path });
     }
@@ -393,14 +411,14 @@ impl LikenessApp {
             self.error("There is no index to search yet: train a model (or open one), then index a folder.");
             return;
         }
-        if let Query::File(path) = &query {
-            if !is_image_extension(path) {
-                self.error(format!(
-                    "{} is not an image Likeness can read (JPEG, PNG, WebP, BMP, GIF or TIFF).",
-                    path.display()
-                ));
-                return;
-            }
+        if let Query::File(path) = &query
+            && !is_image_extension(path)
+        {
+            self.error(format!(
+                "{} is not an image Likeness can read (JPEG, PNG, WebP, BMP, GIF or TIFF).",
+                path.display()
+            ));
+            return;
         }
         let k = self.settings.k;
         self.send(Command::Search { query, k });
@@ -422,7 +440,11 @@ impl LikenessApp {
         }
         let query = search.query.label();
         self.last_export_folder = Some(folder.display().to_string());
-        self.send(Command::Export { query, hits, folder });
+        self.send(Command::Export {
+            query,
+            hits,
+            folder,
+        });
     }
 
     /// Takes dropped files: a folder becomes the library, an image is searched.
@@ -449,10 +471,14 @@ impl LikenessApp {
         for event in pasted {
             match event {
                 egui::Event::PasteImage(image) => {
-                    let rgb = image::RgbImage::from_fn(image.size[0] as u32, image.size[1] as u32, |x, y| {
-                        let c = image.pixels[y as usize * image.size[0] + x as usize];
-                        image::Rgb([c.r(), c.g(), c.b()])
-                    });
+                    let rgb = image::RgbImage::from_fn(
+                        image.size[0] as u32,
+                        image.size[1] as u32,
+                        |x, y| {
+                            let c = image.pixels[y as usize * image.size[0] + x as usize];
+                            image::Rgb([c.r(), c.g(), c.b()])
+                        },
+                    );
                     self.search_with(Query::Rgb {
                         name: "pasted image".into(),
                         image: Arc::new(rgb),
@@ -474,7 +500,9 @@ impl LikenessApp {
 
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// Seconds since the epoch: unique, sortable file-name suffixes.
@@ -488,10 +516,16 @@ fn timestamp() -> String {
 /// A small texture of the query for the top of the results.
 fn query_preview(ctx: &egui::Context, query: &Query) -> Option<egui::TextureHandle> {
     let image = match query {
-        Query::File(path) => crate::engine::data::decode_rgb(path, crate::engine::data::DEFAULT_MAX_PIXELS).ok()?,
+        Query::File(path) => {
+            crate::engine::data::decode_rgb(path, crate::engine::data::DEFAULT_MAX_PIXELS).ok()?
+        }
         Query::Rgb { image, .. } => (**image).clone(),
     };
-    Some(ctx.load_texture("query", color_image(&shrink(&image)), egui::TextureOptions::LINEAR))
+    Some(ctx.load_texture(
+        "query",
+        color_image(&shrink(&image)),
+        egui::TextureOptions::LINEAR,
+    ))
 }
 
 impl eframe::App for LikenessApp {
@@ -539,14 +573,20 @@ impl eframe::App for LikenessApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         if std::env::var_os("LIKENESS_FRAME_STATS").is_some() {
-            eprintln!("frame times (our code per frame): {}", self.frame_stats.summary());
+            eprintln!(
+                "frame times (our code per frame): {}",
+                self.frame_stats.summary()
+            );
         }
     }
 }
 
 fn drop_hint(ctx: &egui::Context) {
     let screen = ctx.content_rect();
-    let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop_hint")));
+    let painter = ctx.layer_painter(egui::LayerId::new(
+        egui::Order::Foreground,
+        egui::Id::unique("drop_hint"),
+    ));
     painter.rect_filled(screen, 0.0, egui::Color32::from_black_alpha(160));
     painter.text(
         screen.center(),
@@ -563,10 +603,15 @@ impl LikenessApp {
         ui.horizontal(|ui| {
             ui.heading("Likeness");
             ui.separator();
-            if ui.button("Choose library…").on_hover_text("A folder of photos; one sub-folder per class to train").clicked() {
-                if let Some(folder) = rfd::FileDialog::new().set_title("Choose the library folder").pick_folder() {
-                    self.choose_library(folder);
-                }
+            if ui
+                .button("Choose library…")
+                .on_hover_text("A folder of photos; one sub-folder per class to train")
+                .clicked()
+                && let Some(folder) = rfd::FileDialog::new()
+                    .set_title("Choose the library folder")
+                    .pick_folder()
+            {
+                self.choose_library(folder);
             }
             let recent = self.settings.recent_folders.clone();
             ui.add_enabled_ui(!recent.is_empty(), |ui| {
@@ -579,21 +624,19 @@ impl LikenessApp {
                     }
                 });
             });
-            if ui.button("Open model…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
+            if ui.button("Open model…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
                     .add_filter("Likeness model", &["safetensors"])
                     .pick_file()
-                {
-                    self.send(Command::OpenModel(path));
-                }
+            {
+                self.send(Command::OpenModel(path));
             }
-            if ui.button("Open index…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
+            if ui.button("Open index…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
                     .add_filter("Likeness index", &["likeness-index"])
                     .pick_file()
-                {
-                    self.send(Command::OpenIndex(path));
-                }
+            {
+                self.send(Command::OpenIndex(path));
             }
         });
     }
@@ -605,7 +648,8 @@ impl LikenessApp {
             match &self.model {
                 Some((path, info)) => ui.label(format!(
                     "Model: {} ({}-d, {} px)",
-                    path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                     info.config.embedding_dim,
                     info.config.preprocess.image_size_px
                 )),
@@ -628,9 +672,15 @@ impl LikenessApp {
         let mut dismissed = None;
         for (i, notice) in self.notices.iter().enumerate().rev().take(3) {
             let (fill, stroke) = if notice.is_error {
-                (egui::Color32::from_rgb(90, 30, 30), egui::Color32::from_rgb(220, 90, 90))
+                (
+                    egui::Color32::from_rgb(90, 30, 30),
+                    egui::Color32::from_rgb(220, 90, 90),
+                )
             } else {
-                (egui::Color32::from_rgb(30, 60, 90), egui::Color32::from_rgb(90, 150, 220))
+                (
+                    egui::Color32::from_rgb(30, 60, 90),
+                    egui::Color32::from_rgb(90, 150, 220),
+                )
             };
             egui::Frame::new()
                 .fill(fill)
@@ -639,7 +689,12 @@ impl LikenessApp {
                 .corner_radius(4.0)
                 .show(ui, |ui| {
                     ui.horizontal(|ui| {
-                        ui.add(egui::Label::new(egui::RichText::new(&notice.text).color(egui::Color32::WHITE)).wrap());
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(&notice.text).color(egui::Color32::WHITE),
+                            )
+                            .wrap(),
+                        );
                         if ui.small_button("Dismiss").clicked() {
                             dismissed = Some(i);
                         }
@@ -666,7 +721,11 @@ impl LikenessApp {
             }
             (Some(folder), Some(view)) => {
                 ui.label(folder.display().to_string());
-                ui.label(format!("{} images in {} classes", view.folder.images.len(), view.classes));
+                ui.label(format!(
+                    "{} images in {} classes",
+                    view.folder.images.len(),
+                    view.classes
+                ));
                 if view.classes < 2 {
                     ui.colored_label(
                         ui.visuals().warn_fg_color,
@@ -674,9 +733,12 @@ impl LikenessApp {
                     );
                 }
                 if !view.folder.skipped.is_empty() {
-                    egui::CollapsingHeader::new(format!("{} files skipped", view.folder.skipped.len()))
-                        .id_salt("library_skipped")
-                        .show(ui, |ui| skipped_list_ui(ui, &view.folder.skipped));
+                    egui::CollapsingHeader::new(format!(
+                        "{} files skipped",
+                        view.folder.skipped.len()
+                    ))
+                    .id_salt("library_skipped")
+                    .show(ui, |ui| skipped_list_ui(ui, &view.folder.skipped));
                 }
             }
         }
@@ -691,11 +753,10 @@ impl LikenessApp {
                     }
                 }
                 None => {
-                    if ui.small_button("Choose…").on_hover_text("Held-out photos with the same class folders: validation loss and recall after training").clicked() {
-                        if let Some(folder) = rfd::FileDialog::new().pick_folder() {
+                    if ui.small_button("Choose…").on_hover_text("Held-out photos with the same class folders: validation loss and recall after training").clicked()
+                        && let Some(folder) = rfd::FileDialog::new().pick_folder() {
                             self.settings.validation = Some(folder);
                         }
-                    }
                 }
             }
         });
@@ -705,15 +766,22 @@ impl LikenessApp {
         ui.heading("Train");
         let running = self.training.running;
         ui.add_enabled_ui(!running, |ui| self.train_form_ui(ui));
-        let can_train = self.library.as_ref().is_some_and(|l| l.classes >= 2) && self.busy.is_none();
+        let can_train =
+            self.library.as_ref().is_some_and(|l| l.classes >= 2) && self.busy.is_none();
         ui.horizontal(|ui| {
             if running {
-                if ui.button("Cancel").on_hover_text("Stop after this step and keep the model trained so far").clicked() {
+                if ui
+                    .button("Cancel")
+                    .on_hover_text("Stop after this step and keep the model trained so far")
+                    .clicked()
+                {
                     self.worker.cancel();
                 }
             } else if ui
                 .add_enabled(can_train, egui::Button::new("Train"))
-                .on_disabled_hover_text("Needs a library with at least two class folders, and no other job running")
+                .on_disabled_hover_text(
+                    "Needs a library with at least two class folders, and no other job running",
+                )
                 .clicked()
             {
                 self.start_training();
@@ -724,82 +792,114 @@ impl LikenessApp {
 
     fn train_form_ui(&mut self, ui: &mut egui::Ui) {
         let form = &mut self.settings.train;
-        egui::Grid::new("train_form").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| {
-            ui.label("Preset");
-            let before = form.preset;
-            egui::ComboBox::from_id_salt("preset")
-                .selected_text(match form.preset {
-                    Preset::Default => "Default (best)",
-                    Preset::Seed => "Seed (tutorial recipe)",
-                })
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut form.preset, Preset::Default, "Default (best)");
-                    ui.selectable_value(&mut form.preset, Preset::Seed, "Seed (tutorial recipe)");
+        egui::Grid::new("train_form")
+            .num_columns(2)
+            .spacing([8.0, 4.0])
+            .show(ui, |ui| {
+                ui.label("Preset");
+                let before = form.preset;
+                egui::ComboBox::from_id_salt("preset")
+                    .selected_text(match form.preset {
+                        Preset::Default => "Default (best)",
+                        Preset::Seed => "Seed (tutorial recipe)",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut form.preset, Preset::Default, "Default (best)");
+                        ui.selectable_value(
+                            &mut form.preset,
+                            Preset::Seed,
+                            "Seed (tutorial recipe)",
+                        );
+                    });
+                if form.preset != before {
+                    let weights = form.weights.take();
+                    *form = TrainForm::from_preset(form.preset);
+                    form.weights = weights;
+                }
+                ui.end_row();
+                ui.label("Time budget");
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut form.use_time_budget, "");
+                    ui.add_enabled(
+                        form.use_time_budget,
+                        egui::DragValue::new(&mut form.max_seconds)
+                            .range(5.0..=86_400.0)
+                            .suffix(" s"),
+                    );
                 });
-            if form.preset != before {
-                let weights = form.weights.take();
-                *form = TrainForm::from_preset(form.preset);
-                form.weights = weights;
-            }
-            ui.end_row();
-            ui.label("Time budget");
-            ui.horizontal(|ui| {
-                ui.checkbox(&mut form.use_time_budget, "");
-                ui.add_enabled(
-                    form.use_time_budget,
-                    egui::DragValue::new(&mut form.max_seconds).range(5.0..=86_400.0).suffix(" s"),
+                ui.end_row();
+                ui.label("Epochs (at most)");
+                ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000));
+                ui.end_row();
+                ui.label("Image size");
+                ui.add(
+                    egui::DragValue::new(&mut form.image_size_px)
+                        .range(32..=512)
+                        .suffix(" px"),
                 );
-            });
-            ui.end_row();
-            ui.label("Epochs (at most)");
-            ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000));
-            ui.end_row();
-            ui.label("Image size");
-            ui.add(egui::DragValue::new(&mut form.image_size_px).range(32..=512).suffix(" px"));
-            ui.end_row();
-            ui.label("Batch size");
-            ui.add(egui::DragValue::new(&mut form.batch_size).range(4..=512));
-            ui.end_row();
-            ui.label("Learning rate");
-            ui.add(egui::DragValue::new(&mut form.lr).range(1e-6..=1.0).speed(1e-4).max_decimals(6));
-            ui.end_row();
-            ui.label("Margin");
-            ui.add(egui::DragValue::new(&mut form.margin).range(0.0..=10.0).speed(0.01));
-            ui.end_row();
-            ui.label("Device");
-            egui::ComboBox::from_id_salt("device")
-                .selected_text(form.device.label())
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut form.device, DeviceChoice::Auto, "auto");
-                    ui.selectable_value(&mut form.device, DeviceChoice::Cpu, "cpu");
-                    ui.selectable_value(&mut form.device, DeviceChoice::Cuda, "cuda");
-                });
-            ui.end_row();
-            ui.label("Start from");
-            ui.horizontal(|ui| {
-                match &form.weights {
+                ui.end_row();
+                ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut form.batch_size).range(4..=512));
+                ui.end_row();
+                ui.label("Learning rate");
+                ui.add(
+                    egui::DragValue::new(&mut form.lr)
+                        .range(1e-6..=1.0)
+                        .speed(1e-4)
+                        .max_decimals(6),
+                );
+                ui.end_row();
+                ui.label("Margin");
+                ui.add(
+                    egui::DragValue::new(&mut form.margin)
+                        .range(0.0..=10.0)
+                        .speed(0.01),
+                );
+                ui.end_row();
+                ui.label("Device");
+                egui::ComboBox::from_id_salt("device")
+                    .selected_text(form.device.label())
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut form.device, DeviceChoice::Auto, "auto");
+                        ui.selectable_value(&mut form.device, DeviceChoice::Cpu, "cpu");
+                        ui.selectable_value(&mut form.device, DeviceChoice::Cuda, "cuda");
+                    });
+                ui.end_row();
+                ui.label("Start from");
+                ui.horizontal(|ui| match &form.weights {
                     Some(path) => {
-                        ui.label(path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()));
+                        ui.label(
+                            path.file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                        );
                         if ui.small_button("Scratch").clicked() {
                             form.weights = None;
                         }
                     }
                     None => {
                         ui.label("scratch");
-                        if ui.small_button("Weights…").on_hover_text("torchvision ResNet18 weights (.safetensors)").clicked() {
-                            form.weights = rfd::FileDialog::new().add_filter("safetensors", &["safetensors"]).pick_file();
+                        if ui
+                            .small_button("Weights…")
+                            .on_hover_text("torchvision ResNet18 weights (.safetensors)")
+                            .clicked()
+                        {
+                            form.weights = rfd::FileDialog::new()
+                                .add_filter("safetensors", &["safetensors"])
+                                .pick_file();
                         }
                     }
-                }
+                });
+                ui.end_row();
             });
-            ui.end_row();
-        });
     }
 
     fn training_progress_ui(&mut self, ui: &mut egui::Ui) {
         let view = &self.training;
         if let Some((done, total)) = view.preparing {
-            ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("Loading images {done}/{total}")));
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("Loading images {done}/{total}")),
+            );
         } else if view.running && view.steps_per_epoch > 0 {
             let total_steps = (view.steps_per_epoch * view.epochs).max(1);
             let by_steps = view.global_step as f32 / total_steps as f32;
@@ -823,7 +923,10 @@ impl LikenessApp {
             });
         }
         if let Some((done, total)) = view.evaluating {
-            ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text("Measuring recall on the validation folder"));
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text("Measuring recall on the validation folder"),
+            );
         }
         for note in &view.notes {
             ui.small(note);
@@ -836,11 +939,23 @@ impl LikenessApp {
                 .y_axis_label("loss")
                 .allow_scroll(false)
                 .show(ui, |plot| {
-                    plot.line(Line::new("step loss", PlotPoints::Borrowed(&view.step_losses)).color(egui::Color32::from_gray(150)));
-                    plot.line(Line::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).width(2.0));
-                    plot.points(Points::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).radius(3.0));
+                    plot.line(
+                        Line::new("step loss", PlotPoints::Borrowed(&view.step_losses))
+                            .color(egui::Color32::from_gray(150)),
+                    );
+                    plot.line(
+                        Line::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses))
+                            .width(2.0),
+                    );
+                    plot.points(
+                        Points::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses))
+                            .radius(3.0),
+                    );
                     if !view.validation_losses.is_empty() {
-                        plot.line(Line::new("validation", PlotPoints::Borrowed(&view.validation_losses)).width(2.0));
+                        plot.line(
+                            Line::new("validation", PlotPoints::Borrowed(&view.validation_losses))
+                                .width(2.0),
+                        );
                     }
                 });
         }
@@ -859,7 +974,10 @@ impl LikenessApp {
                         ui.label(format!("{class}: recall@1 {recall:.2}"));
                     }
                     for pair in report.confused_pairs.iter().take(5) {
-                        ui.label(format!("{} photos found {} first ({}×)", pair.query_class, pair.retrieved_class, pair.count));
+                        ui.label(format!(
+                            "{} photos found {} first ({}×)",
+                            pair.query_class, pair.retrieved_class, pair.count
+                        ));
                     }
                     for suspect in report.suspects.iter().take(10) {
                         ui.label(format!(
@@ -877,14 +995,19 @@ impl LikenessApp {
         ui.heading("Index");
         ui.horizontal(|ui| {
             ui.label("Folder:");
-            ui.add(egui::TextEdit::singleline(&mut self.index_folder).desired_width(180.0).hint_text("folder to index"));
-            if ui.small_button("…").clicked() {
-                if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                    self.index_folder = folder.display().to_string();
-                }
+            ui.add(
+                egui::TextEdit::singleline(&mut self.index_folder)
+                    .desired_width(180.0)
+                    .hint_text("folder to index"),
+            );
+            if ui.small_button("…").clicked()
+                && let Some(folder) = rfd::FileDialog::new().pick_folder()
+            {
+                self.index_folder = folder.display().to_string();
             }
         });
-        let can_index = self.model.is_some() && self.busy.is_none() && !self.index_folder.trim().is_empty();
+        let can_index =
+            self.model.is_some() && self.busy.is_none() && !self.index_folder.trim().is_empty();
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(can_index, egui::Button::new("Build index"))
@@ -898,10 +1021,17 @@ impl LikenessApp {
             }
         });
         if let Some((done, total)) = self.indexing {
-            ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(format!("Embedding {done}/{total}")));
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                    .text(format!("Embedding {done}/{total}")),
+            );
         }
         if let Some(index) = &self.index {
-            ui.label(format!("{} images from {}", index.images, index.folder.display()));
+            ui.label(format!(
+                "{} images from {}",
+                index.images,
+                index.folder.display()
+            ));
             if !index.skipped.is_empty() {
                 egui::CollapsingHeader::new(format!("{} files skipped", index.skipped.len()))
                     .id_salt("index_skipped")
@@ -913,16 +1043,20 @@ impl LikenessApp {
     fn search_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.heading("Search");
-            if ui.button("Open photo…").clicked() {
-                if let Some(path) = rfd::FileDialog::new()
+            if ui.button("Open photo…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
                     .add_filter("Images", crate::engine::data::IMAGE_EXTENSIONS)
                     .pick_file()
-                {
-                    self.search_with(Query::File(path));
-                }
+            {
+                self.search_with(Query::File(path));
             }
-            if ui.button("Paste").on_hover_text("Search with an image from the clipboard (or press Ctrl+V)").clicked() {
-                ui.ctx().send_viewport_cmd(egui::ViewportCommand::RequestPaste);
+            if ui
+                .button("Paste")
+                .on_hover_text("Search with an image from the clipboard (or press Ctrl+V)")
+                .clicked()
+            {
+                ui.ctx()
+                    .send_viewport_cmd(egui::ViewportCommand::RequestPaste);
             }
             ui.add(egui::Slider::new(&mut self.settings.k, 1..=100).text("results"));
             if let Some(search) = &self.search {
@@ -952,7 +1086,10 @@ impl LikenessApp {
             ui.vertical(|ui| {
                 ui.label(egui::RichText::new("Query").strong());
                 ui.label(search.query.label());
-                ui.label(format!("{} nearest images, nearest first", search.hits.len()));
+                ui.label(format!(
+                    "{} nearest images, nearest first",
+                    search.hits.len()
+                ));
                 ui.horizontal(|ui| {
                     if ui.small_button("Select all").clicked() {
                         search.selected.fill(true);
@@ -966,34 +1103,50 @@ impl LikenessApp {
         let selected = search.selected.iter().filter(|s| **s).count();
         let mut export_to = None;
         if ui
-            .add_enabled(selected > 0, egui::Button::new(format!("Export {selected} selected…")))
+            .add_enabled(
+                selected > 0,
+                egui::Button::new(format!("Export {selected} selected…")),
+            )
             .clicked()
         {
-            export_to = rfd::FileDialog::new().set_title("Export results to").pick_folder();
+            export_to = rfd::FileDialog::new()
+                .set_title("Export results to")
+                .pick_folder();
         }
         ui.separator();
         let columns = ((ui.available_width() / CARD_WIDTH).floor() as usize).max(1);
         let rows = search.hits.len().div_ceil(columns);
         let row_height = CARD_IMAGE + 78.0;
         let thumbnails = &mut self.thumbnails;
-        egui::ScrollArea::vertical().auto_shrink([false, false]).show_rows(ui, row_height, rows, |ui, visible| {
-            for row in visible {
-                ui.horizontal(|ui| {
-                    for column in 0..columns {
-                        let i = row * columns + column;
-                        let (Some(hit), Some(selected)) = (search.hits.get(i), search.selected.get_mut(i)) else { break };
-                        result_card_ui(ui, thumbnails, hit, selected);
-                    }
-                });
-            }
-        });
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show_rows(ui, row_height, rows, |ui, visible| {
+                for row in visible {
+                    ui.horizontal(|ui| {
+                        for column in 0..columns {
+                            let i = row * columns + column;
+                            let (Some(hit), Some(selected)) =
+                                (search.hits.get(i), search.selected.get_mut(i))
+                            else {
+                                break;
+                            };
+                            result_card_ui(ui, thumbnails, hit, selected);
+                        }
+                    });
+                }
+            });
         if let Some(folder) = export_to {
             self.export_selected(folder);
         }
     }
 }
 
-fn result_card_ui(ui: &mut egui::Ui, thumbnails: &mut ThumbnailCache, hit: &SearchHit, selected: &mut bool) {
+fn result_card_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut ThumbnailCache,
+    hit: &SearchHit,
+    selected: &mut bool,
+) {
     ui.allocate_ui(egui::vec2(CARD_WIDTH - 8.0, CARD_IMAGE + 72.0), |ui| {
         ui.vertical(|ui| {
             ui.set_width(CARD_WIDTH - 8.0);
@@ -1013,15 +1166,26 @@ fn result_card_ui(ui: &mut egui::Ui, thumbnails: &mut ThumbnailCache, hit: &Sear
                 }
                 Thumbnail::Loading => {
                     let (rect, response) = ui.allocate_exact_size(image_size, egui::Sense::click());
-                    ui.painter().rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
-                    egui::Spinner::new().paint_at(ui, egui::Rect::from_center_size(rect.center(), egui::vec2(20.0, 20.0)));
+                    ui.painter()
+                        .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
+                    egui::Spinner::new().paint_at(
+                        ui,
+                        egui::Rect::from_center_size(rect.center(), egui::vec2(20.0, 20.0)),
+                    );
                     response
                 }
                 Thumbnail::Failed(reason) => {
                     let reason = reason.to_string();
                     let (rect, response) = ui.allocate_exact_size(image_size, egui::Sense::click());
-                    ui.painter().rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
-                    ui.painter().text(rect.center(), egui::Align2::CENTER_CENTER, "unreadable", egui::FontId::proportional(12.0), ui.visuals().warn_fg_color);
+                    ui.painter()
+                        .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
+                    ui.painter().text(
+                        rect.center(),
+                        egui::Align2::CENTER_CENTER,
+                        "unreadable",
+                        egui::FontId::proportional(12.0),
+                        ui.visuals().warn_fg_color,
+                    );
                     response.on_hover_text(reason)
                 }
             };
@@ -1045,13 +1209,16 @@ fn result_card_ui(ui: &mut egui::Ui, thumbnails: &mut ThumbnailCache, hit: &Sear
                 ui.label(format!("d = {:.3}", hit.distance));
             });
             ui.label(egui::RichText::new(hit.class.as_deref().unwrap_or("—")).strong());
-            let name = hit.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let name = hit
+                .path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
             ui.add(egui::Label::new(egui::RichText::new(name).small()).truncate())
                 .on_hover_text(hit.path.display().to_string());
-            if ui.small_button("Show in folder").clicked() {
-                if let Some(parent) = hit.path.parent() {
-                    open_in_system(ui.ctx(), parent);
-                }
+            if ui.small_button("Show in folder").clicked()
+                && let Some(parent) = hit.path.parent()
+            {
+                open_in_system(ui.ctx(), parent);
             }
         });
     });
@@ -1063,16 +1230,22 @@ fn open_in_system(ctx: &egui::Context, path: &Path) {
 }
 
 fn skipped_list_ui(ui: &mut egui::Ui, skipped: &[crate::engine::data::SkippedFile]) {
-    egui::ScrollArea::vertical().max_height(160.0).id_salt(ui.next_auto_id()).show(ui, |ui| {
-        for file in skipped {
-            ui.small(format!(
-                "{}: {}",
-                file.path.file_name().map_or_else(|| file.path.display().to_string(), |n| n.to_string_lossy().into_owned()),
-                file.reason
-            ))
-            .on_hover_text(file.path.display().to_string());
-        }
-    });
+    egui::ScrollArea::vertical()
+        .max_height(160.0)
+        .id_salt(ui.next_auto_id())
+        .show(ui, |ui| {
+            for file in skipped {
+                ui.small(format!(
+                    "{}: {}",
+                    file.path.file_name().map_or_else(
+                        || file.path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned()
+                    ),
+                    file.reason
+                ))
+                .on_hover_text(file.path.display().to_string());
+            }
+        });
 }
 
 fn format_secs(secs: f64) -> String {

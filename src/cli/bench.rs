@@ -32,7 +32,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         settings.image_size_px = size;
     }
     let report = bench::run(&args.data, &settings, args.steps.max(1))?;
-    println!("device: {}  preset: {}  image size: {} px", report.device, report.preset, report.image_size_px);
+    println!(
+        "device: {}  preset: {}  image size: {} px",
+        report.device, report.preset, report.image_size_px
+    );
     println!(
         "indexing  {:>9.1} images/s   pure forward {:>9.1} images/s   ratio {:.2}",
         report.index_images_per_s, report.forward_images_per_s, report.index_vs_forward

@@ -28,7 +28,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let (model, info) = load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
+    let (model, info) =
+        load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
     let bar = progress::bar(0, "embedding");
     let report = evaluate_model(
         &model,
@@ -47,14 +48,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     warn_skipped(&report.skipped);
     println!(
         "recall@1 {:.4}  recall@5 {:.4}  recall@10 {:.4}  mAP@R {:.4}  ({} queries, {} gallery images)",
-        report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r, report.queries, report.gallery
+        report.recall_at_1,
+        report.recall_at_5,
+        report.recall_at_10,
+        report.map_at_r,
+        report.queries,
+        report.gallery
     );
     if !args.output.json {
         for (class, recall) in &report.per_class_recall_at_1 {
             println!("  {class:<20} recall@1 {recall:.3}");
         }
         for pair in report.confused_pairs.iter().take(5) {
-            println!("  confused: {} → {} ({}×)", pair.query_class, pair.retrieved_class, pair.count);
+            println!(
+                "  confused: {} → {} ({}×)",
+                pair.query_class, pair.retrieved_class, pair.count
+            );
         }
         for suspect in report.suspects.iter().take(10) {
             println!(

@@ -31,10 +31,12 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let mut session = SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
-        .context("could not open the index")?;
+    let mut session =
+        SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
+            .context("could not open the index")?;
     let hits = session.search_file(&args.image, args.k)?;
-    let manifest = export_results(&absolute(&args.image), &hits, &args.to).context("export failed")?;
+    let manifest =
+        export_results(&absolute(&args.image), &hits, &args.to).context("export failed")?;
     eprintln!(
         "exported {} images to {} (with results.csv and results.json)",
         manifest.results.len(),

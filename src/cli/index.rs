@@ -32,7 +32,8 @@ pub struct IndexArgs {
 pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let (model, info) = load_model(&args.model, device).context("could not open the model")?;
-    let folder = scan_folder(&args.folder, DEFAULT_MAX_PIXELS).context("could not scan the folder")?;
+    let folder =
+        scan_folder(&args.folder, DEFAULT_MAX_PIXELS).context("could not scan the folder")?;
     if folder.images.is_empty() {
         warn_skipped(&folder.skipped);
         anyhow::bail!("{}: no images found to index", args.folder.display());
@@ -42,9 +43,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         &model,
         &info,
         &args.model,
-        &args.folder,
-        &folder.images,
-        &folder.skipped,
+        &folder,
         DEFAULT_MAX_PIXELS,
         &|done, _| bar.set_position(done as u64),
         &AtomicBool::new(false),

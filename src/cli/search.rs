@@ -30,8 +30,9 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let mut session = SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
-        .context("could not open the index")?;
+    let mut session =
+        SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
+            .context("could not open the index")?;
     let mut results = Vec::new();
     let mut failures = 0;
     for query in &args.images {
@@ -62,7 +63,10 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         print_json(&json!({ "queries": results }))?;
     }
     if failures > 0 {
-        anyhow::bail!("{failures} of {} queries could not be searched", args.images.len());
+        anyhow::bail!(
+            "{failures} of {} queries could not be searched",
+            args.images.len()
+        );
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             std::fs::File::create(&temp_path).map_err(|e| EngineError::io(&temp_path, e))?;
         file.write_all(bytes)
             .map_err(|e| EngineError::io(&temp_path, e))?;
-        file.sync_all().map_err(|e| EngineError::io(&temp_path, e))?;
+        file.sync_all()
+            .map_err(|e| EngineError::io(&temp_path, e))?;
         std::fs::rename(&temp_path, path).map_err(|e| EngineError::io(path, e))
     })();
     if result.is_err() {

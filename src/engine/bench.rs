@@ -42,7 +42,10 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let device = settings.device.resolve()?;
     let folder = scan_folder(data, DEFAULT_MAX_PIXELS)?;
     if folder.images.is_empty() {
-        return Err(EngineError::Dataset(format!("{}: no images to benchmark with", data.display())));
+        return Err(EngineError::Dataset(format!(
+            "{}: no images to benchmark with",
+            data.display()
+        )));
     }
     let size = i64::from(settings.image_size_px);
     let model = EmbeddingModel::new(settings.model_config(), device)?;
@@ -50,14 +53,17 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let no_cancel = AtomicBool::new(false);
 
     // Pure forward, batch of EMBED_BATCH, as indexing does.
-    let random_batch: Vec<f32> = (0..EMBED_BATCH * floats).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let random_batch: Vec<f32> = (0..EMBED_BATCH * floats)
+        .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
+        .collect();
     model.embed_pixels(&random_batch, EMBED_BATCH)?; // warm-up
     let forward_rounds = (folder.images.len() / EMBED_BATCH).clamp(2, 20);
     let clock = Instant::now();
     for _ in 0..forward_rounds {
         model.embed_pixels(&random_batch, EMBED_BATCH)?;
     }
-    let forward_images_per_s = (forward_rounds * EMBED_BATCH) as f64 / clock.elapsed().as_secs_f64();
+    let forward_images_per_s =
+        (forward_rounds * EMBED_BATCH) as f64 / clock.elapsed().as_secs_f64();
 
     // Real indexing of the folder.
     let paths: Vec<_> = folder.images.iter().map(|i| i.path.clone()).collect();
@@ -74,9 +80,14 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let anchors_per_step = settings.batch_size;
     let step_model = EmbeddingModel::new(settings.model_config(), device)?;
     let mut optimizer = tch::nn::Adam::default().build(&step_model.var_store, settings.lr)?;
-    let images = Tensor::randn([images_per_step as i64, 3, size, size], (tch::Kind::Float, device));
+    let images = Tensor::randn(
+        [images_per_step as i64, 3, size, size],
+        (tch::Kind::Float, device),
+    );
     let labels = Tensor::from_slice(
-        &(0..images_per_step as i64).map(|i| i / settings.images_per_class.max(1) as i64).collect::<Vec<_>>(),
+        &(0..images_per_step as i64)
+            .map(|i| i / settings.images_per_class.max(1) as i64)
+            .collect::<Vec<_>>(),
     )
     .to_device(device);
     let mut one_step = || {
@@ -91,7 +102,11 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
                         settings.margin,
                     )
                 }
-                Mining::BatchHard => super::loss::batch_hard_loss(&step_model.forward_t(&images, true), &labels, settings.margin),
+                Mining::BatchHard => super::loss::batch_hard_loss(
+                    &step_model.forward_t(&images, true),
+                    &labels,
+                    settings.margin,
+                ),
             };
             optimizer.backward_step(&loss);
             loss.double_value(&[])
@@ -117,10 +132,10 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
         if let TrainEvent::Step { .. } = event {
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
             let now = Instant::now();
-            if n == 1 {
-                if let Ok(mut first) = first_step_at.lock() {
-                    *first = Some(now);
-                }
+            if n == 1
+                && let Ok(mut first) = first_step_at.lock()
+            {
+                *first = Some(now);
             }
             if n == steps + 1 {
                 if let Ok(mut last) = last_step_at.lock() {
@@ -135,7 +150,11 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
         last_step_at.into_inner().ok().flatten(),
     ) {
         (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
-        _ => return Err(EngineError::Dataset("training stopped before the timed steps ran".into())),
+        _ => {
+            return Err(EngineError::Dataset(
+                "training stopped before the timed steps ran".into(),
+            ));
+        }
     };
     let train_triplets_per_s = (steps * anchors_per_step) as f64 / timed;
     Ok(BenchReport {

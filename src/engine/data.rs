@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{EngineError, Result};
 
 /// File extensions Likeness reads (lower case).
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff",
-];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
 
 /// Images above this many pixels are refused (decompression bombs).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
@@ -368,7 +366,8 @@ fn color_jitter(image: &RgbImage, brightness: f32, contrast: f32, saturation: f3
         let gray = 0.299 * r + 0.587 * g + 0.114 * b;
         for (channel, value) in [r, g, b].into_iter().enumerate() {
             let saturated = gray + (value - gray) * saturation;
-            let contrasted = mean_gray * brightness + (saturated - mean_gray * brightness) * contrast;
+            let contrasted =
+                mean_gray * brightness + (saturated - mean_gray * brightness) * contrast;
             pixel.0[channel] = contrasted.clamp(0.0, 255.0) as u8;
         }
     }
@@ -436,7 +435,8 @@ impl LabeledDataset {
         }
         let failed_paths: std::collections::HashSet<&Path> =
             failed.iter().map(|f| f.path.as_path()).collect();
-        self.images.retain(|(path, _)| !failed_paths.contains(path.as_path()));
+        self.images
+            .retain(|(path, _)| !failed_paths.contains(path.as_path()));
         self.skipped.extend(failed.iter().cloned());
         self.refresh_notes();
     }
@@ -446,7 +446,9 @@ impl LabeledDataset {
         let counts = self.images_per_class();
         for (class, count) in self.classes.iter().zip(&counts) {
             match count {
-                0 => self.notes.push(format!("class '{class}' has no usable images; ignored")),
+                0 => self
+                    .notes
+                    .push(format!("class '{class}' has no usable images; ignored")),
                 1 => self.notes.push(format!(
                     "class '{class}' has only one image; it is used only for negatives"
                 )),
@@ -502,6 +504,9 @@ impl LabeledDataset {
     }
 }
 
+/// One image's decode result, filled in by whichever thread decoded it.
+type DecodeSlot = std::sync::Mutex<Option<Result<Arc<RgbImage>, String>>>;
+
 /// Training images decoded once and kept in memory, resized to a square `side_px`.
 pub struct PreparedImages {
     images: Vec<Arc<RgbImage>>,
@@ -520,8 +525,7 @@ impl PreparedImages {
     ) -> (Vec<Option<Arc<RgbImage>>>, Vec<SkippedFile>) {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<Arc<RgbImage>, String>>>> =
-            paths.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let results: Vec<DecodeSlot> = paths.iter().map(|_| std::sync::Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..workers.max(1) {
                 scope.spawn(|| {
@@ -658,14 +662,19 @@ pub fn pk_epoch(
                     class_order = anchor_classes.clone();
                     rng.shuffle(&mut class_order);
                 }
-                let Some(class) = class_order.pop() else { break };
+                let Some(class) = class_order.pop() else {
+                    break;
+                };
                 let mut images = by_class[class].clone();
                 rng.shuffle(&mut images);
                 // Without replacement where the class is big enough, cycling otherwise.
                 batch.extend((0..k).map(|i| images[i % images.len()]));
             }
             if !singletons.is_empty() {
-                batch.extend((0..k.min(singletons.len())).map(|_| singletons[rng.usize(0..singletons.len())]));
+                batch.extend(
+                    (0..k.min(singletons.len()))
+                        .map(|_| singletons[rng.usize(0..singletons.len())]),
+                );
             }
             batch
         })
@@ -730,14 +739,16 @@ impl BatchStream {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let mut rng =
-                            fastrand::Rng::with_seed(seed ^ (batch_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        let mut rng = fastrand::Rng::with_seed(
+                            seed ^ (batch_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        );
                         let mut pixels = vec![0.0f32; items.len() * floats_per_item];
                         let mut loaded = Vec::with_capacity(items.len());
                         let mut failed = Vec::new();
                         for &item in &items {
                             let slot = loaded.len();
-                            let out = &mut pixels[slot * floats_per_item..(slot + 1) * floats_per_item];
+                            let out =
+                                &mut pixels[slot * floats_per_item..(slot + 1) * floats_per_item];
                             match load(item, &mut rng, out) {
                                 Ok(()) => loaded.push(item),
                                 Err(reason) => failed.push((item, reason)),
@@ -840,23 +851,63 @@ mod tests {
         let classes: Vec<_> = folder.images.iter().map(|i| i.class.clone()).collect();
         assert_eq!(
             classes,
-            vec![Some("daisy".into()), Some("daisy".into()), None, Some("rose".into())]
+            vec![
+                Some("daisy".into()),
+                Some("daisy".into()),
+                None,
+                Some("rose".into())
+            ]
         );
         let reasons: Vec<(String, String)> = folder
             .skipped
             .iter()
-            .map(|s| (s.path.file_name().expect("name").to_string_lossy().into_owned(), s.reason.clone()))
+            .map(|s| {
+                (
+                    s.path
+                        .file_name()
+                        .expect("name")
+                        .to_string_lossy()
+                        .into_owned(),
+                    s.reason.clone(),
+                )
+            })
             .collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert!(reasons.iter().any(|(n, r)| n == "empty.jpg" && r.contains("empty file")));
-        assert!(reasons.iter().any(|(n, r)| n == "notes.txt" && r.contains("not an image file")));
-        assert!(reasons.iter().any(|(n, r)| n == "fake.png" && r.contains("not a recognised image")));
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, r)| n == "empty.jpg" && r.contains("empty file"))
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, r)| n == "notes.txt" && r.contains("not an image file"))
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, r)| n == "fake.png" && r.contains("not a readable image")),
+            "{reasons:?}"
+        );
 
         let dataset = LabeledDataset::from_folder(folder);
-        assert_eq!(dataset.classes, vec!["daisy".to_string(), "rose".to_string()]);
-        assert!(dataset.skipped.iter().any(|s| s.reason.contains("not inside a class folder")));
-        assert_eq!(dataset.notes, vec!["class 'rose' has only one image; it is used only for negatives".to_string()]);
-        dataset.check_trainable().expect("two classes, one with two images");
+        assert_eq!(
+            dataset.classes,
+            vec!["daisy".to_string(), "rose".to_string()]
+        );
+        assert!(
+            dataset
+                .skipped
+                .iter()
+                .any(|s| s.reason.contains("not inside a class folder"))
+        );
+        assert_eq!(
+            dataset.notes,
+            vec!["class 'rose' has only one image; it is used only for negatives".to_string()]
+        );
+        dataset
+            .check_trainable()
+            .expect("two classes, one with two images");
     }
 
     #[test]
@@ -866,11 +917,21 @@ mod tests {
         write_png(&big, 40, 30);
         let folder = scan_folder(dir.path(), 1000).expect("scan");
         assert!(folder.images.is_empty());
-        assert!(folder.skipped[0].reason.contains("40×30"), "{}", folder.skipped[0].reason);
-        assert!(decode_rgb(&big, 1000).expect_err("bomb").contains("above the limit"));
+        assert!(
+            folder.skipped[0].reason.contains("40×30"),
+            "{}",
+            folder.skipped[0].reason
+        );
+        assert!(
+            decode_rgb(&big, 1000)
+                .expect_err("bomb")
+                .contains("above the limit")
+        );
 
         let truncated = dir.path().join("c/truncated.png");
-        let noisy = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (x ^ y) as u8]));
+        let noisy = RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (x ^ y) as u8])
+        });
         noisy.save(&truncated).expect("save");
         let bytes = std::fs::read(&truncated).expect("read");
         std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("truncate");
@@ -880,13 +941,17 @@ mod tests {
 
     #[test]
     fn missing_folder_and_single_class_are_clear_errors() {
-        let error = scan_folder(Path::new("/no/such/folder"), DEFAULT_MAX_PIXELS).expect_err("missing");
+        let error =
+            scan_folder(Path::new("/no/such/folder"), DEFAULT_MAX_PIXELS).expect_err("missing");
         assert!(error.to_string().contains("no such folder"));
         let dir = tempfile::tempdir().expect("temp dir");
         write_png(&dir.path().join("only/a.png"), 8, 8);
         write_png(&dir.path().join("only/b.png"), 8, 8);
         let dataset = LabeledDataset::scan(dir.path(), DEFAULT_MAX_PIXELS).expect("scan");
-        let error = dataset.check_trainable().expect_err("one class").to_string();
+        let error = dataset
+            .check_trainable()
+            .expect_err("one class")
+            .to_string();
         assert!(error.contains("at least two"), "{error}");
     }
 
@@ -902,12 +967,27 @@ mod tests {
         assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
 
         let rgba = dir.path().join("a.png");
-        image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0])).save(&rgba).expect("save");
-        assert_eq!(decode_rgb(&rgba, DEFAULT_MAX_PIXELS).expect("decode").get_pixel(1, 1).0, [10, 20, 30]);
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0]))
+            .save(&rgba)
+            .expect("save");
+        assert_eq!(
+            decode_rgb(&rgba, DEFAULT_MAX_PIXELS)
+                .expect("decode")
+                .get_pixel(1, 1)
+                .0,
+            [10, 20, 30]
+        );
 
         let gif = dir.path().join("anim.gif");
-        image::RgbImage::from_pixel(5, 5, image::Rgb([255, 0, 0])).save(&gif).expect("save");
-        assert_eq!(decode_rgb(&gif, DEFAULT_MAX_PIXELS).expect("decode").dimensions(), (5, 5));
+        image::RgbImage::from_pixel(5, 5, image::Rgb([255, 0, 0]))
+            .save(&gif)
+            .expect("save");
+        assert_eq!(
+            decode_rgb(&gif, DEFAULT_MAX_PIXELS)
+                .expect("decode")
+                .dimensions(),
+            (5, 5)
+        );
     }
 
     #[test]
@@ -922,7 +1002,11 @@ mod tests {
         preprocess.write_plain(&white, &mut out);
         for channel in 0..3 {
             let expected = (1.0 - Preprocess::SEED_MEAN[channel]) / Preprocess::SEED_STD[channel];
-            assert!(out[channel * 4..channel * 4 + 4].iter().all(|v| (v - expected).abs() < 1e-5));
+            assert!(
+                out[channel * 4..channel * 4 + 4]
+                    .iter()
+                    .all(|v| (v - expected).abs() < 1e-5)
+            );
         }
     }
 
@@ -935,7 +1019,10 @@ mod tests {
         let mut negatives_from_singleton = 0;
         for _ in 0..20 {
             let batches = seed_triplet_epoch(&by_class, 5, &mut rng);
-            assert_eq!(batches.iter().map(|b| b.len() / 3).collect::<Vec<_>>(), vec![5, 5, 5, 1]);
+            assert_eq!(
+                batches.iter().map(|b| b.len() / 3).collect::<Vec<_>>(),
+                vec![5, 5, 5, 1]
+            );
             let mut anchor_classes = vec![0; 3];
             for batch in &batches {
                 let n = batch.len() / 3;
@@ -948,7 +1035,11 @@ mod tests {
                     negatives_from_singleton += usize::from(class_of(neg) == 1);
                 }
             }
-            assert_eq!(anchor_classes, vec![8, 0, 8], "each anchor class 8 times per epoch");
+            assert_eq!(
+                anchor_classes,
+                vec![8, 0, 8],
+                "each anchor class 8 times per epoch"
+            );
         }
         assert!(negatives_from_singleton > 0);
     }
@@ -978,7 +1069,10 @@ mod tests {
         });
         let jobs = vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6]];
         let batches: Vec<LoadedBatch> = BatchStream::spawn(jobs, 2, 0, 3, 1, load).collect();
-        assert_eq!(batches.iter().map(|b| b.batch_index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(
+            batches.iter().map(|b| b.batch_index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
         assert_eq!(batches[1].loaded, vec![2]);
         assert_eq!(batches[1].pixels, vec![2.0, 2.0]);
         assert_eq!(batches[1].failed, vec![(3, "broken".to_string())]);

@@ -119,7 +119,11 @@ pub fn retrieval_metrics(
             count,
         })
         .collect();
-    confused_pairs.sort_by(|a, b| b.count.cmp(&a.count).then(a.query_class.cmp(&b.query_class)));
+    confused_pairs.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.query_class.cmp(&b.query_class))
+    });
     RetrievalReport {
         recall_at_1: hits1 as f64 / n,
         recall_at_5: hits5 as f64 / n,
@@ -193,9 +197,21 @@ pub fn evaluate_model(
     let total = gallery_set.images.len() + query_set.images.len();
     let gallery_paths: Vec<PathBuf> = gallery_set.images.iter().map(|(p, _)| p.clone()).collect();
     let query_paths: Vec<PathBuf> = query_set.images.iter().map(|(p, _)| p.clone()).collect();
-    let gallery_embedded = embed_files(model, &gallery_paths, max_pixels, &|done, _| on_progress(done, total), cancel)?;
+    let gallery_embedded = embed_files(
+        model,
+        &gallery_paths,
+        max_pixels,
+        &|done, _| on_progress(done, total),
+        cancel,
+    )?;
     let offset = gallery_paths.len();
-    let query_embedded = embed_files(model, &query_paths, max_pixels, &|done, _| on_progress(offset + done, total), cancel)?;
+    let query_embedded = embed_files(
+        model,
+        &query_paths,
+        max_pixels,
+        &|done, _| on_progress(offset + done, total),
+        cancel,
+    )?;
 
     let gallery_classes: Vec<usize> = gallery_embedded
         .embedded
@@ -229,7 +245,9 @@ pub fn evaluate_model(
         .max()
         .unwrap_or(0);
     let k = gallery.len().min(largest_class.max(10));
-    let positions = |neighbours: Vec<(usize, f32)>| -> Vec<usize> { neighbours.into_iter().map(|(p, _)| p).collect() };
+    let positions = |neighbours: Vec<(usize, f32)>| -> Vec<usize> {
+        neighbours.into_iter().map(|(p, _)| p).collect()
+    };
     let ranked: Vec<Vec<usize>> = gallery
         .nearest(&query_embedded.vectors, k)?
         .into_iter()
@@ -240,7 +258,9 @@ pub fn evaluate_model(
     // Possible mislabels: gallery images judged by their other gallery neighbours
     // (leave-one-out), queries by their gallery neighbours.
     let mut suspects = Vec::new();
-    let gallery_vectors: Vec<f32> = (0..gallery.len()).flat_map(|i| gallery.vector(i).to_vec()).collect();
+    let gallery_vectors: Vec<f32> = (0..gallery.len())
+        .flat_map(|i| gallery.vector(i).to_vec())
+        .collect();
     let self_hits = gallery.nearest(&gallery_vectors, SUSPECT_NEIGHBOURS + 1)?;
     for (i, hits) in self_hits.into_iter().enumerate() {
         let neighbours: Vec<usize> = positions(hits)
@@ -249,10 +269,19 @@ pub fn evaluate_model(
             .take(SUSPECT_NEIGHBOURS)
             .map(|g| gallery_classes[g])
             .collect();
-        suspects.extend(find_suspect(&gallery.header.images[i].path, gallery_classes[i], &neighbours, &class_names));
+        suspects.extend(find_suspect(
+            &gallery.header.images[i].path,
+            gallery_classes[i],
+            &neighbours,
+            &class_names,
+        ));
     }
     for (q, neighbours) in ranked.iter().enumerate() {
-        let classes: Vec<usize> = neighbours.iter().take(SUSPECT_NEIGHBOURS).map(|&g| gallery_classes[g]).collect();
+        let classes: Vec<usize> = neighbours
+            .iter()
+            .take(SUSPECT_NEIGHBOURS)
+            .map(|&g| gallery_classes[g])
+            .collect();
         let path = &query_paths[query_embedded.embedded[q]];
         suspects.extend(find_suspect(path, query_classes[q], &classes, &class_names));
     }
@@ -298,7 +327,8 @@ mod tests {
     #[test]
     fn suspects_need_a_majority_of_another_class() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let suspect = find_suspect(Path::new("x.jpg"), 0, &[1, 1, 1, 0, 0], &names).expect("suspect");
+        let suspect =
+            find_suspect(Path::new("x.jpg"), 0, &[1, 1, 1, 0, 0], &names).expect("suspect");
         assert_eq!(suspect.neighbours_class, "b");
         assert!((suspect.share - 0.6).abs() < 1e-9);
         assert!(find_suspect(Path::new("y.jpg"), 0, &[1, 1, 0, 0, 0], &names).is_none());

@@ -55,22 +55,22 @@ pub fn export_results(query: &Path, hits: &[SearchHit], folder: &Path) -> Result
             file: exported_file_name(hit, hits.len()),
         })
         .collect();
-    if !earlier_export {
-        if let Some(clash) = results
+    if !earlier_export
+        && let Some(clash) = results
             .iter()
             .map(|r| folder.join(&r.file))
             .chain([folder.join(MANIFEST_CSV)])
             .find(|path| path.exists())
-        {
-            return Err(EngineError::bad_file(
-                clash,
-                "already exists and is not from an earlier Likeness export; choose an empty folder",
-            ));
-        }
+    {
+        return Err(EngineError::bad_file(
+            clash,
+            "already exists and is not from an earlier Likeness export; choose an empty folder",
+        ));
     }
     for result in &results {
         let destination = folder.join(&result.file);
-        let bytes = std::fs::read(&result.source).map_err(|e| EngineError::io(&result.source, e))?;
+        let bytes =
+            std::fs::read(&result.source).map_err(|e| EngineError::io(&result.source, e))?;
         super::atomic::write_atomic(&destination, &bytes)?;
     }
     let manifest = ExportManifest {
@@ -89,7 +89,8 @@ pub fn export_results(query: &Path, hits: &[SearchHit], folder: &Path) -> Result
         ));
     }
     super::atomic::write_atomic(&folder.join(MANIFEST_CSV), csv.as_bytes())?;
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| EngineError::Config(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| EngineError::Config(e.to_string()))?;
     super::atomic::write_atomic(&folder.join(MANIFEST_JSON), &json)?;
     Ok(manifest)
 }
@@ -121,11 +122,15 @@ mod tests {
         let out = dir.path().join("out");
         let manifest = export_results(Path::new("q.jpg"), &hits, &out).expect("export");
         assert_eq!(manifest.results[0].file, "01_src, with comma.png");
-        assert_eq!(std::fs::read(out.join("01_src, with comma.png")).expect("copy"), b"png bytes");
+        assert_eq!(
+            std::fs::read(out.join("01_src, with comma.png")).expect("copy"),
+            b"png bytes"
+        );
         let csv = std::fs::read_to_string(out.join(MANIFEST_CSV)).expect("csv");
         assert!(csv.contains("\"01_src, with comma.png\""), "{csv}");
         let json: ExportManifest =
-            serde_json::from_slice(&std::fs::read(out.join(MANIFEST_JSON)).expect("json")).expect("parse");
+            serde_json::from_slice(&std::fs::read(out.join(MANIFEST_JSON)).expect("json"))
+                .expect("parse");
         assert_eq!(json, manifest);
         // A second export into the same folder replaces the earlier one.
         export_results(Path::new("q.jpg"), &hits, &out).expect("re-export");
@@ -135,6 +140,9 @@ mod tests {
         std::fs::create_dir(&theirs).expect("mkdir");
         std::fs::write(theirs.join("01_src, with comma.png"), b"precious").expect("write");
         assert!(export_results(Path::new("q.jpg"), &hits, &theirs).is_err());
-        assert_eq!(std::fs::read(theirs.join("01_src, with comma.png")).expect("read"), b"precious");
+        assert_eq!(
+            std::fs::read(theirs.join("01_src, with comma.png")).expect("read"),
+            b"precious"
+        );
     }
 }

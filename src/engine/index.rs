@@ -13,7 +13,9 @@ use faiss::Index;
 use faiss::index::flat::FlatIndex;
 use serde::{Deserialize, Serialize};
 
-use super::data::{BatchStream, ImageFile, SkippedFile, decode_rgb, default_loader_threads};
+use super::data::{
+    BatchStream, ImageFile, ImageFolder, SkippedFile, decode_rgb, default_loader_threads,
+};
 use super::model::{EmbeddingModel, ModelInfo};
 use super::{EngineError, Result};
 
@@ -89,11 +91,13 @@ pub fn embed_files(
     let floats = preprocess.floats_per_image();
     let shared_paths: Arc<Vec<PathBuf>> = Arc::new(paths.to_vec());
     let load_paths = Arc::clone(&shared_paths);
-    let load = Arc::new(move |item: usize, _rng: &mut fastrand::Rng, out: &mut [f32]| {
-        let image = decode_rgb(&load_paths[item], max_pixels)?;
-        preprocess.write_plain(&image, out);
-        Ok(())
-    });
+    let load = Arc::new(
+        move |item: usize, _rng: &mut fastrand::Rng, out: &mut [f32]| {
+            let image = decode_rgb(&load_paths[item], max_pixels)?;
+            preprocess.write_plain(&image, out);
+            Ok(())
+        },
+    );
     let jobs: Vec<Vec<usize>> = (0..paths.len())
         .collect::<Vec<_>>()
         .chunks(EMBED_BATCH)
@@ -114,39 +118,46 @@ pub fn embed_files(
         let vectors = model.embed_pixels(&batch.pixels, batch.loaded.len())?;
         result.vectors.extend(vectors);
         result.embedded.extend(&batch.loaded);
-        result.failed.extend(batch.failed.into_iter().map(|(item, reason)| SkippedFile {
-            path: shared_paths[item].clone(),
-            reason,
-        }));
+        result
+            .failed
+            .extend(batch.failed.into_iter().map(|(item, reason)| SkippedFile {
+                path: shared_paths[item].clone(),
+                reason,
+            }));
         on_progress(done.min(paths.len()), paths.len());
     }
     Ok(result)
 }
 
 impl Gallery {
-    /// Embeds `images` with `model` and indexes them.
+    /// Embeds the images of a scanned `folder` with `model` (read from `model_path`)
+    /// and indexes them.
     pub fn build(
         model: &EmbeddingModel,
         model_info: &ModelInfo,
         model_path: &Path,
-        folder: &Path,
-        images: &[ImageFile],
-        skipped: &[SkippedFile],
+        folder: &ImageFolder,
         max_pixels: u64,
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<Self> {
+        let images = &folder.images;
         let paths: Vec<PathBuf> = images.iter().map(|image| image.path.clone()).collect();
         let embedded = embed_files(model, &paths, max_pixels, on_progress, cancel)?;
-        let mut all_skipped = skipped.to_vec();
+        let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let header = GalleryHeader {
             format_version: INDEX_FORMAT_VERSION,
             model_id: model_info.model_id.clone(),
-            model_path: std::path::absolute(model_path).unwrap_or_else(|_| model_path.to_path_buf()),
-            folder: std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf()),
+            model_path: std::path::absolute(model_path)
+                .unwrap_or_else(|_| model_path.to_path_buf()),
+            folder: std::path::absolute(&folder.root).unwrap_or_else(|_| folder.root.clone()),
             dimension: model.config.embedding_dim,
-            images: embedded.embedded.iter().map(|&i| images[i].clone()).collect(),
+            images: embedded
+                .embedded
+                .iter()
+                .map(|&i| images[i].clone())
+                .collect(),
             skipped: all_skipped,
         };
         Self::from_parts(header, embedded.vectors)
@@ -190,7 +201,7 @@ impl Gallery {
     /// (rows of `queries`), nearest first.
     pub fn nearest(&mut self, queries: &[f32], k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
         let dimension = self.header.dimension;
-        if queries.len() % dimension != 0 {
+        if !queries.len().is_multiple_of(dimension) {
             return Err(EngineError::Config(format!(
                 "query vectors have {} values, not a multiple of the index dimension {dimension}",
                 queries.len()
@@ -223,7 +234,9 @@ impl Gallery {
             .map(|neighbours| {
                 neighbours
                     .into_iter()
-                    .filter_map(|(position, distance)| Some((self.header.images.get(position)?, distance)))
+                    .filter_map(|(position, distance)| {
+                        Some((self.header.images.get(position)?, distance))
+                    })
                     .enumerate()
                     .map(|(rank, (image, distance))| SearchHit {
                         rank: rank + 1,
@@ -238,13 +251,19 @@ impl Gallery {
 
     /// The `k` nearest images to one query vector.
     pub fn search(&mut self, query: &[f32], k: usize) -> Result<Vec<SearchHit>> {
-        Ok(self.search_many(query, k)?.into_iter().next().unwrap_or_default())
+        Ok(self
+            .search_many(query, k)?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
     }
 
     /// Serialises to index-file bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let header = serde_json::to_vec(&self.header).map_err(|e| EngineError::Config(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(INDEX_MAGIC.len() + 12 + header.len() + self.vectors.len() * 4);
+        let header =
+            serde_json::to_vec(&self.header).map_err(|e| EngineError::Config(e.to_string()))?;
+        let mut bytes =
+            Vec::with_capacity(INDEX_MAGIC.len() + 12 + header.len() + self.vectors.len() * 4);
         bytes.extend_from_slice(INDEX_MAGIC);
         bytes.extend_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
@@ -271,8 +290,18 @@ impl Gallery {
             };
             return Err(EngineError::bad_file(path, hint));
         };
-        let damaged = || EngineError::bad_file(path, "the index file is truncated or damaged; rebuild it with `likeness index`");
-        let version = u32::from_le_bytes(rest.get(..4).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?);
+        let damaged = || {
+            EngineError::bad_file(
+                path,
+                "the index file is truncated or damaged; rebuild it with `likeness index`",
+            )
+        };
+        let version = u32::from_le_bytes(
+            rest.get(..4)
+                .ok_or_else(damaged)?
+                .try_into()
+                .map_err(|_| damaged())?,
+        );
         if version > INDEX_FORMAT_VERSION {
             return Err(EngineError::bad_file(
                 path,
@@ -281,10 +310,18 @@ impl Gallery {
                 ),
             ));
         }
-        let header_len = u64::from_le_bytes(rest.get(4..12).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?);
-        let header_end = 12usize.checked_add(usize::try_from(header_len).map_err(|_| damaged())?).ok_or_else(damaged)?;
+        let header_len = u64::from_le_bytes(
+            rest.get(4..12)
+                .ok_or_else(damaged)?
+                .try_into()
+                .map_err(|_| damaged())?,
+        );
+        let header_end = 12usize
+            .checked_add(usize::try_from(header_len).map_err(|_| damaged())?)
+            .ok_or_else(damaged)?;
         let header: GalleryHeader =
-            serde_json::from_slice(rest.get(12..header_end).ok_or_else(damaged)?).map_err(|_| damaged())?;
+            serde_json::from_slice(rest.get(12..header_end).ok_or_else(damaged)?)
+                .map_err(|_| damaged())?;
         let vector_bytes = &rest[header_end..];
         if vector_bytes.len() != header.images.len() * header.dimension * 4 {
             return Err(damaged());
@@ -297,7 +334,12 @@ impl Gallery {
     }
 
     /// Errors unless this index was built by the model described by `info`.
-    pub fn check_model(&self, index_path: &Path, model_path: &Path, info: &ModelInfo) -> Result<()> {
+    pub fn check_model(
+        &self,
+        index_path: &Path,
+        model_path: &Path,
+        info: &ModelInfo,
+    ) -> Result<()> {
         if info.model_id != self.header.model_id {
             return Err(EngineError::ModelMismatch {
                 index: index_path.to_path_buf(),
@@ -333,7 +375,8 @@ impl SearchSession {
     /// index remembers. A model other than the one that built the index is refused.
     pub fn open(index_path: &Path, model_path: Option<&Path>, device: tch::Device) -> Result<Self> {
         let gallery = Gallery::load(index_path)?;
-        let model_path = model_path.map_or_else(|| gallery.header.model_path.clone(), Path::to_path_buf);
+        let model_path =
+            model_path.map_or_else(|| gallery.header.model_path.clone(), Path::to_path_buf);
         if !model_path.exists() {
             return Err(EngineError::bad_file(
                 &model_path,
@@ -386,7 +429,8 @@ mod tests {
             dimension: 2,
             images: (0..vectors.len())
                 .map(|i| ImageFile {
-                    path: format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" }).into(),
+                    path: format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" })
+                        .into(),
                     class: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
                 })
                 .collect(),
@@ -402,7 +446,10 @@ mod tests {
         assert_eq!(hits.len(), 3);
         assert_eq!(hits[0].path, PathBuf::from("photos/even/0.jpg"));
         assert_eq!(hits[0].distance, 0.0);
-        assert_eq!(hits.iter().map(|h| h.rank).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            hits.iter().map(|h| h.rank).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
         assert_eq!(hits[1].distance, 1.0); // squared L2
         assert_eq!(hits[2].distance, 4.0);

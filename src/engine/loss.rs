@@ -4,14 +4,24 @@ use tch::{Kind, Tensor};
 
 /// The seed's TripletLoss: mean over the batch of relu(‖a−p‖² − ‖a−n‖² + margin).
 pub fn triplet_loss(anchor: &Tensor, positive: &Tensor, negative: &Tensor, margin: f64) -> Tensor {
-    let positive_distance = (anchor - positive).pow_tensor_scalar(2).sum_dim_intlist(1, false, Kind::Float);
-    let negative_distance = (anchor - negative).pow_tensor_scalar(2).sum_dim_intlist(1, false, Kind::Float);
-    (positive_distance - negative_distance + margin).relu().mean(Kind::Float)
+    let positive_distance =
+        (anchor - positive)
+            .pow_tensor_scalar(2)
+            .sum_dim_intlist(1, false, Kind::Float);
+    let negative_distance =
+        (anchor - negative)
+            .pow_tensor_scalar(2)
+            .sum_dim_intlist(1, false, Kind::Float);
+    (positive_distance - negative_distance + margin)
+        .relu()
+        .mean(Kind::Float)
 }
 
 /// Squared Euclidean distances between all rows of `embeddings` (n × n).
 pub fn pairwise_squared_distances(embeddings: &Tensor) -> Tensor {
-    let squared_norms = embeddings.pow_tensor_scalar(2).sum_dim_intlist(1, true, Kind::Float);
+    let squared_norms = embeddings
+        .pow_tensor_scalar(2)
+        .sum_dim_intlist(1, true, Kind::Float);
     let dot = embeddings.matmul(&embeddings.transpose(0, 1));
     (&squared_norms + squared_norms.transpose(0, 1) - dot * 2.0).clamp_min(0.0)
 }

@@ -65,7 +65,9 @@ impl EmbeddingModel {
             )));
         }
         if config.embedding_dim == 0 {
-            return Err(EngineError::Config("embedding size must be at least 1".into()));
+            return Err(EngineError::Config(
+                "embedding size must be at least 1".into(),
+            ));
         }
         let var_store = nn::VarStore::new(device);
         let root = var_store.root();
@@ -186,7 +188,12 @@ impl EmbeddingModel {
                 path,
                 format!(
                     "not torchvision ResNet18 weights: {}{}",
-                    problems.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                    problems
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     if problems.len() > 5 {
                         format!(" (and {} more)", problems.len() - 5)
                     } else {
@@ -223,9 +230,8 @@ fn copy_view_into(
     view: &safetensors::tensor::TensorView<'_>,
     target: &Tensor,
 ) -> Result<()> {
-    let floats = view_to_f32(view).map_err(|reason| {
-        EngineError::bad_file(path, format!("tensor '{name}': {reason}"))
-    })?;
+    let floats = view_to_f32(view)
+        .map_err(|reason| EngineError::bad_file(path, format!("tensor '{name}': {reason}")))?;
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     let source = Tensor::f_from_slice(&floats)?.f_view(shape.as_slice())?;
     tch::no_grad(|| -> Result<()> {
@@ -244,9 +250,7 @@ fn view_to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, S
             .collect()),
         safetensors::Dtype::F64 => Ok(data
             .chunks_exact(8)
-            .map(|b| {
-                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-            })
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
             .collect()),
         safetensors::Dtype::F16 => Ok(data
             .chunks_exact(2)
@@ -256,7 +260,9 @@ fn view_to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, S
             .chunks_exact(2)
             .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
             .collect()),
-        other => Err(format!("data type {other:?} is not supported (use float32)")),
+        other => Err(format!(
+            "data type {other:?} is not supported (use float32)"
+        )),
     }
 }
 
@@ -331,7 +337,10 @@ fn weights_hash<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> Strin
 
 /// Serialises `model` with its summary into model-file bytes. Returns the bytes and the
 /// model id.
-pub fn model_file_bytes(model: &EmbeddingModel, summary: &TrainingSummary) -> Result<(Vec<u8>, String)> {
+pub fn model_file_bytes(
+    model: &EmbeddingModel,
+    summary: &TrainingSummary,
+) -> Result<(Vec<u8>, String)> {
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, tensor) in model.named_tensors() {
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
@@ -368,13 +377,20 @@ pub fn model_file_bytes(model: &EmbeddingModel, summary: &TrainingSummary) -> Re
 }
 
 /// Writes the model file atomically. Returns the model id.
-pub fn save_model(path: &Path, model: &EmbeddingModel, summary: &TrainingSummary) -> Result<String> {
+pub fn save_model(
+    path: &Path,
+    model: &EmbeddingModel,
+    summary: &TrainingSummary,
+) -> Result<String> {
     let (bytes, model_id) = model_file_bytes(model, summary)?;
     super::atomic::write_atomic(path, &bytes)?;
     Ok(model_id)
 }
 
-fn parse_model_file<'a>(path: &Path, bytes: &'a [u8]) -> Result<(ModelInfo, safetensors::SafeTensors<'a>)> {
+fn parse_model_file<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(ModelInfo, safetensors::SafeTensors<'a>)> {
     if bytes.starts_with(super::index::INDEX_MAGIC) {
         return Err(EngineError::bad_file(
             path,
@@ -433,14 +449,20 @@ pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelI
     let model = EmbeddingModel::new(info.config.clone(), device)?;
     let variables = model.var_store.variables();
     for (name, target) in &variables {
-        let view = file
-            .tensor(name)
-            .map_err(|_| EngineError::bad_file(path, format!("tensor '{name}' missing; the file is damaged")))?;
+        let view = file.tensor(name).map_err(|_| {
+            EngineError::bad_file(
+                path,
+                format!("tensor '{name}' missing; the file is damaged"),
+            )
+        })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         if shape != target.size() {
             return Err(EngineError::bad_file(
                 path,
-                format!("tensor '{name}' has shape {shape:?}, expected {:?}; the file is damaged", target.size()),
+                format!(
+                    "tensor '{name}' has shape {shape:?}, expected {:?}; the file is damaged",
+                    target.size()
+                ),
             ));
         }
         copy_view_into(path, name, &view, target)?;
@@ -469,7 +491,9 @@ mod tests {
     fn resnet18_embeds_a_batch_into_finite_vectors_of_the_right_shape() {
         tch::manual_seed(0);
         let model = EmbeddingModel::new(tiny_config(1000), Device::Cpu).expect("model");
-        let pixels: Vec<f32> = (0..4 * 3 * 32 * 32).map(|i| ((i % 97) as f32) / 97.0 - 0.5).collect();
+        let pixels: Vec<f32> = (0..4 * 3 * 32 * 32)
+            .map(|i| ((i % 97) as f32) / 97.0 - 0.5)
+            .collect();
         let embeddings = model.embed_pixels(&pixels, 4).expect("embed");
         assert_eq!(embeddings.len(), 4 * 1000);
         assert!(embeddings.iter().all(|v| v.is_finite()));
@@ -524,15 +548,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let pickle = dir.path().join("model.pt");
         std::fs::write(&pickle, b"\x80\x02}q\x00(X\x05\x00\x00\x00model").expect("write");
-        let error = load_model(&pickle, Device::Cpu).expect_err("pickle refused").to_string();
+        let error = load_model(&pickle, Device::Cpu)
+            .expect_err("pickle refused")
+            .to_string();
         assert!(error.contains("never loaded"), "{error}");
 
         let model = EmbeddingModel::new(tiny_config(8), Device::Cpu).expect("model");
         let path = dir.path().join("future.safetensors");
         let (bytes, _) = model_file_bytes(&model, &TrainingSummary::default()).expect("bytes");
-        let text = String::from_utf8_lossy(&bytes).replace("\"format_version\":1", "\"format_version\":9");
-        std::fs::write(&path, text.as_bytes()).expect("write");
-        let error = read_model_info(&path).expect_err("newer refused").to_string();
+        // Bump the version inside the JSON header (same length, so offsets stay valid).
+        let needle = br#"format_version\":1"#;
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("version in header");
+        let mut bumped = bytes.clone();
+        bumped[at + needle.len() - 1] = b'9';
+        std::fs::write(&path, &bumped).expect("write");
+        let error = read_model_info(&path)
+            .expect_err("newer refused")
+            .to_string();
         assert!(error.contains("newer Likeness"), "{error}");
     }
 
@@ -543,12 +578,18 @@ mod tests {
         // A torchvision-style file: our tensors plus BatchNorm counters, fc of 1000.
         let source = EmbeddingModel::new(tiny_config(1000), Device::Cpu).expect("model");
         let mut named = source.named_tensors();
-        named.push(("bn1.num_batches_tracked".into(), Tensor::from_slice(&[7i64])));
+        named.push((
+            "bn1.num_batches_tracked".into(),
+            Tensor::from_slice(&[7i64]),
+        ));
         Tensor::write_safetensors(&named, &path).expect("write weights");
 
         let mut target = EmbeddingModel::new(tiny_config(128), Device::Cpu).expect("model");
         let report = target.import_torchvision(&path).expect("import");
-        assert_eq!(report.reinitialised, vec!["fc.bias".to_string(), "fc.weight".to_string()]);
+        assert_eq!(
+            report.reinitialised,
+            vec!["fc.bias".to_string(), "fc.weight".to_string()]
+        );
         let source_conv = source.var_store.variables()["conv1.weight"].shallow_clone();
         let target_conv = target.var_store.variables()["conv1.weight"].shallow_clone();
         assert!(source_conv.equal(&target_conv));
@@ -563,7 +604,13 @@ mod tests {
         }
         let broken_path = dir.path().join("broken.safetensors");
         Tensor::write_safetensors(&broken, &broken_path).expect("write");
-        let error = target.import_torchvision(&broken_path).expect_err("refused").to_string();
-        assert!(error.contains("missing tensor 'layer2.0.conv1.weight'"), "{error}");
+        let error = target
+            .import_torchvision(&broken_path)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("missing tensor 'layer2.0.conv1.weight'"),
+            "{error}"
+        );
     }
 }

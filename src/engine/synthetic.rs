@@ -9,7 +9,12 @@ use super::{EngineError, Result};
 
 /// One generated image of class `class` (of `classes`): a class colour and pattern
 /// (stripes, checks, a disc), with random phase, scale, tint and noise per image.
-pub fn class_image(class: usize, classes: usize, size_px: u32, rng: &mut fastrand::Rng) -> RgbImage {
+pub fn class_image(
+    class: usize,
+    classes: usize,
+    size_px: u32,
+    rng: &mut fastrand::Rng,
+) -> RgbImage {
     let hue = (class as f32 / classes.max(1) as f32) * 360.0 + rng.f32() * 20.0 - 10.0;
     let foreground = hsv_to_rgb(hue, 0.8, 0.9);
     let background = hsv_to_rgb(hue + 180.0, 0.3, 0.3 + rng.f32() * 0.2);
@@ -31,7 +36,8 @@ pub fn class_image(class: usize, classes: usize, size_px: u32, rng: &mut fastran
             _ => (x as f32 - cx).hypot(y as f32 - cy) < radius,
         };
         let base = if on { foreground } else { background };
-        *pixel = Rgb(base.map(|v| (f32::from(v) + rng.f32() * 40.0 - 20.0).clamp(0.0, 255.0) as u8));
+        *pixel =
+            Rgb(base.map(|v| (f32::from(v) + rng.f32() * 40.0 - 20.0).clamp(0.0, 255.0) as u8));
     }
     image
 }
@@ -54,7 +60,13 @@ fn hsv_to_rgb(hue: f32, saturation: f32, value: f32) -> [u8; 3] {
 
 /// Writes `per_class` PNG images for each of `classes` classes under `root/class_NN/`.
 /// Returns the paths written.
-pub fn write_dataset(root: &Path, classes: usize, per_class: usize, size_px: u32, seed: u64) -> Result<Vec<PathBuf>> {
+pub fn write_dataset(
+    root: &Path,
+    classes: usize,
+    per_class: usize,
+    size_px: u32,
+    seed: u64,
+) -> Result<Vec<PathBuf>> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut written = Vec::with_capacity(classes * per_class);
     for class in 0..classes {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tch::nn::OptimizerConfig;
 use tch::Tensor;
+use tch::nn::OptimizerConfig;
 
 use super::data::{
     Augment, BatchStream, DEFAULT_MAX_PIXELS, LabeledDataset, PreparedImages, Preprocess,
@@ -21,7 +21,9 @@ use super::data::{
 use super::device::{DeviceChoice, describe};
 use super::eval::{RetrievalReport, evaluate_model};
 use super::loss::{batch_hard_loss, triplet_loss};
-use super::model::{EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, model_file_bytes};
+use super::model::{
+    EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, model_file_bytes,
+};
 use super::{EngineError, Result};
 
 /// A named starting point for the training settings.
@@ -148,7 +150,7 @@ impl TrainSettings {
             Some("embedding size must be at least 1")
         } else if self.images_per_class < 2 {
             Some("images per class (K) must be at least 2")
-        } else if self.max_seconds.is_some_and(|s| !(s > 0.0)) {
+        } else if self.max_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
             Some("the time budget must be a positive number of seconds")
         } else {
             None
@@ -248,7 +250,11 @@ pub struct TrainOutcome {
 
 /// Runs a job. Panics inside libtorch (out of memory, device errors) become errors.
 /// Progress events go to `on_event`, which may be called from loader threads.
-pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent) + Sync)) -> Result<TrainOutcome> {
+pub fn train(
+    job: &TrainJob,
+    cancel: &AtomicBool,
+    on_event: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<TrainOutcome> {
     let settings = &job.settings;
     settings.validate()?;
     let device = settings.device.resolve()?;
@@ -291,10 +297,14 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
         .partition(|f| dataset.images.iter().any(|(p, _)| *p == f.path));
     dataset.remove_images(&training_failed);
     let (training_decoded, validation_decoded) = decoded.split_at(training_count);
-    let training_images = Arc::new(PreparedImages::new(training_decoded.iter().flatten().cloned().collect()));
+    let training_images = Arc::new(PreparedImages::new(
+        training_decoded.iter().flatten().cloned().collect(),
+    ));
     let validation_images = validation_set.as_mut().map(|set| {
         set.remove_images(&validation_failed);
-        Arc::new(PreparedImages::new(validation_decoded.iter().flatten().cloned().collect()))
+        Arc::new(PreparedImages::new(
+            validation_decoded.iter().flatten().cloned().collect(),
+        ))
     });
     if cancel.load(Ordering::Relaxed) && training_images.len() != dataset.images.len() {
         return Err(EngineError::Cancelled);
@@ -332,14 +342,14 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
         skipped.extend(set.skipped.iter().cloned());
         notes.extend(set.notes.iter().map(|n| format!("validation: {n}")));
     }
-    if let Some(report) = &import {
-        if !report.reinitialised.is_empty() {
-            notes.push(format!(
-                "pretrained weights: {} tensors loaded; the ImageNet classifier (fc) does not fit a \
+    if let Some(report) = &import
+        && !report.reinitialised.is_empty()
+    {
+        notes.push(format!(
+            "pretrained weights: {} tensors loaded; the ImageNet classifier (fc) does not fit a \
                  {}-d embedding and starts fresh",
-                report.loaded, settings.embedding_dim
-            ));
-        }
+            report.loaded, settings.embedding_dim
+        ));
     }
     let device_label = describe(device);
     on_event(TrainEvent::Started {
@@ -355,8 +365,9 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
     // Validation batches are fixed (same seed every epoch) so their losses compare.
     let validation_batches = validation_set.as_ref().and_then(|set| {
         let groups = set.indices_by_class();
-        let mut validation_rng = fastrand::Rng::with_seed(settings.seed ^ 0x5eed_0f_5a1);
-        let usable = groups.iter().filter(|g| !g.is_empty()).count() >= 2 && groups.iter().any(|g| g.len() >= 2);
+        let mut validation_rng = fastrand::Rng::with_seed(settings.seed ^ 0x5EED_F5A1);
+        let usable = groups.iter().filter(|g| !g.is_empty()).count() >= 2
+            && groups.iter().any(|g| g.len() >= 2);
         usable.then(|| {
             let mut batches = make_epoch(&mut validation_rng, &groups);
             batches.truncate(4);
@@ -402,9 +413,17 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
         let mut epoch_loss_sum = 0.0;
         let mut epoch_steps = 0usize;
         for (step_index, batch) in stream.enumerate() {
-            let lr = scheduled_lr(settings, global_step, total_steps, started.elapsed().as_secs_f64());
+            let lr = scheduled_lr(
+                settings,
+                global_step,
+                total_steps,
+                started.elapsed().as_secs_f64(),
+            );
             optimizer.set_lr(lr);
-            let batch_labels: Vec<i64> = batches[batch.batch_index].iter().map(|&i| labels[i]).collect();
+            let batch_labels: Vec<i64> = batches[batch.batch_index]
+                .iter()
+                .map(|&i| labels[i])
+                .collect();
             let loss = guard_libtorch(|| {
                 let images = Tensor::from_slice(&batch.pixels)
                     .view([batch.loaded.len() as i64, 3, size, size])
@@ -435,13 +454,18 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
             if cancel.load(Ordering::Relaxed) {
                 summary.cancelled = true;
                 stop = true;
-            } else if settings.max_seconds.is_some_and(|budget| elapsed_secs >= budget) {
+            } else if settings
+                .max_seconds
+                .is_some_and(|budget| elapsed_secs >= budget)
+            {
                 summary.stopped_by_time_budget = true;
                 stop = true;
             }
             if stop {
                 // The epoch is cut short: record its partial mean so the curve ends where we did.
-                summary.epoch_losses.push(epoch_loss_sum / epoch_steps as f64);
+                summary
+                    .epoch_losses
+                    .push(epoch_loss_sum / epoch_steps as f64);
                 summary.epochs = epoch;
                 break 'epochs;
             }
@@ -449,7 +473,12 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
         let mean_loss = epoch_loss_sum / epoch_steps.max(1) as f64;
         let validation_loss = match (&validation_batches, &validation_images, &validation_set) {
             (Some(batches), Some(images), Some(set)) => Some(validation_loss(
-                &model, settings, batches, images, set, &preprocess,
+                &model,
+                settings,
+                batches,
+                images,
+                set,
+                &preprocess,
             )?),
             _ => None,
         };
@@ -496,12 +525,19 @@ pub fn train(job: &TrainJob, cancel: &AtomicBool, on_event: &(dyn Fn(TrainEvent)
     })
 }
 
-fn scheduled_lr(settings: &TrainSettings, step: usize, total_steps: usize, elapsed_secs: f64) -> f64 {
+fn scheduled_lr(
+    settings: &TrainSettings,
+    step: usize,
+    total_steps: usize,
+    elapsed_secs: f64,
+) -> f64 {
     match settings.schedule {
         Schedule::Constant => settings.lr,
         Schedule::Cosine => {
             let by_steps = step as f64 / total_steps.max(1) as f64;
-            let by_time = settings.max_seconds.map_or(0.0, |budget| elapsed_secs / budget);
+            let by_time = settings
+                .max_seconds
+                .map_or(0.0, |budget| elapsed_secs / budget);
             let progress = by_steps.max(by_time).min(1.0);
             // A floor of 1% keeps the last steps from being wasted entirely.
             settings.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
@@ -511,7 +547,13 @@ fn scheduled_lr(settings: &TrainSettings, step: usize, total_steps: usize, elaps
 
 /// The loss of one batch. Random triplets are three separate forward passes, as in the
 /// seed (so BatchNorm sees anchors, positives and negatives as separate batches).
-fn compute_loss(model: &EmbeddingModel, settings: &TrainSettings, images: &Tensor, labels: &[i64], train: bool) -> Tensor {
+fn compute_loss(
+    model: &EmbeddingModel,
+    settings: &TrainSettings,
+    images: &Tensor,
+    labels: &[i64],
+    train: bool,
+) -> Tensor {
     match settings.mining {
         Mining::RandomTriplets => {
             let n = images.size()[0] / 3;
@@ -542,7 +584,10 @@ fn validation_loss(
     for batch in batches {
         let mut pixels = vec![0.0f32; batch.len() * floats];
         for (slot, &item) in batch.iter().enumerate() {
-            preprocess.write_plain(images.get(item), &mut pixels[slot * floats..(slot + 1) * floats]);
+            preprocess.write_plain(
+                images.get(item),
+                &mut pixels[slot * floats..(slot + 1) * floats],
+            );
         }
         let labels: Vec<i64> = batch.iter().map(|&i| set.images[i].1 as i64).collect();
         sum += guard_libtorch(|| {
