@@ -1,0 +1,38 @@
+//! `cargo bench`: indexing and training throughput next to the pure-tch ceiling, for the
+//! seed and default presets, on a generated data set (or `LIKENESS_BENCH_DATA=DIR`).
+//! Prints figures and ratios measured side by side in one run.
+
+use likeness::engine::bench;
+use likeness::engine::synthetic::write_dataset;
+use likeness::engine::train::Preset;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let generated = tempfile::tempdir()?;
+    let data = match std::env::var_os("LIKENESS_BENCH_DATA") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            write_dataset(generated.path(), 8, 16, 160, 42)?;
+            generated.path().to_path_buf()
+        }
+    };
+    let steps: usize = std::env::var("LIKENESS_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    for preset in [Preset::Seed, Preset::Default] {
+        let settings = preset.settings();
+        let report = bench::run(&data, &settings, steps)?;
+        println!(
+            "{:<8} {:>4} px on {}: indexing {:>8.1} img/s vs forward {:>8.1} img/s (ratio {:.2}); \
+             training {:>7.1} triplets/s vs pure step {:>7.1} (ratio {:.2})",
+            report.preset,
+            report.image_size_px,
+            report.device,
+            report.index_images_per_s,
+            report.forward_images_per_s,
+            report.index_vs_forward,
+            report.train_triplets_per_s,
+            report.step_triplets_per_s,
+            report.train_vs_step
+        );
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
