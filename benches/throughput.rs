@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             generated.path().to_path_buf()
         }
     };
-    let steps: usize = std::env::var("LIKENESS_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let steps: usize = std::env::var("LIKENESS_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     for preset in [Preset::Seed, Preset::Default] {
         let settings = preset.settings();
         let report = bench::run(&data, &settings, steps)?;
