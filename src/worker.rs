@@ -158,7 +158,6 @@ impl WorkerHandle {
 
     /// Queues a command. Fails when the queue is full or the worker has stopped.
     pub fn send(&self, command: Command) -> Result<(), String> {
-        self.cancel.store(false, Ordering::Relaxed);
         self.commands
             .try_send(command)
             .map_err(|error| match error {
@@ -179,6 +178,23 @@ impl WorkerHandle {
     /// Whether the worker thread is still alive.
     pub fn is_alive(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for WorkerHandle {
+    /// Stops the running job and waits for the worker, so no libtorch work is still running
+    /// while the process exits (libtorch's static destructors would race with it).
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        // Closing both channels: the worker sees the UI is gone at its next job and stops,
+        // even with commands still queued.
+        let (closed_sender, _) = crossbeam_channel::bounded(0);
+        self.commands = closed_sender;
+        let (_, closed_receiver) = crossbeam_channel::bounded(0);
+        self.events = closed_receiver;
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
     }
 }
 
@@ -205,7 +221,12 @@ impl Worker {
         self.emit(Event::Device(describe(self.device)));
         for command in commands.iter() {
             let job = job_name(&command);
-            self.emit(Event::Busy { what: job.clone() });
+            if self.events.send(Event::Busy { what: job.clone() }).is_err() {
+                break; // the window is gone
+            }
+            (self.wake)();
+            // A cancel request belonged to the job before; this one starts fresh.
+            self.cancel.store(false, Ordering::Relaxed);
             let outcome = guard_libtorch(|| self.execute(command)).and_then(|r| r);
             if let Err(error) = outcome {
                 self.emit(Event::Failed {

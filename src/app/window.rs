@@ -82,7 +82,8 @@ pub struct FrameStats {
 }
 
 impl FrameStats {
-    fn record(&mut self, spent: Duration) {
+    /// Adds one frame's time.
+    pub fn record(&mut self, spent: Duration) {
         self.frames += 1;
         self.total += spent;
         self.worst = self.worst.max(spent);
@@ -122,6 +123,8 @@ pub struct LikenessApp {
     /// After training, index the library with the new model.
     index_after_training: bool,
     last_export_folder: Option<String>,
+    /// When this frame's `logic` began: frame times cover `logic` and `ui` together.
+    frame_started: Option<Instant>,
 }
 
 impl LikenessApp {
@@ -165,6 +168,7 @@ impl LikenessApp {
             frame_stats: FrameStats::default(),
             index_after_training: false,
             last_export_folder: None,
+            frame_started: None,
         };
         if let Some(library) = app.settings.library.clone() {
             app.send(Command::ScanLibrary(library));
@@ -530,18 +534,17 @@ fn query_preview(ctx: &egui::Context, query: &Query) -> Option<egui::TextureHand
 
 impl eframe::App for LikenessApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        let started = Instant::now();
+        self.frame_started = Some(Instant::now());
         self.drain_events(ctx);
         self.handle_drops(ctx);
         self.handle_paste(ctx);
         if self.thumbnails.poll(ctx) {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
-        self.frame_stats.total += started.elapsed();
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        let started = Instant::now();
+        let started = self.frame_started.take().unwrap_or_else(Instant::now);
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::Panel::left("workflow")
@@ -763,7 +766,7 @@ impl LikenessApp {
     }
 
     fn training_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Train");
+        ui.heading("Training");
         let running = self.training.running;
         ui.add_enabled_ui(!running, |ui| self.train_form_ui(ui));
         let can_train =
@@ -796,7 +799,7 @@ impl LikenessApp {
             .num_columns(2)
             .spacing([8.0, 4.0])
             .show(ui, |ui| {
-                ui.label("Preset");
+                let label = ui.label("Preset");
                 let before = form.preset;
                 egui::ComboBox::from_id_salt("preset")
                     .selected_text(match form.preset {
@@ -810,60 +813,71 @@ impl LikenessApp {
                             Preset::Seed,
                             "Seed (tutorial recipe)",
                         );
-                    });
+                    })
+                    .response
+                    .labelled_by(label.id);
                 if form.preset != before {
                     let weights = form.weights.take();
                     *form = TrainForm::from_preset(form.preset);
                     form.weights = weights;
                 }
                 ui.end_row();
-                ui.label("Time budget");
+                let label = ui.label("Time budget");
                 ui.horizontal(|ui| {
-                    ui.checkbox(&mut form.use_time_budget, "");
+                    ui.checkbox(&mut form.use_time_budget, "")
+                        .labelled_by(label.id);
                     ui.add_enabled(
                         form.use_time_budget,
                         egui::DragValue::new(&mut form.max_seconds)
                             .range(5.0..=86_400.0)
                             .suffix(" s"),
-                    );
+                    )
+                    .labelled_by(label.id);
                 });
                 ui.end_row();
-                ui.label("Epochs (at most)");
-                ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000));
+                let label = ui.label("Epochs (at most)");
+                ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Image size");
+                let label = ui.label("Image size");
                 ui.add(
                     egui::DragValue::new(&mut form.image_size_px)
                         .range(32..=512)
                         .suffix(" px"),
-                );
+                )
+                .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Batch size");
-                ui.add(egui::DragValue::new(&mut form.batch_size).range(4..=512));
+                let label = ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut form.batch_size).range(4..=512))
+                    .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Learning rate");
+                let label = ui.label("Learning rate");
                 ui.add(
                     egui::DragValue::new(&mut form.lr)
                         .range(1e-6..=1.0)
                         .speed(1e-4)
                         .max_decimals(6),
-                );
+                )
+                .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Margin");
+                let label = ui.label("Margin");
                 ui.add(
                     egui::DragValue::new(&mut form.margin)
                         .range(0.0..=10.0)
                         .speed(0.01),
-                );
+                )
+                .labelled_by(label.id);
                 ui.end_row();
-                ui.label("Device");
+                let label = ui.label("Device");
                 egui::ComboBox::from_id_salt("device")
                     .selected_text(form.device.label())
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut form.device, DeviceChoice::Auto, "auto");
                         ui.selectable_value(&mut form.device, DeviceChoice::Cpu, "cpu");
                         ui.selectable_value(&mut form.device, DeviceChoice::Cuda, "cuda");
-                    });
+                    })
+                    .response
+                    .labelled_by(label.id);
                 ui.end_row();
                 ui.label("Start from");
                 ui.horizontal(|ui| match &form.weights {
@@ -1016,7 +1030,7 @@ impl LikenessApp {
             {
                 self.start_indexing(PathBuf::from(self.index_folder.trim()));
             }
-            if self.indexing.is_some() && ui.button("Cancel").clicked() {
+            if self.indexing.is_some() && ui.button("Cancel indexing").clicked() {
                 self.worker.cancel();
             }
         });

@@ -1,0 +1,202 @@
+//! Window behaviour (egui_kittest) on the real app state with generated images: choose a
+//! folder, train and watch progress, drop photos, export, bad drops, worker failures, and a
+//! restart that reopens the model and index from the saved settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use likeness::app::{AppSettings, DataDirs, LikenessApp};
+use likeness::engine::device::DeviceChoice;
+use likeness::engine::synthetic::write_dataset;
+
+/// A file dropped on the window from the file manager.
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_file(harness: &mut Harness<'_, LikenessApp>, path: &Path) {
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(path.to_path_buf())));
+}
+
+/// Steps the app until `done` holds (the worker runs on its own threads).
+fn run_until(
+    harness: &mut Harness<'_, LikenessApp>,
+    what: &str,
+    done: impl Fn(&LikenessApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done(harness.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; notices: {:?}",
+            harness.state().notices
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+fn small_training(settings: &mut AppSettings) {
+    let form = &mut settings.train;
+    form.image_size_px = 32;
+    form.epochs = 3;
+    form.batch_size = 8;
+    form.use_time_budget = false;
+    form.device = DeviceChoice::Cpu;
+    settings.k = 5;
+}
+
+fn app_harness(settings: AppSettings, data: &Path) -> Harness<'static, LikenessApp> {
+    let dirs = DataDirs::under(data.to_path_buf());
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .build_eframe(move |cc| LikenessApp::with_settings(&cc.egui_ctx, settings, dirs))
+}
+
+#[test]
+fn library_training_search_export_and_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("flowers");
+    write_dataset(&library, 3, 6, 40, 21).expect("library");
+    std::fs::write(library.join("class_00/broken.png"), b"not really a png").expect("write");
+    let data_dir = dir.path().join("data");
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    let mut harness = app_harness(settings, &data_dir);
+    harness.step();
+    harness.get_by_label_contains("Choose a folder of photos");
+
+    // Choose the library by dropping the folder: counts and skipped files appear.
+    drop_file(&mut harness, &library);
+    run_until(&mut harness, "the library scan", |app| {
+        app.library.is_some()
+    });
+    harness.get_by_label("18 images in 3 classes");
+    harness.get_by_label("1 files skipped");
+
+    // Train: loss points arrive and the progress bar advances, then the library is indexed.
+    harness.get_by_label("Train").click();
+    run_until(&mut harness, "training steps", |app| {
+        app.training.step_losses.len() >= 2
+    });
+    assert!(
+        harness.query_by_label_contains("· step").is_some() || !harness.state().training.running
+    );
+    run_until(&mut harness, "the index", |app| {
+        app.index.is_some() && app.busy.is_none()
+    });
+    let app = harness.state();
+    assert!(
+        app.training.epoch_losses.len() == 3,
+        "{:?}",
+        app.training.epoch_losses
+    );
+    assert_eq!(app.index.as_ref().map(|i| i.images), Some(18));
+    harness.get_by_label_contains("Training finished");
+    harness.get_by_label("Index: 18 images");
+
+    // Drop a photo: k results in the grid, nearest first, the photo itself at rank 1.
+    let query = library.join("class_02/img_003.png");
+    drop_file(&mut harness, &query);
+    run_until(&mut harness, "search results", |app| app.search.is_some());
+    let search = harness.state().search.as_ref().expect("results");
+    assert_eq!(search.hits.len(), 5);
+    assert_eq!(search.hits[0].path, query);
+    harness.get_by_label("#1");
+    harness.get_by_label("#5");
+    harness.get_by_label("5 nearest images, nearest first");
+    run_until(&mut harness, "thumbnails", |app| {
+        app.thumbnails.used_bytes() > 0
+    });
+
+    // Export the selection (all by default): files and manifests on disk.
+    let export = dir.path().join("export");
+    harness.state_mut().export_selected(export.clone());
+    run_until(&mut harness, "the export", |app| {
+        app.notices.iter().any(|n| n.text.starts_with("Exported"))
+    });
+    assert!(export.join("01_img_003.png").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("results.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["results"].as_array().expect("array").len(), 5);
+    assert!(export.join("results.csv").exists());
+
+    // Dropping something that is not an image says so plainly.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "hello").expect("write");
+    drop_file(&mut harness, &notes);
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("notes.txt is not an image Likeness can read");
+
+    // A worker failure shows as a message, and the worker takes the next job.
+    harness
+        .state_mut()
+        .start_indexing(dir.path().join("missing-folder"));
+    run_until(&mut harness, "the indexing failure", |app| {
+        app.notices.iter().any(|n| {
+            n.is_error && n.text.contains("Indexing failed") && n.text.contains("no such folder")
+        })
+    });
+    run_until(&mut harness, "the worker to be idle", |app| {
+        app.busy.is_none()
+    });
+
+    // Restart from the saved settings: the model and index are reopened, nothing recomputed.
+    let saved = harness.state().settings.clone();
+    assert!(saved.model.is_some() && saved.index.is_some());
+    drop(harness);
+    let mut harness = app_harness(saved, &data_dir);
+    run_until(&mut harness, "the reopened index", |app| {
+        app.index.is_some() && app.model.is_some() && app.library.is_some()
+    });
+    assert_eq!(harness.state().index.as_ref().map(|i| i.images), Some(18));
+    assert!(
+        harness.state().training.step_losses.is_empty(),
+        "nothing was retrained"
+    );
+    drop_file(&mut harness, &query);
+    run_until(&mut harness, "search after restart", |app| {
+        app.search.is_some()
+    });
+    assert_eq!(
+        harness
+            .state()
+            .search
+            .as_ref()
+            .map(|s| s.hits[0].path.clone()),
+        Some(query)
+    );
+}
+
+#[test]
+fn searching_without_an_index_explains_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("photo.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .save(&image)
+        .expect("save");
+    let mut harness = app_harness(AppSettings::default(), &dir.path().join("data"));
+    harness.step();
+    drop_file(&mut harness, &image);
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("There is no index to search yet");
+}
