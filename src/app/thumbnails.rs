@@ -150,6 +150,14 @@ impl ThumbnailCache {
         }
     }
 
+    /// Thumbnails asked for and not decoded yet.
+    pub fn pending(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| matches!(e, Entry::Loading))
+            .count()
+    }
+
     /// Texture bytes held now.
     pub fn used_bytes(&self) -> usize {
         self.used_bytes

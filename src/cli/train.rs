@@ -57,6 +57,9 @@ pub struct TrainArgs {
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
+    /// Keep BatchNorm statistics fixed (useful when fine-tuning pretrained weights).
+    #[arg(long)]
+    pub freeze_bn: bool,
     /// Start from torchvision ResNet18 weights in a .safetensors file.
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -80,6 +83,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         mining <- mining, images_per_class <- images_per_class, augment <- augment,
         weight_decay <- weight_decay, schedule <- schedule, device <- device, seed <- seed,
     );
+    if args.freeze_bn {
+        settings.freeze_batch_norm = true;
+    }
     if args.max_seconds.is_some() {
         settings.max_seconds = args.max_seconds;
     }

@@ -78,6 +78,10 @@ pub struct TrainSettings {
     pub augment: Augment,
     pub weight_decay: f64,
     pub schedule: Schedule,
+    /// Keep BatchNorm in inference mode (running statistics from pretrained weights) while
+    /// fine-tuning; its scale and shift still learn.
+    #[serde(default)]
+    pub freeze_batch_norm: bool,
     pub device: DeviceChoice,
     pub seed: u64,
 }
@@ -101,6 +105,7 @@ impl Preset {
                 augment: Augment::Flip,
                 weight_decay: 0.0,
                 schedule: Schedule::Constant,
+                freeze_batch_norm: false,
                 device: DeviceChoice::Auto,
                 seed: 0,
             },
@@ -119,6 +124,7 @@ impl Preset {
                 augment: Augment::CropFlipColor,
                 weight_decay: 1e-4,
                 schedule: Schedule::Cosine,
+                freeze_batch_norm: false,
                 device: DeviceChoice::Auto,
                 seed: 0,
             },
@@ -428,7 +434,9 @@ pub fn train(
                 let images = Tensor::from_slice(&batch.pixels)
                     .view([batch.loaded.len() as i64, 3, size, size])
                     .to_device(device);
-                let loss = compute_loss(&model, settings, &images, &batch_labels, true);
+                let batch_norm_learns = !settings.freeze_batch_norm;
+                let loss =
+                    compute_loss(&model, settings, &images, &batch_labels, batch_norm_learns);
                 optimizer.backward_step(&loss);
                 loss.double_value(&[])
             })?;
