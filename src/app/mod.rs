@@ -6,7 +6,7 @@ mod window;
 
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
 pub use thumbnails::ThumbnailCache;
-pub use window::{FrameStats, LikenessApp, Notice};
+pub use window::{FrameStats, LibraryView, LikenessApp, Notice, SearchView, TrainingView};
 
 /// Opens the Likeness window. Without a display it says so and points to the CLI.
 pub fn run_window() -> anyhow::Result<()> {
