@@ -225,3 +225,28 @@ fn window_without_display_points_to_the_command_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("likeness --help"), "{stderr}");
 }
+
+#[test]
+fn an_index_refuses_a_different_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = dir.path().join("train");
+    write_dataset(&train, 2, 3, 32, 8).expect("data");
+    let first = dir.path().join("first.safetensors");
+    let second = dir.path().join("second.safetensors");
+    let index = dir.path().join("first.likeness-index");
+    for (model, seed) in [(&first, "1"), (&second, "2")] {
+        assert_ok(&likeness(&[
+            "train", "--data", s(&train), "--out", s(model), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "4", "--device", "cpu", "--seed", seed,
+        ]));
+    }
+    assert_ok(&likeness(&["index", "--model", s(&first), "--folder", s(&train), "--index", s(&index)]));
+    let query = train.join("class_00/img_000.png");
+    let output = likeness(&["search", "--index", s(&index), "--model", s(&second), s(&query)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("was built with model"), "{stderr}");
+    // Opening a model where an index belongs is a clear error too.
+    let output = likeness(&["search", "--index", s(&first), s(&query)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("model file, not an index"));
+}

@@ -52,7 +52,7 @@ pub enum EngineError {
     #[error("{0}")]
     Device(String),
     /// The job was cancelled before it produced anything usable.
-    #[error("cancelled")]
+    #[error("cancelled before anything usable was produced")]
     Cancelled,
 }
 
