@@ -126,12 +126,16 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let job = TrainJob::new(data.to_path_buf(), train_settings);
     let cancel = AtomicBool::new(false);
     let seen = AtomicUsize::new(0);
+    let timed_anchors = AtomicUsize::new(0);
     let first_step_at = std::sync::Mutex::new(None::<Instant>);
     let last_step_at = std::sync::Mutex::new(None::<Instant>);
     train(&job, &cancel, &|event| {
-        if let TrainEvent::Step { .. } = event {
+        if let TrainEvent::Step { anchors, .. } = event {
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
             let now = Instant::now();
+            if (2..=steps + 1).contains(&n) {
+                timed_anchors.fetch_add(anchors, Ordering::Relaxed);
+            }
             if n == 1
                 && let Ok(mut first) = first_step_at.lock()
             {
@@ -156,7 +160,8 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
             ));
         }
     };
-    let train_triplets_per_s = (steps * anchors_per_step) as f64 / timed;
+    // The last batch of an epoch can be smaller: count what the timed steps really held.
+    let train_triplets_per_s = timed_anchors.into_inner() as f64 / timed;
     Ok(BenchReport {
         device: super::device::describe(device),
         image_size_px: settings.image_size_px,

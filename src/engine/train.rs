@@ -218,6 +218,8 @@ pub enum TrainEvent {
         step: usize,
         steps_per_epoch: usize,
         global_step: usize,
+        /// Anchors in this step's batch: triplets (random triplets) or images (batch-hard).
+        anchors: usize,
         loss: f64,
         lr: f64,
         elapsed_secs: f64,
@@ -444,6 +446,10 @@ pub fn train(
                 step: step_index + 1,
                 steps_per_epoch,
                 global_step,
+                anchors: match settings.mining {
+                    Mining::RandomTriplets => batch.loaded.len() / 3,
+                    Mining::BatchHard => batch.loaded.len(),
+                },
                 loss,
                 lr,
                 elapsed_secs,
