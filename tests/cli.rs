@@ -236,13 +236,41 @@ fn an_index_refuses_a_different_model() {
     let index = dir.path().join("first.likeness-index");
     for (model, seed) in [(&first, "1"), (&second, "2")] {
         assert_ok(&likeness(&[
-            "train", "--data", s(&train), "--out", s(model), "--image-size", "32", "--epochs", "1",
-            "--batch-size", "4", "--device", "cpu", "--seed", seed,
+            "train",
+            "--data",
+            s(&train),
+            "--out",
+            s(model),
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--seed",
+            seed,
         ]));
     }
-    assert_ok(&likeness(&["index", "--model", s(&first), "--folder", s(&train), "--index", s(&index)]));
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&first),
+        "--folder",
+        s(&train),
+        "--index",
+        s(&index),
+    ]));
     let query = train.join("class_00/img_000.png");
-    let output = likeness(&["search", "--index", s(&index), "--model", s(&second), s(&query)]);
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        "--model",
+        s(&second),
+        s(&query),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("was built with model"), "{stderr}");
