@@ -32,7 +32,7 @@ run: build
 test: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --lib --bins --tests
 	$(CARGO) test --release --doc
 
 bench: build
