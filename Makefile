@@ -33,7 +33,6 @@ test: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --lib --bins --tests
-	$(CARGO) test --release --doc
 
 bench: build
 	./target/release/likeness bench
