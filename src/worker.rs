@@ -98,8 +98,13 @@ pub enum Event {
     Indexing { done: usize, total: usize },
     /// An index is now current.
     IndexOpened(Box<IndexSummary>),
-    /// Results for a query.
-    Results { query: Query, hits: Vec<SearchHit> },
+    /// Results for a query, with the query shrunk for display (decoded here, not on the UI
+    /// thread).
+    Results {
+        query: Query,
+        preview: Arc<image::RgbImage>,
+        hits: Vec<SearchHit>,
+    },
     /// Results were exported.
     Exported(ExportManifest),
     /// A job failed; `message` says what to do. The worker is ready for the next job.
@@ -351,11 +356,25 @@ impl Worker {
                         "there is no index yet: train or open a model, then index a folder".into(),
                     ));
                 };
-                let hits = match &query {
-                    Query::File(path) => session.search_file(path, k)?,
-                    Query::Rgb { image, .. } => session.search_image(image, k)?,
+                let decoded;
+                let image: &image::RgbImage = match &query {
+                    Query::File(path) => {
+                        decoded = crate::engine::data::decode_rgb(path, DEFAULT_MAX_PIXELS)
+                            .map_err(|reason| EngineError::Image {
+                                path: path.clone(),
+                                reason,
+                            })?;
+                        &decoded
+                    }
+                    Query::Rgb { image, .. } => image,
                 };
-                self.emit(Event::Results { query, hits });
+                let hits = session.search_image(image, k)?;
+                let preview = Arc::new(crate::app::shrink_for_display(image));
+                self.emit(Event::Results {
+                    query,
+                    preview,
+                    hits,
+                });
             }
             Command::Export {
                 query,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use egui_plot::{Legend, Line, Plot, PlotPoint, PlotPoints, Points};
 
 use super::settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
-use super::thumbnails::{DEFAULT_BUDGET_BYTES, Thumbnail, ThumbnailCache, color_image, shrink};
+use super::thumbnails::{DEFAULT_BUDGET_BYTES, Thumbnail, ThumbnailCache, color_image};
 use crate::engine::data::{ImageFolder, is_image_extension};
 use crate::engine::device::DeviceChoice;
 use crate::engine::eval::RetrievalReport;
@@ -284,8 +284,16 @@ impl LikenessApp {
                 }
                 self.index = Some(*summary);
             }
-            Event::Results { query, hits } => {
-                let preview = query_preview(ctx, &query);
+            Event::Results {
+                query,
+                preview,
+                hits,
+            } => {
+                let preview = Some(ctx.load_texture(
+                    "query",
+                    color_image(&preview),
+                    egui::TextureOptions::LINEAR,
+                ));
                 self.search = Some(SearchView {
                     selected: vec![true; hits.len()],
                     query,
@@ -515,21 +523,6 @@ fn timestamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     format!("{secs}")
-}
-
-/// A small texture of the query for the top of the results.
-fn query_preview(ctx: &egui::Context, query: &Query) -> Option<egui::TextureHandle> {
-    let image = match query {
-        Query::File(path) => {
-            crate::engine::data::decode_rgb(path, crate::engine::data::DEFAULT_MAX_PIXELS).ok()?
-        }
-        Query::Rgb { image, .. } => (**image).clone(),
-    };
-    Some(ctx.load_texture(
-        "query",
-        color_image(&shrink(&image)),
-        egui::TextureOptions::LINEAR,
-    ))
 }
 
 impl eframe::App for LikenessApp {
