@@ -23,6 +23,8 @@ use crate::engine::train::{TrainEvent, TrainJob, guard_libtorch, train};
 
 /// Commands can queue this deep before `send` blocks the UI.
 const COMMAND_CAPACITY: usize = 16;
+/// Longest side of the query preview sent with results.
+const QUERY_PREVIEW_PX: u32 = 320;
 /// Events waiting for the UI; training steps block here when the UI is far behind.
 const EVENT_CAPACITY: usize = 4096;
 
@@ -369,7 +371,7 @@ impl Worker {
                     Query::Rgb { image, .. } => image,
                 };
                 let hits = session.search_image(image, k)?;
-                let preview = Arc::new(crate::app::shrink_for_display(image));
+                let preview = Arc::new(crate::engine::data::shrink_to_fit(image, QUERY_PREVIEW_PX));
                 self.emit(Event::Results {
                     query,
                     preview,

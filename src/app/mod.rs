@@ -5,7 +5,7 @@ mod thumbnails;
 mod window;
 
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
-pub use thumbnails::{ThumbnailCache, shrink as shrink_for_display};
+pub use thumbnails::ThumbnailCache;
 pub use window::{FrameStats, LibraryView, LikenessApp, Notice, SearchView, TrainingView};
 
 /// Opens the Likeness window. Without a display it says so and points to the CLI.

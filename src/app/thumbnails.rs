@@ -180,17 +180,7 @@ fn load_thumbnail(path: &Path) -> Result<egui::ColorImage, String> {
 
 /// Shrinks to fit within [`THUMBNAIL_SIDE_PX`], keeping the aspect ratio.
 pub fn shrink(image: &image::RgbImage) -> image::RgbImage {
-    let (width, height) = image.dimensions();
-    let scale = (THUMBNAIL_SIDE_PX as f32 / width.max(height) as f32).min(1.0);
-    let (w, h) = (
-        ((width as f32 * scale).round() as u32).max(1),
-        ((height as f32 * scale).round() as u32).max(1),
-    );
-    if (w, h) == (width, height) {
-        image.clone()
-    } else {
-        image::imageops::thumbnail(image, w, h)
-    }
+    crate::engine::data::shrink_to_fit(image, THUMBNAIL_SIDE_PX)
 }
 
 /// An RGB image as egui pixels.

@@ -335,6 +335,19 @@ pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     image::imageops::resize(image, width, height, image::imageops::FilterType::Triangle)
 }
 
+/// Shrinks to fit within `side_px` × `side_px`, keeping the aspect ratio (for display).
+pub fn shrink_to_fit(image: &RgbImage, side_px: u32) -> RgbImage {
+    let (width, height) = image.dimensions();
+    let scale = (side_px as f32 / width.max(height) as f32).min(1.0);
+    let w = ((width as f32 * scale).round() as u32).max(1);
+    let h = ((height as f32 * scale).round() as u32).max(1);
+    if (w, h) == (width, height) {
+        image.clone()
+    } else {
+        image::imageops::thumbnail(image, w, h)
+    }
+}
+
 /// torchvision's RandomResizedCrop parameters: area scale 0.5–1, aspect 3/4–4/3.
 fn random_resized_crop(width: u32, height: u32, rng: &mut fastrand::Rng) -> (u32, u32, u32, u32) {
     let area = f64::from(width) * f64::from(height);
