@@ -510,11 +510,6 @@ impl LabeledDataset {
         }
         Ok(())
     }
-
-    /// Maps this data set's class names to another's indices (validation set → training set).
-    pub fn class_names(&self) -> &[String] {
-        &self.classes
-    }
 }
 
 /// One image's decode result, filled in by whichever thread decoded it.
