@@ -19,6 +19,7 @@ use crate::engine::eval::RetrievalReport;
 use crate::engine::export::{ExportManifest, export_results};
 use crate::engine::index::{Gallery, SearchHit, SearchSession};
 use crate::engine::model::{ModelInfo, TrainingSummary, load_model, save_model};
+use crate::engine::pretrained::{WeightsSource, download_weights};
 use crate::engine::train::{TrainEvent, TrainJob, guard_libtorch, train};
 
 /// Commands can queue this deep before `send` blocks the UI.
@@ -74,6 +75,8 @@ pub enum Command {
         hits: Vec<SearchHit>,
         folder: PathBuf,
     },
+    /// Download pretrained weights into their cache file (checked before they are kept).
+    DownloadWeights(WeightsSource),
 }
 
 /// What the worker reports back.
@@ -109,6 +112,10 @@ pub enum Event {
     },
     /// Results were exported.
     Exported(ExportManifest),
+    /// Weights download progress in bytes (`total` when the server says).
+    DownloadingWeights { done: u64, total: Option<u64> },
+    /// Pretrained weights are downloaded, checked, and ready at `path`.
+    WeightsReady { path: PathBuf, tensors: usize },
     /// A job failed; `message` says what to do. The worker is ready for the next job.
     Failed { job: String, message: String },
     /// The worker finished its job and waits for the next.
@@ -177,7 +184,8 @@ impl WorkerHandle {
             })
     }
 
-    /// Asks the running job (training, indexing) to stop; training keeps its model.
+    /// Asks the running job (training, indexing, a download) to stop; training keeps its
+    /// model.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }
@@ -386,6 +394,23 @@ impl Worker {
                 let manifest = export_results(Path::new(&query), &hits, &folder)?;
                 self.emit(Event::Exported(manifest));
             }
+            Command::DownloadWeights(source) => {
+                let events = self.events.clone();
+                let wake = &self.wake;
+                let report = match download_weights(&source, &self.cancel, &|done, total| {
+                    events.send(Event::DownloadingWeights { done, total }).ok();
+                    wake();
+                }) {
+                    Ok(report) => report,
+                    // The person asked for it; the UI already said so, and nothing was kept.
+                    Err(EngineError::Cancelled) => return Ok(()),
+                    Err(error) => return Err(error),
+                };
+                self.emit(Event::WeightsReady {
+                    path: source.cache_path,
+                    tensors: report.loaded,
+                });
+            }
         }
         Ok(())
     }
@@ -425,6 +450,7 @@ fn job_name(command: &Command) -> String {
         Command::OpenIndex(_) => "opening the index",
         Command::Search { .. } => "searching",
         Command::Export { .. } => "exporting",
+        Command::DownloadWeights(_) => "downloading the weights",
     }
     .to_string()
 }

@@ -10,7 +10,9 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
-use likeness::engine::synthetic::write_dataset;
+use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
+
+mod common;
 
 /// A file dropped on the window from the file manager.
 #[derive(Debug)]
@@ -63,7 +65,10 @@ fn small_training(settings: &mut AppSettings) {
 }
 
 fn app_harness(settings: AppSettings, data: &Path) -> Harness<'static, LikenessApp> {
-    let dirs = DataDirs::under(data.to_path_buf());
+    harness_with_dirs(settings, DataDirs::under(data.to_path_buf()))
+}
+
+fn harness_with_dirs(settings: AppSettings, dirs: DataDirs) -> Harness<'static, LikenessApp> {
     Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .build_eframe(move |cc| LikenessApp::with_settings(&cc.egui_ctx, settings, dirs))
@@ -199,4 +204,59 @@ fn searching_without_an_index_explains_what_to_do() {
     harness.step();
     harness.step();
     harness.get_by_label_contains("There is no index to search yet");
+}
+
+#[test]
+fn imagenet_weights_are_offered_downloaded_checked_and_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = dir.path().join("served.safetensors");
+    write_resnet18_weights(&served).expect("weights");
+    let bytes = std::fs::read(&served).expect("read");
+    // First connection: something that is not weights; second: the weights.
+    let url = common::serve(vec![
+        common::http_ok(b"<html>rate limited</html>"),
+        common::http_ok(&bytes),
+    ]);
+    let mut dirs = DataDirs::under(dir.path().join("data"));
+    dirs.weights.url = url;
+    let cache = dirs.weights.cache_path.clone();
+    let mut harness = harness_with_dirs(AppSettings::default(), dirs);
+    harness.step();
+
+    // A bad download is refused with a message, keeps nothing, and training stays from scratch.
+    harness.get_by_label("ImageNet…").click();
+    run_until(&mut harness, "the refused download", |app| {
+        app.notices.iter().any(|n| n.is_error)
+    });
+    harness.get_by_label_contains("not ResNet18 weights");
+    assert!(harness.state().settings.train.weights.is_none());
+    assert!(!cache.exists());
+    run_until(&mut harness, "the worker to be idle", |app| {
+        app.busy.is_none()
+    });
+
+    // The real file: downloaded, checked, cached, and chosen as the starting point.
+    harness.get_by_label("ImageNet…").click();
+    run_until(&mut harness, "the download", |app| {
+        app.settings.train.weights.is_some() && app.busy.is_none()
+    });
+    assert_eq!(
+        harness.state().settings.train.weights.as_ref(),
+        Some(&cache)
+    );
+    assert_eq!(std::fs::read(&cache).expect("cached"), bytes);
+    harness.get_by_label_contains("downloaded and checked (102 tensors)");
+    harness.get_by_label("resnet18-imagenet.safetensors");
+
+    // Back to scratch; the cached file is offered without another download.
+    harness.get_by_label("Scratch").click();
+    harness.step();
+    harness.step();
+    assert!(harness.state().settings.train.weights.is_none());
+    harness.get_by_label("ImageNet").click();
+    harness.step();
+    assert_eq!(
+        harness.state().settings.train.weights.as_ref(),
+        Some(&cache)
+    );
 }

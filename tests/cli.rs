@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use likeness::engine::synthetic::write_dataset;
+use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
+
+mod common;
 
 fn likeness(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_likeness"))
@@ -277,4 +279,108 @@ fn an_index_refuses_a_different_model() {
     // Opening a model where an index belongs is a clear error too.
     let output = likeness(&["search", "--index", s(&first), s(&query)]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("model file, not an index"));
+}
+
+/// `likeness` with its user data folder (where downloaded weights go) under `data_home`.
+fn likeness_with_data_home(data_home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(args)
+        .env("XDG_DATA_HOME", data_home)
+        .env_remove("LIKENESS_WEIGHTS_URL")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("run likeness")
+}
+
+#[test]
+fn imagenet_weights_download_is_checked_cached_and_used_by_train() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_home = dir.path().join("data-home");
+    let weights = dir.path().join("served.safetensors");
+    write_resnet18_weights(&weights).expect("weights");
+    let weight_bytes = std::fs::read(&weights).expect("read");
+    // Connection 1: the weights; 2: garbage; 3: a transfer cut short.
+    let mut truncated = common::http_ok(&weight_bytes);
+    truncated.truncate(truncated.len() / 2);
+    let url = common::serve(vec![
+        common::http_ok(&weight_bytes),
+        common::http_ok(b"<html>sign in to download</html>"),
+        truncated,
+    ]);
+
+    let output = likeness_with_data_home(
+        &data_home,
+        &["weights", "download", "--url", &url, "--json"],
+    );
+    assert_ok(&output);
+    let report = last_json(&output);
+    let cached = data_home.join("likeness/weights/resnet18-imagenet.safetensors");
+    assert_eq!(report["path"].as_str(), Some(s(&cached)));
+    assert_eq!(report["downloaded"], true);
+    assert_eq!(report["tensors"], 102);
+    assert_eq!(std::fs::read(&cached).expect("cached"), weight_bytes);
+
+    // Already there: no second download (the server would answer with garbage now).
+    let again = likeness_with_data_home(&data_home, &["weights", "download", "--json"]);
+    assert_ok(&again);
+    assert_eq!(last_json(&again)["downloaded"], false);
+
+    // A forced download of something that is not weights is refused and keeps the file.
+    for what in ["not ResNet18 weights", "the transfer"] {
+        let refused = likeness_with_data_home(
+            &data_home,
+            &["weights", "download", "--force", "--url", &url],
+        );
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(what), "{stderr}");
+        assert_eq!(std::fs::read(&cached).expect("cached"), weight_bytes);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(cached.parent().expect("folder"))
+        .expect("list")
+        .collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left behind");
+
+    // `--weights imagenet` trains from the cached file.
+    let data = dir.path().join("train");
+    write_dataset(&data, 3, 4, 32, 5).expect("dataset");
+    let model = dir.path().join("model.safetensors");
+    let output = likeness_with_data_home(
+        &data_home,
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&model),
+            "--weights",
+            "imagenet",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    );
+    assert_ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("pretrained weights"), "{stderr}");
+
+    // `weights check` accepts the cached file and names what is wrong with another.
+    assert_ok(&likeness_with_data_home(
+        &data_home,
+        &["weights", "check", s(&cached)],
+    ));
+    let pickle = dir.path().join("resnet18.pth");
+    std::fs::write(&pickle, b"PK\x03\x04 a zip of pickles").expect("write");
+    let check = likeness_with_data_home(&data_home, &["weights", "check", s(&pickle)]);
+    assert!(!check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(stderr.contains("cannot be used as --weights"), "{stderr}");
+    assert!(stderr.contains("pickle files"), "{stderr}");
 }

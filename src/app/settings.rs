@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::device::DeviceChoice;
+use crate::engine::pretrained::{WeightsSource, user_data_dir};
 use crate::engine::train::{Preset, TrainSettings};
 
 /// Key of the settings in eframe's storage.
@@ -12,27 +13,27 @@ pub const STORAGE_KEY: &str = "likeness-settings";
 /// Recent folders kept in the Library menu.
 const RECENT_FOLDERS: usize = 8;
 
-/// Folders where the window writes the models and indexes it makes.
+/// Folders where the window writes the models and indexes it makes, and where it keeps
+/// downloaded weights.
 #[derive(Debug, Clone)]
 pub struct DataDirs {
     pub models: PathBuf,
     pub indexes: PathBuf,
+    /// The ImageNet ResNet18 weights offered as a starting point.
+    pub weights: WeightsSource,
 }
 
 impl DataDirs {
     /// The user's data directory (e.g. ~/.local/share/likeness on Linux).
     pub fn user() -> Self {
-        let base = directories::ProjectDirs::from("", "", "Likeness").map_or_else(
-            || PathBuf::from(".likeness"),
-            |dirs| dirs.data_dir().to_path_buf(),
-        );
-        Self::under(base)
+        Self::under(user_data_dir())
     }
 
     pub fn under(base: PathBuf) -> Self {
         Self {
             models: base.join("models"),
             indexes: base.join("indexes"),
+            weights: WeightsSource::imagenet_resnet18(&base),
         }
     }
 }

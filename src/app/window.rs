@@ -17,6 +17,7 @@ use crate::engine::device::DeviceChoice;
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
 use crate::engine::model::ModelInfo;
+use crate::engine::pretrained::IMAGENET_RESNET18_APPROX_MB;
 use crate::engine::train::{Preset, TrainEvent, TrainJob};
 use crate::worker::{Command, Event, IndexSummary, Query, WorkerHandle};
 
@@ -113,6 +114,10 @@ pub struct LikenessApp {
     pub library: Option<LibraryView>,
     pub training: TrainingView,
     pub indexing: Option<(usize, usize)>,
+    /// Bytes of the ImageNet weights downloaded so far, and of how many.
+    pub weights_download: Option<(u64, Option<u64>)>,
+    /// The downloaded ImageNet weights, once they are in the cache.
+    pub imagenet_weights: Option<PathBuf>,
     pub model: Option<(PathBuf, ModelInfo)>,
     pub index: Option<IndexSummary>,
     pub search: Option<SearchView>,
@@ -146,8 +151,11 @@ impl LikenessApp {
         let thumbnails = ThumbnailCache::new(DEFAULT_BUDGET_BYTES, move || {
             thumbnail_repaint.request_repaint_after(Duration::from_millis(15));
         });
+        let imagenet_weights = dirs.weights.cached().map(Path::to_path_buf);
         let mut app = Self {
             worker,
+            weights_download: None,
+            imagenet_weights,
             index_folder: settings
                 .library
                 .as_ref()
@@ -231,6 +239,7 @@ impl LikenessApp {
                 self.training.preparing = None;
                 self.training.evaluating = None;
                 self.indexing = None;
+                self.weights_download = None;
             }
             Event::LibraryScanned(folder) => {
                 let classes = folder.class_count();
@@ -307,6 +316,18 @@ impl LikenessApp {
                     "Exported {} images with results.csv and results.json to {folder}",
                     manifest.results.len()
                 ));
+            }
+            Event::DownloadingWeights { done, total } => {
+                self.weights_download = Some((done, total));
+            }
+            Event::WeightsReady { path, tensors } => {
+                self.info(format!(
+                    "ImageNet ResNet18 weights downloaded and checked ({tensors} tensors); \
+                     training starts from them. Saved in {}",
+                    path.display()
+                ));
+                self.settings.train.weights = Some(path.clone());
+                self.imagenet_weights = Some(path);
             }
             Event::Failed { job, message } => {
                 self.error(format!("{} failed: {message}", capitalise(&job)))
@@ -434,6 +455,23 @@ impl LikenessApp {
         }
         let k = self.settings.k;
         self.send(Command::Search { query, k });
+    }
+
+    /// Starts from the ImageNet weights: the cached file, or a download of it.
+    pub fn use_imagenet_weights(&mut self) {
+        if let Some(path) = self.imagenet_weights.clone().filter(|p| p.is_file()) {
+            self.settings.train.weights = Some(path);
+            return;
+        }
+        self.imagenet_weights = None;
+        self.weights_download = Some((0, None));
+        self.send(Command::DownloadWeights(self.dirs.weights.clone()));
+    }
+
+    /// Stops a weights download; nothing is kept.
+    pub fn cancel_weights_download(&mut self) {
+        self.worker.cancel();
+        self.info("Download cancelled; nothing was kept.");
     }
 
     /// Exports the selected results to `folder`.
@@ -787,6 +825,10 @@ impl LikenessApp {
     }
 
     fn train_form_ui(&mut self, ui: &mut egui::Ui) {
+        let mut imagenet_clicked = false;
+        let imagenet_cached = self.imagenet_weights.is_some();
+        let can_download = self.busy.is_none();
+        let weights_source = &self.dirs.weights;
         let form = &mut self.settings.train;
         egui::Grid::new("train_form")
             .num_columns(2)
@@ -885,6 +927,21 @@ impl LikenessApp {
                     }
                     None => {
                         ui.label("scratch");
+                        let imagenet = if imagenet_cached {
+                            ui.small_button("ImageNet").on_hover_text(
+                                "Start from ResNet18 ImageNet weights (downloaded before)",
+                            )
+                        } else {
+                            ui.add_enabled(can_download, egui::Button::new("ImageNet…").small())
+                                .on_hover_text(format!(
+                                    "Download ResNet18 ImageNet weights (about \
+                                     {IMAGENET_RESNET18_APPROX_MB} MB) from {} and start from \
+                                     them; they are checked, then kept in {}",
+                                    weights_source.url,
+                                    weights_source.cache_path.display()
+                                ))
+                        };
+                        imagenet_clicked = imagenet.clicked();
                         if ui
                             .small_button("Weights…")
                             .on_hover_text("torchvision ResNet18 weights (.safetensors)")
@@ -898,6 +955,36 @@ impl LikenessApp {
                 });
                 ui.end_row();
             });
+        if imagenet_clicked {
+            self.use_imagenet_weights();
+        }
+        if let Some((done, total)) = self.weights_download {
+            ui.horizontal(|ui| {
+                let megabytes = |bytes: u64| bytes as f64 / 1e6;
+                let (fraction, text) = match total {
+                    Some(total) => (
+                        done as f32 / total.max(1) as f32,
+                        format!(
+                            "Downloading ImageNet weights {:.1}/{:.1} MB",
+                            megabytes(done),
+                            megabytes(total)
+                        ),
+                    ),
+                    None => (
+                        0.0,
+                        format!("Downloading ImageNet weights {:.1} MB", megabytes(done)),
+                    ),
+                };
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .text(text)
+                        .desired_width(ui.available_width() - 70.0),
+                );
+                if ui.button("Cancel").clicked() {
+                    self.cancel_weights_download();
+                }
+            });
+        }
     }
 
     fn training_progress_ui(&mut self, ui: &mut egui::Ui) {

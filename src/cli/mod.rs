@@ -9,6 +9,7 @@ mod index;
 mod progress;
 mod search;
 mod train;
+mod weights;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Measure indexing and training throughput against the pure tch ceiling.
     Bench(bench::BenchArgs),
+    /// Get (or check) the ImageNet-pretrained ResNet18 weights training can start from.
+    Weights(weights::WeightsArgs),
 }
 
 /// Options every command shares.
@@ -59,6 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Weights(args) => weights::run(args),
     }
 }
 

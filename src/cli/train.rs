@@ -60,7 +60,8 @@ pub struct TrainArgs {
     /// Keep BatchNorm statistics fixed (useful when fine-tuning pretrained weights).
     #[arg(long)]
     pub freeze_bn: bool,
-    /// Start from torchvision ResNet18 weights in a .safetensors file.
+    /// Start from torchvision ResNet18 weights in a .safetensors file; `imagenet` means the
+    /// standard ImageNet weights (downloaded the first time, see `likeness weights`).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     #[arg(long, value_enum)]
@@ -91,7 +92,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let mut job = TrainJob::new(args.data.clone(), settings);
     job.validation = args.val.clone();
-    job.weights = args.weights.clone();
+    job.weights = match &args.weights {
+        Some(argument) => Some(super::weights::resolve_weights_argument(argument)?),
+        None => None,
+    };
 
     let bar = progress::bar(0, "preparing");
     let cancel = AtomicBool::new(false);

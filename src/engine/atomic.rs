@@ -10,6 +10,22 @@ use super::{EngineError, Result};
 
 /// Writes `bytes` to `path` atomically, creating the parent folder if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(
+        path,
+        |file| file.write_all(bytes).map_err(|e| EngineError::io(path, e)),
+        |_| Ok(()),
+    )
+}
+
+/// Writes `path` atomically from a stream: `write` fills the temporary file, `verify`
+/// inspects it once it is complete and on disk; the file replaces `path` only if both
+/// succeed. On any failure (including `write` returning [`EngineError::Cancelled`]) the
+/// temporary file is removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+    verify: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -27,10 +43,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| {
         let mut file =
             std::fs::File::create(&temp_path).map_err(|e| EngineError::io(&temp_path, e))?;
-        file.write_all(bytes)
-            .map_err(|e| EngineError::io(&temp_path, e))?;
+        write(&mut file)?;
         file.sync_all()
             .map_err(|e| EngineError::io(&temp_path, e))?;
+        drop(file);
+        verify(&temp_path)?;
         std::fs::rename(&temp_path, path).map_err(|e| EngineError::io(path, e))
     })();
     if result.is_err() {
@@ -69,5 +86,28 @@ mod tests {
         std::fs::write(blocked.join("x"), b"x").expect("fill");
         assert!(write_atomic(&blocked, b"new").is_err());
         assert_eq!(std::fs::read(&path).expect("read"), b"previous");
+    }
+
+    #[test]
+    fn refused_stream_keeps_previous_file_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weights.safetensors");
+        write_atomic(&path, b"previous").expect("write");
+        let refused = write_atomic_with(
+            &path,
+            |file| {
+                file.write_all(b"garbage")
+                    .map_err(|e| EngineError::io(&path, e))
+            },
+            |written| {
+                assert_eq!(std::fs::read(written).expect("read temp"), b"garbage");
+                Err(EngineError::bad_file(written, "not weights"))
+            },
+        );
+        assert!(refused.is_err());
+        let cancelled = write_atomic_with(&path, |_| Err(EngineError::Cancelled), |_| Ok(()));
+        assert!(matches!(cancelled, Err(EngineError::Cancelled)));
+        assert_eq!(std::fs::read(&path).expect("read"), b"previous");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 }

@@ -48,6 +48,9 @@ pub enum EngineError {
     /// faiss reported an error.
     #[error("faiss: {0}")]
     Faiss(#[from] faiss::error::Error),
+    /// A download failed (no network, server error, broken transfer).
+    #[error("{0}")]
+    Network(String),
     /// The requested device is not available.
     #[error("{0}")]
     Device(String),

@@ -14,6 +14,7 @@ pub mod export;
 pub mod index;
 pub mod loss;
 pub mod model;
+pub mod pretrained;
 pub mod synthetic;
 pub mod train;
 

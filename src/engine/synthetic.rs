@@ -82,3 +82,32 @@ pub fn write_dataset(
     }
     Ok(written)
 }
+
+/// Writes a torchvision-named ResNet18 weights file (random values, ImageNet's 1000-way
+/// `fc`, BatchNorm counters included, as `torchvision` saves them), for tests of the
+/// weights import and download without network.
+pub fn write_resnet18_weights(path: &Path) -> Result<()> {
+    use super::model::{EmbeddingModel, ModelConfig};
+    let config = ModelConfig {
+        architecture: "resnet18".into(),
+        embedding_dim: 1000,
+        l2_normalize: false,
+        preprocess: super::data::Preprocess {
+            image_size_px: 224,
+            mean: super::data::Preprocess::SEED_MEAN,
+            std: super::data::Preprocess::SEED_STD,
+        },
+    };
+    let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    let mut named = model.named_tensors();
+    let counters: Vec<String> = named
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix(".running_mean"))
+        .map(|layer| format!("{layer}.num_batches_tracked"))
+        .collect();
+    for counter in counters {
+        named.push((counter, tch::Tensor::from_slice(&[0i64])));
+    }
+    tch::Tensor::write_safetensors(&named, path)?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `likeness weights`: the ImageNet-pretrained ResNet18 weights training can start from.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::{OutputArgs, absolute, print_json, progress};
+use crate::engine::pretrained::{
+    IMAGENET_RESNET18_APPROX_MB, WeightsSource, check_resnet18_weights, download_weights,
+    user_data_dir,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct WeightsArgs {
+    #[command(subcommand)]
+    pub action: WeightsAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WeightsAction {
+    /// Download the standard ResNet18 ImageNet weights (about 47 MB) into the user data
+    /// folder, check their names and shapes, and print where they are. `likeness train
+    /// --weights imagenet` then starts from them.
+    Download {
+        /// Download from here instead (default: Hugging Face, timm/resnet18.tv_in1k; the
+        /// LIKENESS_WEIGHTS_URL environment variable does the same).
+        #[arg(long)]
+        url: Option<String>,
+        /// Download again even when the file is already there.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Check that a .safetensors file holds torchvision ResNet18 weights.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// The standard source, with `url` in place of the default when given.
+fn source(url: Option<String>) -> WeightsSource {
+    let mut source = WeightsSource::imagenet_resnet18(&user_data_dir());
+    if let Some(url) = url {
+        source.url = url;
+    }
+    source
+}
+
+pub fn run(args: WeightsArgs) -> anyhow::Result<()> {
+    match args.action {
+        WeightsAction::Download { url, force, output } => {
+            let source = source(url);
+            let downloaded = force || source.cached().is_none();
+            let report = if downloaded {
+                fetch(&source)?
+            } else {
+                check_resnet18_weights(&source.cache_path).with_context(|| {
+                    format!(
+                        "the cached weights are damaged; run `likeness weights download --force` \
+                         (file: {})",
+                        source.cache_path.display()
+                    )
+                })?
+            };
+            eprintln!(
+                "{} ResNet18 ImageNet weights ({} tensors): {}",
+                if downloaded {
+                    "downloaded"
+                } else {
+                    "already have the"
+                },
+                report.loaded,
+                source.cache_path.display()
+            );
+            if output.json {
+                print_json(&json!({
+                    "path": absolute(&source.cache_path),
+                    "downloaded": downloaded,
+                    "tensors": report.loaded,
+                    "url": source.url,
+                }))?;
+            }
+        }
+        WeightsAction::Check { file, output } => {
+            let report = check_resnet18_weights(&file)
+                .with_context(|| format!("{} cannot be used as --weights", file.display()))?;
+            eprintln!(
+                "{}: torchvision ResNet18 weights, {} tensors",
+                file.display(),
+                report.loaded
+            );
+            if output.json {
+                print_json(&json!({ "path": absolute(&file), "tensors": report.loaded }))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Downloads the standard weights with a progress bar on stderr.
+fn fetch(source: &WeightsSource) -> anyhow::Result<crate::engine::model::ImportReport> {
+    eprintln!(
+        "downloading ResNet18 ImageNet weights (about {IMAGENET_RESNET18_APPROX_MB} MB) from {}",
+        source.url
+    );
+    let bar = progress::bar(0, "download");
+    let report = download_weights(source, &AtomicBool::new(false), &|done, total| {
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    Ok(report?)
+}
+
+/// What `--weights` names: a file, or `imagenet` for the standard weights (downloaded into
+/// the user data folder the first time).
+pub fn resolve_weights_argument(argument: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if argument.exists() || argument.as_os_str() != "imagenet" {
+        return Ok(argument.to_path_buf());
+    }
+    let source = source(None);
+    if source.cached().is_none() {
+        fetch(&source)?;
+    }
+    Ok(source.cache_path)
+}

@@ -1,0 +1,215 @@
+//! ImageNet-pretrained ResNet18 weights: where Likeness caches them, how it fetches them,
+//! and the check that a file really is torchvision ResNet18 weights before it is used.
+//!
+//! The standard file is torchvision's `IMAGENET1K_V1` ResNet18 as published in safetensors
+//! form by timm (`resnet18.tv_in1k`), whose tensor names are torchvision's. Nothing is
+//! downloaded unless a person asks for it; without network (or without the file) training
+//! starts from scratch as before.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::atomic::write_atomic_with;
+use super::data::Preprocess;
+use super::model::{EmbeddingModel, ImportReport, ModelConfig};
+use super::{EngineError, Result};
+
+/// Where the standard weights are downloaded from.
+pub const IMAGENET_RESNET18_URL: &str =
+    "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors";
+/// Overrides [`IMAGENET_RESNET18_URL`] (a mirror, or a file server inside a firewall).
+pub const WEIGHTS_URL_ENV: &str = "LIKENESS_WEIGHTS_URL";
+/// Size of the standard file, for messages before the download starts.
+pub const IMAGENET_RESNET18_APPROX_MB: u64 = 47;
+/// Name of the cached file inside the weights folder.
+const CACHED_FILE_NAME: &str = "resnet18-imagenet.safetensors";
+/// ResNet18 in 32-bit floats is 47 MB; anything far larger is not what we asked for.
+const MAX_DOWNLOAD_BYTES: u64 = 256 * 1024 * 1024;
+/// Progress is reported at most this often (in bytes).
+const PROGRESS_EVERY_BYTES: u64 = 512 * 1024;
+
+/// Likeness's folder in the user's data directory (e.g. `~/.local/share/likeness`).
+pub fn user_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "Likeness").map_or_else(
+        || PathBuf::from(".likeness"),
+        |dirs| dirs.data_dir().to_path_buf(),
+    )
+}
+
+/// Where the standard weights come from and where they are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsSource {
+    pub url: String,
+    /// The cached file (it exists only after a successful, checked download).
+    pub cache_path: PathBuf,
+}
+
+impl WeightsSource {
+    /// The standard ImageNet ResNet18 weights, cached under `data_dir/weights`; the URL can
+    /// be replaced with the `LIKENESS_WEIGHTS_URL` environment variable.
+    pub fn imagenet_resnet18(data_dir: &Path) -> Self {
+        let url = std::env::var(WEIGHTS_URL_ENV)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| IMAGENET_RESNET18_URL.to_string());
+        Self {
+            url,
+            cache_path: data_dir.join("weights").join(CACHED_FILE_NAME),
+        }
+    }
+
+    /// The cached file, when a download has completed before.
+    pub fn cached(&self) -> Option<&Path> {
+        self.cache_path
+            .is_file()
+            .then_some(self.cache_path.as_path())
+    }
+}
+
+/// Checks that `path` holds torchvision ResNet18 weights: every tensor present by name,
+/// none extra, every shape right (the same check `--weights` makes before training).
+pub fn check_resnet18_weights(path: &Path) -> Result<ImportReport> {
+    let config = ModelConfig {
+        architecture: "resnet18".into(),
+        embedding_dim: 1000,
+        l2_normalize: false,
+        preprocess: Preprocess {
+            image_size_px: 224,
+            mean: Preprocess::SEED_MEAN,
+            std: Preprocess::SEED_STD,
+        },
+    };
+    let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    model.import_torchvision(path)
+}
+
+/// Downloads the weights to `source.cache_path`, checks them, and only then puts them in
+/// place (atomically: an interrupted or refused download leaves no file behind).
+/// `progress(done, total)` is called as bytes arrive; `total` is `None` when the server
+/// does not say. Setting `cancel` stops the download with [`EngineError::Cancelled`].
+pub fn download_weights(
+    source: &WeightsSource,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(u64, Option<u64>),
+) -> Result<ImportReport> {
+    let unreachable = |reason: String| {
+        EngineError::Network(format!(
+            "could not download the ResNet18 ImageNet weights from {}: {reason}. Without them, \
+             training starts from scratch; or download the file elsewhere and choose it as a \
+             weights file",
+            source.url
+        ))
+    };
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(20)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .build(),
+    );
+    let response = agent
+        .get(&source.url)
+        .call()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let total = response.body().content_length();
+    if total.is_some_and(|bytes| bytes > MAX_DOWNLOAD_BYTES) {
+        return Err(unreachable(format!(
+            "the server offers {} MB, far more than ResNet18 weights",
+            total.unwrap_or_default() / 1_000_000
+        )));
+    }
+    let mut body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_DOWNLOAD_BYTES)
+        .reader();
+    let mut report = None;
+    write_atomic_with(
+        &source.cache_path,
+        |file| {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut done = 0u64;
+            let mut reported = 0u64;
+            progress(0, total);
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                let read = body
+                    .read(&mut buffer)
+                    .map_err(|e| unreachable(format!("the transfer broke off ({e})")))?;
+                if read == 0 {
+                    break;
+                }
+                file.write_all(&buffer[..read])
+                    .map_err(|e| EngineError::io(&source.cache_path, e))?;
+                done += read as u64;
+                if done - reported >= PROGRESS_EVERY_BYTES {
+                    reported = done;
+                    progress(done, total);
+                }
+            }
+            if total.is_some_and(|bytes| bytes != done) {
+                return Err(unreachable(format!(
+                    "the transfer ended after {done} of {} bytes",
+                    total.unwrap_or_default()
+                )));
+            }
+            progress(done, total);
+            Ok(())
+        },
+        |written| {
+            report = Some(check_resnet18_weights(written).map_err(|error| {
+                // The temporary file's name would only confuse; say what was wrong with it.
+                let reason = match error {
+                    EngineError::BadFile { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                EngineError::bad_file(
+                    &source.url,
+                    format!(
+                        "the downloaded file is not ResNet18 weights, so it was not kept ({reason})"
+                    ),
+                )
+            })?);
+            Ok(())
+        },
+    )?;
+    report.ok_or(EngineError::Cancelled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_source_caches_under_the_data_dir() {
+        let source = WeightsSource::imagenet_resnet18(Path::new("/data/likeness"));
+        assert_eq!(
+            source.cache_path,
+            Path::new("/data/likeness/weights/resnet18-imagenet.safetensors")
+        );
+        assert!(source.cached().is_none());
+    }
+
+    #[test]
+    fn unreachable_server_is_a_clear_error_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let source = WeightsSource {
+            url: format!("http://127.0.0.1:{port}/resnet18.safetensors"),
+            cache_path: dir.path().join("weights").join(CACHED_FILE_NAME),
+        };
+        let error = download_weights(&source, &AtomicBool::new(false), &|_, _| {})
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(error.contains("could not download"), "{error}");
+        assert!(error.contains("from scratch"), "{error}");
+        assert!(source.cached().is_none());
+    }
+}
