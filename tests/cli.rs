@@ -370,6 +370,13 @@ fn imagenet_weights_download_is_checked_cached_and_used_by_train() {
     assert_ok(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("pretrained weights"), "{stderr}");
+    // The model remembers that it expects ImageNet-normalised pixels.
+    let info = likeness::engine::model::read_model_info(&model).expect("model info");
+    assert_eq!(
+        info.config.preprocess.mean,
+        likeness::engine::data::Preprocess::IMAGENET_MEAN
+    );
+    assert_eq!(info.summary.pretrained_weights.as_deref(), Some(s(&cached)));
 
     // `weights check` accepts the cached file and names what is wrong with another.
     assert_ok(&likeness_with_data_home(

@@ -884,7 +884,11 @@ impl LikenessApp {
                 ui.end_row();
                 let label = ui.label("Batch size");
                 ui.add(egui::DragValue::new(&mut form.batch_size).range(4..=512))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text(match form.preset {
+                        Preset::Seed => "Triplets per step (three images each)",
+                        Preset::Default => "Images per step: 8 classes × 4 images for 32",
+                    });
                 ui.end_row();
                 let label = ui.label("Learning rate");
                 ui.add(

@@ -260,6 +260,9 @@ impl Preprocess {
     /// The seed's normalisation constants (CIFAR-10 statistics, as in the tutorial).
     pub const SEED_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
     pub const SEED_STD: [f32; 3] = [0.2023, 0.1994, 0.2010];
+    /// ImageNet's statistics, which ImageNet-pretrained weights expect.
+    pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
     /// Floats in one preprocessed image (3 × size × size).
     pub fn floats_per_image(&self) -> usize {

@@ -313,7 +313,14 @@ pub fn train(
     }
     dataset.check_trainable()?;
 
-    let mut model = EmbeddingModel::new(settings.model_config(), device)?;
+    let mut config = settings.model_config();
+    if job.weights.is_some() {
+        // Pretrained weights learned their features on ImageNet-normalised pixels; the
+        // model file records this, so indexing and search normalise the same way.
+        config.preprocess.mean = Preprocess::IMAGENET_MEAN;
+        config.preprocess.std = Preprocess::IMAGENET_STD;
+    }
+    let mut model = EmbeddingModel::new(config, device)?;
     let import = match &job.weights {
         Some(path) => Some(model.import_torchvision(path)?),
         None => None,
