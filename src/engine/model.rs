@@ -37,6 +37,23 @@ pub struct ModelConfig {
     pub preprocess: Preprocess,
 }
 
+impl ModelConfig {
+    /// torchvision's ImageNet ResNet18 as it is published: 1000 outputs, 224 px, ImageNet
+    /// normalisation. Pretrained weights files are checked against it.
+    pub fn torchvision_resnet18() -> Self {
+        Self {
+            architecture: "resnet18".into(),
+            embedding_dim: 1000,
+            l2_normalize: false,
+            preprocess: Preprocess {
+                image_size_px: 224,
+                mean: Preprocess::IMAGENET_MEAN,
+                std: Preprocess::IMAGENET_STD,
+            },
+        }
+    }
+}
+
 /// ResNet18 + `fc` embedding layer, with its variables.
 pub struct EmbeddingModel {
     pub var_store: nn::VarStore,

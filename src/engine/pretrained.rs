@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::atomic::write_atomic_with;
-use super::data::Preprocess;
 use super::model::{EmbeddingModel, ImportReport, ModelConfig};
 use super::{EngineError, Result};
 
@@ -71,17 +70,7 @@ impl WeightsSource {
 /// Checks that `path` holds torchvision ResNet18 weights: every tensor present by name,
 /// none extra, every shape right (the same check `--weights` makes before training).
 pub fn check_resnet18_weights(path: &Path) -> Result<ImportReport> {
-    let config = ModelConfig {
-        architecture: "resnet18".into(),
-        embedding_dim: 1000,
-        l2_normalize: false,
-        preprocess: Preprocess {
-            image_size_px: 224,
-            mean: Preprocess::SEED_MEAN,
-            std: Preprocess::SEED_STD,
-        },
-    };
-    let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    let mut model = EmbeddingModel::new(ModelConfig::torchvision_resnet18(), tch::Device::Cpu)?;
     model.import_torchvision(path)
 }
 

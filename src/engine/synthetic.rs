@@ -88,17 +88,7 @@ pub fn write_dataset(
 /// weights import and download without network.
 pub fn write_resnet18_weights(path: &Path) -> Result<()> {
     use super::model::{EmbeddingModel, ModelConfig};
-    let config = ModelConfig {
-        architecture: "resnet18".into(),
-        embedding_dim: 1000,
-        l2_normalize: false,
-        preprocess: super::data::Preprocess {
-            image_size_px: 224,
-            mean: super::data::Preprocess::SEED_MEAN,
-            std: super::data::Preprocess::SEED_STD,
-        },
-    };
-    let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    let model = EmbeddingModel::new(ModelConfig::torchvision_resnet18(), tch::Device::Cpu)?;
     let mut named = model.named_tensors();
     let counters: Vec<String> = named
         .iter()
