@@ -18,14 +18,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes `path` atomically from a stream: `write` fills the temporary file, `verify`
-/// inspects it once it is complete and on disk; the file replaces `path` only if both
-/// succeed. On any failure (including `write` returning [`EngineError::Cancelled`]) the
+/// inspects it once it is complete and on disk (and returns what it learned); the file
+/// replaces `path` only if both succeed. On any failure (including `write` returning [`EngineError::Cancelled`]) the
 /// temporary file is removed and `path` is untouched.
-pub fn write_atomic_with(
+pub fn write_atomic_with<T>(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> Result<()>,
-    verify: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+    verify: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -47,8 +47,9 @@ pub fn write_atomic_with(
         file.sync_all()
             .map_err(|e| EngineError::io(&temp_path, e))?;
         drop(file);
-        verify(&temp_path)?;
-        std::fs::rename(&temp_path, path).map_err(|e| EngineError::io(path, e))
+        let verified = verify(&temp_path)?;
+        std::fs::rename(&temp_path, path).map_err(|e| EngineError::io(path, e))?;
+        Ok(verified)
     })();
     if result.is_err() {
         // The temporary file is ours and useless after a failure; the destination is untouched.
@@ -93,7 +94,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("weights.safetensors");
         write_atomic(&path, b"previous").expect("write");
-        let refused = write_atomic_with(
+        let refused: Result<()> = write_atomic_with(
             &path,
             |file| {
                 file.write_all(b"garbage")
