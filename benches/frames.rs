@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = AppSettings::default();
     settings.train.image_size_px = 64;
     settings.train.epochs = 4;
+    settings.train.limit_epochs = true;
     settings.train.use_time_budget = false;
     settings.train.device = DeviceChoice::Cpu;
     settings.k = 50;

@@ -20,7 +20,8 @@ use crate::engine::export::{ExportManifest, export_results};
 use crate::engine::index::{Gallery, SearchHit, SearchSession};
 use crate::engine::model::{ModelInfo, TrainingSummary, load_model, save_model};
 use crate::engine::pretrained::{WeightsSource, download_weights};
-use crate::engine::train::{TrainEvent, TrainJob, guard_libtorch, train};
+use crate::engine::device::guard_libtorch;
+use crate::engine::train::{TrainEvent, TrainJob, train};
 
 /// Commands can queue this deep before `send` blocks the UI.
 const COMMAND_CAPACITY: usize = 16;

@@ -58,6 +58,7 @@ fn small_training(settings: &mut AppSettings) {
     let form = &mut settings.train;
     form.image_size_px = 32;
     form.epochs = 3;
+    form.limit_epochs = true;
     form.batch_size = 8;
     form.use_time_budget = false;
     form.device = DeviceChoice::Cpu;
@@ -259,4 +260,59 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
         harness.state().settings.train.weights.as_ref(),
         Some(&cache)
     );
+}
+
+#[test]
+fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("flowers");
+    let validation = dir.path().join("validation");
+    write_dataset(&library, 3, 6, 40, 31).expect("library");
+    write_dataset(&validation, 3, 3, 40, 32).expect("validation");
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    settings.library = Some(library.clone());
+    settings.validation = Some(validation);
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    run_until(&mut harness, "the library scan", |app| app.library.is_some());
+    harness.get_by_label("Train").click();
+    run_until(&mut harness, "training with validation", |app| {
+        app.training.outcome.is_some() && app.busy.is_none()
+    });
+    let training = &harness.state().training;
+    assert!(
+        !training.validation_map.is_empty(),
+        "validation mAP@R was not charted"
+    );
+    assert!(
+        training.validation_map.iter().all(|p| (0.0..=1.0).contains(&p.y)),
+        "{:?}",
+        training.validation_map
+    );
+    harness.get_by_label_contains("the best on the validation folder");
+
+    // The finder's list: the photo, its folder class, the class its neighbours say, and a
+    // way to open it.
+    let photo = library.join("class_01/img_002.png");
+    let report = harness
+        .state_mut()
+        .training
+        .validation
+        .as_mut()
+        .expect("validation report");
+    report.suspects = vec![likeness::engine::eval::SuspectImage {
+        path: photo,
+        class: "class_01".into(),
+        neighbours_class: "class_02".into(),
+        share: 0.9,
+        confidence: 0.9,
+    }];
+    harness.step();
+    harness.step();
+    harness.get_by_label("Check these labels (1)");
+    harness.get_by_label("img_002.png");
+    harness.get_by_label("In folder 'class_01', its neighbours say 'class_02' (90% of them)");
+    harness.get_by_label("Open");
 }

@@ -21,7 +21,7 @@ fn short_training_lowers_loss_and_lifts_recall_above_chance() {
 
     let mut settings = Preset::Default.settings();
     settings.image_size_px = 32;
-    settings.epochs = 15;
+    settings.epochs = Some(15);
     settings.batch_size = 16;
     settings.device = DeviceChoice::Cpu;
     let job = TrainJob::new(train_dir.clone(), settings);
@@ -69,7 +69,7 @@ fn cancelling_from_another_thread_returns_the_model_trained_so_far() {
     write_dataset(&train_dir, 3, 5, 32, 3).expect("train");
     let mut settings = Preset::Seed.settings();
     settings.image_size_px = 32;
-    settings.epochs = 1000;
+    settings.epochs = Some(1000);
     settings.batch_size = 4;
     settings.device = DeviceChoice::Cpu;
     let job = TrainJob::new(train_dir, settings);
@@ -96,4 +96,111 @@ fn cancelling_from_another_thread_returns_the_model_trained_so_far() {
         .embed_pixels(&vec![0.0; 3 * 32 * 32], 1)
         .expect("usable model");
     assert_eq!(embeddings.len(), 1000);
+}
+
+#[test]
+fn a_time_budget_trains_until_it_is_spent_not_until_an_epoch_cap() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train_dir = dir.path().join("train");
+    write_dataset(&train_dir, 2, 4, 16, 5).expect("train");
+    let mut settings = Preset::Seed.settings();
+    settings.image_size_px = 16;
+    settings.batch_size = 4;
+    settings.max_seconds = Some(3.0);
+    settings.device = DeviceChoice::Cpu;
+    let outcome = train(
+        &TrainJob::new(train_dir, settings),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .expect("train");
+    let summary = &outcome.summary;
+    assert!(summary.stopped_by_time_budget, "{summary:?}");
+    assert!(summary.train_secs >= 3.0, "stopped at {} s", summary.train_secs);
+    assert!(
+        summary.epochs > likeness::engine::train::DEFAULT_EPOCHS,
+        "only {} epochs: a silent cap",
+        summary.epochs
+    );
+}
+
+#[test]
+fn a_collapsed_embedding_is_reported_and_no_model_comes_back() {
+    use likeness::engine::model::{EmbeddingModel, ModelConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train_dir = dir.path().join("train");
+    write_dataset(&train_dir, 2, 4, 32, 6).expect("train");
+    // Weights whose final layer ignores the image: every photo maps to the same point,
+    // and a learning rate too small to move it keeps it there.
+    let source =
+        EmbeddingModel::new(ModelConfig::torchvision_resnet18(), tch::Device::Cpu).expect("model");
+    let mut tensors = source.named_tensors();
+    for (name, tensor) in tensors.iter_mut() {
+        if name == "fc.weight" {
+            *tensor = tensor.zeros_like();
+        }
+    }
+    let weights = dir.path().join("collapsed.safetensors");
+    tch::Tensor::write_safetensors(&tensors, &weights).expect("weights");
+
+    let mut settings = Preset::Seed.settings();
+    settings.image_size_px = 32;
+    settings.batch_size = 4;
+    settings.epochs = Some(60);
+    settings.lr = 1e-9;
+    settings.device = DeviceChoice::Cpu;
+    let mut job = TrainJob::new(train_dir, settings);
+    job.weights = Some(weights);
+    let spreads = std::sync::Mutex::new(Vec::new());
+    let error = match train(&job, &AtomicBool::new(false), &|event| {
+        if let TrainEvent::EpochEnd {
+            embedding_spread, ..
+        } = event
+        {
+            spreads.lock().expect("lock").push(embedding_spread);
+        }
+    }) {
+        Ok(_) => panic!("a collapsed model came back as if trained"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("collapsed"), "{error}");
+    assert!(error.contains("Nothing was written"), "{error}");
+    let spreads = spreads.lock().expect("lock");
+    assert!(
+        spreads.iter().all(|&s| s < 0.02),
+        "progress showed the spread: {spreads:?}"
+    );
+}
+
+#[test]
+fn the_mislabel_finder_finds_planted_mistakes() {
+    use likeness::engine::eval::MISLABEL_CONFIDENCE;
+    use likeness::engine::mislabels::{
+        mislabel_evidence_for_folder, plant_mislabels, score_finder,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source");
+    write_dataset(&source, 4, 20, 40, 21).expect("data");
+    let planted_folder = dir.path().join("planted");
+    let planted = plant_mislabels(&source, &planted_folder, 0.1, 3).expect("plant");
+    assert_eq!(planted.len(), 8);
+
+    let mut settings = Preset::Default.settings();
+    settings.image_size_px = 32;
+    settings.epochs = Some(25);
+    settings.batch_size = 16;
+    settings.device = DeviceChoice::Cpu;
+    let outcome = train(
+        &TrainJob::new(planted_folder.clone(), settings),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .expect("train");
+    let evidence = mislabel_evidence_for_folder(&outcome.model, &planted_folder).expect("evidence");
+    assert_eq!(evidence.len(), 80);
+    let score = score_finder(&evidence, &planted, MISLABEL_CONFIDENCE);
+    assert!(
+        score.precision >= 0.5 && score.recall >= 0.5,
+        "finder on planted mistakes: {score:?}"
+    );
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::device::DeviceChoice;
 use crate::engine::pretrained::{WeightsSource, user_data_dir};
-use crate::engine::train::{Preset, TrainSettings};
+use crate::engine::train::{DEFAULT_EPOCHS, Preset, TrainSettings};
 
 /// Key of the settings in eframe's storage.
 pub const STORAGE_KEY: &str = "likeness-settings";
@@ -43,7 +43,10 @@ impl DataDirs {
 #[serde(default)]
 pub struct TrainForm {
     pub preset: Preset,
+    /// Epochs to train without a time budget; with one, an upper bound only when
+    /// `limit_epochs` is on.
     pub epochs: usize,
+    pub limit_epochs: bool,
     /// Stop after this many seconds when `use_time_budget` is on.
     pub use_time_budget: bool,
     pub max_seconds: f64,
@@ -67,7 +70,8 @@ impl TrainForm {
         let settings = preset.settings();
         Self {
             preset,
-            epochs: settings.epochs,
+            epochs: settings.epochs.unwrap_or(DEFAULT_EPOCHS),
+            limit_epochs: false,
             use_time_budget: true,
             max_seconds: 600.0,
             image_size_px: settings.image_size_px,
@@ -82,7 +86,9 @@ impl TrainForm {
     /// The engine settings: the preset's, with the form's values on top.
     pub fn settings(&self) -> TrainSettings {
         let mut settings = self.preset.settings();
-        settings.epochs = self.epochs;
+        // A time budget means training runs until it is spent, unless the person also
+        // asked for at most so many epochs.
+        settings.epochs = (!self.use_time_budget || self.limit_epochs).then_some(self.epochs);
         settings.max_seconds = self.use_time_budget.then_some(self.max_seconds);
         settings.image_size_px = self.image_size_px;
         settings.batch_size = self.batch_size;

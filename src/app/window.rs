@@ -48,7 +48,8 @@ pub struct TrainingView {
     pub evaluating: Option<(usize, usize)>,
     pub device: String,
     pub epoch: usize,
-    pub epochs: usize,
+    /// The most epochs the run may take; `None`: until the time budget is spent.
+    pub epochs: Option<usize>,
     pub step: usize,
     pub steps_per_epoch: usize,
     pub global_step: usize,
@@ -60,6 +61,8 @@ pub struct TrainingView {
     /// Mean loss of every epoch, x = global step at its end.
     pub epoch_losses: Vec<PlotPoint>,
     pub validation_losses: Vec<PlotPoint>,
+    /// Validation mAP@R after observed epochs, x = global step at its end.
+    pub validation_map: Vec<PlotPoint>,
     pub notes: Vec<String>,
     pub outcome: Option<String>,
     pub validation: Option<RetrievalReport>,
@@ -261,8 +264,14 @@ impl LikenessApp {
                 } else {
                     "finished"
                 };
+                let kept = match (summary.best_epoch, summary.best_validation_map_at_r) {
+                    (Some(epoch), Some(map)) => format!(
+                        " Kept epoch {epoch}, the best on the validation folder (mAP@R {map:.3})."
+                    ),
+                    _ => String::new(),
+                };
                 self.training.outcome = Some(format!(
-                    "Training {how}: {} epochs, {} steps in {:.0} s. Model: {}",
+                    "Training {how}: {} epochs, {} steps in {:.0} s.{kept} Model: {}",
                     summary.epochs,
                     summary.steps,
                     summary.train_secs,
@@ -377,6 +386,7 @@ impl LikenessApp {
             TrainEvent::EpochEnd {
                 mean_loss,
                 validation_loss,
+                validation_map_at_r,
                 ..
             } => {
                 let x = view.global_step as f64;
@@ -384,7 +394,11 @@ impl LikenessApp {
                 if let Some(v) = validation_loss {
                     view.validation_losses.push(PlotPoint::new(x, v));
                 }
+                if let Some(map) = validation_map_at_r {
+                    view.validation_map.push(PlotPoint::new(x, map));
+                }
             }
+            TrainEvent::Warning { message } => view.notes.push(format!("Warning: {message}")),
             TrainEvent::Evaluating { done, total } => view.evaluating = Some((done, total)),
         }
     }
@@ -870,9 +884,23 @@ impl LikenessApp {
                     .labelled_by(label.id);
                 });
                 ui.end_row();
-                let label = ui.label("Epochs (at most)");
-                ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000))
-                    .labelled_by(label.id);
+                let label = ui.label("Epochs");
+                if form.use_time_budget {
+                    // Under a time budget, epochs are only a bound the person chose.
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut form.limit_epochs, "at most")
+                            .labelled_by(label.id)
+                            .on_hover_text("Off: train until the time budget is spent");
+                        ui.add_enabled(
+                            form.limit_epochs,
+                            egui::DragValue::new(&mut form.epochs).range(1..=10_000),
+                        )
+                        .labelled_by(label.id);
+                    });
+                } else {
+                    ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000))
+                        .labelled_by(label.id);
+                }
                 ui.end_row();
                 let label = ui.label("Image size");
                 ui.add(
@@ -887,7 +915,7 @@ impl LikenessApp {
                     .labelled_by(label.id)
                     .on_hover_text(match form.preset {
                         Preset::Seed => "Triplets per step (three images each)",
-                        Preset::Default => "Images per step: 8 classes × 4 images for 32",
+                        Preset::Default => "Images per step",
                     });
                 ui.end_row();
                 let label = ui.label("Learning rate");
@@ -993,22 +1021,26 @@ impl LikenessApp {
 
     fn training_progress_ui(&mut self, ui: &mut egui::Ui) {
         let view = &self.training;
+        let thumbnails = &mut self.thumbnails;
         if let Some((done, total)) = view.preparing {
             ui.add(
                 egui::ProgressBar::new(done as f32 / total.max(1) as f32)
                     .text(format!("Loading images {done}/{total}")),
             );
         } else if view.running && view.steps_per_epoch > 0 {
-            let total_steps = (view.steps_per_epoch * view.epochs).max(1);
-            let by_steps = view.global_step as f32 / total_steps as f32;
+            let by_steps = view.epochs.map_or(0.0, |epochs| {
+                view.global_step as f32 / (view.steps_per_epoch * epochs).max(1) as f32
+            });
             let fraction = match view.time_budget_secs {
                 Some(budget) => by_steps.max((view.elapsed_secs / budget) as f32),
                 None => by_steps,
             };
+            let epoch = match view.epochs {
+                Some(epochs) => format!("Epoch {}/{epochs}", view.epoch),
+                None => format!("Epoch {}", view.epoch),
+            };
             ui.add(egui::ProgressBar::new(fraction.min(1.0)).text(format!(
-                "Epoch {}/{} · step {}/{} · {} left",
-                view.epoch,
-                view.epochs,
+                "{epoch} · step {}/{} · {} left",
                 view.step,
                 view.steps_per_epoch,
                 format_secs(view.remaining_secs)
@@ -1057,6 +1089,27 @@ impl LikenessApp {
                     }
                 });
         }
+        if !view.validation_map.is_empty() {
+            // Retrieval on the validation folder: the measure the kept epoch is chosen by.
+            Plot::new("validation_map_plot")
+                .height(120.0)
+                .legend(Legend::default())
+                .x_axis_label("step")
+                .y_axis_label("mAP@R")
+                .include_y(0.0)
+                .include_y(1.0)
+                .allow_scroll(false)
+                .show(ui, |plot| {
+                    plot.line(
+                        Line::new("validation mAP@R", PlotPoints::Borrowed(&view.validation_map))
+                            .width(2.0),
+                    );
+                    plot.points(
+                        Points::new("validation mAP@R", PlotPoints::Borrowed(&view.validation_map))
+                            .radius(3.0),
+                    );
+                });
+        }
         if let Some(outcome) = &view.outcome {
             ui.label(outcome);
         }
@@ -1077,15 +1130,16 @@ impl LikenessApp {
                             pair.query_class, pair.retrieved_class, pair.count
                         ));
                     }
-                    for suspect in report.suspects.iter().take(10) {
-                        ui.label(format!(
-                            "Check label: {} is '{}' but its neighbours are mostly '{}'",
-                            suspect.path.display(),
-                            suspect.class,
-                            suspect.neighbours_class
-                        ));
-                    }
                 });
+            if !report.suspects.is_empty() {
+                egui::CollapsingHeader::new(format!(
+                    "Check these labels ({})",
+                    report.suspects.len()
+                ))
+                .id_salt("suspects")
+                .default_open(true)
+                .show(ui, |ui| suspects_ui(ui, thumbnails, &report.suspects));
+            }
         }
     }
 
@@ -1320,6 +1374,70 @@ fn result_card_ui(
             }
         });
     });
+}
+
+/// Photos whose neighbours say another class than their folder, most confident first:
+/// the photo, both classes, and ways to open it.
+fn suspects_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut ThumbnailCache,
+    suspects: &[crate::engine::eval::SuspectImage],
+) {
+    const ROW_HEIGHT: f32 = 68.0;
+    egui::ScrollArea::vertical()
+        .max_height(ROW_HEIGHT * 4.0)
+        .id_salt("suspects_list")
+        .show_rows(ui, ROW_HEIGHT, suspects.len(), |ui, rows| {
+            for suspect in &suspects[rows] {
+                ui.horizontal(|ui| {
+                    let size = egui::vec2(64.0, 64.0);
+                    match thumbnails.get(&suspect.path) {
+                        Thumbnail::Ready(texture) => {
+                            let texture = texture.clone();
+                            ui.add(
+                                egui::Image::new(&texture)
+                                    .fit_to_exact_size(size)
+                                    .maintain_aspect_ratio(true),
+                            )
+                            .on_hover_ui(|ui| {
+                                ui.add(
+                                    egui::Image::new(&texture).max_size(egui::vec2(320.0, 320.0)),
+                                );
+                            });
+                        }
+                        Thumbnail::Loading | Thumbnail::Failed(_) => {
+                            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+                            ui.painter()
+                                .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
+                        }
+                    }
+                    ui.vertical(|ui| {
+                        let name = suspect.path.file_name().map_or_else(
+                            || suspect.path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        ui.add(egui::Label::new(egui::RichText::new(name).strong()).truncate())
+                            .on_hover_text(suspect.path.display().to_string());
+                        ui.label(format!(
+                            "In folder '{}', its neighbours say '{}' ({:.0}% of them)",
+                            suspect.class,
+                            suspect.neighbours_class,
+                            suspect.share * 100.0
+                        ));
+                        ui.horizontal(|ui| {
+                            if ui.small_button("Open").clicked() {
+                                open_in_system(ui.ctx(), &suspect.path);
+                            }
+                            if ui.small_button("Show in folder").clicked()
+                                && let Some(parent) = suspect.path.parent()
+                            {
+                                open_in_system(ui.ctx(), parent);
+                            }
+                        });
+                    });
+                });
+            }
+        });
 }
 
 /// Opens a file or folder with the desktop's default application.

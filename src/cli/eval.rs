@@ -67,11 +67,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         for suspect in report.suspects.iter().take(10) {
             println!(
-                "  check label: {} is '{}' but {:.0}% of its neighbours are '{}'",
+                "  check label: {} is '{}' but {:.0}% of its neighbours are '{}' (confidence {:.2})",
                 suspect.path.display(),
                 suspect.class,
                 suspect.share * 100.0,
-                suspect.neighbours_class
+                suspect.neighbours_class,
+                suspect.confidence
             );
         }
     } else {

@@ -15,3 +15,13 @@ pub fn bar(total: u64, label: &str) -> ProgressBar {
     bar.set_prefix(label.to_string());
     bar
 }
+
+/// Prints a line above the bar, or plainly when the bar is hidden (stderr is a log file),
+/// so that epoch lines and warnings reach logs too.
+pub fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

@@ -10,7 +10,7 @@ use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::Augment;
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::save_model;
-use crate::engine::train::{Mining, Preset, Schedule, TrainEvent, TrainJob, train};
+use crate::engine::train::{Loss, Mining, Preset, Schedule, TrainEvent, TrainJob, train};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -27,9 +27,12 @@ pub struct TrainArgs {
     /// Starting settings: `seed` is the tutorial recipe exactly; `default` retrieves best.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub preset: Preset,
+    /// At most this many epochs. With --max-seconds and no --epochs, training runs until
+    /// the budget is spent; with neither, 20 epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Stop after the step that crosses this many seconds; the model is still written.
+    /// Train for this many seconds (decoding included): stops after the step that crosses
+    /// it; the model is still written.
     #[arg(long)]
     pub max_seconds: Option<f64>,
     #[arg(long)]
@@ -39,8 +42,21 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
+    /// What to minimise: `normalized-softmax` (the default preset's) or `triplet`.
+    #[arg(long, value_enum)]
+    pub loss: Option<Loss>,
+    /// Triplet loss margin (on squared L2 distance).
     #[arg(long)]
     pub margin: Option<f64>,
+    /// Normalised softmax temperature: logits are cosines divided by it.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Normalised softmax label smoothing (0 to below 1).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Share of the run over which the learning rate warms up (0 to below 1).
+    #[arg(long)]
+    pub warmup: Option<f64>,
     #[arg(long)]
     pub embedding_dim: Option<usize>,
     /// Scale embeddings to unit length (true/false).
@@ -79,11 +95,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ($($field:ident <- $arg:ident),* $(,)?) => { $( if let Some(v) = args.$arg { settings.$field = v; } )* };
     }
     take!(
-        epochs <- epochs, image_size_px <- image_size, batch_size <- batch_size, lr <- lr,
+        image_size_px <- image_size, batch_size <- batch_size, lr <- lr,
         margin <- margin, embedding_dim <- embedding_dim, l2_normalize <- normalize,
         mining <- mining, images_per_class <- images_per_class, augment <- augment,
         weight_decay <- weight_decay, schedule <- schedule, device <- device, seed <- seed,
+        loss <- loss, temperature <- temperature, label_smoothing <- label_smoothing,
+        warmup_fraction <- warmup,
     );
+    if args.epochs.is_some() {
+        settings.epochs = args.epochs;
+    }
     if args.freeze_bn {
         settings.freeze_batch_norm = true;
     }
@@ -98,6 +119,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     let bar = progress::bar(0, "preparing");
+    let bar_counts_seconds = std::sync::Mutex::new(false);
     let cancel = AtomicBool::new(false);
     let outcome = train(&job, &cancel, &|event| match event {
         TrainEvent::Preparing { done, total } => {
@@ -110,41 +132,62 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             images,
             steps_per_epoch,
             epochs,
+            budget_secs,
             skipped,
             notes,
         } => {
+            let length = match (epochs, budget_secs) {
+                (Some(epochs), None) => format!("{epochs} epochs of {steps_per_epoch} steps"),
+                (Some(epochs), Some(budget)) => {
+                    format!("{budget:.0} s (at most {epochs} epochs of {steps_per_epoch} steps)")
+                }
+                (None, Some(budget)) => format!("{budget:.0} s, epochs of {steps_per_epoch} steps"),
+                (None, None) => format!("epochs of {steps_per_epoch} steps"),
+            };
             bar.suspend(|| {
                 warn_skipped(&skipped);
                 for note in &notes {
                     eprintln!("note: {note}");
                 }
-                eprintln!(
-                    "training on {device}: {images} images in {classes} classes, {epochs} epochs of {steps_per_epoch} steps"
-                );
+                eprintln!("training on {device}: {images} images in {classes} classes, {length}");
             });
             bar.set_prefix("training");
-            bar.set_length((steps_per_epoch * epochs) as u64);
+            // Under a time budget the bar counts seconds; otherwise steps.
+            *bar_counts_seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = budget_secs.is_some();
+            bar.set_length(match (budget_secs, epochs) {
+                (Some(budget), _) => budget.ceil() as u64,
+                (None, Some(epochs)) => (steps_per_epoch * epochs) as u64,
+                (None, None) => 0,
+            });
             bar.set_position(0);
         }
         TrainEvent::Step {
             epoch,
             global_step,
             loss,
+            elapsed_secs,
             remaining_secs,
             ..
         } => {
-            bar.set_position(global_step as u64);
+            let by_seconds = *bar_counts_seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            bar.set_position(if by_seconds { elapsed_secs as u64 } else { global_step as u64 });
             bar.set_message(format!("epoch {epoch} loss {loss:.4} ~{remaining_secs:.0}s left"));
         }
         TrainEvent::EpochEnd {
             epoch,
             mean_loss,
             validation_loss,
+            validation_map_at_r,
+            embedding_spread,
             elapsed_secs,
         } => {
             let validation = validation_loss.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
-            bar.println(format!("epoch {epoch}: loss {mean_loss:.4}{validation} ({elapsed_secs:.0}s)"));
+            let retrieval = validation_map_at_r.map_or(String::new(), |m| format!(", validation mAP@R {m:.3}"));
+            progress::say(&bar, format!(
+                "epoch {epoch}: loss {mean_loss:.4}{validation}{retrieval}, spread {embedding_spread:.3} ({elapsed_secs:.0}s)"
+            ));
         }
+        TrainEvent::Warning { message } => progress::say(&bar, format!("warning: {message}")),
         TrainEvent::Evaluating { done, total } => {
             bar.set_prefix("evaluating");
             bar.set_length(total as u64);
@@ -172,6 +215,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary.device,
         absolute(&args.out).display()
     );
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if let (Some(epoch), Some(map)) = (summary.best_epoch, summary.best_validation_map_at_r) {
+        eprintln!(
+            "kept the weights of epoch {epoch} of {}, the best on the validation folder (mAP@R {map:.3})",
+            summary.epochs
+        );
+    }
     if let Some(report) = &outcome.validation {
         eprintln!(
             "validation: recall@1 {:.3}, recall@5 {:.3}, recall@10 {:.3}, mAP@R {:.3}",
@@ -188,6 +240,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "device": summary.device,
             "epoch_losses": summary.epoch_losses,
             "validation_losses": summary.validation_losses,
+            "validation_map_at_r": summary.validation_map_at_r,
+            "best_epoch": summary.best_epoch,
+            "embedding_spreads": summary.embedding_spreads,
+            "warnings": summary.warnings,
             "images": summary.images,
             "classes": summary.classes.len(),
             "skipped": summary.skipped_files,

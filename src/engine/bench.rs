@@ -13,7 +13,8 @@ use tch::nn::OptimizerConfig;
 use super::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use super::index::{EMBED_BATCH, embed_files};
 use super::model::EmbeddingModel;
-use super::train::{Mining, TrainEvent, TrainJob, TrainSettings, guard_libtorch, train};
+use super::device::guard_libtorch;
+use super::train::{Loss, Mining, TrainEvent, TrainJob, TrainSettings, train};
 use super::{EngineError, Result};
 
 /// What `likeness bench` measures; rates are per second of wall-clock time.
@@ -72,14 +73,18 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let index_images_per_s = embedded.embedded.len() as f64 / clock.elapsed().as_secs_f64();
 
     // Pure training step on random tensors.
-    let images_per_step = match settings.mining {
-        Mining::RandomTriplets => settings.batch_size * 3,
-        Mining::BatchHard => settings.batch_size,
+    let images_per_step = match (settings.loss, settings.mining) {
+        (Loss::Triplet, Mining::RandomTriplets) => settings.batch_size * 3,
+        _ => settings.batch_size,
     };
     // Random triplets: batch_size triplets; batch-hard: every image is an anchor.
     let anchors_per_step = settings.batch_size;
     let step_model = EmbeddingModel::new(settings.model_config(), device)?;
-    let mut optimizer = tch::nn::Adam::default().build(&step_model.var_store, settings.lr)?;
+    let mut optimizer = tch::nn::AdamW {
+        wd: settings.weight_decay,
+        ..Default::default()
+    }
+    .build(&step_model.var_store, settings.lr)?;
     let images = Tensor::randn(
         [images_per_step as i64, 3, size, size],
         (tch::Kind::Float, device),
@@ -90,10 +95,24 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
             .collect::<Vec<_>>(),
     )
     .to_device(device);
+    let proxies = Tensor::randn(
+        [
+            labels.max().int64_value(&[]) + 1,
+            settings.embedding_dim as i64,
+        ],
+        (tch::Kind::Float, device),
+    );
     let mut one_step = || {
         guard_libtorch(|| {
-            let loss = match settings.mining {
-                Mining::RandomTriplets => {
+            let loss = match (settings.loss, settings.mining) {
+                (Loss::NormalizedSoftmax, _) => super::loss::normalized_softmax_loss(
+                    &step_model.forward_t(&images, true),
+                    &proxies,
+                    &labels,
+                    settings.temperature,
+                    settings.label_smoothing,
+                ),
+                (Loss::Triplet, Mining::RandomTriplets) => {
                     let n = settings.batch_size as i64;
                     super::loss::triplet_loss(
                         &step_model.forward_t(&images.narrow(0, 0, n), true),
@@ -102,7 +121,7 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
                         settings.margin,
                     )
                 }
-                Mining::BatchHard => super::loss::batch_hard_loss(
+                (Loss::Triplet, Mining::BatchHard) => super::loss::batch_hard_loss(
                     &step_model.forward_t(&images, true),
                     &labels,
                     settings.margin,
@@ -121,7 +140,7 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
 
     // Real training through the loader: time steps 2..=steps+1.
     let mut train_settings = settings.clone();
-    train_settings.epochs = 10_000;
+    train_settings.epochs = Some(10_000);
     train_settings.max_seconds = None;
     let job = TrainJob::new(data.to_path_buf(), train_settings);
     let cancel = AtomicBool::new(false);

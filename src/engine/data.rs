@@ -244,8 +244,23 @@ pub enum Augment {
     None,
     /// Random horizontal flip (the seed recipe).
     Flip,
+    /// Random resized crop (scale 0.5–1) and flip, as torchvision's classification recipes.
+    CropFlip,
     /// Random resized crop (scale 0.5–1), flip, and mild brightness/contrast/saturation jitter.
     CropFlipColor,
+}
+
+impl Augment {
+    /// The side of the square images kept in memory for this augmentation: crops need a
+    /// little more than the network's input so that a crop is not always an upscale.
+    pub fn cache_side_px(self, image_size_px: u32) -> u32 {
+        match self {
+            Self::CropFlip | Self::CropFlipColor => {
+                (f64::from(image_size_px) * 1.15).round() as u32
+            }
+            Self::Flip | Self::None => image_size_px,
+        }
+    }
 }
 
 /// Resize and normalisation shared by training, indexing and queries.
@@ -300,6 +315,12 @@ impl Preprocess {
                     let resized = resize(image, size, size);
                     self.write_normalized(&resized, flip, [1.0, 1.0, 1.0], out);
                 }
+            }
+            Augment::CropFlip => {
+                let (x, y, w, h) = random_resized_crop(image.width(), image.height(), rng);
+                let crop = image::imageops::crop_imm(image, x, y, w, h).to_image();
+                let resized = resize(&crop, size, size);
+                self.write_normalized(&resized, rng.bool(), [1.0, 1.0, 1.0], out);
             }
             Augment::CropFlipColor => {
                 let (x, y, w, h) = random_resized_crop(image.width(), image.height(), rng);
@@ -644,6 +665,22 @@ pub fn seed_triplet_epoch(
         .collect()
 }
 
+/// One epoch of every image once, in random order, in batches of `batch_size` (for losses
+/// that need no pairs, such as normalised softmax). A last batch of a single image joins
+/// the one before it, since BatchNorm cannot train on one image.
+pub fn shuffled_epoch(count: usize, batch_size: usize, rng: &mut fastrand::Rng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..count).collect();
+    rng.shuffle(&mut order);
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size.max(2)).map(<[usize]>::to_vec).collect();
+    if batches.len() >= 2 && batches.last().is_some_and(|b| b.len() < 2) {
+        let tail = batches.pop().unwrap_or_default();
+        if let Some(previous) = batches.last_mut() {
+            previous.extend(tail);
+        }
+    }
+    batches
+}
+
 /// One epoch of P classes × K images batches for in-batch mining. Classes with a single
 /// image join batches as extra negatives. The epoch has about as many images as the data.
 pub fn pk_epoch(
@@ -843,6 +880,17 @@ mod tests {
         RgbImage::from_pixel(width, height, image::Rgb([200, 100, 50]))
             .save(path)
             .expect("save png");
+    }
+
+    #[test]
+    fn shuffled_epoch_uses_every_image_once_and_never_a_batch_of_one() {
+        let mut rng = fastrand::Rng::with_seed(4);
+        let batches = shuffled_epoch(65, 32, &mut rng);
+        assert_eq!(batches.len(), 2, "the lone 65th image joins the last batch");
+        let mut all: Vec<usize> = batches.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..65).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.len() >= 2));
     }
 
     #[test]

@@ -69,3 +69,22 @@ fn cuda_device_name(ordinal: usize) -> String {
         .nth(ordinal)
         .map_or_else(|| format!("device {ordinal}"), |(_, model)| model)
 }
+
+/// Runs libtorch work, turning its panics (how tch reports C++ exceptions such as CUDA
+/// out-of-memory) into an error the caller can show.
+pub fn guard_libtorch<T>(work: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "unknown error".into());
+        let first_line = message.lines().next().unwrap_or_default().to_string();
+        let hint = if message.contains("out of memory") {
+            " (the GPU ran out of memory: lower the batch size or the image size)"
+        } else {
+            ""
+        };
+        EngineError::Device(format!("libtorch failed: {first_line}{hint}"))
+    })
+}

@@ -54,6 +54,9 @@ pub enum EngineError {
     /// The requested device is not available.
     #[error("{0}")]
     Device(String),
+    /// Training went wrong in a way that would give a useless model (diverged, collapsed).
+    #[error("{0}")]
+    Training(String),
     /// The job was cancelled before it produced anything usable.
     #[error("cancelled before anything usable was produced")]
     Cancelled,

@@ -24,15 +24,20 @@ pub struct ConfusedPair {
     pub count: usize,
 }
 
-/// An image whose nearest neighbours mostly belong to another class: possibly mislabelled.
+/// A labelled image whose nearest neighbours say another class: possibly mislabelled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuspectImage {
     pub path: PathBuf,
+    /// The class of its folder.
     pub class: String,
-    /// The class most of its neighbours belong to.
+    /// The class its neighbours say.
     pub neighbours_class: String,
     /// Share of its neighbours in `neighbours_class`.
     pub share: f64,
+    /// How sure the finder is, 0..=1: the share of neighbours in `neighbours_class` minus
+    /// the share in the image's own class. The list is sorted by it, highest first.
+    #[serde(default)]
+    pub confidence: f64,
 }
 
 /// The figures `likeness eval` prints.
@@ -52,14 +57,19 @@ pub struct RetrievalReport {
     pub per_class_recall_at_1: BTreeMap<String, f64>,
     /// Top-1 confusions between classes, most frequent first.
     pub confused_pairs: Vec<ConfusedPair>,
-    /// Images whose neighbours mostly belong to another class, most confident first.
+    /// Gallery images whose neighbours say another class with at least
+    /// [`MISLABEL_CONFIDENCE`], most confident first.
     pub suspects: Vec<SuspectImage>,
     /// Files that could not be used, in either folder.
     pub skipped: Vec<SkippedFile>,
 }
 
-/// Neighbours looked at to flag a possible mislabel.
-const SUSPECT_NEIGHBOURS: usize = 5;
+/// Neighbours (other than itself) that judge whether a labelled image is mislabelled.
+pub const MISLABEL_NEIGHBOURS: usize = 10;
+/// The lowest confidence that puts an image on the "check its label" list. Chosen on
+/// planted mistakes (`likeness bench --plant-mislabels`, docs/quality.md): at 0.8 at
+/// least 8 of 10 neighbours agree on one other class and few or none share its own.
+pub const MISLABEL_CONFIDENCE: f64 = 0.8;
 
 /// Computes the metrics from ranked neighbour lists. `ranked[q]` lists gallery positions
 /// nearest first; it must hold at least R entries (R = gallery images of the query's
@@ -141,25 +151,77 @@ pub fn retrieval_metrics(
     }
 }
 
-/// Flags an image when most of its neighbours share one other class.
-pub fn find_suspect(
-    path: &Path,
-    class: usize,
-    neighbour_classes: &[usize],
-    class_names: &[String],
-) -> Option<SuspectImage> {
+/// How strongly an image's neighbours say another class than its own: the most common
+/// other class among `neighbour_classes`, its share, and the confidence (that share minus
+/// the own class's share). `None` when no neighbour is of another class.
+pub fn mislabel_evidence(class: usize, neighbour_classes: &[usize]) -> Option<(usize, f64, f64)> {
+    if neighbour_classes.is_empty() {
+        return None;
+    }
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for &c in neighbour_classes {
         *counts.entry(c).or_default() += 1;
     }
-    let (&top_class, &top_count) = counts.iter().max_by_key(|(_, count)| **count)?;
-    let share = top_count as f64 / neighbour_classes.len() as f64;
-    (top_class != class && share > 0.5).then(|| SuspectImage {
-        path: path.to_path_buf(),
-        class: class_names[class].clone(),
-        neighbours_class: class_names[top_class].clone(),
-        share,
-    })
+    let own = counts.get(&class).copied().unwrap_or(0);
+    let (&other, &other_count) = counts
+        .iter()
+        .filter(|(c, _)| **c != class)
+        .max_by_key(|(_, count)| **count)?;
+    let n = neighbour_classes.len() as f64;
+    let share = other_count as f64 / n;
+    Some((other, share, share - own as f64 / n))
+}
+
+/// The images of a labelled set whose neighbours say another class with at least
+/// `min_confidence`, most confident first. `neighbours[i]` lists image `i`'s nearest other
+/// images (not itself), nearest first.
+pub fn find_mislabels(
+    paths: &[PathBuf],
+    classes: &[usize],
+    class_names: &[String],
+    neighbours: &[Vec<usize>],
+    min_confidence: f64,
+) -> Vec<SuspectImage> {
+    let mut suspects: Vec<SuspectImage> = neighbours
+        .iter()
+        .enumerate()
+        .filter_map(|(i, near)| {
+            let near_classes: Vec<usize> = near.iter().map(|&g| classes[g]).collect();
+            let (other, share, confidence) = mislabel_evidence(classes[i], &near_classes)?;
+            (confidence >= min_confidence).then(|| SuspectImage {
+                path: paths[i].clone(),
+                class: class_names[classes[i]].clone(),
+                neighbours_class: class_names[other].clone(),
+                share,
+                confidence,
+            })
+        })
+        .collect();
+    suspects.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.path.cmp(&b.path))
+    });
+    suspects
+}
+
+/// Each gallery image's nearest other gallery images (leave-one-out), nearest first.
+pub fn gallery_neighbours(gallery: &mut Gallery, k: usize) -> Result<Vec<Vec<usize>>> {
+    let vectors: Vec<f32> = (0..gallery.len())
+        .flat_map(|i| gallery.vector(i).to_vec())
+        .collect();
+    let hits = gallery.nearest(&vectors, (k + 1).min(gallery.len()))?;
+    Ok(hits
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.into_iter()
+                .map(|(g, _)| g)
+                .filter(|&g| g != i)
+                .take(k)
+                .collect()
+        })
+        .collect())
 }
 
 /// Embeds a class-folder gallery and query set with `model` and measures retrieval.
@@ -255,38 +317,18 @@ pub fn evaluate_model(
         .collect();
     let mut report = retrieval_metrics(&class_names, &gallery_classes, &query_classes, &ranked);
 
-    // Possible mislabels: gallery images judged by their other gallery neighbours
-    // (leave-one-out), queries by their gallery neighbours.
-    let mut suspects = Vec::new();
-    let gallery_vectors: Vec<f32> = (0..gallery.len())
-        .flat_map(|i| gallery.vector(i).to_vec())
-        .collect();
-    let self_hits = gallery.nearest(&gallery_vectors, SUSPECT_NEIGHBOURS + 1)?;
-    for (i, hits) in self_hits.into_iter().enumerate() {
-        let neighbours: Vec<usize> = positions(hits)
-            .into_iter()
-            .filter(|&g| g != i)
-            .take(SUSPECT_NEIGHBOURS)
-            .map(|g| gallery_classes[g])
-            .collect();
-        suspects.extend(find_suspect(
-            &gallery.header.images[i].path,
-            gallery_classes[i],
-            &neighbours,
-            &class_names,
-        ));
-    }
-    for (q, neighbours) in ranked.iter().enumerate() {
-        let classes: Vec<usize> = neighbours
-            .iter()
-            .take(SUSPECT_NEIGHBOURS)
-            .map(|&g| gallery_classes[g])
-            .collect();
-        let path = &query_paths[query_embedded.embedded[q]];
-        suspects.extend(find_suspect(path, query_classes[q], &classes, &class_names));
-    }
-    suspects.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.path.cmp(&b.path)));
-    report.suspects = suspects;
+    // Possible mislabels: gallery images (the labelled folder) judged by their other
+    // gallery neighbours. Queries are not judged: their labels are not what a person
+    // would fix here, and flagging every hard query made the list noise.
+    let neighbours = gallery_neighbours(&mut gallery, MISLABEL_NEIGHBOURS)?;
+    let paths: Vec<PathBuf> = gallery.header.images.iter().map(|i| i.path.clone()).collect();
+    report.suspects = find_mislabels(
+        &paths,
+        &gallery_classes,
+        &class_names,
+        &neighbours,
+        MISLABEL_CONFIDENCE,
+    );
     report.skipped = gallery_set.skipped;
     report.skipped.extend(query_set.skipped);
     report.skipped.extend(gallery_embedded.failed);
@@ -325,12 +367,30 @@ mod tests {
     }
 
     #[test]
-    fn suspects_need_a_majority_of_another_class() {
+    fn mislabels_need_neighbours_agreeing_on_another_class() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let suspect =
-            find_suspect(Path::new("x.jpg"), 0, &[1, 1, 1, 0, 0], &names).expect("suspect");
-        assert_eq!(suspect.neighbours_class, "b");
-        assert!((suspect.share - 0.6).abs() < 1e-9);
-        assert!(find_suspect(Path::new("y.jpg"), 0, &[1, 1, 0, 0, 0], &names).is_none());
+        let (other, share, confidence) =
+            mislabel_evidence(0, &[1, 1, 1, 1, 1, 1, 1, 1, 1, 0]).expect("evidence");
+        assert_eq!(other, 1);
+        assert!((share - 0.9).abs() < 1e-9 && (confidence - 0.8).abs() < 1e-9);
+        assert!(mislabel_evidence(0, &[0, 0, 0]).is_none());
+
+        // Six images: 0..=2 class a, 3..=5 class b; image 2 sits among the b's.
+        let paths: Vec<PathBuf> = (0..6).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let classes = [0, 0, 0, 1, 1, 1];
+        let neighbours = vec![
+            vec![1, 2, 3],
+            vec![0, 2, 3],
+            vec![3, 4, 0], // two b's, one a: confidence 1/3
+            vec![4, 5, 2],
+            vec![3, 5, 2],
+            vec![3, 4, 2],
+        ];
+        let strict = find_mislabels(&paths, &classes, &names, &neighbours, 0.8);
+        assert!(strict.is_empty(), "{strict:?}");
+        let loose = find_mislabels(&paths, &classes, &names, &neighbours, 0.3);
+        assert_eq!(loose.len(), 1);
+        assert_eq!(loose[0].path, PathBuf::from("2.jpg"));
+        assert_eq!(loose[0].neighbours_class, "b");
     }
 }

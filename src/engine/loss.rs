@@ -1,4 +1,6 @@
-//! Triplet losses on squared Euclidean distance.
+//! The losses training can use: triplet losses on squared Euclidean distance (the seed's,
+//! and batch-hard mining), and normalised softmax, a classification loss over the class
+//! folders whose cosine geometry is what retrieval then searches.
 
 use tch::{Kind, Tensor};
 
@@ -52,6 +54,35 @@ pub fn batch_hard_loss(embeddings: &Tensor, labels: &Tensor, margin: f64) -> Ten
         return embeddings.sum(Kind::Float) * 0.0;
     }
     valid_losses.mean(Kind::Float)
+}
+
+/// Normalised softmax (Zhai & Wu 2019, "Classification is a Strong Baseline for Deep
+/// Metric Learning"): each class has a learned proxy vector; the logits are the cosine
+/// similarities between an image's embedding and every proxy, divided by `temperature`,
+/// and the loss is cross-entropy with `label_smoothing`. Pulling each image towards its
+/// class proxy and away from the others needs no mining and cannot collapse to a point:
+/// a single point cannot be closest to every proxy at once.
+pub fn normalized_softmax_loss(
+    embeddings: &Tensor,
+    proxies: &Tensor,
+    labels: &Tensor,
+    temperature: f64,
+    label_smoothing: f64,
+) -> Tensor {
+    let unit = |t: &Tensor| {
+        let norms = t
+            .norm_scalaropt_dim(2.0, [1].as_slice(), true)
+            .clamp_min(1e-12);
+        t / norms
+    };
+    let logits = unit(embeddings).matmul(&unit(proxies).transpose(0, 1)) / temperature;
+    logits.cross_entropy_loss::<Tensor>(
+        labels,
+        None,
+        tch::Reduction::Mean,
+        -100,
+        label_smoothing,
+    )
 }
 
 #[cfg(test)]
@@ -108,5 +139,30 @@ mod tests {
         let d = pairwise_squared_distances(&embeddings);
         assert!((d.double_value(&[0, 1]) - 25.0).abs() < 1e-4);
         assert!(d.double_value(&[1, 1]).abs() < 1e-4);
+    }
+
+    #[test]
+    fn normalized_softmax_prefers_embeddings_near_their_proxy() {
+        let proxies = rows(&[&[1.0, 0.0], &[0.0, 1.0]]);
+        let labels = Tensor::from_slice(&[0i64, 1]);
+        // Each embedding points at its own proxy (scale does not matter: cosines).
+        let right = rows(&[&[3.0, 0.0], &[0.0, 0.5]]);
+        let wrong = rows(&[&[0.0, 3.0], &[0.5, 0.0]]);
+        let good = normalized_softmax_loss(&right, &proxies, &labels, 0.1, 0.0).double_value(&[]);
+        let bad = normalized_softmax_loss(&wrong, &proxies, &labels, 0.1, 0.0).double_value(&[]);
+        // Hand value: logits (10, 0) for the right class → ln(1 + e^-10).
+        assert!((good - (1.0 + (-10.0f64).exp()).ln()).abs() < 1e-5, "good {good}");
+        assert!((bad - (10.0 + (1.0 + (-10.0f64).exp()).ln())).abs() < 1e-4, "bad {bad}");
+    }
+
+    #[test]
+    fn normalized_softmax_of_a_collapsed_embedding_is_not_small() {
+        // Every image at one point: the loss cannot fall below ln(classes) for balanced classes.
+        let proxies = rows(&[&[1.0, 0.0], &[0.0, 1.0], &[-1.0, 0.0]]);
+        let labels = Tensor::from_slice(&[0i64, 1, 2]);
+        let collapsed = rows(&[&[0.2, 0.2], &[0.2, 0.2], &[0.2, 0.2]]);
+        let loss =
+            normalized_softmax_loss(&collapsed, &proxies, &labels, 0.05, 0.0).double_value(&[]);
+        assert!(loss > 3f64.ln(), "loss {loss}");
     }
 }

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod export;
 pub mod index;
 pub mod loss;
+pub mod mislabels;
 pub mod model;
 pub mod pretrained;
 pub mod synthetic;

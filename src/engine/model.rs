@@ -328,6 +328,20 @@ pub struct TrainingSummary {
     /// Training stopped because the time budget ran out.
     pub stopped_by_time_budget: bool,
     pub pretrained_weights: Option<String>,
+    /// Validation mAP@R after each observed epoch, when a validation folder was given.
+    #[serde(default)]
+    pub validation_map_at_r: Vec<f64>,
+    /// The epoch whose weights were kept (best validation mAP@R), when validated.
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
+    #[serde(default)]
+    pub best_validation_map_at_r: Option<f64>,
+    /// Relative spread of the embeddings at each observed epoch (near 0: collapsed).
+    #[serde(default)]
+    pub embedding_spreads: Vec<f64>,
+    /// What went wrong and was put right during training (a collapse undone).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A model file's description, read without building the network.

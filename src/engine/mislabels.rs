@@ -1,0 +1,243 @@
+//! Calibrating the "check this label" finder on mistakes we plant ourselves.
+//!
+//! A copy of a class folder gets a share of its photos moved into wrong class folders;
+//! a model is trained on the copy as a person would train on their folder, and the finder
+//! ([`super::eval::find_mislabels`]) is scored on how many of its flags are planted
+//! mistakes (precision) and how many planted mistakes it flags (recall).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
+use super::eval::{MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence};
+use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, embed_files};
+use super::model::EmbeddingModel;
+use super::train::{TrainEvent, TrainJob, TrainSettings, train};
+use super::{EngineError, Result};
+
+/// A photo moved into a wrong class folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlantedMistake {
+    /// Where it is now (inside the wrong class folder).
+    pub path: PathBuf,
+    pub true_class: String,
+    pub planted_class: String,
+}
+
+/// Copies the class folder `source` to `target` and moves `fraction` of its photos
+/// (at least one) into a random other class folder each.
+pub fn plant_mislabels(
+    source: &Path,
+    target: &Path,
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<PlantedMistake>> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(EngineError::Config(
+            "the share of photos to mislabel must be between 0 and 1".into(),
+        ));
+    }
+    let dataset = LabeledDataset::scan(source, DEFAULT_MAX_PIXELS)?;
+    dataset.check_trainable()?;
+    for class in &dataset.classes {
+        let folder = target.join(class);
+        std::fs::create_dir_all(&folder).map_err(|e| EngineError::io(&folder, e))?;
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let count = ((dataset.images.len() as f64 * fraction).round() as usize).max(1);
+    let mut order: Vec<usize> = (0..dataset.images.len()).collect();
+    rng.shuffle(&mut order);
+    let planted: std::collections::HashSet<usize> = order.into_iter().take(count).collect();
+    let mut mistakes = Vec::with_capacity(count);
+    for (i, (path, class)) in dataset.images.iter().enumerate() {
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| EngineError::bad_file(path, "no file name"))?;
+        let destination_class = if planted.contains(&i) {
+            let mut other = rng.usize(0..dataset.classes.len() - 1);
+            if other >= *class {
+                other += 1;
+            }
+            other
+        } else {
+            *class
+        };
+        // The class name in front keeps two classes' same-named files apart.
+        let destination = target
+            .join(&dataset.classes[destination_class])
+            .join(format!("{}-{}", dataset.classes[*class], file_name.to_string_lossy()));
+        std::fs::copy(path, &destination).map_err(|e| EngineError::io(&destination, e))?;
+        if destination_class != *class {
+            mistakes.push(PlantedMistake {
+                path: destination,
+                true_class: dataset.classes[*class].clone(),
+                planted_class: dataset.classes[destination_class].clone(),
+            });
+        }
+    }
+    Ok(mistakes)
+}
+
+/// Precision and recall of the finder at one confidence threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinderScore {
+    pub min_confidence: f64,
+    pub flagged: usize,
+    pub correct: usize,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+/// What the planted-mistake benchmark found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MislabelBenchmark {
+    pub images: usize,
+    pub planted: usize,
+    pub train_secs: f64,
+    /// At the threshold the finder uses ([`MISLABEL_CONFIDENCE`]).
+    pub chosen: FinderScore,
+    /// At other thresholds, for choosing one.
+    pub curve: Vec<FinderScore>,
+}
+
+/// Scores the finder at `min_confidence`, given each image's evidence.
+pub fn score_finder(
+    evidence: &[(PathBuf, Option<f64>)],
+    planted: &[PlantedMistake],
+    min_confidence: f64,
+) -> FinderScore {
+    let planted_paths: std::collections::HashSet<&Path> =
+        planted.iter().map(|m| m.path.as_path()).collect();
+    let flagged: Vec<&PathBuf> = evidence
+        .iter()
+        .filter(|(_, confidence)| confidence.is_some_and(|c| c >= min_confidence))
+        .map(|(path, _)| path)
+        .collect();
+    let correct = flagged
+        .iter()
+        .filter(|path| planted_paths.contains(path.as_path()))
+        .count();
+    FinderScore {
+        min_confidence,
+        flagged: flagged.len(),
+        correct,
+        precision: if flagged.is_empty() {
+            0.0
+        } else {
+            correct as f64 / flagged.len() as f64
+        },
+        recall: correct as f64 / planted.len().max(1) as f64,
+    }
+}
+
+/// The finder's evidence for every image of a labelled folder under `model`.
+pub fn mislabel_evidence_for_folder(
+    model: &EmbeddingModel,
+    folder: &Path,
+) -> Result<Vec<(PathBuf, Option<f64>)>> {
+    let dataset = LabeledDataset::scan(folder, DEFAULT_MAX_PIXELS)?;
+    let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
+    let embedded = embed_files(model, &paths, DEFAULT_MAX_PIXELS, &|_, _| {}, &AtomicBool::new(false))?;
+    let classes: Vec<usize> = embedded
+        .embedded
+        .iter()
+        .map(|&i| dataset.images[i].1)
+        .collect();
+    let header = GalleryHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        model_id: String::new(),
+        model_path: PathBuf::new(),
+        folder: folder.to_path_buf(),
+        dimension: model.config.embedding_dim,
+        images: embedded
+            .embedded
+            .iter()
+            .map(|&i| super::data::ImageFile {
+                path: paths[i].clone(),
+                class: Some(dataset.classes[dataset.images[i].1].clone()),
+            })
+            .collect(),
+        skipped: Vec::new(),
+    };
+    let mut gallery = Gallery::from_parts(header, embedded.vectors)?;
+    let neighbours = gallery_neighbours(&mut gallery, MISLABEL_NEIGHBOURS)?;
+    Ok(neighbours
+        .iter()
+        .enumerate()
+        .map(|(i, near)| {
+            let near_classes: Vec<usize> = near.iter().map(|&g| classes[g]).collect();
+            let confidence =
+                mislabel_evidence(classes[i], &near_classes).map(|(_, _, confidence)| confidence);
+            (paths[embedded.embedded[i]].clone(), confidence)
+        })
+        .collect())
+}
+
+/// Plants mistakes in a copy of `data` (under `work`), trains on it with `settings`, and
+/// scores the finder.
+pub fn run_benchmark(
+    data: &Path,
+    work: &Path,
+    fraction: f64,
+    settings: &TrainSettings,
+    on_event: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<MislabelBenchmark> {
+    let planted_folder = work.join("planted");
+    let planted = plant_mislabels(data, &planted_folder, fraction, settings.seed)?;
+    let job = TrainJob::new(planted_folder.clone(), settings.clone());
+    let outcome = train(&job, &AtomicBool::new(false), on_event)?;
+    let evidence = mislabel_evidence_for_folder(&outcome.model, &planted_folder)?;
+    let curve = [0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+        .iter()
+        .map(|&t| score_finder(&evidence, &planted, t))
+        .collect();
+    Ok(MislabelBenchmark {
+        images: evidence.len(),
+        planted: planted.len(),
+        train_secs: outcome.summary.train_secs,
+        chosen: score_finder(&evidence, &planted, MISLABEL_CONFIDENCE),
+        curve,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planting_moves_the_asked_share_into_other_classes_and_keeps_every_photo() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("source");
+        super::super::synthetic::write_dataset(&source, 3, 10, 16, 1).expect("data");
+        let target = dir.path().join("planted");
+        let planted = plant_mislabels(&source, &target, 0.1, 7).expect("plant");
+        assert_eq!(planted.len(), 3);
+        let copied = LabeledDataset::scan(&target, DEFAULT_MAX_PIXELS).expect("scan");
+        assert_eq!(copied.images.len(), 30, "every photo is still there");
+        for mistake in &planted {
+            assert_ne!(mistake.true_class, mistake.planted_class);
+            assert!(mistake.path.starts_with(target.join(&mistake.planted_class)));
+        }
+    }
+
+    #[test]
+    fn finder_scores_count_planted_flags() {
+        let planted = vec![PlantedMistake {
+            path: "a.jpg".into(),
+            true_class: "x".into(),
+            planted_class: "y".into(),
+        }];
+        let evidence = vec![
+            (PathBuf::from("a.jpg"), Some(0.9)),
+            (PathBuf::from("b.jpg"), Some(0.5)),
+            (PathBuf::from("c.jpg"), None),
+        ];
+        let strict = score_finder(&evidence, &planted, 0.8);
+        assert_eq!((strict.flagged, strict.correct), (1, 1));
+        assert_eq!((strict.precision, strict.recall), (1.0, 1.0));
+        let loose = score_finder(&evidence, &planted, 0.4);
+        assert_eq!((loose.flagged, loose.precision), (2, 0.5));
+    }
+}

@@ -1,0 +1,472 @@
+//! Phase 3 of training: watching the run between epochs.
+//!
+//! After an epoch the monitor measures how spread out the embeddings are (a collapsed
+//! embedding puts every photo at nearly one point, and a triplet loss then parks at its
+//! margin), the validation loss and validation retrieval (mAP@R) when there is a
+//! validation folder, and keeps the best epoch's weights. A collapse is undone once (back
+//! to the last healthy weights, with a lower learning rate); a second one stops training
+//! with a message instead of handing back a model that only looks trained.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::{Kind, Tensor};
+
+use super::prepare::PreparedData;
+use super::trainer::{Checkpoint, Trainer, embed_prepared};
+use super::{Loss, TrainSettings};
+use crate::engine::data::{PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch};
+use crate::engine::eval::retrieval_metrics;
+use crate::engine::model::{EmbeddingModel, TrainingSummary};
+use crate::engine::{EngineError, Result};
+
+/// Below this relative spread the embedding has collapsed.
+pub const COLLAPSED_SPREAD: f64 = 0.02;
+/// A triplet loss this close to its margin (as a share of it) is "parked at the margin".
+const AT_MARGIN: f64 = 0.005;
+/// Epochs in a row at the margin (with a small spread) that count as a collapse.
+const EPOCHS_AT_MARGIN: usize = 3;
+/// Under this relative spread, a loss parked at the margin counts as a collapse.
+const SMALL_SPREAD: f64 = 0.1;
+/// No collapse verdict before this many steps: a network fresh from initialisation maps
+/// every photo to similar vectors, and that is not a collapse.
+const MIN_STEPS_TO_JUDGE: usize = 50;
+/// Images whose embeddings measure the spread.
+const SPREAD_PROBE_IMAGES: usize = 64;
+/// Validation retrieval uses at most this many gallery (training) and query images, so
+/// that measuring it costs a small share of an epoch.
+const VALIDATION_GALLERY_IMAGES: usize = 1000;
+const VALIDATION_QUERY_IMAGES: usize = 500;
+/// Epochs shorter than this are observed together, so tiny epochs (the seed's 40
+/// triplets) do not spend their time measuring.
+const MIN_SECONDS_BETWEEN_OBSERVATIONS: f64 = 30.0;
+
+/// What the monitor concluded about an epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EpochVerdict {
+    Healthy,
+    /// Not observed this time (too soon after the last observation).
+    Skipped,
+    /// The embedding had collapsed; the last healthy weights are back.
+    Recovered { message: String },
+}
+
+/// The figures of one observed epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub validation_loss: Option<f64>,
+    pub validation_map_at_r: Option<f64>,
+    pub embedding_spread: f64,
+    pub verdict: EpochVerdict,
+}
+
+/// Mean distance of the embeddings to their centroid, relative to their typical length
+/// (or to the triplet margin's length scale, when that is larger): about 0 when every
+/// image maps to one point, about 1 for a well spread embedding. Rows are images.
+pub fn relative_spread(embeddings: &Tensor, margin_scale: f64) -> f64 {
+    if embeddings.size()[0] < 2 {
+        return 1.0;
+    }
+    let embeddings = embeddings.to_kind(Kind::Double);
+    let centroid = embeddings.mean_dim([0].as_slice(), true, Kind::Double);
+    let spread = (&embeddings - centroid)
+        .norm_scalaropt_dim(2.0, [1].as_slice(), false)
+        .mean(Kind::Double)
+        .double_value(&[]);
+    let length = embeddings
+        .norm_scalaropt_dim(2.0, [1].as_slice(), false)
+        .mean(Kind::Double)
+        .double_value(&[]);
+    spread / length.max(margin_scale).max(1e-9)
+}
+
+/// Decides, epoch by epoch, whether the embedding has collapsed.
+#[derive(Debug, Clone)]
+pub struct CollapseDetector {
+    /// The triplet margin, when the loss is a triplet loss with one.
+    margin: Option<f64>,
+    epochs_at_margin: usize,
+}
+
+impl CollapseDetector {
+    pub fn new(settings: &TrainSettings) -> Self {
+        let margin = (settings.loss == Loss::Triplet && settings.margin > 0.0)
+            .then_some(settings.margin);
+        Self {
+            margin,
+            epochs_at_margin: 0,
+        }
+    }
+
+    /// The length scale spreads are compared with: distances well below the margin's
+    /// are "one point" to a triplet loss.
+    pub fn margin_scale(&self) -> f64 {
+        self.margin.map_or(0.0, f64::sqrt)
+    }
+
+    /// Feeds one observed epoch. Returns why the embedding counts as collapsed, if it does.
+    pub fn check(&mut self, steps_done: usize, mean_loss: f64, spread: f64) -> Option<String> {
+        let parked = self
+            .margin
+            .is_some_and(|m| (mean_loss - m).abs() <= AT_MARGIN * m);
+        self.epochs_at_margin = if parked { self.epochs_at_margin + 1 } else { 0 };
+        if steps_done < MIN_STEPS_TO_JUDGE {
+            return None;
+        }
+        if spread < COLLAPSED_SPREAD {
+            return Some(format!(
+                "the embeddings' spread fell to {spread:.4} (every photo at nearly one point)"
+            ));
+        }
+        if self.epochs_at_margin >= EPOCHS_AT_MARGIN && spread < SMALL_SPREAD {
+            return Some(format!(
+                "the loss has sat at the margin ({mean_loss:.4}) for {} epochs with the \
+                 embeddings' spread at {spread:.3}",
+                self.epochs_at_margin
+            ));
+        }
+        None
+    }
+
+    pub fn reset(&mut self) {
+        self.epochs_at_margin = 0;
+    }
+}
+
+/// Validation data laid out for measuring after each epoch.
+struct ValidationProbe {
+    images: Arc<PreparedImages>,
+    /// Training images that form the gallery, and their class ids.
+    gallery: Vec<usize>,
+    gallery_classes: Vec<usize>,
+    /// Validation images that query it, and their class ids (same id space).
+    queries: Vec<usize>,
+    query_classes: Vec<usize>,
+    class_names: Vec<String>,
+    /// Fixed batches (validation indices, labels the loss understands), so losses compare.
+    loss_batches: Vec<(Vec<usize>, Vec<i64>)>,
+}
+
+/// Every `n`-th index so that at most `limit` remain, spread evenly over the list (the
+/// lists are grouped by class, so every class keeps its share).
+fn evenly(count: usize, limit: usize) -> Vec<usize> {
+    if count <= limit {
+        return (0..count).collect();
+    }
+    (0..limit).map(|i| i * count / limit).collect()
+}
+
+impl ValidationProbe {
+    fn new(settings: &TrainSettings, data: &PreparedData) -> Option<Self> {
+        let validation = data.validation.as_ref()?;
+        if validation.is_empty() {
+            return None;
+        }
+        let training = &data.training;
+        let mut class_names = training.dataset.classes.clone();
+        for class in &validation.dataset.classes {
+            if !class_names.contains(class) {
+                class_names.push(class.clone());
+            }
+        }
+        let id_of = |name: &str| class_names.iter().position(|c| c == name).unwrap_or(0);
+        let gallery = evenly(training.len(), VALIDATION_GALLERY_IMAGES);
+        let gallery_classes = gallery
+            .iter()
+            .map(|&i| training.dataset.images[i].1)
+            .collect();
+        let queries = evenly(validation.len(), VALIDATION_QUERY_IMAGES);
+        let validation_class_ids: Vec<usize> = validation
+            .dataset
+            .classes
+            .iter()
+            .map(|c| id_of(c))
+            .collect();
+        let query_classes = queries
+            .iter()
+            .map(|&i| validation_class_ids[validation.dataset.images[i].1])
+            .collect();
+
+        let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x5EED_F5A1);
+        let by_class = validation.dataset.indices_by_class();
+        let batches = match (settings.loss, settings.mining) {
+            // Proxies exist only for training classes: other validation classes sit out.
+            (Loss::NormalizedSoftmax, _) => {
+                let known: Vec<usize> = (0..validation.len())
+                    .filter(|&i| {
+                        validation_class_ids[validation.dataset.images[i].1]
+                            < training.dataset.classes.len()
+                    })
+                    .collect();
+                shuffled_epoch(known.len(), settings.batch_size, &mut rng)
+                    .into_iter()
+                    .map(|batch| batch.into_iter().map(|i| known[i]).collect())
+                    .collect()
+            }
+            _ if by_class.iter().filter(|g| !g.is_empty()).count() < 2
+                || !by_class.iter().any(|g| g.len() >= 2) =>
+            {
+                Vec::new()
+            }
+            (Loss::Triplet, super::Mining::RandomTriplets) => {
+                seed_triplet_epoch(&by_class, settings.batch_size, &mut rng)
+            }
+            (Loss::Triplet, super::Mining::BatchHard) => pk_epoch(
+                &by_class,
+                (settings.batch_size / settings.images_per_class).max(2),
+                settings.images_per_class,
+                &mut rng,
+            ),
+        };
+        let loss_batches = batches
+            .into_iter()
+            .take(4)
+            .map(|batch| {
+                let labels = batch
+                    .iter()
+                    .map(|&i| validation_class_ids[validation.dataset.images[i].1] as i64)
+                    .collect();
+                (batch, labels)
+            })
+            .collect();
+        Some(Self {
+            images: Arc::clone(&validation.images),
+            gallery,
+            gallery_classes,
+            queries,
+            query_classes,
+            class_names,
+            loss_batches,
+        })
+    }
+
+    fn loss(&self, trainer: &Trainer) -> Result<Option<f64>> {
+        if self.loss_batches.is_empty() {
+            return Ok(None);
+        }
+        let preprocess = &trainer.model().config.preprocess;
+        let floats = preprocess.floats_per_image();
+        let mut sum = 0.0;
+        for (batch, labels) in &self.loss_batches {
+            let mut pixels = vec![0.0f32; batch.len() * floats];
+            for (slot, &item) in batch.iter().enumerate() {
+                preprocess.write_plain(
+                    self.images.get(item),
+                    &mut pixels[slot * floats..(slot + 1) * floats],
+                );
+            }
+            sum += trainer.evaluate_loss(&pixels, labels)?;
+        }
+        Ok(Some(sum / self.loss_batches.len() as f64))
+    }
+
+    fn map_at_r(&self, model: &EmbeddingModel, training_images: &PreparedImages) -> Result<f64> {
+        let gallery = embed_prepared(model, training_images, &self.gallery)?;
+        let queries = embed_prepared(model, &self.images, &self.queries)?;
+        let largest_class = (0..self.class_names.len())
+            .map(|c| self.gallery_classes.iter().filter(|&&g| g == c).count())
+            .max()
+            .unwrap_or(1);
+        let k = self.gallery.len().min(largest_class.max(1)) as i64;
+        let ranked: Tensor = tch::no_grad(|| {
+            let distances = queries
+                .pow_tensor_scalar(2)
+                .sum_dim_intlist(1, true, Kind::Float)
+                + gallery
+                    .pow_tensor_scalar(2)
+                    .sum_dim_intlist(1, true, Kind::Float)
+                    .transpose(0, 1)
+                - queries.matmul(&gallery.transpose(0, 1)) * 2.0;
+            distances.topk(k, 1, false, true).1
+        });
+        let ranked: Vec<i64> = Vec::<i64>::try_from(ranked.to_device(tch::Device::Cpu).view([-1]))?;
+        let ranked: Vec<Vec<usize>> = ranked
+            .chunks(k as usize)
+            .map(|row| row.iter().map(|&g| g as usize).collect())
+            .collect();
+        Ok(retrieval_metrics(
+            &self.class_names,
+            &self.gallery_classes,
+            &self.query_classes,
+            &ranked,
+        )
+        .map_at_r)
+    }
+}
+
+/// Watches a run between epochs; see the module comment.
+pub struct Monitor {
+    training_images: Arc<PreparedImages>,
+    probe: Vec<usize>,
+    validation: Option<ValidationProbe>,
+    detector: CollapseDetector,
+    last_healthy: Option<Checkpoint>,
+    best: Option<(usize, f64, Checkpoint)>,
+    recoveries: usize,
+    last_observed: Option<Instant>,
+    last_spread: f64,
+}
+
+impl Monitor {
+    pub fn new(settings: &TrainSettings, data: &PreparedData, trainer: &Trainer) -> Result<Self> {
+        let training_images = Arc::clone(&data.training.images);
+        let probe = evenly(data.training.len(), SPREAD_PROBE_IMAGES);
+        let detector = CollapseDetector::new(settings);
+        let start = embed_prepared(trainer.model(), &training_images, &probe)?;
+        // A start that is already one point (broken imported weights) is no place to
+        // come back to.
+        let start_spread = relative_spread(&start, detector.margin_scale());
+        let last_healthy = (start_spread >= COLLAPSED_SPREAD).then(|| trainer.checkpoint());
+        Ok(Self {
+            training_images,
+            probe,
+            validation: ValidationProbe::new(settings, data),
+            detector,
+            last_healthy,
+            best: None,
+            recoveries: 0,
+            last_observed: None,
+            last_spread: start_spread,
+        })
+    }
+
+    /// Observes the model after `epoch`. `final_epoch` forces an observation even when
+    /// the last one was recent. Errors when the embedding collapsed a second time (or
+    /// with nothing healthy to return to).
+    pub fn observe(
+        &mut self,
+        epoch: usize,
+        mean_loss: f64,
+        final_epoch: bool,
+        trainer: &mut Trainer,
+    ) -> Result<Observation> {
+        let recent = self
+            .last_observed
+            .is_some_and(|t| t.elapsed().as_secs_f64() < MIN_SECONDS_BETWEEN_OBSERVATIONS);
+        if recent && !final_epoch {
+            return Ok(Observation {
+                validation_loss: None,
+                validation_map_at_r: None,
+                embedding_spread: self.last_spread,
+                verdict: EpochVerdict::Skipped,
+            });
+        }
+        let embeddings = embed_prepared(trainer.model(), &self.training_images, &self.probe)?;
+        let spread = relative_spread(&embeddings, self.detector.margin_scale());
+        self.last_spread = spread;
+        let (validation_loss, validation_map_at_r) = match &self.validation {
+            Some(validation) => (
+                validation.loss(trainer)?,
+                Some(validation.map_at_r(trainer.model(), &self.training_images)?),
+            ),
+            None => (None, None),
+        };
+        let verdict = match self
+            .detector
+            .check(trainer.global_step(), mean_loss, spread)
+        {
+            None => {
+                // Too early to call a collapse is not the same as healthy.
+                if spread >= COLLAPSED_SPREAD {
+                    self.last_healthy = Some(trainer.checkpoint());
+                }
+                if let Some(map) = validation_map_at_r
+                    && self.best.as_ref().is_none_or(|(_, best, _)| map > *best)
+                {
+                    self.best = Some((epoch, map, trainer.checkpoint()));
+                }
+                EpochVerdict::Healthy
+            }
+            Some(reason) => self.recover(epoch, &reason, trainer)?,
+        };
+        self.last_observed = Some(Instant::now());
+        Ok(Observation {
+            validation_loss,
+            validation_map_at_r,
+            embedding_spread: spread,
+            verdict,
+        })
+    }
+
+    fn recover(&mut self, epoch: usize, reason: &str, trainer: &mut Trainer) -> Result<EpochVerdict> {
+        let advice = "Nothing was written. Try a lower learning rate (--lr), or the default \
+                      preset (normalised softmax), which does not collapse this way";
+        let Some(healthy) = self.last_healthy.as_ref().filter(|_| self.recoveries == 0) else {
+            return Err(EngineError::Training(format!(
+                "the embedding collapsed at epoch {epoch}: {reason}. {advice}"
+            )));
+        };
+        trainer.restore(healthy)?;
+        trainer.scale_learning_rate(0.1);
+        self.recoveries += 1;
+        self.detector.reset();
+        Ok(EpochVerdict::Recovered {
+            message: format!(
+                "the embedding collapsed at epoch {epoch} ({reason}); went back to the last \
+                 healthy weights and lowered the learning rate tenfold"
+            ),
+        })
+    }
+
+    /// Puts the best validated weights back, and records the run's monitoring in the summary.
+    pub fn finish(&self, trainer: &mut Trainer, summary: &mut TrainingSummary) -> Result<()> {
+        if let Some((epoch, map, checkpoint)) = &self.best {
+            trainer.restore(checkpoint)?;
+            summary.best_epoch = Some(*epoch);
+            summary.best_validation_map_at_r = Some(*map);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::train::Preset;
+
+    #[test]
+    fn spread_is_zero_for_one_point_and_large_for_scattered_points() {
+        let one_point = Tensor::from_slice(&[3.0f32, 4.0, 3.0, 4.0, 3.0, 4.0]).view([3, 2]);
+        assert!(relative_spread(&one_point, 0.0) < 1e-9);
+        let scattered = Tensor::from_slice(&[1.0f32, 0.0, -1.0, 0.0, 0.0, 1.0]).view([3, 2]);
+        assert!(relative_spread(&scattered, 0.0) > 0.5);
+        // Tiny distances are "one point" next to a triplet margin of 1.
+        let tiny = Tensor::from_slice(&[0.001f32, 0.0, -0.001, 0.0]).view([2, 2]);
+        assert!(relative_spread(&tiny, 1.0) < COLLAPSED_SPREAD);
+    }
+
+    #[test]
+    fn collapse_is_a_small_spread_or_a_loss_parked_at_the_margin() {
+        let mut settings = Preset::Seed.settings();
+        settings.margin = 1.0;
+        let mut detector = CollapseDetector::new(&settings);
+        // Too early to judge, however it looks.
+        assert!(detector.check(10, 1.0, 0.0).is_none());
+        detector.reset();
+        // A learning run: spread fine, loss below the margin.
+        assert!(detector.check(100, 0.6, 0.4).is_none());
+        // One point: collapsed at once.
+        assert!(detector.check(200, 0.6, 0.001).is_some());
+        detector.reset();
+        // Parked at the margin with a small spread: collapsed on the third epoch.
+        assert!(detector.check(300, 1.002, 0.05).is_none());
+        assert!(detector.check(400, 1.001, 0.05).is_none());
+        let reason = detector.check(500, 1.000, 0.05).expect("collapse");
+        assert!(reason.contains("margin"), "{reason}");
+        // Near the margin but well spread (a hard data set early on) is not a collapse.
+        detector.reset();
+        for step in [600, 700, 800, 900] {
+            assert!(detector.check(step, 1.0, 0.5).is_none());
+        }
+        // Normalised softmax has no margin to park at.
+        let detector = CollapseDetector::new(&Preset::Default.settings());
+        assert_eq!(detector.margin_scale(), 0.0);
+    }
+
+    #[test]
+    fn evenly_keeps_every_class_share() {
+        assert_eq!(evenly(3, 10), vec![0, 1, 2]);
+        let picked = evenly(100, 10);
+        assert_eq!(picked, vec![0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    }
+}

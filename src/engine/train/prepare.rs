@@ -1,0 +1,136 @@
+//! Phase 1 of training: scan the class folders and decode every image into memory once.
+//!
+//! A [`LabeledImages`] keeps the data set and its decoded images together, built in one
+//! pass, so image `i` of one is always image `i` of the other, whichever files failed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use image::RgbImage;
+
+use super::{TrainEvent, TrainJob};
+use crate::engine::data::{LabeledDataset, PreparedImages, SkippedFile};
+use crate::engine::{EngineError, Result};
+
+/// A class-folder data set with each usable image decoded, in the same order.
+pub struct LabeledImages {
+    pub dataset: LabeledDataset,
+    pub images: Arc<PreparedImages>,
+}
+
+impl LabeledImages {
+    /// Pairs a data set with its decode results (`decoded[i]` for `dataset.images[i]`):
+    /// images that failed (or were never decoded) leave the data set with their reasons.
+    fn pair(
+        mut dataset: LabeledDataset,
+        decoded: &[Option<Arc<RgbImage>>],
+        failed: &[SkippedFile],
+    ) -> Self {
+        let own_failures: Vec<SkippedFile> = failed
+            .iter()
+            .filter(|f| dataset.images.iter().any(|(path, _)| *path == f.path))
+            .cloned()
+            .collect();
+        let mut kept = Vec::with_capacity(dataset.images.len());
+        let mut images = Vec::with_capacity(dataset.images.len());
+        for (item, image) in dataset.images.drain(..).zip(decoded) {
+            if let Some(image) = image {
+                kept.push(item);
+                images.push(Arc::clone(image));
+            }
+        }
+        dataset.images = kept;
+        // Records the failures as skipped files and refreshes the per-class notes.
+        dataset.remove_images(&own_failures);
+        Self {
+            dataset,
+            images: Arc::new(PreparedImages::new(images)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.dataset.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dataset.images.is_empty()
+    }
+
+    /// The class index of every image, as libtorch labels.
+    pub fn labels(&self) -> Vec<i64> {
+        self.dataset.images.iter().map(|(_, c)| *c as i64).collect()
+    }
+}
+
+/// The training set, the optional validation set, and what the person should know.
+pub struct PreparedData {
+    pub training: LabeledImages,
+    pub validation: Option<LabeledImages>,
+    /// Files left out of either set, and why.
+    pub skipped: Vec<SkippedFile>,
+    pub notes: Vec<String>,
+}
+
+/// Scans and decodes the job's folders. Fails when the training set cannot train.
+pub fn prepare(
+    job: &TrainJob,
+    cancel: &AtomicBool,
+    on_event: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<PreparedData> {
+    let training_set = LabeledDataset::scan(&job.data, job.max_pixels)?;
+    training_set.check_trainable()?;
+    let validation_set = match &job.validation {
+        Some(folder) => Some(LabeledDataset::scan(folder, job.max_pixels)?),
+        None => None,
+    };
+
+    // Decode everything once; augmentation then works on the cached square images.
+    let cache_side = job
+        .settings
+        .augment
+        .cache_side_px(job.settings.image_size_px);
+    let mut all_paths: Vec<PathBuf> = training_set
+        .images
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    let training_count = all_paths.len();
+    if let Some(set) = &validation_set {
+        all_paths.extend(set.images.iter().map(|(p, _)| p.clone()));
+    }
+    let total = all_paths.len();
+    let (decoded, failed) = PreparedImages::decode_all(
+        &all_paths,
+        cache_side,
+        job.max_pixels,
+        job.loader_threads,
+        &|done| {
+            if done % 16 == 0 || done == total {
+                on_event(TrainEvent::Preparing { done, total });
+            }
+        },
+        cancel,
+    );
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) && decoded.iter().any(Option::is_none) {
+        return Err(EngineError::Cancelled);
+    }
+    let (training_decoded, validation_decoded) = decoded.split_at(training_count);
+    let training = LabeledImages::pair(training_set, training_decoded, &failed);
+    training.dataset.check_trainable()?;
+    let validation =
+        validation_set.map(|set| LabeledImages::pair(set, validation_decoded, &failed));
+
+    let mut skipped = training.dataset.skipped.clone();
+    let mut notes = training.dataset.notes.clone();
+    if let Some(set) = &validation {
+        skipped.extend(set.dataset.skipped.iter().cloned());
+        notes.extend(set.dataset.notes.iter().map(|n| format!("validation: {n}")));
+    }
+    Ok(PreparedData {
+        training,
+        validation,
+        skipped,
+        notes,
+    })
+}
