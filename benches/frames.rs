@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     harness.state_mut().start_training();
     let training = frames_until(&mut harness, |app| app.training.outcome.is_some());
     let indexing = frames_until(&mut harness, |app| {
-        app.index.is_some() && app.busy.is_none()
+        app.current.index.is_some() && app.is_idle()
     });
     let query = library.join("class_3/photo_05.jpg");
     harness

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
 use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
@@ -102,10 +102,10 @@ fn library_training_search_export_and_restart() {
         app.training.step_losses.len() >= 2
     });
     assert!(
-        harness.query_by_label_contains("· step").is_some() || !harness.state().training.running
+        harness.query_by_label_contains("· step").is_some() || !harness.state().training_running()
     );
     run_until(&mut harness, "the index", |app| {
-        app.index.is_some() && app.busy.is_none()
+        app.current.index.is_some() && app.is_idle()
     });
     let app = harness.state();
     assert!(
@@ -113,7 +113,7 @@ fn library_training_search_export_and_restart() {
         "{:?}",
         app.training.epoch_losses
     );
-    assert_eq!(app.index.as_ref().map(|i| i.images), Some(18));
+    assert_eq!(app.current.index.as_ref().map(|i| i.images), Some(18));
     harness.get_by_label_contains("Training finished");
     harness.get_by_label("Index: 18 images");
 
@@ -161,8 +161,24 @@ fn library_training_search_export_and_restart() {
             n.is_error && n.text.contains("Indexing failed") && n.text.contains("no such folder")
         })
     });
-    run_until(&mut harness, "the worker to be idle", |app| {
-        app.busy.is_none()
+    run_until(&mut harness, "the worker to be idle", |app| app.is_idle());
+    // The failure changed nothing current: the model and index are still there, the
+    // window still offers Build index, and a search still answers, without a restart.
+    let app = harness.state();
+    assert!(app.current.model.is_some() && app.current.index.is_some());
+    assert!(
+        !harness
+            .get_by_label("Build index")
+            .accesskit_node()
+            .is_disabled(),
+        "Build index must stay available after a failed indexing job"
+    );
+    let other_query = library.join("class_01/img_001.png");
+    drop_file(&mut harness, &other_query);
+    run_until(&mut harness, "a search after the failure", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.hits[0].path == other_query)
     });
 
     // Restart from the saved settings: the model and index are reopened, nothing recomputed.
@@ -171,9 +187,12 @@ fn library_training_search_export_and_restart() {
     drop(harness);
     let mut harness = app_harness(saved, &data_dir);
     run_until(&mut harness, "the reopened index", |app| {
-        app.index.is_some() && app.model.is_some() && app.library.is_some()
+        app.current.index.is_some() && app.current.model.is_some() && app.library.is_some()
     });
-    assert_eq!(harness.state().index.as_ref().map(|i| i.images), Some(18));
+    assert_eq!(
+        harness.state().current.index.as_ref().map(|i| i.images),
+        Some(18)
+    );
     assert!(
         harness.state().training.step_losses.is_empty(),
         "nothing was retrained"
@@ -232,14 +251,30 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
     harness.get_by_label_contains("not ResNet18 weights");
     assert!(harness.state().settings.train.weights.is_none());
     assert!(!cache.exists());
-    run_until(&mut harness, "the worker to be idle", |app| {
-        app.busy.is_none()
+    run_until(&mut harness, "the worker to be idle", |app| app.is_idle());
+    // The failure changed nothing current: the model and index are still there, the
+    // window still offers Build index, and a search still answers, without a restart.
+    let app = harness.state();
+    assert!(app.current.model.is_some() && app.current.index.is_some());
+    assert!(
+        !harness
+            .get_by_label("Build index")
+            .accesskit_node()
+            .is_disabled(),
+        "Build index must stay available after a failed indexing job"
+    );
+    let other_query = library.join("class_01/img_001.png");
+    drop_file(&mut harness, &other_query);
+    run_until(&mut harness, "a search after the failure", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.hits[0].path == other_query)
     });
 
     // The real file: downloaded, checked, cached, and chosen as the starting point.
     harness.get_by_label("ImageNet…").click();
     run_until(&mut harness, "the download", |app| {
-        app.settings.train.weights.is_some() && app.busy.is_none()
+        app.settings.train.weights.is_some() && app.is_idle()
     });
     assert_eq!(
         harness.state().settings.train.weights.as_ref(),
@@ -276,10 +311,12 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     let mut harness = app_harness(settings, &dir.path().join("data"));
     harness.step();
     harness.state_mut().choose_library(library.clone());
-    run_until(&mut harness, "the library scan", |app| app.library.is_some());
+    run_until(&mut harness, "the library scan", |app| {
+        app.library.is_some()
+    });
     harness.get_by_label("Train").click();
     run_until(&mut harness, "training with validation", |app| {
-        app.training.outcome.is_some() && app.busy.is_none()
+        app.training.outcome.is_some() && app.is_idle()
     });
     let training = &harness.state().training;
     assert!(
@@ -287,7 +324,10 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
         "validation mAP@R was not charted"
     );
     assert!(
-        training.validation_map.iter().all(|p| (0.0..=1.0).contains(&p.y)),
+        training
+            .validation_map
+            .iter()
+            .all(|p| (0.0..=1.0).contains(&p.y)),
         "{:?}",
         training.validation_map
     );

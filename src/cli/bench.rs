@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::{OutputArgs, print_json};
-use crate::engine::mislabels;
 use crate::engine::bench;
 use crate::engine::device::DeviceChoice;
+use crate::engine::mislabels;
 use crate::engine::train::Preset;
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,8 @@ fn mislabel_benchmark(
     );
     let result = mislabels::run_benchmark(&args.data, &work, fraction, &settings, &|_| {});
     std::fs::remove_dir_all(&work).ok();
-    let report = result.with_context(|| format!("mislabel benchmark on {} failed", args.data.display()))?;
+    let report =
+        result.with_context(|| format!("mislabel benchmark on {} failed", args.data.display()))?;
     println!(
         "{} photos, {} planted mistakes, trained {:.0} s",
         report.images, report.planted, report.train_secs

@@ -198,7 +198,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let model_id = save_model(&args.out, &outcome.model, &outcome.summary)
-        .with_context(|| format!("could not write the model to {}", args.out.display()))?;
+        .with_context(|| format!("could not write the model to {}", args.out.display()))?
+        .model_id;
     let summary = &outcome.summary;
     let stopped = if summary.cancelled {
         " (cancelled)"

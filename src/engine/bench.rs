@@ -11,9 +11,9 @@ use tch::Tensor;
 use tch::nn::OptimizerConfig;
 
 use super::data::{DEFAULT_MAX_PIXELS, scan_folder};
+use super::device::guard_libtorch;
 use super::index::{EMBED_BATCH, embed_files};
 use super::model::EmbeddingModel;
-use super::device::guard_libtorch;
 use super::train::{Loss, Mining, TrainEvent, TrainJob, TrainSettings, train};
 use super::{EngineError, Result};
 

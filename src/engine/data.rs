@@ -671,7 +671,10 @@ pub fn seed_triplet_epoch(
 pub fn shuffled_epoch(count: usize, batch_size: usize, rng: &mut fastrand::Rng) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..count).collect();
     rng.shuffle(&mut order);
-    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size.max(2)).map(<[usize]>::to_vec).collect();
+    let mut batches: Vec<Vec<usize>> = order
+        .chunks(batch_size.max(2))
+        .map(<[usize]>::to_vec)
+        .collect();
     if batches.len() >= 2 && batches.last().is_some_and(|b| b.len() < 2) {
         let tail = batches.pop().unwrap_or_default();
         if let Some(previous) = batches.last_mut() {

@@ -321,7 +321,12 @@ pub fn evaluate_model(
     // gallery neighbours. Queries are not judged: their labels are not what a person
     // would fix here, and flagging every hard query made the list noise.
     let neighbours = gallery_neighbours(&mut gallery, MISLABEL_NEIGHBOURS)?;
-    let paths: Vec<PathBuf> = gallery.header.images.iter().map(|i| i.path.clone()).collect();
+    let paths: Vec<PathBuf> = gallery
+        .header
+        .images
+        .iter()
+        .map(|i| i.path.clone())
+        .collect();
     report.suspects = find_mislabels(
         &paths,
         &gallery_classes,

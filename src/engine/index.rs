@@ -408,12 +408,23 @@ impl SearchSession {
 
     /// The nearest `k` gallery images to a decoded image.
     pub fn search_image(&mut self, image: &image::RgbImage, k: usize) -> Result<Vec<SearchHit>> {
-        let preprocess = &self.model.config.preprocess;
-        let mut pixels = vec![0.0f32; preprocess.floats_per_image()];
-        preprocess.write_plain(image, &mut pixels);
-        let vector = self.model.embed_pixels(&pixels, 1)?;
-        self.gallery.search(&vector, k)
+        search_image(&self.model, &mut self.gallery, image, k)
     }
+}
+
+/// The nearest `k` images of `gallery` to a decoded image, embedded with `model` (the
+/// model that built the gallery).
+pub fn search_image(
+    model: &EmbeddingModel,
+    gallery: &mut Gallery,
+    image: &image::RgbImage,
+    k: usize,
+) -> Result<Vec<SearchHit>> {
+    let preprocess = &model.config.preprocess;
+    let mut pixels = vec![0.0f32; preprocess.floats_per_image()];
+    preprocess.write_plain(image, &mut pixels);
+    let vector = model.embed_pixels(&pixels, 1)?;
+    gallery.search(&vector, k)
 }
 
 #[cfg(test)]

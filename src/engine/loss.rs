@@ -76,13 +76,7 @@ pub fn normalized_softmax_loss(
         t / norms
     };
     let logits = unit(embeddings).matmul(&unit(proxies).transpose(0, 1)) / temperature;
-    logits.cross_entropy_loss::<Tensor>(
-        labels,
-        None,
-        tch::Reduction::Mean,
-        -100,
-        label_smoothing,
-    )
+    logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, label_smoothing)
 }
 
 #[cfg(test)]
@@ -151,8 +145,14 @@ mod tests {
         let good = normalized_softmax_loss(&right, &proxies, &labels, 0.1, 0.0).double_value(&[]);
         let bad = normalized_softmax_loss(&wrong, &proxies, &labels, 0.1, 0.0).double_value(&[]);
         // Hand value: logits (10, 0) for the right class → ln(1 + e^-10).
-        assert!((good - (1.0 + (-10.0f64).exp()).ln()).abs() < 1e-5, "good {good}");
-        assert!((bad - (10.0 + (1.0 + (-10.0f64).exp()).ln())).abs() < 1e-4, "bad {bad}");
+        assert!(
+            (good - (1.0 + (-10.0f64).exp()).ln()).abs() < 1e-5,
+            "good {good}"
+        );
+        assert!(
+            (bad - (10.0 + (1.0 + (-10.0f64).exp()).ln())).abs() < 1e-4,
+            "bad {bad}"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use super::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
-use super::eval::{MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence};
+use super::eval::{
+    MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence,
+};
 use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, embed_files};
 use super::model::EmbeddingModel;
 use super::train::{TrainEvent, TrainJob, TrainSettings, train};
@@ -67,7 +69,11 @@ pub fn plant_mislabels(
         // The class name in front keeps two classes' same-named files apart.
         let destination = target
             .join(&dataset.classes[destination_class])
-            .join(format!("{}-{}", dataset.classes[*class], file_name.to_string_lossy()));
+            .join(format!(
+                "{}-{}",
+                dataset.classes[*class],
+                file_name.to_string_lossy()
+            ));
         std::fs::copy(path, &destination).map_err(|e| EngineError::io(&destination, e))?;
         if destination_class != *class {
             mistakes.push(PlantedMistake {
@@ -139,7 +145,13 @@ pub fn mislabel_evidence_for_folder(
 ) -> Result<Vec<(PathBuf, Option<f64>)>> {
     let dataset = LabeledDataset::scan(folder, DEFAULT_MAX_PIXELS)?;
     let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
-    let embedded = embed_files(model, &paths, DEFAULT_MAX_PIXELS, &|_, _| {}, &AtomicBool::new(false))?;
+    let embedded = embed_files(
+        model,
+        &paths,
+        DEFAULT_MAX_PIXELS,
+        &|_, _| {},
+        &AtomicBool::new(false),
+    )?;
     let classes: Vec<usize> = embedded
         .embedded
         .iter()
@@ -218,7 +230,11 @@ mod tests {
         assert_eq!(copied.images.len(), 30, "every photo is still there");
         for mistake in &planted {
             assert_ne!(mistake.true_class, mistake.planted_class);
-            assert!(mistake.path.starts_with(target.join(&mistake.planted_class)));
+            assert!(
+                mistake
+                    .path
+                    .starts_with(target.join(&mistake.planted_class))
+            );
         }
     }
 

@@ -407,15 +407,21 @@ pub fn model_file_bytes(
     Ok((bytes, model_id))
 }
 
-/// Writes the model file atomically. Returns the model id.
+/// Writes the model file atomically. Returns its description, as [`read_model_info`]
+/// would read it back.
 pub fn save_model(
     path: &Path,
     model: &EmbeddingModel,
     summary: &TrainingSummary,
-) -> Result<String> {
+) -> Result<ModelInfo> {
     let (bytes, model_id) = model_file_bytes(model, summary)?;
     super::atomic::write_atomic(path, &bytes)?;
-    Ok(model_id)
+    Ok(ModelInfo {
+        format_version: MODEL_FORMAT_VERSION,
+        model_id,
+        config: model.config.clone(),
+        summary: summary.clone(),
+    })
 }
 
 fn parse_model_file<'a>(
@@ -562,9 +568,9 @@ mod tests {
             epochs: 3,
             ..Default::default()
         };
-        let id = save_model(&path, &model, &summary).expect("save");
+        let saved = save_model(&path, &model, &summary).expect("save");
         let (loaded, info) = load_model(&path, Device::Cpu).expect("load");
-        assert_eq!(info.model_id, id);
+        assert_eq!(info, saved);
         assert_eq!(info.summary, summary);
         assert_eq!(info.config, model.config);
         let pixels = vec![0.1f32; 3 * 32 * 32];

@@ -430,6 +430,10 @@ pub fn train(
             break;
         }
     }
+    if trainer.global_step() == 0 && cancel.load(Ordering::Relaxed) {
+        // Nothing was trained: there is no model worth keeping.
+        return Err(EngineError::Cancelled);
+    }
     summary.steps = trainer.global_step();
     summary.train_secs = clock.elapsed().as_secs_f64();
     monitor.finish(&mut trainer, &mut summary)?;
@@ -511,7 +515,11 @@ mod tests {
         settings.max_seconds = Some(600.0);
         assert_eq!(settings.epoch_limit(), None, "no silent epoch cap");
         settings.epochs = Some(3);
-        assert_eq!(settings.epoch_limit(), Some(3), "epochs the user set still bound it");
+        assert_eq!(
+            settings.epoch_limit(),
+            Some(3),
+            "epochs the user set still bound it"
+        );
     }
 
     #[test]

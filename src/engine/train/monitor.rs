@@ -48,7 +48,9 @@ pub enum EpochVerdict {
     /// Not observed this time (too soon after the last observation).
     Skipped,
     /// The embedding had collapsed; the last healthy weights are back.
-    Recovered { message: String },
+    Recovered {
+        message: String,
+    },
 }
 
 /// The figures of one observed epoch.
@@ -90,8 +92,8 @@ pub struct CollapseDetector {
 
 impl CollapseDetector {
     pub fn new(settings: &TrainSettings) -> Self {
-        let margin = (settings.loss == Loss::Triplet && settings.margin > 0.0)
-            .then_some(settings.margin);
+        let margin =
+            (settings.loss == Loss::Triplet && settings.margin > 0.0).then_some(settings.margin);
         Self {
             margin,
             epochs_at_margin: 0,
@@ -388,7 +390,12 @@ impl Monitor {
         })
     }
 
-    fn recover(&mut self, epoch: usize, reason: &str, trainer: &mut Trainer) -> Result<EpochVerdict> {
+    fn recover(
+        &mut self,
+        epoch: usize,
+        reason: &str,
+        trainer: &mut Trainer,
+    ) -> Result<EpochVerdict> {
         let advice = "Nothing was written. Try a lower learning rate (--lr), or the default \
                       preset (normalised softmax), which does not collapse this way";
         let Some(healthy) = self.last_healthy.as_ref().filter(|_| self.recoveries == 0) else {

@@ -90,11 +90,7 @@ pub fn prepare(
         .settings
         .augment
         .cache_side_px(job.settings.image_size_px);
-    let mut all_paths: Vec<PathBuf> = training_set
-        .images
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let mut all_paths: Vec<PathBuf> = training_set.images.iter().map(|(p, _)| p.clone()).collect();
     let training_count = all_paths.len();
     if let Some(set) = &validation_set {
         all_paths.extend(set.images.iter().map(|(p, _)| p.clone()));

@@ -1,0 +1,69 @@
+//! The index: which folder to embed, Build index / Cancel, progress, and what the current
+//! index holds.
+
+use std::path::PathBuf;
+
+use super::Intent;
+use crate::app::state::AppState;
+use crate::app::widgets::{progress_bar, skipped_list};
+use crate::worker::JobKind;
+
+pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
+    ui.heading("Index");
+    ui.horizontal(|ui| {
+        ui.label("Folder:");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.index_folder)
+                .desired_width(180.0)
+                .hint_text("folder to index"),
+        );
+        if ui.small_button("…").clicked() {
+            intents.push(Intent::PickIndexFolder);
+        }
+    });
+    let can_index =
+        state.current.model.is_some() && state.is_idle() && !state.index_folder.trim().is_empty();
+    let indexing = state.running(JobKind::BuildIndex);
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(can_index, egui::Button::new("Build index"))
+            .on_disabled_hover_text(
+                "Needs a model (train or open one), a folder, and no other job running",
+            )
+            .clicked()
+        {
+            intents.push(Intent::StartIndexing(PathBuf::from(
+                state.index_folder.trim(),
+            )));
+        }
+        if let Some(activity) = indexing
+            && ui.button("Cancel indexing").clicked()
+        {
+            intents.push(Intent::Cancel(activity.job));
+        }
+    });
+    if let Some(activity) = indexing {
+        progress_bar(
+            ui,
+            activity.done,
+            activity.total,
+            format!(
+                "Embedding {}/{}",
+                activity.done,
+                activity.total.unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(index) = &state.current.index {
+        ui.label(format!(
+            "{} images from {}",
+            index.images,
+            index.folder.display()
+        ));
+        if !index.skipped.is_empty() {
+            egui::CollapsingHeader::new(format!("{} files skipped", index.skipped.len()))
+                .id_salt("index_skipped")
+                .show(ui, |ui| skipped_list(ui, &index.skipped));
+        }
+    }
+}

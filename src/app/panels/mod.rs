@@ -1,0 +1,49 @@
+//! The window's panels. Each `*_ui` function draws from [`AppState`](super::state::AppState)
+//! and returns what the person asked for as [`Intent`]s, which the app carries out after
+//! the frame: drawing code opens no dialogs and starts no jobs, so tests can drive every
+//! action.
+
+pub mod index;
+pub mod library;
+pub mod results;
+pub mod status;
+pub mod toolbar;
+pub mod training;
+pub mod training_report;
+
+use std::path::PathBuf;
+
+use crate::worker::JobId;
+
+/// Something the person asked for in a panel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// Ask for a library folder in a dialog.
+    PickLibrary,
+    /// Use this folder as the library.
+    ChooseLibrary(PathBuf),
+    /// Ask for a model file in a dialog and open it.
+    PickModelFile,
+    /// Ask for an index file in a dialog and open it.
+    PickIndexFile,
+    /// Ask for a validation folder in a dialog.
+    PickValidationFolder,
+    /// Train on the library with the form's settings.
+    StartTraining,
+    /// Stop this job.
+    Cancel(JobId),
+    /// Ask for a torchvision weights file in a dialog.
+    PickWeightsFile,
+    /// Start from the ImageNet weights (downloading them the first time).
+    UseImagenetWeights,
+    /// Ask for a folder to index in a dialog.
+    PickIndexFolder,
+    /// Index this folder with the current model.
+    StartIndexing(PathBuf),
+    /// Ask for a photo in a dialog and search with it.
+    PickQueryFile,
+    /// Ask for a folder in a dialog and export the selected results there.
+    PickExportFolder,
+    /// Open a file or folder with the desktop's default application.
+    Open(PathBuf),
+}

@@ -1,0 +1,133 @@
+//! Search: the query, its nearest neighbours as a grid of cards (rank, distance, class,
+//! file), selection and export.
+
+use super::Intent;
+use crate::app::state::AppState;
+use crate::app::thumbnails::ThumbnailCache;
+use crate::app::widgets::{file_name, thumbnail};
+use crate::engine::index::SearchHit;
+
+const CARD_WIDTH: f32 = 168.0;
+const CARD_IMAGE: f32 = 150.0;
+
+pub fn results_ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    ui.horizontal(|ui| {
+        ui.heading("Search");
+        if ui.button("Open photo…").clicked() {
+            intents.push(Intent::PickQueryFile);
+        }
+    });
+    let has_index = state.current.index.is_some();
+    let Some(search) = &mut state.search else {
+        ui.add_space(40.0);
+        ui.vertical_centered(|ui| {
+            let hint = if has_index {
+                "Drop a photo here (or use Open photo… / Paste) to see the most similar photos of the index."
+            } else {
+                "Train a model on your library (or open a model and index a folder), then drop a photo here."
+            };
+            ui.label(egui::RichText::new(hint).size(16.0));
+        });
+        return;
+    };
+    ui.horizontal(|ui| {
+        if let Some(preview) = &search.preview {
+            ui.add(egui::Image::new(preview).max_size(egui::vec2(120.0, 120.0)));
+        }
+        ui.vertical(|ui| {
+            ui.label(egui::RichText::new("Query").strong());
+            ui.label(search.query.label());
+            ui.label(format!(
+                "{} nearest images, nearest first",
+                search.hits.len()
+            ));
+            ui.horizontal(|ui| {
+                if ui.small_button("Select all").clicked() {
+                    search.selected.fill(true);
+                }
+                if ui.small_button("Select none").clicked() {
+                    search.selected.fill(false);
+                }
+            });
+        });
+    });
+    let selected = search.selected.iter().filter(|s| **s).count();
+    if ui
+        .add_enabled(
+            selected > 0,
+            egui::Button::new(format!("Export {selected} selected…")),
+        )
+        .clicked()
+    {
+        intents.push(Intent::PickExportFolder);
+    }
+    ui.separator();
+    let columns = ((ui.available_width() / CARD_WIDTH).floor() as usize).max(1);
+    let rows = search.hits.len().div_ceil(columns);
+    let row_height = CARD_IMAGE + 78.0;
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show_rows(ui, row_height, rows, |ui, visible| {
+            for row in visible {
+                ui.horizontal(|ui| {
+                    for column in 0..columns {
+                        let i = row * columns + column;
+                        let (Some(hit), Some(selected)) =
+                            (search.hits.get(i), search.selected.get_mut(i))
+                        else {
+                            break;
+                        };
+                        result_card_ui(ui, thumbnails, hit, selected, intents);
+                    }
+                });
+            }
+        });
+}
+
+fn result_card_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut ThumbnailCache,
+    hit: &SearchHit,
+    selected: &mut bool,
+    intents: &mut Vec<Intent>,
+) {
+    ui.allocate_ui(egui::vec2(CARD_WIDTH - 8.0, CARD_IMAGE + 72.0), |ui| {
+        ui.vertical(|ui| {
+            ui.set_width(CARD_WIDTH - 8.0);
+            let image_size = egui::vec2(CARD_IMAGE, CARD_IMAGE);
+            let response = thumbnail(ui, thumbnails, &hit.path, image_size, egui::Sense::click());
+            if response.double_clicked() {
+                intents.push(Intent::Open(hit.path.clone()));
+            }
+            response.context_menu(|ui| {
+                if ui.button("Open").clicked() {
+                    intents.push(Intent::Open(hit.path.clone()));
+                    ui.close();
+                }
+                if ui.button("Show in folder").clicked() {
+                    if let Some(parent) = hit.path.parent() {
+                        intents.push(Intent::Open(parent.to_path_buf()));
+                    }
+                    ui.close();
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.checkbox(selected, format!("#{}", hit.rank));
+                ui.label(format!("d = {:.3}", hit.distance));
+            });
+            ui.label(egui::RichText::new(hit.class.as_deref().unwrap_or("—")).strong());
+            ui.add(egui::Label::new(egui::RichText::new(file_name(&hit.path)).small()).truncate())
+                .on_hover_text(hit.path.display().to_string());
+            if ui.small_button("Show in folder").clicked()
+                && let Some(parent) = hit.path.parent()
+            {
+                intents.push(Intent::Open(parent.to_path_buf()));
+            }
+        });
+    });
+}

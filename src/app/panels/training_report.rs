@@ -1,0 +1,213 @@
+//! What a training run shows: progress, the loss and validation charts, the validation
+//! figures, and the photos whose labels look wrong.
+
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+
+use super::Intent;
+use crate::app::state::AppState;
+use crate::app::thumbnails::ThumbnailCache;
+use crate::app::widgets::{file_name, format_secs, progress_bar, thumbnail};
+use crate::engine::eval::{RetrievalReport, SuspectImage};
+
+pub fn training_report_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    let view = &state.training;
+    let running = state.training_running();
+    if let Some((done, total)) = view.preparing {
+        progress_bar(
+            ui,
+            done as u64,
+            Some(total as u64),
+            format!("Loading images {done}/{total}"),
+        );
+    } else if running && view.steps_per_epoch > 0 {
+        let by_steps = view.epochs.map_or(0.0, |epochs| {
+            view.global_step as f64 / (view.steps_per_epoch * epochs).max(1) as f64
+        });
+        let fraction = match view.time_budget_secs {
+            Some(budget) => by_steps.max(view.elapsed_secs / budget),
+            None => by_steps,
+        };
+        let epoch = match view.epochs {
+            Some(epochs) => format!("Epoch {}/{epochs}", view.epoch),
+            None => format!("Epoch {}", view.epoch),
+        };
+        ui.add(
+            egui::ProgressBar::new(fraction.min(1.0) as f32).text(format!(
+                "{epoch} · step {}/{} · {} left",
+                view.step,
+                view.steps_per_epoch,
+                format_secs(view.remaining_secs)
+            )),
+        );
+        ui.label(&view.device);
+    } else if running {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Starting…");
+        });
+    }
+    if let Some((done, total)) = view.evaluating {
+        progress_bar(
+            ui,
+            done as u64,
+            Some(total as u64),
+            "Measuring recall on the validation folder".into(),
+        );
+    }
+    for note in &view.notes {
+        ui.small(note);
+    }
+    charts_ui(ui, state);
+    if let Some(outcome) = &view.outcome {
+        ui.label(outcome);
+    }
+    if let Some(report) = &view.validation {
+        validation_ui(ui, report, thumbnails, intents);
+    }
+}
+
+fn charts_ui(ui: &mut egui::Ui, state: &AppState) {
+    let view = &state.training;
+    if !view.step_losses.is_empty() {
+        Plot::new("loss_plot")
+            .height(180.0)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("loss")
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                plot.line(
+                    Line::new("step loss", PlotPoints::Borrowed(&view.step_losses))
+                        .color(egui::Color32::from_gray(150)),
+                );
+                plot.line(
+                    Line::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).width(2.0),
+                );
+                plot.points(
+                    Points::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).radius(3.0),
+                );
+                if !view.validation_losses.is_empty() {
+                    plot.line(
+                        Line::new("validation", PlotPoints::Borrowed(&view.validation_losses))
+                            .width(2.0),
+                    );
+                }
+            });
+    }
+    if !view.validation_map.is_empty() {
+        // Retrieval on the validation folder: the measure the kept epoch is chosen by.
+        Plot::new("validation_map_plot")
+            .height(120.0)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("mAP@R")
+            .include_y(0.0)
+            .include_y(1.0)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                plot.line(
+                    Line::new(
+                        "validation mAP@R",
+                        PlotPoints::Borrowed(&view.validation_map),
+                    )
+                    .width(2.0),
+                );
+                plot.points(
+                    Points::new(
+                        "validation mAP@R",
+                        PlotPoints::Borrowed(&view.validation_map),
+                    )
+                    .radius(3.0),
+                );
+            });
+    }
+}
+
+fn validation_ui(
+    ui: &mut egui::Ui,
+    report: &RetrievalReport,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    ui.label(format!(
+        "Validation: recall@1 {:.3} · recall@5 {:.3} · recall@10 {:.3} · mAP@R {:.3}",
+        report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r
+    ));
+    egui::CollapsingHeader::new("Where the model is confused")
+        .id_salt("confusions")
+        .show(ui, |ui| {
+            for (class, recall) in &report.per_class_recall_at_1 {
+                ui.label(format!("{class}: recall@1 {recall:.2}"));
+            }
+            for pair in report.confused_pairs.iter().take(5) {
+                ui.label(format!(
+                    "{} photos found {} first ({}×)",
+                    pair.query_class, pair.retrieved_class, pair.count
+                ));
+            }
+        });
+    if !report.suspects.is_empty() {
+        egui::CollapsingHeader::new(format!("Check these labels ({})", report.suspects.len()))
+            .id_salt("suspects")
+            .default_open(true)
+            .show(ui, |ui| {
+                suspects_ui(ui, thumbnails, &report.suspects, intents)
+            });
+    }
+}
+
+/// Photos whose neighbours say another class than their folder, most confident first:
+/// the photo, both classes, and ways to open it.
+fn suspects_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut ThumbnailCache,
+    suspects: &[SuspectImage],
+    intents: &mut Vec<Intent>,
+) {
+    const ROW_HEIGHT: f32 = 68.0;
+    egui::ScrollArea::vertical()
+        .max_height(ROW_HEIGHT * 4.0)
+        .id_salt("suspects_list")
+        .show_rows(ui, ROW_HEIGHT, suspects.len(), |ui, rows| {
+            for suspect in &suspects[rows] {
+                ui.horizontal(|ui| {
+                    let size = egui::vec2(64.0, 64.0);
+                    let photo =
+                        thumbnail(ui, thumbnails, &suspect.path, size, egui::Sense::click());
+                    if photo.double_clicked() {
+                        intents.push(Intent::Open(suspect.path.clone()));
+                    }
+                    ui.vertical(|ui| {
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(file_name(&suspect.path)).strong(),
+                            )
+                            .truncate(),
+                        )
+                        .on_hover_text(suspect.path.display().to_string());
+                        ui.label(format!(
+                            "In folder '{}', its neighbours say '{}' ({:.0}% of them)",
+                            suspect.class,
+                            suspect.neighbours_class,
+                            suspect.share * 100.0
+                        ));
+                        ui.horizontal(|ui| {
+                            if ui.small_button("Open").clicked() {
+                                intents.push(Intent::Open(suspect.path.clone()));
+                            }
+                            if ui.small_button("Show in folder").clicked()
+                                && let Some(parent) = suspect.path.parent()
+                            {
+                                intents.push(Intent::Open(parent.to_path_buf()));
+                            }
+                        });
+                    });
+                });
+            }
+        });
+}

@@ -1,0 +1,633 @@
+//! The worker thread: it owns the current model and index and runs one job at a time.
+//!
+//! The window sends [`Request`]s through [`WorkerHandle::send`], which answers with the
+//! job's [`JobId`], and drains [`Event`]s naming that job (see [`protocol`]). A job
+//! borrows the current model and index and replaces one only when it succeeds: a job that
+//! fails, is cancelled or panics inside libtorch leaves both as they were, and after every
+//! job the worker sends a [`Snapshot`] of them. Both channels are bounded.
+
+pub mod protocol;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+pub use protocol::{
+    Command, CurrentModel, Event, IndexSummary, JobId, JobKind, Outcome, Progress, Query, Request,
+    Snapshot,
+};
+
+use crate::engine::EngineError;
+use crate::engine::data::{DEFAULT_MAX_PIXELS, decode_rgb, scan_folder, shrink_to_fit};
+use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
+use crate::engine::export::export_results;
+use crate::engine::index::{Gallery, SearchSession, search_image};
+use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
+use crate::engine::pretrained::download_weights;
+use crate::engine::train::{TrainJob, train};
+
+/// Commands can queue this deep before `send` refuses.
+const COMMAND_CAPACITY: usize = 16;
+/// Longest side of the query preview sent with results.
+const QUERY_PREVIEW_PX: u32 = 320;
+/// Events waiting for the UI; training steps block here when the UI is far behind.
+const EVENT_CAPACITY: usize = 4096;
+
+/// Which job may be cancelled, and which queued jobs were cancelled before they began.
+#[derive(Default)]
+struct Cancellation {
+    running: Option<(JobId, Arc<AtomicBool>)>,
+    before_start: HashSet<JobId>,
+    shutting_down: bool,
+}
+
+/// The window's end of the worker.
+pub struct WorkerHandle {
+    commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    cancellation: Arc<Mutex<Cancellation>>,
+    next_job: AtomicU64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker. `wake` is called after events are sent (the app passes a
+    /// closure that requests a repaint, so bursts of events merge into one frame).
+    pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Self::spawn_on(wake, None)
+    }
+
+    /// Starts the worker on a given device (`None`: the GPU when libtorch sees one).
+    pub fn spawn_on(wake: impl Fn() + Send + Sync + 'static, device: Option<tch::Device>) -> Self {
+        let (command_sender, command_receiver) = crossbeam_channel::bounded(COMMAND_CAPACITY);
+        let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_CAPACITY);
+        let cancellation = Arc::new(Mutex::new(Cancellation::default()));
+        let worker_cancellation = Arc::clone(&cancellation);
+        let thread = std::thread::Builder::new()
+            .name("likeness-worker".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    events: event_sender,
+                    wake: Box::new(wake),
+                    cancellation: worker_cancellation,
+                    device: device.unwrap_or_else(tch::Device::cuda_if_available),
+                    model: None,
+                    index: None,
+                };
+                worker.run(&command_receiver);
+            })
+            .ok();
+        Self {
+            commands: command_sender,
+            events: event_receiver,
+            cancellation,
+            next_job: AtomicU64::new(1),
+            thread,
+        }
+    }
+
+    /// Queues a request and returns the id its events will carry. Fails when the queue
+    /// is full or the worker has stopped.
+    pub fn send(&self, request: Request) -> Result<JobId, String> {
+        let job = JobId(self.next_job.fetch_add(1, Ordering::Relaxed));
+        self.commands
+            .try_send(Command { job, request })
+            .map(|()| job)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => {
+                    "Likeness is still busy with earlier requests; try again in a moment".into()
+                }
+                TrySendError::Disconnected(_) => {
+                    "the background worker stopped unexpectedly; restart Likeness".into()
+                }
+            })
+    }
+
+    /// Asks `job` to stop: the running one stops at its next check (training keeps its
+    /// model), a queued one never starts. Other jobs are not touched.
+    pub fn cancel(&self, job: JobId) {
+        let mut state = self
+            .cancellation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &state.running {
+            Some((running, flag)) if *running == job => flag.store(true, Ordering::Relaxed),
+            _ => {
+                state.before_start.insert(job);
+            }
+        }
+    }
+
+    /// Whether the worker thread is still alive.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for WorkerHandle {
+    /// Stops the running job and waits for the worker, so no libtorch work is still running
+    /// while the process exits (libtorch's static destructors would race with it).
+    fn drop(&mut self) {
+        {
+            let mut state = self
+                .cancellation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.shutting_down = true;
+            if let Some((_, flag)) = &state.running {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+        // Closing both channels: the worker sees the UI is gone at its next job and stops,
+        // even with commands still queued.
+        let (closed_sender, _) = crossbeam_channel::bounded(0);
+        self.commands = closed_sender;
+        let (_, closed_receiver) = crossbeam_channel::bounded(0);
+        self.events = closed_receiver;
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+/// A model in memory with the file it came from.
+struct LoadedModel {
+    path: PathBuf,
+    model: EmbeddingModel,
+    info: ModelInfo,
+}
+
+/// An index in memory with the model that built it (search embeds with that model).
+struct OpenIndex {
+    path: PathBuf,
+    gallery: Gallery,
+    model: Rc<LoadedModel>,
+}
+
+struct Worker {
+    events: Sender<Event>,
+    wake: Box<dyn Fn() + Send + Sync>,
+    cancellation: Arc<Mutex<Cancellation>>,
+    device: tch::Device,
+    /// The current model: trained, opened, or the one of the opened index.
+    model: Option<Rc<LoadedModel>>,
+    /// The current index.
+    index: Option<OpenIndex>,
+}
+
+/// How a job ended, when it did not fail.
+enum JobEnd {
+    Finished(Outcome),
+}
+
+impl Worker {
+    fn emit(&self, event: Event) {
+        // A send error means the UI is gone; the command loop then ends on its own.
+        self.events.send(event).ok();
+        (self.wake)();
+    }
+
+    fn run(&mut self, commands: &Receiver<Command>) {
+        self.emit(Event::Device(describe(self.device)));
+        for Command { job, request } in commands.iter() {
+            let kind = request.kind();
+            let Some(cancel) = self.begin(job) else {
+                self.emit(Event::Cancelled { job, kind });
+                continue;
+            };
+            if self.events.send(Event::Started { job, kind }).is_err() {
+                break; // the window is gone
+            }
+            (self.wake)();
+            let end = guard_libtorch(|| self.execute(job, request, &cancel)).and_then(|r| r);
+            self.cancellation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .running = None;
+            match end {
+                Ok(JobEnd::Finished(outcome)) => self.emit(Event::Finished {
+                    job,
+                    outcome: Box::new(outcome),
+                }),
+                Err(EngineError::Cancelled) => {
+                    self.emit(Event::Cancelled { job, kind });
+                }
+                Err(error) => self.emit(Event::Failed {
+                    job,
+                    kind,
+                    message: error.to_string(),
+                }),
+            }
+            self.emit(Event::Current(self.snapshot()));
+        }
+    }
+
+    /// Registers `job` as running and returns its cancel flag, or `None` when it was
+    /// cancelled before it began (or the window is closing).
+    fn begin(&self, job: JobId) -> Option<Arc<AtomicBool>> {
+        let mut state = self
+            .cancellation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.before_start.remove(&job) || state.shutting_down {
+            return None;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        state.running = Some((job, Arc::clone(&flag)));
+        Some(flag)
+    }
+
+    /// What is current, for the window.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            model: self.model.as_ref().map(|loaded| CurrentModel {
+                path: loaded.path.clone(),
+                info: Box::new(loaded.info.clone()),
+            }),
+            index: self.index.as_ref().map(index_summary),
+        }
+    }
+
+    /// Trains, writes the model file, and makes the model current.
+    fn train(
+        &mut self,
+        job: JobId,
+        mut training: TrainJob,
+        model_path: PathBuf,
+        cancel: &AtomicBool,
+    ) -> Result<JobEnd, EngineError> {
+        if training.settings.device == DeviceChoice::Auto {
+            training.settings.device = if self.device.is_cuda() {
+                DeviceChoice::Cuda
+            } else {
+                DeviceChoice::Cpu
+            };
+        }
+        let progress = progress_reporter(&self.events, &self.wake, job);
+        let outcome = train(&training, cancel, &|event| {
+            progress(Progress::Training(event));
+        })?;
+        let info = save_model(&model_path, &outcome.model, &outcome.summary)?;
+        self.model = Some(Rc::new(LoadedModel {
+            path: model_path.clone(),
+            model: outcome.model,
+            info,
+        }));
+        Ok(JobEnd::Finished(Outcome::Trained {
+            model_path,
+            summary: outcome.summary,
+            validation: outcome.validation,
+        }))
+    }
+
+    /// Embeds `folder` with the current model; the new index becomes current only once
+    /// it is written.
+    fn build_index(
+        &mut self,
+        job: JobId,
+        folder: &Path,
+        index_path: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<JobEnd, EngineError> {
+        let Some(model) = self.model.clone() else {
+            return Err(EngineError::Config(
+                "there is no model yet: train one or open a model file".into(),
+            ));
+        };
+        let scanned = scan_folder(folder, DEFAULT_MAX_PIXELS)?;
+        if scanned.images.is_empty() {
+            return Err(EngineError::Dataset(format!(
+                "{}: no images found to index",
+                folder.display()
+            )));
+        }
+        let progress = progress_reporter(&self.events, &self.wake, job);
+        let gallery = Gallery::build(
+            &model.model,
+            &model.info,
+            &model.path,
+            &scanned,
+            DEFAULT_MAX_PIXELS,
+            &|done, total| progress(Progress::Indexing { done, total }),
+            cancel,
+        )?;
+        gallery.save(index_path)?;
+        let open = OpenIndex {
+            path: index_path.to_path_buf(),
+            gallery,
+            model,
+        };
+        let summary = index_summary(&open);
+        self.index = Some(open);
+        Ok(JobEnd::Finished(Outcome::IndexReady(summary)))
+    }
+
+    fn execute(
+        &mut self,
+        job: JobId,
+        request: Request,
+        cancel: &AtomicBool,
+    ) -> Result<JobEnd, EngineError> {
+        let outcome = match request {
+            Request::ScanLibrary(folder) => {
+                Outcome::LibraryScanned(scan_folder(&folder, DEFAULT_MAX_PIXELS)?)
+            }
+            Request::Train {
+                job: training,
+                model_path,
+            } => return self.train(job, training, model_path, cancel),
+            Request::OpenModel(path) => {
+                let (model, info) = load_model(&path, self.device)?;
+                self.model = Some(Rc::new(LoadedModel {
+                    path: path.clone(),
+                    model,
+                    info,
+                }));
+                Outcome::ModelOpened(path)
+            }
+            Request::BuildIndex { folder, index_path } => {
+                return self.build_index(job, &folder, &index_path, cancel);
+            }
+            Request::OpenIndex(path) => {
+                let session = SearchSession::open(&path, None, self.device)?;
+                let model = Rc::new(LoadedModel {
+                    path: session.model_path,
+                    model: session.model,
+                    info: session.model_info,
+                });
+                let open = OpenIndex {
+                    path,
+                    gallery: session.gallery,
+                    model: Rc::clone(&model),
+                };
+                let summary = index_summary(&open);
+                self.model = Some(model);
+                self.index = Some(open);
+                Outcome::IndexReady(summary)
+            }
+            Request::Search { query, k } => {
+                let Some(open) = self.index.as_mut() else {
+                    return Err(EngineError::Config(
+                        "there is no index yet: train or open a model, then index a folder".into(),
+                    ));
+                };
+                let decoded;
+                let image: &image::RgbImage = match &query {
+                    Query::File(path) => {
+                        decoded = decode_rgb(path, DEFAULT_MAX_PIXELS).map_err(|reason| {
+                            EngineError::Image {
+                                path: path.clone(),
+                                reason,
+                            }
+                        })?;
+                        &decoded
+                    }
+                    Query::Rgb { image, .. } => image,
+                };
+                let hits = search_image(&open.model.model, &mut open.gallery, image, k)?;
+                let preview = Arc::new(shrink_to_fit(image, QUERY_PREVIEW_PX));
+                Outcome::Results {
+                    query,
+                    preview,
+                    hits,
+                }
+            }
+            Request::Export {
+                query,
+                hits,
+                folder,
+            } => {
+                let manifest = export_results(Path::new(&query), &hits, &folder)?;
+                Outcome::Exported { folder, manifest }
+            }
+            Request::DownloadWeights(source) => {
+                let progress = progress_reporter(&self.events, &self.wake, job);
+                let report = download_weights(&source, cancel, &|done, total| {
+                    progress(Progress::Downloading { done, total });
+                })?;
+                Outcome::WeightsReady {
+                    path: source.cache_path,
+                    tensors: report.loaded,
+                }
+            }
+        };
+        Ok(JobEnd::Finished(outcome))
+    }
+}
+
+fn index_summary(open: &OpenIndex) -> IndexSummary {
+    IndexSummary {
+        path: open.path.clone(),
+        folder: open.gallery.header.folder.clone(),
+        images: open.gallery.len(),
+        skipped: open.gallery.header.skipped.clone(),
+        model_path: open.model.path.clone(),
+    }
+}
+
+/// Sends a job's progress and wakes the window (callable from the engine's loader
+/// threads). Borrows only the channel and the waker, so the job can still change the
+/// worker's current model and index.
+fn progress_reporter<'a>(
+    events: &'a Sender<Event>,
+    wake: &'a (dyn Fn() + Send + Sync),
+    job: JobId,
+) -> impl Fn(Progress) + Sync + 'a {
+    move |progress| {
+        events.send(Event::Progress { job, progress }).ok();
+        wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::data::Preprocess;
+    use crate::engine::model::{ModelConfig, TrainingSummary};
+    use crate::engine::synthetic::write_dataset;
+    use crate::engine::train::Preset;
+
+    fn tiny_model_file(path: &Path) {
+        let config = ModelConfig {
+            architecture: "resnet18".into(),
+            embedding_dim: 8,
+            l2_normalize: false,
+            preprocess: Preprocess {
+                image_size_px: 32,
+                mean: Preprocess::SEED_MEAN,
+                std: Preprocess::SEED_STD,
+            },
+        };
+        let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
+        save_model(path, &model, &TrainingSummary::default()).expect("save");
+    }
+
+    /// Sends `request` and returns every event of that job, up to and including the
+    /// snapshot that follows it.
+    fn run_job(worker: &WorkerHandle, request: Request) -> (JobId, Vec<Event>, Snapshot) {
+        let job = worker.send(request).expect("send");
+        collect(worker, job)
+    }
+
+    fn collect(worker: &WorkerHandle, job: JobId) -> (JobId, Vec<Event>, Snapshot) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut events = Vec::new();
+        let mut ended = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let event = worker
+                .events
+                .recv_timeout(remaining)
+                .expect("an event in time");
+            match &event {
+                Event::Finished { job: j, .. }
+                | Event::Failed { job: j, .. }
+                | Event::Cancelled { job: j, .. }
+                    if *j == job =>
+                {
+                    ended = true;
+                }
+                Event::Current(snapshot) if ended => return (job, events, snapshot.clone()),
+                _ => {}
+            }
+            events.push(event);
+        }
+    }
+
+    fn failed(events: &[Event]) -> Option<String> {
+        events.iter().find_map(|e| match e {
+            Event::Failed { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_failed_or_cancelled_job_leaves_the_current_model_and_index_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let photos = dir.path().join("photos");
+        write_dataset(&photos, 2, 3, 32, 1).expect("photos");
+        let model_path = dir.path().join("model.safetensors");
+        tiny_model_file(&model_path);
+        let worker = WorkerHandle::spawn_on(|| {}, Some(tch::Device::Cpu));
+
+        let (_, _, opened) = run_job(&worker, Request::OpenModel(model_path.clone()));
+        assert_eq!(
+            opened.model.as_ref().map(|m| m.path.clone()),
+            Some(model_path.clone())
+        );
+        let index_path = dir.path().join("photos.likeness-index");
+        let (_, events, current) = run_job(
+            &worker,
+            Request::BuildIndex {
+                folder: photos.clone(),
+                index_path: index_path.clone(),
+            },
+        );
+        assert_eq!(failed(&events), None);
+        assert_eq!(current.index.as_ref().map(|i| i.images), Some(6));
+
+        // A missing folder: the model and the index are still there afterwards.
+        let (_, events, after) = run_job(
+            &worker,
+            Request::BuildIndex {
+                folder: dir.path().join("missing"),
+                index_path: dir.path().join("missing.likeness-index"),
+            },
+        );
+        assert!(failed(&events).is_some_and(|m| m.contains("no such folder")));
+        assert_eq!(after, current);
+        // …and search still answers.
+        let (_, events, _) = run_job(
+            &worker,
+            Request::Search {
+                query: Query::File(photos.join("class_00/img_000.png")),
+                k: 3,
+            },
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Finished { outcome, .. } if matches!(**outcome, Outcome::Results { .. }))),
+            "{events:?}"
+        );
+
+        // An unreadable model file.
+        let garbage = dir.path().join("garbage.safetensors");
+        std::fs::write(&garbage, b"not a model").expect("write");
+        let (_, events, after) = run_job(&worker, Request::OpenModel(garbage));
+        assert!(failed(&events).is_some());
+        assert_eq!(after, current);
+
+        // A corrupt index file.
+        let corrupt = dir.path().join("corrupt.likeness-index");
+        let bytes = std::fs::read(&index_path).expect("index");
+        std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).expect("write");
+        let (_, events, after) = run_job(&worker, Request::OpenIndex(corrupt));
+        assert!(failed(&events).is_some());
+        assert_eq!(after, current);
+
+        // Training cancelled before its first step produces no model.
+        let mut settings = Preset::Default.settings();
+        settings.image_size_px = 32;
+        settings.epochs = Some(50);
+        let job = worker
+            .send(Request::Train {
+                job: TrainJob::new(photos.clone(), settings),
+                model_path: dir.path().join("cancelled.safetensors"),
+            })
+            .expect("send");
+        worker.cancel(job);
+        let (_, events, after) = collect(&worker, job);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Cancelled { job: j, .. } if *j == job)),
+            "{events:?}"
+        );
+        assert_eq!(after, current);
+        assert!(!dir.path().join("cancelled.safetensors").exists());
+    }
+
+    #[test]
+    fn cancel_stops_only_the_job_it_names() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let photos = dir.path().join("photos");
+        write_dataset(&photos, 2, 3, 16, 2).expect("photos");
+        let worker = WorkerHandle::spawn_on(|| {}, Some(tch::Device::Cpu));
+        let mut settings = Preset::Default.settings();
+        settings.image_size_px = 16;
+        settings.epochs = Some(3);
+        let training = worker
+            .send(Request::Train {
+                job: TrainJob::new(photos.clone(), settings),
+                model_path: dir.path().join("model.safetensors"),
+            })
+            .expect("send");
+        // Queued behind the training, and cancelled before it starts.
+        let scan = worker.send(Request::ScanLibrary(photos)).expect("send");
+        worker.cancel(scan);
+        let (_, events, current) = collect(&worker, training);
+        let trained = events.iter().find_map(|e| match e {
+            Event::Finished { job, outcome } if *job == training => match &**outcome {
+                Outcome::Trained { summary, .. } => Some(summary.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
+        assert!(
+            trained.is_some_and(|s| !s.cancelled && s.epochs == 3),
+            "{events:?}"
+        );
+        assert!(current.model.is_some());
+        let (_, events, _) = collect(&worker, scan);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Cancelled { job, .. } if *job == scan))
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! What the window and the worker say to each other.
+//!
+//! The window sends a [`Request`]; the worker gives it a [`JobId`] and reports every step
+//! of that job as an [`Event`] naming it: started, progress, finished, failed or
+//! cancelled. After every job it sends a [`Snapshot`] of what is current (model, index),
+//! which is the only copy the window shows.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::data::{ImageFolder, SkippedFile};
+use crate::engine::eval::RetrievalReport;
+use crate::engine::export::ExportManifest;
+use crate::engine::index::SearchHit;
+use crate::engine::model::{ModelInfo, TrainingSummary};
+use crate::engine::pretrained::WeightsSource;
+use crate::engine::train::{TrainEvent, TrainJob};
+
+/// Names one job from the request that started it to its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {}", self.0)
+    }
+}
+
+/// What kind of work a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    ScanLibrary,
+    Train,
+    OpenModel,
+    BuildIndex,
+    OpenIndex,
+    Search,
+    Export,
+    DownloadWeights,
+}
+
+impl JobKind {
+    /// How the window names the job ("training", "indexing", …).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ScanLibrary => "scanning the library",
+            Self::Train => "training",
+            Self::OpenModel => "opening the model",
+            Self::BuildIndex => "indexing",
+            Self::OpenIndex => "opening the index",
+            Self::Search => "searching",
+            Self::Export => "exporting",
+            Self::DownloadWeights => "downloading the weights",
+        }
+    }
+
+    /// Whether the job runs long enough to show progress and offer Cancel.
+    pub fn is_long(self) -> bool {
+        matches!(self, Self::Train | Self::BuildIndex | Self::DownloadWeights)
+    }
+}
+
+/// An image to search with.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// A file on disk (opened or dropped).
+    File(PathBuf),
+    /// Pixels already decoded (the clipboard).
+    Rgb {
+        name: String,
+        image: Arc<image::RgbImage>,
+    },
+}
+
+impl Query {
+    /// How the query is named in the window and in exports.
+    pub fn label(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Rgb { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// What the window asks the worker to do.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Scan a library folder: count images and classes, list skipped files.
+    ScanLibrary(PathBuf),
+    /// Train a model and write it to `model_path`; on success it becomes the current model.
+    Train { job: TrainJob, model_path: PathBuf },
+    /// Make the model file at this path the current model.
+    OpenModel(PathBuf),
+    /// Embed every image under `folder` with the current model and write `index_path`;
+    /// on success it becomes the current index.
+    BuildIndex {
+        folder: PathBuf,
+        index_path: PathBuf,
+    },
+    /// Open an index file and the model that built it; on success both become current.
+    OpenIndex(PathBuf),
+    /// Find the `k` nearest images of the current index.
+    Search { query: Query, k: usize },
+    /// Copy `hits` and a manifest into `folder`.
+    Export {
+        query: String,
+        hits: Vec<SearchHit>,
+        folder: PathBuf,
+    },
+    /// Download pretrained weights into their cache file (checked before they are kept).
+    DownloadWeights(WeightsSource),
+}
+
+impl Request {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::ScanLibrary(_) => JobKind::ScanLibrary,
+            Self::Train { .. } => JobKind::Train,
+            Self::OpenModel(_) => JobKind::OpenModel,
+            Self::BuildIndex { .. } => JobKind::BuildIndex,
+            Self::OpenIndex(_) => JobKind::OpenIndex,
+            Self::Search { .. } => JobKind::Search,
+            Self::Export { .. } => JobKind::Export,
+            Self::DownloadWeights(_) => JobKind::DownloadWeights,
+        }
+    }
+}
+
+/// A request with the id the worker reports it under.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub job: JobId,
+    pub request: Request,
+}
+
+/// How far a long job has come.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Training(TrainEvent),
+    /// Images embedded of total.
+    Indexing {
+        done: usize,
+        total: usize,
+    },
+    /// Bytes downloaded (`total` when the server says).
+    Downloading {
+        done: u64,
+        total: Option<u64>,
+    },
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A library folder was scanned.
+    LibraryScanned(ImageFolder),
+    /// Training finished (completed, cancelled or stopped by its time budget) and the
+    /// model was written; it is now the current model.
+    Trained {
+        model_path: PathBuf,
+        summary: TrainingSummary,
+        validation: Option<RetrievalReport>,
+    },
+    /// A model file is now the current model.
+    ModelOpened(PathBuf),
+    /// An index was built or opened and is now current.
+    IndexReady(IndexSummary),
+    /// Results for a query, with the query shrunk for display (decoded on the worker,
+    /// not on the UI thread).
+    Results {
+        query: Query,
+        preview: Arc<image::RgbImage>,
+        hits: Vec<SearchHit>,
+    },
+    /// Results were exported into `folder`.
+    Exported {
+        folder: PathBuf,
+        manifest: ExportManifest,
+    },
+    /// Pretrained weights are downloaded, checked, and ready at `path`.
+    WeightsReady { path: PathBuf, tensors: usize },
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The device jobs run on ("CPU (2 threads)" or the CUDA GPU's name).
+    Device(String),
+    /// A job began.
+    Started { job: JobId, kind: JobKind },
+    /// A long job made progress.
+    Progress { job: JobId, progress: Progress },
+    /// A job finished with this outcome.
+    Finished { job: JobId, outcome: Box<Outcome> },
+    /// A job failed; `message` says what to do. Nothing that was current changed.
+    Failed {
+        job: JobId,
+        kind: JobKind,
+        message: String,
+    },
+    /// A job was cancelled before it produced anything; nothing current changed.
+    Cancelled { job: JobId, kind: JobKind },
+    /// What is current after a job (sent after every job, whatever its end).
+    Current(Snapshot),
+}
+
+/// The current model, as the window shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentModel {
+    pub path: PathBuf,
+    pub info: Box<ModelInfo>,
+}
+
+/// What is current in the worker: the window's only copy of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub model: Option<CurrentModel>,
+    pub index: Option<IndexSummary>,
+}
+
+/// What the window shows about the current index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexSummary {
+    pub path: PathBuf,
+    pub folder: PathBuf,
+    pub images: usize,
+    pub skipped: Vec<SkippedFile>,
+    pub model_path: PathBuf,
+}
