@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::choices::DeviceArg;
+use super::choices::PresetArg;
 use super::{OutputArgs, print_json};
 use crate::engine::bench;
-use crate::engine::device::DeviceChoice;
 use crate::engine::mislabels;
 use crate::engine::train::Preset;
 
@@ -16,15 +17,15 @@ pub struct BenchArgs {
     /// A class-folder data set to index and train on.
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, value_enum, default_value_t = Preset::Default)]
-    pub preset: Preset,
+    #[arg(long, value_enum, default_value_t = PresetArg::Default)]
+    pub preset: PresetArg,
     #[arg(long)]
     pub image_size: Option<u32>,
     /// Training steps to time (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Instead of throughput: move this share of the photos (e.g. 0.02) into wrong class
     /// folders of a copy, train on the copy, and report how well "check this label"
     /// finds them.
@@ -41,8 +42,8 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut settings = args.preset.settings();
-    settings.device = args.device;
+    let mut settings = Preset::from(args.preset).settings();
+    settings.device = args.device.into();
     if let Some(size) = args.image_size {
         settings.image_size_px = size;
     }

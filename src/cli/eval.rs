@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 
+use super::choices::DeviceArg;
 use super::{OutputArgs, print_json, progress, warn_skipped};
 use crate::engine::data::DEFAULT_MAX_PIXELS;
-use crate::engine::device::DeviceChoice;
 use crate::engine::eval::evaluate_model;
 use crate::engine::model::load_model;
 
@@ -21,8 +21,8 @@ pub struct EvalArgs {
     /// Class-folder set of held-out query photos of the same classes.
     #[arg(long)]
     pub queries: PathBuf,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::choices::DeviceArg;
 use super::{OutputArgs, absolute, print_json};
-use crate::engine::device::DeviceChoice;
 use crate::engine::export::export_results;
 use crate::engine::index::SearchSession;
 
@@ -24,8 +24,8 @@ pub struct ExportArgs {
     /// The model, if it moved since the index was built.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }

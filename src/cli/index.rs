@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use serde_json::json;
 
+use super::choices::DeviceArg;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
-use crate::engine::device::DeviceChoice;
 use crate::engine::index::Gallery;
 use crate::engine::model::load_model;
 
@@ -23,8 +23,8 @@ pub struct IndexArgs {
     /// Where to write the index.
     #[arg(long)]
     pub index: PathBuf,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -3,6 +3,7 @@
 //! object. The exit code is non-zero only on failure.
 
 mod bench;
+mod choices;
 mod eval;
 mod export;
 mod index;

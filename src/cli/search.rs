@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::json;
 
+use super::choices::DeviceArg;
 use super::{OutputArgs, print_json};
-use crate::engine::device::DeviceChoice;
 use crate::engine::index::SearchSession;
 
 #[derive(Debug, clap::Args)]
@@ -23,8 +23,8 @@ pub struct SearchArgs {
     /// The model, if it moved since the index was built.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -6,11 +6,10 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use serde_json::json;
 
+use super::choices::{AugmentArg, DeviceArg, LossArg, MiningArg, PresetArg, ScheduleArg};
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
-use crate::engine::data::Augment;
-use crate::engine::device::DeviceChoice;
 use crate::engine::model::save_model;
-use crate::engine::train::{Loss, Mining, Preset, Schedule, TrainEvent, TrainJob, train};
+use crate::engine::train::{Preset, TrainEvent, TrainJob, train};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -25,8 +24,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Starting settings: `seed` is the tutorial recipe exactly; `default` retrieves best.
-    #[arg(long, value_enum, default_value_t = Preset::Default)]
-    pub preset: Preset,
+    #[arg(long, value_enum, default_value_t = PresetArg::Default)]
+    pub preset: PresetArg,
     /// At most this many epochs. With --max-seconds and no --epochs, training runs until
     /// the budget is spent; with neither, 20 epochs.
     #[arg(long)]
@@ -44,7 +43,7 @@ pub struct TrainArgs {
     pub lr: Option<f64>,
     /// What to minimise: `normalized-softmax` (the default preset's) or `triplet`.
     #[arg(long, value_enum)]
-    pub loss: Option<Loss>,
+    pub loss: Option<LossArg>,
     /// Triplet loss margin (on squared L2 distance).
     #[arg(long)]
     pub margin: Option<f64>,
@@ -63,16 +62,16 @@ pub struct TrainArgs {
     #[arg(long)]
     pub normalize: Option<bool>,
     #[arg(long, value_enum)]
-    pub mining: Option<Mining>,
+    pub mining: Option<MiningArg>,
     /// K: images of each class in a batch-hard batch.
     #[arg(long)]
     pub images_per_class: Option<usize>,
     #[arg(long, value_enum)]
-    pub augment: Option<Augment>,
+    pub augment: Option<AugmentArg>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum)]
-    pub schedule: Option<Schedule>,
+    pub schedule: Option<ScheduleArg>,
     /// Keep BatchNorm statistics fixed (useful when fine-tuning pretrained weights).
     #[arg(long)]
     pub freeze_bn: bool,
@@ -81,7 +80,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     #[arg(long, value_enum)]
-    pub device: Option<DeviceChoice>,
+    pub device: Option<DeviceArg>,
     #[arg(long)]
     pub seed: Option<u64>,
     #[command(flatten)]
@@ -89,10 +88,10 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let mut settings = args.preset.settings();
+    let mut settings = Preset::from(args.preset).settings();
     // Explicit flags override the preset.
     macro_rules! take {
-        ($($field:ident <- $arg:ident),* $(,)?) => { $( if let Some(v) = args.$arg { settings.$field = v; } )* };
+        ($($field:ident <- $arg:ident),* $(,)?) => { $( if let Some(v) = args.$arg { settings.$field = v.into(); } )* };
     }
     take!(
         image_size_px <- image_size, batch_size <- batch_size, lr <- lr,

@@ -6,7 +6,7 @@ use tch::Device;
 use super::{EngineError, Result};
 
 /// Where to run the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// The first CUDA GPU when libtorch sees one, otherwise the CPU.

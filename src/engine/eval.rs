@@ -224,6 +224,34 @@ pub fn gallery_neighbours(gallery: &mut Gallery, k: usize) -> Result<Vec<Vec<usi
         .collect())
 }
 
+/// An in-memory gallery (for measuring, not for saving) of the images of `set` that were
+/// embedded: `embedded[j]` is the position in `set.images` of the `j`-th vector.
+pub fn labelled_gallery(
+    folder: &Path,
+    model_id: &str,
+    set: &LabeledDataset,
+    embedded: &[usize],
+    vectors: Vec<f32>,
+    dimension: usize,
+) -> Result<Gallery> {
+    let header = GalleryHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        model_id: model_id.to_string(),
+        model_path: PathBuf::new(),
+        folder: folder.to_path_buf(),
+        dimension,
+        images: embedded
+            .iter()
+            .map(|&i| super::data::ImageFile {
+                path: set.images[i].0.clone(),
+                class: Some(set.classes[set.images[i].1].clone()),
+            })
+            .collect(),
+        skipped: Vec::new(),
+    };
+    Gallery::from_parts(header, vectors)
+}
+
 /// Embeds a class-folder gallery and query set with `model` and measures retrieval.
 pub fn evaluate_model(
     model: &EmbeddingModel,
@@ -259,7 +287,7 @@ pub fn evaluate_model(
     let total = gallery_set.images.len() + query_set.images.len();
     let gallery_paths: Vec<PathBuf> = gallery_set.images.iter().map(|(p, _)| p.clone()).collect();
     let query_paths: Vec<PathBuf> = query_set.images.iter().map(|(p, _)| p.clone()).collect();
-    let gallery_embedded = embed_files(
+    let mut gallery_embedded = embed_files(
         model,
         &gallery_paths,
         max_pixels,
@@ -285,23 +313,14 @@ pub fn evaluate_model(
         .iter()
         .map(|&i| class_of(&query_set.classes[query_set.images[i].1]))
         .collect();
-    let header = GalleryHeader {
-        format_version: INDEX_FORMAT_VERSION,
-        model_id: model_info.model_id.clone(),
-        model_path: PathBuf::new(),
-        folder: gallery_root.to_path_buf(),
-        dimension: model.config.embedding_dim,
-        images: gallery_embedded
-            .embedded
-            .iter()
-            .map(|&i| super::data::ImageFile {
-                path: gallery_paths[i].clone(),
-                class: Some(gallery_set.classes[gallery_set.images[i].1].clone()),
-            })
-            .collect(),
-        skipped: Vec::new(),
-    };
-    let mut gallery = Gallery::from_parts(header, gallery_embedded.vectors)?;
+    let mut gallery = labelled_gallery(
+        gallery_root,
+        &model_info.model_id,
+        &gallery_set,
+        &gallery_embedded.embedded,
+        std::mem::take(&mut gallery_embedded.vectors),
+        model.config.embedding_dim,
+    )?;
     let largest_class = (0..class_names.len())
         .map(|c| gallery_classes.iter().filter(|&&g| g == c).count())
         .max()

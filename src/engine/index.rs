@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::data::{
     BatchStream, ImageFile, ImageFolder, SkippedFile, decode_rgb, default_loader_threads,
 };
+use super::files::{FileKind, sniff};
 use super::model::{EmbeddingModel, ModelInfo};
 use super::{EngineError, Result};
 
-/// First bytes of every index file.
-pub const INDEX_MAGIC: &[u8] = b"LIKENESS-INDEX\n";
+pub use super::files::INDEX_MAGIC;
 /// Newest index format this build reads and the one it writes.
 pub const INDEX_FORMAT_VERSION: u32 = 1;
 
@@ -283,10 +283,11 @@ impl Gallery {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
         let Some(rest) = bytes.strip_prefix(INDEX_MAGIC) else {
-            let hint = if safetensors::SafeTensors::read_metadata(&bytes).is_ok() {
-                "this is a model file, not an index (pass it with --model)"
-            } else {
-                "not a Likeness index file"
+            let hint = match sniff(&bytes) {
+                FileKind::Safetensors => {
+                    "this is a model file, not an index (pass it with --model)"
+                }
+                _ => "not a Likeness index file",
             };
             return Err(EngineError::bad_file(path, hint));
         };

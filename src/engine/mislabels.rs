@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
 use super::eval::{
-    MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence,
+    MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, labelled_gallery,
+    mislabel_evidence,
 };
-use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, embed_files};
+use super::index::embed_files;
 use super::model::EmbeddingModel;
 use super::train::{TrainEvent, TrainJob, TrainSettings, train};
 use super::{EngineError, Result};
@@ -157,23 +158,14 @@ pub fn mislabel_evidence_for_folder(
         .iter()
         .map(|&i| dataset.images[i].1)
         .collect();
-    let header = GalleryHeader {
-        format_version: INDEX_FORMAT_VERSION,
-        model_id: String::new(),
-        model_path: PathBuf::new(),
-        folder: folder.to_path_buf(),
-        dimension: model.config.embedding_dim,
-        images: embedded
-            .embedded
-            .iter()
-            .map(|&i| super::data::ImageFile {
-                path: paths[i].clone(),
-                class: Some(dataset.classes[dataset.images[i].1].clone()),
-            })
-            .collect(),
-        skipped: Vec::new(),
-    };
-    let mut gallery = Gallery::from_parts(header, embedded.vectors)?;
+    let mut gallery = labelled_gallery(
+        folder,
+        "",
+        &dataset,
+        &embedded.embedded,
+        embedded.vectors,
+        model.config.embedding_dim,
+    )?;
     let neighbours = gallery_neighbours(&mut gallery, MISLABEL_NEIGHBOURS)?;
     Ok(neighbours
         .iter()

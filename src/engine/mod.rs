@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod files;
 pub mod index;
 pub mod loss;
 pub mod mislabels;

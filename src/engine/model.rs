@@ -16,6 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::data::Preprocess;
+use super::files::{FileKind, sniff};
 use super::{EngineError, Result};
 
 /// Width of ResNet18's pooled features.
@@ -428,7 +429,7 @@ fn parse_model_file<'a>(
     path: &Path,
     bytes: &'a [u8],
 ) -> Result<(ModelInfo, safetensors::SafeTensors<'a>)> {
-    if bytes.starts_with(super::index::INDEX_MAGIC) {
+    if sniff(bytes) == FileKind::Index {
         return Err(EngineError::bad_file(
             path,
             "this is a Likeness index, not a model (pass it with --index)",

@@ -35,7 +35,7 @@ use trainer::{EpochEnd, Trainer};
 pub const DEFAULT_EPOCHS: usize = 20;
 
 /// A named starting point for the training settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// The tutorial recipe exactly (see `seed_reference.py`): 224 px, flip, 1000-d,
@@ -48,7 +48,7 @@ pub enum Preset {
 }
 
 /// What the network is trained to minimise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Loss {
     /// Triplet loss with a margin on squared L2 distance; `mining` says how triplets form.
@@ -60,7 +60,7 @@ pub enum Loss {
 }
 
 /// How triplets are formed (triplet loss only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mining {
     /// Independent random (anchor, positive, negative) triplets, the seed's TripletData;
@@ -72,7 +72,7 @@ pub enum Mining {
 }
 
 /// Learning-rate schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Schedule {
     Constant,
