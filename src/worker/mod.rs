@@ -197,6 +197,7 @@ impl Worker {
             let kind = request.kind();
             let Some(cancel) = self.begin(job) else {
                 self.emit(Event::Cancelled { job, kind });
+                self.emit(Event::Current(self.snapshot()));
                 continue;
             };
             if self.events.send(Event::Started { job, kind }).is_err() {
@@ -476,7 +477,7 @@ mod tests {
     }
 
     fn collect(worker: &WorkerHandle, job: JobId) -> (JobId, Vec<Event>, Snapshot) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_secs(300);
         let mut events = Vec::new();
         let mut ended = false;
         loop {
