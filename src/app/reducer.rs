@@ -147,7 +147,7 @@ impl AppState {
                         summary.train_secs,
                         model_path.display()
                     ));
-                    self.training.validation = validation;
+                    self.training.validation = validation.map(|report| *report);
                     self.training
                         .notes
                         .extend(summary.warnings.iter().map(|w| format!("Warning: {w}")));
@@ -398,11 +398,11 @@ mod tests {
             job: JobId(7),
             outcome: Box::new(Outcome::Trained {
                 model_path: "m.safetensors".into(),
-                summary: TrainingSummary {
+                summary: Box::new(TrainingSummary {
                     best_epoch: Some(4),
                     best_validation_map_at_r: Some(0.5),
                     ..Default::default()
-                },
+                }),
                 validation: None,
             }),
         });

@@ -280,8 +280,8 @@ impl Worker {
         }));
         Ok(JobEnd::Finished(Outcome::Trained {
             model_path,
-            summary: outcome.summary,
-            validation: outcome.validation,
+            summary: Box::new(outcome.summary),
+            validation: outcome.validation.map(Box::new),
         }))
     }
 

@@ -160,8 +160,8 @@ pub enum Outcome {
     /// model was written; it is now the current model.
     Trained {
         model_path: PathBuf,
-        summary: TrainingSummary,
-        validation: Option<RetrievalReport>,
+        summary: Box<TrainingSummary>,
+        validation: Option<Box<RetrievalReport>>,
     },
     /// A model file is now the current model.
     ModelOpened(PathBuf),
