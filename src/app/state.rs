@@ -133,15 +133,11 @@ impl AppState {
 
     /// Whether the training shown is still running.
     pub fn training_running(&self) -> bool {
-        self.training.job.is_some()
-            && self
-                .activity
-                .as_ref()
-                .is_some_and(|a| Some(a.job) == self.training.job)
-            || self
-                .queued
-                .iter()
-                .any(|(job, _)| Some(*job) == self.training.job)
+        let Some(training) = self.training.job else {
+            return false;
+        };
+        self.activity.as_ref().is_some_and(|a| a.job == training)
+            || self.queued.iter().any(|(job, _)| *job == training)
     }
 
     pub fn error(&mut self, text: impl Into<String>) {

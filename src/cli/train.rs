@@ -110,6 +110,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.max_seconds.is_some() {
         settings.max_seconds = args.max_seconds;
     }
+    // Under a time budget the progress bar counts seconds; otherwise steps.
+    let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);
     job.validation = args.val.clone();
     job.weights = match &args.weights {
@@ -118,7 +120,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     let bar = progress::bar(0, "preparing");
-    let bar_counts_seconds = std::sync::Mutex::new(false);
     let cancel = AtomicBool::new(false);
     let outcome = train(&job, &cancel, &|event| match event {
         TrainEvent::Preparing { done, total } => {
@@ -151,8 +152,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 eprintln!("training on {device}: {images} images in {classes} classes, {length}");
             });
             bar.set_prefix("training");
-            // Under a time budget the bar counts seconds; otherwise steps.
-            *bar_counts_seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = budget_secs.is_some();
             bar.set_length(match (budget_secs, epochs) {
                 (Some(budget), _) => budget.ceil() as u64,
                 (None, Some(epochs)) => (steps_per_epoch * epochs) as u64,
@@ -168,8 +167,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             remaining_secs,
             ..
         } => {
-            let by_seconds = *bar_counts_seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            bar.set_position(if by_seconds { elapsed_secs as u64 } else { global_step as u64 });
+            bar.set_position(if bar_counts_seconds { elapsed_secs as u64 } else { global_step as u64 });
             bar.set_message(format!("epoch {epoch} loss {loss:.4} ~{remaining_secs:.0}s left"));
         }
         TrainEvent::EpochEnd {

@@ -55,11 +55,6 @@ impl JobKind {
             Self::DownloadWeights => "downloading the weights",
         }
     }
-
-    /// Whether the job runs long enough to show progress and offer Cancel.
-    pub fn is_long(self) -> bool {
-        matches!(self, Self::Train | Self::BuildIndex | Self::DownloadWeights)
-    }
 }
 
 /// An image to search with.

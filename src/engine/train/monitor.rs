@@ -13,9 +13,9 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::prepare::PreparedData;
-use super::trainer::{Checkpoint, Trainer, embed_prepared};
+use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared};
 use super::{Loss, TrainSettings};
-use crate::engine::data::{PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch};
+use crate::engine::data::{PreparedImages, shuffled_epoch};
 use crate::engine::eval::retrieval_metrics;
 use crate::engine::model::{EmbeddingModel, TrainingSummary};
 use crate::engine::{EngineError, Result};
@@ -210,15 +210,8 @@ impl ValidationProbe {
             {
                 Vec::new()
             }
-            (Loss::Triplet, super::Mining::RandomTriplets) => {
-                seed_triplet_epoch(&by_class, settings.batch_size, &mut rng)
-            }
-            (Loss::Triplet, super::Mining::BatchHard) => pk_epoch(
-                &by_class,
-                (settings.batch_size / settings.images_per_class).max(2),
-                settings.images_per_class,
-                &mut rng,
-            ),
+            // The same sampler as training, so the losses compare.
+            _ => batches_for(settings, &by_class, validation.len(), &mut rng),
         };
         let loss_batches = batches
             .into_iter()

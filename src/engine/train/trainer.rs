@@ -132,10 +132,6 @@ impl Trainer {
         self.model
     }
 
-    pub fn settings(&self) -> &TrainSettings {
-        &self.settings
-    }
-
     pub fn steps_per_epoch(&self) -> usize {
         self.steps_per_epoch
     }
@@ -357,7 +353,7 @@ impl Trainer {
 
 /// The sampler each loss needs: the seed's random triplets, P × K batches for batch-hard
 /// mining, every image once in random order for normalised softmax.
-fn batches_for(
+pub(super) fn batches_for(
     settings: &TrainSettings,
     by_class: &[Vec<usize>],
     image_count: usize,
