@@ -178,11 +178,9 @@ impl LikenessApp {
             .dirs
             .models
             .join(format!("{name}-{}.safetensors", timestamp()));
-        let time_budget_secs = job.settings.max_seconds;
         if let Some(id) = self.send(Request::Train { job, model_path }) {
             self.state.training = TrainingView {
                 job: Some(id),
-                time_budget_secs,
                 ..Default::default()
             };
             self.state.index_after = Some(id);

@@ -207,11 +207,13 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
             device,
             steps_per_epoch,
             epochs,
+            budget_secs,
             notes,
             skipped,
             ..
         } => {
             view.preparing = None;
+            view.time_budget_secs = budget_secs;
             view.device = device;
             view.steps_per_epoch = steps_per_epoch;
             view.epochs = epochs;

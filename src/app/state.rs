@@ -52,6 +52,7 @@ pub struct TrainingView {
     pub global_step: usize,
     pub elapsed_secs: f64,
     pub remaining_secs: f64,
+    /// The time budget the run announced, when it has one.
     pub time_budget_secs: Option<f64>,
     /// Loss of every step, x = global step.
     pub step_losses: Vec<PlotPoint>,
