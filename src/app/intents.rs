@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Intent, LikenessApp, open_in_system};
+use super::desktop::Action;
+use super::{Intent, LikenessApp};
 use crate::worker::{Query, Request};
 
 impl LikenessApp {
@@ -22,6 +23,8 @@ impl LikenessApp {
             Intent::ChooseLibrary(folder) => self.choose_library(folder),
             Intent::PickModelFile => {
                 if let Some(path) = rfd::FileDialog::new()
+                    .set_title("Open a Likeness model")
+                    .set_directory(&self.dirs.models)
                     .add_filter("Likeness model", &["safetensors"])
                     .pick_file()
                 {
@@ -30,11 +33,25 @@ impl LikenessApp {
             }
             Intent::PickIndexFile => {
                 if let Some(path) = rfd::FileDialog::new()
+                    .set_title("Open a Likeness index")
+                    .set_directory(&self.dirs.indexes)
                     .add_filter("Likeness index", &["likeness-index"])
                     .pick_file()
                 {
                     self.send(Request::OpenIndex(path));
                 }
+            }
+            Intent::OpenModel(path) => {
+                self.send(Request::OpenModel(path));
+            }
+            Intent::OpenIndex(path) => {
+                self.send(Request::OpenIndex(path));
+            }
+            Intent::UseModel(path) => self.use_model(path),
+            Intent::RerunSearch => self.rerun_search(),
+            Intent::Paste => {
+                ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
+                self.state.awaiting_paste = Some(ctx.input(|i| i.time));
             }
             Intent::PickValidationFolder => {
                 if let Some(folder) = rfd::FileDialog::new().pick_folder() {
@@ -74,7 +91,8 @@ impl LikenessApp {
                     self.export_selected(folder);
                 }
             }
-            Intent::Open(path) => open_in_system(ctx, &path),
+            Intent::Open(path) => self.launch(ctx, Action::Open, &path),
+            Intent::ShowInFolder(path) => self.launch(ctx, Action::ShowInFolder, &path),
         }
     }
 
@@ -91,14 +109,34 @@ impl LikenessApp {
         }
     }
 
+    /// Takes what was pasted (Ctrl+V or the Paste button): an image is searched, a path
+    /// to a photo is searched, and anything else gets a message saying why nothing
+    /// happened.
     pub(super) fn handle_paste(&mut self, ctx: &egui::Context) {
-        let pasted: Vec<egui::Event> = ctx.input(|i| {
-            i.events
+        // A text field being edited takes its own pastes.
+        if ctx.egui_wants_keyboard_input() {
+            self.state.awaiting_paste = None;
+            return;
+        }
+        let (pasted, shortcut, now): (Vec<egui::Event>, bool, f64) = ctx.input(|i| {
+            let pasted = i
+                .events
                 .iter()
                 .filter(|e| matches!(e, egui::Event::PasteImage(_) | egui::Event::Paste(_)))
                 .cloned()
-                .collect()
+                .collect();
+            let shortcut = i.events.iter().any(|e| {
+                matches!(e, egui::Event::Key { key: egui::Key::V, pressed: true, modifiers, .. }
+                    if modifiers.command)
+            });
+            (pasted, shortcut, i.time)
         });
+        if !pasted.is_empty() {
+            self.state.awaiting_paste = None;
+        } else if shortcut && self.state.awaiting_paste.is_none() {
+            // The platform sends nothing at all when the clipboard is empty.
+            self.state.awaiting_paste = Some(now);
+        }
         for event in pasted {
             match event {
                 egui::Event::PasteImage(image) => {
@@ -115,16 +153,88 @@ impl LikenessApp {
                         image: Arc::new(rgb),
                     });
                 }
-                egui::Event::Paste(text) => {
-                    // File managers copy files as paths or file:// URIs.
-                    let text = text.trim();
-                    let path = PathBuf::from(text.strip_prefix("file://").unwrap_or(text));
-                    if path.is_file() {
-                        self.search_with(Query::File(path));
-                    }
-                }
+                egui::Event::Paste(text) => match pasted_path(&text) {
+                    Some(path) => self.search_with(Query::File(path)),
+                    None => self.state.error(format!(
+                        "The clipboard holds no image or image path (it holds the text \"{}\").",
+                        shorten(text.trim(), 80)
+                    )),
+                },
                 _ => {}
             }
         }
+        if let Some(asked) = self.state.awaiting_paste {
+            if now - asked > PASTE_WAIT_SECS {
+                self.state.awaiting_paste = None;
+                self.state
+                    .error("The clipboard holds no image or image path.");
+            } else {
+                ctx.request_repaint_after(std::time::Duration::from_secs_f64(PASTE_WAIT_SECS));
+            }
+        }
+    }
+}
+
+/// How long after Paste the clipboard's content may take to arrive.
+const PASTE_WAIT_SECS: f64 = 0.5;
+
+/// The path in pasted text: a plain path or a `file://` URI (file managers copy files as
+/// either; the first line counts when several files were copied).
+pub fn pasted_path(text: &str) -> Option<PathBuf> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let path = match line.strip_prefix("file://") {
+        Some(uri) => PathBuf::from(percent_decode(uri)),
+        None => PathBuf::from(line),
+    };
+    path.is_absolute().then_some(path)
+}
+
+/// `%20` → space, and so on (file:// URIs escape what a URI cannot hold).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_paths_and_uris_are_understood_and_other_text_is_not() {
+        assert_eq!(
+            pasted_path("file:///photos/a%20b/rose.jpg\nfile:///photos/other.jpg"),
+            Some(PathBuf::from("/photos/a b/rose.jpg"))
+        );
+        assert_eq!(
+            pasted_path("  /photos/rose.jpg \n"),
+            Some(PathBuf::from("/photos/rose.jpg"))
+        );
+        assert_eq!(pasted_path("hello world"), None);
+        assert_eq!(pasted_path(""), None);
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }

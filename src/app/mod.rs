@@ -5,6 +5,7 @@
 //! its neighbours in the centre, a status bar at the bottom), then carry out the intents
 //! the panels returned: dialogs and jobs start here, never in drawing code.
 
+pub mod desktop;
 mod frame_stats;
 mod intents;
 pub mod panels;
@@ -22,16 +23,22 @@ pub use frame_stats::FrameStats;
 pub use panels::Intent;
 pub use reducer::Effect;
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
-pub use state::{Activity, AppState, LibraryView, Notice, SearchView, TrainingView};
+pub use state::{
+    Activity, AppState, Details, LibraryView, Notice, SearchView, TrainingEnd, TrainingView,
+};
 pub use thumbnails::ThumbnailCache;
 pub use window::run_window;
 
 use crate::engine::data::is_image_extension;
 use crate::engine::index::SearchHit;
 use crate::engine::train::TrainJob;
-use crate::worker::{Query, Request, WorkerHandle};
+use crate::worker::{Query, Request, Wake, WorkerHandle};
+use desktop::{Action, Desktop};
 use thumbnails::{DEFAULT_BUDGET_BYTES, color_image};
+use widgets::BUSY_REPAINT;
 
+/// Share of each class held out to measure training when no validation folder is chosen.
+const HOLDOUT_SHARE: f64 = 0.1;
 /// Events handled per frame at most, so a burst never makes a frame long.
 const EVENTS_PER_FRAME: usize = 512;
 
@@ -41,6 +48,8 @@ pub struct LikenessApp {
     worker: WorkerHandle,
     pub state: AppState,
     pub thumbnails: ThumbnailCache,
+    /// Opens files and folders with the desktop's applications.
+    pub desktop: Desktop,
     pub frame_stats: FrameStats,
     /// When this frame's `logic` began: frame times cover `logic` and `ui` together.
     frame_started: Option<Instant>,
@@ -72,16 +81,23 @@ impl LikenessApp {
     /// the remembered index (and its model), or model, and rescans the library.
     pub fn with_settings(ctx: &egui::Context, settings: AppSettings, dirs: DataDirs) -> Self {
         let repaint = ctx.clone();
-        let worker =
-            WorkerHandle::spawn(move || repaint.request_repaint_after(Duration::from_millis(30)));
-        let thumbnail_repaint = ctx.clone();
-        let thumbnails = ThumbnailCache::new(DEFAULT_BUDGET_BYTES, move || {
-            thumbnail_repaint.request_repaint_after(Duration::from_millis(15));
+        let worker = WorkerHandle::spawn(move |wake| match wake {
+            Wake::Now => repaint.request_repaint(),
+            // Progress shows at a few frames a second: under software rendering every
+            // frame costs the job itself CPU time.
+            Wake::Progress => repaint.request_repaint_after(BUSY_REPAINT),
         });
+        let thumbnail_repaint = ctx.clone();
+        let thumbnails = ThumbnailCache::new(
+            DEFAULT_BUDGET_BYTES,
+            Some(dirs.thumbnails.clone()),
+            move || thumbnail_repaint.request_repaint_after(Duration::from_millis(30)),
+        );
         let mut app = Self {
             worker,
             state: AppState::new(settings, dirs),
             thumbnails,
+            desktop: Desktop::default(),
             frame_stats: FrameStats::default(),
             frame_started: None,
         };
@@ -140,6 +156,7 @@ impl LikenessApp {
                         }
                     }
                     Effect::StartIndexing(folder) => self.start_indexing(folder),
+                    Effect::Search(query) => self.search_with(query),
                 }
             }
         }
@@ -169,6 +186,9 @@ impl LikenessApp {
         };
         let mut job = TrainJob::new(library.clone(), self.settings.train.settings());
         job.validation = self.settings.validation.clone();
+        // Without a validation folder, a few photos per class are held out so the run
+        // can still say how well it retrieves.
+        job.holdout_share = Some(HOLDOUT_SHARE);
         job.weights = self.settings.train.weights.clone();
         let name = library.file_name().map_or_else(
             || "library".to_string(),
@@ -200,12 +220,41 @@ impl LikenessApp {
         self.send(Request::BuildIndex { folder, index_path });
     }
 
+    /// Opens a model file; when it opens, the library is indexed with it (the person
+    /// chose to use it).
+    pub fn use_model(&mut self, model: PathBuf) {
+        if let Some(job) = self.send(Request::OpenModel(model)) {
+            self.state.index_after = Some(job);
+        }
+    }
+
+    /// Searches again with the query on screen (after k changed).
+    pub fn rerun_search(&mut self) {
+        if let Some(query) = self.search.as_ref().map(|s| s.query.clone()) {
+            self.search_with(query);
+        }
+    }
+
+    /// Hands `path` to the desktop; a failure becomes a message.
+    pub fn launch(&self, ctx: &egui::Context, action: Action, path: &Path) {
+        let repaint = ctx.clone();
+        self.desktop
+            .launch(action, path, move || repaint.request_repaint());
+    }
+
     /// Searches with a query (a file or a pasted image).
     pub fn search_with(&mut self, query: Query) {
         if self.current.index.is_none() {
             self.state.error(
                 "There is no index to search yet: train a model (or open one), then index a folder.",
             );
+            return;
+        }
+        if let Query::File(path) = &query
+            && !path.is_file()
+        {
+            self.state
+                .error(format!("File not found: {}", path.display()));
             return;
         }
         if let Query::File(path) = &query
@@ -263,17 +312,15 @@ fn timestamp() -> String {
     format!("{secs}")
 }
 
-/// Opens a file or folder with the desktop's default application.
-pub(crate) fn open_in_system(ctx: &egui::Context, path: &Path) {
-    ctx.open_url(egui::OpenUrl::new_tab(format!("file://{}", path.display())));
-}
-
 impl eframe::App for LikenessApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.frame_started = Some(Instant::now());
         self.drain_events(ctx);
         self.handle_drops(ctx);
         self.handle_paste(ctx);
+        for failure in self.desktop.failures() {
+            self.state.error(failure);
+        }
         if self.thumbnails.poll(ctx) {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
@@ -303,6 +350,8 @@ impl eframe::App for LikenessApp {
             panels::status::notices_ui(ui, state);
             panels::results::results_ui(ui, state, thumbnails, &mut intents);
         });
+        panels::preview::preview_ui(ui.ctx(), state, thumbnails, &mut intents);
+        panels::status::details_ui(ui.ctx(), state);
         if ui.ctx().input(|i| !i.raw.hovered_files.is_empty()) {
             window::drop_hint(ui.ctx());
         }

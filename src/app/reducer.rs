@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use egui_plot::PlotPoint;
 
-use super::state::{Activity, AppState, LibraryView, SearchView, TrainingView};
+use std::path::Path;
+
+use super::state::{Activity, AppState, LibraryView, SearchView, TrainingEnd, TrainingView};
+use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
-use crate::worker::{Event, JobId, JobKind, Outcome, Progress};
+use crate::worker::{Event, JobId, JobKind, Outcome, Progress, Query};
 
 /// What the app must do after an event.
 #[derive(Debug)]
@@ -17,6 +20,8 @@ pub enum Effect {
     UploadPreview(Arc<image::RgbImage>),
     /// Index this folder with the model that was just trained.
     StartIndexing(std::path::PathBuf),
+    /// Search again: the current index changed under the results on screen.
+    Search(Query),
 }
 
 impl AppState {
@@ -58,19 +63,40 @@ impl AppState {
                 self.info(match kind {
                     JobKind::DownloadWeights => "Download cancelled; nothing was kept.",
                     JobKind::BuildIndex => "Indexing cancelled; the index you had is still open.",
-                    JobKind::Train => "Training cancelled before it produced a model.",
+                    JobKind::Train => {
+                        "Training cancelled before its first step; the current model and \
+                         index are unchanged."
+                    }
                     _ => "Cancelled.",
                 });
             }
             Event::Current(snapshot) => {
                 // What is saved follows what is current, so a restart reopens it.
-                if let Some(model) = &snapshot.model {
+                if let Some(model) = &snapshot.model
+                    && self.settings.model.as_ref() != Some(&model.path)
+                {
                     self.settings.model = Some(model.path.clone());
+                    self.settings.remember_model(model.path.clone());
                 }
-                if let Some(index) = &snapshot.index {
+                let index_changed = self.current.index.as_ref().map(|i| &i.path)
+                    != snapshot.index.as_ref().map(|i| &i.path);
+                if let Some(index) = &snapshot.index
+                    && index_changed
+                {
                     self.settings.index = Some(index.path.clone());
+                    self.settings.remember_index(index.path.clone());
+                    self.index_folder = index.folder.display().to_string();
                 }
                 self.current = snapshot;
+                // Results of another index are stale: ask the new one the same question.
+                if index_changed && let Some(search) = &self.search {
+                    if self.current.index.is_some() {
+                        effects.push(Effect::Search(search.query.clone()));
+                    } else {
+                        self.search = None;
+                        self.preview = None;
+                    }
+                }
             }
         }
         effects
@@ -115,42 +141,34 @@ impl AppState {
                 if self.settings.library.as_ref() != Some(&folder.root) {
                     return;
                 }
-                let classes = folder.class_count();
                 if self.index_folder.is_empty() {
                     self.index_folder = folder.root.display().to_string();
                 }
-                self.library = Some(LibraryView { folder, classes });
+                self.library = Some(LibraryView::new(folder));
             }
             Outcome::Trained {
                 model_path,
+                became_current,
                 summary,
                 validation,
             } => {
-                let how = if summary.cancelled {
-                    "cancelled; the model trained so far was kept"
-                } else if summary.stopped_by_time_budget {
-                    "stopped at the time budget"
-                } else {
-                    "finished"
-                };
-                let kept = match (summary.best_epoch, summary.best_validation_map_at_r) {
-                    (Some(epoch), Some(map)) => format!(
-                        " Kept epoch {epoch}, the best on the validation folder (mAP@R {map:.3})."
-                    ),
-                    _ => String::new(),
-                };
                 if self.training.job == Some(job) {
-                    self.training.outcome = Some(format!(
-                        "Training {how}: {} epochs, {} steps in {:.0} s.{kept} Model: {}",
-                        summary.epochs,
-                        summary.steps,
-                        summary.train_secs,
-                        model_path.display()
-                    ));
+                    self.training.outcome =
+                        Some(describe_training(&summary, &model_path, became_current));
                     self.training.validation = validation.map(|report| *report);
-                    self.training
-                        .notes
-                        .extend(summary.warnings.iter().map(|w| format!("Warning: {w}")));
+                }
+                if self.index_after == Some(job) {
+                    self.index_after = None;
+                    if became_current && let Some(library) = self.settings.library.clone() {
+                        effects.push(Effect::StartIndexing(library));
+                    }
+                }
+            }
+            Outcome::ModelOpened(path) => {
+                if let Some(end) = &mut self.training.outcome
+                    && end.unused_model.as_ref() == Some(&path)
+                {
+                    end.unused_model = None;
                 }
                 if self.index_after == Some(job) {
                     self.index_after = None;
@@ -159,7 +177,6 @@ impl AppState {
                     }
                 }
             }
-            Outcome::ModelOpened(_) => {}
             Outcome::IndexReady(summary) => {
                 if !summary.skipped.is_empty() {
                     self.info(format!(
@@ -174,6 +191,9 @@ impl AppState {
                 preview,
                 hits,
             } => {
+                if self.preview.is_some_and(|i| i >= hits.len()) {
+                    self.preview = None;
+                }
                 self.search = Some(SearchView {
                     selected: vec![true; hits.len()],
                     query,
@@ -260,6 +280,116 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
     }
 }
 
+/// "1 class", "5 classes".
+pub fn plural(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
+}
+
+/// What a finished training run did and how good its model is, in words.
+pub fn describe_training(
+    summary: &TrainingSummary,
+    model_path: &Path,
+    became_current: bool,
+) -> TrainingEnd {
+    let headline = if summary.cancelled {
+        "Training cancelled"
+    } else if summary.stopped_by_time_budget {
+        "Training stopped at its time budget"
+    } else {
+        "Training finished"
+    };
+    let mut lines = Vec::new();
+    let mut warnings = Vec::new();
+    let per_epoch = summary.steps_per_epoch;
+    let steps = summary.steps;
+    let done = match steps.checked_div(per_epoch) {
+        None => plural(steps, "step", "steps"),
+        Some(full) => match (full, steps % per_epoch) {
+            (0, rest) => format!("{rest} of {per_epoch} steps of epoch 1"),
+            (full, 0) => format!(
+                "{} of {} each",
+                plural(full, "full epoch", "full epochs"),
+                plural(per_epoch, "step", "steps")
+            ),
+            (full, rest) => format!(
+                "{} and {rest} of {per_epoch} steps of epoch {}",
+                plural(full, "full epoch", "full epochs"),
+                full + 1
+            ),
+        },
+    };
+    let final_loss = summary
+        .epoch_losses
+        .last()
+        .map(|loss| format!("; final loss {loss:.3}"))
+        .unwrap_or_default();
+    lines.push(format!(
+        "Trained {done} ({} in {:.0} s on {} in {}){final_loss}.",
+        plural(steps, "step", "steps"),
+        summary.train_secs,
+        plural(summary.images, "photo", "photos"),
+        plural(summary.classes.len(), "class", "classes"),
+    ));
+    match (summary.validation_recall_at_1, &summary.validation_source) {
+        (Some(recall), Some(source)) => {
+            let map = summary
+                .best_validation_map_at_r
+                .map(|map| format!(", mAP@R {map:.3}"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "Quality: recall@1 {recall:.2} on {source}{map} (the share of those photos \
+                 whose nearest library photo is of their class)."
+            ));
+        }
+        _ => lines.push(
+            "No quality figure: choose a validation folder, or give each class at least 8 \
+             photos so a few can be held out."
+                .into(),
+        ),
+    }
+    if let (Some(epoch), Some(map)) = (summary.best_epoch, summary.best_validation_map_at_r) {
+        lines.push(format!(
+            "Kept epoch {epoch}, the best on the validation photos (mAP@R {map:.3})."
+        ));
+    }
+    if per_epoch > 0 && steps < per_epoch && (summary.cancelled || summary.stopped_by_time_budget) {
+        // Seconds per step so far, for about ten passes over the photos.
+        let suggested = (summary.train_secs / steps.max(1) as f64 * per_epoch as f64 * 10.0 / 60.0)
+            .ceil()
+            .max(1.0)
+            * 60.0;
+        warnings.push(format!(
+            "Training ended before the model saw each photo once ({steps} of {per_epoch} \
+             steps of the first epoch). For about ten passes over your photos, give it a \
+             time budget of at least {suggested:.0} s."
+        ));
+    }
+    let unused_model = if became_current {
+        lines.push(format!(
+            "Model saved as {}; it is now the current model.",
+            model_path.display()
+        ));
+        None
+    } else {
+        lines.push(format!(
+            "The model trained so far is saved as {}. Your current model and index are \
+             unchanged; use this model to make it current and index the library with it.",
+            model_path.display()
+        ));
+        Some(model_path.to_path_buf())
+    };
+    TrainingEnd {
+        headline: headline.into(),
+        lines,
+        warnings,
+        unused_model,
+    }
+}
+
 pub fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map_or_else(String::new, |first| {
@@ -293,6 +423,7 @@ mod tests {
                         .model_config(),
                     summary: TrainingSummary::default(),
                 }),
+                modified: None,
             }),
             index: Some(IndexSummary {
                 path: "i.likeness-index".into(),
@@ -300,6 +431,7 @@ mod tests {
                 images: 3,
                 skipped: Vec::new(),
                 model_path: "m.safetensors".into(),
+                modified: None,
             }),
         }
     }
@@ -400,6 +532,7 @@ mod tests {
             job: JobId(7),
             outcome: Box::new(Outcome::Trained {
                 model_path: "m.safetensors".into(),
+                became_current: true,
                 summary: Box::new(TrainingSummary {
                     best_epoch: Some(4),
                     best_validation_map_at_r: Some(0.5),
@@ -415,8 +548,144 @@ mod tests {
         assert!(
             app.training
                 .outcome
-                .as_deref()
-                .is_some_and(|o| o.contains("Kept epoch 4"))
+                .as_ref()
+                .is_some_and(|o| o.lines.iter().any(|l| l.contains("Kept epoch 4")))
         );
+    }
+
+    fn summary(steps: usize, steps_per_epoch: usize) -> TrainingSummary {
+        TrainingSummary {
+            steps,
+            steps_per_epoch,
+            epochs: steps.div_ceil(steps_per_epoch.max(1)),
+            epoch_losses: vec![1.23456],
+            train_secs: 30.0,
+            images: 1,
+            classes: vec!["daisy".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_end_of_training_says_how_far_it_got_and_how_good_it_is() {
+        let mut short = summary(60, 127);
+        short.stopped_by_time_budget = true;
+        let end = describe_training(&short, Path::new("m.safetensors"), true);
+        assert_eq!(end.headline, "Training stopped at its time budget");
+        assert_eq!(
+            end.lines[0],
+            "Trained 60 of 127 steps of epoch 1 (60 steps in 30 s on 1 photo in 1 class); \
+             final loss 1.235."
+        );
+        assert!(
+            end.lines[1].starts_with("No quality figure"),
+            "{:?}",
+            end.lines
+        );
+        // 0.5 s a step, 127 steps a pass, ten passes: 635 s, rounded up to the minute.
+        assert_eq!(end.warnings.len(), 1);
+        assert!(
+            end.warnings[0].contains("60 of 127 steps") && end.warnings[0].contains("660 s"),
+            "{:?}",
+            end.warnings
+        );
+        assert_eq!(end.unused_model, None);
+
+        let mut longer = summary(2 * 40 + 7, 40);
+        longer.validation_recall_at_1 = Some(0.8123);
+        longer.best_validation_map_at_r = Some(0.4);
+        longer.validation_source = Some("12 photos held out of the library".into());
+        longer.classes = vec!["a".into(), "b".into()];
+        let end = describe_training(&longer, Path::new("m.safetensors"), true);
+        assert!(
+            end.lines[0]
+                .starts_with("Trained 2 full epochs and 7 of 40 steps of epoch 3 (87 steps"),
+            "{:?}",
+            end.lines
+        );
+        assert!(end.lines[0].contains("in 2 classes"));
+        assert_eq!(
+            end.lines[1],
+            "Quality: recall@1 0.81 on 12 photos held out of the library, mAP@R 0.400 (the \
+             share of those photos whose nearest library photo is of their class)."
+        );
+        assert!(end.warnings.is_empty());
+        let whole = describe_training(&summary(80, 40), Path::new("m.safetensors"), true);
+        assert!(whole.lines[0].starts_with("Trained 2 full epochs of 40 steps each"));
+    }
+
+    #[test]
+    fn a_cancelled_run_keeps_the_current_model_and_index_and_offers_its_model() {
+        let mut app = state();
+        app.settings.library = Some("photos".into());
+        app.apply(Event::Current(snapshot_with_model_and_index()));
+        app.training = TrainingView {
+            job: Some(JobId(9)),
+            ..Default::default()
+        };
+        app.index_after = Some(JobId(9));
+        let mut cancelled = summary(5, 40);
+        cancelled.cancelled = true;
+        let effects = app.apply(Event::Finished {
+            job: JobId(9),
+            outcome: Box::new(Outcome::Trained {
+                model_path: "half.safetensors".into(),
+                became_current: false,
+                summary: Box::new(cancelled),
+                validation: None,
+            }),
+        });
+        assert!(effects.is_empty(), "no indexing with an unused model");
+        let end = app.training.outcome.clone().expect("outcome");
+        assert_eq!(end.headline, "Training cancelled");
+        assert_eq!(end.unused_model, Some("half.safetensors".into()));
+        assert!(
+            end.lines
+                .iter()
+                .any(|l| l.contains("current model and index are unchanged"))
+        );
+        // Choosing to use it: once it opens, the library is indexed with it.
+        app.index_after = Some(JobId(10));
+        let effects = app.apply(Event::Finished {
+            job: JobId(10),
+            outcome: Box::new(Outcome::ModelOpened("half.safetensors".into())),
+        });
+        assert!(matches!(effects.as_slice(), [Effect::StartIndexing(_)]));
+        assert_eq!(app.training.outcome.and_then(|e| e.unused_model), None);
+    }
+
+    #[test]
+    fn a_new_index_searches_again_with_the_query_on_screen() {
+        let mut app = state();
+        app.apply(Event::Current(snapshot_with_model_and_index()));
+        app.search = Some(SearchView {
+            query: Query::File("/photos/rose.jpg".into()),
+            preview: None,
+            hits: Vec::new(),
+            selected: Vec::new(),
+        });
+        // The same snapshot again (after a search): nothing to redo.
+        assert!(
+            app.apply(Event::Current(snapshot_with_model_and_index()))
+                .is_empty()
+        );
+        let mut other = snapshot_with_model_and_index();
+        if let Some(index) = other.index.as_mut() {
+            index.path = "other.likeness-index".into();
+            index.folder = "/elsewhere".into();
+        }
+        let effects = app.apply(Event::Current(other));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Search(Query::File(p))] if p == Path::new("/photos/rose.jpg"))
+        );
+        assert_eq!(app.index_folder, "/elsewhere");
+        assert_eq!(
+            app.settings.recent_indexes.first(),
+            Some(&"other.likeness-index".into())
+        );
+        // No index any more: the stale results go.
+        let effects = app.apply(Event::Current(Snapshot::default()));
+        assert!(effects.is_empty());
+        assert!(app.search.is_none());
     }
 }

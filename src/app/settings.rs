@@ -10,8 +10,8 @@ use crate::engine::train::{DEFAULT_EPOCHS, Preset, TrainSettings};
 
 /// Key of the settings in eframe's storage.
 pub const STORAGE_KEY: &str = "likeness-settings";
-/// Recent folders kept in the Library menu.
-const RECENT_FOLDERS: usize = 8;
+/// Entries kept in each list of the Recent menu.
+const RECENT_ENTRIES: usize = 8;
 
 /// Folders where the window writes the models and indexes it makes, and where it keeps
 /// downloaded weights.
@@ -19,20 +19,28 @@ const RECENT_FOLDERS: usize = 8;
 pub struct DataDirs {
     pub models: PathBuf,
     pub indexes: PathBuf,
+    /// Thumbnails of photos already shown (small, rebuilt when a photo changes).
+    pub thumbnails: PathBuf,
     /// The ImageNet ResNet18 weights offered as a starting point.
     pub weights: WeightsSource,
 }
 
 impl DataDirs {
-    /// The user's data directory (e.g. ~/.local/share/likeness on Linux).
+    /// The user's data directory (e.g. ~/.local/share/likeness on Linux); thumbnails go
+    /// in the cache directory (~/.cache/likeness/thumbnails).
     pub fn user() -> Self {
-        Self::under(user_data_dir())
+        let mut dirs = Self::under(user_data_dir());
+        if let Some(project) = directories::ProjectDirs::from("", "", "Likeness") {
+            dirs.thumbnails = project.cache_dir().join("thumbnails");
+        }
+        dirs
     }
 
     pub fn under(base: PathBuf) -> Self {
         Self {
             models: base.join("models"),
             indexes: base.join("indexes"),
+            thumbnails: base.join("thumbnails"),
             weights: WeightsSource::imagenet_resnet18(&base),
         }
     }
@@ -108,6 +116,8 @@ pub struct AppSettings {
     pub model: Option<PathBuf>,
     pub index: Option<PathBuf>,
     pub recent_folders: Vec<PathBuf>,
+    pub recent_models: Vec<PathBuf>,
+    pub recent_indexes: Vec<PathBuf>,
     pub train: TrainForm,
     /// Results shown per query.
     pub k: usize,
@@ -121,6 +131,8 @@ impl Default for AppSettings {
             model: None,
             index: None,
             recent_folders: Vec::new(),
+            recent_models: Vec::new(),
+            recent_indexes: Vec::new(),
             train: TrainForm::default(),
             k: 12,
         }
@@ -128,10 +140,24 @@ impl Default for AppSettings {
 }
 
 impl AppSettings {
-    /// Puts `folder` first in the recent list.
+    /// Puts `folder` first in the recent libraries.
     pub fn remember_folder(&mut self, folder: PathBuf) {
-        self.recent_folders.retain(|f| *f != folder);
-        self.recent_folders.insert(0, folder);
-        self.recent_folders.truncate(RECENT_FOLDERS);
+        remember(&mut self.recent_folders, folder);
     }
+
+    /// Puts `model` first in the recent models.
+    pub fn remember_model(&mut self, model: PathBuf) {
+        remember(&mut self.recent_models, model);
+    }
+
+    /// Puts `index` first in the recent indexes.
+    pub fn remember_index(&mut self, index: PathBuf) {
+        remember(&mut self.recent_indexes, index);
+    }
+}
+
+fn remember(list: &mut Vec<PathBuf>, path: PathBuf) {
+    list.retain(|p| *p != path);
+    list.insert(0, path);
+    list.truncate(RECENT_ENTRIES);
 }

@@ -19,11 +19,45 @@ pub struct Notice {
     pub is_error: bool,
 }
 
-/// What the library scan found.
+/// What the library scan found, counted the way training counts it.
 #[derive(Debug, Clone)]
 pub struct LibraryView {
     pub folder: ImageFolder,
-    pub classes: usize,
+    /// Class folders (sorted) with their photo counts.
+    pub classes: Vec<(String, usize)>,
+    /// Photos directly in the library folder: they belong to no class, so they can be
+    /// indexed but training leaves them out.
+    pub unclassified: Vec<PathBuf>,
+}
+
+impl LibraryView {
+    pub fn new(folder: ImageFolder) -> Self {
+        let mut classes: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut unclassified = Vec::new();
+        for image in &folder.images {
+            match &image.class {
+                Some(class) => *classes.entry(class.clone()).or_default() += 1,
+                None => unclassified.push(image.path.clone()),
+            }
+        }
+        Self {
+            folder,
+            classes: classes.into_iter().collect(),
+            unclassified,
+        }
+    }
+
+    /// Class folders with at least one photo.
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+}
+
+/// Which details window is open (from the status bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Details {
+    Model,
+    Index,
 }
 
 /// The job the worker is running, from its Started event to its end.
@@ -62,8 +96,22 @@ pub struct TrainingView {
     /// Validation mAP@R after observed epochs, x = global step at its end.
     pub validation_map: Vec<PlotPoint>,
     pub notes: Vec<String>,
-    pub outcome: Option<String>,
+    /// What the finished run amounted to, in words.
+    pub outcome: Option<TrainingEnd>,
     pub validation: Option<RetrievalReport>,
+    /// Show the loss chart on a log scale.
+    pub log_scale: bool,
+}
+
+/// The end of a training run in words: a headline, what it did and how good the model
+/// is, what to watch out for, and the model file when it is not the current model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingEnd {
+    pub headline: String,
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+    /// A model that was kept as a file but not made current (a cancelled run).
+    pub unused_model: Option<PathBuf>,
 }
 
 /// The query on screen and its results.
@@ -94,8 +142,15 @@ pub struct AppState {
     pub imagenet_weights: Option<PathBuf>,
     /// A folder typed into the index field (defaults to the library).
     pub index_folder: String,
-    /// When this training job finishes with a model, index the library with it.
+    /// When this training (or model-opening) job succeeds, index the library with it.
     pub index_after: Option<JobId>,
+    /// The result shown in the large preview (an index into the search hits).
+    pub preview: Option<usize>,
+    /// When (input time) the Paste button asked for the clipboard; a message follows if
+    /// nothing arrives.
+    pub awaiting_paste: Option<f64>,
+    /// The details window open from the status bar.
+    pub details: Option<Details>,
 }
 
 impl AppState {
@@ -119,6 +174,9 @@ impl AppState {
             search: None,
             imagenet_weights,
             index_after: None,
+            preview: None,
+            awaiting_paste: None,
+            details: None,
         }
     }
 

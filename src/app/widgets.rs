@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::thumbnails::{Thumbnail, ThumbnailCache};
+use super::thumbnails::{Thumbnail, ThumbnailCache, side_for};
 use crate::engine::data::SkippedFile;
 
 /// The last part of a path, for labels (the whole path goes in the hover text).
@@ -20,8 +20,11 @@ pub fn progress_bar(ui: &mut egui::Ui, done: u64, total: Option<u64>, text: Stri
     ui.add(egui::ProgressBar::new(fraction.min(1.0)).text(text));
 }
 
-/// A photo's thumbnail at `size` (loading placeholder, or "unreadable" with the reason),
-/// with a larger preview on hover.
+/// Points the hover preview of a thumbnail may take.
+const HOVER_PREVIEW_POINTS: f32 = 480.0;
+
+/// A photo's thumbnail at `size` (decoded at that size in physical pixels; a loading
+/// placeholder, or "unreadable" with the reason), with a larger preview on hover.
 pub fn thumbnail(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,
@@ -29,27 +32,38 @@ pub fn thumbnail(
     size: egui::Vec2,
     sense: egui::Sense,
 ) -> egui::Response {
-    match thumbnails.get(path) {
+    let pixels_per_point = ui.ctx().pixels_per_point();
+    let side = side_for(size.x.max(size.y), pixels_per_point);
+    match thumbnails.get(path, side) {
         Thumbnail::Ready(texture) => {
             let texture = texture.clone();
-            ui.add(
+            let response = ui.add(
                 egui::Image::new(&texture)
                     .fit_to_exact_size(size)
                     .maintain_aspect_ratio(true)
                     .sense(sense),
-            )
-            .on_hover_ui(|ui| {
-                ui.add(egui::Image::new(&texture).max_size(egui::vec2(320.0, 320.0)));
-            })
+            );
+            if response.hovered() {
+                let hover_side = side_for(HOVER_PREVIEW_POINTS, pixels_per_point);
+                let large = match thumbnails.get(path, hover_side) {
+                    Thumbnail::Ready(large) => large.clone(),
+                    _ => texture,
+                };
+                response.on_hover_ui(|ui| {
+                    ui.add(
+                        egui::Image::new(&large)
+                            .max_size(egui::vec2(HOVER_PREVIEW_POINTS, HOVER_PREVIEW_POINTS)),
+                    );
+                })
+            } else {
+                response
+            }
         }
         Thumbnail::Loading => {
             let (rect, response) = ui.allocate_exact_size(size, sense);
             ui.painter()
                 .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
-            egui::Spinner::new().paint_at(
-                ui,
-                egui::Rect::from_center_size(rect.center(), egui::vec2(20.0, 20.0)),
-            );
+            paced_spinner(ui, rect.center());
             response
         }
         Thumbnail::Failed(reason) => {
@@ -67,6 +81,37 @@ pub fn thumbnail(
             response.on_hover_text(reason)
         }
     }
+}
+
+/// How often busy indicators change: often enough to look alive, rarely enough that a
+/// window under software rendering leaves the CPU to the job it is showing.
+pub const BUSY_REPAINT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A busy indicator that changes four times a second (egui's spinner repaints every
+/// frame, which under software rendering costs the running job a whole core).
+pub fn paced_spinner(ui: &egui::Ui, center: egui::Pos2) {
+    // Eight dots on a circle; the bright one moves a step per repaint.
+    const DOTS: usize = 8;
+    let phase = (ui.input(|i| i.time) / BUSY_REPAINT.as_secs_f64()) as usize % DOTS;
+    let visuals = ui.visuals();
+    for dot in 0..DOTS {
+        let angle = dot as f32 / DOTS as f32 * std::f32::consts::TAU;
+        let position = center + 6.0 * egui::vec2(angle.cos(), angle.sin());
+        let color = if dot == phase {
+            visuals.strong_text_color()
+        } else {
+            visuals.weak_text_color().gamma_multiply(0.5)
+        };
+        ui.painter().circle_filled(position, 1.8, color);
+    }
+    ui.ctx().request_repaint_after(BUSY_REPAINT);
+}
+
+/// [`paced_spinner`] in the layout, followed by a label.
+pub fn busy_label(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 18.0), egui::Sense::hover());
+    paced_spinner(ui, rect.center());
+    ui.label(text);
 }
 
 /// The files a scan or an index left out, with why.

@@ -343,6 +343,16 @@ pub struct TrainingSummary {
     /// What went wrong and was put right during training (a collapse undone).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Optimisation steps in one pass over the training images.
+    #[serde(default)]
+    pub steps_per_epoch: usize,
+    /// Recall@1 of the kept model on the validation images (see `validation_source`).
+    #[serde(default)]
+    pub validation_recall_at_1: Option<f64>,
+    /// What the validation figures were measured on: "the validation folder" or "N photos
+    /// held out of the library".
+    #[serde(default)]
+    pub validation_source: Option<String>,
 }
 
 /// A model file's description, read without building the network.

@@ -37,6 +37,15 @@ const QUERY_PREVIEW_PX: u32 = 320;
 /// Events waiting for the UI; training steps block here when the UI is far behind.
 const EVENT_CAPACITY: usize = 4096;
 
+/// How soon the window should show what the worker just sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A job started or ended: show it now.
+    Now,
+    /// A job made progress: show it at the window's progress rate.
+    Progress,
+}
+
 /// Which job may be cancelled, and which queued jobs were cancelled before they began.
 #[derive(Default)]
 struct Cancellation {
@@ -55,14 +64,19 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Starts the worker. `wake` is called after events are sent (the app passes a
-    /// closure that requests a repaint, so bursts of events merge into one frame).
-    pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
+    /// Starts the worker. `wake` is called after events are sent, with how soon the
+    /// window should look (the app requests a repaint: at once for a job's start and end,
+    /// at a bounded rate for progress, so a fast job never makes the window repaint
+    /// hundreds of times a second).
+    pub fn spawn(wake: impl Fn(Wake) + Send + Sync + 'static) -> Self {
         Self::spawn_on(wake, None)
     }
 
     /// Starts the worker on a given device (`None`: the GPU when libtorch sees one).
-    pub fn spawn_on(wake: impl Fn() + Send + Sync + 'static, device: Option<tch::Device>) -> Self {
+    pub fn spawn_on(
+        wake: impl Fn(Wake) + Send + Sync + 'static,
+        device: Option<tch::Device>,
+    ) -> Self {
         let (command_sender, command_receiver) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let (event_sender, event_receiver) = crossbeam_channel::bounded(EVENT_CAPACITY);
         let cancellation = Arc::new(Mutex::new(Cancellation::default()));
@@ -170,7 +184,7 @@ struct OpenIndex {
 
 struct Worker {
     events: Sender<Event>,
-    wake: Box<dyn Fn() + Send + Sync>,
+    wake: Box<dyn Fn(Wake) + Send + Sync>,
     cancellation: Arc<Mutex<Cancellation>>,
     device: tch::Device,
     /// The current model: trained, opened, or the one of the opened index.
@@ -188,7 +202,7 @@ impl Worker {
     fn emit(&self, event: Event) {
         // A send error means the UI is gone; the command loop then ends on its own.
         self.events.send(event).ok();
-        (self.wake)();
+        (self.wake)(Wake::Now);
     }
 
     fn run(&mut self, commands: &Receiver<Command>) {
@@ -203,7 +217,7 @@ impl Worker {
             if self.events.send(Event::Started { job, kind }).is_err() {
                 break; // the window is gone
             }
-            (self.wake)();
+            (self.wake)(Wake::Now);
             let end = guard_libtorch(|| self.execute(job, request, &cancel)).and_then(|r| r);
             self.cancellation
                 .lock()
@@ -248,12 +262,14 @@ impl Worker {
             model: self.model.as_ref().map(|loaded| CurrentModel {
                 path: loaded.path.clone(),
                 info: Box::new(loaded.info.clone()),
+                modified: modified(&loaded.path),
             }),
             index: self.index.as_ref().map(index_summary),
         }
     }
 
-    /// Trains, writes the model file, and makes the model current.
+    /// Trains and writes the model file. A finished run's model becomes current; a
+    /// cancelled run's model is only kept as a file (the person may choose to use it).
     fn train(
         &mut self,
         job: JobId,
@@ -273,13 +289,17 @@ impl Worker {
             progress(Progress::Training(event));
         })?;
         let info = save_model(&model_path, &outcome.model, &outcome.summary)?;
-        self.model = Some(Rc::new(LoadedModel {
-            path: model_path.clone(),
-            model: outcome.model,
-            info,
-        }));
+        let became_current = !outcome.summary.cancelled;
+        if became_current {
+            self.model = Some(Rc::new(LoadedModel {
+                path: model_path.clone(),
+                model: outcome.model,
+                info,
+            }));
+        }
         Ok(JobEnd::Finished(Outcome::Trained {
             model_path,
+            became_current,
             summary: Box::new(outcome.summary),
             validation: outcome.validation.map(Box::new),
         }))
@@ -427,7 +447,13 @@ fn index_summary(open: &OpenIndex) -> IndexSummary {
         images: open.gallery.len(),
         skipped: open.gallery.header.skipped.clone(),
         model_path: open.model.path.clone(),
+        modified: modified(&open.path),
     }
+}
+
+/// When a file was last written, if the file system says.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Sends a job's progress and wakes the window (callable from the engine's loader
@@ -435,12 +461,12 @@ fn index_summary(open: &OpenIndex) -> IndexSummary {
 /// worker's current model and index.
 fn progress_reporter<'a>(
     events: &'a Sender<Event>,
-    wake: &'a (dyn Fn() + Send + Sync),
+    wake: &'a (dyn Fn(Wake) + Send + Sync),
     job: JobId,
 ) -> impl Fn(Progress) + Sync + 'a {
     move |progress| {
         events.send(Event::Progress { job, progress }).ok();
-        wake();
+        wake(Wake::Progress);
     }
 }
 
@@ -515,7 +541,7 @@ mod tests {
         write_dataset(&photos, 2, 3, 32, 1).expect("photos");
         let model_path = dir.path().join("model.safetensors");
         tiny_model_file(&model_path);
-        let worker = WorkerHandle::spawn_on(|| {}, Some(tch::Device::Cpu));
+        let worker = WorkerHandle::spawn_on(|_| {}, Some(tch::Device::Cpu));
 
         let (_, _, opened) = run_job(&worker, Request::OpenModel(model_path.clone()));
         assert_eq!(
@@ -598,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let photos = dir.path().join("photos");
         write_dataset(&photos, 2, 3, 16, 2).expect("photos");
-        let worker = WorkerHandle::spawn_on(|| {}, Some(tch::Device::Cpu));
+        let worker = WorkerHandle::spawn_on(|_| {}, Some(tch::Device::Cpu));
         let mut settings = Preset::Default.settings();
         settings.image_size_px = 16;
         settings.epochs = Some(3);

@@ -152,9 +152,11 @@ pub enum Outcome {
     /// A library folder was scanned.
     LibraryScanned(ImageFolder),
     /// Training finished (completed, cancelled or stopped by its time budget) and the
-    /// model was written; it is now the current model.
+    /// model was written. It is the current model unless the run was cancelled: then the
+    /// current model and index stay as they were until the person opens this one.
     Trained {
         model_path: PathBuf,
+        became_current: bool,
         summary: Box<TrainingSummary>,
         validation: Option<Box<RetrievalReport>>,
     },
@@ -206,6 +208,8 @@ pub enum Event {
 pub struct CurrentModel {
     pub path: PathBuf,
     pub info: Box<ModelInfo>,
+    /// When the file was written.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// What is current in the worker: the window's only copy of it.
@@ -223,4 +227,7 @@ pub struct IndexSummary {
     pub images: usize,
     pub skipped: Vec<SkippedFile>,
     pub model_path: PathBuf,
+    /// When the index file was written.
+    #[serde(default)]
+    pub modified: Option<std::time::SystemTime>,
 }

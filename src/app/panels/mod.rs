@@ -5,6 +5,7 @@
 
 pub mod index;
 pub mod library;
+pub mod preview;
 pub mod results;
 pub mod status;
 pub mod toolbar;
@@ -46,4 +47,16 @@ pub enum Intent {
     PickExportFolder,
     /// Open a file or folder with the desktop's default application.
     Open(PathBuf),
+    /// Show a file selected in the desktop's file manager.
+    ShowInFolder(PathBuf),
+    /// Open this model file (from the Recent menu).
+    OpenModel(PathBuf),
+    /// Open this index file (from the Recent menu).
+    OpenIndex(PathBuf),
+    /// Make this model current and index the library with it (a cancelled run's model).
+    UseModel(PathBuf),
+    /// Search again with the query on screen (k changed).
+    RerunSearch,
+    /// Ask the platform for the clipboard's content (the Paste button).
+    Paste,
 }

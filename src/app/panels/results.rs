@@ -21,6 +21,25 @@ pub fn results_ui(
         if ui.button("Open photo…").clicked() {
             intents.push(Intent::PickQueryFile);
         }
+        if ui
+            .button("Paste")
+            .on_hover_text(
+                "Search with the image, or the path of a photo, on the clipboard (Ctrl+V)",
+            )
+            .clicked()
+        {
+            intents.push(Intent::Paste);
+        }
+        ui.separator();
+        let label = ui.label("Results:");
+        let k = ui
+            .add(egui::DragValue::new(&mut state.settings.k).range(1..=500))
+            .labelled_by(label.id)
+            .on_hover_text("How many nearest photos to show");
+        // Searching again once the value settles, not on every step of a drag.
+        if (k.changed() && !k.dragged()) || k.drag_stopped() {
+            intents.push(Intent::RerunSearch);
+        }
     });
     let has_index = state.current.index.is_some();
     let Some(search) = &mut state.search else {
@@ -67,6 +86,7 @@ pub fn results_ui(
         intents.push(Intent::PickExportFolder);
     }
     ui.separator();
+    let mut open_preview = None;
     let columns = ((ui.available_width() / CARD_WIDTH).floor() as usize).max(1);
     let rows = search.hits.len().div_ceil(columns);
     let row_height = CARD_IMAGE + 78.0;
@@ -82,40 +102,52 @@ pub fn results_ui(
                         else {
                             break;
                         };
-                        result_card_ui(ui, thumbnails, hit, selected, intents);
+                        if result_card_ui(ui, thumbnails, hit, selected, intents) {
+                            open_preview = Some(i);
+                        }
                     }
                 });
             }
         });
+    if open_preview.is_some() {
+        state.preview = open_preview;
+    }
 }
 
+/// One result: thumbnail, rank, distance, class and file. Returns whether the person
+/// asked for the large preview (double-click).
 fn result_card_ui(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,
     hit: &SearchHit,
     selected: &mut bool,
     intents: &mut Vec<Intent>,
-) {
+) -> bool {
+    let mut preview = false;
     ui.allocate_ui(egui::vec2(CARD_WIDTH - 8.0, CARD_IMAGE + 72.0), |ui| {
         ui.vertical(|ui| {
             ui.set_width(CARD_WIDTH - 8.0);
             let image_size = egui::vec2(CARD_IMAGE, CARD_IMAGE);
             let response = thumbnail(ui, thumbnails, &hit.path, image_size, egui::Sense::click());
             if response.double_clicked() {
-                intents.push(Intent::Open(hit.path.clone()));
+                preview = true;
             }
-            response.context_menu(|ui| {
-                if ui.button("Open").clicked() {
-                    intents.push(Intent::Open(hit.path.clone()));
-                    ui.close();
-                }
-                if ui.button("Show in folder").clicked() {
-                    if let Some(parent) = hit.path.parent() {
-                        intents.push(Intent::Open(parent.to_path_buf()));
+            response
+                .on_hover_text_at_pointer("Double-click for a large preview")
+                .context_menu(|ui| {
+                    if ui.button("Preview").clicked() {
+                        preview = true;
+                        ui.close();
                     }
-                    ui.close();
-                }
-            });
+                    if ui.button("Open in default app").clicked() {
+                        intents.push(Intent::Open(hit.path.clone()));
+                        ui.close();
+                    }
+                    if ui.button("Show in folder").clicked() {
+                        intents.push(Intent::ShowInFolder(hit.path.clone()));
+                        ui.close();
+                    }
+                });
             ui.horizontal(|ui| {
                 ui.checkbox(selected, format!("#{}", hit.rank));
                 ui.label(format!("d = {:.3}", hit.distance));
@@ -123,11 +155,10 @@ fn result_card_ui(
             ui.label(egui::RichText::new(hit.class.as_deref().unwrap_or("—")).strong());
             ui.add(egui::Label::new(egui::RichText::new(file_name(&hit.path)).small()).truncate())
                 .on_hover_text(hit.path.display().to_string());
-            if ui.small_button("Show in folder").clicked()
-                && let Some(parent) = hit.path.parent()
-            {
-                intents.push(Intent::Open(parent.to_path_buf()));
+            if ui.small_button("Show in folder").clicked() {
+                intents.push(Intent::ShowInFolder(hit.path.clone()));
             }
         });
     });
+    preview
 }

@@ -1,32 +1,196 @@
-//! The status bar (device, current model and index, the running job) and the notices.
+//! The status bar (device, current model and index, the running job), the details of the
+//! current model and index, and the notices.
 
-use crate::app::state::AppState;
-use crate::app::widgets::file_name;
+use crate::app::reducer::plural;
+use crate::app::state::{AppState, Details};
+use crate::app::widgets::{busy_label, file_name};
 
-pub fn status_ui(ui: &mut egui::Ui, state: &AppState) {
+pub fn status_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
         ui.label(format!("Device: {}", state.device));
         ui.separator();
+        let mut toggle = None;
         match &state.current.model {
-            Some(model) => ui.label(format!(
-                "Model: {} ({}-d, {} px)",
-                file_name(&model.path),
-                model.info.config.embedding_dim,
-                model.info.config.preprocess.image_size_px
-            )),
-            None => ui.label("Model: none"),
-        };
+            Some(model) => {
+                ui.label("Model:");
+                if ui
+                    .link(file_name(&model.path))
+                    .on_hover_text("Show the model's details")
+                    .clicked()
+                {
+                    toggle = Some(Details::Model);
+                }
+                ui.label(format!(
+                    "({}-d, {} px)",
+                    model.info.config.embedding_dim, model.info.config.preprocess.image_size_px
+                ));
+            }
+            None => {
+                ui.label("Model: none");
+            }
+        }
         ui.separator();
         match &state.current.index {
-            Some(index) => ui.label(format!("Index: {} images", index.images)),
-            None => ui.label("Index: none"),
-        };
+            Some(index) => {
+                ui.label("Index:");
+                if ui
+                    .link(plural(index.images, "image", "images"))
+                    .on_hover_text("Show the index's details")
+                    .clicked()
+                {
+                    toggle = Some(Details::Index);
+                }
+            }
+            None => {
+                ui.label("Index: none");
+            }
+        }
+        if let Some(which) = toggle {
+            state.details = (state.details != Some(which)).then_some(which);
+        }
         if let Some(activity) = &state.activity {
             ui.separator();
-            ui.spinner();
-            ui.label(format!("Busy: {}", activity.kind.label()));
+            let progress = match activity.total {
+                Some(total)
+                    if total > 0 && activity.kind != crate::worker::JobKind::DownloadWeights =>
+                {
+                    format!(" {}/{total}", activity.done)
+                }
+                _ => String::new(),
+            };
+            busy_label(ui, format!("Busy: {}{progress}", activity.kind.label()));
         }
     });
+}
+
+/// A window with the current model's or index's details: file, what it was made from,
+/// when it was made, and (for an index) which model made it.
+pub fn details_ui(ctx: &egui::Context, state: &mut AppState) {
+    let Some(which) = state.details else { return };
+    let mut open = true;
+    let title = match which {
+        Details::Model => "Current model",
+        Details::Index => "Current index",
+    };
+    egui::Window::new(title)
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(true)
+        .default_width(460.0)
+        .show(ctx, |ui| {
+            egui::Grid::new("details_grid")
+                .num_columns(2)
+                .spacing([12.0, 4.0])
+                .show(ui, |ui| match which {
+                    Details::Model => match &state.current.model {
+                        Some(model) => {
+                            let summary = &model.info.summary;
+                            let config = &model.info.config;
+                            row(ui, "File", &model.path.display().to_string());
+                            row(ui, "Saved", &when(model.modified));
+                            row(ui, "Trained on", &summary.data_folder);
+                            row(ui, "Photos", &summary.images.to_string());
+                            row(
+                                ui,
+                                "Classes",
+                                &format!(
+                                    "{} ({})",
+                                    summary.classes.len(),
+                                    summary.classes.join(", ")
+                                ),
+                            );
+                            row(ui, "Recipe", &summary.preset);
+                            row(
+                                ui,
+                                "Training",
+                                &format!(
+                                    "{} in {:.0} s on {}",
+                                    plural(summary.steps, "step", "steps"),
+                                    summary.train_secs,
+                                    summary.device
+                                ),
+                            );
+                            if let Some(recall) = summary.validation_recall_at_1 {
+                                row(
+                                    ui,
+                                    "Recall@1",
+                                    &format!(
+                                        "{recall:.2} on {}",
+                                        summary
+                                            .validation_source
+                                            .as_deref()
+                                            .unwrap_or("validation photos")
+                                    ),
+                                );
+                            }
+                            row(
+                                ui,
+                                "Embedding",
+                                &format!(
+                                    "{}-d from {} px photos",
+                                    config.embedding_dim, config.preprocess.image_size_px
+                                ),
+                            );
+                        }
+                        None => row(ui, "Model", "none"),
+                    },
+                    Details::Index => match &state.current.index {
+                        Some(index) => {
+                            row(ui, "File", &index.path.display().to_string());
+                            row(ui, "Built", &when(index.modified));
+                            row(ui, "Folder", &index.folder.display().to_string());
+                            row(ui, "Images", &index.images.to_string());
+                            row(ui, "Skipped", &plural(index.skipped.len(), "file", "files"));
+                            row(
+                                ui,
+                                "Built with model",
+                                &index.model_path.display().to_string(),
+                            );
+                        }
+                        None => row(ui, "Index", "none"),
+                    },
+                });
+        });
+    if !open {
+        state.details = None;
+    }
+}
+
+fn row(ui: &mut egui::Ui, name: &str, value: &str) {
+    ui.label(egui::RichText::new(name).strong());
+    ui.add(egui::Label::new(value).wrap());
+    ui.end_row();
+}
+
+/// A file time as local-independent UTC ("2026-11-29 09:41 UTC"), or "unknown".
+fn when(time: Option<std::time::SystemTime>) -> String {
+    let Some(secs) = time
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+    else {
+        return "unknown".into();
+    };
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        (rest % 3600) / 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The last three notices, newest first, each with Dismiss.
@@ -65,5 +229,17 @@ pub fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
     }
     if let Some(i) = dismissed {
         state.notices.remove(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_times_read_as_utc_dates() {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        assert_eq!(when(Some(time)), "2026-11-30 00:53 UTC");
+        assert_eq!(when(None), "unknown");
     }
 }

@@ -1,4 +1,7 @@
-//! The toolbar: the library folder (dialog, recent folders), opening a model or an index.
+//! The toolbar: the library folder (dialog, recent libraries, models and indexes),
+//! opening a model or an index.
+
+use std::path::PathBuf;
 
 use super::Intent;
 use crate::app::state::AppState;
@@ -14,22 +17,84 @@ pub fn toolbar_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>
         {
             intents.push(Intent::PickLibrary);
         }
-        let recent = &state.settings.recent_folders;
-        ui.add_enabled_ui(!recent.is_empty(), |ui| {
+        let settings = &state.settings;
+        let anything_recent = !(settings.recent_folders.is_empty()
+            && settings.recent_models.is_empty()
+            && settings.recent_indexes.is_empty());
+        ui.add_enabled_ui(anything_recent, |ui| {
             ui.menu_button("Recent", |ui| {
-                for folder in recent {
-                    if ui.button(folder.display().to_string()).clicked() {
-                        intents.push(Intent::ChooseLibrary(folder.clone()));
-                        ui.close();
-                    }
-                }
+                recent_section(
+                    ui,
+                    "Libraries",
+                    &settings.recent_folders,
+                    |path| Intent::ChooseLibrary(path),
+                    intents,
+                );
+                recent_section(
+                    ui,
+                    "Models",
+                    &settings.recent_models,
+                    Intent::OpenModel,
+                    intents,
+                );
+                recent_section(
+                    ui,
+                    "Indexes",
+                    &settings.recent_indexes,
+                    Intent::OpenIndex,
+                    intents,
+                );
             });
         });
-        if ui.button("Open model…").clicked() {
+        if ui
+            .button("Open model…")
+            .on_hover_text(format!(
+                "Models you trained are in {}",
+                state.dirs.models.display()
+            ))
+            .clicked()
+        {
             intents.push(Intent::PickModelFile);
         }
-        if ui.button("Open index…").clicked() {
+        if ui
+            .button("Open index…")
+            .on_hover_text(format!(
+                "Indexes you built are in {}",
+                state.dirs.indexes.display()
+            ))
+            .clicked()
+        {
             intents.push(Intent::PickIndexFile);
         }
     });
+}
+
+/// One list of the Recent menu: a heading and an entry per path (missing files greyed).
+fn recent_section(
+    ui: &mut egui::Ui,
+    heading: &str,
+    paths: &[PathBuf],
+    intent: impl Fn(PathBuf) -> Intent,
+    intents: &mut Vec<Intent>,
+) {
+    if paths.is_empty() {
+        return;
+    }
+    ui.label(egui::RichText::new(heading).strong());
+    for path in paths {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let exists = path.exists();
+        let button = ui
+            .add_enabled(exists, egui::Button::new(name))
+            .on_hover_text(path.display().to_string())
+            .on_disabled_hover_text(format!("{} no longer exists", path.display()));
+        if button.clicked() {
+            intents.push(intent(path.clone()));
+            ui.close();
+        }
+    }
+    ui.separator();
 }

@@ -1,17 +1,17 @@
 //! What a training run shows: progress, the loss and validation charts, the validation
 //! figures, and the photos whose labels look wrong.
 
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{GridMark, Legend, Line, Plot, PlotPoint, PlotPoints, Points};
 
 use super::Intent;
 use crate::app::state::AppState;
 use crate::app::thumbnails::ThumbnailCache;
-use crate::app::widgets::{file_name, format_secs, progress_bar, thumbnail};
+use crate::app::widgets::{busy_label, file_name, format_secs, progress_bar, thumbnail};
 use crate::engine::eval::{RetrievalReport, SuspectImage};
 
 pub fn training_report_ui(
     ui: &mut egui::Ui,
-    state: &AppState,
+    state: &mut AppState,
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
@@ -33,12 +33,12 @@ pub fn training_report_ui(
             None => by_steps,
         };
         let epoch = match view.epochs {
-            Some(epochs) => format!("Epoch {}/{epochs}", view.epoch),
-            None => format!("Epoch {}", view.epoch),
+            Some(epochs) => format!("epoch {}/{epochs}", view.epoch),
+            None => format!("epoch {}", view.epoch),
         };
         ui.add(
             egui::ProgressBar::new(fraction.min(1.0) as f32).text(format!(
-                "{epoch} · step {}/{} · {} left",
+                "Step {} of {} of {epoch} · {} left",
                 view.step,
                 view.steps_per_epoch,
                 format_secs(view.remaining_secs)
@@ -46,10 +46,7 @@ pub fn training_report_ui(
         );
         ui.label(&view.device);
     } else if running {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label("Starting…");
-        });
+        ui.horizontal(|ui| busy_label(ui, "Starting…"));
     }
     if let Some((done, total)) = view.evaluating {
         progress_bar(
@@ -62,42 +59,91 @@ pub fn training_report_ui(
     for note in &view.notes {
         ui.small(note);
     }
-    charts_ui(ui, state);
-    if let Some(outcome) = &view.outcome {
-        ui.label(outcome);
+    charts_ui(ui, &mut state.training);
+    let view = &state.training;
+    if let Some(end) = &view.outcome {
+        ui.label(egui::RichText::new(&end.headline).strong());
+        for line in &end.lines {
+            ui.label(line);
+        }
+        for warning in &end.warnings {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {warning}"));
+        }
+        if let Some(model) = &end.unused_model
+            && ui
+                .add_enabled(state.is_idle(), egui::Button::new("Use this model"))
+                .on_hover_text("Make it the current model and index the library with it")
+                .clicked()
+        {
+            intents.push(Intent::UseModel(model.clone()));
+        }
     }
     if let Some(report) = &view.validation {
         validation_ui(ui, report, thumbnails, intents);
     }
 }
 
-fn charts_ui(ui: &mut egui::Ui, state: &AppState) {
-    let view = &state.training;
-    if !view.step_losses.is_empty() {
-        Plot::new("loss_plot")
+/// Loss shown on the log scale is clamped here (a loss of 0 has no logarithm).
+const LOG_FLOOR: f64 = 1e-4;
+
+fn charts_ui(ui: &mut egui::Ui, view: &mut crate::app::state::TrainingView) {
+    if let Some(last) = view.step_losses.last() {
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new(format!("Loss now {:.4}", last.y)).strong())
+                .on_hover_text(format!("at step {}", last.x));
+            if let Some(epoch) = view.epoch_losses.last() {
+                ui.label(format!("· last epoch mean {:.4}", epoch.y));
+            }
+            if let Some(validation) = view.validation_losses.last() {
+                ui.label(format!("· validation {:.4}", validation.y));
+            }
+            ui.checkbox(&mut view.log_scale, "Log scale");
+        });
+        let log_scale = view.log_scale;
+        let shown = |points: &[PlotPoint]| -> Vec<PlotPoint> {
+            points
+                .iter()
+                .map(|p| {
+                    let y = if log_scale {
+                        p.y.max(LOG_FLOOR).log10()
+                    } else {
+                        p.y
+                    };
+                    PlotPoint::new(p.x, y)
+                })
+                .collect()
+        };
+        let (steps, epochs, validation) = (
+            shown(&view.step_losses),
+            shown(&view.epoch_losses),
+            shown(&view.validation_losses),
+        );
+        let mut plot = Plot::new("loss_plot")
             .height(180.0)
             .legend(Legend::default())
             .x_axis_label("step")
-            .y_axis_label("loss")
-            .allow_scroll(false)
-            .show(ui, |plot| {
+            .y_axis_label(if log_scale { "loss (log)" } else { "loss" })
+            .allow_scroll(false);
+        if log_scale {
+            plot =
+                plot.y_axis_formatter(|mark: GridMark, _range| format_loss(10f64.powf(mark.value)));
+        } else {
+            plot = plot.include_y(0.0);
+        }
+        plot.show(ui, |plot| {
+            plot.line(
+                Line::new("step loss", PlotPoints::Owned(steps))
+                    .color(egui::Color32::from_gray(150)),
+            );
+            plot.line(Line::new("epoch mean", PlotPoints::Owned(epochs.clone())).width(2.0));
+            plot.points(Points::new("epoch mean", PlotPoints::Owned(epochs)).radius(3.0));
+            if !validation.is_empty() {
                 plot.line(
-                    Line::new("step loss", PlotPoints::Borrowed(&view.step_losses))
-                        .color(egui::Color32::from_gray(150)),
+                    Line::new("validation", PlotPoints::Owned(validation.clone())).width(2.0),
                 );
-                plot.line(
-                    Line::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).width(2.0),
-                );
-                plot.points(
-                    Points::new("epoch mean", PlotPoints::Borrowed(&view.epoch_losses)).radius(3.0),
-                );
-                if !view.validation_losses.is_empty() {
-                    plot.line(
-                        Line::new("validation", PlotPoints::Borrowed(&view.validation_losses))
-                            .width(2.0),
-                    );
-                }
-            });
+                plot.points(Points::new("validation", PlotPoints::Owned(validation)).radius(3.5));
+            }
+        });
     }
     if !view.validation_map.is_empty() {
         // Retrieval on the validation folder: the measure the kept epoch is chosen by.
@@ -125,6 +171,17 @@ fn charts_ui(ui: &mut egui::Ui, state: &AppState) {
                     .radius(3.0),
                 );
             });
+    }
+}
+
+/// A loss for an axis label: as few digits as it needs.
+fn format_loss(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 0.01 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.0e}")
     }
 }
 
@@ -200,10 +257,8 @@ fn suspects_ui(
                             if ui.small_button("Open").clicked() {
                                 intents.push(Intent::Open(suspect.path.clone()));
                             }
-                            if ui.small_button("Show in folder").clicked()
-                                && let Some(parent) = suspect.path.parent()
-                            {
-                                intents.push(Intent::Open(parent.to_path_buf()));
+                            if ui.small_button("Show in folder").clicked() {
+                                intents.push(Intent::ShowInFolder(suspect.path.clone()));
                             }
                         });
                     });

@@ -251,6 +251,10 @@ pub struct TrainJob {
     pub validation: Option<PathBuf>,
     /// torchvision-named ResNet18 weights (.safetensors) to start from.
     pub weights: Option<PathBuf>,
+    /// Without a validation folder: this share of each class's photos (classes with
+    /// enough of them) is held out of training and validates it instead, so the run can
+    /// still say how well it retrieves.
+    pub holdout_share: Option<f64>,
     pub settings: TrainSettings,
     pub max_pixels: u64,
     pub loader_threads: usize,
@@ -262,6 +266,7 @@ impl TrainJob {
             data,
             validation: None,
             weights: None,
+            holdout_share: None,
             settings,
             max_pixels: DEFAULT_MAX_PIXELS,
             loader_threads: default_loader_threads(),
@@ -385,6 +390,8 @@ pub fn train(
         settings: serde_json::to_value(settings).unwrap_or_default(),
         device: device_label,
         pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
+        steps_per_epoch: trainer.steps_per_epoch(),
+        validation_source: data.validation_source.clone(),
         ..Default::default()
     };
     let mut epoch = 0;

@@ -255,7 +255,12 @@ impl ValidationProbe {
         Ok(Some(sum / self.loss_batches.len() as f64))
     }
 
-    fn map_at_r(&self, model: &EmbeddingModel, training_images: &PreparedImages) -> Result<f64> {
+    /// mAP@R and recall@1 of the validation queries against the training gallery.
+    fn retrieval(
+        &self,
+        model: &EmbeddingModel,
+        training_images: &PreparedImages,
+    ) -> Result<(f64, f64)> {
         let gallery = embed_prepared(model, training_images, &self.gallery)?;
         let queries = embed_prepared(model, &self.images, &self.queries)?;
         let largest_class = (0..self.class_names.len())
@@ -279,13 +284,13 @@ impl ValidationProbe {
             .chunks(k as usize)
             .map(|row| row.iter().map(|&g| g as usize).collect())
             .collect();
-        Ok(retrieval_metrics(
+        let report = retrieval_metrics(
             &self.class_names,
             &self.gallery_classes,
             &self.query_classes,
             &ranked,
-        )
-        .map_at_r)
+        );
+        Ok((report.map_at_r, report.recall_at_1))
     }
 }
 
@@ -296,7 +301,10 @@ pub struct Monitor {
     validation: Option<ValidationProbe>,
     detector: CollapseDetector,
     last_healthy: Option<Checkpoint>,
-    best: Option<(usize, f64, Checkpoint)>,
+    /// The best validated epoch: its number, mAP@R, recall@1 and weights.
+    best: Option<(usize, f64, f64, Checkpoint)>,
+    /// Recall@1 of the last validation, for runs where no epoch was kept as best.
+    last_recall_at_1: Option<f64>,
     recoveries: usize,
     last_observed: Option<Instant>,
     last_spread: f64,
@@ -319,6 +327,7 @@ impl Monitor {
             detector,
             last_healthy,
             best: None,
+            last_recall_at_1: None,
             recoveries: 0,
             last_observed: None,
             last_spread: start_spread,
@@ -349,13 +358,17 @@ impl Monitor {
         let embeddings = embed_prepared(trainer.model(), &self.training_images, &self.probe)?;
         let spread = relative_spread(&embeddings, self.detector.margin_scale());
         self.last_spread = spread;
-        let (validation_loss, validation_map_at_r) = match &self.validation {
+        let (validation_loss, retrieval) = match &self.validation {
             Some(validation) => (
                 validation.loss(trainer)?,
-                Some(validation.map_at_r(trainer.model(), &self.training_images)?),
+                Some(validation.retrieval(trainer.model(), &self.training_images)?),
             ),
             None => (None, None),
         };
+        let validation_map_at_r = retrieval.map(|(map, _)| map);
+        if let Some((_, recall)) = retrieval {
+            self.last_recall_at_1 = Some(recall);
+        }
         let verdict = match self
             .detector
             .check(trainer.global_step(), mean_loss, spread)
@@ -365,10 +378,10 @@ impl Monitor {
                 if spread >= COLLAPSED_SPREAD {
                     self.last_healthy = Some(trainer.checkpoint());
                 }
-                if let Some(map) = validation_map_at_r
-                    && self.best.as_ref().is_none_or(|(_, best, _)| map > *best)
+                if let Some((map, recall)) = retrieval
+                    && self.best.as_ref().is_none_or(|(_, best, _, _)| map > *best)
                 {
-                    self.best = Some((epoch, map, trainer.checkpoint()));
+                    self.best = Some((epoch, map, recall, trainer.checkpoint()));
                 }
                 EpochVerdict::Healthy
             }
@@ -410,10 +423,12 @@ impl Monitor {
 
     /// Puts the best validated weights back, and records the run's monitoring in the summary.
     pub fn finish(&self, trainer: &mut Trainer, summary: &mut TrainingSummary) -> Result<()> {
-        if let Some((epoch, map, checkpoint)) = &self.best {
+        summary.validation_recall_at_1 = self.last_recall_at_1;
+        if let Some((epoch, map, recall, checkpoint)) = &self.best {
             trainer.restore(checkpoint)?;
             summary.best_epoch = Some(*epoch);
             summary.best_validation_map_at_r = Some(*map);
+            summary.validation_recall_at_1 = Some(*recall);
         }
         Ok(())
     }

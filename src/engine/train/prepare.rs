@@ -63,13 +63,63 @@ impl LabeledImages {
     }
 }
 
+/// Classes with fewer photos than this keep them all for training when photos are held
+/// out for validation.
+const HOLDOUT_MIN_CLASS_IMAGES: usize = 8;
+
 /// The training set, the optional validation set, and what the person should know.
 pub struct PreparedData {
     pub training: LabeledImages,
     pub validation: Option<LabeledImages>,
+    /// What validates the run, in words ("the validation folder", "N photos held out of
+    /// the library"); `None` without validation.
+    pub validation_source: Option<String>,
     /// Files left out of either set, and why.
     pub skipped: Vec<SkippedFile>,
     pub notes: Vec<String>,
+}
+
+/// Moves `share` of the photos of every class with at least [`HOLDOUT_MIN_CLASS_IMAGES`]
+/// out of `training` (evenly spread over the class, so the same photos every run) and
+/// returns them as a validation set; `None` when no class has enough photos.
+fn hold_out(training: &mut LabeledDataset, share: f64) -> Option<LabeledDataset> {
+    let share = share.clamp(0.0, 0.5);
+    let mut held = Vec::new();
+    let mut kept = Vec::with_capacity(training.images.len());
+    for class in 0..training.classes.len() {
+        let members: Vec<&(PathBuf, usize)> = training
+            .images
+            .iter()
+            .filter(|(_, c)| *c == class)
+            .collect();
+        let count = members.len();
+        let take = if count >= HOLDOUT_MIN_CLASS_IMAGES {
+            ((count as f64 * share).round() as usize).max(1)
+        } else {
+            0
+        };
+        let picked: std::collections::HashSet<usize> = (0..take)
+            .map(|i| i * count / take.max(1) + count / (2 * take.max(1)))
+            .collect();
+        for (i, item) in members.into_iter().enumerate() {
+            if picked.contains(&i) {
+                held.push(item.clone());
+            } else {
+                kept.push(item.clone());
+            }
+        }
+    }
+    if held.is_empty() {
+        return None;
+    }
+    training.images = kept;
+    Some(LabeledDataset {
+        root: training.root.clone(),
+        classes: training.classes.clone(),
+        images: held,
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    })
 }
 
 /// Scans and decodes the job's folders. Fails when the training set cannot train.
@@ -78,11 +128,23 @@ pub fn prepare(
     cancel: &AtomicBool,
     on_event: &(dyn Fn(TrainEvent) + Sync),
 ) -> Result<PreparedData> {
-    let training_set = LabeledDataset::scan(&job.data, job.max_pixels)?;
+    let mut training_set = LabeledDataset::scan(&job.data, job.max_pixels)?;
     training_set.check_trainable()?;
-    let validation_set = match &job.validation {
-        Some(folder) => Some(LabeledDataset::scan(folder, job.max_pixels)?),
-        None => None,
+    let validation_set = match (&job.validation, job.holdout_share) {
+        (Some(folder), _) => Some(LabeledDataset::scan(folder, job.max_pixels)?),
+        (None, Some(share)) => hold_out(&mut training_set, share),
+        (None, None) => None,
+    };
+    let validation_source = match (&job.validation, &validation_set) {
+        (Some(_), Some(set)) => Some(format!(
+            "the validation folder ({} photos)",
+            set.images.len()
+        )),
+        (None, Some(set)) => Some(format!(
+            "{} photos held out of the library",
+            set.images.len()
+        )),
+        _ => None,
     };
 
     // Decode everything once; augmentation then works on the cached square images.
@@ -126,6 +188,7 @@ pub fn prepare(
     Ok(PreparedData {
         training,
         validation,
+        validation_source,
         skipped,
         notes,
     })
