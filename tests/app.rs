@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
+use likeness::app::desktop::{Desktop, Launchers};
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
 use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
@@ -81,6 +82,12 @@ fn library_training_search_export_and_restart() {
     let library = dir.path().join("flowers");
     write_dataset(&library, 3, 6, 40, 21).expect("library");
     std::fs::write(library.join("class_00/broken.png"), b"not really a png").expect("write");
+    // A photo directly in the library: searchable, but in no class.
+    std::fs::copy(
+        library.join("class_01/img_000.png"),
+        library.join("loose.png"),
+    )
+    .expect("copy");
     let data_dir = dir.path().join("data");
     let mut settings = AppSettings::default();
     small_training(&mut settings);
@@ -93,8 +100,11 @@ fn library_training_search_export_and_restart() {
     run_until(&mut harness, "the library scan", |app| {
         app.library.is_some()
     });
-    harness.get_by_label("18 images in 3 classes");
-    harness.get_by_label("1 files skipped");
+    harness.get_by_label("18 photos in 3 classes");
+    harness.get_by_label("class_00");
+    assert_eq!(harness.get_all_by_label("6 photos").count(), 3);
+    harness.get_by_label("1 photo in no class folder");
+    harness.get_by_label("1 file skipped");
 
     // Train: loss points arrive and the progress bar advances, then the library is indexed.
     harness.get_by_label("Train").click();
@@ -102,7 +112,8 @@ fn library_training_search_export_and_restart() {
         app.training.step_losses.len() >= 2
     });
     assert!(
-        harness.query_by_label_contains("· step").is_some() || !harness.state().training_running()
+        harness.query_by_label_contains(" of epoch ").is_some()
+            || !harness.state().training_running()
     );
     run_until(&mut harness, "the index", |app| {
         app.current.index.is_some() && app.is_idle()
@@ -113,9 +124,11 @@ fn library_training_search_export_and_restart() {
         "{:?}",
         app.training.epoch_losses
     );
-    assert_eq!(app.current.index.as_ref().map(|i| i.images), Some(18));
-    harness.get_by_label_contains("Training finished");
-    harness.get_by_label("Index: 18 images");
+    assert_eq!(app.current.index.as_ref().map(|i| i.images), Some(19));
+    harness.get_by_label("Training finished");
+    harness.get_by_label_contains("Trained 3 full epochs of");
+    harness.get_by_label_contains("final loss");
+    harness.get_by_label("19 images");
 
     // Drop a photo: k results in the grid, nearest first, the photo itself at rank 1.
     let query = library.join("class_02/img_003.png");
@@ -129,6 +142,15 @@ fn library_training_search_export_and_restart() {
     harness.get_by_label("5 nearest images, nearest first");
     run_until(&mut harness, "thumbnails", |app| {
         app.thumbnails.used_bytes() > 0
+    });
+    // Thumbnails are kept on disk, so a reopened index shows its grid at once.
+    let thumbnail_cache = data_dir.join("thumbnails");
+    run_until(&mut harness, "the thumbnail disk cache", |_| {
+        std::fs::read_dir(&thumbnail_cache).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "jpg"))
+        })
     });
 
     // Export the selection (all by default): files and manifests on disk.
@@ -191,7 +213,7 @@ fn library_training_search_export_and_restart() {
     });
     assert_eq!(
         harness.state().current.index.as_ref().map(|i| i.images),
-        Some(18)
+        Some(19)
     );
     assert!(
         harness.state().training.step_losses.is_empty(),
@@ -313,7 +335,9 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
         "{:?}",
         training.validation_map
     );
-    harness.get_by_label_contains("the best on the validation folder");
+    harness.get_by_label_contains("the best on the validation photos");
+    harness.get_by_label_contains("Quality: recall@1");
+    harness.get_by_label_contains("on the validation folder (9 photos)");
 
     // The finder's list: the photo, its folder class, the class its neighbours say, and a
     // way to open it.
@@ -337,4 +361,250 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     harness.get_by_label("img_002.png");
     harness.get_by_label("In folder 'class_01', its neighbours say 'class_02' (90% of them)");
     harness.get_by_label("Open");
+}
+
+/// A tiny untrained model file (32 px, 8-d): enough to index and search in tests.
+fn tiny_model(path: &Path) {
+    use likeness::engine::data::Preprocess;
+    use likeness::engine::model::{EmbeddingModel, ModelConfig, TrainingSummary, save_model};
+    let config = ModelConfig {
+        architecture: "resnet18".into(),
+        embedding_dim: 8,
+        l2_normalize: false,
+        preprocess: Preprocess {
+            image_size_px: 32,
+            mean: Preprocess::SEED_MEAN,
+            std: Preprocess::SEED_STD,
+        },
+    };
+    let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
+    save_model(path, &model, &TrainingSummary::default()).expect("save");
+}
+
+/// A window with `library` chosen and indexed with a tiny model, and results for `query`.
+fn indexed_window(dir: &Path, library: &Path, query: &Path) -> Harness<'static, LikenessApp> {
+    let model = dir.join("tiny.safetensors");
+    tiny_model(&model);
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    let mut harness = app_harness(settings, &dir.join("data"));
+    harness.step();
+    harness.state_mut().choose_library(library.to_path_buf());
+    harness.state_mut().use_model(model);
+    run_until(&mut harness, "the index", |app| {
+        app.current.index.is_some() && app.is_idle()
+    });
+    drop_file(&mut harness, query);
+    run_until(&mut harness, "results", |app| app.search.is_some());
+    harness
+}
+
+#[test]
+fn every_paste_ends_in_results_or_a_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 41).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+
+    // Text that is not a path.
+    harness.event(egui::Event::Paste("just some words".into()));
+    harness.step();
+    harness.get_by_label_contains("The clipboard holds no image or image path");
+    // A path to a file that is not there.
+    let missing = dir.path().join("gone.jpg");
+    harness.event(egui::Event::Paste(missing.display().to_string()));
+    harness.step();
+    harness.get_by_label(&format!("File not found: {}", missing.display()));
+    // The Paste button with an empty clipboard: nothing arrives, so a message does.
+    harness.state_mut().notices.clear();
+    harness.step();
+    harness.get_by_label("Paste").click();
+    run_until(&mut harness, "the empty clipboard message", |app| {
+        app.notices
+            .iter()
+            .any(|n| n.text == "The clipboard holds no image or image path.")
+    });
+    // A file:// URI of a photo searches with it.
+    let other = library.join("class_00/img_001.png");
+    harness.event(egui::Event::Paste(format!("file://{}", other.display())));
+    run_until(&mut harness, "results for the pasted path", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.query.label() == other.display().to_string())
+    });
+}
+
+#[test]
+fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 51).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    assert_eq!(
+        harness.state().search.as_ref().map(|s| s.hits.len()),
+        Some(5)
+    );
+
+    // Show in folder goes to the desktop's file manager, with the photo's path.
+    let log = dir.path().join("launched.txt");
+    let record = format!("echo \"$0\" >> '{}'", log.display());
+    harness.state_mut().desktop = Desktop::new(Launchers::Custom {
+        open: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo 'no application for image/png' >&2; exit 4".into(),
+        ],
+        show: vec!["sh".into(), "-c".into(), record.into()],
+    });
+    let first = harness.state().search.as_ref().expect("results").hits[0]
+        .path
+        .clone();
+    harness
+        .get_all_by_label("Show in folder")
+        .next()
+        .expect("button")
+        .click();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.exists() && Instant::now() < deadline {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("launcher ran").trim(),
+        first.display().to_string()
+    );
+
+    // A result's large preview (double-click, or Preview in its context menu), with
+    // arrow keys through the results.
+    // (kittest's synthetic clicks do not add up to a double-click, so the test opens it
+    // the way the card's double-click handler does.)
+    harness.get_by_label_contains("Photo #1:");
+    harness.state_mut().preview = Some(0);
+    // A new window is laid out invisibly in its first frame.
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().preview, Some(0));
+    harness.get_by_label("#1 of 5");
+    harness.key_press(egui::Key::ArrowRight);
+    harness.step();
+    assert_eq!(harness.state().preview, Some(1));
+    harness.get_by_label("#2 of 5");
+    run_until(&mut harness, "the full-size photo", |app| {
+        let path = &app.search.as_ref().expect("results").hits[1].path;
+        app.thumbnails
+            .sides_of(path)
+            .iter()
+            .any(|&side| side >= 1024)
+    });
+    // A failing "Open in default app" says why.
+    harness
+        .get_by_label("Open in default app")
+        .click_accesskit();
+    run_until(&mut harness, "the launcher failure", |app| {
+        app.notices.iter().any(|n| {
+            n.is_error
+                && n.text.contains("Could not open")
+                && n.text.contains("no application for image/png")
+        })
+    });
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    assert_eq!(harness.state().preview, None);
+
+    // Changing k searches again, with no Refresh button.
+    harness.get_by_label("Results:").set_value_accesskit(3.0);
+    harness.step();
+    assert_eq!(harness.state().settings.k, 3);
+    run_until(&mut harness, "results for the new k", |app| {
+        app.search.as_ref().map(|s| s.hits.len()) == Some(3)
+    });
+    assert!(harness.query_by_label("Refresh").is_none());
+
+    // Another index: the same query runs against it, and the index folder field follows.
+    let other = dir.path().join("other");
+    write_dataset(&other, 2, 2, 32, 52).expect("other photos");
+    harness.state_mut().start_indexing(other.clone());
+    run_until(&mut harness, "results from the new index", |app| {
+        app.search.as_ref().is_some_and(|s| {
+            !s.hits.is_empty() && s.hits.iter().all(|h| h.path.starts_with(&other))
+        })
+    });
+    assert_eq!(harness.state().index_folder, other.display().to_string());
+
+    // The status bar's index opens its details, with the model that built it.
+    harness.get_by_label("4 images").click();
+    harness.step();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Current index");
+    harness.get_by_label("Built with model");
+    assert!(
+        harness
+            .get_all_by_label_contains("tiny.safetensors")
+            .count()
+            >= 2
+    );
+    // Recent lists the index and the model.
+    assert!(harness.state().settings.recent_indexes.len() >= 2);
+    assert!(!harness.state().settings.recent_models.is_empty());
+}
+
+#[test]
+fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chosen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 61).expect("photos");
+    let query = library.join("class_00/img_001.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let before = harness.state().current.clone();
+    {
+        let form = &mut harness.state_mut().settings.train;
+        form.epochs = 10_000;
+    }
+    harness.get_by_label("Train").click();
+    run_until(&mut harness, "a few steps", |app| {
+        app.training.step_losses.len() >= 2
+    });
+    harness.get_by_label("Cancel").click();
+    run_until(&mut harness, "the end of the cancelled run", |app| {
+        app.training.outcome.is_some() && app.is_idle()
+    });
+    assert_eq!(harness.state().current, before, "nothing current changed");
+    harness.get_by_label("Training cancelled");
+    harness.get_by_label_contains("current model and index are unchanged");
+    let unused = harness
+        .state()
+        .training
+        .outcome
+        .as_ref()
+        .and_then(|end| end.unused_model.clone())
+        .expect("the trained model is offered");
+    assert!(
+        unused.is_file(),
+        "the model trained so far is kept as a file"
+    );
+
+    // Choosing it: it becomes current and the library is indexed with it.
+    // The button sits below the charts, out of view in the scrolled column.
+    harness.get_by_label("Use this model").click_accesskit();
+    run_until(&mut harness, "the new model's index", |app| {
+        app.is_idle()
+            && app
+                .current
+                .index
+                .as_ref()
+                .is_some_and(|i| i.model_path == unused)
+    });
+    assert_eq!(
+        harness
+            .state()
+            .current
+            .model
+            .as_ref()
+            .map(|m| m.path.clone()),
+        Some(unused)
+    );
+    assert!(harness.query_by_label("Use this model").is_none());
 }

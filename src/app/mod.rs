@@ -244,26 +244,24 @@ impl LikenessApp {
 
     /// Searches with a query (a file or a pasted image).
     pub fn search_with(&mut self, query: Query) {
+        if let Query::File(path) = &query {
+            if !path.is_file() {
+                self.state
+                    .error(format!("File not found: {}", path.display()));
+                return;
+            }
+            if !is_image_extension(path) {
+                self.state.error(format!(
+                    "{} is not an image Likeness can read (JPEG, PNG, WebP, BMP, GIF or TIFF).",
+                    path.display()
+                ));
+                return;
+            }
+        }
         if self.current.index.is_none() {
             self.state.error(
                 "There is no index to search yet: train a model (or open one), then index a folder.",
             );
-            return;
-        }
-        if let Query::File(path) = &query
-            && !path.is_file()
-        {
-            self.state
-                .error(format!("File not found: {}", path.display()));
-            return;
-        }
-        if let Query::File(path) = &query
-            && !is_image_extension(path)
-        {
-            self.state.error(format!(
-                "{} is not an image Likeness can read (JPEG, PNG, WebP, BMP, GIF or TIFF).",
-                path.display()
-            ));
             return;
         }
         let k = self.settings.k;

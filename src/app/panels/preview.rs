@@ -35,7 +35,7 @@ pub fn preview_ui(
     let mut closed = close;
     let screen = ctx.content_rect();
     let frame_size = screen.size() * PREVIEW_SHARE;
-    let modal = egui::Modal::new(egui::Id::unique("result_preview")).show(ctx, |ui| {
+    egui::Modal::new(egui::Id::unique("result_preview")).show(ctx, |ui| {
         ui.set_width(frame_size.x);
         ui.horizontal(|ui| {
             ui.heading(format!("#{} of {count}", hit.rank));
@@ -75,14 +75,14 @@ pub fn preview_ui(
         }
         ui.horizontal(|ui| {
             if ui
-                .add_enabled(index > 0, egui::Button::new("◀ Previous"))
+                .add_enabled(index > 0, egui::Button::new("< Previous"))
                 .on_hover_text("Left arrow")
                 .clicked()
             {
                 go_to = Some(index - 1);
             }
             if ui
-                .add_enabled(index + 1 < count, egui::Button::new("Next ▶"))
+                .add_enabled(index + 1 < count, egui::Button::new("Next >"))
                 .on_hover_text("Right arrow")
                 .clicked()
             {
@@ -101,9 +101,8 @@ pub fn preview_ui(
             }
         });
     });
-    if modal.backdrop_response.clicked() {
-        closed = true;
-    }
+    // A click on the backdrop does not close the preview: the double-click that opened
+    // it ends on the backdrop, in the same frame. Esc and Close do.
     if previous && index > 0 {
         go_to = Some(index - 1);
     }

@@ -129,6 +129,14 @@ fn result_card_ui(
             ui.set_width(CARD_WIDTH - 8.0);
             let image_size = egui::vec2(CARD_IMAGE, CARD_IMAGE);
             let response = thumbnail(ui, thumbnails, &hit.path, image_size, egui::Sense::click());
+            // Screen readers (and tests) name the photo by its rank and file.
+            response.widget_info(|| {
+                egui::WidgetInfo::labeled(
+                    egui::Role::Image,
+                    true,
+                    format!("Photo #{}: {}", hit.rank, file_name(&hit.path)),
+                )
+            });
             if response.double_clicked() {
                 preview = true;
             }

@@ -27,7 +27,7 @@ pub fn toolbar_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>
                     ui,
                     "Libraries",
                     &settings.recent_folders,
-                    |path| Intent::ChooseLibrary(path),
+                    Intent::ChooseLibrary,
                     intents,
                 );
                 recent_section(

@@ -67,7 +67,7 @@ pub fn training_report_ui(
             ui.label(line);
         }
         for warning in &end.warnings {
-            ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {warning}"));
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {warning}"));
         }
         if let Some(model) = &end.unused_model
             && ui

@@ -193,3 +193,45 @@ pub fn prepare(
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(counts: &[usize]) -> LabeledDataset {
+        let classes: Vec<String> = (0..counts.len()).map(|c| format!("c{c}")).collect();
+        let images = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(class, &n)| {
+                (0..n).map(move |i| (PathBuf::from(format!("c{class}/{i}.png")), class))
+            })
+            .collect();
+        LabeledDataset {
+            root: PathBuf::from("lib"),
+            classes,
+            images,
+            skipped: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn holding_out_takes_a_share_of_each_large_enough_class_and_nothing_else() {
+        let mut training = dataset(&[20, 3, 10]);
+        let held = hold_out(&mut training, 0.1).expect("held out");
+        assert_eq!(held.images_per_class(), vec![2, 0, 1]);
+        assert_eq!(training.images_per_class(), vec![18, 3, 9]);
+        // No photo is in both sets, and the same photos are picked every time.
+        assert!(held.images.iter().all(|h| !training.images.contains(h)));
+        let mut again = dataset(&[20, 3, 10]);
+        assert_eq!(
+            hold_out(&mut again, 0.1).map(|h| h.images),
+            Some(held.images)
+        );
+        // Classes too small to spare a photo: nothing is held out.
+        let mut small = dataset(&[5, 7]);
+        assert!(hold_out(&mut small, 0.1).is_none());
+        assert_eq!(small.images.len(), 12);
+    }
+}
