@@ -246,6 +246,16 @@ fn searching_without_an_index_explains_what_to_do() {
     harness.step();
     harness.step();
     harness.get_by_label_contains("There is no index to search yet");
+
+    // A library folder that is not there: said in the library, not "Scanning…" forever.
+    harness
+        .state_mut()
+        .choose_library(dir.path().join("no-such-folder"));
+    run_until(&mut harness, "the failed scan", |app| {
+        app.library_error.is_some()
+    });
+    harness.get_by_label_contains("This folder cannot be used");
+    assert!(harness.query_by_label("Scanning…").is_none());
 }
 
 #[test]

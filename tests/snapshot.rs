@@ -48,11 +48,7 @@ fn main_screen_with_results_snapshot() {
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .renderer(SoftwareRenderer::default())
-        .with_options(
-            SnapshotOptions::new()
-                .threshold(2.0)
-                .max_failed_pixels(300),
-        )
+        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
         .build_eframe(move |cc| LikenessApp::with_settings(&cc.egui_ctx, settings, dirs));
     let query = hits[0].path.clone();
     let preview = harness.ctx.load_texture(

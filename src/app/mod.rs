@@ -174,6 +174,7 @@ impl LikenessApp {
         self.settings.library = Some(folder.clone());
         self.index_folder = folder.display().to_string();
         self.library = None;
+        self.library_error = None;
         self.send(Request::ScanLibrary(folder));
     }
 

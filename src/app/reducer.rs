@@ -9,6 +9,7 @@ use egui_plot::PlotPoint;
 use std::path::Path;
 
 use super::state::{Activity, AppState, LibraryView, SearchView, TrainingEnd, TrainingView};
+use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{Event, JobId, JobKind, Outcome, Progress, Query};
@@ -46,6 +47,9 @@ impl AppState {
             }
             Event::Failed { job, kind, message } => {
                 self.end(job);
+                if kind == JobKind::ScanLibrary && self.library.is_none() {
+                    self.library_error = Some(message.clone());
+                }
                 if self.index_after == Some(job) {
                     self.index_after = None;
                 }
@@ -238,9 +242,24 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
             view.steps_per_epoch = steps_per_epoch;
             view.epochs = epochs;
             view.notes = notes;
-            if !skipped.is_empty() {
-                view.notes
-                    .push(format!("{} files skipped (see Library)", skipped.len()));
+            // Counted as the library counts them: photos in no class apart from files
+            // that could not be used.
+            let unclassified = skipped
+                .iter()
+                .filter(|file| file.reason == NOT_IN_A_CLASS)
+                .count();
+            if unclassified > 0 {
+                view.notes.push(format!(
+                    "{} in no class folder left out of training (see Library)",
+                    plural(unclassified, "photo", "photos")
+                ));
+            }
+            let unusable = skipped.len() - unclassified;
+            if unusable > 0 {
+                view.notes.push(format!(
+                    "{} (see Library)",
+                    plural(unusable, "file skipped", "files skipped")
+                ));
             }
         }
         TrainEvent::Step {

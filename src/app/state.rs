@@ -130,6 +130,8 @@ pub struct AppState {
     pub device: String,
     pub notices: Vec<Notice>,
     pub library: Option<LibraryView>,
+    /// Why the last library scan failed (the folder is gone or unreadable).
+    pub library_error: Option<String>,
     pub training: TrainingView,
     /// The worker's current model and index, as its last snapshot said.
     pub current: Snapshot,
@@ -167,6 +169,7 @@ impl AppState {
             device: "detecting…".into(),
             notices: Vec::new(),
             library: None,
+            library_error: None,
             training: TrainingView::default(),
             current: Snapshot::default(),
             activity: None,

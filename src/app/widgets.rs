@@ -85,9 +85,9 @@ pub fn thumbnail(
 
 /// How often busy indicators change: often enough to look alive, rarely enough that a
 /// window under software rendering leaves the CPU to the job it is showing.
-pub const BUSY_REPAINT: std::time::Duration = std::time::Duration::from_millis(250);
+pub const BUSY_REPAINT: std::time::Duration = std::time::Duration::from_millis(1000);
 
-/// A busy indicator that changes four times a second (egui's spinner repaints every
+/// A busy indicator that changes twice a second (egui's spinner repaints every
 /// frame, which under software rendering costs the running job a whole core).
 pub fn paced_spinner(ui: &egui::Ui, center: egui::Pos2) {
     // Eight dots on a circle; the bright one moves a step per repaint.

@@ -127,4 +127,3 @@ impl TestRenderer for SoftwareRenderer {
             .ok_or_else(|| "bad frame size".to_string())
     }
 }
-

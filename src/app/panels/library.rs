@@ -13,7 +13,17 @@ pub fn library_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Int
         }
         (Some(folder), None) => {
             ui.label(folder.display().to_string());
-            ui.horizontal(|ui| busy_label(ui, "Scanning…"));
+            match &state.library_error {
+                Some(error) => {
+                    ui.colored_label(
+                        ui.visuals().error_fg_color,
+                        format!("This folder cannot be used: {error}"),
+                    );
+                }
+                None => {
+                    ui.horizontal(|ui| busy_label(ui, "Scanning…"));
+                }
+            }
         }
         (Some(folder), Some(view)) => {
             ui.label(folder.display().to_string());

@@ -13,6 +13,10 @@ use super::preprocess::resize;
 use super::scan::{ImageFolder, SkippedFile, scan_folder};
 use crate::engine::{EngineError, Result};
 
+/// Why training leaves out a photo directly in the data folder.
+pub const NOT_IN_A_CLASS: &str =
+    "not inside a class folder (training needs one sub-folder per class)";
+
 /// A class-folder data set ready for training: each class's images by index into `images`.
 #[derive(Debug, Clone)]
 pub struct LabeledDataset {
@@ -44,8 +48,7 @@ impl LabeledDataset {
                 Some(class) => by_class.entry(class).or_default().push(image.path),
                 None => skipped.push(SkippedFile {
                     path: image.path,
-                    reason: "not inside a class folder (training needs one sub-folder per class)"
-                        .into(),
+                    reason: NOT_IN_A_CLASS.into(),
                 }),
             }
         }

@@ -11,7 +11,9 @@ pub mod loader;
 pub mod preprocess;
 pub mod scan;
 
-pub use dataset::{LabeledDataset, PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch};
+pub use dataset::{
+    LabeledDataset, NOT_IN_A_CLASS, PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch,
+};
 pub use decode::{decode_rgb, decode_rgb_bytes};
 pub use loader::{BatchStream, LoadFn, LoadedBatch, default_loader_threads};
 pub use preprocess::{Augment, Preprocess, resize, shrink_to_fit};
