@@ -112,8 +112,7 @@ fn library_training_search_export_and_restart() {
         app.training.step_losses.len() >= 2
     });
     assert!(
-        harness.query_by_label_contains(" of epoch ").is_some()
-            || !harness.state().training_running()
+        harness.query_by_label_contains(": step ").is_some() || !harness.state().training_running()
     );
     run_until(&mut harness, "the index", |app| {
         app.current.index.is_some() && app.is_idle()

@@ -138,3 +138,15 @@ pub fn format_secs(secs: f64) -> String {
         format!("{secs}s")
     }
 }
+
+/// A distance with enough digits to tell close neighbours apart (unit-length embeddings
+/// put near-duplicates a few thousandths apart).
+pub fn format_distance(distance: f32) -> String {
+    if distance >= 1.0 {
+        format!("{distance:.2}")
+    } else if distance >= 0.1 {
+        format!("{distance:.3}")
+    } else {
+        format!("{distance:.4}")
+    }
+}

@@ -39,7 +39,10 @@ pub fn preview_ui(
         ui.set_width(frame_size.x);
         ui.horizontal(|ui| {
             ui.heading(format!("#{} of {count}", hit.rank));
-            ui.label(format!("d = {:.3}", hit.distance));
+            ui.label(format!(
+                "d = {}",
+                crate::app::widgets::format_distance(hit.distance)
+            ));
             if let Some(class) = &hit.class {
                 ui.label(egui::RichText::new(class).strong());
             }

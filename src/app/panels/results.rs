@@ -4,7 +4,7 @@
 use super::Intent;
 use crate::app::state::AppState;
 use crate::app::thumbnails::ThumbnailCache;
-use crate::app::widgets::{file_name, thumbnail};
+use crate::app::widgets::{file_name, format_distance, thumbnail};
 use crate::engine::index::SearchHit;
 
 const CARD_WIDTH: f32 = 168.0;
@@ -158,7 +158,7 @@ fn result_card_ui(
                 });
             ui.horizontal(|ui| {
                 ui.checkbox(selected, format!("#{}", hit.rank));
-                ui.label(format!("d = {:.3}", hit.distance));
+                ui.label(format!("d = {}", format_distance(hit.distance)));
             });
             ui.label(egui::RichText::new(hit.class.as_deref().unwrap_or("—")).strong());
             ui.add(egui::Label::new(egui::RichText::new(file_name(&hit.path)).small()).truncate())

@@ -214,13 +214,19 @@ pub fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
             .inner_margin(8.0)
             .corner_radius(4.0)
             .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.add(
-                        egui::Label::new(
-                            egui::RichText::new(&notice.text).color(egui::Color32::WHITE),
-                        )
-                        .wrap(),
-                    );
+                // The text wraps in the panel's width, with room kept for Dismiss: a long
+                // message must never widen the panel.
+                ui.horizontal_top(|ui| {
+                    let text_width = (ui.available_width() - 80.0).max(100.0);
+                    ui.scope(|ui| {
+                        ui.set_max_width(text_width);
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(&notice.text).color(egui::Color32::WHITE),
+                            )
+                            .wrap(),
+                        );
+                    });
                     if ui.small_button("Dismiss").clicked() {
                         dismissed = Some(i);
                     }

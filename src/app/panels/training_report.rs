@@ -33,12 +33,12 @@ pub fn training_report_ui(
             None => by_steps,
         };
         let epoch = match view.epochs {
-            Some(epochs) => format!("epoch {}/{epochs}", view.epoch),
-            None => format!("epoch {}", view.epoch),
+            Some(epochs) => format!("Epoch {} of {epochs}", view.epoch),
+            None => format!("Epoch {}", view.epoch),
         };
         ui.add(
             egui::ProgressBar::new(fraction.min(1.0) as f32).text(format!(
-                "Step {} of {} of {epoch} · {} left",
+                "{epoch}: step {} of {} · {} left",
                 view.step,
                 view.steps_per_epoch,
                 format_secs(view.remaining_secs)
@@ -88,7 +88,7 @@ const LOG_FLOOR: f64 = 1e-4;
 
 fn charts_ui(ui: &mut egui::Ui, view: &mut crate::app::state::TrainingView) {
     if let Some(last) = view.step_losses.last() {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.label(egui::RichText::new(format!("Loss now {:.4}", last.y)).strong())
                 .on_hover_text(format!("at step {}", last.x));
             if let Some(epoch) = view.epoch_losses.last() {
