@@ -91,11 +91,12 @@ fn charts_ui(ui: &mut egui::Ui, view: &mut crate::app::state::TrainingView) {
         ui.horizontal_wrapped(|ui| {
             ui.label(egui::RichText::new(format!("Loss now {:.4}", last.y)).strong())
                 .on_hover_text(format!("at step {}", last.x));
+            // Each figure moves to the next line whole rather than breaking inside.
             if let Some(epoch) = view.epoch_losses.last() {
-                ui.label(format!("· last epoch mean {:.4}", epoch.y));
+                ui.add(egui::Label::new(format!("· last epoch mean {:.4}", epoch.y)).extend());
             }
             if let Some(validation) = view.validation_losses.last() {
-                ui.label(format!("· validation {:.4}", validation.y));
+                ui.add(egui::Label::new(format!("· validation {:.4}", validation.y)).extend());
             }
             ui.checkbox(&mut view.log_scale, "Log scale");
         });
