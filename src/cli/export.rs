@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::choices::DeviceArg;
 use super::{OutputArgs, absolute, print_json};
-use crate::engine::export::export_results;
+use crate::engine::export::{ExportSource, export_results};
 use crate::engine::index::SearchSession;
 
 #[derive(Debug, clap::Args)]
@@ -35,8 +35,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
             .context("could not open the index")?;
     let hits = session.search_file(&args.image, args.k)?;
-    let manifest =
-        export_results(&absolute(&args.image), &hits, &args.to).context("export failed")?;
+    let index = absolute(&args.index);
+    let source = ExportSource {
+        folder: &session.gallery.header.folder,
+        index: Some(&index),
+    };
+    let manifest = export_results(&absolute(&args.image), &hits, &args.to, &source)
+        .context("export failed")?;
     eprintln!(
         "exported {} images to {} (with results.csv and results.json)",
         manifest.results.len(),

@@ -31,18 +31,19 @@ pub fn write_atomic_with<T>(
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| EngineError::io(&parent, e))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| EngineError::bad_file(path, "not a file path"))?
-        .to_string_lossy();
-    let temp_path = parent.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
+    if path.file_name().is_none() {
+        return Err(EngineError::bad_file(path, "not a file path"));
+    }
+    remove_stale_temporaries(&parent);
+    // A short name of its own, not the destination's name plus a suffix: a destination
+    // name of any legal length still leaves room for it.
+    let temp_path = parent.join(temporary_name());
     let result = (|| {
-        let mut file =
-            std::fs::File::create(&temp_path).map_err(|e| EngineError::io(&temp_path, e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+            .map_err(|e| EngineError::io(&temp_path, e))?;
         write(&mut file)?;
         file.sync_all()
             .map_err(|e| EngineError::io(&temp_path, e))?;
@@ -58,9 +59,116 @@ pub fn write_atomic_with<T>(
     result
 }
 
+/// Prefix of every temporary file and folder Likeness writes.
+pub const TEMPORARY_PREFIX: &str = ".likeness-tmp-";
+
+/// A fresh temporary name: the prefix, this process's id and a random part.
+pub fn temporary_name() -> String {
+    format!(
+        "{TEMPORARY_PREFIX}{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    )
+}
+
+/// Temporaries older than this are stale whatever their process (ids are reused).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes what killed saves left in `folder`: Likeness temporaries (and the
+/// `.NAME.tmp-PID-RAND` files of earlier versions) whose process is gone. A temporary of
+/// a process still running is being written and is left alone. Best effort: a folder
+/// that cannot be listed is simply not cleaned.
+pub fn remove_stale_temporaries(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = temporary_pid(name) else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if pid != std::process::id() && (old || !process_is_running(pid)) {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).ok();
+            } else {
+                std::fs::remove_file(&path).ok();
+            }
+        }
+    }
+}
+
+/// The process id in a temporary's name, if the name is one of ours.
+fn temporary_pid(name: &str) -> Option<u32> {
+    let rest = match name.strip_prefix(TEMPORARY_PREFIX) {
+        Some(rest) => rest,
+        // Earlier versions: ".{file name}.tmp-{pid}-{random}".
+        None if name.starts_with('.') => &name[name.rfind(".tmp-")? + ".tmp-".len()..],
+        None => return None,
+    };
+    let (pid, random) = rest.split_once('-')?;
+    if random.is_empty() || !random.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+#[cfg(target_os = "linux")]
+fn process_is_running(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Without a cheap way to ask, a temporary counts as live until it is a day old.
+#[cfg(not(target_os = "linux"))]
+fn process_is_running(_pid: u32) -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_saves_temporary_is_removed_by_the_next_save_and_a_live_one_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A process id that is not running (above the kernel's pid_max default).
+        let dead = dir
+            .path()
+            .join(format!("{TEMPORARY_PREFIX}4194399-0badf00d"));
+        let legacy = dir.path().join(".model.safetensors.tmp-4194398-12345");
+        let live = dir
+            .path()
+            .join(format!("{TEMPORARY_PREFIX}{}-00000001", std::process::id()));
+        let users = dir.path().join(".my-notes.tmp-draft");
+        for file in [&dead, &legacy, &live, &users] {
+            std::fs::write(file, b"partial").expect("write");
+        }
+        write_atomic(&dir.path().join("model.safetensors"), b"model").expect("save");
+        assert!(!dead.exists() && !legacy.exists(), "stale temporaries left");
+        assert!(
+            live.exists(),
+            "a temporary of a running process was removed"
+        );
+        assert!(users.exists(), "a file that is not ours was removed");
+    }
+
+    #[test]
+    fn a_destination_name_of_255_bytes_can_be_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("{}.jpg", "a".repeat(251));
+        write_atomic(&dir.path().join(&name), b"photo").expect("long name");
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).expect("read"),
+            b"photo"
+        );
+    }
 
     #[test]
     fn replaces_existing_file_and_leaves_no_temporaries() {

@@ -144,6 +144,23 @@ impl Gallery {
         let images = &folder.images;
         let paths: Vec<PathBuf> = images.iter().map(|image| image.path.clone()).collect();
         let embedded = embed_files(model, &paths, max_pixels, on_progress, cancel)?;
+        if embedded.embedded.is_empty() {
+            // An index of nothing would only make every search come back empty.
+            let examples: Vec<String> = embedded
+                .failed
+                .iter()
+                .chain(&folder.skipped)
+                .take(3)
+                .map(ToString::to_string)
+                .collect();
+            return Err(EngineError::Dataset(format!(
+                "{}: none of its files could be read as images, so no index was written \
+                 ({} files skipped, e.g. {})",
+                folder.root.display(),
+                embedded.failed.len() + folder.skipped.len(),
+                examples.join("; ")
+            )));
+        }
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let header = GalleryHeader {
@@ -151,7 +168,9 @@ impl Gallery {
             model_id: model_info.model_id.clone(),
             model_path: std::path::absolute(model_path)
                 .unwrap_or_else(|_| model_path.to_path_buf()),
-            folder: std::path::absolute(&folder.root).unwrap_or_else(|_| folder.root.clone()),
+            folder: std::fs::canonicalize(&folder.root)
+                .or_else(|_| std::path::absolute(&folder.root))
+                .unwrap_or_else(|_| folder.root.clone()),
             dimension: model.config.embedding_dim,
             images: embedded
                 .embedded

@@ -24,7 +24,7 @@ pub use protocol::{
 use crate::engine::EngineError;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, decode_rgb, scan_folder, shrink_to_fit};
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
-use crate::engine::export::export_results;
+use crate::engine::export::{ExportSource, export_results};
 use crate::engine::index::{Gallery, SearchSession, search_image};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
 use crate::engine::pretrained::download_weights;
@@ -422,7 +422,16 @@ impl Worker {
                 hits,
                 folder,
             } => {
-                let manifest = export_results(Path::new(&query), &hits, &folder)?;
+                let Some(open) = self.index.as_ref() else {
+                    return Err(EngineError::Config(
+                        "there is no index to export from".into(),
+                    ));
+                };
+                let source = ExportSource {
+                    folder: &open.gallery.header.folder,
+                    index: Some(&open.path),
+                };
+                let manifest = export_results(Path::new(&query), &hits, &folder, &source)?;
                 Outcome::Exported { folder, manifest }
             }
             Request::DownloadWeights(source) => {

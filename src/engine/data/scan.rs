@@ -2,6 +2,7 @@
 //! symlink-safe, bounded depth), checking each file's header and saying why a file is
 //! skipped.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gi
 /// Images above this many pixels are refused (decompression bombs).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
-/// Folders deeper than this below the root are not walked (and symlink loops end here).
+/// Folders deeper than this below the root are not walked.
 const MAX_FOLDER_DEPTH: usize = 32;
 
 /// A file that was left out, and why, in words a person can act on.
@@ -67,8 +68,28 @@ pub fn is_image_extension(path: &Path) -> bool {
         .is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
+/// Folders skipped by name wherever they are: version control, package managers, and the
+/// thumbnail and metadata folders that NAS boxes, cameras and desktops put next to photos.
+pub const SYSTEM_FOLDERS: &[&str] = &[
+    ".git",
+    "@eaDir",
+    ".thumbnails",
+    "node_modules",
+    "System Volume Information",
+    "$RECYCLE.BIN",
+    "lost+found",
+    "__MACOSX",
+];
+
 /// Lists the images under `root`, recursively, checking each file's header (format,
-/// size, pixel limit) without decoding the pixels. Files are sorted by path.
+/// size, pixel limit) without decoding the pixels. Files are sorted by path, and every
+/// path is absolute and canonical (under the canonical root), so an index works from any
+/// working directory.
+///
+/// The walk is safe on real trees: each folder is entered once (tracked by device and
+/// inode, so two links to `.` cannot make it branch), links that lead out of the root are
+/// not followed, hidden and system folders are skipped, and a name that is not valid
+/// UTF-8 is skipped with the reason instead of failing the whole job later.
 pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
     let metadata = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => EngineError::MissingFolder(root.to_path_buf()),
@@ -79,13 +100,21 @@ pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
     }
     // The root itself must be listable: that is the one error we cannot skip past.
     std::fs::read_dir(root).map_err(|e| EngineError::io(root, e))?;
+    let canonical_root = std::fs::canonicalize(root).map_err(|e| EngineError::io(root, e))?;
 
     let mut folder = ImageFolder {
         root: root.to_path_buf(),
         ..Default::default()
     };
-    let mut candidates = Vec::new();
-    walk(root, root, 0, &mut candidates, &mut folder.skipped);
+    let mut walk = Walk {
+        root: &canonical_root,
+        visited_folders: HashSet::new(),
+        visited_files: HashSet::new(),
+        found: Vec::new(),
+        skipped: &mut folder.skipped,
+    };
+    walk.enter(&canonical_root, 0);
+    let mut candidates = walk.found;
     candidates.sort();
     for (path, class) in candidates {
         match check_header(&path, max_pixels) {
@@ -97,63 +126,158 @@ pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
     Ok(folder)
 }
 
-fn walk(
-    root: &Path,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<(PathBuf, Option<String>)>,
-    skipped: &mut Vec<SkippedFile>,
-) {
-    if depth > MAX_FOLDER_DEPTH {
-        skipped.push(SkippedFile {
-            path: dir.to_path_buf(),
-            reason: format!("folder nested more than {MAX_FOLDER_DEPTH} levels deep"),
+/// A file or folder's identity on disk: the same folder reached through two links is one.
+#[cfg(unix)]
+fn identity(metadata: &std::fs::Metadata, _path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_metadata: &std::fs::Metadata, path: &Path) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .hash(&mut hasher);
+    (0, hasher.finish())
+}
+
+/// One walk of a tree; see [`scan_folder`].
+struct Walk<'a> {
+    root: &'a Path,
+    visited_folders: HashSet<(u64, u64)>,
+    visited_files: HashSet<(u64, u64)>,
+    found: Vec<(PathBuf, Option<String>)>,
+    skipped: &'a mut Vec<SkippedFile>,
+}
+
+impl Walk<'_> {
+    fn skip(&mut self, path: PathBuf, reason: impl Into<String>) {
+        self.skipped.push(SkippedFile {
+            path,
+            reason: reason.into(),
         });
-        return;
     }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            skipped.push(SkippedFile {
-                path: dir.to_path_buf(),
-                reason: format!("folder cannot be read ({e})"),
-            });
+
+    fn enter(&mut self, dir: &Path, depth: usize) {
+        if depth > MAX_FOLDER_DEPTH {
+            self.skip(
+                dir.to_path_buf(),
+                format!("folder nested more than {MAX_FOLDER_DEPTH} levels deep"),
+            );
             return;
         }
-    };
-    for entry in entries.flatten() {
+        match std::fs::metadata(dir) {
+            Ok(metadata) => {
+                if !self.visited_folders.insert(identity(&metadata, dir)) {
+                    // A second way into a folder already walked (a link to `.` or a
+                    // parent): its photos are listed once, under their first path.
+                    return;
+                }
+            }
+            Err(e) => {
+                self.skip(dir.to_path_buf(), format!("folder cannot be read ({e})"));
+                return;
+            }
+        }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.skip(dir.to_path_buf(), format!("folder cannot be read ({e})"));
+                return;
+            }
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        // Sorted, so which of two paths to one folder counts as "first" is stable.
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            self.visit(&entry, depth);
+        }
+    }
+
+    fn visit(&mut self, entry: &std::fs::DirEntry, depth: usize) {
         let path = entry.path();
         let name = entry.file_name();
-        // Hidden files (.DS_Store, editor swap files) are not the user's photos.
-        if name.to_string_lossy().starts_with('.') {
-            continue;
+        // Hidden files and folders (.DS_Store, .git, editor swap files) are not photos.
+        if name.as_encoded_bytes().starts_with(b".") {
+            return;
         }
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            skipped.push(SkippedFile {
+        let Some(name) = name.to_str() else {
+            self.skip(
                 path,
-                reason: "cannot be read (broken link or no permission)".into(),
-            });
-            continue;
+                "the name is not valid UTF-8 text; rename the file or folder to include it",
+            );
+            return;
         };
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            self.skip(path, "cannot be read (broken link or no permission)");
+            return;
+        };
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if is_link {
+            match std::fs::canonicalize(&path) {
+                Ok(target) if target.starts_with(self.root) => {}
+                Ok(target) => {
+                    self.skip(
+                        path,
+                        format!(
+                            "a link to {}, outside the folder; not followed",
+                            target.display()
+                        ),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.skip(path, format!("a link that cannot be resolved ({e})"));
+                    return;
+                }
+            }
+        }
         if metadata.is_dir() {
-            walk(root, &path, depth + 1, out, skipped);
+            if SYSTEM_FOLDERS.contains(&name) {
+                return;
+            }
+            self.enter(&path, depth + 1);
         } else if is_image_extension(&path) {
+            if !self.visited_files.insert(identity(&metadata, &path)) {
+                return; // the same photo through a link: listed once
+            }
             let class = path
-                .strip_prefix(root)
+                .strip_prefix(self.root)
                 .ok()
                 .filter(|relative| relative.components().count() > 1)
                 .and_then(|relative| relative.components().next())
                 .map(|first| first.as_os_str().to_string_lossy().into_owned());
-            out.push((path, class));
+            self.found.push((path, class));
+        } else if let Some(reason) = unsupported_reason(&path) {
+            self.skip(path, reason);
         } else {
-            skipped.push(SkippedFile {
+            self.skip(
                 path,
-                reason: format!(
+                format!(
                     "not an image file (Likeness reads {})",
                     IMAGE_EXTENSIONS.join(", ")
                 ),
-            });
+            );
         }
+    }
+}
+
+/// Why a photo format Likeness cannot decode is skipped (HEIC, camera RAW).
+fn unsupported_reason(path: &Path) -> Option<String> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    match extension.as_str() {
+        "heic" | "heif" | "avif" => Some(format!(
+            "{} photo: Likeness cannot decode this format yet; export it as JPEG to include it",
+            extension.to_ascii_uppercase()
+        )),
+        "cr2" | "cr3" | "nef" | "arw" | "dng" | "orf" | "rw2" | "raf" | "srw" | "pef" => {
+            Some(format!(
+                "camera RAW file (.{extension}): Likeness reads developed photos (JPEG, PNG, …)"
+            ))
+        }
+        _ => None,
     }
 }
 
