@@ -249,6 +249,7 @@ pub fn labelled_gallery(
             })
             .collect(),
         skipped: Vec::new(),
+        vectors_checksum: None,
     };
     Gallery::from_parts(header, vectors)
 }

@@ -39,6 +39,23 @@ pub struct GalleryHeader {
     pub images: Vec<ImageFile>,
     /// Files of the folder that could not be embedded.
     pub skipped: Vec<SkippedFile>,
+    /// FNV-1a (64-bit, hex) of the vector bytes as written, so damage is caught on load
+    /// (absent in indexes written before it was added).
+    #[serde(default)]
+    pub vectors_checksum: Option<String>,
+}
+
+/// Largest embedding an index may hold.
+const MAX_DIMENSION: usize = 65_536;
+
+/// FNV-1a of `bytes`, as 16 hex digits.
+fn checksum(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// One search result.
@@ -178,6 +195,7 @@ impl Gallery {
                 .map(|&i| images[i].clone())
                 .collect(),
             skipped: all_skipped,
+            vectors_checksum: None,
         };
         Self::from_parts(header, embedded.vectors)
     }
@@ -279,17 +297,17 @@ impl Gallery {
 
     /// Serialises to index-file bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let header =
-            serde_json::to_vec(&self.header).map_err(|e| EngineError::Config(e.to_string()))?;
+        let vector_bytes: Vec<u8> = self.vectors.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut header = self.header.clone();
+        header.vectors_checksum = Some(checksum(&vector_bytes));
+        let header = serde_json::to_vec(&header).map_err(|e| EngineError::Config(e.to_string()))?;
         let mut bytes =
-            Vec::with_capacity(INDEX_MAGIC.len() + 12 + header.len() + self.vectors.len() * 4);
+            Vec::with_capacity(INDEX_MAGIC.len() + 12 + header.len() + vector_bytes.len());
         bytes.extend_from_slice(INDEX_MAGIC);
         bytes.extend_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&header);
-        for value in &self.vectors {
-            bytes.extend_from_slice(&value.to_le_bytes());
-        }
+        bytes.extend_from_slice(&vector_bytes);
         Ok(bytes)
     }
 
@@ -342,14 +360,46 @@ impl Gallery {
         let header: GalleryHeader =
             serde_json::from_slice(rest.get(12..header_end).ok_or_else(damaged)?)
                 .map_err(|_| damaged())?;
+        // The header is data from a file: its sizes are checked before they size anything.
+        if !(1..=MAX_DIMENSION).contains(&header.dimension) {
+            return Err(EngineError::bad_file(
+                path,
+                format!(
+                    "the index describes {}-d vectors (1 to {MAX_DIMENSION} are possible); the \
+                     file is damaged",
+                    header.dimension
+                ),
+            ));
+        }
         let vector_bytes = &rest[header_end..];
-        if vector_bytes.len() != header.images.len() * header.dimension * 4 {
+        let expected = header
+            .images
+            .len()
+            .checked_mul(header.dimension)
+            .and_then(|n| n.checked_mul(4));
+        if expected != Some(vector_bytes.len()) {
             return Err(damaged());
         }
-        let vectors = vector_bytes
+        if let Some(recorded) = &header.vectors_checksum
+            && *recorded != checksum(vector_bytes)
+        {
+            return Err(EngineError::bad_file(
+                path,
+                "its vectors do not match their checksum; the file is damaged (rebuild it with \
+                 `likeness index`)",
+            ));
+        }
+        let vectors: Vec<f32> = vector_bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        if vectors.iter().any(|v| !v.is_finite()) {
+            return Err(EngineError::bad_file(
+                path,
+                "it holds vectors that are not numbers (NaN or infinite); the file is damaged \
+                 (rebuild it with `likeness index`)",
+            ));
+        }
         Self::from_parts(header, vectors)
     }
 
@@ -360,6 +410,18 @@ impl Gallery {
         model_path: &Path,
         info: &ModelInfo,
     ) -> Result<()> {
+        if info.config.embedding_dim != self.header.dimension {
+            return Err(EngineError::bad_file(
+                index_path,
+                format!(
+                    "the index holds {}-d vectors but its model {} makes {}-d embeddings; the \
+                     index is damaged (rebuild it with `likeness index`)",
+                    self.header.dimension,
+                    model_path.display(),
+                    info.config.embedding_dim
+                ),
+            ));
+        }
         if info.model_id != self.header.model_id {
             return Err(EngineError::ModelMismatch {
                 index: index_path.to_path_buf(),
@@ -466,6 +528,7 @@ mod tests {
                 })
                 .collect(),
             skipped: Vec::new(),
+            vectors_checksum: None,
         };
         Gallery::from_parts(header, vectors.iter().flatten().copied().collect()).expect("gallery")
     }
@@ -495,7 +558,23 @@ mod tests {
         let mut gallery = gallery_of(&[[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]);
         gallery.save(&path).expect("save");
         let mut reloaded = Gallery::load(&path).expect("load");
-        assert_eq!(reloaded.header, gallery.header);
+        assert!(reloaded.header.vectors_checksum.is_some());
+        assert_eq!(
+            GalleryHeader {
+                vectors_checksum: None,
+                ..reloaded.header.clone()
+            },
+            gallery.header
+        );
+        // One flipped bit in a vector: caught by the checksum.
+        let good = std::fs::read(&path).expect("read");
+        let mut flipped = good.clone();
+        let last = flipped.len() - 2;
+        flipped[last] ^= 0x01;
+        let damaged = dir.path().join("flipped.likeness-index");
+        std::fs::write(&damaged, &flipped).expect("write");
+        let error = Gallery::load(&damaged).expect_err("flipped").to_string();
+        assert!(error.contains("checksum"), "{error}");
         for query in [[0.1, 0.0], [4.0, 4.0]] {
             assert_eq!(
                 reloaded.search(&query, 3).expect("search"),

@@ -481,7 +481,90 @@ fn parse_model_file<'a>(
     }
     let info: ModelInfo = serde_json::from_value(version)
         .map_err(|e| EngineError::bad_file(path, format!("model description unreadable ({e})")))?;
+    check_description(&info.config, &file)
+        .map_err(|reason| EngineError::bad_file(path, format!("{reason}; the file is damaged")))?;
     Ok((info, file))
+}
+
+/// Largest embedding a model file may describe.
+const MAX_EMBEDDING_DIM: usize = 65_536;
+/// The range of input sizes a model file may describe (ResNet18 needs at least 16 px to
+/// keep a pixel after its five halvings; beyond 2048 px a batch no longer fits in memory).
+const IMAGE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 16..=2048;
+
+/// Checks a model file's description against sane ranges and against the shapes of the
+/// tensors it holds, before anything is allocated from it: the description is data from
+/// a file, not something to trust.
+fn check_description(
+    config: &ModelConfig,
+    file: &safetensors::SafeTensors<'_>,
+) -> Result<(), String> {
+    if config.architecture != "resnet18" {
+        return Err(format!(
+            "it describes an unknown architecture '{}' (Likeness reads resnet18)",
+            config.architecture
+        ));
+    }
+    if !(1..=MAX_EMBEDDING_DIM).contains(&config.embedding_dim) {
+        return Err(format!(
+            "it describes {}-d embeddings (1 to {MAX_EMBEDDING_DIM} are possible)",
+            config.embedding_dim
+        ));
+    }
+    let size = config.preprocess.image_size_px;
+    if !IMAGE_SIZE_RANGE.contains(&size) {
+        return Err(format!(
+            "it describes {size}-px inputs ({} to {} px are possible)",
+            IMAGE_SIZE_RANGE.start(),
+            IMAGE_SIZE_RANGE.end()
+        ));
+    }
+    let preprocess = &config.preprocess;
+    if preprocess.mean.iter().any(|m| !m.is_finite())
+        || preprocess.std.iter().any(|s| !s.is_finite() || *s < 1e-6)
+    {
+        return Err(format!(
+            "its normalisation (mean {:?}, std {:?}) is not usable: every std must be a \
+             positive number",
+            preprocess.mean, preprocess.std
+        ));
+    }
+    let fc = file
+        .tensor("fc.weight")
+        .map_err(|_| "the tensor 'fc.weight' is missing".to_string())?;
+    let expected = [config.embedding_dim, BACKBONE_FEATURES as usize];
+    if fc.shape() != expected {
+        return Err(format!(
+            "its description says {}-d embeddings but 'fc.weight' has shape {:?}",
+            config.embedding_dim,
+            fc.shape()
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless the weights in `file` hash to the model id its description records
+/// (the id is a checksum over every tensor, so a flipped byte is caught here).
+fn check_weights_checksum(
+    path: &Path,
+    info: &ModelInfo,
+    file: &safetensors::SafeTensors<'_>,
+) -> Result<()> {
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let hash = weights_hash(
+        tensors
+            .iter()
+            .map(|(name, view)| (name.as_str(), view.data())),
+    );
+    if hash != info.model_id {
+        return Err(EngineError::bad_file(
+            path,
+            "its weights do not match their checksum; the file is damaged (train the model \
+             again, or restore it from a copy)",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a model file's description without building the network.
@@ -494,6 +577,7 @@ pub fn read_model_info(path: &Path) -> Result<ModelInfo> {
 pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelInfo)> {
     let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
     let (info, file) = parse_model_file(path, &bytes)?;
+    check_weights_checksum(path, &info, &file)?;
     let model = EmbeddingModel::new(info.config.clone(), device)?;
     let variables = model.var_store.variables();
     for (name, target) in &variables {
