@@ -204,8 +204,10 @@ impl Walk<'_> {
             return;
         }
         let Some(name) = name.to_str() else {
+            // Recorded under a readable version of its name: the index file (JSON) can
+            // only hold text.
             self.skip(
-                path,
+                PathBuf::from(path.to_string_lossy().into_owned()),
                 "the name is not valid UTF-8 text; rename the file or folder to include it",
             );
             return;
