@@ -617,3 +617,56 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
     );
     assert!(harness.query_by_label("Use this model").is_none());
 }
+
+#[test]
+fn update_index_embeds_only_what_changed_and_a_reopened_index_says_when_it_is_out_of_date() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 71).expect("photos");
+    let query = library.join("class_00/img_001.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let index_path = harness
+        .state()
+        .current
+        .index
+        .as_ref()
+        .expect("index")
+        .path
+        .clone();
+
+    // A photo is added and one deleted; the window updates the index in place.
+    std::fs::copy(
+        library.join("class_01/img_000.png"),
+        library.join("class_01/new.png"),
+    )
+    .expect("add");
+    std::fs::remove_file(library.join("class_00/img_002.png")).expect("delete");
+    harness.get_by_label("Update index").click();
+    run_until(&mut harness, "the update", |app| {
+        app.is_idle()
+            && app
+                .notices
+                .iter()
+                .any(|n| n.text.starts_with("Index updated"))
+    });
+    harness.get_by_label_contains("Index updated: 1 added, 0 changed, 1 removed, 5 unchanged");
+    let current = harness.state().current.index.clone().expect("index");
+    assert_eq!(
+        (current.path.clone(), current.images),
+        (index_path.clone(), 6)
+    );
+
+    // Changed again behind its back: reopening the index says so and offers the update.
+    std::fs::copy(
+        library.join("class_01/img_001.png"),
+        library.join("class_01/another.png"),
+    )
+    .expect("add");
+    let saved = harness.state().settings.clone();
+    drop(harness);
+    let mut harness = app_harness(saved, &dir.path().join("data"));
+    run_until(&mut harness, "the reopened index", |app| {
+        app.current.index.is_some() && app.is_idle()
+    });
+    harness.get_by_label_contains("The folder changed since this index was built (1 photo");
+}

@@ -391,3 +391,64 @@ fn imagenet_weights_download_is_checked_cached_and_used_by_train() {
     assert!(stderr.contains("cannot be used as --weights"), "{stderr}");
     assert!(stderr.contains("pickle files"), "{stderr}");
 }
+
+#[test]
+fn indexing_again_embeds_only_new_and_changed_photos() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 2, 3, 32, 81).expect("photos");
+    let model = dir.path().join("model.safetensors");
+    assert_ok(&likeness(&[
+        "train",
+        "--data",
+        s(&photos),
+        "--out",
+        s(&model),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]));
+    let index = dir.path().join("photos.likeness-index");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "index",
+            "--model",
+            s(&model),
+            "--folder",
+            s(&photos),
+            "--index",
+            s(&index),
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let output = likeness(&args);
+        assert_ok(&output);
+        let json = last_json(&output);
+        ["added", "updated", "removed", "kept"].map(|key| json[key].as_u64().unwrap_or(99))
+    };
+    assert_eq!(run(&[]), [6, 0, 0, 0]);
+    assert_eq!(run(&[]), [0, 0, 0, 6], "an unchanged folder embeds nothing");
+    // One added, one changed (new content and size), one deleted.
+    std::fs::copy(
+        photos.join("class_00/img_000.png"),
+        photos.join("class_00/copy.png"),
+    )
+    .expect("add");
+    image::RgbImage::from_pixel(40, 40, image::Rgb([9, 9, 9]))
+        .save(photos.join("class_01/img_001.png"))
+        .expect("change");
+    std::fs::remove_file(photos.join("class_01/img_002.png")).expect("delete");
+    assert_eq!(run(&[]), [1, 1, 1, 4]);
+    assert_eq!(
+        run(&["--rebuild"]),
+        [6, 0, 0, 0],
+        "--rebuild embeds everything"
+    );
+}

@@ -75,6 +75,9 @@ impl LikenessApp {
                 }
             }
             Intent::StartIndexing(folder) => self.start_indexing(folder),
+            Intent::UpdateIndex => {
+                self.send(Request::UpdateIndex);
+            }
             Intent::PickQueryFile => {
                 if let Some(path) = rfd::FileDialog::new()
                     .add_filter("Images", crate::engine::data::IMAGE_EXTENSIONS)

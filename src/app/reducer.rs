@@ -67,6 +67,7 @@ impl AppState {
                 self.info(match kind {
                     JobKind::DownloadWeights => "Download cancelled; nothing was kept.",
                     JobKind::BuildIndex => "Indexing cancelled; the index you had is still open.",
+                    JobKind::UpdateIndex => "Index update cancelled; the index is as it was.",
                     JobKind::Train => {
                         "Training cancelled before its first step; the current model and \
                          index are unchanged."
@@ -188,6 +189,24 @@ impl AppState {
                         summary.images,
                         summary.skipped.len()
                     ));
+                }
+            }
+            Outcome::IndexUpdated { summary, changes } => {
+                let changed = changes.added + changes.updated + changes.removed;
+                self.info(format!(
+                    "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",
+                    changes.added,
+                    changes.updated,
+                    changes.removed,
+                    changes.kept,
+                    plural(summary.images, "photo", "photos")
+                ));
+                // The path is the same, so the snapshot will not say the index changed:
+                // results that may list removed photos are asked again here.
+                if changed > 0
+                    && let Some(search) = &self.search
+                {
+                    effects.push(Effect::Search(search.query.clone()));
                 }
             }
             Outcome::Results {
@@ -451,6 +470,7 @@ mod tests {
                 skipped: Vec::new(),
                 model_path: "m.safetensors".into(),
                 modified: None,
+                out_of_date: 0,
             }),
         }
     }

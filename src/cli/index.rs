@@ -9,7 +9,7 @@ use serde_json::json;
 use super::choices::DeviceArg;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
-use crate::engine::index::Gallery;
+use crate::engine::index::{Gallery, IndexChanges};
 use crate::engine::model::load_model;
 
 #[derive(Debug, clap::Args)]
@@ -20,9 +20,13 @@ pub struct IndexArgs {
     /// The folder to index; images anywhere below it are included.
     #[arg(long)]
     pub folder: PathBuf,
-    /// Where to write the index.
+    /// Where to write the index. When it exists (same folder, same model), only new and
+    /// changed photos are embedded and deleted ones dropped.
     #[arg(long)]
     pub index: PathBuf,
+    /// Embed every photo again, even when the index is up to date.
+    #[arg(long)]
+    pub rebuild: bool,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     #[command(flatten)]
@@ -38,17 +42,37 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         warn_skipped(&folder.skipped);
         anyhow::bail!("{}: no images found to index", args.folder.display());
     }
+    let previous = if args.rebuild {
+        None
+    } else {
+        earlier_index(&args, &folder.root, &info.model_id)
+    };
     let bar = progress::bar(folder.images.len() as u64, "indexing");
-    let gallery = Gallery::build(
+    let (gallery, changes) = Gallery::update(
         &model,
         &info,
         &args.model,
         &folder,
+        previous.as_ref(),
         DEFAULT_MAX_PIXELS,
-        &|done, _| bar.set_position(done as u64),
+        &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
         &AtomicBool::new(false),
     )?;
     bar.finish_and_clear();
+    let IndexChanges {
+        added,
+        updated,
+        removed,
+        kept,
+    } = changes;
+    if previous.is_some() {
+        eprintln!(
+            "updated the index: {added} added, {updated} changed, {removed} removed, {kept} unchanged"
+        );
+    }
     warn_skipped(&gallery.header.skipped);
     gallery
         .save(&args.index)
@@ -66,7 +90,41 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             "skipped": gallery.header.skipped.len(),
             "skipped_files": gallery.header.skipped,
             "model_id": info.model_id,
+            "added": added,
+            "updated": updated,
+            "removed": removed,
+            "kept": kept,
         }))?;
     }
     Ok(())
+}
+
+/// The index already at `--index`, when it can be updated: it reads, and it covers the
+/// same folder with the same model. Otherwise the index is built afresh (and why is said).
+fn earlier_index(args: &IndexArgs, folder: &std::path::Path, model_id: &str) -> Option<Gallery> {
+    if !args.index.exists() {
+        return None;
+    }
+    let earlier = match Gallery::load(&args.index) {
+        Ok(earlier) => earlier,
+        Err(error) => {
+            eprintln!("warning: {error}; building the index afresh");
+            return None;
+        }
+    };
+    let same_folder = std::fs::canonicalize(folder).is_ok_and(|f| f == earlier.header.folder);
+    if !same_folder {
+        eprintln!(
+            "note: {} indexed {}; building it afresh for {}",
+            args.index.display(),
+            earlier.header.folder.display(),
+            folder.display()
+        );
+        return None;
+    }
+    if earlier.header.model_id != model_id {
+        eprintln!("note: the index was built with another model; embedding every photo again");
+        return None;
+    }
+    Some(earlier)
 }

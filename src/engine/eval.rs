@@ -243,9 +243,11 @@ pub fn labelled_gallery(
         dimension,
         images: embedded
             .iter()
-            .map(|&i| super::data::ImageFile {
-                path: set.images[i].0.clone(),
-                class: Some(set.classes[set.images[i].1].clone()),
+            .map(|&i| {
+                super::data::ImageFile::new(
+                    set.images[i].0.clone(),
+                    Some(set.classes[set.images[i].1].clone()),
+                )
             })
             .collect(),
         skipped: Vec::new(),

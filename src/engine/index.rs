@@ -5,6 +5,7 @@
 //! `IndexFlatL2` is rebuilt from the vectors on load: for a flat index the vectors are
 //! the index, so this is exact and keeps the file format ours.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -56,6 +57,19 @@ fn checksum(bytes: &[u8]) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+/// What an index update did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexChanges {
+    /// Photos new to the index.
+    pub added: usize,
+    /// Photos whose file changed, embedded again.
+    pub updated: usize,
+    /// Photos no longer in the folder.
+    pub removed: usize,
+    /// Photos unchanged, their vectors taken from the earlier index.
+    pub kept: usize,
 }
 
 /// One search result.
@@ -158,10 +172,99 @@ impl Gallery {
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<Self> {
-        let images = &folder.images;
-        let paths: Vec<PathBuf> = images.iter().map(|image| image.path.clone()).collect();
+        Self::update(
+            model,
+            model_info,
+            model_path,
+            folder,
+            None,
+            max_pixels,
+            on_progress,
+            cancel,
+        )
+        .map(|(gallery, _)| gallery)
+    }
+
+    /// Indexes a scanned `folder`, taking the vectors of photos that are unchanged since
+    /// `previous` (same path, size and modification time, same model) and embedding only
+    /// new and changed ones; photos no longer in the folder drop out. Returns the index
+    /// and what changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        model: &EmbeddingModel,
+        model_info: &ModelInfo,
+        model_path: &Path,
+        folder: &ImageFolder,
+        previous: Option<&Gallery>,
+        max_pixels: u64,
+        on_progress: ProgressFn<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<(Self, IndexChanges)> {
+        let dimension = model.config.embedding_dim;
+        let previous = previous.filter(|p| {
+            p.header.model_id == model_info.model_id && p.header.dimension == dimension
+        });
+        let earlier: HashMap<&Path, usize> = previous
+            .map(|p| {
+                p.header
+                    .images
+                    .iter()
+                    .enumerate()
+                    .map(|(i, image)| (image.path.as_path(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // For each scanned photo: the earlier vector to keep, or a place in the queue.
+        let mut kept_from = vec![None; folder.images.len()];
+        let mut to_embed = Vec::new();
+        let mut changes = IndexChanges::default();
+        for (i, image) in folder.images.iter().enumerate() {
+            match (previous, earlier.get(image.path.as_path())) {
+                (Some(p), Some(&j)) if p.header.images[j].unchanged(image) => {
+                    kept_from[i] = Some(j);
+                }
+                _ => to_embed.push(i),
+            }
+        }
+        let paths: Vec<PathBuf> = to_embed
+            .iter()
+            .map(|&i| folder.images[i].path.clone())
+            .collect();
         let embedded = embed_files(model, &paths, max_pixels, on_progress, cancel)?;
-        if embedded.embedded.is_empty() {
+        let mut fresh: HashMap<usize, usize> = HashMap::new();
+        for (slot, &queued) in embedded.embedded.iter().enumerate() {
+            fresh.insert(to_embed[queued], slot);
+        }
+        let mut images = Vec::with_capacity(folder.images.len());
+        let mut vectors = Vec::with_capacity(folder.images.len() * dimension);
+        for (i, image) in folder.images.iter().enumerate() {
+            if let (Some(j), Some(p)) = (kept_from[i], previous) {
+                vectors.extend_from_slice(&p.vectors[j * dimension..(j + 1) * dimension]);
+                changes.kept += 1;
+            } else if let Some(&slot) = fresh.get(&i) {
+                vectors
+                    .extend_from_slice(&embedded.vectors[slot * dimension..(slot + 1) * dimension]);
+                if earlier.contains_key(image.path.as_path()) {
+                    changes.updated += 1;
+                } else {
+                    changes.added += 1;
+                }
+            } else {
+                continue; // it failed to decode: listed in `skipped`
+            }
+            images.push(image.clone());
+        }
+        if let Some(p) = previous {
+            let now: std::collections::HashSet<&Path> =
+                images.iter().map(|image| image.path.as_path()).collect();
+            changes.removed = p
+                .header
+                .images
+                .iter()
+                .filter(|image| !now.contains(image.path.as_path()))
+                .count();
+        }
+        if images.is_empty() {
             // An index of nothing would only make every search come back empty.
             let examples: Vec<String> = embedded
                 .failed
@@ -188,16 +291,12 @@ impl Gallery {
             folder: std::fs::canonicalize(&folder.root)
                 .or_else(|_| std::path::absolute(&folder.root))
                 .unwrap_or_else(|_| folder.root.clone()),
-            dimension: model.config.embedding_dim,
-            images: embedded
-                .embedded
-                .iter()
-                .map(|&i| images[i].clone())
-                .collect(),
+            dimension,
+            images,
             skipped: all_skipped,
             vectors_checksum: None,
         };
-        Self::from_parts(header, embedded.vectors)
+        Ok((Self::from_parts(header, vectors)?, changes))
     }
 
     /// Assembles a gallery from its header and vectors (checked for consistency).
@@ -521,10 +620,12 @@ mod tests {
             folder: "photos".into(),
             dimension: 2,
             images: (0..vectors.len())
-                .map(|i| ImageFile {
-                    path: format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" })
-                        .into(),
-                    class: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+                .map(|i| {
+                    ImageFile::new(
+                        format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" })
+                            .into(),
+                        Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+                    )
                 })
                 .collect(),
             skipped: Vec::new(),

@@ -8,7 +8,7 @@
 
 pub mod protocol;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -180,6 +180,9 @@ struct OpenIndex {
     path: PathBuf,
     gallery: Gallery,
     model: Rc<LoadedModel>,
+    /// Photos of its folder added, changed or removed since it was written, as found
+    /// when it was opened.
+    out_of_date: usize,
 }
 
 struct Worker {
@@ -341,10 +344,42 @@ impl Worker {
             path: index_path.to_path_buf(),
             gallery,
             model,
+            out_of_date: 0,
         };
         let summary = index_summary(&open);
         self.index = Some(open);
         Ok(JobEnd::Finished(Outcome::IndexReady(summary)))
+    }
+
+    /// Brings the current index up to date with its folder and writes it in place; the
+    /// updated index becomes current only once it is written.
+    fn update_index(&mut self, job: JobId, cancel: &AtomicBool) -> Result<JobEnd, EngineError> {
+        let Some(open) = self.index.as_ref() else {
+            return Err(EngineError::Config("there is no index to update".into()));
+        };
+        let scanned = scan_folder(&open.gallery.header.folder, DEFAULT_MAX_PIXELS)?;
+        let progress = progress_reporter(&self.events, &self.wake, job);
+        let model = Rc::clone(&open.model);
+        let (gallery, changes) = Gallery::update(
+            &model.model,
+            &model.info,
+            &model.path,
+            &scanned,
+            Some(&open.gallery),
+            DEFAULT_MAX_PIXELS,
+            &|done, total| progress(Progress::Indexing { done, total }),
+            cancel,
+        )?;
+        gallery.save(&open.path)?;
+        let updated = OpenIndex {
+            path: open.path.clone(),
+            gallery,
+            model,
+            out_of_date: 0,
+        };
+        let summary = index_summary(&updated);
+        self.index = Some(updated);
+        Ok(JobEnd::Finished(Outcome::IndexUpdated { summary, changes }))
     }
 
     fn execute(
@@ -380,16 +415,19 @@ impl Worker {
                     model: session.model,
                     info: session.model_info,
                 });
-                let open = OpenIndex {
+                let mut open = OpenIndex {
                     path,
                     gallery: session.gallery,
                     model: Rc::clone(&model),
+                    out_of_date: 0,
                 };
+                open.out_of_date = out_of_date(&open.gallery);
                 let summary = index_summary(&open);
                 self.model = Some(model);
                 self.index = Some(open);
                 Outcome::IndexReady(summary)
             }
+            Request::UpdateIndex => return self.update_index(job, cancel),
             Request::Search { query, k } => {
                 let Some(open) = self.index.as_mut() else {
                     return Err(EngineError::Config(
@@ -457,7 +495,39 @@ fn index_summary(open: &OpenIndex) -> IndexSummary {
         skipped: open.gallery.header.skipped.clone(),
         model_path: open.model.path.clone(),
         modified: modified(&open.path),
+        out_of_date: open.out_of_date,
     }
+}
+
+/// How many photos of the index's folder were added, changed or removed since the index
+/// was written (0 when the folder cannot be scanned: there is nothing to offer then).
+fn out_of_date(gallery: &Gallery) -> usize {
+    let Ok(folder) = scan_folder(&gallery.header.folder, DEFAULT_MAX_PIXELS) else {
+        return 0;
+    };
+    let indexed: HashMap<&Path, &crate::engine::data::ImageFile> = gallery
+        .header
+        .images
+        .iter()
+        .map(|image| (image.path.as_path(), image))
+        .collect();
+    let changed_or_new = folder
+        .images
+        .iter()
+        .filter(|image| {
+            indexed
+                .get(image.path.as_path())
+                .is_none_or(|earlier| !earlier.unchanged(image))
+        })
+        .count();
+    let present: HashSet<&Path> = folder.images.iter().map(|i| i.path.as_path()).collect();
+    let removed = gallery
+        .header
+        .images
+        .iter()
+        .filter(|image| !present.contains(image.path.as_path()))
+        .count();
+    changed_or_new + removed
 }
 
 /// When a file was last written, if the file system says.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::data::{ImageFolder, SkippedFile};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
-use crate::engine::index::SearchHit;
+use crate::engine::index::{IndexChanges, SearchHit};
 use crate::engine::model::{ModelInfo, TrainingSummary};
 use crate::engine::pretrained::WeightsSource;
 use crate::engine::train::{TrainEvent, TrainJob};
@@ -36,6 +36,7 @@ pub enum JobKind {
     OpenModel,
     BuildIndex,
     OpenIndex,
+    UpdateIndex,
     Search,
     Export,
     DownloadWeights,
@@ -50,6 +51,7 @@ impl JobKind {
             Self::OpenModel => "opening the model",
             Self::BuildIndex => "indexing",
             Self::OpenIndex => "opening the index",
+            Self::UpdateIndex => "updating the index",
             Self::Search => "searching",
             Self::Export => "exporting",
             Self::DownloadWeights => "downloading the weights",
@@ -96,6 +98,9 @@ pub enum Request {
     },
     /// Open an index file and the model that built it; on success both become current.
     OpenIndex(PathBuf),
+    /// Bring the current index up to date with its folder: embed new and changed photos,
+    /// drop deleted ones, and write it back in place (atomically).
+    UpdateIndex,
     /// Find the `k` nearest images of the current index.
     Search { query: Query, k: usize },
     /// Copy `hits` and a manifest into `folder`.
@@ -116,6 +121,7 @@ impl Request {
             Self::OpenModel(_) => JobKind::OpenModel,
             Self::BuildIndex { .. } => JobKind::BuildIndex,
             Self::OpenIndex(_) => JobKind::OpenIndex,
+            Self::UpdateIndex => JobKind::UpdateIndex,
             Self::Search { .. } => JobKind::Search,
             Self::Export { .. } => JobKind::Export,
             Self::DownloadWeights(_) => JobKind::DownloadWeights,
@@ -164,6 +170,11 @@ pub enum Outcome {
     ModelOpened(PathBuf),
     /// An index was built or opened and is now current.
     IndexReady(IndexSummary),
+    /// The current index was brought up to date with its folder.
+    IndexUpdated {
+        summary: IndexSummary,
+        changes: IndexChanges,
+    },
     /// Results for a query, with the query shrunk for display (decoded on the worker,
     /// not on the UI thread).
     Results {
@@ -230,4 +241,8 @@ pub struct IndexSummary {
     /// When the index file was written.
     #[serde(default)]
     pub modified: Option<std::time::SystemTime>,
+    /// Photos added, changed or removed in the folder since the index was written, as
+    /// found when it was opened (0 when up to date or not checked).
+    #[serde(default)]
+    pub out_of_date: usize,
 }

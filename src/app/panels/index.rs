@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::Intent;
+use crate::app::reducer::plural;
 use crate::app::state::AppState;
 use crate::app::widgets::{progress_bar, skipped_list};
 use crate::worker::JobKind;
@@ -23,7 +24,9 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
     });
     let can_index =
         state.current.model.is_some() && state.is_idle() && !state.index_folder.trim().is_empty();
-    let indexing = state.running(JobKind::BuildIndex);
+    let indexing = state
+        .running(JobKind::BuildIndex)
+        .or_else(|| state.running(JobKind::UpdateIndex));
     ui.horizontal(|ui| {
         if ui
             .add_enabled(can_index, egui::Button::new("Build index"))
@@ -35,6 +38,17 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             intents.push(Intent::StartIndexing(PathBuf::from(
                 state.index_folder.trim(),
             )));
+        }
+        if state.current.index.is_some()
+            && ui
+                .add_enabled(state.is_idle(), egui::Button::new("Update index"))
+                .on_hover_text(
+                    "Embed only the photos added or changed since the index was built, and \
+                     drop deleted ones",
+                )
+                .clicked()
+        {
+            intents.push(Intent::UpdateIndex);
         }
         if let Some(activity) = indexing
             && ui.button("Cancel indexing").clicked()
@@ -60,6 +74,16 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             index.images,
             index.folder.display()
         ));
+        if index.out_of_date > 0 {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "The folder changed since this index was built ({} added, changed or \
+                     removed): Update index brings it up to date.",
+                    plural(index.out_of_date, "photo", "photos")
+                ),
+            );
+        }
         if !index.skipped.is_empty() {
             egui::CollapsingHeader::new(format!("{} files skipped", index.skipped.len()))
                 .id_salt("index_skipped")

@@ -41,6 +41,8 @@ pub enum Intent {
     PickIndexFolder,
     /// Index this folder with the current model.
     StartIndexing(PathBuf),
+    /// Bring the current index up to date with its folder.
+    UpdateIndex,
     /// Ask for a photo in a dialog and search with it.
     PickQueryFile,
     /// Ask for a folder in a dialog and export the selected results there.

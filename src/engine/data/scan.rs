@@ -37,6 +37,32 @@ impl std::fmt::Display for SkippedFile {
 pub struct ImageFile {
     pub path: PathBuf,
     pub class: Option<String>,
+    /// The file's size and modification time when it was scanned: an index update
+    /// re-embeds a photo only when these changed (0 when unknown).
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub modified_ns: u64,
+}
+
+impl ImageFile {
+    /// A file with no size or time recorded (it counts as changed on every update).
+    pub fn new(path: PathBuf, class: Option<String>) -> Self {
+        Self {
+            path,
+            class,
+            bytes: 0,
+            modified_ns: 0,
+        }
+    }
+
+    /// Whether `other` is this file unchanged (same path, size and modification time).
+    pub fn unchanged(&self, other: &ImageFile) -> bool {
+        self.path == other.path
+            && self.bytes != 0
+            && self.bytes == other.bytes
+            && self.modified_ns == other.modified_ns
+    }
 }
 
 /// The images of a folder, recursively, plus what was skipped.
@@ -116,9 +142,14 @@ pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
     walk.enter(&canonical_root, 0);
     let mut candidates = walk.found;
     candidates.sort();
-    for (path, class) in candidates {
+    for (path, class, bytes, modified_ns) in candidates {
         match check_header(&path, max_pixels) {
-            Ok(()) => folder.images.push(ImageFile { path, class }),
+            Ok(()) => folder.images.push(ImageFile {
+                path,
+                class,
+                bytes,
+                modified_ns,
+            }),
             Err(reason) => folder.skipped.push(SkippedFile { path, reason }),
         }
     }
@@ -148,7 +179,8 @@ struct Walk<'a> {
     root: &'a Path,
     visited_folders: HashSet<(u64, u64)>,
     visited_files: HashSet<(u64, u64)>,
-    found: Vec<(PathBuf, Option<String>)>,
+    /// Path, class, size and modification time (ns since the epoch) of each photo.
+    found: Vec<(PathBuf, Option<String>, u64, u64)>,
     skipped: &'a mut Vec<SkippedFile>,
 }
 
@@ -251,7 +283,12 @@ impl Walk<'_> {
                 .filter(|relative| relative.components().count() > 1)
                 .and_then(|relative| relative.components().next())
                 .map(|first| first.as_os_str().to_string_lossy().into_owned());
-            self.found.push((path, class));
+            let modified_ns = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            self.found.push((path, class, metadata.len(), modified_ns));
         } else if let Some(reason) = unsupported_reason(&path) {
             self.skip(path, reason);
         } else {
