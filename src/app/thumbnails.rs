@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crossbeam_channel::{Receiver, Sender};
 use image::RgbImage;
 
-use crate::engine::data::{DEFAULT_MAX_PIXELS, decode_rgb};
+use crate::engine::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
 
 /// Longest sides a thumbnail is made at: a request is rounded up to the next one, so a
 /// photo shown at similar sizes is decoded once.
@@ -256,7 +256,10 @@ fn load_thumbnail(
     {
         return Ok(color_image(&image.into_rgb8()));
     }
-    let image = shrink_sharp(&decode_rgb(path, DEFAULT_MAX_PIXELS)?, side);
+    let image = shrink_sharp(
+        &decode_rgb_sized(path, DEFAULT_MAX_PIXELS, TargetSize::LongSide(side))?,
+        side,
+    );
     if let Some(file) = &cache_file {
         // A cache that cannot be written only costs speed next time.
         write_disk_cache(file, &image).ok();

@@ -15,7 +15,8 @@ use faiss::index::flat::FlatIndex;
 use serde::{Deserialize, Serialize};
 
 use super::data::{
-    BatchStream, ImageFile, ImageFolder, SkippedFile, decode_rgb, default_loader_threads,
+    BatchStream, ImageFile, ImageFolder, SkippedFile, TargetSize, decode_rgb_sized,
+    default_loader_threads,
 };
 use super::files::{FileKind, sniff};
 use super::model::{EmbeddingModel, ModelInfo};
@@ -124,7 +125,11 @@ pub fn embed_files(
     let load_paths = Arc::clone(&shared_paths);
     let load = Arc::new(
         move |item: usize, _rng: &mut fastrand::Rng, out: &mut [f32]| {
-            let image = decode_rgb(&load_paths[item], max_pixels)?;
+            let image = decode_rgb_sized(
+                &load_paths[item],
+                max_pixels,
+                TargetSize::ShortSide(preprocess.image_size_px),
+            )?;
             preprocess.write_plain(&image, out);
             Ok(())
         },
@@ -580,9 +585,12 @@ impl SearchSession {
 
     /// The nearest `k` gallery images to the image file at `query`.
     pub fn search_file(&mut self, query: &Path, k: usize) -> Result<Vec<SearchHit>> {
-        let image = decode_rgb(query, self.max_pixels).map_err(|reason| EngineError::Image {
-            path: query.to_path_buf(),
-            reason,
+        let size = TargetSize::ShortSide(self.model.config.preprocess.image_size_px);
+        let image = decode_rgb_sized(query, self.max_pixels, size).map_err(|reason| {
+            EngineError::Image {
+                path: query.to_path_buf(),
+                reason,
+            }
         })?;
         self.search_image(&image, k)
     }

@@ -22,7 +22,9 @@ pub use protocol::{
 };
 
 use crate::engine::EngineError;
-use crate::engine::data::{DEFAULT_MAX_PIXELS, decode_rgb, scan_folder, shrink_to_fit};
+use crate::engine::data::{
+    DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized, scan_folder, shrink_to_fit,
+};
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::index::{Gallery, SearchSession, search_image};
@@ -437,11 +439,22 @@ impl Worker {
                 let decoded;
                 let image: &image::RgbImage = match &query {
                     Query::File(path) => {
-                        decoded = decode_rgb(path, DEFAULT_MAX_PIXELS).map_err(|reason| {
-                            EngineError::Image {
-                                path: path.clone(),
-                                reason,
-                            }
+                        decoded = decode_rgb_sized(
+                            path,
+                            DEFAULT_MAX_PIXELS,
+                            // The network's input, and the preview shown with the results.
+                            TargetSize::ShortSide(
+                                open.model
+                                    .info
+                                    .config
+                                    .preprocess
+                                    .image_size_px
+                                    .max(QUERY_PREVIEW_PX),
+                            ),
+                        )
+                        .map_err(|reason| EngineError::Image {
+                            path: path.clone(),
+                            reason,
                         })?;
                         &decoded
                     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::RgbImage;
 
-use super::decode::decode_rgb;
+use super::decode::{TargetSize, decode_rgb_sized};
 use super::preprocess::resize;
 use super::scan::{ImageFolder, SkippedFile, scan_folder};
 use crate::engine::{EngineError, Result};
@@ -172,8 +172,9 @@ impl PreparedImages {
                         }
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = paths.get(index) else { break };
-                        let decoded = decode_rgb(path, max_pixels)
-                            .map(|image| Arc::new(resize(&image, side_px, side_px)));
+                        let decoded =
+                            decode_rgb_sized(path, max_pixels, TargetSize::ShortSide(side_px))
+                                .map(|image| Arc::new(resize(&image, side_px, side_px)));
                         if let Ok(mut slot) = results[index].lock() {
                             *slot = Some(decoded);
                         }

@@ -9,12 +9,43 @@ use super::scan::check_pixel_limit;
 /// Decodes one image file into 8-bit RGB: EXIF orientation applied; grayscale, alpha and
 /// 16-bit converted; GIFs give their first frame. The error is a reason to show the user.
 pub fn decode_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, String> {
+    decode_rgb_sized(path, max_pixels, TargetSize::Full)
+}
+
+/// How large a decoded image needs to be. A JPEG is decoded at the smallest of 1/1, 1/2,
+/// 1/4 and 1/8 of its size (scaled in the DCT, which is where the time goes for a
+/// 12-megapixel photo) that is still at least this large; other formats are decoded whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSize {
+    /// Every pixel.
+    Full,
+    /// The shorter side at least this many pixels (inputs squashed to a square).
+    ShortSide(u32),
+    /// The longer side at least this many pixels (thumbnails fitted in a box).
+    LongSide(u32),
+}
+
+/// As [`decode_rgb`], decoding a JPEG only as large as `target` needs.
+pub fn decode_rgb_sized(
+    path: &Path,
+    max_pixels: u64,
+    target: TargetSize,
+) -> Result<RgbImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot be read ({e})"))?;
-    decode_rgb_bytes(&bytes, max_pixels)
+    decode_rgb_bytes_sized(&bytes, max_pixels, target)
 }
 
 /// As [`decode_rgb`], from bytes in memory (a pasted or dropped image).
 pub fn decode_rgb_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
+    decode_rgb_bytes_sized(bytes, max_pixels, TargetSize::Full)
+}
+
+/// As [`decode_rgb_sized`], from bytes in memory.
+pub fn decode_rgb_bytes_sized(
+    bytes: &[u8],
+    max_pixels: u64,
+    target: TargetSize,
+) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
@@ -24,7 +55,8 @@ pub fn decode_rgb_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Strin
     if reader.format().is_none() {
         return Err("not a recognised image (unknown file contents)".into());
     }
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    if is_jpeg && !jpeg_is_complete(bytes) {
         // The JPEG decoder would fill the missing part with grey and say nothing; a damaged
         // file is reported the way a truncated PNG or WebP is.
         return Err("damaged JPEG: the file ends before the image data does (truncated)".into());
@@ -39,12 +71,53 @@ pub fn decode_rgb_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Strin
     let (width, height) = decoder.dimensions();
     check_pixel_limit(width, height, max_pixels)?;
     let orientation = decoder.orientation().ok();
-    let mut image = image::DynamicImage::from_decoder(decoder)
-        .map_err(|e| format!("not a readable image ({e})"))?;
+    let scaled = match (is_jpeg, target) {
+        (true, TargetSize::ShortSide(side)) => {
+            let scale = f64::from(side) / f64::from(width.min(height).max(1));
+            decode_jpeg_scaled(bytes, (width, height), scale)
+        }
+        (true, TargetSize::LongSide(side)) => {
+            let scale = f64::from(side) / f64::from(width.max(height).max(1));
+            decode_jpeg_scaled(bytes, (width, height), scale)
+        }
+        _ => None,
+    };
+    let mut image = match scaled {
+        Some(image) => image::DynamicImage::ImageRgb8(image),
+        None => image::DynamicImage::from_decoder(decoder)
+            .map_err(|e| format!("not a readable image ({e})"))?,
+    };
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
     Ok(image.into_rgb8())
+}
+
+/// Decodes a JPEG scaled down in the DCT by the largest of 1/2, 1/4, 1/8 that keeps it
+/// at least `scale` times its size (`None` when no reduction is possible, or for pixel
+/// formats other than RGB and grey: the caller decodes whole then).
+fn decode_jpeg_scaled(bytes: &[u8], (width, height): (u32, u32), scale: f64) -> Option<RgbImage> {
+    if scale >= 0.5 {
+        return None;
+    }
+    let requested = |side: u32| {
+        (f64::from(side) * scale)
+            .ceil()
+            .clamp(1.0, f64::from(u16::MAX)) as u16
+    };
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+    let (w, h) = decoder.scale(requested(width), requested(height)).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let info = decoder.info()?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels),
+        jpeg_decoder::PixelFormat::L8 => {
+            let grey = image::GrayImage::from_raw(w, h, pixels)?;
+            Some(image::DynamicImage::ImageLuma8(grey).into_rgb8())
+        }
+        _ => None,
+    }
 }
 
 /// Whether a JPEG's marker structure runs to its end-of-image marker: segments are

@@ -14,7 +14,7 @@ pub mod scan;
 pub use dataset::{
     LabeledDataset, NOT_IN_A_CLASS, PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch,
 };
-pub use decode::{decode_rgb, decode_rgb_bytes};
+pub use decode::{TargetSize, decode_rgb, decode_rgb_bytes, decode_rgb_sized};
 pub use loader::{BatchStream, LoadFn, LoadedBatch, default_loader_threads};
 pub use preprocess::{Augment, Preprocess, resize, shrink_to_fit};
 pub use scan::{
@@ -36,6 +36,36 @@ mod tests {
         RgbImage::from_pixel(width, height, image::Rgb([200, 100, 50]))
             .save(path)
             .expect("save png");
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_only_as_large_as_needed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("large.jpg");
+        let mut rng = fastrand::Rng::with_seed(3);
+        let photo = image::imageops::resize(
+            &crate::engine::synthetic::class_image(1, 3, 64, &mut rng),
+            1600,
+            1200,
+            image::imageops::FilterType::Triangle,
+        );
+        photo.save(&path).expect("save");
+        let whole = decode_rgb(&path, DEFAULT_MAX_PIXELS).expect("whole");
+        assert_eq!(whole.dimensions(), (1600, 1200));
+        // 1/8 in the DCT still leaves the shorter side at least 112 px.
+        let input = decode_rgb_sized(&path, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(112))
+            .expect("scaled");
+        assert_eq!(input.dimensions(), (200, 150));
+        // A 400-px thumbnail: 1/4 (the longer side 400).
+        let thumbnail =
+            decode_rgb_sized(&path, DEFAULT_MAX_PIXELS, TargetSize::LongSide(400)).expect("scaled");
+        assert_eq!(thumbnail.dimensions(), (400, 300));
+        // The scaled decode shows the same picture (mean colour within a few levels).
+        let mean = |image: &image::RgbImage| {
+            image.pixels().map(|p| f64::from(p.0[1])).sum::<f64>()
+                / f64::from(image.width() * image.height())
+        };
+        assert!((mean(&whole) - mean(&input)).abs() < 3.0);
     }
 
     #[test]
