@@ -670,3 +670,48 @@ fn update_index_embeds_only_what_changed_and_a_reopened_index_says_when_it_is_ou
     });
     harness.get_by_label_contains("The folder changed since this index was built (1 photo");
 }
+
+#[test]
+fn a_flat_library_is_searchable_with_imagenet_features() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = dir.path().join("served.safetensors");
+    write_resnet18_weights(&served).expect("weights");
+    let url = common::serve(vec![common::http_ok(
+        &std::fs::read(&served).expect("read"),
+    )]);
+    let library = dir.path().join("flat");
+    std::fs::create_dir_all(&library).expect("mkdir");
+    let mut rng = fastrand::Rng::with_seed(4);
+    for i in 0..4 {
+        likeness::engine::synthetic::class_image(i % 2, 2, 48, &mut rng)
+            .save(library.join(format!("p{i}.png")))
+            .expect("save");
+    }
+    let mut dirs = DataDirs::under(dir.path().join("data"));
+    dirs.weights.url = url;
+    let mut settings = AppSettings::default();
+    settings.k = 3;
+    let mut harness = harness_with_dirs(settings, dirs);
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    run_until(&mut harness, "the library scan", |app| {
+        app.library.is_some()
+    });
+    harness.get_by_label_contains("these photos can still be searched");
+    harness.get_by_label("Use ImageNet features").click();
+    run_until(&mut harness, "the ImageNet index", |app| {
+        app.is_idle() && app.current.index.as_ref().is_some_and(|i| i.images == 4)
+    });
+    assert!(harness.query_by_label("Use ImageNet features").is_none());
+    let query = library.join("p1.png");
+    drop_file(&mut harness, &query);
+    run_until(&mut harness, "results", |app| app.search.is_some());
+    assert_eq!(
+        harness
+            .state()
+            .search
+            .as_ref()
+            .map(|s| s.hits[0].path.clone()),
+        Some(query)
+    );
+}

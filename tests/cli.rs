@@ -452,3 +452,63 @@ fn indexing_again_embeds_only_new_and_changed_photos() {
         "--rebuild embeds everything"
     );
 }
+
+#[test]
+fn a_flat_folder_is_searchable_with_imagenet_features_without_training() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_home = dir.path().join("data-home");
+    let weights = dir.path().join("served.safetensors");
+    write_resnet18_weights(&weights).expect("weights");
+    let url = common::serve(vec![common::http_ok(
+        &std::fs::read(&weights).expect("read"),
+    )]);
+    // A flat folder: no class folders at all.
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..4 {
+        likeness::engine::synthetic::class_image(i % 2, 2, 48, &mut rng)
+            .save(photos.join(format!("p{i}.png")))
+            .expect("save");
+    }
+    let index = dir.path().join("flat.likeness-index");
+    let output = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args([
+            "index",
+            "--model",
+            "imagenet",
+            "--folder",
+            s(&photos),
+            "--index",
+            s(&index),
+            "--device",
+            "cpu",
+            "--json",
+        ])
+        .env("XDG_DATA_HOME", &data_home)
+        .env("LIKENESS_WEIGHTS_URL", &url)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("run likeness");
+    assert_ok(&output);
+    assert_eq!(last_json(&output)["images"], 4);
+    let model = data_home.join("likeness/models/imagenet-resnet18-features.safetensors");
+    assert!(model.is_file(), "the feature model is kept for the index");
+    // Search works from the index alone (it names its model), nearest first.
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&photos.join("p2.png")),
+        "-k",
+        "2",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let json = last_json(&output);
+    assert_eq!(
+        json["queries"][0]["results"][0]["path"].as_str(),
+        Some(s(&photos.join("p2.png")))
+    );
+}

@@ -75,6 +75,7 @@ impl LikenessApp {
                 }
             }
             Intent::StartIndexing(folder) => self.start_indexing(folder),
+            Intent::UseImagenetFeatures => self.use_imagenet_features(),
             Intent::UpdateIndex => {
                 self.send(Request::UpdateIndex);
             }

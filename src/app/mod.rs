@@ -229,6 +229,21 @@ impl LikenessApp {
         }
     }
 
+    /// Makes the ImageNet feature model current (downloading its weights the first time)
+    /// and indexes the library with it: search without training.
+    pub fn use_imagenet_features(&mut self) {
+        let request = Request::UseImagenetFeatures {
+            source: self.dirs.weights.clone(),
+            model_path: self
+                .dirs
+                .models
+                .join(crate::engine::pretrained::IMAGENET_FEATURES_MODEL),
+        };
+        if let Some(job) = self.send(request) {
+            self.state.index_after = Some(job);
+        }
+    }
+
     /// Searches again with the query on screen (after k changed).
     pub fn rerun_search(&mut self) {
         if let Some(query) = self.search.as_ref().map(|s| s.query.clone()) {

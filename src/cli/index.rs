@@ -7,14 +7,18 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::choices::DeviceArg;
+use super::weights::resolve_weights_argument;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use crate::engine::index::{Gallery, IndexChanges};
 use crate::engine::model::load_model;
+use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
-    /// The model to embed with (written by `likeness train`).
+    /// The model to embed with (written by `likeness train`), or `imagenet`: the
+    /// ImageNet-pretrained ResNet18's features, so photos are searchable without training
+    /// (its weights are downloaded and checked the first time).
     #[arg(long)]
     pub model: PathBuf,
     /// The folder to index; images anywhere below it are included.
@@ -33,8 +37,15 @@ pub struct IndexArgs {
     pub output: OutputArgs,
 }
 
-pub fn run(args: IndexArgs) -> anyhow::Result<()> {
+pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
+    if args.model.as_os_str() == "imagenet" && !args.model.exists() {
+        let weights = resolve_weights_argument(&args.model)?;
+        let path = user_data_dir().join("models").join(IMAGENET_FEATURES_MODEL);
+        imagenet_feature_model(&weights, &path)
+            .context("could not make the ImageNet feature model")?;
+        args.model = path;
+    }
     let (model, info) = load_model(&args.model, device).context("could not open the model")?;
     let folder =
         scan_folder(&args.folder, DEFAULT_MAX_PIXELS).context("could not scan the folder")?;

@@ -147,6 +147,36 @@ impl EmbeddingModel {
     }
 
     /// Every variable as (torchvision name, tensor), sorted by name.
+    /// Makes the final layer pass the backbone's pooled features through unchanged
+    /// (identity weights, zero bias): the embedding is then what the backbone sees, which
+    /// is how pretrained ImageNet features are used for search without any training.
+    /// Only for models whose embedding has the backbone's width.
+    pub fn set_identity_head(&mut self) -> Result<()> {
+        let width = BACKBONE_FEATURES as usize;
+        if self.config.embedding_dim != width {
+            return Err(EngineError::Config(format!(
+                "an identity head needs {width}-d embeddings, not {}",
+                self.config.embedding_dim
+            )));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut variable) in self.var_store.variables() {
+                match name.as_str() {
+                    "fc.weight" => {
+                        let eye =
+                            Tensor::f_eye(BACKBONE_FEATURES, (Kind::Float, variable.device()))?;
+                        variable.f_copy_(&eye)?;
+                    }
+                    "fc.bias" => {
+                        drop(variable.f_zero_()?);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut tensors: Vec<_> = self.var_store.variables().into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));

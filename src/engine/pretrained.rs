@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::atomic::write_atomic_with;
-use super::model::{EmbeddingModel, ImportReport, ModelConfig};
+use super::data::Preprocess;
+use super::model::{
+    EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, read_model_info,
+    save_model,
+};
 use super::{EngineError, Result};
 
 /// Where the standard weights are downloaded from.
@@ -199,3 +203,42 @@ mod tests {
         assert!(source.cached().is_none());
     }
 }
+
+/// File name of the ImageNet feature model, kept with the window's models.
+pub const IMAGENET_FEATURES_MODEL: &str = "imagenet-resnet18-features.safetensors";
+
+/// Writes (once) a model that embeds photos the way the ImageNet-pretrained ResNet18 sees
+/// them: its 512 pooled features, unit length, from 224-px ImageNet-normalised inputs. It
+/// needs no training, so a folder without class folders is searchable at once; training
+/// on your own classes is how Likeness learns your notion of alike on top of it.
+/// Returns the model's description; an existing file is reused.
+pub fn imagenet_feature_model(weights: &Path, out: &Path) -> Result<ModelInfo> {
+    if let Ok(info) = read_model_info(out)
+        && info.summary.preset == IMAGENET_PRESET
+    {
+        return Ok(info);
+    }
+    let config = ModelConfig {
+        architecture: "resnet18".into(),
+        embedding_dim: 512,
+        l2_normalize: true,
+        preprocess: Preprocess {
+            image_size_px: 224,
+            mean: Preprocess::IMAGENET_MEAN,
+            std: Preprocess::IMAGENET_STD,
+        },
+    };
+    let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    model.import_torchvision(weights)?;
+    model.set_identity_head()?;
+    let summary = TrainingSummary {
+        data_folder: "ImageNet (not trained on your photos)".into(),
+        preset: IMAGENET_PRESET.into(),
+        pretrained_weights: Some(weights.display().to_string()),
+        ..Default::default()
+    };
+    save_model(out, &model, &summary)
+}
+
+/// The recipe name an ImageNet feature model records.
+pub const IMAGENET_PRESET: &str = "imagenet";

@@ -29,7 +29,7 @@ use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::index::{Gallery, SearchSession, search_image};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
-use crate::engine::pretrained::download_weights;
+use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::{TrainJob, train};
 
 /// Commands can queue this deep before `send` refuses.
@@ -484,6 +484,22 @@ impl Worker {
                 };
                 let manifest = export_results(Path::new(&query), &hits, &folder, &source)?;
                 Outcome::Exported { folder, manifest }
+            }
+            Request::UseImagenetFeatures { source, model_path } => {
+                if source.cached().is_none() {
+                    let progress = progress_reporter(&self.events, &self.wake, job);
+                    download_weights(&source, cancel, &|done, total| {
+                        progress(Progress::Downloading { done, total });
+                    })?;
+                }
+                imagenet_feature_model(&source.cache_path, &model_path)?;
+                let (model, info) = load_model(&model_path, self.device)?;
+                self.model = Some(Rc::new(LoadedModel {
+                    path: model_path.clone(),
+                    model,
+                    info,
+                }));
+                Outcome::ModelOpened(model_path)
             }
             Request::DownloadWeights(source) => {
                 let progress = progress_reporter(&self.events, &self.wake, job);

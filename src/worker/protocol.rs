@@ -40,6 +40,7 @@ pub enum JobKind {
     Search,
     Export,
     DownloadWeights,
+    PrepareImagenet,
 }
 
 impl JobKind {
@@ -55,6 +56,7 @@ impl JobKind {
             Self::Search => "searching",
             Self::Export => "exporting",
             Self::DownloadWeights => "downloading the weights",
+            Self::PrepareImagenet => "preparing the ImageNet model",
         }
     }
 }
@@ -111,6 +113,12 @@ pub enum Request {
     },
     /// Download pretrained weights into their cache file (checked before they are kept).
     DownloadWeights(WeightsSource),
+    /// Make the ImageNet feature model (downloading its weights first if needed) and make
+    /// it the current model: search without training.
+    UseImagenetFeatures {
+        source: WeightsSource,
+        model_path: PathBuf,
+    },
 }
 
 impl Request {
@@ -125,6 +133,7 @@ impl Request {
             Self::Search { .. } => JobKind::Search,
             Self::Export { .. } => JobKind::Export,
             Self::DownloadWeights(_) => JobKind::DownloadWeights,
+            Self::UseImagenetFeatures { .. } => JobKind::PrepareImagenet,
         }
     }
 }

@@ -56,6 +56,22 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             intents.push(Intent::Cancel(activity.job));
         }
     });
+    if state.current.model.is_none() {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("No model yet?");
+            if ui
+                .add_enabled(state.is_idle(), egui::Button::new("Use ImageNet features"))
+                .on_hover_text(
+                    "Search without training: embed the library with the ImageNet-pretrained \
+                     ResNet18 (its weights, about 45 MB, are downloaded and checked the first \
+                     time). Training on class folders teaches Likeness your own notion of alike.",
+                )
+                .clicked()
+            {
+                intents.push(Intent::UseImagenetFeatures);
+            }
+        });
+    }
     if let Some(activity) = indexing {
         progress_bar(
             ui,

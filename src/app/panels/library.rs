@@ -126,8 +126,8 @@ fn library_summary_ui(ui: &mut egui::Ui, view: &LibraryView) {
     if photos > 0 && view.class_count() < 2 {
         ui.colored_label(
             ui.visuals().warn_fg_color,
-            "Training needs at least two class sub-folders; these photos can still be indexed \
-             with a model you open.",
+            "Training needs at least two class sub-folders; these photos can still be searched: \
+             Use ImageNet features (Index section) or open a model.",
         );
     }
     if skipped > 0 {

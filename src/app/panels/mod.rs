@@ -43,6 +43,8 @@ pub enum Intent {
     StartIndexing(PathBuf),
     /// Bring the current index up to date with its folder.
     UpdateIndex,
+    /// Embed with ImageNet features (no training) and index the library.
+    UseImagenetFeatures,
     /// Ask for a photo in a dialog and search with it.
     PickQueryFile,
     /// Ask for a folder in a dialog and export the selected results there.
