@@ -689,8 +689,10 @@ fn a_flat_library_is_searchable_with_imagenet_features() {
     }
     let mut dirs = DataDirs::under(dir.path().join("data"));
     dirs.weights.url = url;
-    let mut settings = AppSettings::default();
-    settings.k = 3;
+    let settings = AppSettings {
+        k: 3,
+        ..Default::default()
+    };
     let mut harness = harness_with_dirs(settings, dirs);
     harness.step();
     harness.state_mut().choose_library(library.clone());

@@ -169,41 +169,6 @@ pub fn download_weights(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_source_caches_under_the_data_dir() {
-        let source = WeightsSource::imagenet_resnet18(Path::new("/data/likeness"));
-        assert_eq!(
-            source.cache_path,
-            Path::new("/data/likeness/weights/resnet18-imagenet.safetensors")
-        );
-        assert!(source.cached().is_none());
-    }
-
-    #[test]
-    fn unreachable_server_is_a_clear_error_and_leaves_no_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A port that was just free: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let source = WeightsSource {
-            url: format!("http://127.0.0.1:{port}/resnet18.safetensors"),
-            cache_path: dir.path().join("weights").join(CACHED_FILE_NAME),
-        };
-        let error = download_weights(&source, &AtomicBool::new(false), &|_, _| {})
-            .expect_err("nothing listens")
-            .to_string();
-        assert!(error.contains("could not download"), "{error}");
-        assert!(error.contains("from scratch"), "{error}");
-        assert!(source.cached().is_none());
-    }
-}
-
 /// File name of the ImageNet feature model, kept with the window's models.
 pub const IMAGENET_FEATURES_MODEL: &str = "imagenet-resnet18-features.safetensors";
 
@@ -242,3 +207,38 @@ pub fn imagenet_feature_model(weights: &Path, out: &Path) -> Result<ModelInfo> {
 
 /// The recipe name an ImageNet feature model records.
 pub const IMAGENET_PRESET: &str = "imagenet";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_source_caches_under_the_data_dir() {
+        let source = WeightsSource::imagenet_resnet18(Path::new("/data/likeness"));
+        assert_eq!(
+            source.cache_path,
+            Path::new("/data/likeness/weights/resnet18-imagenet.safetensors")
+        );
+        assert!(source.cached().is_none());
+    }
+
+    #[test]
+    fn unreachable_server_is_a_clear_error_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let source = WeightsSource {
+            url: format!("http://127.0.0.1:{port}/resnet18.safetensors"),
+            cache_path: dir.path().join("weights").join(CACHED_FILE_NAME),
+        };
+        let error = download_weights(&source, &AtomicBool::new(false), &|_, _| {})
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(error.contains("could not download"), "{error}");
+        assert!(error.contains("from scratch"), "{error}");
+        assert!(source.cached().is_none());
+    }
+}
