@@ -717,3 +717,45 @@ fn a_flat_library_is_searchable_with_imagenet_features() {
         Some(query)
     );
 }
+
+#[test]
+fn exclusions_set_in_the_window_leave_photos_out_and_updates_keep_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 91).expect("photos");
+    let model = dir.path().join("tiny.safetensors");
+    tiny_model(&model);
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    settings.exclude = "class_01, *.jpg".into();
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    harness.step();
+    harness.get_by_label("Exclude:");
+    harness.state_mut().choose_library(library.clone());
+    harness.state_mut().use_model(model);
+    run_until(&mut harness, "the index", |app| {
+        app.current.index.is_some() && app.is_idle()
+    });
+    assert_eq!(
+        harness.state().current.index.as_ref().map(|i| i.images),
+        Some(3)
+    );
+    // A new photo in the excluded folder stays out on Update index.
+    std::fs::copy(
+        library.join("class_00/img_000.png"),
+        library.join("class_01/new.png"),
+    )
+    .expect("add");
+    harness.get_by_label("Update index").click();
+    run_until(&mut harness, "the update", |app| {
+        app.is_idle()
+            && app
+                .notices
+                .iter()
+                .any(|n| n.text.starts_with("Index updated"))
+    });
+    assert_eq!(
+        harness.state().current.index.as_ref().map(|i| i.images),
+        Some(3)
+    );
+}

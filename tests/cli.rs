@@ -512,3 +512,43 @@ fn a_flat_folder_is_searchable_with_imagenet_features_without_training() {
         Some(s(&photos.join("p2.png")))
     );
 }
+
+#[test]
+fn exclude_leaves_matching_files_and_folders_out_of_an_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 3, 2, 32, 83).expect("photos");
+    let model = dir.path().join("model.safetensors");
+    assert_ok(&likeness(&[
+        "train",
+        "--data",
+        s(&photos),
+        "--out",
+        s(&model),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]));
+    let index = dir.path().join("photos.likeness-index");
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&photos),
+        "--index",
+        s(&index),
+        "--exclude",
+        "class_02",
+        "--exclude",
+        "class_00/img_001*",
+        "--json",
+    ]);
+    assert_ok(&output);
+    assert_eq!(last_json(&output)["images"], 3);
+}

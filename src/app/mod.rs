@@ -218,7 +218,12 @@ impl LikenessApp {
             .dirs
             .indexes
             .join(format!("{name}-{}.likeness-index", timestamp()));
-        self.send(Request::BuildIndex { folder, index_path });
+        let exclude = self.settings.exclude_patterns();
+        self.send(Request::BuildIndex {
+            folder,
+            index_path,
+            exclude,
+        });
     }
 
     /// Opens a model file; when it opens, the library is indexed with it (the person

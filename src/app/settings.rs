@@ -121,6 +121,8 @@ pub struct AppSettings {
     pub train: TrainForm,
     /// Results shown per query.
     pub k: usize,
+    /// Glob patterns left out when indexing, separated by commas.
+    pub exclude: String,
 }
 
 impl Default for AppSettings {
@@ -135,11 +137,22 @@ impl Default for AppSettings {
             recent_indexes: Vec::new(),
             train: TrainForm::default(),
             k: 12,
+            exclude: String::new(),
         }
     }
 }
 
 impl AppSettings {
+    /// The exclusion patterns, one per comma-separated entry.
+    pub fn exclude_patterns(&self) -> Vec<String> {
+        self.exclude
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
     /// Puts `folder` first in the recent libraries.
     pub fn remember_folder(&mut self, folder: PathBuf) {
         remember(&mut self.recent_folders, folder);

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::choices::DeviceArg;
 use super::weights::resolve_weights_argument;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
-use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
+use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
 use crate::engine::index::{Gallery, IndexChanges};
 use crate::engine::model::load_model;
 use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
@@ -31,6 +31,11 @@ pub struct IndexArgs {
     /// Embed every photo again, even when the index is up to date.
     #[arg(long)]
     pub rebuild: bool,
+    /// Leave out files and folders matching this glob (repeatable): a pattern without `/`
+    /// matches names (`*.png`, `Screenshots`), one with `/` paths below the folder
+    /// (`2019/**`). Hidden and system folders are always left out.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     #[command(flatten)]
@@ -47,8 +52,8 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
         args.model = path;
     }
     let (model, info) = load_model(&args.model, device).context("could not open the model")?;
-    let folder =
-        scan_folder(&args.folder, DEFAULT_MAX_PIXELS).context("could not scan the folder")?;
+    let folder = scan_folder_excluding(&args.folder, DEFAULT_MAX_PIXELS, &args.exclude)
+        .context("could not scan the folder")?;
     if folder.images.is_empty() {
         warn_skipped(&folder.skipped);
         anyhow::bail!("{}: no images found to index", args.folder.display());

@@ -252,6 +252,7 @@ pub fn labelled_gallery(
             .collect(),
         skipped: Vec::new(),
         vectors_checksum: None,
+        exclude: Vec::new(),
     };
     Gallery::from_parts(header, vectors)
 }

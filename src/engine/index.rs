@@ -45,6 +45,9 @@ pub struct GalleryHeader {
     /// (absent in indexes written before it was added).
     #[serde(default)]
     pub vectors_checksum: Option<String>,
+    /// Patterns excluded from the folder when it was indexed (an update keeps them).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// Largest embedding an index may hold.
@@ -300,6 +303,7 @@ impl Gallery {
             images,
             skipped: all_skipped,
             vectors_checksum: None,
+            exclude: folder.exclude.clone(),
         };
         Ok((Self::from_parts(header, vectors)?, changes))
     }
@@ -638,6 +642,7 @@ mod tests {
                 .collect(),
             skipped: Vec::new(),
             vectors_checksum: None,
+            exclude: Vec::new(),
         };
         Gallery::from_parts(header, vectors.iter().flatten().copied().collect()).expect("gallery")
     }

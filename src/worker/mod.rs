@@ -23,7 +23,8 @@ pub use protocol::{
 
 use crate::engine::EngineError;
 use crate::engine::data::{
-    DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized, scan_folder, shrink_to_fit,
+    DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized, scan_folder, scan_folder_excluding,
+    shrink_to_fit,
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
@@ -317,6 +318,7 @@ impl Worker {
         job: JobId,
         folder: &Path,
         index_path: &Path,
+        exclude: &[String],
         cancel: &AtomicBool,
     ) -> Result<JobEnd, EngineError> {
         let Some(model) = self.model.clone() else {
@@ -324,7 +326,7 @@ impl Worker {
                 "there is no model yet: train one or open a model file".into(),
             ));
         };
-        let scanned = scan_folder(folder, DEFAULT_MAX_PIXELS)?;
+        let scanned = scan_folder_excluding(folder, DEFAULT_MAX_PIXELS, exclude)?;
         if scanned.images.is_empty() {
             return Err(EngineError::Dataset(format!(
                 "{}: no images found to index",
@@ -359,7 +361,8 @@ impl Worker {
         let Some(open) = self.index.as_ref() else {
             return Err(EngineError::Config("there is no index to update".into()));
         };
-        let scanned = scan_folder(&open.gallery.header.folder, DEFAULT_MAX_PIXELS)?;
+        let header = &open.gallery.header;
+        let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
         let progress = progress_reporter(&self.events, &self.wake, job);
         let model = Rc::clone(&open.model);
         let (gallery, changes) = Gallery::update(
@@ -407,8 +410,12 @@ impl Worker {
                 }));
                 Outcome::ModelOpened(path)
             }
-            Request::BuildIndex { folder, index_path } => {
-                return self.build_index(job, &folder, &index_path, cancel);
+            Request::BuildIndex {
+                folder,
+                index_path,
+                exclude,
+            } => {
+                return self.build_index(job, &folder, &index_path, &exclude, cancel);
             }
             Request::OpenIndex(path) => {
                 let session = SearchSession::open(&path, None, self.device)?;
@@ -531,7 +538,9 @@ fn index_summary(open: &OpenIndex) -> IndexSummary {
 /// How many photos of the index's folder were added, changed or removed since the index
 /// was written (0 when the folder cannot be scanned: there is nothing to offer then).
 fn out_of_date(gallery: &Gallery) -> usize {
-    let Ok(folder) = scan_folder(&gallery.header.folder, DEFAULT_MAX_PIXELS) else {
+    let header = &gallery.header;
+    let Ok(folder) = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)
+    else {
         return 0;
     };
     let indexed: HashMap<&Path, &crate::engine::data::ImageFile> = gallery
@@ -662,6 +671,7 @@ mod tests {
             Request::BuildIndex {
                 folder: photos.clone(),
                 index_path: index_path.clone(),
+                exclude: Vec::new(),
             },
         );
         assert_eq!(failed(&events), None);
@@ -673,6 +683,7 @@ mod tests {
             Request::BuildIndex {
                 folder: dir.path().join("missing"),
                 index_path: dir.path().join("missing.likeness-index"),
+                exclude: Vec::new(),
             },
         );
         assert!(failed(&events).is_some_and(|m| m.contains("no such folder")));

@@ -97,6 +97,8 @@ pub enum Request {
     BuildIndex {
         folder: PathBuf,
         index_path: PathBuf,
+        /// Glob patterns left out of the folder (see `scan_folder_excluding`).
+        exclude: Vec<String>,
     },
     /// Open an index file and the model that built it; on success both become current.
     OpenIndex(PathBuf),

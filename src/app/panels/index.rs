@@ -22,6 +22,20 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             intents.push(Intent::PickIndexFolder);
         }
     });
+    ui.horizontal(|ui| {
+        let label = ui.label("Exclude:");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.settings.exclude)
+                .desired_width(180.0)
+                .hint_text("e.g. Screenshots, *.png, 2019/**"),
+        )
+        .labelled_by(label.id)
+        .on_hover_text(
+            "Files and folders to leave out, separated by commas: a pattern without / matches \
+             names, one with / paths below the folder; * stays within a name, ** crosses \
+             folders. Hidden and system folders are always left out.",
+        );
+    });
     let can_index =
         state.current.model.is_some() && state.is_idle() && !state.index_folder.trim().is_empty();
     let indexing = state

@@ -18,8 +18,8 @@ pub use decode::{TargetSize, decode_rgb, decode_rgb_bytes, decode_rgb_sized};
 pub use loader::{BatchStream, LoadFn, LoadedBatch, default_loader_threads};
 pub use preprocess::{Augment, Preprocess, resize, shrink_to_fit};
 pub use scan::{
-    DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageFile, ImageFolder, SkippedFile, is_image_extension,
-    scan_folder,
+    DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageFile, ImageFolder, SkippedFile, glob_match,
+    is_image_extension, scan_folder, scan_folder_excluding,
 };
 
 #[cfg(test)]
@@ -36,6 +36,54 @@ mod tests {
         RgbImage::from_pixel(width, height, image::Rgb([200, 100, 50]))
             .save(path)
             .expect("save png");
+    }
+
+    #[test]
+    fn glob_patterns_match_names_and_paths() {
+        assert!(glob_match("*.png", "photo.png"));
+        assert!(!glob_match("*.png", "photo.jpg"));
+        assert!(glob_match("Screenshots", "Screenshots"));
+        assert!(glob_match("IMG_????.jpg", "IMG_0042.jpg"));
+        assert!(!glob_match("IMG_????.jpg", "IMG_42.jpg"));
+        assert!(glob_match("2019/**", "2019/summer/beach.jpg"));
+        assert!(!glob_match("2019/*", "2019/summer/beach.jpg"));
+        assert!(glob_match("**/drafts", "a/b/drafts"));
+        assert!(glob_match("**/drafts", "drafts"));
+        assert!(!glob_match("*/drafts", "a/b/drafts"));
+    }
+
+    #[test]
+    fn excluded_files_and_folders_are_left_out_of_a_scan() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let mut rng = fastrand::Rng::with_seed(1);
+        for path in [
+            "keep/a.jpg",
+            "keep/b.png",
+            "Screenshots/c.jpg",
+            "2019/x/d.jpg",
+            "2020/e.jpg",
+        ] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            crate::engine::synthetic::class_image(0, 2, 16, &mut rng)
+                .save(&path)
+                .expect("save");
+        }
+        let exclude = ["Screenshots".to_string(), "*.png".into(), "2019/**".into()];
+        let folder = scan_folder_excluding(root, DEFAULT_MAX_PIXELS, &exclude).expect("scan");
+        let names: Vec<String> = folder
+            .images
+            .iter()
+            .map(|i| {
+                i.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(names, vec!["e.jpg", "a.jpg"]);
+        assert_eq!(folder.exclude, exclude.to_vec());
     }
 
     #[test]

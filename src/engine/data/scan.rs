@@ -71,6 +71,8 @@ pub struct ImageFolder {
     pub root: PathBuf,
     pub images: Vec<ImageFile>,
     pub skipped: Vec<SkippedFile>,
+    /// The patterns the person excluded (see [`scan_folder_excluding`]).
+    pub exclude: Vec<String>,
 }
 
 impl ImageFolder {
@@ -117,6 +119,18 @@ pub const SYSTEM_FOLDERS: &[&str] = &[
 /// not followed, hidden and system folders are skipped, and a name that is not valid
 /// UTF-8 is skipped with the reason instead of failing the whole job later.
 pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
+    scan_folder_excluding(root, max_pixels, &[])
+}
+
+/// As [`scan_folder`], leaving out files and folders that match any of `exclude`: glob
+/// patterns where `*` and `?` stay within one name and `**` crosses folders. A pattern
+/// without `/` is matched against each name (`*.png`, `Screenshots`), one with `/`
+/// against the path below the root (`2019/**`, `*/drafts`).
+pub fn scan_folder_excluding(
+    root: &Path,
+    max_pixels: u64,
+    exclude: &[String],
+) -> Result<ImageFolder> {
     let metadata = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => EngineError::MissingFolder(root.to_path_buf()),
         _ => EngineError::io(root, e),
@@ -130,10 +144,12 @@ pub fn scan_folder(root: &Path, max_pixels: u64) -> Result<ImageFolder> {
 
     let mut folder = ImageFolder {
         root: root.to_path_buf(),
+        exclude: exclude.to_vec(),
         ..Default::default()
     };
     let mut walk = Walk {
         root: &canonical_root,
+        exclude,
         visited_folders: HashSet::new(),
         visited_files: HashSet::new(),
         found: Vec::new(),
@@ -177,6 +193,7 @@ fn identity(_metadata: &std::fs::Metadata, path: &Path) -> (u64, u64) {
 /// One walk of a tree; see [`scan_folder`].
 struct Walk<'a> {
     root: &'a Path,
+    exclude: &'a [String],
     visited_folders: HashSet<(u64, u64)>,
     visited_files: HashSet<(u64, u64)>,
     /// Path, class, size and modification time (ns since the epoch) of each photo.
@@ -190,6 +207,24 @@ impl Walk<'_> {
             path,
             reason: reason.into(),
         });
+    }
+
+    /// Whether the person excluded this path (by its name or its path below the root).
+    fn excluded(&self, path: &Path, name: &str) -> bool {
+        if self.exclude.is_empty() {
+            return false;
+        }
+        let relative = path
+            .strip_prefix(self.root)
+            .map(|r| r.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        self.exclude.iter().any(|pattern| {
+            if pattern.contains('/') {
+                glob_match(pattern.trim_matches('/'), &relative)
+            } else {
+                glob_match(pattern, name)
+            }
+        })
     }
 
     fn enter(&mut self, dir: &Path, depth: usize) {
@@ -244,6 +279,9 @@ impl Walk<'_> {
             );
             return;
         };
+        if self.excluded(&path, name) {
+            return;
+        }
         let Ok(metadata) = std::fs::metadata(&path) else {
             self.skip(path, "cannot be read (broken link or no permission)");
             return;
@@ -301,6 +339,37 @@ impl Walk<'_> {
             );
         }
     }
+}
+
+/// Whether `text` matches the glob `pattern`: `**` matches anything (across `/`), `*`
+/// anything within one name, `?` one character within one name.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    // matches[i][j]: pattern[i..] matches text[j..]; filled from the ends.
+    let mut matches = vec![vec![false; text.len() + 1]; pattern.len() + 1];
+    matches[pattern.len()][text.len()] = true;
+    for i in (0..pattern.len()).rev() {
+        let double_star = pattern[i] == '*' && pattern.get(i + 1) == Some(&'*');
+        for j in (0..=text.len()).rev() {
+            matches[i][j] = match pattern[i] {
+                '*' if double_star => {
+                    // `**` (and a `/` after it, optionally) matches any run of characters.
+                    let after = if pattern.get(i + 2) == Some(&'/') {
+                        i + 3
+                    } else {
+                        i + 2
+                    };
+                    (j..=text.len()).any(|k| matches[after.min(pattern.len())][k])
+                        || (after != i + 2 && (j..=text.len()).any(|k| matches[i + 2][k]))
+                }
+                '*' => matches[i + 1][j] || (j < text.len() && text[j] != '/' && matches[i][j + 1]),
+                '?' => j < text.len() && text[j] != '/' && matches[i + 1][j + 1],
+                c => j < text.len() && text[j] == c && matches[i + 1][j + 1],
+            };
+        }
+    }
+    matches[0][0]
 }
 
 /// Why a photo format Likeness cannot decode is skipped (HEIC, camera RAW).
