@@ -110,6 +110,73 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rates.push(rate);
     }
     println!("12 MP / 128 px indexing rate: {:.2}", rates[1] / rates[0]);
+
+    // An update after 1% of a large folder changed, against building it again.
+    let count: usize = std::env::var("LIBRARY_UPDATE_PHOTOS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let folder = dir.path().join("library");
+    println!("writing {count} photos of 96×72 for the update…");
+    for i in 0..count {
+        let sub = folder.join(format!("{:03}", i / 500));
+        if i % 500 == 0 {
+            std::fs::create_dir_all(&sub)?;
+        }
+        let photo = class_image(i % 5, 5, 72, &mut rng);
+        let photo = image::imageops::resize(&photo, 96, 72, image::imageops::FilterType::Nearest);
+        save_jpeg(&photo, &sub.join(format!("p{i:05}.jpg")))?;
+    }
+    let scanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
+    let started = Instant::now();
+    let full = Gallery::build(
+        &model,
+        &info,
+        &model_path,
+        &scanned,
+        DEFAULT_MAX_PIXELS,
+        &|_, _| {},
+        &AtomicBool::new(false),
+    )?;
+    let full_secs = started.elapsed().as_secs_f64();
+    // 1%: half changed in place, a quarter deleted, a quarter new.
+    let changed = count / 100;
+    for i in 0..changed {
+        let path = folder
+            .join(format!("{:03}", i * 97 % count / 500))
+            .join(format!("p{:05}.jpg", i * 97 % count));
+        match i % 4 {
+            0 | 1 => save_jpeg(&class_image((i + 1) % 5, 5, 72, &mut rng), &path)?,
+            2 => std::fs::remove_file(&path)?,
+            _ => save_jpeg(
+                &class_image(i % 5, 5, 72, &mut rng),
+                &folder.join("000").join(format!("new{i}.jpg")),
+            )?,
+        }
+    }
+    let started = Instant::now();
+    let rescanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
+    let (updated, changes) = Gallery::update(
+        &model,
+        &info,
+        &model_path,
+        &rescanned,
+        Some(&full),
+        DEFAULT_MAX_PIXELS,
+        &|_, _| {},
+        &AtomicBool::new(false),
+    )?;
+    let update_secs = started.elapsed().as_secs_f64();
+    println!(
+        "{count} photos: full build {full_secs:.1} s · update after 1% changed {update_secs:.1} s \
+         (scan included; {} added, {} changed, {} removed, {} kept → {} photos) · {:.0}× faster",
+        changes.added,
+        changes.updated,
+        changes.removed,
+        changes.kept,
+        updated.len(),
+        full_secs / update_secs
+    );
     Ok(())
 }
 

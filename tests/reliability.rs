@@ -428,10 +428,27 @@ fn case_09_a_truncated_jpeg_is_reported_as_damaged_and_the_rest_indexed() {
     class_image(0, 3, 64, &mut rng).save(&jpeg).expect("jpeg");
     let bytes = std::fs::read(&jpeg).expect("read");
     std::fs::write(&jpeg, &bytes[..bytes.len() / 2]).expect("truncate");
+    // A complete JPEG whose header claims 4000×3000 pixels.
+    let liar = folder.join("liar.jpg");
+    class_image(1, 3, 64, &mut rng).save(&liar).expect("jpeg");
+    let mut bytes = std::fs::read(&liar).expect("read");
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline frame header");
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0x0B, 0xB8, 0x0F, 0xA0]); // 3000 high, 4000 wide
+    std::fs::write(&liar, bytes).expect("write");
     let output = fixture.index(&folder, &fixture.path("i.likeness-index"));
     assert_exit(&output, 0);
     let json = last_json(&output);
     assert_eq!(json["images"], 3);
+    assert!(
+        skipped_reasons(&json)
+            .iter()
+            .any(|r| r.contains("liar.jpg") && r.contains("claims 4000×3000")),
+        "{:?}",
+        skipped_reasons(&json)
+    );
     assert!(
         skipped_reasons(&json)
             .iter()

@@ -56,10 +56,10 @@ pub fn decode_rgb_bytes_sized(
         return Err("not a recognised image (unknown file contents)".into());
     }
     let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
-    if is_jpeg && !jpeg_is_complete(bytes) {
+    if is_jpeg && let Some(damage) = jpeg_damage(bytes) {
         // The JPEG decoder would fill the missing part with grey and say nothing; a damaged
         // file is reported the way a truncated PNG or WebP is.
-        return Err("damaged JPEG: the file ends before the image data does (truncated)".into());
+        return Err(format!("damaged JPEG: {damage}"));
     }
     let mut limits = image::Limits::default();
     // Generous for real photos (a 100 MP RGBA 16-bit image is 800 MB), but bounded.
@@ -120,29 +120,34 @@ fn decode_jpeg_scaled(bytes: &[u8], (width, height): (u32, u32), scale: f64) -> 
     }
 }
 
-/// Whether a JPEG's marker structure runs to its end-of-image marker: segments are
-/// walked by their lengths (so an EXIF thumbnail's own markers are skipped), and the
-/// entropy-coded data after each start-of-scan is searched for the next marker (0xFF
-/// followed by anything but 0x00 or a restart marker). A file cut short ends before EOI.
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+/// What is wrong with a JPEG's structure, if anything. The marker segments are walked by
+/// their lengths (so an EXIF thumbnail's own markers are skipped) and the entropy-coded
+/// data after each start-of-scan is followed to the next marker (0xFF followed by anything
+/// but 0x00 or a restart marker). A file cut short ends before its end-of-image marker;
+/// a header that claims far more pixels than its data can hold (every 8×8 block takes at
+/// least a bit) lies about its size. Decoders fill both with grey without a word.
+pub fn jpeg_damage(bytes: &[u8]) -> Option<String> {
     const SOI: u8 = 0xD8;
     const EOI: u8 = 0xD9;
     const SOS: u8 = 0xDA;
+    let truncated = || Some("the file ends before the image data does (truncated)".to_string());
     if bytes.get(..2) != Some(&[0xFF, SOI]) {
-        return false;
+        return Some("it does not start like a JPEG".into());
     }
     let mut at = 2;
+    let mut frame: Option<(u32, u32)> = None;
+    let mut entropy_bytes = 0usize;
     loop {
         // Skip fill bytes before a marker.
         while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
             at += 1;
         }
         let (Some(&0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
-            return false;
+            return truncated();
         };
         at += 2;
         match marker {
-            EOI => return true,
+            EOI => break,
             // Markers without a length.
             0x01 | 0xD0..=0xD7 => continue,
             _ => {}
@@ -151,17 +156,27 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
             .get(at..at + 2)
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
         else {
-            return false;
+            return truncated();
         };
         if length < 2 {
-            return false;
+            return Some("a damaged marker segment".into());
+        }
+        // Start of frame (SOF0–SOF15 but DHT, JPG and DAC): height and width.
+        if (0xC0..=0xCF).contains(&marker)
+            && ![0xC4, 0xC8, 0xCC].contains(&marker)
+            && let Some(b) = bytes.get(at + 3..at + 7)
+        {
+            let height = u32::from(u16::from_be_bytes([b[0], b[1]]));
+            let width = u32::from(u16::from_be_bytes([b[2], b[3]]));
+            frame = Some((width, height));
         }
         at += length;
         if at > bytes.len() {
-            return false;
+            return truncated();
         }
         if marker == SOS {
             // Entropy-coded data runs to the next real marker.
+            let start = at;
             loop {
                 match (bytes.get(at), bytes.get(at + 1)) {
                     (Some(&0xFF), Some(&next))
@@ -170,9 +185,19 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
                         break;
                     }
                     (Some(_), Some(_)) => at += 1,
-                    _ => return false,
+                    _ => return truncated(),
                 }
             }
+            entropy_bytes += at - start;
         }
     }
+    if let Some((width, height)) = frame {
+        let blocks = u64::from(width.div_ceil(8)) * u64::from(height.div_ceil(8));
+        if (entropy_bytes as u64) * 8 < blocks {
+            return Some(format!(
+                "its header claims {width}×{height} pixels but it holds data for far fewer"
+            ));
+        }
+    }
+    None
 }
