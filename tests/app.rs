@@ -759,3 +759,40 @@ fn exclusions_set_in_the_window_leave_photos_out_and_updates_keep_them() {
         Some(3)
     );
 }
+
+#[test]
+fn a_distance_limit_hides_farther_results_and_export_follows_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 95).expect("photos");
+    let query = library.join("class_00/img_001.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let hits = harness
+        .state()
+        .search
+        .as_ref()
+        .expect("results")
+        .hits
+        .clone();
+    assert_eq!(hits.len(), 5);
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::CheckBox, "only closer than")
+        .click_accesskit();
+    harness.step();
+    assert!(harness.state().settings.limit_distance);
+    // Just above the second result's distance: two results stay.
+    harness.state_mut().settings.max_distance = (hits[1].distance + hits[2].distance) / 2.0;
+    harness.step();
+    harness.step();
+    assert!(hits[1].distance < hits[2].distance, "{hits:?}");
+    harness.get_by_label_contains("2 of 5 results are closer than");
+    assert!(harness.query_by_label("#3").is_none());
+    harness.get_by_label("Export 2 selected…");
+    let export = dir.path().join("export");
+    harness.state_mut().export_selected(export.clone());
+    run_until(&mut harness, "the export", |app| {
+        app.notices
+            .iter()
+            .any(|n| n.text.starts_with("Exported 2 images"))
+    });
+}

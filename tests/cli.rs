@@ -552,3 +552,71 @@ fn exclude_leaves_matching_files_and_folders_out_of_an_index() {
     assert_ok(&output);
     assert_eq!(last_json(&output)["images"], 3);
 }
+
+#[test]
+fn search_can_keep_only_results_closer_than_a_distance() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 2, 3, 32, 85).expect("photos");
+    let model = dir.path().join("model.safetensors");
+    assert_ok(&likeness(&[
+        "train",
+        "--data",
+        s(&photos),
+        "--out",
+        s(&model),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]));
+    let index = dir.path().join("photos.likeness-index");
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&photos),
+        "--index",
+        s(&index),
+    ]));
+    let query = photos.join("class_00/img_000.png");
+    let all = last_json(&likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&query),
+        "-k",
+        "6",
+        "--json",
+    ]));
+    let distances: Vec<f64> = all["queries"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["distance"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(distances.len(), 6);
+    let limit = (distances[2] + distances[3]) / 2.0;
+    let near = last_json(&likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&query),
+        "-k",
+        "6",
+        "--max-distance",
+        &limit.to_string(),
+        "--json",
+    ]));
+    let kept = near["queries"][0]["results"].as_array().expect("results");
+    assert!(
+        kept.iter()
+            .all(|r| r["distance"].as_f64().unwrap_or(f64::NAN) < limit)
+    );
+    assert_eq!(kept.len(), distances.iter().filter(|&&d| d < limit).count());
+}

@@ -303,11 +303,16 @@ impl LikenessApp {
     /// Exports the selected results to `folder`.
     pub fn export_selected(&mut self, folder: PathBuf) {
         let Some(search) = &self.search else { return };
+        // What is on screen: the selected results within the distance limit, if any.
+        let limit = self
+            .settings
+            .limit_distance
+            .then_some(self.settings.max_distance);
         let hits: Vec<SearchHit> = search
             .hits
             .iter()
             .zip(&search.selected)
-            .filter(|(_, selected)| **selected)
+            .filter(|(hit, selected)| **selected && limit.is_none_or(|l| hit.distance < l))
             .map(|(hit, _)| hit.clone())
             .collect();
         if hits.is_empty() {

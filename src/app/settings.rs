@@ -123,6 +123,9 @@ pub struct AppSettings {
     pub k: usize,
     /// Glob patterns left out when indexing, separated by commas.
     pub exclude: String,
+    /// Show only results closer than this distance, when on.
+    pub limit_distance: bool,
+    pub max_distance: f32,
 }
 
 impl Default for AppSettings {
@@ -138,6 +141,8 @@ impl Default for AppSettings {
             train: TrainForm::default(),
             k: 12,
             exclude: String::new(),
+            limit_distance: false,
+            max_distance: 0.5,
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct SearchArgs {
     /// Number of results per query.
     #[arg(short, default_value_t = 5)]
     pub k: usize,
+    /// Only results closer than this (squared distance, as printed).
+    #[arg(long, value_name = "D")]
+    pub max_distance: Option<f32>,
     /// The model, if it moved since the index was built.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -37,7 +40,10 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut failures = 0;
     for query in &args.images {
         match session.search_file(query, args.k) {
-            Ok(hits) => {
+            Ok(mut hits) => {
+                if let Some(limit) = args.max_distance {
+                    hits.retain(|hit| hit.distance < limit);
+                }
                 if !args.output.json {
                     println!("{}", query.display());
                     for hit in &hits {

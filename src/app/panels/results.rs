@@ -40,6 +40,18 @@ pub fn results_ui(
         if (k.changed() && !k.dragged()) || k.drag_stopped() {
             intents.push(Intent::RerunSearch);
         }
+        let settings = &mut state.settings;
+        let limit = ui
+            .checkbox(&mut settings.limit_distance, "only closer than")
+            .on_hover_text("Hide results farther from the query than this distance");
+        ui.add_enabled(
+            settings.limit_distance,
+            egui::DragValue::new(&mut settings.max_distance)
+                .range(0.0..=1000.0)
+                .speed(0.005)
+                .max_decimals(4),
+        )
+        .labelled_by(limit.id);
     });
     let has_index = state.current.index.is_some();
     let Some(search) = &mut state.search else {
@@ -75,7 +87,16 @@ pub fn results_ui(
             });
         });
     });
-    let selected = search.selected.iter().filter(|s| **s).count();
+    let limit = state
+        .settings
+        .limit_distance
+        .then_some(state.settings.max_distance);
+    let selected = search
+        .hits
+        .iter()
+        .zip(&search.selected)
+        .filter(|(hit, selected)| **selected && limit.is_none_or(|l| hit.distance < l))
+        .count();
     if ui
         .add_enabled(
             selected > 0,
@@ -87,8 +108,25 @@ pub fn results_ui(
     }
     ui.separator();
     let mut open_preview = None;
+    // The results shown: all, or those closer than the limit (hits are nearest first).
+    let shown = if state.settings.limit_distance {
+        search
+            .hits
+            .iter()
+            .take_while(|hit| hit.distance < state.settings.max_distance)
+            .count()
+    } else {
+        search.hits.len()
+    };
+    if shown < search.hits.len() {
+        ui.label(format!(
+            "{shown} of {} results are closer than {}",
+            search.hits.len(),
+            format_distance(state.settings.max_distance)
+        ));
+    }
     let columns = ((ui.available_width() / CARD_WIDTH).floor() as usize).max(1);
-    let rows = search.hits.len().div_ceil(columns);
+    let rows = shown.div_ceil(columns);
     let row_height = CARD_IMAGE + 78.0;
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
@@ -97,6 +135,9 @@ pub fn results_ui(
                 ui.horizontal(|ui| {
                     for column in 0..columns {
                         let i = row * columns + column;
+                        if i >= shown {
+                            break;
+                        }
                         let (Some(hit), Some(selected)) =
                             (search.hits.get(i), search.selected.get_mut(i))
                         else {
