@@ -76,32 +76,36 @@ pub fn preview_ui(
             let image_rect = egui::Rect::from_center_size(rect.center(), fitted);
             egui::Image::new(&texture).paint_at(ui, image_rect);
         }
-        ui.horizontal(|ui| {
-            if ui
-                .add_enabled(index > 0, egui::Button::new("< Previous"))
-                .on_hover_text("Left arrow")
-                .clicked()
-            {
-                go_to = Some(index - 1);
-            }
-            if ui
-                .add_enabled(index + 1 < count, egui::Button::new("Next >"))
-                .on_hover_text("Right arrow")
-                .clicked()
-            {
-                go_to = Some(index + 1);
-            }
-            ui.separator();
-            if ui.button("Open in default app").clicked() {
-                intents.push(Intent::Open(hit.path.clone()));
-            }
-            if ui.button("Show in folder").clicked() {
-                intents.push(Intent::ShowInFolder(hit.path.clone()));
-            }
-            ui.separator();
-            if ui.button("Close").on_hover_text("Esc").clicked() {
-                closed = true;
-            }
+        // A fixed id for the buttons: the image area above adds a scope only while the
+        // photo loads, which would otherwise change their ids under a click in that frame.
+        ui.push_id("preview_buttons", |ui| {
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(index > 0, egui::Button::new("< Previous"))
+                    .on_hover_text("Left arrow")
+                    .clicked()
+                {
+                    go_to = Some(index - 1);
+                }
+                if ui
+                    .add_enabled(index + 1 < count, egui::Button::new("Next >"))
+                    .on_hover_text("Right arrow")
+                    .clicked()
+                {
+                    go_to = Some(index + 1);
+                }
+                ui.separator();
+                if ui.button("Open in default app").clicked() {
+                    intents.push(Intent::Open(hit.path.clone()));
+                }
+                if ui.button("Show in folder").clicked() {
+                    intents.push(Intent::ShowInFolder(hit.path.clone()));
+                }
+                ui.separator();
+                if ui.button("Close").on_hover_text("Esc").clicked() {
+                    closed = true;
+                }
+            });
         });
     });
     // A click on the backdrop does not close the preview: the double-click that opened
