@@ -803,13 +803,17 @@ fn handled_kill_9_during_indexing_keeps_the_previous_index() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("kill -9");
+    // On a fast machine the update may already be done; then the new index must be whole.
+    let finished_first = child.try_wait().expect("child status").is_some();
+    child.kill().ok(); // SIGKILL
     child.wait().ok();
-    assert_eq!(
-        std::fs::read(&index).expect("index"),
-        before,
-        "the index changed"
-    );
+    if !finished_first {
+        assert_eq!(
+            std::fs::read(&index).expect("index"),
+            before,
+            "a killed update changed the index"
+        );
+    }
     let output = likeness(&[
         "search",
         "--index",
