@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use image::RgbImage;
 
 use crate::engine::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
+use crate::engine::files::Fnv1a;
 
 /// Longest sides a thumbnail is made at: a request is rounded up to the next one, so a
 /// photo shown at similar sizes is decoded once.
@@ -282,7 +283,7 @@ pub fn disk_cache_file(folder: &Path, path: &Path, side: u32) -> Option<PathBuf>
     hash.write(&metadata.len().to_le_bytes());
     hash.write(&modified.as_nanos().to_le_bytes());
     hash.write(&side.to_le_bytes());
-    Some(folder.join(format!("{:016x}.jpg", hash.0)))
+    Some(folder.join(format!("{}.jpg", hash.hex())))
 }
 
 /// Writes the thumbnail through a temporary file, so a killed write never leaves a
@@ -310,25 +311,6 @@ fn tempfile_in(folder: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         .create_new(true)
         .open(&path)?;
     Ok((path, file))
-}
-
-/// 64-bit FNV-1a: a stable hash for cache file names (std's hasher may change between
-/// Rust releases, which would orphan the cache).
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 ^= u64::from(byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
 }
 
 /// Shrinks to fit within `side` pixels, keeping the aspect ratio: a fast box reduction to

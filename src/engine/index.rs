@@ -18,7 +18,7 @@ use super::data::{
     BatchStream, ImageFile, ImageFolder, SkippedFile, TargetSize, decode_rgb_sized,
     default_loader_threads,
 };
-use super::files::{FileKind, sniff};
+use super::files::{FileKind, Fnv1a, sniff};
 use super::model::{EmbeddingModel, ModelInfo};
 use super::{EngineError, Result};
 
@@ -55,12 +55,9 @@ const MAX_DIMENSION: usize = 65_536;
 
 /// FNV-1a of `bytes`, as 16 hex digits.
 fn checksum(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    let mut hash = Fnv1a::default();
+    hash.write(bytes);
+    hash.hex()
 }
 
 /// What an index update did.

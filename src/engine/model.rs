@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::data::Preprocess;
-use super::files::{FileKind, sniff};
+use super::files::{FileKind, Fnv1a, sniff};
 use super::{EngineError, Result};
 
 /// Width of ResNet18's pooled features.
@@ -397,14 +397,12 @@ pub struct ModelInfo {
 
 /// FNV-1a 64-bit over the tensors' names and bytes: a cheap, stable identity.
 fn weights_hash<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv1a::default();
     for (name, bytes) in tensors {
-        for &byte in name.as_bytes().iter().chain(bytes) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.write(name.as_bytes());
+        hash.write(bytes);
     }
-    format!("{hash:016x}")
+    hash.hex()
 }
 
 /// Serialises `model` with its summary into model-file bytes. Returns the bytes and the
