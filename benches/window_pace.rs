@@ -143,7 +143,8 @@ fn write_photos(root: &Path, per_class: usize, seed: u64) -> std::io::Result<()>
     Ok(())
 }
 
-fn run(command: &mut Command) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the CLI; fails with its stderr when it fails.
+fn run(command: &mut Command) -> Result<std::process::Output, Box<dyn std::error::Error>> {
     let output = command.output()?;
     if !output.status.success() {
         return Err(format!(
@@ -152,19 +153,12 @@ fn run(command: &mut Command) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    Ok(())
+    Ok(output)
 }
 
-/// Runs the CLI and prints the last line of its output (its summary).
+/// Runs the CLI and prints its summary line ("trained …").
 fn run_printing_last_line(command: &mut Command) -> Result<(), Box<dyn std::error::Error>> {
-    let output = command.output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
+    let output = run(command)?;
     let text = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if let Some(line) = text

@@ -11,7 +11,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use likeness::app::desktop::{Desktop, Launchers};
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
-use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
+use likeness::engine::synthetic::{write_dataset, write_resnet18_weights, write_tiny_model};
 
 mod common;
 
@@ -374,20 +374,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
 
 /// A tiny untrained model file (32 px, 8-d): enough to index and search in tests.
 fn tiny_model(path: &Path) {
-    use likeness::engine::data::Preprocess;
-    use likeness::engine::model::{EmbeddingModel, ModelConfig, TrainingSummary, save_model};
-    let config = ModelConfig {
-        architecture: "resnet18".into(),
-        embedding_dim: 8,
-        l2_normalize: false,
-        preprocess: Preprocess {
-            image_size_px: 32,
-            mean: Preprocess::SEED_MEAN,
-            std: Preprocess::SEED_STD,
-        },
-    };
-    let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
-    save_model(path, &model, &TrainingSummary::default()).expect("save");
+    write_tiny_model(path).expect("tiny model");
 }
 
 /// A window with `library` chosen and indexed with a tiny model, and results for `query`.

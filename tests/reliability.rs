@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use likeness::engine::data::Preprocess;
 use likeness::engine::files::INDEX_MAGIC;
-use likeness::engine::model::{EmbeddingModel, ModelConfig, TrainingSummary, save_model};
-use likeness::engine::synthetic::class_image;
+use likeness::engine::synthetic::{class_image, write_tiny_model};
 
 fn likeness_in(dir: Option<&Path>, args: &[&OsStr]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
@@ -58,18 +56,7 @@ fn assert_exit(output: &Output, code: i32) {
 
 /// A tiny untrained model file (32 px, 8-d).
 fn tiny_model(path: &Path) {
-    let config = ModelConfig {
-        architecture: "resnet18".into(),
-        embedding_dim: 8,
-        l2_normalize: false,
-        preprocess: Preprocess {
-            image_size_px: 32,
-            mean: Preprocess::SEED_MEAN,
-            std: Preprocess::SEED_STD,
-        },
-    };
-    let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
-    save_model(path, &model, &TrainingSummary::default()).expect("save");
+    write_tiny_model(path).expect("tiny model");
 }
 
 /// `count` small photos in `folder` (PNG), named photo_0.png…

@@ -101,3 +101,23 @@ pub fn write_resnet18_weights(path: &Path) -> Result<()> {
     tch::Tensor::write_safetensors(&named, path)?;
     Ok(())
 }
+
+/// Writes a tiny untrained model file (ResNet18, 32-px inputs, 8-d embeddings): enough to
+/// index and search in tests, in a fraction of a second. Each call initialises new weights,
+/// so two calls give two different models.
+pub fn write_tiny_model(path: &Path) -> Result<crate::engine::model::ModelInfo> {
+    use crate::engine::data::Preprocess;
+    use crate::engine::model::{EmbeddingModel, ModelConfig, TrainingSummary, save_model};
+    let config = ModelConfig {
+        architecture: "resnet18".into(),
+        embedding_dim: 8,
+        l2_normalize: false,
+        preprocess: Preprocess {
+            image_size_px: 32,
+            mean: Preprocess::SEED_MEAN,
+            std: Preprocess::SEED_STD,
+        },
+    };
+    let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    save_model(path, &model, &TrainingSummary::default())
+}

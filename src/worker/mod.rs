@@ -592,24 +592,11 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::engine::data::Preprocess;
-    use crate::engine::model::{ModelConfig, TrainingSummary};
-    use crate::engine::synthetic::write_dataset;
+    use crate::engine::synthetic::{write_dataset, write_tiny_model};
     use crate::engine::train::Preset;
 
     fn tiny_model_file(path: &Path) {
-        let config = ModelConfig {
-            architecture: "resnet18".into(),
-            embedding_dim: 8,
-            l2_normalize: false,
-            preprocess: Preprocess {
-                image_size_px: 32,
-                mean: Preprocess::SEED_MEAN,
-                std: Preprocess::SEED_STD,
-            },
-        };
-        let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
-        save_model(path, &model, &TrainingSummary::default()).expect("save");
+        write_tiny_model(path).expect("tiny model");
     }
 
     /// Sends `request` and returns every event of that job, up to and including the
