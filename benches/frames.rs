@@ -88,6 +88,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             && !app.thumbnails.is_empty()
             && app.thumbnails.pending() == 0
     });
+    let loaded_thumbnails = harness.state().thumbnails.len();
+    let (drop_to_grid, large_gallery) = drop_to_grid_at_scale(&mut harness, dir.path())?;
     println!(
         "frame times while training (60 photos of 4.3 MP, 64 px): {}",
         training.summary()
@@ -98,8 +100,84 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "frame times while loading the visible thumbnails of 50 results ({} decoded): {}",
-        harness.state().thumbnails.len(),
+        loaded_thumbnails,
         thumbnails.summary()
     );
+    println!(
+        "drop → grid with a {LARGE_GALLERY}-photo index: {:.0} ms until the results and the \
+         visible thumbnails are shown; frame times: {}",
+        drop_to_grid.as_secs_f64() * 1000.0,
+        large_gallery.summary()
+    );
     Ok(())
+}
+
+/// Photos in the gallery of the drop → grid measurement.
+const LARGE_GALLERY: usize = 10_000;
+
+/// Indexes a folder of [`LARGE_GALLERY`] small photos with the window's current model,
+/// drops the index onto the window, then drops a query photo and times it until the
+/// results and their visible thumbnails are on screen.
+fn drop_to_grid_at_scale(
+    harness: &mut Harness<'_, LikenessApp>,
+    dir: &Path,
+) -> Result<(Duration, FrameStats), Box<dyn std::error::Error>> {
+    use likeness::engine::index::{Gallery, IndexOptions};
+    let folder = dir.join("large");
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..LARGE_GALLERY {
+        let sub = folder.join(format!("{:02}", i / 500));
+        std::fs::create_dir_all(&sub)?;
+        let photo = class_image(i % 5, 5, 72, &mut rng);
+        image::imageops::resize(&photo, 96, 72, image::imageops::FilterType::Nearest)
+            .save(sub.join(format!("p{i:05}.jpg")))?;
+    }
+    let model_path = harness
+        .state()
+        .current
+        .model
+        .as_ref()
+        .ok_or("the window has no model")?
+        .path
+        .clone();
+    let (model, info) = likeness::engine::model::load_model(&model_path, tch::Device::Cpu)?;
+    let scanned =
+        likeness::engine::data::scan_folder(&folder, likeness::engine::data::DEFAULT_MAX_PIXELS)?;
+    let gallery = Gallery::build(
+        &model,
+        &info,
+        &model_path,
+        &scanned,
+        &IndexOptions::new(likeness::engine::data::DEFAULT_MAX_PIXELS),
+        &|_, _| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )?;
+    let index_path = dir.join("large.likeness-index");
+    gallery.save(&index_path)?;
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(index_path)));
+    frames_until(harness, |app| {
+        app.current
+            .index
+            .as_ref()
+            .is_some_and(|index| index.images == LARGE_GALLERY)
+            && app.is_idle()
+    });
+    let query = folder.join("07").join(format!("p{:05}.jpg", 7 * 500 + 3));
+    let started = Instant::now();
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(query.clone())));
+    let frames = frames_until(harness, |app| {
+        app.search.as_ref().is_some_and(|s| {
+            s.hits.len() == 50
+                && s.hits.iter().all(|hit| hit.path.starts_with(&folder))
+                // The first card's thumbnail is on screen, and no other is still loading.
+                && !app.thumbnails.sides_of(&s.hits[0].path).is_empty()
+        }) && app.thumbnails.pending() == 0
+    });
+    Ok((started.elapsed(), frames))
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use likeness::engine::data::{
     DEFAULT_MAX_PIXELS, TargetSize, decode_rgb, decode_rgb_sized, scan_folder,
 };
-use likeness::engine::index::Gallery;
+use likeness::engine::index::{Gallery, IndexOptions};
 use likeness::engine::model::{EmbeddingModel, TrainingSummary, save_model};
 use likeness::engine::synthetic::class_image;
 use likeness::engine::train::Preset;
@@ -97,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &info,
             &model_path,
             &scanned,
-            DEFAULT_MAX_PIXELS,
+            &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|_, _| {},
             &AtomicBool::new(false),
         )?;
@@ -134,7 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &info,
         &model_path,
         &scanned,
-        DEFAULT_MAX_PIXELS,
+        &IndexOptions::new(DEFAULT_MAX_PIXELS),
         &|_, _| {},
         &AtomicBool::new(false),
     )?;
@@ -162,7 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &model_path,
         &rescanned,
         Some(&full),
-        DEFAULT_MAX_PIXELS,
+        &IndexOptions::new(DEFAULT_MAX_PIXELS),
         &|_, _| {},
         &AtomicBool::new(false),
     )?;

@@ -394,6 +394,17 @@ fn imagenet_weights_download_is_checked_cached_and_used_by_train() {
 
 #[test]
 fn indexing_again_embeds_only_new_and_changed_photos() {
+    incremental_indexing(None);
+}
+
+#[test]
+fn an_approximate_index_takes_new_and_changed_photos_without_a_rebuild() {
+    incremental_indexing(Some("--approximate"));
+}
+
+/// Indexes a folder, changes it and indexes it again, checking the counts; with
+/// `--approximate` also that the index stays approximate and finds the new photo.
+fn incremental_indexing(method: Option<&str>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let photos = dir.path().join("photos");
     write_dataset(&photos, 2, 3, 32, 81).expect("photos");
@@ -427,10 +438,17 @@ fn indexing_again_embeds_only_new_and_changed_photos() {
             "cpu",
             "--json",
         ];
+        args.extend(method);
         args.extend_from_slice(extra);
         let output = likeness(&args);
         assert_ok(&output);
         let json = last_json(&output);
+        let expected_kind = if method.is_some() {
+            "approximate"
+        } else {
+            "exact"
+        };
+        assert_eq!(json["search"]["kind"], expected_kind, "{json}");
         ["added", "updated", "removed", "kept"].map(|key| json[key].as_u64().unwrap_or(99))
     };
     assert_eq!(run(&[]), [6, 0, 0, 0]);
@@ -446,6 +464,32 @@ fn indexing_again_embeds_only_new_and_changed_photos() {
         .expect("change");
     std::fs::remove_file(photos.join("class_01/img_002.png")).expect("delete");
     assert_eq!(run(&[]), [1, 1, 1, 4]);
+    // The added photo is found (an approximate index took it without being trained again).
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&photos.join("class_00/copy.png")),
+        "-k",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let hits = last_json(&output);
+    let found: Vec<String> = hits["queries"][0]["results"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|hit| Some(hit["path"].as_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        found.iter().any(|path| path.ends_with("class_00/copy.png")),
+        "{hits}"
+    );
     assert_eq!(
         run(&["--rebuild"]),
         [6, 0, 0, 0],

@@ -100,13 +100,21 @@ impl LikenessApp {
         }
     }
 
-    /// Takes dropped files: a folder becomes the library, an image is searched.
+    /// Takes dropped files: a folder becomes the library, an index or model file is
+    /// opened, and anything else is searched as a photo.
     pub fn handle_drops(&mut self, ctx: &egui::Context) {
         let dropped = ctx.input_mut(|i| std::mem::take(&mut i.raw.dropped_files));
         for file in dropped {
             let path = file.path().to_path_buf();
+            let extension = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
             if path.is_dir() {
                 self.choose_library(path);
+            } else if extension.as_deref() == Some("likeness-index") {
+                self.send(Request::OpenIndex(path));
+            } else if extension.as_deref() == Some("safetensors") {
+                self.send(Request::OpenModel(path));
             } else {
                 self.search_with(Query::File(path));
             }

@@ -471,6 +471,7 @@ mod tests {
                 model_path: "m.safetensors".into(),
                 modified: None,
                 out_of_date: 0,
+                search: Default::default(),
             }),
         }
     }

@@ -208,9 +208,15 @@ pub fn find_mislabels(
 
 /// Each gallery image's nearest other gallery images (leave-one-out), nearest first.
 pub fn gallery_neighbours(gallery: &mut Gallery, k: usize) -> Result<Vec<Vec<usize>>> {
-    let vectors: Vec<f32> = (0..gallery.len())
-        .flat_map(|i| gallery.vector(i).to_vec())
-        .collect();
+    let mut vectors = Vec::with_capacity(gallery.len() * gallery.header.dimension);
+    for i in 0..gallery.len() {
+        vectors.extend_from_slice(gallery.vector(i).ok_or_else(|| {
+            EngineError::Config(
+                "an approximate index keeps no vectors to compare its photos with each other"
+                    .to_string(),
+            )
+        })?);
+    }
     let hits = gallery.nearest(&vectors, (k + 1).min(gallery.len()))?;
     Ok(hits
         .into_iter()
@@ -253,6 +259,8 @@ pub fn labelled_gallery(
         skipped: Vec::new(),
         vectors_checksum: None,
         exclude: Vec::new(),
+        search: Default::default(),
+        ids: Vec::new(),
     };
     Gallery::from_parts(header, vectors)
 }

@@ -4,6 +4,11 @@
 //! path, the folder, the images and their classes) and the raw vectors. The faiss
 //! `IndexFlatL2` is rebuilt from the vectors on load: for a flat index the vectors are
 //! the index, so this is exact and keeps the file format ours.
+//!
+//! Large galleries (see [`super::ann`]) are approximate instead: the file (format 2)
+//! holds faiss' serialisation of the compressed index in place of the raw vectors, and
+//! each image carries an id (`GalleryHeader::ids`, ascending) by which photos are added
+//! to and removed from the index without training it again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use faiss::Index;
 use faiss::index::flat::FlatIndex;
 use serde::{Deserialize, Serialize};
 
+use super::ann::{ApproximateIndex, MethodChoice, SearchMethod};
 use super::data::{
     BatchStream, ImageFile, ImageFolder, SkippedFile, TargetSize, decode_rgb_sized,
     default_loader_threads,
@@ -23,8 +29,29 @@ use super::model::{EmbeddingModel, ModelInfo};
 use super::{EngineError, Result};
 
 pub use super::files::INDEX_MAGIC;
-/// Newest index format this build reads and the one it writes.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Newest index format this build reads: 1 holds raw vectors (exact search), 2 an
+/// approximate faiss index. Exact indexes are still written as format 1 so that earlier
+/// builds keep reading them.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+const EXACT_FORMAT_VERSION: u32 = 1;
+
+/// How to build an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Largest image (in pixels) that is decoded; larger ones are skipped.
+    pub max_pixels: u64,
+    /// Exact or approximate search.
+    pub method: MethodChoice,
+}
+
+impl IndexOptions {
+    pub fn new(max_pixels: u64) -> Self {
+        Self {
+            max_pixels,
+            method: MethodChoice::Auto,
+        }
+    }
+}
 
 /// Images per forward pass when embedding.
 pub const EMBED_BATCH: usize = 32;
@@ -48,6 +75,12 @@ pub struct GalleryHeader {
     /// Patterns excluded from the folder when it was indexed (an update keeps them).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Exact, or approximate with its parameters (absent in earlier indexes: exact).
+    #[serde(default)]
+    pub search: SearchMethod,
+    /// For an approximate index: each image's id in the faiss index, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<u64>,
 }
 
 /// Largest embedding an index may hold.
@@ -87,8 +120,15 @@ pub struct SearchHit {
 /// An embedded folder with its faiss index.
 pub struct Gallery {
     pub header: GalleryHeader,
-    vectors: Vec<f32>,
-    index: FlatIndex,
+    store: Store,
+}
+
+/// What a gallery searches.
+enum Store {
+    /// The raw vectors and a flat index over them.
+    Exact { vectors: Vec<f32>, index: FlatIndex },
+    /// A compressed approximate index; the raw vectors are not kept.
+    Approximate(ApproximateIndex),
 }
 
 impl std::fmt::Debug for Gallery {
@@ -173,7 +213,7 @@ impl Gallery {
         model_info: &ModelInfo,
         model_path: &Path,
         folder: &ImageFolder,
-        max_pixels: u64,
+        options: &IndexOptions,
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<Self> {
@@ -183,7 +223,7 @@ impl Gallery {
             model_path,
             folder,
             None,
-            max_pixels,
+            options,
             on_progress,
             cancel,
         )
@@ -193,7 +233,8 @@ impl Gallery {
     /// Indexes a scanned `folder`, taking the vectors of photos that are unchanged since
     /// `previous` (same path, size and modification time, same model) and embedding only
     /// new and changed ones; photos no longer in the folder drop out. Returns the index
-    /// and what changed.
+    /// and what changed. An approximate `previous` stays approximate: its new photos are
+    /// added to it and its removed ones taken out, without training it again.
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         model: &EmbeddingModel,
@@ -201,14 +242,33 @@ impl Gallery {
         model_path: &Path,
         folder: &ImageFolder,
         previous: Option<&Gallery>,
-        max_pixels: u64,
+        options: &IndexOptions,
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<(Self, IndexChanges)> {
         let dimension = model.config.embedding_dim;
+        let max_pixels = options.max_pixels;
         let previous = previous.filter(|p| {
             p.header.model_id == model_info.model_id && p.header.dimension == dimension
         });
+        if let Some(previous) = previous
+            && let Store::Approximate(earlier_index) = &previous.store
+            && options.method != MethodChoice::Exact
+        {
+            return Self::update_approximate(
+                model,
+                model_info,
+                model_path,
+                folder,
+                previous,
+                earlier_index,
+                options,
+                on_progress,
+                cancel,
+            );
+        }
+        // Exact vectors of unchanged photos can only come from an exact index.
+        let previous = previous.filter(|p| matches!(p.store, Store::Exact { .. }));
         let earlier: HashMap<&Path, usize> = previous
             .map(|p| {
                 p.header
@@ -243,8 +303,8 @@ impl Gallery {
         let mut images = Vec::with_capacity(folder.images.len());
         let mut vectors = Vec::with_capacity(folder.images.len() * dimension);
         for (i, image) in folder.images.iter().enumerate() {
-            if let (Some(j), Some(p)) = (kept_from[i], previous) {
-                vectors.extend_from_slice(&p.vectors[j * dimension..(j + 1) * dimension]);
+            if let Some(earlier) = kept_from[i].and_then(|j| previous?.vector(j)) {
+                vectors.extend_from_slice(earlier);
                 changes.kept += 1;
             } else if let Some(&slot) = fresh.get(&i) {
                 vectors
@@ -270,39 +330,137 @@ impl Gallery {
                 .count();
         }
         if images.is_empty() {
-            // An index of nothing would only make every search come back empty.
-            let examples: Vec<String> = embedded
-                .failed
-                .iter()
-                .chain(&folder.skipped)
-                .take(3)
-                .map(ToString::to_string)
-                .collect();
-            return Err(EngineError::Dataset(format!(
-                "{}: none of its files could be read as images, so no index was written \
-                 ({} files skipped, e.g. {})",
-                folder.root.display(),
-                embedded.failed.len() + folder.skipped.len(),
-                examples.join("; ")
-            )));
+            return Err(nothing_readable(folder, &embedded.failed));
         }
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
-        let header = GalleryHeader {
-            format_version: INDEX_FORMAT_VERSION,
-            model_id: model_info.model_id.clone(),
-            model_path: std::path::absolute(model_path)
-                .unwrap_or_else(|_| model_path.to_path_buf()),
-            folder: std::fs::canonicalize(&folder.root)
-                .or_else(|_| std::path::absolute(&folder.root))
-                .unwrap_or_else(|_| folder.root.clone()),
+        let header = new_header(
+            model_info,
+            model_path,
+            folder,
             dimension,
             images,
-            skipped: all_skipped,
-            vectors_checksum: None,
-            exclude: folder.exclude.clone(),
+            all_skipped,
+        );
+        let gallery = if options.method.approximate_for(header.images.len()) {
+            Self::approximate_from_vectors(header, &vectors)?
+        } else {
+            Self::from_parts(header, vectors)?
         };
-        Ok((Self::from_parts(header, vectors)?, changes))
+        Ok((gallery, changes))
+    }
+
+    /// [`Gallery::update`] for an approximate `previous`: unchanged photos keep their
+    /// place in its index, changed and removed ones are taken out by id, and new and
+    /// changed ones are embedded and added under new ids.
+    #[allow(clippy::too_many_arguments)]
+    fn update_approximate(
+        model: &EmbeddingModel,
+        model_info: &ModelInfo,
+        model_path: &Path,
+        folder: &ImageFolder,
+        previous: &Gallery,
+        earlier_index: &ApproximateIndex,
+        options: &IndexOptions,
+        on_progress: ProgressFn<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<(Self, IndexChanges)> {
+        let dimension = model.config.embedding_dim;
+        let scanned: HashMap<&Path, &ImageFile> = folder
+            .images
+            .iter()
+            .map(|image| (image.path.as_path(), image))
+            .collect();
+        let earlier: HashMap<&Path, usize> = previous
+            .header
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| (image.path.as_path(), i))
+            .collect();
+        let mut changes = IndexChanges::default();
+        let mut images = Vec::with_capacity(folder.images.len());
+        let mut ids = Vec::with_capacity(folder.images.len());
+        let mut gone = Vec::new();
+        for (j, image) in previous.header.images.iter().enumerate() {
+            match scanned.get(image.path.as_path()) {
+                Some(now) if image.unchanged(now) => {
+                    images.push((*now).clone());
+                    ids.push(previous.header.ids[j]);
+                    changes.kept += 1;
+                }
+                _ => gone.push(previous.header.ids[j]),
+            }
+        }
+        let to_embed: Vec<&ImageFile> = folder
+            .images
+            .iter()
+            .filter(|image| {
+                earlier
+                    .get(image.path.as_path())
+                    .is_none_or(|&j| !previous.header.images[j].unchanged(image))
+            })
+            .collect();
+        let paths: Vec<PathBuf> = to_embed.iter().map(|image| image.path.clone()).collect();
+        let embedded = embed_files(model, &paths, options.max_pixels, on_progress, cancel)?;
+        let first_new_id = previous.header.ids.last().map_or(0, |&id| id + 1);
+        let mut fresh_ids = Vec::with_capacity(embedded.embedded.len());
+        for (next_id, &queued) in (first_new_id..).zip(&embedded.embedded) {
+            let image = to_embed[queued];
+            if earlier.contains_key(image.path.as_path()) {
+                changes.updated += 1;
+            } else {
+                changes.added += 1;
+            }
+            images.push(image.clone());
+            ids.push(next_id);
+            fresh_ids.push(next_id);
+        }
+        changes.removed = previous
+            .header
+            .images
+            .iter()
+            .filter(|image| !scanned.contains_key(image.path.as_path()))
+            .count();
+        if images.is_empty() {
+            return Err(nothing_readable(folder, &embedded.failed));
+        }
+        let mut index = earlier_index.try_clone()?;
+        index.remove(&gone)?;
+        index.add(&embedded.vectors, &fresh_ids)?;
+        let mut all_skipped = folder.skipped.clone();
+        all_skipped.extend(embedded.failed);
+        let mut header = new_header(
+            model_info,
+            model_path,
+            folder,
+            dimension,
+            images,
+            all_skipped,
+        );
+        header.format_version = INDEX_FORMAT_VERSION;
+        header.search = SearchMethod::Approximate(index.params.clone());
+        header.ids = ids;
+        Ok((
+            Self {
+                header,
+                store: Store::Approximate(index),
+            },
+            changes,
+        ))
+    }
+
+    /// An approximate gallery of `vectors` (one row per image of `header`).
+    pub fn approximate_from_vectors(mut header: GalleryHeader, vectors: &[f32]) -> Result<Self> {
+        let ids: Vec<u64> = (0..header.images.len() as u64).collect();
+        let index = ApproximateIndex::build(vectors, header.dimension, &ids)?;
+        header.format_version = INDEX_FORMAT_VERSION;
+        header.search = SearchMethod::Approximate(index.params.clone());
+        header.ids = ids;
+        Ok(Self {
+            header,
+            store: Store::Approximate(index),
+        })
     }
 
     /// Assembles a gallery from its header and vectors (checked for consistency).
@@ -319,11 +477,19 @@ impl Gallery {
         if !vectors.is_empty() {
             index.add(&vectors)?;
         }
+        let mut header = header;
+        header.format_version = EXACT_FORMAT_VERSION;
+        header.search = SearchMethod::Exact;
+        header.ids.clear();
         Ok(Self {
             header,
-            vectors,
-            index,
+            store: Store::Exact { vectors, index },
         })
+    }
+
+    /// How this gallery is searched.
+    pub fn search_method(&self) -> &SearchMethod {
+        &self.header.search
     }
 
     pub fn len(&self) -> usize {
@@ -334,9 +500,14 @@ impl Gallery {
         self.header.images.is_empty()
     }
 
-    /// The stored vector of image `i`.
-    pub fn vector(&self, i: usize) -> &[f32] {
-        &self.vectors[i * self.header.dimension..(i + 1) * self.header.dimension]
+    /// The stored vector of image `i` (an approximate gallery keeps none).
+    pub fn vector(&self, i: usize) -> Option<&[f32]> {
+        match &self.store {
+            Store::Exact { vectors, .. } => {
+                vectors.get(i * self.header.dimension..(i + 1) * self.header.dimension)
+            }
+            Store::Approximate(_) => None,
+        }
     }
 
     /// Gallery positions and distances of the `k` nearest images to each query vector
@@ -354,18 +525,36 @@ impl Gallery {
         if k == 0 || query_count == 0 {
             return Ok(vec![Vec::new(); query_count]);
         }
-        let result = self.index.search(queries, k)?;
-        Ok((0..query_count)
-            .map(|q| {
-                (0..k)
-                    .filter_map(|j| {
-                        let position = result.labels[q * k + j].get()? as usize;
-                        // faiss can return tiny negative distances from rounding.
-                        Some((position, result.distances[q * k + j].max(0.0)))
+        match &mut self.store {
+            Store::Exact { index, .. } => {
+                let result = index.search(queries, k)?;
+                Ok((0..query_count)
+                    .map(|q| {
+                        (0..k)
+                            .filter_map(|j| {
+                                let position = result.labels[q * k + j].get()? as usize;
+                                // faiss can return tiny negative distances from rounding.
+                                Some((position, result.distances[q * k + j].max(0.0)))
+                            })
+                            .collect()
                     })
-                    .collect()
-            })
-            .collect())
+                    .collect())
+            }
+            Store::Approximate(index) => {
+                let ids = &self.header.ids;
+                Ok(index
+                    .search(queries, k)?
+                    .into_iter()
+                    .map(|row| {
+                        row.into_iter()
+                            .filter_map(|(id, distance)| {
+                                Some((ids.binary_search(&id).ok()?, distance))
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
     }
 
     /// The `k` nearest images to each query vector, as search hits.
@@ -402,14 +591,21 @@ impl Gallery {
 
     /// Serialises to index-file bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let vector_bytes: Vec<u8> = self.vectors.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (version, vector_bytes): (u32, Vec<u8>) = match &self.store {
+            Store::Exact { vectors, .. } => (
+                EXACT_FORMAT_VERSION,
+                vectors.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            Store::Approximate(index) => (INDEX_FORMAT_VERSION, index.to_bytes()?),
+        };
         let mut header = self.header.clone();
+        header.format_version = version;
         header.vectors_checksum = Some(checksum(&vector_bytes));
         let header = serde_json::to_vec(&header).map_err(|e| EngineError::Config(e.to_string()))?;
         let mut bytes =
             Vec::with_capacity(INDEX_MAGIC.len() + 12 + header.len() + vector_bytes.len());
         bytes.extend_from_slice(INDEX_MAGIC);
-        bytes.extend_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&vector_bytes);
@@ -477,6 +673,9 @@ impl Gallery {
             ));
         }
         let vector_bytes = &rest[header_end..];
+        if version == INDEX_FORMAT_VERSION {
+            return Self::load_approximate(path, header, vector_bytes);
+        }
         let expected = header
             .images
             .len()
@@ -508,6 +707,40 @@ impl Gallery {
         Self::from_parts(header, vectors)
     }
 
+    /// The rest of [`Gallery::load`] for a format-2 (approximate) file.
+    fn load_approximate(path: &Path, header: GalleryHeader, index_bytes: &[u8]) -> Result<Self> {
+        let damaged = |what: &str| {
+            EngineError::bad_file(
+                path,
+                format!("{what}; the file is damaged (rebuild it with `likeness index --rebuild`)"),
+            )
+        };
+        if header.vectors_checksum.as_deref() != Some(checksum(index_bytes).as_str()) {
+            return Err(damaged("its approximate index does not match its checksum"));
+        }
+        let SearchMethod::Approximate(params) = header.search.clone() else {
+            return Err(damaged(
+                "it holds an approximate index but describes exact search",
+            ));
+        };
+        if header.ids.len() != header.images.len() || !header.ids.is_sorted_by(|a, b| a < b) {
+            return Err(damaged("its image ids do not match its images"));
+        }
+        let index = ApproximateIndex::from_bytes(index_bytes, params)
+            .map_err(|e| damaged(&e.to_string()))?;
+        if index.len() != header.images.len() {
+            return Err(damaged(&format!(
+                "its approximate index holds {} vectors for {} images",
+                index.len(),
+                header.images.len()
+            )));
+        }
+        Ok(Self {
+            header,
+            store: Store::Approximate(index),
+        })
+    }
+
     /// Errors unless this index was built by the model described by `info`.
     pub fn check_model(
         &self,
@@ -536,6 +769,50 @@ impl Gallery {
             });
         }
         Ok(())
+    }
+}
+
+/// The error for a folder none of whose files could be embedded: an index of nothing
+/// would only make every search come back empty.
+fn nothing_readable(folder: &ImageFolder, failed: &[SkippedFile]) -> EngineError {
+    let examples: Vec<String> = failed
+        .iter()
+        .chain(&folder.skipped)
+        .take(3)
+        .map(ToString::to_string)
+        .collect();
+    EngineError::Dataset(format!(
+        "{}: none of its files could be read as images, so no index was written \
+         ({} files skipped, e.g. {})",
+        folder.root.display(),
+        failed.len() + folder.skipped.len(),
+        examples.join("; ")
+    ))
+}
+
+/// The header of a new index of `folder`'s `images`.
+fn new_header(
+    model_info: &ModelInfo,
+    model_path: &Path,
+    folder: &ImageFolder,
+    dimension: usize,
+    images: Vec<ImageFile>,
+    skipped: Vec<SkippedFile>,
+) -> GalleryHeader {
+    GalleryHeader {
+        format_version: EXACT_FORMAT_VERSION,
+        model_id: model_info.model_id.clone(),
+        model_path: std::path::absolute(model_path).unwrap_or_else(|_| model_path.to_path_buf()),
+        folder: std::fs::canonicalize(&folder.root)
+            .or_else(|_| std::path::absolute(&folder.root))
+            .unwrap_or_else(|_| folder.root.clone()),
+        dimension,
+        images,
+        skipped,
+        vectors_checksum: None,
+        exclude: folder.exclude.clone(),
+        search: SearchMethod::Exact,
+        ids: Vec::new(),
     }
 }
 
@@ -640,8 +917,51 @@ mod tests {
             skipped: Vec::new(),
             vectors_checksum: None,
             exclude: Vec::new(),
+            search: SearchMethod::Exact,
+            ids: Vec::new(),
         };
         Gallery::from_parts(header, vectors.iter().flatten().copied().collect()).expect("gallery")
+    }
+
+    #[test]
+    fn an_approximate_gallery_round_trips_through_its_file_and_finds_the_same_photos() {
+        let dimension = 32;
+        let count = 2000;
+        let mut rng = fastrand::Rng::with_seed(3);
+        let vectors: Vec<f32> = (0..count * dimension)
+            .map(|i| ((i / dimension) % 10) as f32 + rng.f32() / (1 + i % dimension) as f32)
+            .collect();
+        let mut exact = gallery_of(&[[0.0, 0.0]]);
+        exact.header.dimension = dimension;
+        exact.header.images = (0..count)
+            .map(|i| ImageFile::new(format!("photos/{i}.jpg").into(), None))
+            .collect();
+        let mut gallery =
+            Gallery::approximate_from_vectors(exact.header.clone(), &vectors).expect("build");
+        assert!(matches!(
+            gallery.search_method(),
+            SearchMethod::Approximate(_)
+        ));
+        assert!(gallery.vector(0).is_none(), "no raw vectors are kept");
+        let query = &vectors[7 * dimension..8 * dimension];
+        let hits = gallery.search(query, 5).expect("search");
+        assert_eq!(hits[0].path, PathBuf::from("photos/7.jpg"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.likeness-index");
+        gallery.save(&path).expect("save");
+        let mut loaded = Gallery::load(&path).expect("load");
+        assert_eq!(loaded.header.format_version, INDEX_FORMAT_VERSION);
+        assert_eq!(loaded.len(), count);
+        assert_eq!(loaded.search(query, 5).expect("search"), hits);
+
+        // A flipped byte in the faiss part is caught by the checksum.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 100;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let error = Gallery::load(&path).expect_err("damaged").to_string();
+        assert!(error.contains("damaged"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! batches → [`model::EmbeddingModel`] → embeddings → [`index::Gallery`] → search →
 //! [`export`].
 
+pub mod ann;
 pub mod atomic;
 pub mod bench;
 pub mod data;

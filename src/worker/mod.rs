@@ -28,7 +28,7 @@ use crate::engine::data::{
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
-use crate::engine::index::{Gallery, SearchSession, search_image};
+use crate::engine::index::{Gallery, IndexOptions, SearchSession, search_image};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::{TrainJob, train};
@@ -339,7 +339,7 @@ impl Worker {
             &model.info,
             &model.path,
             &scanned,
-            DEFAULT_MAX_PIXELS,
+            &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|done, total| progress(Progress::Indexing { done, total }),
             cancel,
         )?;
@@ -371,7 +371,7 @@ impl Worker {
             &model.path,
             &scanned,
             Some(&open.gallery),
-            DEFAULT_MAX_PIXELS,
+            &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|done, total| progress(Progress::Indexing { done, total }),
             cancel,
         )?;
@@ -532,6 +532,7 @@ fn index_summary(open: &OpenIndex) -> IndexSummary {
         model_path: open.model.path.clone(),
         modified: modified(&open.path),
         out_of_date: open.out_of_date,
+        search: open.gallery.search_method().clone(),
     }
 }
 

@@ -256,4 +256,7 @@ pub struct IndexSummary {
     /// found when it was opened (0 when up to date or not checked).
     #[serde(default)]
     pub out_of_date: usize,
+    /// Exact search, or the approximate index's parameters and measured recall.
+    #[serde(default)]
+    pub search: crate::engine::ann::SearchMethod,
 }

@@ -40,6 +40,9 @@ pub fn status_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 {
                     toggle = Some(Details::Index);
                 }
+                if let crate::engine::ann::SearchMethod::Approximate(params) = &index.search {
+                    ui.label("(approximate)").on_hover_text(params.describe());
+                }
             }
             None => {
                 ui.label("Index: none");
@@ -140,6 +143,7 @@ pub fn details_ui(ctx: &egui::Context, state: &mut AppState) {
                             row(ui, "Built", &when(index.modified));
                             row(ui, "Folder", &index.folder.display().to_string());
                             row(ui, "Images", &index.images.to_string());
+                            row(ui, "Search", &index.search.describe());
                             row(ui, "Skipped", &plural(index.skipped.len(), "file", "files"));
                             row(
                                 ui,
