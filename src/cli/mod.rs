@@ -4,6 +4,7 @@
 
 mod bench;
 mod choices;
+mod duplicates;
 mod eval;
 mod export;
 mod index;
@@ -40,6 +41,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Copy the nearest images to a folder, with results.csv and results.json.
     Export(export::ExportArgs),
+    /// List groups of near-duplicate photos in an index (nothing is deleted or moved).
+    Duplicates(duplicates::DuplicatesArgs),
     /// Measure indexing and training throughput against the pure tch ceiling.
     Bench(bench::BenchArgs),
     /// Get (or check) the ImageNet-pretrained ResNet18 weights training can start from.
@@ -62,6 +65,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Export(args) => export::run(args),
+        Command::Duplicates(args) => duplicates::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Weights(args) => weights::run(args),
     }

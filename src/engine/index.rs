@@ -20,6 +20,7 @@ use faiss::index::flat::FlatIndex;
 use serde::{Deserialize, Serialize};
 
 use super::ann::{ApproximateIndex, MethodChoice, SearchMethod};
+use super::data::fingerprint::Fingerprint;
 use super::data::{
     BatchStream, ImageFile, ImageFolder, SkippedFile, TargetSize, decode_rgb_sized,
     default_loader_threads,
@@ -148,6 +149,8 @@ pub struct Embedded {
     pub vectors: Vec<f32>,
     /// Indices (into the input) of the images in `vectors`, in order.
     pub embedded: Vec<usize>,
+    /// The fingerprint of each input image that decoded (by input index).
+    pub fingerprints: Vec<Option<Fingerprint>>,
     pub failed: Vec<SkippedFile>,
 }
 
@@ -163,6 +166,9 @@ pub fn embed_files(
     let floats = preprocess.floats_per_image();
     let shared_paths: Arc<Vec<PathBuf>> = Arc::new(paths.to_vec());
     let load_paths = Arc::clone(&shared_paths);
+    // Taken from the image decoded for the network, on the loader threads.
+    let fingerprints = Arc::new(std::sync::Mutex::new(vec![None; paths.len()]));
+    let loader_fingerprints = Arc::clone(&fingerprints);
     let load = Arc::new(
         move |item: usize, _rng: &mut fastrand::Rng, out: &mut [f32]| {
             let image = decode_rgb_sized(
@@ -171,6 +177,10 @@ pub fn embed_files(
                 TargetSize::ShortSide(preprocess.image_size_px),
             )?;
             preprocess.write_plain(&image, out);
+            let print = Fingerprint::of(&image);
+            if let Ok(mut prints) = loader_fingerprints.lock() {
+                prints[item] = Some(print);
+            }
             Ok(())
         },
     );
@@ -183,6 +193,7 @@ pub fn embed_files(
     let mut result = Embedded {
         vectors: Vec::with_capacity(paths.len() * model.config.embedding_dim),
         embedded: Vec::with_capacity(paths.len()),
+        fingerprints: Vec::new(),
         failed: Vec::new(),
     };
     let mut done = 0;
@@ -202,6 +213,10 @@ pub fn embed_files(
             }));
         on_progress(done.min(paths.len()), paths.len());
     }
+    result.fingerprints = fingerprints
+        .lock()
+        .map(|mut prints| std::mem::take(&mut *prints))
+        .unwrap_or_default();
     Ok(result)
 }
 
@@ -303,10 +318,18 @@ impl Gallery {
         let mut images = Vec::with_capacity(folder.images.len());
         let mut vectors = Vec::with_capacity(folder.images.len() * dimension);
         for (i, image) in folder.images.iter().enumerate() {
+            let mut image = image.clone();
             if let Some(earlier) = kept_from[i].and_then(|j| previous?.vector(j)) {
                 vectors.extend_from_slice(earlier);
+                image.fingerprint =
+                    kept_from[i].and_then(|j| previous?.header.images[j].fingerprint.clone());
                 changes.kept += 1;
             } else if let Some(&slot) = fresh.get(&i) {
+                image.fingerprint = embedded
+                    .fingerprints
+                    .get(embedded.embedded[slot])
+                    .cloned()
+                    .flatten();
                 vectors
                     .extend_from_slice(&embedded.vectors[slot * dimension..(slot + 1) * dimension]);
                 if earlier.contains_key(image.path.as_path()) {
@@ -317,7 +340,7 @@ impl Gallery {
             } else {
                 continue; // it failed to decode: listed in `skipped`
             }
-            images.push(image.clone());
+            images.push(image);
         }
         if let Some(p) = previous {
             let now: std::collections::HashSet<&Path> =
@@ -385,7 +408,9 @@ impl Gallery {
         for (j, image) in previous.header.images.iter().enumerate() {
             match scanned.get(image.path.as_path()) {
                 Some(now) if image.unchanged(now) => {
-                    images.push((*now).clone());
+                    let mut kept = (*now).clone();
+                    kept.fingerprint = image.fingerprint.clone();
+                    images.push(kept);
                     ids.push(previous.header.ids[j]);
                     changes.kept += 1;
                 }
@@ -412,7 +437,9 @@ impl Gallery {
             } else {
                 changes.added += 1;
             }
-            images.push(image.clone());
+            let mut fresh = image.clone();
+            fresh.fingerprint = embedded.fingerprints.get(queued).cloned().flatten();
+            images.push(fresh);
             ids.push(next_id);
             fresh_ids.push(next_id);
         }

@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod duplicates;
 pub mod error;
 pub mod eval;
 pub mod export;

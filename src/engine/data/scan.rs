@@ -43,6 +43,10 @@ pub struct ImageFile {
     pub bytes: u64,
     #[serde(default)]
     pub modified_ns: u64,
+    /// A tiny picture of the photo's layout (see [`super::fingerprint`]), taken when it
+    /// was embedded; absent in indexes written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<super::fingerprint::Fingerprint>,
 }
 
 impl ImageFile {
@@ -53,6 +57,7 @@ impl ImageFile {
             class,
             bytes: 0,
             modified_ns: 0,
+            fingerprint: None,
         }
     }
 
@@ -165,6 +170,7 @@ pub fn scan_folder_excluding(
                 class,
                 bytes,
                 modified_ns,
+                fingerprint: None,
             }),
             Err(reason) => folder.skipped.push(SkippedFile { path, reason }),
         }
