@@ -795,3 +795,111 @@ fn a_distance_limit_hides_farther_results_and_export_follows_it() {
             .any(|n| n.text.starts_with("Exported 2 images"))
     });
 }
+
+#[test]
+fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 61).expect("photos");
+    // Two exact copies of one photo: a group at any threshold.
+    let original = library.join("class_00/img_000.png");
+    std::fs::copy(&original, library.join("class_00/copy.png")).expect("copy");
+    std::fs::copy(&original, library.join("class_01/another copy.png")).expect("copy");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.get_by_label("Duplicates").click();
+    harness.step();
+    harness.get_by_label("Find duplicates").click();
+    run_until(&mut harness, "the duplicate groups", |app| {
+        app.duplicates.is_some() && app.is_idle()
+    });
+    let group_of_copies = |app: &LikenessApp| {
+        let view = app.duplicates.as_ref().expect("view");
+        view.groups.iter().position(|g| {
+            g.all_identical()
+                && g.members.len() == 3
+                && g.members
+                    .iter()
+                    .any(|&m| view.candidates.paths[m].ends_with("class_00/copy.png"))
+        })
+    };
+    assert!(group_of_copies(harness.state()).is_some());
+    harness.get_by_label_contains("Group 1 ·");
+
+    // The slider regroups live: at its lowest only identical files stay grouped.
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold:")
+        .set_value_accesskit(0.0);
+    harness.step();
+    harness.step();
+    {
+        let view = harness.state().duplicates.as_ref().expect("view");
+        assert_eq!(view.threshold, 0.0);
+        assert!(
+            view.groups.iter().all(|g| g.all_identical()),
+            "{:?}",
+            view.groups
+        );
+    }
+    assert!(group_of_copies(harness.state()).is_some());
+    harness.get_by_label("Default").click();
+    harness.step();
+    {
+        let view = harness.state().duplicates.as_ref().expect("view");
+        assert_eq!(view.threshold, view.candidates.default_threshold);
+    }
+
+    // Keep the copy in class_01; Open goes to the desktop with the photo's path.
+    let log = dir.path().join("opened.txt");
+    let record = format!("echo \"$0\" >> '{}'", log.display());
+    harness.state_mut().desktop = Desktop::new(Launchers::Custom {
+        open: vec!["sh".into(), "-c".into(), record.into()],
+        show: vec!["sh".into(), "-c".into(), "exit 0".into()],
+    });
+    let g = group_of_copies(harness.state()).expect("group");
+    let keep_position = {
+        let view = harness.state().duplicates.as_ref().expect("view");
+        view.groups[g]
+            .members
+            .iter()
+            .position(|&m| view.candidates.paths[m].ends_with("class_01/another copy.png"))
+            .expect("member")
+    };
+    harness.state_mut().duplicates.as_mut().expect("view").keep[g] = keep_position;
+    harness.step();
+    harness
+        .get_all_by_label("Open")
+        .next()
+        .expect("an Open button")
+        .click();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.exists() && Instant::now() < deadline {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(log.exists(), "the launcher ran");
+
+    // Export the others as CSV and copy them to a folder; the library is untouched.
+    let csv = dir.path().join("others.csv");
+    harness
+        .state_mut()
+        .export_duplicates(likeness::worker::DuplicateExport::Csv(csv.clone()));
+    run_until(&mut harness, "the CSV", |app| app.is_idle() && csv.exists());
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert!(text.starts_with("group,path,bytes,kept,"), "{text}");
+    assert!(text.contains("class_00/copy.png"), "{text}");
+    assert!(
+        text.contains("another copy.png"),
+        "the kept photo is named: {text}"
+    );
+    let copies = dir.path().join("others");
+    harness
+        .state_mut()
+        .export_duplicates(likeness::worker::DuplicateExport::CopyTo(copies.clone()));
+    run_until(&mut harness, "the copies", |app| {
+        app.is_idle() && app.notices.iter().any(|n| n.text.contains("Copied"))
+    });
+    let copied = std::fs::read_dir(&copies).expect("copies").count();
+    assert_eq!(copied, text.lines().count() - 1);
+    assert!(original.exists() && library.join("class_00/copy.png").exists());
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::desktop::Action;
 use super::{Intent, LikenessApp};
-use crate::worker::{Query, Request};
+use crate::worker::{DuplicateExport, Query, Request};
 
 impl LikenessApp {
     /// Carries out what the panels asked for this frame.
@@ -49,6 +49,42 @@ impl LikenessApp {
             }
             Intent::UseModel(path) => self.use_model(path),
             Intent::RerunSearch => self.rerun_search(),
+            Intent::FindDuplicates => {
+                self.send(Request::FindDuplicates);
+            }
+            Intent::PickDuplicatesExport(kind) => {
+                use super::panels::duplicates::ExportKind;
+                let mut dialog = rfd::FileDialog::new();
+                if let Some(folder) = self
+                    .duplicates
+                    .as_ref()
+                    .map(|d| &d.candidates.paths)
+                    .and_then(|paths| paths.first()?.parent())
+                {
+                    dialog = dialog.set_directory(folder);
+                }
+                let to = match kind {
+                    ExportKind::Csv => dialog
+                        .set_title("Save the list of duplicates not kept")
+                        .set_file_name("duplicates.csv")
+                        .add_filter("CSV", &["csv"])
+                        .save_file()
+                        .map(DuplicateExport::Csv),
+                    ExportKind::Json => dialog
+                        .set_title("Save the list of duplicates not kept")
+                        .set_file_name("duplicates.json")
+                        .add_filter("JSON", &["json"])
+                        .save_file()
+                        .map(DuplicateExport::Json),
+                    ExportKind::CopyToFolder => dialog
+                        .set_title("Copy the duplicates not kept into a folder")
+                        .pick_folder()
+                        .map(DuplicateExport::CopyTo),
+                };
+                if let Some(to) = to {
+                    self.export_duplicates(to);
+                }
+            }
             Intent::Paste => {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
                 self.state.awaiting_paste = Some(ctx.input(|i| i.time));

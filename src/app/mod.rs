@@ -24,7 +24,8 @@ pub use panels::Intent;
 pub use reducer::Effect;
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
 pub use state::{
-    Activity, AppState, Details, LibraryView, Notice, SearchView, TrainingEnd, TrainingView,
+    Activity, AppState, CentralView, Details, DuplicatesView, LibraryView, Notice, SearchView,
+    TrainingEnd, TrainingView,
 };
 pub use thumbnails::ThumbnailCache;
 pub use window::run_window;
@@ -32,7 +33,7 @@ pub use window::run_window;
 use crate::engine::data::is_image_extension;
 use crate::engine::index::SearchHit;
 use crate::engine::train::TrainJob;
-use crate::worker::{Query, Request, Wake, WorkerHandle};
+use crate::worker::{DuplicateExport, Query, Request, Wake, WorkerHandle};
 use desktop::{Action, Desktop};
 use thumbnails::{DEFAULT_BUDGET_BYTES, color_image};
 use widgets::BUSY_REPAINT;
@@ -300,6 +301,18 @@ impl LikenessApp {
         self.send(Request::DownloadWeights(source));
     }
 
+    /// Writes the list of the duplicates not kept (or copies them) as the Duplicates view
+    /// stands.
+    pub fn export_duplicates(&mut self, to: DuplicateExport) {
+        let Some(view) = &self.duplicates else { return };
+        let others = view.others();
+        if others.is_empty() {
+            self.state.error("No group has a photo that is not kept.");
+            return;
+        }
+        self.send(Request::ExportDuplicates { others, to });
+    }
+
     /// Exports the selected results to `folder`.
     pub fn export_selected(&mut self, folder: PathBuf) {
         let Some(search) = &self.search else { return };
@@ -372,7 +385,19 @@ impl eframe::App for LikenessApp {
             });
         egui::CentralPanel::default().show(ui, |ui| {
             panels::status::notices_ui(ui, state);
-            panels::results::results_ui(ui, state, thumbnails, &mut intents);
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut state.view, CentralView::Results, "Search");
+                ui.selectable_value(&mut state.view, CentralView::Duplicates, "Duplicates");
+            });
+            ui.separator();
+            match state.view {
+                CentralView::Results => {
+                    panels::results::results_ui(ui, state, thumbnails, &mut intents)
+                }
+                CentralView::Duplicates => {
+                    panels::duplicates::duplicates_ui(ui, state, thumbnails, &mut intents)
+                }
+            }
         });
         panels::preview::preview_ui(ui.ctx(), state, thumbnails, &mut intents);
         panels::status::details_ui(ui.ctx(), state);

@@ -8,11 +8,15 @@ use egui_plot::PlotPoint;
 
 use std::path::Path;
 
-use super::state::{Activity, AppState, LibraryView, SearchView, TrainingEnd, TrainingView};
+use super::state::{
+    Activity, AppState, CentralView, DuplicatesView, LibraryView, SearchView, TrainingEnd,
+    TrainingView,
+};
+use super::widgets::format_distance;
 use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
-use crate::worker::{Event, JobId, JobKind, Outcome, Progress, Query};
+use crate::worker::{DuplicateExport, Event, JobId, JobKind, Outcome, Progress, Query};
 
 /// What the app must do after an event.
 #[derive(Debug)]
@@ -93,6 +97,10 @@ impl AppState {
                     self.index_folder = index.folder.display().to_string();
                 }
                 self.current = snapshot;
+                // Groups found in another index would list the wrong photos.
+                if index_changed {
+                    self.duplicates = None;
+                }
                 // Results of another index are stale: ask the new one the same question.
                 if index_changed && let Some(search) = &self.search {
                     if self.current.index.is_some() {
@@ -191,7 +199,30 @@ impl AppState {
                     ));
                 }
             }
+            Outcome::Duplicates { index, candidates } => {
+                let view = DuplicatesView::new(index, candidates);
+                self.info(format!(
+                    "Found {} of near-duplicate photos (threshold {}).",
+                    plural(view.groups.len(), "group", "groups"),
+                    format_distance(view.threshold)
+                ));
+                self.duplicates = Some(view);
+                self.view = CentralView::Duplicates;
+            }
+            Outcome::DuplicatesExported { count, to } => self.info(match to {
+                DuplicateExport::CopyTo(folder) => format!(
+                    "Copied {} not kept to {} (the originals are untouched).",
+                    plural(count, "photo", "photos"),
+                    folder.display()
+                ),
+                DuplicateExport::Csv(path) | DuplicateExport::Json(path) => format!(
+                    "Wrote the list of {} not kept to {}.",
+                    plural(count, "photo", "photos"),
+                    path.display()
+                ),
+            }),
             Outcome::IndexUpdated { summary, changes } => {
+                self.duplicates = None;
                 let changed = changes.added + changes.updated + changes.removed;
                 self.info(format!(
                     "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",

@@ -3,11 +3,13 @@
 //! [`Activity`], the views of the last scan, training run and search).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use egui_plot::PlotPoint;
 
 use super::settings::{AppSettings, DataDirs};
 use crate::engine::data::ImageFolder;
+use crate::engine::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
@@ -122,6 +124,70 @@ pub struct SearchView {
     pub selected: Vec<bool>,
 }
 
+/// What the central panel shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CentralView {
+    /// The query and its nearest photos.
+    #[default]
+    Results,
+    /// Near-duplicate groups of the index.
+    Duplicates,
+}
+
+/// Near-duplicate groups of the current index, regrouped as the threshold moves.
+pub struct DuplicatesView {
+    /// The index they were found in.
+    pub index: PathBuf,
+    pub candidates: Arc<Candidates>,
+    pub threshold: f32,
+    pub groups: Vec<Group>,
+    /// For each group, which member (a position in its `members`) is kept.
+    pub keep: Vec<usize>,
+}
+
+impl DuplicatesView {
+    pub fn new(index: PathBuf, candidates: Arc<Candidates>) -> Self {
+        let threshold = candidates.default_threshold;
+        let mut view = Self {
+            index,
+            candidates,
+            threshold,
+            groups: Vec::new(),
+            keep: Vec::new(),
+        };
+        view.regroup();
+        view
+    }
+
+    /// Groups again at the current threshold; a kept photo stays kept when its group
+    /// survives.
+    pub fn regroup(&mut self) {
+        let kept: std::collections::HashSet<usize> = self
+            .groups
+            .iter()
+            .zip(&self.keep)
+            .filter_map(|(group, &k)| group.members.get(k).copied())
+            .collect();
+        self.groups = self.candidates.groups(self.threshold);
+        self.keep = self
+            .groups
+            .iter()
+            .map(|group| {
+                group
+                    .members
+                    .iter()
+                    .position(|m| kept.contains(m))
+                    .unwrap_or(0)
+            })
+            .collect();
+    }
+
+    /// The photos not kept, for export.
+    pub fn others(&self) -> Vec<OtherCopy> {
+        others(&self.candidates, &self.groups, &self.keep)
+    }
+}
+
 /// Everything the window shows; changed only by the reducer (worker events) and by the
 /// panels' edits of the settings form.
 pub struct AppState {
@@ -153,6 +219,8 @@ pub struct AppState {
     pub awaiting_paste: Option<f64>,
     /// The details window open from the status bar.
     pub details: Option<Details>,
+    pub view: CentralView,
+    pub duplicates: Option<DuplicatesView>,
 }
 
 impl AppState {
@@ -180,6 +248,8 @@ impl AppState {
             preview: None,
             awaiting_paste: None,
             details: None,
+            view: CentralView::default(),
+            duplicates: None,
         }
     }
 

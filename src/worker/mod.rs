@@ -17,16 +17,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 pub use protocol::{
-    Command, CurrentModel, Event, IndexSummary, JobId, JobKind, Outcome, Progress, Query, Request,
-    Snapshot,
+    Command, CurrentModel, DuplicateExport, Event, IndexSummary, JobId, JobKind, Outcome, Progress,
+    Query, Request, Snapshot,
 };
 
 use crate::engine::EngineError;
+use crate::engine::atomic::write_atomic;
 use crate::engine::data::{
     DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized, scan_folder, scan_folder_excluding,
     shrink_to_fit,
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
+use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::index::{Gallery, IndexOptions, SearchSession, search_image};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
@@ -491,6 +493,42 @@ impl Worker {
                 };
                 let manifest = export_results(Path::new(&query), &hits, &folder, &source)?;
                 Outcome::Exported { folder, manifest }
+            }
+            Request::FindDuplicates => {
+                let Some(open) = self.index.as_mut() else {
+                    return Err(EngineError::Config(
+                        "there is no index to look for duplicates in: index a folder first".into(),
+                    ));
+                };
+                let progress = progress_reporter(&self.events, &self.wake, job);
+                let candidates = Candidates::find(
+                    &mut open.gallery,
+                    &|done, total| progress(Progress::Indexing { done, total }),
+                    cancel,
+                )?;
+                Outcome::Duplicates {
+                    index: open.path.clone(),
+                    candidates: Arc::new(candidates),
+                }
+            }
+            Request::ExportDuplicates { others, to } => {
+                match &to {
+                    DuplicateExport::Csv(path) => {
+                        write_atomic(path, others_csv(&others).as_bytes())?;
+                    }
+                    DuplicateExport::Json(path) => {
+                        let json = serde_json::to_vec_pretty(&others)
+                            .map_err(|e| EngineError::Config(e.to_string()))?;
+                        write_atomic(path, &json)?;
+                    }
+                    DuplicateExport::CopyTo(folder) => {
+                        copy_others(&others, folder)?;
+                    }
+                }
+                Outcome::DuplicatesExported {
+                    count: others.len(),
+                    to,
+                }
             }
             Request::UseImagenetFeatures { source, model_path } => {
                 if source.cached().is_none() {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::data::{ImageFolder, SkippedFile};
+use crate::engine::duplicates::{Candidates, OtherCopy};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
 use crate::engine::index::{IndexChanges, SearchHit};
@@ -41,6 +42,8 @@ pub enum JobKind {
     Export,
     DownloadWeights,
     PrepareImagenet,
+    FindDuplicates,
+    ExportDuplicates,
 }
 
 impl JobKind {
@@ -57,6 +60,8 @@ impl JobKind {
             Self::Export => "exporting",
             Self::DownloadWeights => "downloading the weights",
             Self::PrepareImagenet => "preparing the ImageNet model",
+            Self::FindDuplicates => "finding near-duplicates",
+            Self::ExportDuplicates => "exporting the duplicate list",
         }
     }
 }
@@ -121,6 +126,32 @@ pub enum Request {
         source: WeightsSource,
         model_path: PathBuf,
     },
+    /// Find the near-duplicate pairs of the current index (groups are made from them in
+    /// the window, at whatever threshold the person picks).
+    FindDuplicates,
+    /// Write the list of photos not kept (CSV or JSON) or copy them to a folder. Nothing
+    /// is deleted or moved.
+    ExportDuplicates {
+        others: Vec<OtherCopy>,
+        to: DuplicateExport,
+    },
+}
+
+/// Where the list of duplicates not kept goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DuplicateExport {
+    Csv(PathBuf),
+    Json(PathBuf),
+    /// Copies of the photos, into this folder.
+    CopyTo(PathBuf),
+}
+
+impl DuplicateExport {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Csv(path) | Self::Json(path) | Self::CopyTo(path) => path,
+        }
+    }
 }
 
 impl Request {
@@ -136,6 +167,8 @@ impl Request {
             Self::Export { .. } => JobKind::Export,
             Self::DownloadWeights(_) => JobKind::DownloadWeights,
             Self::UseImagenetFeatures { .. } => JobKind::PrepareImagenet,
+            Self::FindDuplicates => JobKind::FindDuplicates,
+            Self::ExportDuplicates { .. } => JobKind::ExportDuplicates,
         }
     }
 }
@@ -200,6 +233,13 @@ pub enum Outcome {
     },
     /// Pretrained weights are downloaded, checked, and ready at `path`.
     WeightsReady { path: PathBuf, tensors: usize },
+    /// The near-duplicate pairs of the index at `index`.
+    Duplicates {
+        index: PathBuf,
+        candidates: Arc<Candidates>,
+    },
+    /// The list of duplicates not kept was written (or the photos copied).
+    DuplicatesExported { count: usize, to: DuplicateExport },
 }
 
 /// What the worker reports.

@@ -3,6 +3,7 @@
 //! the frame: drawing code opens no dialogs and starts no jobs, so tests can drive every
 //! action.
 
+pub mod duplicates;
 pub mod index;
 pub mod library;
 pub mod preview;
@@ -63,4 +64,8 @@ pub enum Intent {
     RerunSearch,
     /// Ask the platform for the clipboard's content (the Paste button).
     Paste,
+    /// Find the near-duplicate groups of the current index.
+    FindDuplicates,
+    /// Ask where to write the list of duplicates not kept (or copy them), then do it.
+    PickDuplicatesExport(duplicates::ExportKind),
 }
