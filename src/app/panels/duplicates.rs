@@ -111,7 +111,9 @@ pub fn duplicates_ui(
                                         intents.push(Intent::Open(path.clone()));
                                     }
                                     ui.radio_value(&mut keep[g], position, "Keep");
-                                    ui.label(file_name(path))
+                                    // The folder too: copies often differ only in where they are.
+                                    let folder = path.parent().map(file_name).unwrap_or_default();
+                                    ui.label(format!("{folder}/{}", file_name(path)))
                                         .on_hover_text(path.display().to_string());
                                     let detail = if member == kept {
                                         format!("{} · kept", size(candidates.sizes[member]))
