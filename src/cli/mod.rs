@@ -8,6 +8,7 @@ mod duplicates;
 mod eval;
 mod export;
 mod index;
+mod map;
 mod progress;
 mod search;
 mod train;
@@ -43,6 +44,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// List groups of near-duplicate photos in an index (nothing is deleted or moved).
     Duplicates(duplicates::DuplicatesArgs),
+    /// Draw an index's photos on a plane (PCA of the embeddings) as a PNG or CSV.
+    Map(map::MapArgs),
     /// Measure indexing and training throughput against the pure tch ceiling.
     Bench(bench::BenchArgs),
     /// Get (or check) the ImageNet-pretrained ResNet18 weights training can start from.
@@ -66,6 +69,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Export(args) => export::run(args),
         Command::Duplicates(args) => duplicates::run(args),
+        Command::Map(args) => map::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Weights(args) => weights::run(args),
     }

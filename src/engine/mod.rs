@@ -16,6 +16,7 @@ pub mod export;
 pub mod files;
 pub mod index;
 pub mod loss;
+pub mod map;
 pub mod mislabels;
 pub mod model;
 pub mod pretrained;

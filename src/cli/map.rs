@@ -1,0 +1,80 @@
+//! `likeness map`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::{OutputArgs, print_json};
+use crate::engine::index::Gallery;
+use crate::engine::map::EmbeddingMap;
+
+#[derive(Debug, clap::Args)]
+pub struct MapArgs {
+    /// The index to draw (written by `likeness index`; an exact index).
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Where to write the map: `.png` draws it (classes coloured, with a legend; likely
+    /// mislabelled photos ringed in red), `.csv` lists path, class, x, y per photo.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Size of the PNG in pixels.
+    #[arg(long, default_value_t = 1200)]
+    pub width: u32,
+    #[arg(long, default_value_t = 900)]
+    pub height: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: MapArgs) -> anyhow::Result<()> {
+    let extension = args
+        .out
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let bytes_of = |map: &EmbeddingMap| -> anyhow::Result<Vec<u8>> {
+        match extension.as_deref() {
+            Some("csv") => Ok(map.to_csv().into_bytes()),
+            Some("png") => {
+                anyhow::ensure!(
+                    (64..=8192).contains(&args.width) && (64..=8192).contains(&args.height),
+                    "--width and --height must be between 64 and 8192 pixels"
+                );
+                let mut png = Vec::new();
+                map.render(args.width, args.height)
+                    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+                Ok(png)
+            }
+            _ => anyhow::bail!(
+                "{}: the map is written as .png or .csv; name the file so",
+                args.out.display()
+            ),
+        }
+    };
+    // Refuse a bad --out before the work.
+    bytes_of(&EmbeddingMap::default())?;
+    let mut gallery = Gallery::load(&args.index).context("could not open the index")?;
+    let map = EmbeddingMap::of_gallery(&mut gallery).context("could not draw the map")?;
+    crate::engine::atomic::write_atomic(&args.out, &bytes_of(&map)?)
+        .with_context(|| format!("could not write {}", args.out.display()))?;
+    eprintln!(
+        "drew {} photos in {} classes ({} likely mislabelled; the axes hold {:.0}% and {:.0}% of \
+         the variance) to {}",
+        map.len(),
+        map.class_names.len(),
+        map.suspects.len(),
+        map.explained[0] * 100.0,
+        map.explained[1] * 100.0,
+        args.out.display()
+    );
+    if args.output.json {
+        print_json(&json!({
+            "out": args.out,
+            "photos": map.len(),
+            "classes": map.class_names,
+            "likely_mislabelled": map.suspects.iter().map(|&i| &map.paths[i]).collect::<Vec<_>>(),
+            "explained_variance": map.explained,
+        }))?;
+    }
+    Ok(())
+}
