@@ -254,11 +254,10 @@ impl EmbeddingMap {
     }
 }
 
-/// Mean, the two principal axes (unit vectors) and the share of variance along each.
-fn principal_axes(
-    vectors: &[f32],
-    dimension: usize,
-) -> Result<(Vec<f32>, [Vec<f32>; 2], [f32; 2])> {
+/// The mean, the two principal axes (unit vectors) and the share of variance along each.
+type Projection = (Vec<f32>, [Vec<f32>; 2], [f32; 2]);
+
+fn principal_axes(vectors: &[f32], dimension: usize) -> Result<Projection> {
     let count = vectors.len() / dimension;
     if count == 0 {
         return Err(EngineError::Config("an empty index has no map".to_string()));
