@@ -903,3 +903,135 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     assert_eq!(copied, text.lines().count() - 1);
     assert!(original.exists() && library.join("class_00/copy.png").exists());
 }
+
+/// Presses and releases the primary button at `from`, moving to `to` in between.
+fn drag(harness: &mut Harness<'_, LikenessApp>, from: egui::Pos2, to: egui::Pos2) {
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    harness.event(egui::Event::PointerMoved(from));
+    harness.step();
+    harness.event(button(from, true));
+    harness.step();
+    for t in 1..=5 {
+        harness.event(egui::Event::PointerMoved(
+            from + (to - from) * (t as f32 / 5.0),
+        ));
+        harness.step();
+    }
+    harness.event(button(to, false));
+    harness.step();
+    harness.step();
+}
+
+#[test]
+fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_selection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 6, 32, 71).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.get_by_label("Map").click();
+    harness.step();
+    harness.get_by_label("Draw map").click();
+    run_until(&mut harness, "the map", |app| {
+        app.map.as_ref().is_some_and(|m| m.last_transform.is_some()) && app.is_idle()
+    });
+    harness.step();
+    {
+        let app = harness.state();
+        let view = app.map.as_ref().expect("map");
+        assert_eq!(view.map.len(), 12);
+        assert_eq!(view.map.class_names, ["class_00", "class_01"]);
+        // The query on screen can be placed on this map.
+        let search = app.search.as_ref().expect("results");
+        assert_eq!(search.vector.len(), view.map.dimension());
+    }
+    // The legend names the classes (the library panel lists them too).
+    for class in ["class_00", "class_01"] {
+        assert!(
+            harness.get_all_by_label(class).count() >= 2,
+            "{class} in the legend"
+        );
+    }
+
+    // Clicking a photo searches with it.
+    let (target, at) = {
+        let view = harness.state().map.as_ref().expect("map");
+        let transform = view.last_transform.as_ref().expect("drawn");
+        let [x, y] = view.map.points[3];
+        (
+            view.map.paths[3].clone(),
+            transform.position_from_point(&egui_plot::PlotPoint::new(x, y)),
+        )
+    };
+    let picked = {
+        let view = harness.state().map.as_ref().expect("map");
+        likeness::app::panels::map::nearest_on_screen(view, at).expect("a photo under the pointer")
+    };
+    let picked_path = harness.state().map.as_ref().expect("map").map.paths[picked].clone();
+    assert!(picked == 3 || picked_path != target, "points may overlap");
+    harness.event(egui::Event::PointerMoved(at));
+    harness.step();
+    harness.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.step();
+    run_until(&mut harness, "results for the clicked photo", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.query.label() == picked_path.display().to_string())
+    });
+
+    // A box around every photo selects them all; they are copied out with a list.
+    harness.get_by_label("Box select").click();
+    harness.step();
+    let (from, to) = {
+        let view = harness.state().map.as_ref().expect("map");
+        let transform = view.last_transform.as_ref().expect("drawn");
+        let screen: Vec<egui::Pos2> = view
+            .map
+            .points
+            .iter()
+            .map(|&[x, y]| transform.position_from_point(&egui_plot::PlotPoint::new(x, y)))
+            .collect();
+        let min = screen
+            .iter()
+            .fold(egui::pos2(f32::MAX, f32::MAX), |a, p| a.min(*p));
+        let max = screen
+            .iter()
+            .fold(egui::pos2(f32::MIN, f32::MIN), |a, p| a.max(*p));
+        (min - egui::vec2(10.0, 10.0), max + egui::vec2(10.0, 10.0))
+    };
+    drag(&mut harness, from, to);
+    assert_eq!(
+        harness.state().map.as_ref().expect("map").selected.len(),
+        12,
+        "the box holds every photo"
+    );
+    harness.get_by_label("12 selected");
+    let out = dir.path().join("chosen");
+    harness.state_mut().copy_map_selection(out.clone());
+    run_until(&mut harness, "the copies", |app| {
+        app.is_idle()
+            && app
+                .notices
+                .iter()
+                .any(|n| n.text.contains("Copied 12 photos"))
+    });
+    assert_eq!(std::fs::read_dir(&out).expect("copies").count(), 13);
+    let list = std::fs::read_to_string(out.join("photos.csv")).expect("list");
+    assert_eq!(list.lines().count(), 13);
+}

@@ -69,6 +69,7 @@ fn main_screen_with_results_snapshot() {
         preview: Some(preview),
         selected: vec![true; hits.len()],
         hits,
+        vector: Default::default(),
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -49,6 +49,18 @@ impl LikenessApp {
             }
             Intent::UseModel(path) => self.use_model(path),
             Intent::RerunSearch => self.rerun_search(),
+            Intent::DrawMap => {
+                self.send(Request::DrawMap);
+            }
+            Intent::SearchFile(path) => self.search_with(Query::File(path)),
+            Intent::PickMapExportFolder => {
+                if let Some(folder) = rfd::FileDialog::new()
+                    .set_title("Copy the selected photos into a folder")
+                    .pick_folder()
+                {
+                    self.copy_map_selection(folder);
+                }
+            }
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }

@@ -24,8 +24,8 @@ pub use panels::Intent;
 pub use reducer::Effect;
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
 pub use state::{
-    Activity, AppState, CentralView, Details, DuplicatesView, LibraryView, Notice, SearchView,
-    TrainingEnd, TrainingView,
+    Activity, AppState, CentralView, Details, DuplicatesView, LibraryView, MapView, Notice,
+    SearchView, TrainingEnd, TrainingView,
 };
 pub use thumbnails::ThumbnailCache;
 pub use window::run_window;
@@ -313,6 +313,22 @@ impl LikenessApp {
         self.send(Request::ExportDuplicates { others, to });
     }
 
+    /// Copies the photos selected on the map into `folder`.
+    pub fn copy_map_selection(&mut self, folder: PathBuf) {
+        let Some(view) = &self.map else { return };
+        if view.selected.is_empty() {
+            self.state
+                .error("Select photos on the map first (Box select, then drag).");
+            return;
+        }
+        let paths = view
+            .selected
+            .iter()
+            .map(|&i| view.map.paths[i].clone())
+            .collect();
+        self.send(Request::CopyPhotos { paths, folder });
+    }
+
     /// Exports the selected results to `folder`.
     pub fn export_selected(&mut self, folder: PathBuf) {
         let Some(search) = &self.search else { return };
@@ -388,6 +404,7 @@ impl eframe::App for LikenessApp {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut state.view, CentralView::Results, "Search");
                 ui.selectable_value(&mut state.view, CentralView::Duplicates, "Duplicates");
+                ui.selectable_value(&mut state.view, CentralView::Map, "Map");
             });
             ui.separator();
             match state.view {
@@ -397,6 +414,7 @@ impl eframe::App for LikenessApp {
                 CentralView::Duplicates => {
                     panels::duplicates::duplicates_ui(ui, state, thumbnails, &mut intents)
                 }
+                CentralView::Map => panels::map::map_ui(ui, state, thumbnails, &mut intents),
             }
         });
         panels::preview::preview_ui(ui.ctx(), state, thumbnails, &mut intents);

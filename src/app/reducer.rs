@@ -9,7 +9,7 @@ use egui_plot::PlotPoint;
 use std::path::Path;
 
 use super::state::{
-    Activity, AppState, CentralView, DuplicatesView, LibraryView, SearchView, TrainingEnd,
+    Activity, AppState, CentralView, DuplicatesView, LibraryView, MapView, SearchView, TrainingEnd,
     TrainingView,
 };
 use super::widgets::format_distance;
@@ -100,6 +100,7 @@ impl AppState {
                 // Groups found in another index would list the wrong photos.
                 if index_changed {
                     self.duplicates = None;
+                    self.map = None;
                 }
                 // Results of another index are stale: ask the new one the same question.
                 if index_changed && let Some(search) = &self.search {
@@ -221,8 +222,18 @@ impl AppState {
                     path.display()
                 ),
             }),
+            Outcome::Map { index, map } => {
+                self.map = Some(MapView::new(index, map));
+                self.view = CentralView::Map;
+            }
+            Outcome::PhotosCopied { count, folder } => self.info(format!(
+                "Copied {} to {} (with photos.csv saying where each came from).",
+                plural(count, "photo", "photos"),
+                folder.display()
+            )),
             Outcome::IndexUpdated { summary, changes } => {
                 self.duplicates = None;
+                self.map = None;
                 let changed = changes.added + changes.updated + changes.removed;
                 self.info(format!(
                     "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",
@@ -244,6 +255,7 @@ impl AppState {
                 query,
                 preview,
                 hits,
+                vector,
             } => {
                 if self.preview.is_some_and(|i| i >= hits.len()) {
                     self.preview = None;
@@ -253,6 +265,7 @@ impl AppState {
                     query,
                     preview: None,
                     hits,
+                    vector,
                 });
                 effects.push(Effect::UploadPreview(preview));
             }
@@ -734,6 +747,7 @@ mod tests {
             preview: None,
             hits: Vec::new(),
             selected: Vec::new(),
+            vector: Default::default(),
         });
         // The same snapshot again (after a search): nothing to redo.
         assert!(

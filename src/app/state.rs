@@ -12,6 +12,7 @@ use crate::engine::data::ImageFolder;
 use crate::engine::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
+use crate::engine::map::EmbeddingMap;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
 
 /// A message for the person at the screen.
@@ -122,6 +123,8 @@ pub struct SearchView {
     pub preview: Option<egui::TextureHandle>,
     pub hits: Vec<SearchHit>,
     pub selected: Vec<bool>,
+    /// The query's embedding (places it on the map); empty when not known.
+    pub vector: Arc<Vec<f32>>,
 }
 
 /// What the central panel shows.
@@ -132,6 +135,36 @@ pub enum CentralView {
     Results,
     /// Near-duplicate groups of the index.
     Duplicates,
+    /// The index's photos on a plane.
+    Map,
+}
+
+/// The embedding map of the current index, with what the person selected on it.
+pub struct MapView {
+    /// The index it was drawn from.
+    pub index: PathBuf,
+    pub map: Arc<EmbeddingMap>,
+    /// Photos inside the last box (positions in the map).
+    pub selected: Vec<usize>,
+    /// Dragging draws a selection box instead of moving the map.
+    pub box_select: bool,
+    /// Where the box being dragged started (map coordinates).
+    pub box_start: Option<[f32; 2]>,
+    /// The plot's transform in the last frame (to find the point under the pointer).
+    pub last_transform: Option<egui_plot::PlotTransform>,
+}
+
+impl MapView {
+    pub fn new(index: PathBuf, map: Arc<EmbeddingMap>) -> Self {
+        Self {
+            index,
+            map,
+            selected: Vec::new(),
+            box_select: false,
+            box_start: None,
+            last_transform: None,
+        }
+    }
 }
 
 /// Near-duplicate groups of the current index, regrouped as the threshold moves.
@@ -221,6 +254,7 @@ pub struct AppState {
     pub details: Option<Details>,
     pub view: CentralView,
     pub duplicates: Option<DuplicatesView>,
+    pub map: Option<MapView>,
 }
 
 impl AppState {
@@ -250,6 +284,7 @@ impl AppState {
             details: None,
             view: CentralView::default(),
             duplicates: None,
+            map: None,
         }
     }
 

@@ -914,11 +914,15 @@ pub fn search_image(
     image: &image::RgbImage,
     k: usize,
 ) -> Result<Vec<SearchHit>> {
+    gallery.search(&embed_image(model, image)?, k)
+}
+
+/// The embedding of one decoded image.
+pub fn embed_image(model: &EmbeddingModel, image: &image::RgbImage) -> Result<Vec<f32>> {
     let preprocess = &model.config.preprocess;
     let mut pixels = vec![0.0f32; preprocess.floats_per_image()];
     preprocess.write_plain(image, &mut pixels);
-    let vector = model.embed_pixels(&pixels, 1)?;
-    gallery.search(&vector, k)
+    model.embed_pixels(&pixels, 1)
 }
 
 #[cfg(test)]

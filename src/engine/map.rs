@@ -134,6 +134,11 @@ impl EmbeddingMap {
         self.points.len()
     }
 
+    /// Dimension of the embeddings it projects.
+    pub fn dimension(&self) -> usize {
+        self.mean.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
@@ -252,6 +257,30 @@ impl EmbeddingMap {
         }
         picture
     }
+}
+
+/// Copies photos into `folder` (created if needed; names made unique) with a `photos.csv`
+/// listing where each came from; returns how many were copied. Nothing is moved.
+pub fn copy_photos(paths: &[PathBuf], folder: &Path) -> Result<usize> {
+    std::fs::create_dir_all(folder).map_err(|e| EngineError::io(folder, e))?;
+    let mut list = String::from("copy,original\n");
+    for path in paths {
+        let name = path
+            .file_name()
+            .map_or_else(|| "photo".to_string(), |n| n.to_string_lossy().into_owned());
+        let mut target = folder.join(&name);
+        let mut n = 1;
+        while target.exists() {
+            target = folder.join(format!("{n}-{name}"));
+            n += 1;
+        }
+        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        super::atomic::write_atomic(&target, &bytes)?;
+        let quote = |p: &Path| format!("\"{}\"", p.to_string_lossy().replace('"', "\"\""));
+        list.push_str(&format!("{},{}\n", quote(&target), quote(path)));
+    }
+    super::atomic::write_atomic(&folder.join("photos.csv"), list.as_bytes())?;
+    Ok(paths.len())
 }
 
 /// The mean, the two principal axes (unit vectors) and the share of variance along each.

@@ -30,7 +30,8 @@ use crate::engine::data::{
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
-use crate::engine::index::{Gallery, IndexOptions, SearchSession, search_image};
+use crate::engine::index::{Gallery, IndexOptions, SearchSession, embed_image};
+use crate::engine::map::{EmbeddingMap, copy_photos};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::{TrainJob, train};
@@ -469,12 +470,14 @@ impl Worker {
                     }
                     Query::Rgb { image, .. } => image,
                 };
-                let hits = search_image(&open.model.model, &mut open.gallery, image, k)?;
+                let vector = embed_image(&open.model.model, image)?;
+                let hits = open.gallery.search(&vector, k)?;
                 let preview = Arc::new(shrink_to_fit(image, QUERY_PREVIEW_PX));
                 Outcome::Results {
                     query,
                     preview,
                     hits,
+                    vector: Arc::new(vector),
                 }
             }
             Request::Export {
@@ -510,6 +513,22 @@ impl Worker {
                     index: open.path.clone(),
                     candidates: Arc::new(candidates),
                 }
+            }
+            Request::DrawMap => {
+                let Some(open) = self.index.as_mut() else {
+                    return Err(EngineError::Config(
+                        "there is no index to draw: index a folder first".into(),
+                    ));
+                };
+                let map = EmbeddingMap::of_gallery(&mut open.gallery)?;
+                Outcome::Map {
+                    index: open.path.clone(),
+                    map: Arc::new(map),
+                }
+            }
+            Request::CopyPhotos { paths, folder } => {
+                let count = copy_photos(&paths, &folder)?;
+                Outcome::PhotosCopied { count, folder }
             }
             Request::ExportDuplicates { others, to } => {
                 match &to {

@@ -15,6 +15,7 @@ use crate::engine::duplicates::{Candidates, OtherCopy};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
 use crate::engine::index::{IndexChanges, SearchHit};
+use crate::engine::map::EmbeddingMap;
 use crate::engine::model::{ModelInfo, TrainingSummary};
 use crate::engine::pretrained::WeightsSource;
 use crate::engine::train::{TrainEvent, TrainJob};
@@ -44,6 +45,8 @@ pub enum JobKind {
     PrepareImagenet,
     FindDuplicates,
     ExportDuplicates,
+    DrawMap,
+    CopyPhotos,
 }
 
 impl JobKind {
@@ -62,6 +65,8 @@ impl JobKind {
             Self::PrepareImagenet => "preparing the ImageNet model",
             Self::FindDuplicates => "finding near-duplicates",
             Self::ExportDuplicates => "exporting the duplicate list",
+            Self::DrawMap => "drawing the map",
+            Self::CopyPhotos => "copying photos",
         }
     }
 }
@@ -135,6 +140,13 @@ pub enum Request {
         others: Vec<OtherCopy>,
         to: DuplicateExport,
     },
+    /// Place the current index's photos on a plane (PCA), with likely-mislabelled marks.
+    DrawMap,
+    /// Copy photos (a selection on the map) into `folder`, with a `photos.csv` list.
+    CopyPhotos {
+        paths: Vec<PathBuf>,
+        folder: PathBuf,
+    },
 }
 
 /// Where the list of duplicates not kept goes.
@@ -169,6 +181,8 @@ impl Request {
             Self::UseImagenetFeatures { .. } => JobKind::PrepareImagenet,
             Self::FindDuplicates => JobKind::FindDuplicates,
             Self::ExportDuplicates { .. } => JobKind::ExportDuplicates,
+            Self::DrawMap => JobKind::DrawMap,
+            Self::CopyPhotos { .. } => JobKind::CopyPhotos,
         }
     }
 }
@@ -225,6 +239,8 @@ pub enum Outcome {
         query: Query,
         preview: Arc<image::RgbImage>,
         hits: Vec<SearchHit>,
+        /// The query's embedding (to place it on the map).
+        vector: Arc<Vec<f32>>,
     },
     /// Results were exported into `folder`.
     Exported {
@@ -240,6 +256,13 @@ pub enum Outcome {
     },
     /// The list of duplicates not kept was written (or the photos copied).
     DuplicatesExported { count: usize, to: DuplicateExport },
+    /// The map of the index at `index`.
+    Map {
+        index: PathBuf,
+        map: Arc<EmbeddingMap>,
+    },
+    /// Photos were copied into `folder`.
+    PhotosCopied { count: usize, folder: PathBuf },
 }
 
 /// What the worker reports.

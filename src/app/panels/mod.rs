@@ -6,6 +6,7 @@
 pub mod duplicates;
 pub mod index;
 pub mod library;
+pub mod map;
 pub mod preview;
 pub mod results;
 pub mod status;
@@ -68,4 +69,10 @@ pub enum Intent {
     FindDuplicates,
     /// Ask where to write the list of duplicates not kept (or copy them), then do it.
     PickDuplicatesExport(duplicates::ExportKind),
+    /// Place the current index's photos on the map.
+    DrawMap,
+    /// Search with this photo (clicked on the map).
+    SearchFile(PathBuf),
+    /// Ask for a folder and copy the photos selected on the map into it.
+    PickMapExportFolder,
 }
