@@ -90,6 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let loaded_thumbnails = harness.state().thumbnails.len();
     let (drop_to_grid, large_gallery) = drop_to_grid_at_scale(&mut harness, dir.path())?;
+    let map_frames = map_of_the_large_gallery(&mut harness);
     println!(
         "frame times while training (60 photos of 4.3 MP, 64 px): {}",
         training.summary()
@@ -109,7 +110,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop_to_grid.as_secs_f64() * 1000.0,
         large_gallery.summary()
     );
+    println!(
+        "frame times of the map of {LARGE_GALLERY} photos, the pointer sweeping across it \
+         (hover, thumbnails): {}",
+        map_frames.summary()
+    );
     Ok(())
+}
+
+/// Draws the map of the large gallery and times frames while the pointer sweeps over it.
+fn map_of_the_large_gallery(harness: &mut Harness<'_, LikenessApp>) -> FrameStats {
+    use egui_kittest::kittest::Queryable;
+    harness.get_by_label("Map").click();
+    harness.step();
+    harness.get_by_label("Draw map").click();
+    frames_until(harness, |app| {
+        app.map
+            .as_ref()
+            .is_some_and(|m| m.map.len() == LARGE_GALLERY && m.last_transform.is_some())
+            && app.is_idle()
+    });
+    let mut stats = FrameStats::default();
+    for step in 0..120 {
+        let t = step as f32 / 120.0;
+        harness.event(egui::Event::PointerMoved(egui::pos2(
+            420.0 + 800.0 * t,
+            250.0 + 400.0 * (t * 7.0).sin().abs(),
+        )));
+        let started = Instant::now();
+        harness.step();
+        stats.record(started.elapsed());
+        std::thread::sleep(Duration::from_millis(16));
+    }
+    stats
 }
 
 /// Photos in the gallery of the drop → grid measurement.

@@ -348,6 +348,34 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     harness.get_by_label_contains("Quality: recall@1");
     harness.get_by_label_contains("on the validation folder (9 photos)");
 
+    // What training changed: the validation photos' maps before and after, side by side.
+    {
+        let pictures = harness
+            .state()
+            .training
+            .before_after
+            .clone()
+            .expect("before/after maps");
+        assert_eq!(pictures.before.map.len(), 9);
+        assert_eq!(pictures.after.map.len(), 9);
+        assert_eq!(pictures.after.map.class_names.len(), 3);
+        assert!((0.0..=1.0).contains(&pictures.before.recall_at_1));
+        assert_ne!(
+            pictures.before.map.points, pictures.after.map.points,
+            "training moved the photos"
+        );
+    }
+    harness.get_by_label_contains("On the validation photos: recall@1");
+    // (Below the fold of the left panel: clicked through accesskit.)
+    harness
+        .get_by_label("See what training changed")
+        .click_accesskit();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().view, likeness::app::CentralView::Map);
+    harness.get_by_label("Before training");
+    harness.get_by_label("After training");
+
     // The finder's list: the photo, its folder class, the class its neighbours say, and a
     // way to open it.
     let photo = library.join("class_01/img_002.png");

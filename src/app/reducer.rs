@@ -165,11 +165,13 @@ impl AppState {
                 became_current,
                 summary,
                 validation,
+                before_after,
             } => {
                 if self.training.job == Some(job) {
                     self.training.outcome =
                         Some(describe_training(&summary, &model_path, became_current));
                     self.training.validation = validation.map(|report| *report);
+                    self.training.before_after = before_after;
                 }
                 if self.index_after == Some(job) {
                     self.index_after = None;
@@ -623,6 +625,7 @@ mod tests {
                     ..Default::default()
                 }),
                 validation: None,
+                before_after: None,
             }),
         });
         assert!(!app.training_running());

@@ -13,6 +13,7 @@ use crate::engine::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
 use crate::engine::map::EmbeddingMap;
+use crate::engine::train::BeforeAfter;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
 
 /// A message for the person at the screen.
@@ -102,6 +103,8 @@ pub struct TrainingView {
     /// What the finished run amounted to, in words.
     pub outcome: Option<TrainingEnd>,
     pub validation: Option<RetrievalReport>,
+    /// The validation photos' maps before and after the run.
+    pub before_after: Option<Arc<BeforeAfter>>,
     /// Show the loss chart on a log scale.
     pub log_scale: bool,
 }
@@ -255,6 +258,9 @@ pub struct AppState {
     pub view: CentralView,
     pub duplicates: Option<DuplicatesView>,
     pub map: Option<MapView>,
+    /// The Map tab shows the validation photos before and after training instead of the
+    /// index.
+    pub map_before_after: bool,
 }
 
 impl AppState {
@@ -285,6 +291,7 @@ impl AppState {
             view: CentralView::default(),
             duplicates: None,
             map: None,
+            map_before_after: false,
         }
     }
 

@@ -66,26 +66,6 @@ impl EmbeddingMap {
                 )
             })?);
         }
-        let (mean, axes, explained) = principal_axes(&vectors, dimension)?;
-        let mut map = Self {
-            paths: gallery
-                .header
-                .images
-                .iter()
-                .map(|i| i.path.clone())
-                .collect(),
-            points: Vec::with_capacity(count),
-            classes: Vec::with_capacity(count),
-            class_names: Vec::new(),
-            suspects: Vec::new(),
-            explained,
-            mean,
-            axes,
-        };
-        for i in 0..count {
-            let point = map.project(&vectors[i * dimension..(i + 1) * dimension]);
-            map.points.push(point);
-        }
         let mut names: Vec<String> = gallery
             .header
             .images
@@ -94,13 +74,19 @@ impl EmbeddingMap {
             .collect();
         names.sort();
         names.dedup();
-        map.classes = gallery
+        let classes = gallery
             .header
             .images
             .iter()
             .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
             .collect();
-        map.class_names = names;
+        let paths = gallery
+            .header
+            .images
+            .iter()
+            .map(|i| i.path.clone())
+            .collect();
+        let mut map = Self::of_vectors(paths, classes, names, &vectors, dimension)?;
         if map.class_names.len() >= 2 && count > MISLABEL_NEIGHBOURS {
             let neighbours = gallery_neighbours(gallery, MISLABEL_NEIGHBOURS)?;
             for (i, near) in neighbours.iter().enumerate() {
@@ -113,6 +99,41 @@ impl EmbeddingMap {
                     map.suspects.push(i);
                 }
             }
+        }
+        Ok(map)
+    }
+
+    /// The map of `vectors` (rows of `dimension` floats), one per path, with their
+    /// classes (indices into `class_names`). No mislabelled marks.
+    pub fn of_vectors(
+        paths: Vec<PathBuf>,
+        classes: Vec<Option<usize>>,
+        class_names: Vec<String>,
+        vectors: &[f32],
+        dimension: usize,
+    ) -> Result<Self> {
+        let count = vectors.len() / dimension.max(1);
+        if paths.len() != count || classes.len() != count {
+            return Err(EngineError::Config(format!(
+                "a map of {count} vectors needs as many paths and classes ({} and {})",
+                paths.len(),
+                classes.len()
+            )));
+        }
+        let (mean, axes, explained) = principal_axes(vectors, dimension)?;
+        let mut map = Self {
+            paths,
+            points: Vec::with_capacity(count),
+            classes,
+            class_names,
+            suspects: Vec::new(),
+            explained,
+            mean,
+            axes,
+        };
+        for i in 0..count {
+            let point = map.project(&vectors[i * dimension..(i + 1) * dimension]);
+            map.points.push(point);
         }
         Ok(map)
     }

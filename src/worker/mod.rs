@@ -311,6 +311,7 @@ impl Worker {
             became_current,
             summary: Box::new(outcome.summary),
             validation: outcome.validation.map(Box::new),
+            before_after: outcome.before_after.map(Arc::new),
         }))
     }
 

@@ -18,7 +18,7 @@ use crate::engine::index::{IndexChanges, SearchHit};
 use crate::engine::map::EmbeddingMap;
 use crate::engine::model::{ModelInfo, TrainingSummary};
 use crate::engine::pretrained::WeightsSource;
-use crate::engine::train::{TrainEvent, TrainJob};
+use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
 
 /// Names one job from the request that started it to its last event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,6 +223,8 @@ pub enum Outcome {
         became_current: bool,
         summary: Box<TrainingSummary>,
         validation: Option<Box<RetrievalReport>>,
+        /// The validation photos' maps and retrieval before and after training.
+        before_after: Option<Arc<BeforeAfter>>,
     },
     /// A model file is now the current model.
     ModelOpened(PathBuf),

@@ -3,12 +3,14 @@
 //! it, a box selection can be copied out, the query on screen and its results are marked,
 //! and photos whose neighbours say another class are ringed.
 
-use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, PlotPoints, Points, Polygon};
+use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, PlotPoints, PlotTransform, Points, Polygon};
 
 use super::Intent;
 use crate::app::state::{AppState, MapView};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{file_name, thumbnail};
+use crate::engine::map::EmbeddingMap;
+use crate::engine::train::BeforeAfter;
 use crate::worker::JobKind;
 
 /// How near (in points) the pointer must be to a photo to pick it.
@@ -20,6 +22,20 @@ pub fn map_ui(
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
+    if let Some(before_after) = state.training.before_after.clone() {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut state.map_before_after, false, "This index");
+            ui.selectable_value(
+                &mut state.map_before_after,
+                true,
+                "Before and after training",
+            );
+        });
+        if state.map_before_after {
+            before_after_ui(ui, &before_after, thumbnails);
+            return;
+        }
+    }
     let has_index = state.current.index.is_some();
     let drawing = state.running(JobKind::DrawMap).is_some();
     ui.horizontal(|ui| {
@@ -102,25 +118,7 @@ pub fn map_ui(
         plot = plot.allow_drag(false).allow_boxed_zoom(false);
     }
     let response = plot.show(ui, |plot_ui| {
-        let mut by_class: Vec<Vec<PlotPoint>> = vec![Vec::new(); map.class_names.len() + 1];
-        for (i, &[x, y]) in map.points.iter().enumerate() {
-            let slot = map.classes[i].unwrap_or(map.class_names.len());
-            by_class[slot].push(PlotPoint::new(x, y));
-        }
-        for (slot, points) in by_class.into_iter().enumerate() {
-            if points.is_empty() {
-                continue;
-            }
-            let (name, colour) = match map.class_names.get(slot) {
-                Some(name) => (name.clone(), map.colour(Some(slot))),
-                None => ("no class".to_string(), map.colour(None)),
-            };
-            plot_ui.points(
-                Points::new(name, PlotPoints::Owned(points))
-                    .color(egui::Color32::from_rgb(colour[0], colour[1], colour[2]))
-                    .radius(2.0),
-            );
-        }
+        class_points(plot_ui, &map);
         let marked = |positions: &mut dyn Iterator<Item = usize>| -> Vec<PlotPoint> {
             positions
                 .map(|i| PlotPoint::new(map.points[i][0], map.points[i][1]))
@@ -204,37 +202,107 @@ pub fn map_ui(
     let hovered = response
         .response
         .hover_pos()
-        .and_then(|pointer| nearest_on_screen(view, pointer));
+        .and_then(|pointer| nearest(&map, &response.transform, pointer));
     if let Some(i) = hovered {
-        let path = map.paths[i].clone();
-        let class = map.classes[i].map_or("no class", |c| map.class_names[c].as_str());
-        let suspect = map.suspects.contains(&i);
-        response.response.clone().on_hover_ui_at_pointer(|ui| {
-            thumbnail(
-                ui,
-                thumbnails,
-                &path,
-                egui::vec2(160.0, 160.0),
-                egui::Sense::hover(),
-            );
-            ui.label(file_name(&path));
-            ui.label(if suspect {
-                format!("{class} · its neighbours say another class")
-            } else {
-                class.to_string()
-            });
-        });
+        hover_ui(&response.response, &map, i, thumbnails);
         if response.response.clicked() {
-            intents.push(Intent::SearchFile(path));
+            intents.push(Intent::SearchFile(map.paths[i].clone()));
         }
     }
 }
 
+/// One point series per class (named for the legend), in the class colours.
+fn class_points(plot_ui: &mut egui_plot::PlotUi<'_>, map: &EmbeddingMap) {
+    let mut by_class: Vec<Vec<PlotPoint>> = vec![Vec::new(); map.class_names.len() + 1];
+    for (i, &[x, y]) in map.points.iter().enumerate() {
+        let slot = map.classes[i].unwrap_or(map.class_names.len());
+        by_class[slot].push(PlotPoint::new(x, y));
+    }
+    for (slot, points) in by_class.into_iter().enumerate() {
+        if points.is_empty() {
+            continue;
+        }
+        let (name, colour) = match map.class_names.get(slot) {
+            Some(name) => (name.clone(), map.colour(Some(slot))),
+            None => ("no class".to_string(), map.colour(None)),
+        };
+        plot_ui.points(
+            Points::new(name, PlotPoints::Owned(points))
+                .color(egui::Color32::from_rgb(colour[0], colour[1], colour[2]))
+                .radius(2.0),
+        );
+    }
+}
+
+/// The thumbnail, name and class of photo `i` next to the pointer.
+fn hover_ui(
+    response: &egui::Response,
+    map: &EmbeddingMap,
+    i: usize,
+    thumbnails: &mut ThumbnailCache,
+) {
+    let path = &map.paths[i];
+    let class = map.classes[i].map_or("no class", |c| map.class_names[c].as_str());
+    let suspect = map.suspects.contains(&i);
+    response.clone().on_hover_ui_at_pointer(|ui| {
+        thumbnail(
+            ui,
+            thumbnails,
+            path,
+            egui::vec2(160.0, 160.0),
+            egui::Sense::hover(),
+        );
+        ui.label(file_name(path));
+        ui.label(if suspect {
+            format!("{class} · its neighbours say another class")
+        } else {
+            class.to_string()
+        });
+    });
+}
+
+/// The validation photos under the model training started from and under the trained
+/// one, side by side, each with its recall@1 and mAP@R.
+fn before_after_ui(ui: &mut egui::Ui, pictures: &BeforeAfter, thumbnails: &mut ThumbnailCache) {
+    ui.label(format!(
+        "The {} validation photos as the model placed them before the first step and after \
+         the last: photos of one class should gather, and classes part.",
+        pictures.after.map.len()
+    ));
+    ui.columns(2, |columns| {
+        for (ui, (title, picture)) in columns.iter_mut().zip([
+            ("Before training", &pictures.before),
+            ("After training", &pictures.after),
+        ]) {
+            ui.label(egui::RichText::new(title).strong());
+            ui.label(format!(
+                "recall@1 {:.2} · mAP@R {:.3}",
+                picture.recall_at_1, picture.map_at_r
+            ));
+            let response = Plot::new(("training_map", title))
+                .legend(Legend::default())
+                .show_axes([false, false])
+                .show_grid(false)
+                .data_aspect(1.0)
+                .show(ui, |plot_ui| class_points(plot_ui, &picture.map));
+            if let Some(i) = response
+                .response
+                .hover_pos()
+                .and_then(|pointer| nearest(&picture.map, &response.transform, pointer))
+            {
+                hover_ui(&response.response, &picture.map, i, thumbnails);
+            }
+        }
+    });
+}
+
 /// The photo nearest the pointer on screen, if it is within [`PICK_RADIUS`].
 pub fn nearest_on_screen(view: &MapView, pointer: egui::Pos2) -> Option<usize> {
-    let transform = view.last_transform.as_ref()?;
-    view.map
-        .points
+    nearest(&view.map, view.last_transform.as_ref()?, pointer)
+}
+
+fn nearest(map: &EmbeddingMap, transform: &PlotTransform, pointer: egui::Pos2) -> Option<usize> {
+    map.points
         .iter()
         .enumerate()
         .map(|(i, &[x, y])| {

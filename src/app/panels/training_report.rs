@@ -78,6 +78,24 @@ pub fn training_report_ui(
             intents.push(Intent::UseModel(model.clone()));
         }
     }
+    if let Some(pictures) = &view.before_after {
+        ui.label(format!(
+            "On the validation photos: recall@1 {:.2} before training, {:.2} after; mAP@R {:.3} before, {:.3} after.",
+            pictures.before.recall_at_1,
+            pictures.after.recall_at_1,
+            pictures.before.map_at_r,
+            pictures.after.map_at_r
+        ));
+        if ui
+            .button("See what training changed")
+            .on_hover_text("The validation photos' map before and after, side by side")
+            .clicked()
+        {
+            state.view = crate::app::state::CentralView::Map;
+            state.map_before_after = true;
+        }
+    }
+    let view = &state.training;
     if let Some(report) = &view.validation {
         validation_ui(ui, report, thumbnails, intents);
     }

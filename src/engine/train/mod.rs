@@ -28,6 +28,7 @@ use super::model::{
     model_file_bytes,
 };
 use super::{EngineError, Result};
+pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
 use trainer::{EpochEnd, Trainer};
 
@@ -334,6 +335,9 @@ pub struct TrainOutcome {
     /// Retrieval on the validation folder (gallery: the training folder).
     pub validation: Option<RetrievalReport>,
     pub import: Option<ImportReport>,
+    /// The validation photos' map and retrieval before and after training (when there
+    /// was a validation set).
+    pub before_after: Option<BeforeAfter>,
 }
 
 /// Runs a job. Panics inside libtorch (out of memory, device errors) become errors.
@@ -444,6 +448,7 @@ pub fn train(
     summary.steps = trainer.global_step();
     summary.train_secs = clock.elapsed().as_secs_f64();
     monitor.finish(&mut trainer, &mut summary)?;
+    let before_after = monitor.before_after(trainer.model())?;
     let model = trainer.into_model();
 
     let validation = match (&job.validation, summary.cancelled) {
@@ -455,6 +460,7 @@ pub fn train(
         summary,
         validation,
         import,
+        before_after,
     })
 }
 

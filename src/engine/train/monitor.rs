@@ -17,6 +17,7 @@ use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared};
 use super::{Loss, TrainSettings};
 use crate::engine::data::{PreparedImages, shuffled_epoch};
 use crate::engine::eval::retrieval_metrics;
+use crate::engine::map::EmbeddingMap;
 use crate::engine::model::{EmbeddingModel, TrainingSummary};
 use crate::engine::{EngineError, Result};
 
@@ -141,8 +142,9 @@ struct ValidationProbe {
     /// Training images that form the gallery, and their class ids.
     gallery: Vec<usize>,
     gallery_classes: Vec<usize>,
-    /// Validation images that query it, and their class ids (same id space).
+    /// Validation images that query it, their files, and their class ids (same id space).
     queries: Vec<usize>,
+    query_paths: Vec<std::path::PathBuf>,
     query_classes: Vec<usize>,
     class_names: Vec<String>,
     /// Fixed batches (validation indices, labels the loss understands), so losses compare.
@@ -183,6 +185,10 @@ impl ValidationProbe {
             .classes
             .iter()
             .map(|c| id_of(c))
+            .collect();
+        let query_paths = queries
+            .iter()
+            .map(|&i| validation.dataset.images[i].0.clone())
             .collect();
         let query_classes = queries
             .iter()
@@ -229,9 +235,39 @@ impl ValidationProbe {
             gallery,
             gallery_classes,
             queries,
+            query_paths,
             query_classes,
             class_names,
             loss_batches,
+        })
+    }
+
+    /// The validation photos as `model` places them, with its retrieval figures.
+    fn picture(
+        &self,
+        model: &EmbeddingModel,
+        training_images: &PreparedImages,
+    ) -> Result<TrainingPicture> {
+        let (map_at_r, recall_at_1) = self.retrieval(model, training_images)?;
+        let embedded = embed_prepared(model, &self.images, &self.queries)?;
+        let dimension = model.config.embedding_dim;
+        let vectors = Vec::<f32>::try_from(
+            embedded
+                .to_device(tch::Device::Cpu)
+                .to_kind(Kind::Float)
+                .view([-1]),
+        )?;
+        let map = EmbeddingMap::of_vectors(
+            self.query_paths.clone(),
+            self.query_classes.iter().map(|&c| Some(c)).collect(),
+            self.class_names.clone(),
+            &vectors,
+            dimension,
+        )?;
+        Ok(TrainingPicture {
+            map,
+            recall_at_1,
+            map_at_r,
         })
     }
 
@@ -294,6 +330,22 @@ impl ValidationProbe {
     }
 }
 
+/// The validation photos as one model saw them: their map and its retrieval figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingPicture {
+    pub map: EmbeddingMap,
+    pub recall_at_1: f64,
+    pub map_at_r: f64,
+}
+
+/// What training changed: the validation photos before the first step and after the
+/// last (the best epoch's weights, when one was kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeforeAfter {
+    pub before: TrainingPicture,
+    pub after: TrainingPicture,
+}
+
 /// Watches a run between epochs; see the module comment.
 pub struct Monitor {
     training_images: Arc<PreparedImages>,
@@ -308,6 +360,8 @@ pub struct Monitor {
     recoveries: usize,
     last_observed: Option<Instant>,
     last_spread: f64,
+    /// The validation photos under the model training started from.
+    before: Option<TrainingPicture>,
 }
 
 impl Monitor {
@@ -320,10 +374,16 @@ impl Monitor {
         // come back to.
         let start_spread = relative_spread(&start, detector.margin_scale());
         let last_healthy = (start_spread >= COLLAPSED_SPREAD).then(|| trainer.checkpoint());
+        let validation = ValidationProbe::new(settings, data);
+        let before = validation
+            .as_ref()
+            .map(|v| v.picture(trainer.model(), &training_images))
+            .transpose()?;
         Ok(Self {
             training_images,
             probe,
-            validation: ValidationProbe::new(settings, data),
+            validation,
+            before,
             detector,
             last_healthy,
             best: None,
@@ -419,6 +479,17 @@ impl Monitor {
                  healthy weights and lowered the learning rate tenfold"
             ),
         })
+    }
+
+    /// The validation photos before training and under `model` (the trained one).
+    pub fn before_after(&self, model: &EmbeddingModel) -> Result<Option<BeforeAfter>> {
+        let (Some(before), Some(validation)) = (&self.before, &self.validation) else {
+            return Ok(None);
+        };
+        Ok(Some(BeforeAfter {
+            before: before.clone(),
+            after: validation.picture(model, &self.training_images)?,
+        }))
     }
 
     /// Puts the best validated weights back, and records the run's monitoring in the summary.
