@@ -720,6 +720,7 @@ mod tests {
                 became_current: false,
                 summary: Box::new(cancelled),
                 validation: None,
+                before_after: None,
             }),
         });
         assert!(effects.is_empty(), "no indexing with an unused model");
