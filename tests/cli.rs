@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use likeness::engine::synthetic::{write_dataset, write_resnet18_weights};
+use likeness::engine::synthetic::{write_dataset, write_resnet18_weights, write_tiny_model};
 
 mod common;
 
@@ -663,4 +663,85 @@ fn search_can_keep_only_results_closer_than_a_distance() {
             .all(|r| r["distance"].as_f64().unwrap_or(f64::NAN) < limit)
     );
     assert_eq!(kept.len(), distances.iter().filter(|&&d| d < limit).count());
+}
+
+#[test]
+fn duplicates_and_map_report_on_an_index_without_the_window() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 2, 5, 32, 91).expect("photos");
+    std::fs::copy(
+        photos.join("class_00/img_001.png"),
+        photos.join("class_01/copy of img_001.png"),
+    )
+    .expect("copy");
+    let model = dir.path().join("tiny.safetensors");
+    write_tiny_model(&model).expect("model");
+    let index = dir.path().join("photos.likeness-index");
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&photos),
+        "--index",
+        s(&index),
+        "--device",
+        "cpu",
+    ]));
+
+    let others = dir.path().join("others.csv");
+    let output = likeness(&[
+        "duplicates",
+        "--index",
+        s(&index),
+        "--others-csv",
+        s(&others),
+        "--json",
+    ]);
+    assert_ok(&output);
+    let json = last_json(&output);
+    assert!(
+        json["threshold"].as_f64().is_some_and(|t| t > 0.0),
+        "{json}"
+    );
+    assert_eq!(json["threshold"], json["default_threshold"]);
+    let groups = json["groups"].as_array().expect("groups");
+    let copies = groups
+        .iter()
+        .find(|g| g["identical"] == true)
+        .expect("the copied photo's group");
+    let files: Vec<&str> = copies["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(files.len(), 2, "{copies}");
+    assert!(files.iter().any(|f| f.ends_with("copy of img_001.png")));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("threshold"));
+    let csv = std::fs::read_to_string(&others).expect("others.csv");
+    assert!(csv.starts_with("group,path,bytes,kept,"));
+
+    let png = dir.path().join("map.png");
+    let output = likeness(&["map", "--index", s(&index), "--out", s(&png), "--json"]);
+    assert_ok(&output);
+    assert_eq!(last_json(&output)["photos"], 11);
+    let picture = image::open(&png).expect("a PNG").to_rgb8();
+    assert_eq!(picture.dimensions(), (1200, 900));
+    let csv_path = dir.path().join("map.csv");
+    assert_ok(&likeness(&[
+        "map",
+        "--index",
+        s(&index),
+        "--out",
+        s(&csv_path),
+    ]));
+    let csv = std::fs::read_to_string(&csv_path).expect("map.csv");
+    assert_eq!(csv.lines().count(), 12);
+    assert!(csv.lines().nth(1).is_some_and(|l| l.contains(",class_0")));
+
+    let output = likeness(&["map", "--index", s(&index), "--out", "map.txt"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains(".png or .csv"));
 }
