@@ -745,3 +745,82 @@ fn duplicates_and_map_report_on_an_index_without_the_window() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains(".png or .csv"));
 }
+
+#[test]
+fn train_feedback_fine_tunes_a_model_from_marks_into_a_new_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 2, 4, 32, 93).expect("photos");
+    let model = dir.path().join("tiny.safetensors");
+    write_tiny_model(&model).expect("model");
+    let before = std::fs::read(&model).expect("model bytes");
+    let photo = |class: usize, i: usize| photos.join(format!("class_{class:02}/img_{i:03}.png"));
+    let mut marks = likeness::engine::feedback::Marks::default();
+    marks.set(&photo(0, 0), &photo(0, 1), Some(true));
+    marks.set(&photo(0, 0), &photo(1, 1), Some(false));
+    marks.set(&photo(1, 2), &photo(0, 3), Some(false));
+    marks.set(&photo(1, 2), &photo(1, 3), Some(true));
+    let marks_file = dir.path().join("marks.json");
+    marks.save(&marks_file).expect("marks");
+    let tuned = dir.path().join("tuned.safetensors");
+    let output = likeness(&[
+        "train",
+        "--feedback",
+        s(&marks_file),
+        "--model",
+        s(&model),
+        "--data",
+        s(&photos),
+        "--out",
+        s(&tuned),
+        "--max-seconds",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let json = last_json(&output);
+    assert!(
+        json["fine_tune"]["steps"].as_u64().is_some_and(|n| n > 0),
+        "{json}"
+    );
+    assert_eq!(json["fine_tune"]["pairs"], 4);
+    // Not-alike pairs moved apart relative to alike ones.
+    let f = &json["fine_tune"];
+    let gap = |when: &str| {
+        f[format!("not_alike_{when}")].as_f64().unwrap_or(0.0)
+            - f[format!("alike_{when}")].as_f64().unwrap_or(0.0)
+    };
+    assert!(gap("after") > gap("before"), "{f}");
+    assert_eq!(
+        std::fs::read(&model).expect("model bytes"),
+        before,
+        "the old model is kept"
+    );
+    // The new model indexes like any other.
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&tuned),
+        "--folder",
+        s(&photos),
+        "--index",
+        s(&dir.path().join("i.likeness-index")),
+        "--device",
+        "cpu",
+    ]));
+    let output = likeness(&[
+        "train",
+        "--feedback",
+        s(&marks_file),
+        "--model",
+        s(&model),
+        "--data",
+        s(&photos),
+        "--out",
+        s(&model),
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("old model is kept"));
+}

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train an embedding model on a folder with one sub-folder per class.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Embed every image under a folder (recursively) into a searchable index.
     Index(index::IndexArgs),
     /// Find the nearest images of an index to one or more query images.
@@ -63,7 +63,7 @@ pub struct OutputArgs {
 /// Runs a headless command.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Index(args) => index::run(args),
         Command::Search(args) => search::run(args),
         Command::Eval(args) => eval::run(args),

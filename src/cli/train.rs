@@ -83,11 +83,103 @@ pub struct TrainArgs {
     pub device: Option<DeviceArg>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Fine-tune `--model` from alike / not-alike marks (the marks JSON the window keeps
+    /// next to an index, or one it exported) instead of training from class folders.
+    /// `--data` is the library: a sample of its photos keeps its places. The budget is
+    /// `--max-seconds` (default 60). The result goes to `--out`; `--model` is not touched.
+    #[arg(long, value_name = "MARKS", requires = "model")]
+    pub feedback: Option<PathBuf>,
+    /// The model to fine-tune with --feedback.
+    #[arg(long, requires = "feedback")]
+    pub model: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
+/// `likeness train --feedback`: fine-tunes a model from marks.
+fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::engine::feedback::{FineTune, Marks, fine_tune};
+    let model_path = args.model.as_ref().context("--feedback needs --model")?;
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+    };
+    anyhow::ensure!(
+        !same(model_path, &args.out),
+        "--out is the model being fine-tuned; choose another file (the old model is kept)"
+    );
+    anyhow::ensure!(
+        marks_path.exists(),
+        "{}: no such marks file",
+        marks_path.display()
+    );
+    let marks = Marks::load(marks_path).context("could not read the marks")?;
+    let device = args.device.unwrap_or(DeviceArg::Auto).resolve()?;
+    let (mut model, info) =
+        crate::engine::model::load_model(model_path, device).context("could not open the model")?;
+    let library =
+        crate::engine::data::scan_folder(&args.data, crate::engine::data::DEFAULT_MAX_PIXELS)
+            .context("could not scan the library")?;
+    let library: Vec<PathBuf> = library.images.into_iter().map(|i| i.path).collect();
+    let options = FineTune {
+        seconds: args
+            .max_seconds
+            .unwrap_or(crate::engine::feedback::DEFAULT_SECONDS),
+        seed: args.seed.unwrap_or(1),
+        ..FineTune::default()
+    };
+    eprintln!(
+        "fine-tuning {} from {} marks ({} alike, {} not alike) for {:.0} s, keeping {} library photos in place",
+        model_path.display(),
+        marks.marks.len(),
+        marks.alike(),
+        marks.not_alike(),
+        options.seconds,
+        library.len().min(options.anchors)
+    );
+    let bar = progress::bar(options.seconds as u64, "fine-tuning");
+    let done = fine_tune(
+        &mut model,
+        &marks,
+        &library,
+        &options,
+        &AtomicBool::new(false),
+        &|secs, _| {
+            bar.set_position(secs as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let mut summary = info.summary.clone();
+    summary.fine_tuned_from_marks.push(done.clone());
+    let saved = save_model(&args.out, &model, &summary)
+        .with_context(|| format!("could not write the model to {}", args.out.display()))?;
+    eprintln!(
+        "{} steps on {} pairs ({} marks skipped): alike pairs {:.2} → {:.2}, not-alike pairs {:.2} → {:.2} of the typical distance; wrote {}",
+        done.steps,
+        done.pairs,
+        done.skipped_marks,
+        done.alike_before,
+        done.alike_after,
+        done.not_alike_before,
+        done.not_alike_after,
+        absolute(&args.out).display()
+    );
+    if args.output.json {
+        print_json(&json!({
+            "model": absolute(&args.out),
+            "model_id": saved.model_id,
+            "fine_tuned_from": absolute(model_path),
+            "fine_tune": done,
+        }))?;
+    }
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(marks) = &args.feedback {
+        return run_feedback(&args, marks);
+    }
     let mut settings = Preset::from(args.preset).settings();
     // Explicit flags override the preset.
     macro_rules! take {

@@ -13,6 +13,7 @@ pub mod duplicates;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod feedback;
 pub mod files;
 pub mod index;
 pub mod loss;

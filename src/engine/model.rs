@@ -383,6 +383,10 @@ pub struct TrainingSummary {
     /// held out of the library".
     #[serde(default)]
     pub validation_source: Option<String>,
+    /// Fine-tuning runs from alike / not-alike marks on top of the training above, oldest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fine_tuned_from_marks: Vec<crate::engine::feedback::FineTuneSummary>,
 }
 
 /// A model file's description, read without building the network.

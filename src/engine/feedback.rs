@@ -1,0 +1,458 @@
+//! Feedback marks: a person says of a result "alike" or "not alike" (to its query), and
+//! Likeness fine-tunes the model from those pairs.
+//!
+//! Marks are kept per library next to its index (`<index>.marks.json`, written
+//! atomically), and can be exported and imported as the same JSON.
+//!
+//! Fine-tuning moves marked pairs (alike: together; not alike: apart, to at least the
+//! typical distance between photos) while keeping a sample of the library's other photos
+//! where they were (their embeddings under the starting model are the targets). The
+//! second term is what lets marks work without class folders and keeps a few dozen pairs
+//! from tearing up the rest of the map. The result is a new model; the old file is never
+//! touched.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
+
+use super::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
+use super::device::guard_libtorch;
+use super::model::EmbeddingModel;
+use super::{EngineError, Result};
+
+/// What a marks file says it is.
+pub const MARKS_FORMAT: &str = "likeness-marks";
+pub const MARKS_VERSION: u32 = 1;
+
+/// Default fine-tuning budget.
+pub const DEFAULT_SECONDS: f64 = 60.0;
+
+/// One judgement: is `photo` like `query`?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    pub query: PathBuf,
+    pub photo: PathBuf,
+    pub alike: bool,
+}
+
+/// Every mark of a library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marks {
+    pub format: String,
+    pub version: u32,
+    pub marks: Vec<Mark>,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Self {
+            format: MARKS_FORMAT.to_string(),
+            version: MARKS_VERSION,
+            marks: Vec::new(),
+        }
+    }
+}
+
+/// Where the marks of the library indexed in `index` are kept.
+pub fn marks_path(index: &Path) -> PathBuf {
+    let mut name = index.file_name().unwrap_or_default().to_os_string();
+    name.push(".marks.json");
+    index.with_file_name(name)
+}
+
+impl Marks {
+    /// Reads a marks file; a missing file is no marks.
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_json(path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(EngineError::io(path, e)),
+        }
+    }
+
+    /// Parses marks JSON (as written by [`Marks::save`] or an export).
+    pub fn from_json(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let marks: Marks = serde_json::from_slice(bytes)
+            .map_err(|e| EngineError::bad_file(path, format!("not a Likeness marks file ({e})")))?;
+        if marks.format != MARKS_FORMAT {
+            return Err(EngineError::bad_file(path, "not a Likeness marks file"));
+        }
+        if marks.version > MARKS_VERSION {
+            return Err(EngineError::bad_file(
+                path,
+                format!(
+                    "written by a newer Likeness (marks version {}); update Likeness",
+                    marks.version
+                ),
+            ));
+        }
+        Ok(marks)
+    }
+
+    /// Writes the marks atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| EngineError::Config(e.to_string()))?;
+        super::atomic::write_atomic(path, &json)
+    }
+
+    /// The mark on `photo` as a result of `query`.
+    pub fn get(&self, query: &Path, photo: &Path) -> Option<bool> {
+        self.marks
+            .iter()
+            .find(|m| m.query == query && m.photo == photo)
+            .map(|m| m.alike)
+    }
+
+    /// Sets (or with `None` removes) a mark; returns what it was, for undo.
+    pub fn set(&mut self, query: &Path, photo: &Path, alike: Option<bool>) -> Option<bool> {
+        let position = self
+            .marks
+            .iter()
+            .position(|m| m.query == query && m.photo == photo);
+        let before = position.map(|i| self.marks[i].alike);
+        match (position, alike) {
+            (Some(i), Some(alike)) => self.marks[i].alike = alike,
+            (Some(i), None) => {
+                self.marks.remove(i);
+            }
+            (None, Some(alike)) => self.marks.push(Mark {
+                query: query.to_path_buf(),
+                photo: photo.to_path_buf(),
+                alike,
+            }),
+            (None, None) => {}
+        }
+        before
+    }
+
+    /// Takes every mark of `other` (its judgement wins where both marked a pair); returns
+    /// how many were new or changed.
+    pub fn import(&mut self, other: &Marks) -> usize {
+        let mut changed = 0;
+        for mark in &other.marks {
+            if self.get(&mark.query, &mark.photo) != Some(mark.alike) {
+                self.set(&mark.query, &mark.photo, Some(mark.alike));
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    pub fn alike(&self) -> usize {
+        self.marks.iter().filter(|m| m.alike).count()
+    }
+
+    pub fn not_alike(&self) -> usize {
+        self.marks.len() - self.alike()
+    }
+}
+
+/// How to fine-tune.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FineTune {
+    pub seconds: f64,
+    pub learning_rate: f64,
+    /// Library photos whose places are kept (at most this many, spread over the list).
+    pub anchors: usize,
+    pub seed: u64,
+}
+
+impl Default for FineTune {
+    fn default() -> Self {
+        Self {
+            seconds: DEFAULT_SECONDS,
+            learning_rate: 1e-4,
+            anchors: 512,
+            seed: 1,
+        }
+    }
+}
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSummary {
+    pub steps: usize,
+    pub seconds: f64,
+    /// Marks used (their photos decoded) and marks left out (a photo unreadable).
+    pub pairs: usize,
+    pub skipped_marks: usize,
+    pub anchors: usize,
+    /// Mean distance of alike / not-alike pairs over the typical distance, before and after.
+    pub alike_before: f64,
+    pub alike_after: f64,
+    pub not_alike_before: f64,
+    pub not_alike_after: f64,
+}
+
+/// Pairs per step, and anchors per step.
+const PAIRS_PER_STEP: usize = 16;
+const ANCHORS_PER_STEP: usize = 16;
+/// Alike pairs are pulled to within this share of the typical distance.
+const ALIKE_TARGET: f64 = 0.1;
+
+/// Fine-tunes `model` in place from `marks`, keeping the `library` photos it samples as
+/// anchors where they were. Progress is `(seconds done, seconds budget)`.
+pub fn fine_tune(
+    model: &mut EmbeddingModel,
+    marks: &Marks,
+    library: &[PathBuf],
+    options: &FineTune,
+    cancel: &AtomicBool,
+    on_progress: &dyn Fn(f64, f64),
+) -> Result<FineTuneSummary> {
+    if marks.marks.is_empty() {
+        return Err(EngineError::Config(
+            "there are no marks to learn from: mark results as alike or not alike first".into(),
+        ));
+    }
+    let preprocess = model.config.preprocess.clone();
+    let floats = preprocess.floats_per_image();
+    let size = i64::from(preprocess.image_size_px);
+    // Decode every photo once.
+    let mut pixels: HashMap<PathBuf, Vec<f32>> = HashMap::new();
+    let mut decode = |path: &Path| -> bool {
+        if pixels.contains_key(path) {
+            return true;
+        }
+        match decode_rgb_sized(
+            path,
+            DEFAULT_MAX_PIXELS,
+            TargetSize::ShortSide(preprocess.image_size_px),
+        ) {
+            Ok(image) => {
+                let mut out = vec![0.0; floats];
+                preprocess.write_plain(&image, &mut out);
+                pixels.insert(path.to_path_buf(), out);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    let mut pairs = Vec::new();
+    let mut skipped_marks = 0;
+    for mark in &marks.marks {
+        if mark.query != mark.photo && decode(&mark.query) && decode(&mark.photo) {
+            pairs.push(mark.clone());
+        } else {
+            skipped_marks += 1;
+        }
+    }
+    if pairs.is_empty() {
+        return Err(EngineError::Dataset(format!(
+            "none of the {} marked photos could be read",
+            marks.marks.len()
+        )));
+    }
+    let anchor_paths: Vec<PathBuf> = spread(library, options.anchors)
+        .into_iter()
+        .filter(|p| decode(p))
+        .collect();
+    let device = model.device();
+    let batch = |paths: &[&PathBuf]| -> Tensor {
+        let mut flat = Vec::with_capacity(paths.len() * floats);
+        for path in paths {
+            flat.extend_from_slice(&pixels[*path]);
+        }
+        Tensor::from_slice(&flat)
+            .view([paths.len() as i64, 3, size, size])
+            .to_device(device)
+    };
+    let embed = |model: &EmbeddingModel, paths: &[&PathBuf]| -> Tensor {
+        tch::no_grad(|| model.forward_t(&batch(paths), false))
+    };
+    let squared = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .pow_tensor_scalar(2)
+            .sum_dim_intlist(1, false, Kind::Float)
+    };
+
+    // The anchors' places under the starting model, and the typical distance.
+    let anchor_refs: Vec<&PathBuf> = anchor_paths.iter().collect();
+    let anchor_targets: Vec<Tensor> = guard_libtorch(|| {
+        anchor_refs
+            .chunks(64)
+            .map(|chunk| embed(model, chunk))
+            .collect()
+    })?;
+    let anchor_targets = if anchor_targets.is_empty() {
+        None
+    } else {
+        Some(Tensor::cat(&anchor_targets, 0))
+    };
+    let queries: Vec<&PathBuf> = pairs.iter().map(|m| &m.query).collect();
+    let photos: Vec<&PathBuf> = pairs.iter().map(|m| &m.photo).collect();
+    let alike: Vec<f32> = pairs
+        .iter()
+        .map(|m| if m.alike { 1.0 } else { 0.0 })
+        .collect();
+    let typical = guard_libtorch(|| {
+        let all = match &anchor_targets {
+            Some(targets) if targets.size()[0] >= 2 => targets.shallow_clone(),
+            _ => Tensor::cat(&[embed(model, &queries), embed(model, &photos)], 0),
+        };
+        let n = all.size()[0];
+        let shifted = all.roll([1], [0]);
+        let d = squared(&all, &shifted);
+        if n >= 2 {
+            d.median().double_value(&[])
+        } else {
+            1.0
+        }
+    })?
+    .max(1e-6);
+    let pair_means = |model: &EmbeddingModel| -> Result<(f64, f64)> {
+        guard_libtorch(|| -> Result<(f64, f64)> {
+            let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
+            let d: Vec<f64> =
+                Vec::<f64>::try_from(d.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+            let mean = |want: f32| {
+                let chosen: Vec<f64> = d
+                    .iter()
+                    .zip(&alike)
+                    .filter(|(_, a)| **a == want)
+                    .map(|(d, _)| *d)
+                    .collect();
+                if chosen.is_empty() {
+                    0.0
+                } else {
+                    chosen.iter().sum::<f64>() / chosen.len() as f64
+                }
+            };
+            Ok((mean(1.0), mean(0.0)))
+        })?
+    };
+    let (alike_before, not_alike_before) = pair_means(model)?;
+
+    let mut optimizer = nn::AdamW::default().build(&model.var_store, options.learning_rate)?;
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let started = Instant::now();
+    let mut steps = 0;
+    while started.elapsed().as_secs_f64() < options.seconds {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let chosen: Vec<&Mark> = (0..PAIRS_PER_STEP.min(pairs.len()))
+            .map(|_| &pairs[rng.usize(..pairs.len())])
+            .collect();
+        let step_queries: Vec<&PathBuf> = chosen.iter().map(|m| &m.query).collect();
+        let step_photos: Vec<&PathBuf> = chosen.iter().map(|m| &m.photo).collect();
+        let step_alike: Vec<f32> = chosen
+            .iter()
+            .map(|m| if m.alike { 1.0 } else { 0.0 })
+            .collect();
+        let anchors: Vec<usize> = if anchor_paths.is_empty() {
+            Vec::new()
+        } else {
+            (0..ANCHORS_PER_STEP)
+                .map(|_| rng.usize(..anchor_paths.len()))
+                .collect()
+        };
+        guard_libtorch(|| {
+            let q = model.forward_t(&batch(&step_queries), false);
+            let p = model.forward_t(&batch(&step_photos), false);
+            let d = squared(&q, &p) / typical;
+            let is_alike = Tensor::from_slice(&step_alike).to_device(device);
+            let pull = (&d - ALIKE_TARGET).relu();
+            let push = (d.neg() + 1.0).relu();
+            let is_apart = is_alike.neg() + 1.0;
+            let mut loss = (&is_alike * pull + is_apart * push).mean(Kind::Float);
+            if let Some(targets) = &anchor_targets
+                && !anchors.is_empty()
+            {
+                let paths: Vec<&PathBuf> = anchors.iter().map(|&i| &anchor_paths[i]).collect();
+                let now = model.forward_t(&batch(&paths), false);
+                let index =
+                    Tensor::from_slice(&anchors.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                        .to_device(device);
+                let kept = squared(&now, &targets.index_select(0, &index)) / typical;
+                loss += kept.mean(Kind::Float);
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+        })?;
+        steps += 1;
+        on_progress(
+            started.elapsed().as_secs_f64().min(options.seconds),
+            options.seconds,
+        );
+    }
+    let (alike_after, not_alike_after) = pair_means(model)?;
+    Ok(FineTuneSummary {
+        steps,
+        seconds: started.elapsed().as_secs_f64(),
+        pairs: pairs.len(),
+        skipped_marks,
+        anchors: anchor_paths.len(),
+        alike_before,
+        alike_after,
+        not_alike_before,
+        not_alike_after,
+    })
+}
+
+/// At most `count` items spread evenly over the list.
+fn spread(items: &[PathBuf], count: usize) -> Vec<PathBuf> {
+    if items.len() <= count {
+        return items.to_vec();
+    }
+    (0..count)
+        .map(|i| items[i * items.len() / count].clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_set_undone_saved_and_imported() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = marks_path(&dir.path().join("photos.likeness-index"));
+        assert!(path.ends_with("photos.likeness-index.marks.json"));
+        let mut marks = Marks::load(&path).expect("no file is no marks");
+        assert!(marks.marks.is_empty());
+        let (q, a, b) = (
+            Path::new("/q.jpg"),
+            Path::new("/a.jpg"),
+            Path::new("/b.jpg"),
+        );
+        assert_eq!(marks.set(q, a, Some(true)), None);
+        assert_eq!(marks.set(q, b, Some(false)), None);
+        assert_eq!(
+            marks.set(q, a, Some(false)),
+            Some(true),
+            "changed; undo gets true"
+        );
+        assert_eq!(marks.get(q, a), Some(false));
+        assert_eq!(marks.set(q, a, None), Some(false));
+        assert_eq!(marks.get(q, a), None);
+        marks.set(q, a, Some(true));
+        marks.save(&path).expect("save");
+        let loaded = Marks::load(&path).expect("load");
+        assert_eq!(loaded, marks);
+        assert_eq!((loaded.alike(), loaded.not_alike()), (1, 1));
+
+        let mut other = Marks::default();
+        other.set(q, a, Some(true));
+        other.set(q, Path::new("/c.jpg"), Some(true));
+        let mut merged = loaded.clone();
+        assert_eq!(merged.import(&other), 1);
+        assert_eq!(merged.marks.len(), 3);
+
+        std::fs::write(
+            &path,
+            b"{\"format\":\"something else\",\"version\":1,\"marks\":[]}",
+        )
+        .expect("write");
+        assert!(Marks::load(&path).is_err());
+        std::fs::write(&path, b"not json").expect("write");
+        let error = Marks::load(&path).expect_err("garbage").to_string();
+        assert!(error.contains("not a Likeness marks file"), "{error}");
+    }
+}
