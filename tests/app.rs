@@ -1063,3 +1063,128 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     let list = std::fs::read_to_string(out.join("photos.csv")).expect("list");
     assert_eq!(list.lines().count(), 13);
 }
+
+#[test]
+fn marks_on_results_persist_undo_export_and_retrain_the_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 97).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.step();
+    // Mouse: the second result alike, the third not alike (the first is the query).
+    harness
+        .get_all_by_label("Alike")
+        .nth(1)
+        .expect("an Alike button")
+        .click();
+    harness.step();
+    harness
+        .get_all_by_label("Not alike")
+        .nth(2)
+        .expect("a third Not alike button")
+        .click();
+    harness.step();
+    let hits: Vec<PathBuf> = harness
+        .state()
+        .search
+        .as_ref()
+        .expect("results")
+        .hits
+        .iter()
+        .map(|h| h.path.clone())
+        .collect();
+    {
+        let marks = &harness.state().marks;
+        assert_eq!(marks.get(&query, &hits[1]), Some(true));
+        assert_eq!(marks.get(&query, &hits[2]), Some(false));
+    }
+    let marks_file = harness.state().marks_path.clone().expect("marks file");
+    let saved = likeness::engine::feedback::Marks::load(&marks_file).expect("saved marks");
+    assert_eq!(saved.marks.len(), 2);
+    harness.step();
+    harness.get_by_label("2 marks: 1 alike, 1 not alike");
+
+    // Keyboard: N on the card under the pointer; Ctrl+Z takes it back.
+    harness.get_by_label_contains("Photo #4:").hover();
+    harness.step();
+    harness.key_press(egui::Key::N);
+    harness.step();
+    assert_eq!(harness.state().marks.get(&query, &hits[3]), Some(false));
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    harness.step();
+    assert_eq!(harness.state().marks.get(&query, &hits[3]), None);
+    assert_eq!(harness.state().marks.marks.len(), 2);
+
+    // Export, then a restart finds the marks with the index.
+    let exported = dir.path().join("exported-marks.json");
+    harness.state_mut().export_marks(&exported);
+    assert_eq!(
+        likeness::engine::feedback::Marks::load(&exported)
+            .expect("export")
+            .marks
+            .len(),
+        2
+    );
+    let settings = harness.state().settings.clone();
+    let old_model = harness
+        .state()
+        .current
+        .model
+        .as_ref()
+        .expect("model")
+        .path
+        .clone();
+    drop(harness);
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    run_until(&mut harness, "the reopened index", |app| {
+        app.current.index.is_some() && app.is_idle()
+    });
+    assert_eq!(
+        harness.state().marks.marks.len(),
+        2,
+        "marks survive a restart"
+    );
+
+    // Retrain: a new model file, the old one kept, the index embedded again and the query
+    // asked again.
+    drop_file(&mut harness, &query);
+    run_until(&mut harness, "results", |app| app.search.is_some());
+    harness.state_mut().fine_tune_seconds = 5.0;
+    harness.step();
+    harness
+        .get_by_label("Retrain with my marks")
+        .click_accesskit();
+    run_until(&mut harness, "the retrained model and index", |app| {
+        app.is_idle()
+            && app
+                .current
+                .model
+                .as_ref()
+                .is_some_and(|m| m.path.to_string_lossy().contains("-marks-"))
+            && app
+                .notices
+                .iter()
+                .any(|n| n.text.contains("Retrained with 2 marks for 5 s"))
+    });
+    run_until(&mut harness, "results from the new model", |app| {
+        app.is_idle() && app.search.as_ref().is_some_and(|s| s.hits.len() == 5)
+    });
+    assert!(old_model.exists(), "the old model is kept");
+    let new_model = harness
+        .state()
+        .current
+        .model
+        .as_ref()
+        .expect("model")
+        .path
+        .clone();
+    assert_ne!(new_model, old_model);
+    let info = likeness::engine::model::read_model_info(&new_model).expect("info");
+    assert_eq!(info.summary.fine_tuned_from_marks.len(), 1);
+    assert_eq!(
+        harness.state().marks.marks.len(),
+        2,
+        "the marks stay with the index"
+    );
+}

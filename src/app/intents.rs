@@ -49,6 +49,33 @@ impl LikenessApp {
             }
             Intent::UseModel(path) => self.use_model(path),
             Intent::RerunSearch => self.rerun_search(),
+            Intent::Mark { photo, alike } => self.mark(photo, alike),
+            Intent::UndoMark => self.undo_mark(),
+            Intent::RemoveMark(position) => {
+                if let Some(mark) = self.marks.marks.get(position).cloned() {
+                    self.change_mark(mark.query, mark.photo, None);
+                }
+            }
+            Intent::ExportMarks => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .set_title("Export your marks")
+                    .set_file_name("likeness-marks.json")
+                    .add_filter("JSON", &["json"])
+                    .save_file()
+                {
+                    self.export_marks(&path);
+                }
+            }
+            Intent::ImportMarks => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .set_title("Import marks")
+                    .add_filter("JSON", &["json"])
+                    .pick_file()
+                {
+                    self.import_marks(&path);
+                }
+            }
+            Intent::RetrainWithMarks => self.retrain_with_marks(),
             Intent::DrawMap => {
                 self.send(Request::DrawMap);
             }

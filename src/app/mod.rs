@@ -313,6 +313,109 @@ impl LikenessApp {
         self.send(Request::ExportDuplicates { others, to });
     }
 
+    /// Marks `photo` as alike (or not, or unmarks it) to the query on screen, and saves
+    /// the marks.
+    pub fn mark(&mut self, photo: PathBuf, alike: Option<bool>) {
+        let Some(Query::File(query)) = self.search.as_ref().map(|s| s.query.clone()) else {
+            self.state
+                .error("Marks need a query photo on disk (a pasted image has no path).");
+            return;
+        };
+        self.change_mark(query, photo, alike);
+    }
+
+    /// Sets one mark, remembers it for undo, and saves the marks.
+    pub fn change_mark(&mut self, query: PathBuf, photo: PathBuf, alike: Option<bool>) {
+        if self.marks_path.is_none() {
+            self.state
+                .error("Open or build an index first: marks are kept with it.");
+            return;
+        }
+        let before = self.marks.set(&query, &photo, alike);
+        if before != alike {
+            self.mark_history.push((query, photo, before));
+        }
+        self.save_marks();
+    }
+
+    /// Takes back the last mark change.
+    pub fn undo_mark(&mut self) {
+        if let Some((query, photo, before)) = self.mark_history.pop() {
+            self.marks.set(&query, &photo, before);
+            self.save_marks();
+        }
+    }
+
+    fn save_marks(&mut self) {
+        if let Some(path) = &self.marks_path
+            && let Err(error) = self.marks.save(path)
+        {
+            self.state
+                .error(format!("Your marks could not be saved: {error}"));
+        }
+    }
+
+    /// Writes the marks to `path` as JSON (the same format they are kept in).
+    pub fn export_marks(&mut self, path: &Path) {
+        match self.marks.save(path) {
+            Ok(()) => self.state.info(format!(
+                "Exported {} to {}.",
+                reducer::plural(self.marks.marks.len(), "mark", "marks"),
+                path.display()
+            )),
+            Err(error) => self
+                .state
+                .error(format!("The marks were not exported: {error}")),
+        }
+    }
+
+    /// Adds the marks of a marks file (its judgement wins where both marked a pair).
+    pub fn import_marks(&mut self, path: &Path) {
+        match crate::engine::feedback::Marks::load(path) {
+            Ok(other) => {
+                let changed = self.marks.import(&other);
+                self.mark_history.clear();
+                self.save_marks();
+                self.state.info(format!(
+                    "Imported {} from {} ({} new or changed).",
+                    reducer::plural(other.marks.len(), "mark", "marks"),
+                    path.display(),
+                    changed
+                ));
+            }
+            Err(error) => self
+                .state
+                .error(format!("The marks were not imported: {error}")),
+        }
+    }
+
+    /// Fine-tunes the current model from the marks into a new model file; the index is
+    /// embedded again with it and the query on screen asked again.
+    pub fn retrain_with_marks(&mut self) {
+        if self.marks.marks.is_empty() {
+            self.state
+                .error("Mark some results as Alike or Not alike first.");
+            return;
+        }
+        let name = self
+            .current
+            .model
+            .as_ref()
+            .and_then(|m| m.path.file_stem())
+            .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+        // A fine-tuned model of a fine-tuned model keeps one suffix.
+        let name = name.split("-marks-").next().unwrap_or(&name).to_string();
+        let model_path = self
+            .dirs
+            .models
+            .join(format!("{name}-marks-{}.safetensors", timestamp()));
+        self.send(Request::FineTune {
+            marks: self.marks.clone(),
+            seconds: self.fine_tune_seconds,
+            model_path,
+        });
+    }
+
     /// Copies the photos selected on the map into `folder`.
     pub fn copy_map_selection(&mut self, folder: PathBuf) {
         let Some(view) = &self.map else { return };
@@ -397,6 +500,8 @@ impl eframe::App for LikenessApp {
                     panels::training::training_ui(ui, state, thumbnails, &mut intents);
                     ui.separator();
                     panels::index::index_ui(ui, state, &mut intents);
+                    ui.separator();
+                    panels::marks::marks_ui(ui, state, &mut intents);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {

@@ -14,6 +14,7 @@ use super::state::{
 };
 use super::widgets::format_distance;
 use crate::engine::data::NOT_IN_A_CLASS;
+use crate::engine::feedback::{Marks, marks_path};
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{DuplicateExport, Event, JobId, JobKind, Outcome, Progress, Query};
@@ -101,6 +102,7 @@ impl AppState {
                 if index_changed {
                     self.duplicates = None;
                     self.map = None;
+                    self.load_marks();
                 }
                 // Results of another index are stale: ask the new one the same question.
                 if index_changed && let Some(search) = &self.search {
@@ -138,7 +140,31 @@ impl AppState {
                 self.set_activity_progress(job, done as u64, Some(total as u64))
             }
             Progress::Downloading { done, total } => self.set_activity_progress(job, done, total),
+            Progress::FineTuning {
+                done_secs,
+                total_secs,
+            } => self.set_activity_progress(job, done_secs, Some(total_secs)),
         }
+    }
+
+    /// Reads the marks kept next to the current index (none when there is no index).
+    fn load_marks(&mut self) {
+        self.mark_history.clear();
+        self.marks_path = self
+            .current
+            .index
+            .as_ref()
+            .map(|index| marks_path(&index.path));
+        self.marks = match &self.marks_path {
+            Some(path) => match Marks::load(path) {
+                Ok(marks) => marks,
+                Err(error) => {
+                    self.error(format!("Your marks could not be read: {error}"));
+                    Marks::default()
+                }
+            },
+            None => Marks::default(),
+        };
     }
 
     fn set_activity_progress(&mut self, job: JobId, done: u64, total: Option<u64>) {
@@ -227,6 +253,32 @@ impl AppState {
             Outcome::Map { index, map } => {
                 self.map = Some(MapView::new(index, map));
                 self.view = CentralView::Map;
+            }
+            Outcome::FineTuned {
+                model_path,
+                summary,
+                index,
+            } => {
+                self.info(format!(
+                    "Retrained with {} for {:.0} s ({} steps) into {}; the {} photos were \
+                     embedded again. Alike pairs: {:.2} to {:.2} of the typical distance; not \
+                     alike: {:.2} to {:.2}.",
+                    plural(summary.pairs, "mark", "marks"),
+                    summary.seconds,
+                    summary.steps,
+                    model_path.display(),
+                    index.images,
+                    summary.alike_before,
+                    summary.alike_after,
+                    summary.not_alike_before,
+                    summary.not_alike_after
+                ));
+                self.map = None;
+                self.duplicates = None;
+                // Show the change: ask the new model the question on screen.
+                if let Some(search) = &self.search {
+                    effects.push(Effect::Search(search.query.clone()));
+                }
             }
             Outcome::PhotosCopied { count, folder } => self.info(format!(
                 "Copied {} to {} (with photos.csv saying where each came from).",

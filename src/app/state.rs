@@ -11,6 +11,7 @@ use super::settings::{AppSettings, DataDirs};
 use crate::engine::data::ImageFolder;
 use crate::engine::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::eval::RetrievalReport;
+use crate::engine::feedback::Marks;
 use crate::engine::index::SearchHit;
 use crate::engine::map::EmbeddingMap;
 use crate::engine::train::BeforeAfter;
@@ -261,6 +262,13 @@ pub struct AppState {
     /// The Map tab shows the validation photos before and after training instead of the
     /// index.
     pub map_before_after: bool,
+    /// Alike / not-alike marks of the current index's library, and their file.
+    pub marks: Marks,
+    pub marks_path: Option<PathBuf>,
+    /// Mark changes, newest last, for undo: (query, photo, the mark before).
+    pub mark_history: Vec<(PathBuf, PathBuf, Option<bool>)>,
+    /// Budget of Retrain with my marks, in seconds.
+    pub fine_tune_seconds: f64,
 }
 
 impl AppState {
@@ -292,6 +300,10 @@ impl AppState {
             duplicates: None,
             map: None,
             map_before_after: false,
+            marks: Marks::default(),
+            marks_path: None,
+            mark_history: Vec::new(),
+            fine_tune_seconds: crate::engine::feedback::DEFAULT_SECONDS,
         }
     }
 

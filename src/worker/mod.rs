@@ -30,6 +30,7 @@ use crate::engine::data::{
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
+use crate::engine::feedback::{FineTune, Marks, fine_tune};
 use crate::engine::index::{Gallery, IndexOptions, SearchSession, embed_image};
 use crate::engine::map::{EmbeddingMap, copy_photos};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
@@ -359,6 +360,85 @@ impl Worker {
         Ok(JobEnd::Finished(Outcome::IndexReady(summary)))
     }
 
+    /// Fine-tunes a fresh copy of the current model from marks, writes it as a new file,
+    /// and embeds the current index's folder with it into the same index file. Both
+    /// become current only once both are written.
+    fn fine_tune(
+        &mut self,
+        job: JobId,
+        marks: &Marks,
+        seconds: f64,
+        model_path: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<JobEnd, EngineError> {
+        let (Some(current), Some(open)) = (self.model.as_ref(), self.index.as_ref()) else {
+            return Err(EngineError::Config(
+                "retraining needs a model and an index: index a folder first".into(),
+            ));
+        };
+        let (mut model, info) = load_model(&current.path, self.device)?;
+        let library: Vec<PathBuf> = open
+            .gallery
+            .header
+            .images
+            .iter()
+            .map(|i| i.path.clone())
+            .collect();
+        let progress = progress_reporter(&self.events, &self.wake, job);
+        let options = FineTune {
+            seconds,
+            ..FineTune::default()
+        };
+        let done = fine_tune(
+            &mut model,
+            marks,
+            &library,
+            &options,
+            cancel,
+            &|secs, total| {
+                progress(Progress::FineTuning {
+                    done_secs: secs as u64,
+                    total_secs: total as u64,
+                })
+            },
+        )?;
+        let mut summary = info.summary.clone();
+        summary.fine_tuned_from_marks.push(done.clone());
+        let saved = save_model(model_path, &model, &summary)?;
+        let loaded = Rc::new(LoadedModel {
+            path: model_path.to_path_buf(),
+            model,
+            info: saved,
+        });
+        let header = &open.gallery.header;
+        let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
+        let gallery = Gallery::build(
+            &loaded.model,
+            &loaded.info,
+            &loaded.path,
+            &scanned,
+            &IndexOptions::new(DEFAULT_MAX_PIXELS),
+            &|done, total| progress(Progress::Indexing { done, total }),
+            cancel,
+        )?;
+        let index_path = open.path.clone();
+        gallery.save(&index_path)?;
+        self.model = Some(Rc::clone(&loaded));
+        let updated = OpenIndex {
+            path: index_path,
+            gallery,
+            model: loaded,
+            out_of_date: 0,
+        };
+        let index = index_summary(&updated);
+        self.index = Some(updated);
+        Ok(JobEnd::Finished(Outcome::FineTuned {
+            model_path: model_path.to_path_buf(),
+            summary: done,
+            index,
+        }))
+    }
+
     /// Brings the current index up to date with its folder and writes it in place; the
     /// updated index becomes current only once it is written.
     fn update_index(&mut self, job: JobId, cancel: &AtomicBool) -> Result<JobEnd, EngineError> {
@@ -527,6 +607,11 @@ impl Worker {
                     map: Arc::new(map),
                 }
             }
+            Request::FineTune {
+                marks,
+                seconds,
+                model_path,
+            } => return self.fine_tune(job, &marks, seconds, &model_path, cancel),
             Request::CopyPhotos { paths, folder } => {
                 let count = copy_photos(&paths, &folder)?;
                 Outcome::PhotosCopied { count, folder }

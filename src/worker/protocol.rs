@@ -14,6 +14,7 @@ use crate::engine::data::{ImageFolder, SkippedFile};
 use crate::engine::duplicates::{Candidates, OtherCopy};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
+use crate::engine::feedback::{FineTuneSummary, Marks};
 use crate::engine::index::{IndexChanges, SearchHit};
 use crate::engine::map::EmbeddingMap;
 use crate::engine::model::{ModelInfo, TrainingSummary};
@@ -47,6 +48,7 @@ pub enum JobKind {
     ExportDuplicates,
     DrawMap,
     CopyPhotos,
+    FineTune,
 }
 
 impl JobKind {
@@ -67,6 +69,7 @@ impl JobKind {
             Self::ExportDuplicates => "exporting the duplicate list",
             Self::DrawMap => "drawing the map",
             Self::CopyPhotos => "copying photos",
+            Self::FineTune => "retraining with your marks",
         }
     }
 }
@@ -147,6 +150,14 @@ pub enum Request {
         paths: Vec<PathBuf>,
         folder: PathBuf,
     },
+    /// Fine-tune the current model from `marks` for `seconds`, write it to `model_path`
+    /// (the current model file is kept), make it current, and embed the current index's
+    /// folder with it again (the index is rewritten in place, so its marks stay with it).
+    FineTune {
+        marks: Marks,
+        seconds: f64,
+        model_path: PathBuf,
+    },
 }
 
 /// Where the list of duplicates not kept goes.
@@ -183,6 +194,7 @@ impl Request {
             Self::ExportDuplicates { .. } => JobKind::ExportDuplicates,
             Self::DrawMap => JobKind::DrawMap,
             Self::CopyPhotos { .. } => JobKind::CopyPhotos,
+            Self::FineTune { .. } => JobKind::FineTune,
         }
     }
 }
@@ -207,6 +219,11 @@ pub enum Progress {
     Downloading {
         done: u64,
         total: Option<u64>,
+    },
+    /// Seconds of a fine-tuning budget spent.
+    FineTuning {
+        done_secs: u64,
+        total_secs: u64,
     },
 }
 
@@ -265,6 +282,13 @@ pub enum Outcome {
     },
     /// Photos were copied into `folder`.
     PhotosCopied { count: usize, folder: PathBuf },
+    /// The model was fine-tuned from marks, written to `model_path` and made current, and
+    /// the index was embedded again with it.
+    FineTuned {
+        model_path: PathBuf,
+        summary: FineTuneSummary,
+        index: IndexSummary,
+    },
 }
 
 /// What the worker reports.

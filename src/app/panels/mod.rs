@@ -7,6 +7,7 @@ pub mod duplicates;
 pub mod index;
 pub mod library;
 pub mod map;
+pub mod marks;
 pub mod preview;
 pub mod results;
 pub mod status;
@@ -75,4 +76,16 @@ pub enum Intent {
     SearchFile(PathBuf),
     /// Ask for a folder and copy the photos selected on the map into it.
     PickMapExportFolder,
+    /// Mark `photo` as alike (or not) to the query on screen; `None` removes the mark.
+    Mark { photo: PathBuf, alike: Option<bool> },
+    /// Undo the last mark change.
+    UndoMark,
+    /// Remove the mark at this position of the list.
+    RemoveMark(usize),
+    /// Ask where to export the marks (JSON) and write them there.
+    ExportMarks,
+    /// Ask for a marks file and add its marks.
+    ImportMarks,
+    /// Fine-tune the current model from the marks and embed the index again.
+    RetrainWithMarks,
 }

@@ -127,7 +127,14 @@ pub fn results_ui(
     }
     let columns = ((ui.available_width() / CARD_WIDTH).floor() as usize).max(1);
     let rows = shown.div_ceil(columns);
-    let row_height = CARD_IMAGE + 78.0;
+    let row_height = CARD_IMAGE + 102.0;
+    // Marks need the query as a file (a pasted image has no path to remember).
+    let query_file = match &search.query {
+        crate::worker::Query::File(path) => Some(path.clone()),
+        crate::worker::Query::Rgb { .. } => None,
+    };
+    let marks = &state.marks;
+    let mut hovered_card = None;
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
         .show_rows(ui, row_height, rows, |ui, visible| {
@@ -143,13 +150,55 @@ pub fn results_ui(
                         else {
                             break;
                         };
-                        if result_card_ui(ui, thumbnails, hit, selected, intents) {
+                        let mark = query_file.as_ref().and_then(|q| marks.get(q, &hit.path));
+                        let card = result_card_ui(
+                            ui,
+                            thumbnails,
+                            hit,
+                            selected,
+                            (query_file.is_some(), mark),
+                            intents,
+                        );
+                        if card.preview {
                             open_preview = Some(i);
+                        }
+                        if card.hovered {
+                            hovered_card = Some(i);
                         }
                     }
                 });
             }
         });
+    // Keys on the card under the pointer: A alike, N not alike, U unmark; Ctrl+Z undoes.
+    if !ui.ctx().egui_wants_keyboard_input() {
+        let (alike, not_alike, unmark, undo) = ui.input(|i| {
+            (
+                i.key_pressed(egui::Key::A) && i.modifiers.is_none(),
+                i.key_pressed(egui::Key::N) && i.modifiers.is_none(),
+                i.key_pressed(egui::Key::U) && i.modifiers.is_none(),
+                i.key_pressed(egui::Key::Z) && i.modifiers.command,
+            )
+        });
+        if let (Some(i), Some(query)) = (hovered_card, &query_file) {
+            let photo = search.hits[i].path.clone();
+            let now = state.marks.get(query, &photo);
+            let wanted = if alike {
+                Some((now != Some(true)).then_some(true))
+            } else if not_alike {
+                Some((now != Some(false)).then_some(false))
+            } else if unmark {
+                Some(None)
+            } else {
+                None
+            };
+            if let Some(alike) = wanted {
+                intents.push(Intent::Mark { photo, alike });
+            }
+        }
+        if undo {
+            intents.push(Intent::UndoMark);
+        }
+    }
     if open_preview.is_some() {
         state.preview = open_preview;
     }
@@ -157,15 +206,24 @@ pub fn results_ui(
 
 /// One result: thumbnail, rank, distance, class and file. Returns whether the person
 /// asked for the large preview (double-click).
+/// What happened to a result card this frame.
+struct CardResponse {
+    /// Open the large preview (double-click or the context menu).
+    preview: bool,
+    /// The pointer is over the card (its keys A, N and 0 mark it).
+    hovered: bool,
+}
+
 fn result_card_ui(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,
     hit: &SearchHit,
     selected: &mut bool,
+    (can_mark, mark): (bool, Option<bool>),
     intents: &mut Vec<Intent>,
-) -> bool {
+) -> CardResponse {
     let mut preview = false;
-    ui.allocate_ui(egui::vec2(CARD_WIDTH - 8.0, CARD_IMAGE + 72.0), |ui| {
+    let card = ui.allocate_ui(egui::vec2(CARD_WIDTH - 8.0, CARD_IMAGE + 96.0), |ui| {
         ui.vertical(|ui| {
             ui.set_width(CARD_WIDTH - 8.0);
             let image_size = egui::vec2(CARD_IMAGE, CARD_IMAGE);
@@ -207,7 +265,35 @@ fn result_card_ui(
             if ui.small_button("Show in folder").clicked() {
                 intents.push(Intent::ShowInFolder(hit.path.clone()));
             }
+            ui.add_enabled_ui(can_mark, |ui| {
+                ui.horizontal(|ui| {
+                    for (label, value, hint) in [
+                        ("Alike", true, "Like the query (key A; again to unmark)"),
+                        (
+                            "Not alike",
+                            false,
+                            "Not like the query (key N; again to unmark)",
+                        ),
+                    ] {
+                        let on = mark == Some(value);
+                        if ui
+                            .selectable_label(on, egui::RichText::new(label).small())
+                            .on_hover_text(hint)
+                            .on_disabled_hover_text("Marks need a query photo on disk")
+                            .clicked()
+                        {
+                            intents.push(Intent::Mark {
+                                photo: hit.path.clone(),
+                                alike: (!on).then_some(value),
+                            });
+                        }
+                    }
+                });
+            });
         });
     });
-    preview
+    CardResponse {
+        preview,
+        hovered: card.response.contains_pointer(),
+    }
 }
