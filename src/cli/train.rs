@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// The model to fine-tune with --feedback.
     #[arg(long, requires = "feedback")]
     pub model: Option<PathBuf>,
+    /// Continue training this Likeness model on the class folders (instead of starting
+    /// from scratch or from --weights); the result goes to --out.
+    #[arg(long, conflicts_with_all = ["weights", "feedback"])]
+    pub init_model: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -206,6 +210,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);
     job.validation = args.val.clone();
+    job.init_model = args.init_model.clone();
     job.weights = match &args.weights {
         Some(argument) => Some(super::weights::resolve_weights_argument(argument)?),
         None => None,

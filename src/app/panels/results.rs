@@ -277,7 +277,7 @@ fn result_card_ui(
                     ] {
                         let on = mark == Some(value);
                         if ui
-                            .selectable_label(on, egui::RichText::new(label).small())
+                            .selectable_label(on, label)
                             .on_hover_text(hint)
                             .on_disabled_hover_text("Marks need a query photo on disk")
                             .clicked()

@@ -256,6 +256,9 @@ pub struct TrainJob {
     /// enough of them) is held out of training and validates it instead, so the run can
     /// still say how well it retrieves.
     pub holdout_share: Option<f64>,
+    /// A Likeness model to continue training (its network and preprocessing replace the
+    /// settings' own; the loss starts afresh).
+    pub init_model: Option<PathBuf>,
     pub settings: TrainSettings,
     pub max_pixels: u64,
     pub loader_threads: usize,
@@ -268,6 +271,7 @@ impl TrainJob {
             validation: None,
             weights: None,
             holdout_share: None,
+            init_model: None,
             settings,
             max_pixels: DEFAULT_MAX_PIXELS,
             loader_threads: default_loader_threads(),
@@ -469,6 +473,20 @@ fn build_model(
     job: &TrainJob,
     device: tch::Device,
 ) -> Result<(EmbeddingModel, Option<ImportReport>)> {
+    if let Some(path) = &job.init_model {
+        let (model, info) = super::model::load_model(path, device)?;
+        if info.config.embedding_dim != job.settings.embedding_dim {
+            return Err(EngineError::Config(format!(
+                "{} makes {}-d embeddings but the training settings ask for {}-d; pass \
+                 --embedding-dim {} to continue training it",
+                path.display(),
+                info.config.embedding_dim,
+                job.settings.embedding_dim,
+                info.config.embedding_dim
+            )));
+        }
+        return Ok((model, None));
+    }
     let mut config = job.settings.model_config();
     if job.weights.is_some() {
         // Pretrained weights learned their features on ImageNet-normalised pixels; the
