@@ -18,7 +18,10 @@ export TORCH_VERSION
 
 CARGO ?= cargo
 
-.PHONY: setup build run test bench fmt clippy clean-cache
+.PHONY: setup build run test bench fmt clippy clean-cache install uninstall dist
+
+# Where `make install` puts Likeness (no root needed): bin/, lib/likeness/, share/.
+PREFIX ?= $(HOME)/.local
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +42,19 @@ bench: build
 
 fmt:
 	$(CARGO) fmt --all
+
+# Installs the binary with the libraries it loads (rpath $$ORIGIN/../lib/likeness), the
+# launcher entry and icons; it keeps working after `make clean-cache`.
+install: build
+	scripts/package.sh install --prefix "$(PREFIX)"
+
+# Removes exactly what `make install` put under PREFIX.
+uninstall:
+	scripts/package.sh uninstall --prefix "$(PREFIX)"
+
+# A relocatable archive in target/dist/ (LIKENESS_CUDA=1 for the CUDA build).
+dist: build
+	scripts/package.sh dist --out target/dist
 
 clean-cache:
 	rm -rf "$(TORCH_VENV)"

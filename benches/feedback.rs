@@ -84,8 +84,8 @@ fn evaluate(
         .arg(library)
         .arg("--queries")
         .arg(queries))?)?;
-    let recall = json["recall_at_1"].as_f64().ok_or("no recall_at_1")?;
-    let map = json["map_at_r"].as_f64().ok_or("no map_at_r")?;
+    let recall = json["recall@1"].as_f64().ok_or("no recall@1")?;
+    let map = json["map@r"].as_f64().ok_or("no map@r")?;
     Ok((recall, map))
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Likeness needs to build, once; a second run takes about a second.
 #  1. Debian packages: a C/C++ toolchain, cmake and OpenBLAS (faiss is built from source),
-#     python3-venv (for the libtorch wheel), GTK 3 (native file dialogs through rfd) and the
-#     X11/Wayland/OpenGL libraries the window opens with.
+#     python3-venv (for the libtorch wheel), GTK 3 (native file dialogs through rfd), the
+#     X11/Wayland/OpenGL libraries the window opens with, and for `make install` / `make
+#     dist`: patchelf (relative rpaths), desktop-file-utils (checks the launcher entry) and
+#     zstd (the archive).
 #  2. libtorch: the PyPI `torch` wheel in a virtual environment in the user cache directory,
 #     keyed by version, shared by every clone and CI run on this machine.
 set -euo pipefail
@@ -16,6 +18,7 @@ debian_packages=(
   libgtk-3-dev
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
   libwayland-client0 libwayland-cursor0 libwayland-egl1 libgl1 libegl1 libgl1-mesa-dri
+  patchelf desktop-file-utils zstd
 )
 
 missing=()

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => likeness::cli::run(command),
-        None => likeness::app::run_window(),
+        None => likeness::app::run_window(cli.open),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

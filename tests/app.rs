@@ -1188,3 +1188,27 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         "the marks stay with the index"
     );
 }
+
+#[test]
+fn likeness_photo_searches_and_likeness_folder_opens_the_library() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 99).expect("photos");
+    let other = dir.path().join("other");
+    write_dataset(&other, 2, 2, 32, 98).expect("other photos");
+    let query = library.join("class_00/img_001.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    // What `likeness PHOTO` does once the window is up: search with it.
+    let photo = library.join("class_01/img_002.png");
+    harness.state_mut().open_path(photo.clone());
+    run_until(&mut harness, "results for the photo", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.query.label() == photo.display().to_string())
+    });
+    // `likeness FOLDER`: the folder becomes the library.
+    harness.state_mut().open_path(other.clone());
+    run_until(&mut harness, "the other library", |app| {
+        app.settings.library.as_deref() == Some(other.as_path()) && app.library.is_some()
+    });
+}

@@ -117,6 +117,17 @@ impl LikenessApp {
         app
     }
 
+    /// What `likeness PATH` (and the desktop's "Open with Likeness") asks for: a folder
+    /// becomes the library, a photo is searched in the index reopened at start.
+    pub fn open_path(&mut self, path: PathBuf) {
+        let path = std::path::absolute(&path).unwrap_or(path);
+        if path.is_dir() {
+            self.choose_library(path);
+        } else {
+            self.search_with(Query::File(path));
+        }
+    }
+
     /// Sends a request; the job waits in `queued` until the worker starts it.
     fn send(&mut self, request: Request) -> Option<crate::worker::JobId> {
         let kind = request.kind();

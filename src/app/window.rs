@@ -2,8 +2,14 @@
 
 use super::LikenessApp;
 
-/// Opens the Likeness window. Without a display it says so and points to the CLI.
-pub fn run_window() -> anyhow::Result<()> {
+/// Opens the Likeness window, searching with `open` when it is a photo or using it as the
+/// library when it is a folder. Without a display it says so and points to the CLI.
+pub fn run_window(open: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    if let Some(path) = &open
+        && !path.exists()
+    {
+        anyhow::bail!("{}: no such photo or folder", path.display());
+    }
     if cfg!(target_os = "linux")
         && std::env::var_os("DISPLAY").is_none()
         && std::env::var_os("WAYLAND_DISPLAY").is_none()
@@ -30,11 +36,12 @@ pub fn run_window() -> anyhow::Result<()> {
     eframe::run_native(
         "Likeness",
         options,
-        Box::new(|creation| {
-            Ok(Box::new(LikenessApp::new(
-                &creation.egui_ctx,
-                creation.storage,
-            )))
+        Box::new(move |creation| {
+            let mut app = LikenessApp::new(&creation.egui_ctx, creation.storage);
+            if let Some(path) = open {
+                app.open_path(path);
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("could not open the window: {e}"))

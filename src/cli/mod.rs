@@ -21,12 +21,17 @@ use clap::{Parser, Subcommand};
 /// Likeness: find the photos in a folder that look like this one, and teach it what
 /// "alike" means for your photos.
 ///
-/// With no command, opens the Likeness window.
+/// With no command, opens the Likeness window; `likeness PHOTO` opens it searching with
+/// that photo in the last index, `likeness FOLDER` with that folder as the library.
 #[derive(Debug, Parser)]
 #[command(name = "likeness", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// A photo to search with, or a folder to use as the library, in the window.
+    #[arg(value_name = "PHOTO_OR_FOLDER")]
+    pub open: Option<std::path::PathBuf>,
 }
 
 /// The headless commands.

@@ -1,0 +1,214 @@
+//! Installing like a desktop app: `scripts/package.sh` (what `make install`, `make
+//! uninstall` and `make dist` run) installs into a temporary PREFIX and packs an archive
+//! that is unpacked into a temporary folder. Both copies then run with the build cache out
+//! of reach (another HOME, no inherited environment): `--help`, and a tiny index and
+//! search. The launcher entry passes desktop-file-validate, and uninstall removes exactly
+//! what was installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use likeness::engine::synthetic::{write_dataset, write_tiny_model};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn package(args: &[&str], extra: &[&Path]) -> Output {
+    let mut command = Command::new(repo().join("scripts/package.sh"));
+    command.args(args);
+    command.args(extra);
+    command
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_likeness"))
+        .output()
+        .expect("scripts/package.sh runs")
+}
+
+fn assert_ok(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs an installed or unpacked binary as on another account: no inherited environment,
+/// a HOME without the build cache.
+fn run_elsewhere(binary: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(home)
+        .output()
+        .expect("the binary starts")
+}
+
+/// `--help`, then index a generated folder with a tiny model and search it.
+fn works_without_the_build_cache(binary: &Path, dir: &Path) {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let help = run_elsewhere(binary, &home, &["--help"]);
+    assert_ok(&help, "--help");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: likeness"));
+    let photos = dir.join("photos");
+    write_dataset(&photos, 2, 3, 32, 5).expect("photos");
+    let model = dir.join("tiny.safetensors");
+    write_tiny_model(&model).expect("model");
+    let index = dir.join("photos.likeness-index");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let indexed = run_elsewhere(
+        binary,
+        &home,
+        &[
+            "index",
+            "--model",
+            &s(&model),
+            "--folder",
+            &s(&photos),
+            "--index",
+            &s(&index),
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_ok(&indexed, "index");
+    let query = photos.join("class_01/img_001.png");
+    let searched = run_elsewhere(
+        binary,
+        &home,
+        &[
+            "search",
+            "--index",
+            &s(&index),
+            "-k",
+            "3",
+            &s(&query),
+            "--json",
+        ],
+    );
+    assert_ok(&searched, "search");
+    let stdout = String::from_utf8_lossy(&searched.stdout);
+    assert!(stdout.contains("img_001.png"), "{stdout}");
+}
+
+#[test]
+fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prefix = dir.path().join("prefix");
+    let started = std::time::Instant::now();
+    let installed = package(&["install", "--prefix"], &[&prefix]);
+    assert_ok(&installed, "install");
+    eprintln!("install took {:.1} s", started.elapsed().as_secs_f64());
+    let binary = prefix.join("bin/likeness");
+    let readelf = Command::new("readelf")
+        .arg("-d")
+        .arg(&binary)
+        .output()
+        .expect("readelf");
+    let dynamic = String::from_utf8_lossy(&readelf.stdout);
+    assert!(dynamic.contains("[$ORIGIN/../lib/likeness]"), "{dynamic}");
+    assert!(
+        !dynamic.contains(".cache"),
+        "no path into the build cache: {dynamic}"
+    );
+    assert!(
+        !dynamic.contains("libtorch_cuda"),
+        "the CPU build needs no CUDA: {dynamic}"
+    );
+    let libraries: Vec<String> = std::fs::read_dir(prefix.join("lib/likeness"))
+        .expect("libraries")
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        libraries.iter().any(|l| l == "libtorch_cpu.so"),
+        "{libraries:?}"
+    );
+    assert!(
+        !libraries
+            .iter()
+            .any(|l| l.starts_with("libcublas") || l.starts_with("libcudnn")),
+        "{libraries:?}"
+    );
+    let entry = prefix.join("share/applications/likeness.desktop");
+    let validated = Command::new("desktop-file-validate")
+        .arg(&entry)
+        .output()
+        .expect("desktop-file-validate (make setup installs it)");
+    assert_ok(&validated, "desktop-file-validate");
+    assert!(
+        std::fs::read_to_string(&entry)
+            .expect("entry")
+            .contains("Exec=likeness %f")
+    );
+    assert!(
+        prefix
+            .join("share/icons/hicolor/256x256/apps/likeness.png")
+            .exists()
+    );
+    assert!(
+        prefix
+            .join("share/icons/hicolor/16x16/apps/likeness.png")
+            .exists()
+    );
+    works_without_the_build_cache(&binary, &dir.path().join("installed-run"));
+
+    let out = dir.path().join("dist");
+    let packed = package(&["dist", "--out"], &[&out]);
+    assert_ok(&packed, "dist");
+    let archive = std::fs::read_dir(&out)
+        .expect("dist folder")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.to_string_lossy().ends_with("-linux-x86_64.tar.zst"))
+        .expect("likeness-VERSION-linux-x86_64.tar.zst");
+    eprintln!(
+        "archive {} is {:.0} MB",
+        archive.display(),
+        std::fs::metadata(&archive).map_or(0, |m| m.len()) as f64 / 1e6
+    );
+    let unpacked = dir.path().join("anywhere");
+    std::fs::create_dir_all(&unpacked).expect("unpack folder");
+    let untar = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .expect("tar");
+    assert_ok(&untar, "unpacking");
+    let top = std::fs::read_dir(&unpacked)
+        .expect("unpacked")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .next()
+        .expect("one top folder");
+    for notice in [
+        "share/doc/likeness/licenses/README",
+        "share/doc/likeness/README.md",
+    ] {
+        assert!(top.join(notice).exists(), "{notice} is in the archive");
+    }
+    works_without_the_build_cache(&top.join("likeness"), &dir.path().join("unpacked-run"));
+
+    let removed = Command::new(repo().join("scripts/package.sh"))
+        .args(["uninstall", "--prefix"])
+        .arg(&prefix)
+        .output()
+        .expect("uninstall");
+    assert_ok(&removed, "uninstall");
+    let left: Vec<PathBuf> = walk(&prefix);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .flat_map(|p| if p.is_dir() { walk(&p) } else { vec![p] })
+        .collect()
+}
