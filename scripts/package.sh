@@ -130,6 +130,8 @@ stage_tree() {
   mkdir -p "$stage/bin" "$stage/lib/likeness" "$stage/share/applications" "$stage/share/doc/likeness/licenses"
   cp "$binary" "$stage/bin/likeness"
   chmod u+w "$stage/bin/likeness"
+  # The build keeps line tables for backtraces (200 MB of the binary); an install does not.
+  if command -v strip >/dev/null; then strip --strip-debug "$stage/bin/likeness"; fi
   if [[ "$CUDA" != 1 ]]; then
     # Nothing calls into libtorch_cuda; the build only keeps it linked so CUDA is found.
     patchelf --remove-needed libtorch_cuda.so "$stage/bin/likeness"
