@@ -155,14 +155,18 @@ impl AppState {
             .index
             .as_ref()
             .map(|index| marks_path(&index.path));
-        self.marks = match &self.marks_path {
-            Some(path) => match Marks::load(path) {
-                Ok(marks) => marks,
-                Err(error) => {
-                    self.error(format!("Your marks could not be read: {error}"));
-                    Marks::default()
+        self.marks = match self.marks_path.clone() {
+            Some(path) => {
+                let (marks, problem) = Marks::load_or_set_aside(&path);
+                if let Some(problem) = problem {
+                    self.error(format!("Your marks could not be read: {problem}"));
+                    // Still there (not moved aside): never write over it.
+                    if path.exists() {
+                        self.marks_path = None;
+                    }
                 }
-            },
+                marks
+            }
             None => Marks::default(),
         };
     }

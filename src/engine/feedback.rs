@@ -74,6 +74,38 @@ impl Marks {
         }
     }
 
+    /// Reads the marks kept next to an index for use and change. A file that cannot be
+    /// read as marks is moved aside (`….damaged`, never overwritten later) and no marks are
+    /// returned, with a message saying where it went.
+    pub fn load_or_set_aside(path: &Path) -> (Self, Option<String>) {
+        match Self::load(path) {
+            Ok(marks) => (marks, None),
+            Err(error) => {
+                let mut aside = path.as_os_str().to_os_string();
+                aside.push(".damaged");
+                let mut aside = PathBuf::from(aside);
+                let mut n = 1;
+                while aside.exists() {
+                    let mut numbered = path.as_os_str().to_os_string();
+                    numbered.push(format!(".damaged-{n}"));
+                    aside = PathBuf::from(numbered);
+                    n += 1;
+                }
+                let message = match std::fs::rename(path, &aside) {
+                    Ok(()) => format!(
+                        "{error}. It was kept as {} and new marks start afresh.",
+                        aside.display()
+                    ),
+                    Err(rename) => format!(
+                        "{error}; it could not be moved aside either ({rename}), so new marks \
+                         will not be saved over it."
+                    ),
+                };
+                (Self::default(), Some(message))
+            }
+        }
+    }
+
     /// Parses marks JSON (as written by [`Marks::save`] or an export).
     pub fn from_json(path: &Path, bytes: &[u8]) -> Result<Self> {
         let marks: Marks = serde_json::from_slice(bytes)
@@ -454,5 +486,18 @@ mod tests {
         std::fs::write(&path, b"not json").expect("write");
         let error = Marks::load(&path).expect_err("garbage").to_string();
         assert!(error.contains("not a Likeness marks file"), "{error}");
+
+        // A damaged marks file is kept aside, not overwritten by the next mark.
+        let (fresh, message) = Marks::load_or_set_aside(&path);
+        assert!(fresh.marks.is_empty());
+        let message = message.expect("a message");
+        assert!(message.contains(".damaged"), "{message}");
+        assert!(!path.exists());
+        let mut aside = path.as_os_str().to_os_string();
+        aside.push(".damaged");
+        assert_eq!(
+            std::fs::read(PathBuf::from(aside)).expect("kept"),
+            b"not json"
+        );
     }
 }
