@@ -156,13 +156,23 @@ pub struct MapView {
     pub box_start: Option<[f32; 2]>,
     /// The plot's transform in the last frame (to find the point under the pointer).
     pub last_transform: Option<egui_plot::PlotTransform>,
+    /// Each photo's position in the map, by path (results are marked every frame; a scan
+    /// of every path per result would cost milliseconds at 10k photos).
+    pub position: std::collections::HashMap<PathBuf, usize>,
 }
 
 impl MapView {
     pub fn new(index: PathBuf, map: Arc<EmbeddingMap>) -> Self {
+        let position = map
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| (path.clone(), i))
+            .collect();
         Self {
             index,
             map,
+            position,
             selected: Vec::new(),
             box_select: false,
             box_start: None,

@@ -164,11 +164,6 @@ impl EmbeddingMap {
         self.points.is_empty()
     }
 
-    /// Position of a photo on the map, by path.
-    pub fn position_of(&self, path: &Path) -> Option<usize> {
-        self.paths.iter().position(|p| p == path)
-    }
-
     /// Photos inside the rectangle spanned by two corners (map coordinates).
     pub fn inside(&self, a: [f32; 2], b: [f32; 2]) -> Vec<usize> {
         let (x0, x1) = (a[0].min(b[0]), a[0].max(b[0]));

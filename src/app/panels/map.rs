@@ -147,7 +147,10 @@ pub fn map_ui(
             );
         }
         if let Some((vector, hits)) = &query {
-            let found: Vec<usize> = hits.iter().filter_map(|p| map.position_of(p)).collect();
+            let found: Vec<usize> = hits
+                .iter()
+                .filter_map(|p| view.position.get(p).copied())
+                .collect();
             if !found.is_empty() {
                 plot_ui.points(
                     Points::new("results", PlotPoints::Owned(marked(&mut found.into_iter())))
