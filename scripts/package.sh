@@ -162,12 +162,26 @@ licenses() {
       cp "/usr/share/doc/$package/copyright" "$dest/$package.copyright"
     fi
   done
+  # libjpeg-turbo is linked in statically from the turbojpeg-sys crate's vendored source:
+  # its notices come from the version Cargo.lock names.
+  local turbo_version turbo_source
+  turbo_version=$(grep -A1 '^name = "turbojpeg-sys"$' "$root/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')
+  turbo_source=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d \
+    -name "turbojpeg-sys-$turbo_version" -print -quit)
+  if [[ -z "$turbo_source" || ! -f "$turbo_source/libjpeg-turbo/LICENSE.md" ]]; then
+    echo "package: libjpeg-turbo's licence (turbojpeg-sys $turbo_version) not found in the cargo registry" >&2
+    exit 1
+  fi
+  mkdir -p "$dest/libjpeg-turbo"
+  cp "$turbo_source/libjpeg-turbo/LICENSE.md" "$turbo_source/libjpeg-turbo/README.ijg" "$dest/libjpeg-turbo/"
   cat >"$dest/README" <<'EOF'
 Likeness is MIT OR Apache-2.0. It bundles libtorch (BSD-3-Clause, see torch/; its
 third-party notices are in torch/third_party), the NVIDIA CUDA runtime and CUPTI libraries
 that libtorch_cpu links (NVIDIA's licence, see nvidia_*), OpenBLAS (BSD-3-Clause) and the
 GCC runtime libraries libgfortran, libquadmath and libgomp (GPL-3.0 with the GCC Runtime
-Library Exception), whose Debian copyright files are here. faiss (MIT) is linked in.
+Library Exception), whose Debian copyright files are here. faiss (MIT) and libjpeg-turbo
+(IJG and BSD-3-Clause licences, see libjpeg-turbo/; this software is based in part on the
+work of the Independent JPEG Group) are linked in.
 EOF
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Likeness needs to build, once; a second run takes about a second.
 #  1. Debian packages: a C/C++ toolchain, cmake and OpenBLAS (faiss is built from source),
+#     nasm (libjpeg-turbo's SIMD decoder, built from source for fast scaled JPEG decoding),
 #     python3-venv (for the libtorch wheel), GTK 3 (native file dialogs through rfd), the
 #     X11/Wayland/OpenGL libraries the window opens with, and for `make install` / `make
 #     dist`: patchelf (relative rpaths), desktop-file-utils (checks the launcher entry) and
@@ -14,7 +15,7 @@ LIKENESS_CACHE="${LIKENESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/likeness}"
 TORCH_VENV="${TORCH_VENV:-$LIKENESS_CACHE/torch-$TORCH_VERSION}"
 
 debian_packages=(
-  build-essential cmake pkg-config libopenblas-dev python3-venv
+  build-essential cmake pkg-config libopenblas-dev nasm python3-venv
   libgtk-3-dev
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
   libwayland-client0 libwayland-cursor0 libwayland-egl1 libgl1 libegl1 libgl1-mesa-dri

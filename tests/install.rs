@@ -187,6 +187,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
         .expect("one top folder");
     for notice in [
         "share/doc/likeness/licenses/README",
+        "share/doc/likeness/licenses/libjpeg-turbo/LICENSE.md",
         "share/doc/likeness/README.md",
     ] {
         assert!(top.join(notice).exists(), "{notice} is in the archive");

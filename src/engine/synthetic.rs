@@ -121,3 +121,51 @@ pub fn write_tiny_model(path: &Path) -> Result<crate::engine::model::ModelInfo> 
     let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
     save_model(path, &model, &TrainingSummary::default())
 }
+
+/// A copy of `jpeg` carrying `preview` (a small JPEG) in an EXIF block the way cameras
+/// write it (big-endian TIFF: IFD0 with the orientation, IFD1 naming the preview), right
+/// after the start-of-image marker. `None` when the preview does not fit in one EXIF
+/// segment (64 KB) or `jpeg` is not a JPEG.
+pub fn jpeg_with_exif_preview(jpeg: &[u8], preview: &[u8], orientation: u16) -> Option<Vec<u8>> {
+    if jpeg.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    // IFD0 at 8 (one entry, 18 bytes), IFD1 at 26 (three entries, 42 bytes), preview at 68.
+    const IFD1: u32 = 26;
+    const PREVIEW: u32 = 68;
+    let entry = |tag: u16, kind: u16, value: u32| {
+        let mut bytes = Vec::with_capacity(12);
+        bytes.extend_from_slice(&tag.to_be_bytes());
+        bytes.extend_from_slice(&kind.to_be_bytes());
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        if kind == 3 {
+            // A SHORT sits in the first two bytes of the value field.
+            bytes.extend_from_slice(&(value as u16).to_be_bytes());
+            bytes.extend_from_slice(&[0, 0]);
+        } else {
+            bytes.extend_from_slice(&value.to_be_bytes());
+        }
+        bytes
+    };
+    let mut tiff = b"MM\0\x2a".to_vec();
+    tiff.extend_from_slice(&8u32.to_be_bytes());
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend(entry(0x0112, 3, u32::from(orientation)));
+    tiff.extend_from_slice(&IFD1.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend(entry(0x0103, 3, 6)); // Compression: JPEG
+    tiff.extend(entry(0x0201, 4, PREVIEW));
+    tiff.extend(entry(0x0202, 4, u32::try_from(preview.len()).ok()?));
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    debug_assert_eq!(tiff.len(), PREVIEW as usize);
+    tiff.extend_from_slice(preview);
+    let length = u16::try_from(2 + 6 + tiff.len()).ok()?;
+    let mut out = Vec::with_capacity(jpeg.len() + usize::from(length) + 2);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend(tiff);
+    out.extend_from_slice(&jpeg[2..]);
+    Some(out)
+}

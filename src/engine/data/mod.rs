@@ -10,7 +10,9 @@ pub mod decode;
 pub mod fingerprint;
 pub mod loader;
 pub mod preprocess;
+pub mod preview;
 pub mod scan;
+mod turbo;
 
 pub use dataset::{
     LabeledDataset, NOT_IN_A_CLASS, PreparedImages, pk_epoch, seed_triplet_epoch, shuffled_epoch,
@@ -115,6 +117,54 @@ mod tests {
                 / f64::from(image.width() * image.height())
         };
         assert!((mean(&whole) - mean(&input)).abs() < 3.0);
+    }
+
+    #[test]
+    fn a_scaled_jpeg_keeps_its_exif_orientation_and_grey_jpegs_come_out_rgb() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // 1600×800, left half dark, right half light; EXIF orientation 6 (turn 90°
+        // clockwise to view), written as a minimal big-endian APP1 segment after SOI.
+        let photo = image::RgbImage::from_fn(1600, 800, |x, _| {
+            if x < 800 {
+                image::Rgb([20, 20, 20])
+            } else {
+                image::Rgb([230, 230, 230])
+            }
+        });
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&photo)
+            .expect("encode");
+        let tiff: &[u8] = &[
+            b'M', b'M', 0, 42, 0, 0, 0, 8, // header, first IFD at 8
+            0, 1, // one entry
+            0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, // Orientation, SHORT, 1, value 6
+            0, 0, 0, 0, // no next IFD
+        ];
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        app1.extend_from_slice(b"Exif\0\0");
+        app1.extend_from_slice(tiff);
+        jpeg.splice(2..2, app1);
+        let path = dir.path().join("turned.jpg");
+        std::fs::write(&path, &jpeg).expect("write");
+        let input = decode_rgb_sized(&path, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(112))
+            .expect("scaled");
+        // 1/4 of 1600×800 (1/8 would leave the short side under 112) is 400×200, turned
+        // upright: 200×400 with the dark half on top.
+        assert_eq!(input.dimensions(), (200, 400));
+        assert!(input.get_pixel(100, 40).0[0] < 60, "dark on top");
+        assert!(input.get_pixel(100, 360).0[0] > 190, "light below");
+        let whole = decode_rgb(&path, DEFAULT_MAX_PIXELS).expect("whole");
+        assert_eq!(whole.dimensions(), (800, 1600));
+
+        let grey = image::GrayImage::from_fn(1200, 1200, |x, _| image::Luma([(x / 5) as u8]));
+        let grey_path = dir.path().join("grey.jpg");
+        grey.save(&grey_path).expect("save");
+        let input = decode_rgb_sized(&grey_path, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(112))
+            .expect("scaled");
+        assert_eq!(input.dimensions(), (150, 150));
+        assert!(input.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
     }
 
     #[test]
