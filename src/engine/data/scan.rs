@@ -403,6 +403,13 @@ fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
     if size == 0 {
         return Err("empty file (0 bytes)".into());
     }
+    // The `image` crate reads a whole JPEG to learn its size: 3–5 MB per phone photo, every
+    // photo at every scan (an index update too). Its frame header is a few KB in.
+    if let Ok(file) = std::fs::File::open(path)
+        && let Some((width, height)) = jpeg_dimensions(std::io::BufReader::new(file))
+    {
+        return check_pixel_limit(width, height, max_pixels);
+    }
     let reader = image::ImageReader::open(path)
         .map_err(|e| format!("cannot be opened ({e})"))?
         .with_guessed_format()
@@ -414,6 +421,54 @@ fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
         .into_dimensions()
         .map_err(|e| format!("not a readable image ({e})"))?;
     check_pixel_limit(width, height, max_pixels)
+}
+
+/// A JPEG's width and height from its frame header, reading marker segments one by one and
+/// skipping over their contents (EXIF, ICC profiles) without reading them; `None` when the
+/// stream is not a JPEG or ends or reaches its image data before a frame header (the
+/// caller then asks the `image` crate, which says what is wrong).
+fn jpeg_dimensions(mut reader: impl std::io::Read + std::io::Seek) -> Option<(u32, u32)> {
+    fn bytes<const N: usize>(reader: &mut impl std::io::Read) -> Option<[u8; N]> {
+        let mut buffer = [0u8; N];
+        reader.read_exact(&mut buffer).ok()?;
+        Some(buffer)
+    }
+    if bytes::<2>(&mut reader)? != [0xFF, 0xD8] {
+        return None;
+    }
+    // At most this many segments before the frame header (a real file has a handful).
+    for _ in 0..1024 {
+        let [mut prefix, mut code] = bytes::<2>(&mut reader)?;
+        // Fill bytes: any number of 0xFF before the marker code.
+        while prefix == 0xFF && code == 0xFF {
+            (prefix, code) = (code, bytes::<1>(&mut reader)?[0]);
+        }
+        if prefix != 0xFF {
+            return None;
+        }
+        match code {
+            // Markers without a length.
+            0x01 | 0xD0..=0xD7 => continue,
+            // Start of scan or end of image before any frame header.
+            0xDA | 0xD9 => return None,
+            _ => {}
+        }
+        let length = u16::from_be_bytes(bytes::<2>(&mut reader)?);
+        if length < 2 {
+            return None;
+        }
+        // Start of frame (SOF0–SOF15 but DHT, JPG and DAC): precision, height, width.
+        if (0xC0..=0xCF).contains(&code) && ![0xC4, 0xC8, 0xCC].contains(&code) {
+            let [_, height_high, height_low, width_high, width_low] = bytes::<5>(&mut reader)?;
+            let height = u32::from(u16::from_be_bytes([height_high, height_low]));
+            let width = u32::from(u16::from_be_bytes([width_high, width_low]));
+            return (width > 0 && height > 0).then_some((width, height));
+        }
+        reader
+            .seek(std::io::SeekFrom::Current(i64::from(length) - 2))
+            .ok()?;
+    }
+    None
 }
 
 pub(super) fn check_pixel_limit(width: u32, height: u32, max_pixels: u64) -> Result<(), String> {
@@ -429,4 +484,102 @@ pub(super) fn check_pixel_limit(width: u32, height: u32, max_pixels: u64) -> Res
         return Err("image has no pixels".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Read, Seek, SeekFrom};
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        read: usize,
+    }
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let count = self.inner.read(buffer)?;
+            self.read += count;
+            Ok(count)
+        }
+    }
+    impl<R: Seek> Seek for Counting<R> {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    fn jpeg(width: u32, height: u32, progressive: bool) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let image = image::RgbImage::from_fn(width, height, |_, _| {
+            image::Rgb([rng.u8(..), rng.u8(..), rng.u8(..)])
+        });
+        let mut compressor = turbojpeg::Compressor::new().expect("compressor");
+        compressor
+            .set_progressive(progressive)
+            .expect("progressive");
+        let pixels = turbojpeg::Image {
+            pixels: image.as_raw().as_slice(),
+            width: width as usize,
+            pitch: 3 * width as usize,
+            height: height as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        compressor.compress_to_vec(pixels).expect("compress")
+    }
+
+    #[test]
+    fn a_jpegs_size_is_read_from_its_header_without_reading_the_image_data() {
+        let main = jpeg(1200, 900, false);
+        let preview = jpeg(160, 120, false);
+        let photo =
+            crate::engine::synthetic::jpeg_with_exif_preview(&main, &preview, 1).expect("fits");
+        let mut reader = Counting {
+            inner: Cursor::new(&photo),
+            read: 0,
+        };
+        // The frame header of the photo, not of the preview inside its EXIF block.
+        assert_eq!(jpeg_dimensions(&mut reader), Some((1200, 900)));
+        assert!(
+            reader.read < 1024,
+            "{} of {} bytes read",
+            reader.read,
+            photo.len()
+        );
+        // Progressive (SOF2) too, and fill bytes before a marker.
+        assert_eq!(
+            jpeg_dimensions(Cursor::new(jpeg(640, 480, true))),
+            Some((640, 480))
+        );
+        let mut filled = main.clone();
+        filled.splice(2..2, [0xFF, 0xFF, 0xFF]);
+        assert_eq!(jpeg_dimensions(Cursor::new(&filled)), Some((1200, 900)));
+        // Cut inside the headers, not a JPEG, a segment length under 2: no answer (the
+        // scan then asks the image crate, which gives the reason).
+        assert_eq!(jpeg_dimensions(Cursor::new(&photo[..40])), None);
+        assert_eq!(jpeg_dimensions(Cursor::new(b"GIF89a....")), None);
+        assert_eq!(
+            jpeg_dimensions(Cursor::new([0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x01])),
+            None
+        );
+    }
+
+    #[test]
+    fn the_scan_still_refuses_an_oversized_jpeg_from_its_header() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut bytes = jpeg(64, 48, false);
+        // Claim 20000×20000 pixels (400 MP) in the frame header.
+        let sof = bytes
+            .windows(2)
+            .position(|pair| pair == [0xFF, 0xC0])
+            .expect("baseline frame header");
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]);
+        let path = dir.path().join("bomb.jpg");
+        std::fs::write(&path, &bytes).expect("write");
+        let reason = check_header(&path, DEFAULT_MAX_PIXELS).expect_err("refused");
+        assert!(reason.contains("20000×20000"), "{reason}");
+        let fine = dir.path().join("fine.jpg");
+        std::fs::write(&fine, jpeg(64, 48, false)).expect("write");
+        assert_eq!(check_header(&fine, DEFAULT_MAX_PIXELS), Ok(()));
+    }
 }
