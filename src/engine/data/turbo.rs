@@ -155,6 +155,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cmyk_jpeg_is_left_to_the_fallback_decoder() {
+        let (width, height) = (1024usize, 768usize);
+        let cmyk: Vec<u8> = (0..width * height)
+            .flat_map(|i| [(i % 200) as u8, 40, 80, 10])
+            .collect();
+        let mut compressor = turbojpeg::Compressor::new().expect("compressor");
+        let bytes = compressor
+            .compress_to_vec(turbojpeg::Image {
+                pixels: cmyk.as_slice(),
+                width,
+                pitch: 4 * width,
+                height,
+                format: turbojpeg::PixelFormat::CMYK,
+            })
+            .expect("compress");
+        assert!(decode(&bytes, ScalingFactor::ONE_EIGHTH, u64::MAX).is_none());
+        // The `image` crate decodes it whole instead.
+        let image = super::super::decode::decode_rgb_bytes_sized(
+            &bytes,
+            super::super::DEFAULT_MAX_PIXELS,
+            super::super::TargetSize::ShortSide(64),
+        )
+        .expect("decoded by the fallback");
+        assert_eq!(image.dimensions(), (1024, 768));
+    }
+
+    #[test]
     fn the_top_rows_are_the_top_of_the_whole_decode() {
         let bytes = jpeg(640, 480);
         let whole = decode(&bytes, ScalingFactor::ONE_EIGHTH, u64::MAX).expect("decodes");
