@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use likeness::engine::data::{
-    DEFAULT_MAX_PIXELS, TargetSize, decode_rgb, decode_rgb_sized, scan_folder,
+    DEFAULT_MAX_PIXELS, ImageFolder, TargetSize, decode_rgb, decode_rgb_sized, scan_folder,
 };
 use likeness::engine::index::{Gallery, IndexOptions};
 use likeness::engine::model::{EmbeddingModel, TrainingSummary, save_model};
@@ -84,11 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 *channel = channel.saturating_add(rng.u8(..24));
             }
         }
-        save_jpeg(&photo, &detailed.join(&name))?;
+        let jpeg = phone_jpeg(&photo, 90)?;
+        std::fs::write(detailed.join(&name), &jpeg)?;
         let preview =
             image::imageops::resize(&photo, 160, 120, image::imageops::FilterType::Triangle);
         let preview_jpeg = phone_jpeg(&preview, 75)?;
-        let jpeg = std::fs::read(detailed.join(&name))?;
         let with_preview = jpeg_with_exif_preview(&jpeg, &preview_jpeg, 1)
             .ok_or("the preview does not fit in an EXIF block")?;
         std::fs::write(previewed.join(&name), with_preview)?;
@@ -104,6 +104,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
     let model_path = dir.path().join("model.safetensors");
     let info = save_model(&model_path, &model, &TrainingSummary::default())?;
+    let index = |scanned: &ImageFolder| {
+        Gallery::build(
+            &model,
+            &info,
+            &model_path,
+            scanned,
+            &IndexOptions::new(DEFAULT_MAX_PIXELS),
+            &|_, _| {},
+            &AtomicBool::new(false),
+        )
+    };
 
     // One photo of each 12-MP set to the network's 112-px input: decoded whole and
     // resized, decoded scaled (libjpeg-turbo, what Likeness does), and the pure-Rust
@@ -184,15 +195,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (set, (name, folder)) in sets.iter().enumerate() {
             let scanned = scan_folder(folder, DEFAULT_MAX_PIXELS)?;
             let started = Instant::now();
-            let gallery = Gallery::build(
-                &model,
-                &info,
-                &model_path,
-                &scanned,
-                &IndexOptions::new(DEFAULT_MAX_PIXELS),
-                &|_, _| {},
-                &AtomicBool::new(false),
-            )?;
+            let gallery = index(&scanned)?;
             let secs = started.elapsed().as_secs_f64();
             let rate = gallery.len() as f64 / secs;
             println!(
@@ -230,15 +233,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let scanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
     let started = Instant::now();
-    let full = Gallery::build(
-        &model,
-        &info,
-        &model_path,
-        &scanned,
-        &IndexOptions::new(DEFAULT_MAX_PIXELS),
-        &|_, _| {},
-        &AtomicBool::new(false),
-    )?;
+    let full = index(&scanned)?;
     let full_secs = started.elapsed().as_secs_f64();
     // 1%: half changed in place, a quarter deleted, a quarter new.
     let changed = count / 100;

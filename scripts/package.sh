@@ -168,10 +168,8 @@ licenses() {
   turbo_version=$(grep -A1 '^name = "turbojpeg-sys"$' "$root/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')
   turbo_source=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d \
     -name "turbojpeg-sys-$turbo_version" -print -quit)
-  if [[ -z "$turbo_source" || ! -f "$turbo_source/libjpeg-turbo/LICENSE.md" ]]; then
-    echo "package: libjpeg-turbo's licence (turbojpeg-sys $turbo_version) not found in the cargo registry" >&2
-    exit 1
-  fi
+  [[ -n "$turbo_source" && -f "$turbo_source/libjpeg-turbo/LICENSE.md" ]] ||
+    die "libjpeg-turbo's licence (turbojpeg-sys $turbo_version) is not in the cargo registry: run make build first"
   mkdir -p "$dest/libjpeg-turbo"
   cp "$turbo_source/libjpeg-turbo/LICENSE.md" "$turbo_source/libjpeg-turbo/README.ijg" "$dest/libjpeg-turbo/"
   cat >"$dest/README" <<'EOF'

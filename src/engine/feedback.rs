@@ -13,13 +13,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
 
-use super::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
+use super::data::{
+    BatchStream, DEFAULT_MAX_PIXELS, LoadFn, Preprocess, TargetSize, decode_rgb_sized,
+    default_loader_threads,
+};
 use super::device::guard_libtorch;
 use super::model::EmbeddingModel;
 use super::{EngineError, Result};
@@ -245,30 +249,24 @@ pub fn fine_tune(
     let preprocess = model.config.preprocess.clone();
     let floats = preprocess.floats_per_image();
     let size = i64::from(preprocess.image_size_px);
-    // Decode every photo once.
-    let mut pixels: HashMap<PathBuf, Vec<f32>> = HashMap::new();
-    let mut decode = |path: &Path| -> bool {
-        if pixels.contains_key(path) {
-            return true;
-        }
-        match decode_rgb_sized(
-            path,
-            DEFAULT_MAX_PIXELS,
-            TargetSize::ShortSide(preprocess.image_size_px),
-        ) {
-            Ok(image) => {
-                let mut out = vec![0.0; floats];
-                preprocess.write_plain(&image, &mut out);
-                pixels.insert(path.to_path_buf(), out);
-                true
-            }
-            Err(_) => false,
-        }
-    };
+    // Decode every photo once, on the loader threads: the marked ones and the anchors.
+    let anchor_candidates = spread(library, options.anchors);
+    let mut wanted: Vec<PathBuf> = marks
+        .marks
+        .iter()
+        .flat_map(|m| [m.query.clone(), m.photo.clone()])
+        .chain(anchor_candidates.iter().cloned())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let pixels = decode_all(wanted, &preprocess, cancel)?;
     let mut pairs = Vec::new();
     let mut skipped_marks = 0;
     for mark in &marks.marks {
-        if mark.query != mark.photo && decode(&mark.query) && decode(&mark.photo) {
+        if mark.query != mark.photo
+            && pixels.contains_key(&mark.query)
+            && pixels.contains_key(&mark.photo)
+        {
             pairs.push(mark.clone());
         } else {
             skipped_marks += 1;
@@ -280,9 +278,9 @@ pub fn fine_tune(
             marks.marks.len()
         )));
     }
-    let anchor_paths: Vec<PathBuf> = spread(library, options.anchors)
+    let anchor_paths: Vec<PathBuf> = anchor_candidates
         .into_iter()
-        .filter(|p| decode(p))
+        .filter(|p| pixels.contains_key(p))
         .collect();
     let device = model.device();
     let batch = |paths: &[&PathBuf]| -> Tensor {
@@ -426,6 +424,46 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// Each of `paths` decoded and preprocessed for the network, on the loader threads; photos
+/// that cannot be read are left out (the caller counts what is missing).
+fn decode_all(
+    paths: Vec<PathBuf>,
+    preprocess: &Preprocess,
+    cancel: &AtomicBool,
+) -> Result<HashMap<PathBuf, Vec<f32>>> {
+    let floats = preprocess.floats_per_image();
+    let paths = Arc::new(paths);
+    let load_paths = Arc::clone(&paths);
+    let load_preprocess = preprocess.clone();
+    let load: Arc<LoadFn> = Arc::new(move |item, _rng, out| {
+        let image = decode_rgb_sized(
+            &load_paths[item],
+            DEFAULT_MAX_PIXELS,
+            TargetSize::ShortSide(load_preprocess.image_size_px),
+        )?;
+        load_preprocess.write_plain(&image, out);
+        Ok(())
+    });
+    let jobs: Vec<Vec<usize>> = (0..paths.len())
+        .collect::<Vec<_>>()
+        .chunks(16)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut pixels = HashMap::with_capacity(paths.len());
+    for batch in BatchStream::spawn(jobs, floats, 0, default_loader_threads(), 4, load) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        for (slot, &item) in batch.loaded.iter().enumerate() {
+            pixels.insert(
+                paths[item].clone(),
+                batch.pixels[slot * floats..(slot + 1) * floats].to_vec(),
+            );
+        }
+    }
+    Ok(pixels)
 }
 
 /// At most `count` items spread evenly over the list.

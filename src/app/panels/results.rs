@@ -204,16 +204,16 @@ pub fn results_ui(
     }
 }
 
-/// One result: thumbnail, rank, distance, class and file. Returns whether the person
-/// asked for the large preview (double-click).
 /// What happened to a result card this frame.
 struct CardResponse {
     /// Open the large preview (double-click or the context menu).
     preview: bool,
-    /// The pointer is over the card (its keys A, N and 0 mark it).
+    /// The pointer is over the card (keys A, N and U mark or unmark it).
     hovered: bool,
 }
 
+/// One result: thumbnail, rank, distance, class, file and its Alike / Not alike marks
+/// (`can_mark`: the query is a file; `mark`: the mark it has).
 fn result_card_ui(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,

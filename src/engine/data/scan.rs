@@ -3,6 +3,7 @@
 //! skipped.
 
 use std::collections::HashSet;
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -403,15 +404,21 @@ fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
     if size == 0 {
         return Err("empty file (0 bytes)".into());
     }
+    let mut file = std::io::BufReader::new(
+        std::fs::File::open(path).map_err(|e| format!("cannot be opened ({e})"))?,
+    );
     // The `image` crate reads a whole JPEG to learn its size: 3–5 MB per phone photo, every
     // photo at every scan (an index update too). Its frame header is a few KB in.
-    if let Ok(file) = std::fs::File::open(path)
-        && let Some((width, height)) = jpeg_dimensions(std::io::BufReader::new(file))
-    {
+    if let Some((width, height)) = jpeg_dimensions(&mut file) {
         return check_pixel_limit(width, height, max_pixels);
     }
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| format!("cannot be opened ({e})"))?
+    file.rewind().map_err(|e| format!("cannot be read ({e})"))?;
+    let mut reader = image::ImageReader::new(file);
+    // As `ImageReader::open` does: the extension names the format the contents do not.
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader
         .with_guessed_format()
         .map_err(|e| format!("cannot be read ({e})"))?;
     if reader.format().is_none() {
