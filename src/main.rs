@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // A file name in the message must not drive the terminal (escape codes).
+            eprintln!(
+                "error: {}",
+                likeness::cli::terminal_safe(&format!("{error:#}"))
+            );
             ExitCode::FAILURE
         }
     }

@@ -604,9 +604,28 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
         app.training.step_losses.len() >= 2
     });
     harness.get_by_label("Cancel").click();
+    // Issue #23 item 2: the click is acknowledged in the very frame it lands in, before
+    // the worker has answered.
+    harness.step();
+    let job = harness.state().training.job.expect("the training job");
+    assert!(
+        harness.state().is_cancelling(job),
+        "the click was not acknowledged"
+    );
+    harness.step();
+    if harness.state().training_running() {
+        let button = harness.get_by_label("Cancelling…");
+        assert!(
+            button.accesskit_node().is_disabled(),
+            "Cancel can be clicked again"
+        );
+        harness.get_by_label("Cancelling training…");
+    }
     run_until(&mut harness, "the end of the cancelled run", |app| {
         app.training.outcome.is_some() && app.is_idle()
     });
+    assert!(!harness.state().is_cancelling(job));
+    assert!(harness.query_by_label("Cancelling…").is_none());
     assert_eq!(harness.state().current, before, "nothing current changed");
     harness.get_by_label("Training cancelled");
     harness.get_by_label_contains("current model and index are unchanged");
@@ -1211,4 +1230,49 @@ fn likeness_photo_searches_and_likeness_folder_opens_the_library() {
     run_until(&mut harness, "the other library", |app| {
         app.settings.library.as_deref() == Some(other.as_path()) && app.library.is_some()
     });
+}
+
+/// Issue #23 item 1: `likeness PHOTO` opened the window with "There is no index to search
+/// yet" although the last index was being reopened. Through the real start-up path: the
+/// app is made from saved settings and handed the photo in the same breath, as
+/// `run_window` does.
+#[test]
+fn likeness_photo_at_start_up_searches_once_the_last_index_is_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 77).expect("photos");
+    let query = library.join("class_00/img_000.png");
+    let settings = {
+        let harness = indexed_window(dir.path(), &library, &query);
+        harness.state().settings.clone()
+    };
+    assert!(settings.index.is_some(), "the index was not remembered");
+    let photo = library.join("class_01/img_001.png");
+    let opened = photo.clone();
+    let dirs = DataDirs::under(dir.path().join("data"));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .build_eframe(move |cc| {
+            let mut app = LikenessApp::with_settings(&cc.egui_ctx, settings, dirs);
+            app.open_path(opened);
+            app
+        });
+    run_until(&mut harness, "results for the photo", |app| {
+        app.search
+            .as_ref()
+            .is_some_and(|s| s.query.label() == photo.display().to_string())
+    });
+    let app = harness.state();
+    assert!(
+        !app.notices
+            .iter()
+            .any(|n| n.text.contains("There is no index")),
+        "{:?}",
+        app.notices
+    );
+    assert_eq!(
+        app.search.as_ref().map(|s| s.hits[0].path.clone()),
+        Some(std::fs::canonicalize(&photo).expect("path")),
+        "a library photo finds itself first"
+    );
 }

@@ -813,3 +813,599 @@ fn handled_kill_9_during_indexing_keeps_the_previous_index() {
     ]);
     assert_exit(&output, 0);
 }
+
+// Issue #22: outputs that overwrite what they should not, files that are not files.
+
+/// The bytes of each file, to show nothing was replaced.
+fn contents(files: &[&Path]) -> Vec<Vec<u8>> {
+    files
+        .iter()
+        .map(|f| std::fs::read(f).expect("read"))
+        .collect()
+}
+
+#[test]
+fn case_22_01_an_output_replaces_only_its_own_kind_and_never_an_input() {
+    let fixture = Fixture::new();
+    let (folder, index, files) = fixture.indexed();
+    let before = contents(&[&fixture.model, &index, &files[0]]);
+    let refused = |output: &Output, what: &str| {
+        assert_exit(output, 1);
+        let message = stderr(output);
+        assert!(message.contains(what), "{message}");
+        assert!(message.contains("nothing was done"), "{message}");
+    };
+
+    // --index naming the model (the reported case), and a photo inside the folder.
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&fixture.model),
+        "--folder",
+        s(&folder),
+        "--index",
+        s(&fixture.model),
+        "--device",
+        "cpu",
+    ]);
+    refused(&output, "--model");
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&fixture.model),
+        "--folder",
+        s(&folder),
+        "--index",
+        s(&files[0]),
+        "--device",
+        "cpu",
+    ]);
+    refused(&output, "is a photo (Png)");
+
+    // train --out over a photo and over the index.
+    let data = fixture.path("classes");
+    likeness::engine::synthetic::write_dataset(&data, 2, 4, 32, 1).expect("dataset");
+    for target in [&files[0], &index] {
+        let output = likeness(&[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(target),
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--device",
+            "cpu",
+        ]);
+        refused(&output, "Likeness writes a model only");
+        assert!(!stderr(&output).contains("training on"), "trained first");
+    }
+    // map --out over a photo, duplicates --others-csv over the index it reads.
+    let photo_png = fixture.path("photo.png");
+    std::fs::copy(&files[1], &photo_png).expect("copy");
+    let output = likeness(&["map", "--index", s(&index), "--out", s(&photo_png)]);
+    refused(&output, "is a photo");
+    let output = likeness(&[
+        "duplicates",
+        "--index",
+        s(&index),
+        "--others-csv",
+        s(&index),
+    ]);
+    refused(&output, "--index");
+    assert_eq!(contents(&[&fixture.model, &index, &files[0]]), before);
+    assert_eq!(
+        std::fs::read(&photo_png).ok(),
+        std::fs::read(&files[1]).ok()
+    );
+
+    // Their own earlier outputs are replaced without fuss.
+    let map = fixture.path("map.png");
+    let table = fixture.path("map.csv");
+    let list = fixture.path("others.csv");
+    for _ in 0..2 {
+        assert_exit(
+            &likeness(&["map", "--index", s(&index), "--out", s(&map)]),
+            0,
+        );
+        assert_exit(
+            &likeness(&["map", "--index", s(&index), "--out", s(&table)]),
+            0,
+        );
+        let output = likeness(&["duplicates", "--index", s(&index), "--others-csv", s(&list)]);
+        assert_exit(&output, 0);
+        assert_exit(&fixture.index(&folder, &index), 0);
+    }
+    // A CSV of the person's own under the map's name is not replaced.
+    let theirs = fixture.path("budget.csv");
+    std::fs::write(&theirs, "month,amount\njan,3\n").expect("write");
+    let output = likeness(&["map", "--index", s(&index), "--out", s(&theirs)]);
+    refused(&output, "a file Likeness did not write");
+    assert_eq!(
+        std::fs::read_to_string(&theirs).expect("read"),
+        "month,amount\njan,3\n"
+    );
+}
+
+#[test]
+fn case_22_04_an_output_that_cannot_be_written_is_refused_before_the_work() {
+    let fixture = Fixture::new();
+    let data = fixture.path("classes");
+    likeness::engine::synthetic::write_dataset(&data, 2, 4, 32, 1).expect("dataset");
+    // A folder that cannot be made (a file stands where it would be): a read-only
+    // folder does not stop root, which CI may run as, but this stops everyone.
+    let blocker = fixture.path("not-a-folder");
+    std::fs::write(&blocker, b"x").expect("write");
+    let out = blocker.join("model.safetensors");
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--max-seconds",
+        "30",
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(message.contains("cannot be written"), "{message}");
+    assert!(
+        !message.contains("training on"),
+        "it trained first: {message}"
+    );
+    let (folder, _, _) = fixture.indexed();
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&fixture.model),
+        "--folder",
+        s(&folder),
+        "--index",
+        s(&blocker.join("x.likeness-index")),
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cannot be written"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn case_22_08_an_embedding_size_no_loader_accepts_is_refused_before_training() {
+    let fixture = Fixture::new();
+    let data = fixture.path("classes");
+    likeness::engine::synthetic::write_dataset(&data, 2, 4, 32, 1).expect("dataset");
+    let out = fixture.path("wide.safetensors");
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--embedding-dim",
+        "70000",
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("between 1 and 65536"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn case_22_10_csv_cells_a_spreadsheet_would_run_are_written_as_text() {
+    let fixture = Fixture::new();
+    let folder = fixture.path("library");
+    let class = "=HYPERLINK(\"http:evil.example\";\"open\")";
+    let files = photos(&folder.join(class), 3);
+    photos(&folder.join("@SUM(1+1)"), 2);
+    let index = fixture.path("l.likeness-index");
+    assert_exit(&fixture.index(&folder, &index), 0);
+    let to = fixture.path("export");
+    assert_exit(&fixture.export(&index, &files[0], 5, &to), 0);
+    let table = fixture.path("map.csv");
+    assert_exit(
+        &likeness(&["map", "--index", s(&index), "--out", s(&table)]),
+        0,
+    );
+    for csv in [to.join("results.csv"), table] {
+        let text = std::fs::read_to_string(&csv).expect("csv");
+        for cell in text.lines().skip(1).flat_map(|line| line.split(',')) {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '@']),
+                "{}: a live formula cell {cell:?}",
+                csv.display()
+            );
+        }
+        assert!(
+            text.contains("'=HYPERLINK") && text.contains("'@SUM"),
+            "{text}"
+        );
+    }
+}
+
+/// Runs likeness, killing it after `limit` (a hang is a failure, not a stuck test run).
+fn likeness_within(limit: Duration, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while child.try_wait().expect("status").is_none() {
+        if started.elapsed() > limit {
+            child.kill().ok();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "likeness {args:?} still running after {limit:?}: {}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn case_22_05_pipes_and_devices_are_refused_without_hanging_or_filling_memory() {
+    let fixture = Fixture::new();
+    let (folder, index, files) = fixture.indexed();
+    let fifo = fixture.path("query.jpg");
+    mkfifo(&fifo);
+    let limit = Duration::from_secs(60);
+    for query in [s(&fifo), "/dev/zero"] {
+        let output = likeness_within(
+            limit,
+            &["search", "--index", s(&index), query, "--device", "cpu"],
+        );
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("not a regular file"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let output = likeness_within(
+        limit,
+        &[
+            "search",
+            "--index",
+            "/dev/zero",
+            s(&files[0]),
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    let output = likeness_within(
+        limit,
+        &[
+            "index",
+            "--model",
+            "/dev/zero",
+            "--folder",
+            s(&folder),
+            "--index",
+            s(&fixture.path("z.likeness-index")),
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    // A pipe named results.json in an export folder is not taken for a manifest.
+    let to = fixture.path("export");
+    std::fs::create_dir(&to).expect("mkdir");
+    mkfifo(&to.join("results.json"));
+    let output = likeness_within(
+        limit,
+        &[
+            "export",
+            "--index",
+            s(&index),
+            s(&files[0]),
+            "-k",
+            "1",
+            "--to",
+            s(&to),
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("results.json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn case_22_06_a_photo_turned_into_a_pipe_or_device_link_after_indexing_does_not_hang() {
+    let fixture = Fixture::new();
+    let (_, index, files) = fixture.indexed();
+    std::fs::remove_file(&files[1]).expect("rm");
+    mkfifo(&files[1]);
+    std::fs::remove_file(&files[2]).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &files[2]).expect("link");
+    let output = likeness_within(
+        Duration::from_secs(60),
+        &["duplicates", "--index", s(&index), "--json"],
+    );
+    assert_exit(&output, 0);
+    // Index update: the pipe and the device link are skipped with the reason.
+    let output = fixture.index(files[0].parent().expect("folder"), &index);
+    assert_exit(&output, 0);
+    let reasons = skipped_reasons(&last_json(&output)).join("\n");
+    assert!(
+        reasons.contains("photo_1.png cannot be read (not a regular file"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("photo_2.png a link to /dev/zero"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn case_22_11_control_characters_in_names_reach_the_terminal_escaped() {
+    let fixture = Fixture::new();
+    let folder = fixture.path("photos");
+    let files = photos(&folder.join("bell\u{7}class"), 2);
+    let odd = folder.join("bell\u{7}class").join("esc\u{1b}[2Jname.png");
+    std::fs::copy(&files[0], &odd).expect("copy");
+    let index = fixture.path("p.likeness-index");
+    assert_exit(&fixture.index(&folder, &index), 0);
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&odd),
+        "-k",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 0);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !printed.contains('\u{1b}') && !printed.contains('\u{7}'),
+        "{printed:?}"
+    );
+    assert!(printed.contains("esc\\u{1b}[2Jname.png"), "{printed}");
+    // JSON stays exact.
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&odd),
+        "-k",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let json = last_json(&output);
+    assert_eq!(
+        json["queries"][0]["results"][0]["path"].as_str(),
+        odd.to_str()
+    );
+    // An error naming the file is escaped too.
+    let missing = folder.join("gone\u{1b}]0;title\u{7}.png");
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        s(&missing),
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 1);
+    assert!(!stderr(&output).contains('\u{1b}'), "{:?}", stderr(&output));
+}
+
+#[test]
+fn case_22_13_nonsense_arguments_are_refused_or_warned_about() {
+    let fixture = Fixture::new();
+    let (folder, index, files) = fixture.indexed();
+    for bad in [
+        vec!["search", "--index", s(&index), s(&files[0]), "-k", "0"],
+        vec![
+            "search",
+            "--index",
+            s(&index),
+            s(&files[0]),
+            "--max-distance",
+            "nan",
+        ],
+        vec![
+            "search",
+            "--index",
+            s(&index),
+            s(&files[0]),
+            "--max-distance",
+            "-1",
+        ],
+        vec!["duplicates", "--index", s(&index), "--threshold", "nan"],
+        vec!["duplicates", "--index", s(&index), "--threshold", "-1"],
+    ] {
+        let output = likeness(&bad);
+        assert_eq!(output.status.code(), Some(2), "{bad:?} was accepted");
+    }
+    let output = likeness(&[
+        "index",
+        "--model",
+        s(&fixture.model),
+        "--folder",
+        s(&folder),
+        "--index",
+        s(&fixture.path("x.likeness-index")),
+        "--exclude",
+        "[",
+    ]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not supported"),
+        "{}",
+        stderr(&output)
+    );
+    let classes = fixture.path("classes");
+    likeness::engine::synthetic::write_dataset(&classes, 2, 3, 32, 1).expect("dataset");
+    let output = likeness(&[
+        "eval",
+        "--model",
+        s(&fixture.model),
+        "--gallery",
+        s(&classes),
+        "--queries",
+        s(&classes),
+        "--device",
+        "cpu",
+    ]);
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("the queries are the gallery"),
+        "{}",
+        stderr(&output)
+    );
+    let queries = fixture.path("queries");
+    likeness::engine::synthetic::write_dataset(&queries, 3, 2, 32, 2).expect("dataset");
+    let output = likeness(&[
+        "eval",
+        "--model",
+        s(&fixture.model),
+        "--gallery",
+        s(&classes),
+        "--queries",
+        s(&queries),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        stderr(&output).contains("no class folder for 1"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn case_22_14_a_deleted_result_is_named_and_the_os_reason_said_once() {
+    let fixture = Fixture::new();
+    let (_, index, files) = fixture.indexed();
+    std::fs::remove_file(&files[2]).expect("rm");
+    let output = fixture.export(&index, &files[0], 3, &fixture.path("out"));
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(message.contains("photo_2.png"), "{message}");
+    assert!(message.contains("update the index"), "{message}");
+    assert!(message.matches("os error").count() <= 1, "{message}");
+}
+
+#[test]
+fn case_22_15_an_export_inside_the_library_is_warned_about_and_never_indexed() {
+    let fixture = Fixture::new();
+    let (folder, index, files) = fixture.indexed();
+    let to = folder.join("exported");
+    let output = fixture.export(&index, &files[0], 3, &to);
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("inside the indexed folder"),
+        "{}",
+        stderr(&output)
+    );
+    let output = fixture.index(&folder, &index);
+    assert_exit(&output, 0);
+    let json = last_json(&output);
+    assert_eq!(json["images"], 3, "exported copies were indexed: {json}");
+}
+
+#[cfg(unix)]
+#[test]
+fn case_22_16_ctrl_c_during_indexing_saves_what_was_embedded_and_the_next_run_continues() {
+    let fixture = Fixture::new();
+    let folder = fixture.path("many");
+    photos(&folder, 3000);
+    let index = fixture.path("many.likeness-index");
+    let child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args([
+            "index",
+            "--model",
+            s(&fixture.model),
+            "--folder",
+            s(&folder),
+            "--index",
+            s(&index),
+            "--device",
+            "cpu",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Once the scan is done and embedding has begun (the index is refused before that).
+    std::thread::sleep(Duration::from_millis(2500));
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let output = child.wait_with_output().expect("wait");
+    if output.status.code() == Some(0) {
+        eprintln!("the machine indexed 3000 photos before the signal; nothing to check");
+        return;
+    }
+    assert_exit(&output, 130);
+    let json = last_json(&output);
+    let saved = json["images"].as_u64().expect("images");
+    let pending = json["pending"].as_u64().expect("pending");
+    assert!(saved > 0 && pending > 0, "{json}");
+    assert!(
+        stderr(&output).contains("run the same command again"),
+        "{}",
+        stderr(&output)
+    );
+    let output = fixture.index(&folder, &index);
+    assert_exit(&output, 0);
+    let json = last_json(&output);
+    assert_eq!(json["images"], 3000);
+    assert_eq!(json["kept"].as_u64(), Some(saved), "{json}");
+}

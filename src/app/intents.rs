@@ -134,7 +134,12 @@ impl LikenessApp {
                 }
             }
             Intent::StartTraining => self.start_training(),
-            Intent::Cancel(job) => self.worker.cancel(job),
+            Intent::Cancel(job) => {
+                self.worker.cancel(job);
+                if !self.state.cancelling.contains(&job) {
+                    self.state.cancelling.push(job);
+                }
+            }
             Intent::PickWeightsFile => {
                 if let Some(path) = rfd::FileDialog::new()
                     .add_filter("safetensors", &["safetensors"])

@@ -292,6 +292,15 @@ impl LikenessApp {
             }
         }
         if self.current.index.is_none() {
+            if self.state.index_on_the_way() {
+                // `likeness PHOTO` at start-up: the last index is still opening.
+                self.state.info(format!(
+                    "Opening the index; {} will be searched when it is open.",
+                    query.label()
+                ));
+                self.state.pending_query = Some(query);
+                return;
+            }
             self.state.error(
                 "There is no index to search yet: train a model (or open one), then index a folder.",
             );

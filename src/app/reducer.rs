@@ -62,10 +62,18 @@ impl AppState {
                     self.training.preparing = None;
                     self.training.evaluating = None;
                 }
-                self.error(format!("{} failed: {message}", capitalise(kind.label())));
+                let unsearched = self.unsearched_query_note();
+                self.error(format!(
+                    "{} failed: {message}{unsearched}",
+                    capitalise(kind.label())
+                ));
             }
             Event::Cancelled { job, kind } => {
                 self.end(job);
+                let unsearched = self.unsearched_query_note();
+                if !unsearched.is_empty() {
+                    self.info(unsearched.trim_start().to_string());
+                }
                 if self.index_after == Some(job) {
                     self.index_after = None;
                 }
@@ -104,8 +112,13 @@ impl AppState {
                     self.map = None;
                     self.load_marks();
                 }
-                // Results of another index are stale: ask the new one the same question.
-                if index_changed && let Some(search) = &self.search {
+                // A query that waited for the index (`likeness PHOTO` at start-up).
+                if self.current.index.is_some()
+                    && let Some(query) = self.pending_query.take()
+                {
+                    effects.push(Effect::Search(query));
+                } else if index_changed && let Some(search) = &self.search {
+                    // Results of another index are stale: ask the new one the same question.
                     if self.current.index.is_some() {
                         effects.push(Effect::Search(search.query.clone()));
                     } else {
@@ -118,9 +131,22 @@ impl AppState {
         effects
     }
 
+    /// When a query waits for an index and no job will bring one any more: forgets it and
+    /// returns a sentence saying it was not searched (empty otherwise).
+    fn unsearched_query_note(&mut self) -> String {
+        if self.current.index.is_some() || self.index_on_the_way() {
+            return String::new();
+        }
+        match self.pending_query.take() {
+            Some(query) => format!(" {} was not searched.", query.label()),
+            None => String::new(),
+        }
+    }
+
     /// A job ended: it is neither running nor waiting any more.
     fn end(&mut self, job: JobId) {
         self.queued.retain(|(queued, _)| *queued != job);
+        self.cancelling.retain(|cancelled| *cancelled != job);
         if self.activity.as_ref().is_some_and(|a| a.job == job) {
             self.activity = None;
         }

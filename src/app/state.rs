@@ -279,6 +279,12 @@ pub struct AppState {
     pub mark_history: Vec<(PathBuf, PathBuf, Option<bool>)>,
     /// Budget of Retrain with my marks, in seconds.
     pub fine_tune_seconds: f64,
+    /// A query asked for while an index was still being opened (`likeness PHOTO` at
+    /// start-up): searched as soon as the index is open.
+    pub pending_query: Option<crate::worker::Query>,
+    /// Jobs the person asked to cancel that have not ended yet: their Cancel buttons say
+    /// "Cancelling…" and are disabled, at once, whatever the job is doing.
+    pub cancelling: Vec<JobId>,
 }
 
 impl AppState {
@@ -314,7 +320,29 @@ impl AppState {
             marks_path: None,
             mark_history: Vec::new(),
             fine_tune_seconds: crate::engine::feedback::DEFAULT_SECONDS,
+            pending_query: None,
+            cancelling: Vec::new(),
         }
+    }
+
+    /// Whether a job that ends with an index open is running or waiting (so a query can
+    /// wait for it rather than be refused).
+    pub fn index_on_the_way(&self) -> bool {
+        let brings_index = |kind: &JobKind| {
+            matches!(
+                kind,
+                JobKind::OpenIndex | JobKind::BuildIndex | JobKind::UpdateIndex
+            )
+        };
+        self.activity
+            .as_ref()
+            .is_some_and(|a| brings_index(&a.kind))
+            || self.queued.iter().any(|(_, kind)| brings_index(kind))
+    }
+
+    /// Whether the person asked `job` to stop and it has not ended yet.
+    pub fn is_cancelling(&self, job: JobId) -> bool {
+        self.cancelling.contains(&job)
     }
 
     /// No job running or waiting.

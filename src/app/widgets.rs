@@ -150,3 +150,15 @@ pub fn format_distance(distance: f32) -> String {
         format!("{distance:.4}")
     }
 }
+
+/// A Cancel button that acknowledges the click at once: once `cancelling`, it reads
+/// "Cancelling…" and is disabled until the job ends. Returns whether it was clicked.
+pub fn cancel_button(ui: &mut egui::Ui, cancelling: bool, label: &str, hover: &str) -> bool {
+    if cancelling {
+        ui.add_enabled(false, egui::Button::new("Cancelling…"))
+            .on_disabled_hover_text("Stopping at the next step or batch");
+        false
+    } else {
+        ui.button(label).on_hover_text(hover).clicked()
+    }
+}

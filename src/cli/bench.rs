@@ -109,15 +109,67 @@ fn mislabel_benchmark(
     Ok(())
 }
 
-/// A fresh folder under the system's temporary directory for the planted copy.
+/// Prefix of the planted copies under the system's temporary directory.
+const SCRATCH_PREFIX: &str = "likeness-mislabels-";
+
+/// A fresh folder under the system's temporary directory for the planted copy, removed
+/// on Ctrl+C; copies left by earlier runs that were killed are removed first.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    remove_abandoned_copies(&std::env::temp_dir());
     let dir = std::env::temp_dir().join(format!(
-        "likeness-mislabels-{}-{}",
+        "{SCRATCH_PREFIX}{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    super::interrupt::remove_on_interrupt(dir.clone());
     Ok(dir)
+}
+
+/// Removes the planted copies in `temp` whose benchmark process is gone (killed, or
+/// interrupted before the handler could run).
+fn remove_abandoned_copies(temp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !crate::engine::atomic::process_is_running(pid)
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_of_killed_benchmarks_are_removed_and_live_ones_kept() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dead = temp.path().join(format!("{SCRATCH_PREFIX}4194399-123"));
+        let live = temp
+            .path()
+            .join(format!("{SCRATCH_PREFIX}{}-456", std::process::id()));
+        let other = temp.path().join("likeness-other-4194399-1");
+        for folder in [&dead, &live, &other] {
+            std::fs::create_dir_all(folder.join("class_00")).expect("mkdir");
+        }
+        remove_abandoned_copies(temp.path());
+        assert!(!dead.exists(), "a killed run's copy was left");
+        assert!(live.exists() && other.exists());
+    }
 }

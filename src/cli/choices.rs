@@ -93,3 +93,22 @@ impl DeviceArg {
         DeviceChoice::from(self).resolve()
     }
 }
+
+/// `-k`: a number of results, at least 1 (0 would print nothing and succeed).
+pub fn result_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(k) => Ok(k),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A squared distance (`--max-distance`, `--threshold`): a number, zero or more. NaN and
+/// negative values would silently match nothing.
+pub fn distance(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(d) if d.is_finite() && d >= 0.0 => Ok(d),
+        Ok(_) => Err("must be a number, zero or more (distances are never negative)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{OutputArgs, print_json, progress};
 use crate::engine::duplicates::{Candidates, others, others_csv};
 use crate::engine::index::Gallery;
+use crate::engine::output::{Input, OutputKind, check_output};
 
 #[derive(Debug, clap::Args)]
 pub struct DuplicatesArgs {
@@ -18,7 +19,7 @@ pub struct DuplicatesArgs {
     /// Photos closer than this (squared distance, as printed) whose layouts also agree are
     /// grouped. The default is 10 × the median distance from a photo to its nearest other
     /// photo in the index, and is printed.
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", value_parser = super::choices::distance)]
     pub threshold: Option<f32>,
     /// Write the photos that are not the suggested keeper of their group (the largest
     /// file) to this CSV file. Nothing is deleted or moved.
@@ -29,6 +30,13 @@ pub struct DuplicatesArgs {
 }
 
 pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.others_csv {
+        let input = Input {
+            flag: "--index",
+            path: &args.index,
+        };
+        check_output(path, OutputKind::DuplicatesCsv, &[input], 0)?;
+    }
     let mut gallery = Gallery::load(&args.index).context("could not open the index")?;
     let bar = progress::bar(gallery.len() as u64, "comparing");
     let candidates = Candidates::find(
@@ -114,7 +122,7 @@ pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
                 println!(
                     "  {distance:>8}  {:>10} bytes  {}",
                     candidates.sizes[m],
-                    candidates.paths[m].display()
+                    super::shown(candidates.paths[m].display())
                 );
             }
         }

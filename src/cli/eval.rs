@@ -28,6 +28,29 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let same_folder = matches!(
+        (std::fs::canonicalize(&args.gallery), std::fs::canonicalize(&args.queries)),
+        (Ok(g), Ok(q)) if g == q
+    );
+    if same_folder {
+        eprintln!(
+            "warning: the queries are the gallery: every photo finds itself first, so \
+             recall@1 says nothing about unseen photos; give held-out photos as --queries"
+        );
+    }
+    let gallery_classes = class_folders(&args.gallery);
+    let missing: Vec<String> = class_folders(&args.queries)
+        .difference(&gallery_classes)
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: the gallery has no class folder for {} of the query classes ({}): \
+             their queries cannot find a photo of their class and count as misses",
+            missing.len(),
+            super::shown(missing.join(", "))
+        );
+    }
     let (model, info) =
         load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
     let bar = progress::bar(0, "embedding");
@@ -68,8 +91,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         for suspect in report.suspects.iter().take(10) {
             println!(
                 "  check label: {} is '{}' but {:.0}% of its neighbours are '{}' (confidence {:.2})",
-                suspect.path.display(),
-                suspect.class,
+                super::shown(suspect.path.display()),
+                super::shown(&suspect.class),
                 suspect.share * 100.0,
                 suspect.neighbours_class,
                 suspect.confidence
@@ -79,4 +102,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         print_json(&report)?;
     }
     Ok(())
+}
+
+/// The names of the sub-folders (classes) of a class-folder set.
+fn class_folders(folder: &std::path::Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
 }

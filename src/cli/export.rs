@@ -16,7 +16,7 @@ pub struct ExportArgs {
     /// The query image.
     pub image: PathBuf,
     /// Number of nearest images to export.
-    #[arg(short, default_value_t = 5)]
+    #[arg(short, default_value_t = 5, value_parser = super::choices::result_count)]
     pub k: usize,
     /// Folder to copy the images and manifests into (created if needed).
     #[arg(long)]
@@ -36,6 +36,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             .context("could not open the index")?;
     let hits = session.search_file(&args.image, args.k)?;
     let index = absolute(&args.index);
+    if crate::engine::export::inside_library(&args.to, &session.gallery.header.folder) {
+        eprintln!(
+            "warning: {} is inside the indexed folder {}; the copies are left out of its \
+             index (an export folder is never scanned), but they do take space there",
+            super::shown(absolute(&args.to).display()),
+            super::shown(session.gallery.header.folder.display())
+        );
+    }
     let source = ExportSource {
         folder: &session.gallery.header.folder,
         index: Some(&index),

@@ -1,7 +1,6 @@
 //! `likeness index`.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use serde_json::json;
@@ -11,8 +10,9 @@ use super::weights::resolve_weights_argument;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::ann::MethodChoice;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
-use crate::engine::index::{Gallery, IndexChanges, IndexOptions};
+use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
 use crate::engine::model::load_model;
+use crate::engine::output::{Input, OutputKind, check_output};
 use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
 
 #[derive(Debug, clap::Args)]
@@ -61,8 +61,25 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
         args.model = path;
     }
     let (model, info) = load_model(&args.model, device).context("could not open the model")?;
+    // Refused before the scan: a model, a photo or anything not an index is never replaced.
+    check_output(
+        &args.index,
+        OutputKind::Index,
+        &[Input {
+            flag: "--model",
+            path: &args.model,
+        }],
+        0,
+    )?;
     let folder = scan_folder_excluding(&args.folder, DEFAULT_MAX_PIXELS, &args.exclude)
         .context("could not scan the folder")?;
+    // With the photos counted, check the disk has room for their vectors too.
+    check_output(
+        &args.index,
+        OutputKind::Index,
+        &[],
+        index_bytes_estimate(folder.images.len(), model.config.embedding_dim),
+    )?;
     if folder.images.is_empty() {
         warn_skipped(&folder.skipped);
         anyhow::bail!("{}: no images found to index", args.folder.display());
@@ -86,19 +103,29 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
                 (_, true) => MethodChoice::Approximate,
                 _ => MethodChoice::Auto,
             },
+            // Ctrl+C or SIGTERM: save what was embedded; the next run continues from it.
+            keep_partial_on_cancel: true,
         },
         &|done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         },
-        &AtomicBool::new(false),
-    )?;
+        super::interrupt::flag(),
+    )
+    .map_err(|error| match error {
+        crate::engine::EngineError::Cancelled => anyhow::anyhow!(
+            "interrupted before any photo was embedded; {} was not changed",
+            args.index.display()
+        ),
+        error => error.into(),
+    })?;
     bar.finish_and_clear();
     let IndexChanges {
         added,
         updated,
         removed,
         kept,
+        pending,
     } = changes;
     if previous.is_some() {
         eprintln!(
@@ -109,6 +136,23 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
     gallery
         .save(&args.index)
         .with_context(|| format!("could not write the index to {}", args.index.display()))?;
+    if pending > 0 {
+        eprintln!(
+            "interrupted: saved the {} photos embedded so far to {}; run the same command \
+             again to embed the {pending} left (nothing done is lost)",
+            gallery.len(),
+            absolute(&args.index).display()
+        );
+        if args.output.json {
+            print_json(&json!({
+                "index": absolute(&args.index),
+                "images": gallery.len(),
+                "interrupted": true,
+                "pending": pending,
+            }))?;
+        }
+        std::process::exit(super::interrupt::INTERRUPTED_EXIT_CODE);
+    }
     eprintln!(
         "indexed {} images of {} into {} ({})",
         gallery.len(),

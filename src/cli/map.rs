@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{OutputArgs, print_json};
 use crate::engine::index::Gallery;
 use crate::engine::map::EmbeddingMap;
+use crate::engine::output::{Input, OutputKind, check_output, mark_png};
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {
@@ -43,7 +44,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
                 let mut png = Vec::new();
                 map.render(args.width, args.height)
                     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-                Ok(png)
+                Ok(mark_png(&png))
             }
             _ => anyhow::bail!(
                 "{}: the map is written as .png or .csv; name the file so",
@@ -53,6 +54,16 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
     };
     // Refuse a bad --out before the work.
     bytes_of(&EmbeddingMap::default())?;
+    let kind = match extension.as_deref() {
+        Some("csv") => OutputKind::MapCsv,
+        _ => OutputKind::MapPng,
+    };
+    let input = Input {
+        flag: "--index",
+        path: &args.index,
+    };
+    let size_estimate = u64::from(args.width) * u64::from(args.height) * 3;
+    check_output(&args.out, kind, &[input], size_estimate)?;
     let mut gallery = Gallery::load(&args.index).context("could not open the index")?;
     let map = EmbeddingMap::of_gallery(&mut gallery).context("could not draw the map")?;
     crate::engine::atomic::write_atomic(&args.out, &bytes_of(&map)?)

@@ -8,6 +8,7 @@ mod duplicates;
 mod eval;
 mod export;
 mod index;
+pub mod interrupt;
 mod map;
 mod progress;
 mod search;
@@ -86,10 +87,35 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Text for a person's terminal: control characters (ESC, BEL, …, which a hostile file
+/// name could use to rewrite the screen or the window title) are shown escaped, as
+/// `\u{1b}`; line breaks and tabs stay. JSON output is not passed through this: it
+/// stays exact (its encoder escapes them already).
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// [`terminal_safe`] for anything displayable (paths, errors).
+fn shown(value: impl std::fmt::Display) -> String {
+    terminal_safe(&value.to_string()).into_owned()
+}
+
 /// Warns on stderr about each skipped file, then a count.
 fn warn_skipped(skipped: &[crate::engine::data::SkippedFile]) {
     for file in skipped {
-        eprintln!("warning: {file}");
+        eprintln!("warning: {}", shown(file));
     }
     if !skipped.is_empty() {
         eprintln!("warning: {} file(s) skipped", skipped.len());

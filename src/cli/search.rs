@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::choices::DeviceArg;
-use super::{OutputArgs, print_json};
+use super::{OutputArgs, print_json, shown};
 use crate::engine::index::SearchSession;
 
 #[derive(Debug, clap::Args)]
@@ -18,10 +18,10 @@ pub struct SearchArgs {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// Number of results per query.
-    #[arg(short, default_value_t = 5)]
+    #[arg(short, default_value_t = 5, value_parser = super::choices::result_count)]
     pub k: usize,
     /// Only results closer than this (squared distance, as printed).
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", value_parser = super::choices::distance)]
     pub max_distance: Option<f32>,
     /// The model, if it moved since the index was built.
     #[arg(long)]
@@ -45,14 +45,14 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
                     hits.retain(|hit| hit.distance < limit);
                 }
                 if !args.output.json {
-                    println!("{}", query.display());
+                    println!("{}", shown(query.display()));
                     for hit in &hits {
                         println!(
                             "  {:>3}. {:>10.4}  {:<16} {}",
                             hit.rank,
                             hit.distance,
-                            hit.class.as_deref().unwrap_or("-"),
-                            hit.path.display()
+                            shown(hit.class.as_deref().unwrap_or("-")),
+                            shown(hit.path.display())
                         );
                     }
                 }
@@ -60,7 +60,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {error}");
+                eprintln!("error: {}", shown(&error));
                 results.push(json!({ "query": query, "error": error.to_string() }));
             }
         }

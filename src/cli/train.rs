@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::choices::{AugmentArg, DeviceArg, LossArg, MiningArg, PresetArg, ScheduleArg};
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
-use crate::engine::model::save_model;
+use crate::engine::model::{model_file_bytes_estimate, save_model};
+use crate::engine::output::{Input, OutputKind, check_output};
 use crate::engine::train::{Preset, TrainEvent, TrainJob, train};
 
 #[derive(Debug, clap::Args)]
@@ -104,24 +105,34 @@ pub struct TrainArgs {
 fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Result<()> {
     use crate::engine::feedback::{FineTune, Marks, fine_tune};
     let model_path = args.model.as_ref().context("--feedback needs --model")?;
-    let same = |a: &std::path::Path, b: &std::path::Path| {
-        std::fs::canonicalize(a)
-            .ok()
-            .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
-    };
-    anyhow::ensure!(
-        !same(model_path, &args.out),
-        "--out is the model being fine-tuned; choose another file (the old model is kept)"
-    );
     anyhow::ensure!(
         marks_path.exists(),
         "{}: no such marks file",
         marks_path.display()
     );
     let marks = Marks::load(marks_path).context("could not read the marks")?;
+    let (marks, cleanup) = marks.deduplicated();
+    if let Some(note) = cleanup.describe() {
+        eprintln!("note: {note}");
+    }
     let device = args.device.unwrap_or(DeviceArg::Auto).resolve()?;
     let (mut model, info) =
         crate::engine::model::load_model(model_path, device).context("could not open the model")?;
+    check_output(
+        &args.out,
+        OutputKind::Model,
+        &[
+            Input {
+                flag: "--model",
+                path: model_path,
+            },
+            Input {
+                flag: "--feedback",
+                path: marks_path,
+            },
+        ],
+        model_file_bytes_estimate(&model.config),
+    )?;
     let library =
         crate::engine::data::scan_folder(&args.data, crate::engine::data::DEFAULT_MAX_PIXELS)
             .context("could not scan the library")?;
@@ -206,6 +217,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.max_seconds.is_some() {
         settings.max_seconds = args.max_seconds;
     }
+    settings.validate()?;
+    let inputs: Vec<Input<'_>> = [
+        ("--init-model", args.init_model.as_deref()),
+        ("--weights", args.weights.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| path.map(|path| Input { flag, path }))
+    .collect();
+    check_output(
+        &args.out,
+        OutputKind::Model,
+        &inputs,
+        model_file_bytes_estimate(&settings.model_config()),
+    )?;
     // Under a time budget the progress bar counts seconds; otherwise steps.
     let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);

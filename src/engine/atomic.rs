@@ -120,14 +120,15 @@ fn temporary_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// Whether the process with this id is still running (on Linux, from `/proc`).
 #[cfg(target_os = "linux")]
-fn process_is_running(pid: u32) -> bool {
+pub fn process_is_running(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Without a cheap way to ask, a temporary counts as live until it is a day old.
 #[cfg(not(target_os = "linux"))]
-fn process_is_running(_pid: u32) -> bool {
+pub fn process_is_running(_pid: u32) -> bool {
     true
 }
 

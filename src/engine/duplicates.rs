@@ -118,7 +118,9 @@ impl Group {
 
 /// FNV-1a of a file's bytes (None when it cannot be read).
 fn content_hash(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
+    // Only a regular photo file, bounded: a photo swapped for a pipe or /dev/zero since
+    // it was indexed must not hang the comparison or fill memory.
+    let bytes = super::data::decode::read_photo(path).ok()?;
     let mut hash = Fnv1a::default();
     hash.write(&bytes);
     Some(hash.finish())
@@ -438,14 +440,8 @@ pub fn others(candidates: &Candidates, groups: &[Group], keep: &[usize]) -> Vec<
 
 /// The list as CSV (a header row, then one row per photo not kept).
 pub fn others_csv(rows: &[OtherCopy]) -> String {
-    fn field(text: &str) -> String {
-        if text.contains([',', '"', '\n']) {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        } else {
-            text.to_string()
-        }
-    }
-    let mut csv = String::from("group,path,bytes,kept,distance_to_kept,identical_to_kept\n");
+    use super::csv::field;
+    let mut csv = format!("{}\n", super::output::DUPLICATES_CSV_HEADER);
     for row in rows {
         csv.push_str(&format!(
             "{},{},{},{},{},{}\n",
@@ -478,7 +474,8 @@ pub fn copy_others(rows: &[OtherCopy], folder: &Path) -> Result<usize> {
             unique = folder.join(format!("{:04}-{n}-{name}", row.group));
             n += 1;
         }
-        let bytes = std::fs::read(&row.path).map_err(|e| EngineError::io(&row.path, e))?;
+        let bytes = super::data::decode::read_photo(&row.path)
+            .map_err(|reason| EngineError::bad_file(&row.path, reason))?;
         super::atomic::write_atomic(&unique, &bytes)?;
     }
     Ok(rows.len())

@@ -9,12 +9,12 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// Everything the engine can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file or folder could not be read or written. The OS reason is part of the
+    /// message and not a separate `source`, so a chain printed with `{:#}` says it once.
+    #[error("{}: {}", path.display(), io_reason(error))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A folder that should hold images does not exist or is not a folder.
     #[error("{}: no such folder", .0.display())]
@@ -57,6 +57,16 @@ pub enum EngineError {
     /// Training went wrong in a way that would give a useless model (diverged, collapsed).
     #[error("{0}")]
     Training(String),
+    /// A result could not be saved where asked, and was kept elsewhere instead.
+    #[error(
+        "{}: could not be saved ({reason}); the result was kept at {} — move it where you want it",
+        path.display(), kept_at.display()
+    )]
+    Rescued {
+        path: PathBuf,
+        reason: String,
+        kept_at: PathBuf,
+    },
     /// The job was cancelled before it produced anything usable.
     #[error("cancelled before anything usable was produced")]
     Cancelled,
@@ -64,10 +74,10 @@ pub enum EngineError {
 
 impl EngineError {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -77,5 +87,23 @@ impl EngineError {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// An I/O error in words a person can act on: the OS text once, and for the errors people
+/// meet most a plain sentence first ("no such file", "permission denied").
+pub fn io_reason(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let plain = match error.kind() {
+        ErrorKind::NotFound => "no such file or folder",
+        ErrorKind::PermissionDenied => "permission denied",
+        ErrorKind::StorageFull => "the disk is full",
+        ErrorKind::ReadOnlyFilesystem => "the disk is read-only",
+        ErrorKind::InvalidFilename => "the path is too long or not a valid name",
+        _ => return error.to_string(),
+    };
+    match error.raw_os_error() {
+        Some(code) => format!("{plain} (os error {code})"),
+        None => plain.to_string(),
     }
 }

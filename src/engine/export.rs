@@ -10,10 +10,17 @@ use super::index::SearchHit;
 use super::{EngineError, Result};
 
 /// Name of the JSON manifest; a Likeness manifest marks a folder as an earlier export.
-pub const MANIFEST_JSON: &str = "results.json";
+pub const MANIFEST_JSON: &str = super::files::EXPORT_MANIFEST_JSON;
 pub const MANIFEST_CSV: &str = "results.csv";
+/// The journal of an export being moved into place: the new manifest, written before the
+/// first photo is moved and removed after the last manifest is, so that an export killed
+/// half-way is finished off by the next one instead of blocking the folder. Hidden, so a
+/// scan of the folder never takes it for a photo.
+pub const JOURNAL_JSON: &str = ".likeness-export-in-progress.json";
+/// The largest manifest or journal read back (a million results is ~200 MB of JSON).
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 /// What a manifest says wrote it.
-pub const GENERATOR: &str = "Likeness";
+pub const GENERATOR: &str = super::files::EXPORT_GENERATOR;
 /// The longest file name most file systems take, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -92,6 +99,8 @@ pub fn export_results(
 ) -> Result<ExportManifest> {
     std::fs::create_dir_all(folder).map_err(|e| EngineError::io(folder, e))?;
     let earlier = earlier_export(folder)?;
+    // An export killed while moving its photos in: its files are ours to replace.
+    let interrupted = interrupted_export(folder);
     let results: Vec<ExportedResult> = hits
         .iter()
         .map(|hit| ExportedResult {
@@ -104,11 +113,12 @@ pub fn export_results(
         .collect();
     let ours: HashSet<&str> = earlier
         .iter()
+        .chain(&interrupted)
         .flat_map(|m| m.results.iter().map(|r| r.file.as_str()))
         .chain(
             [MANIFEST_CSV, MANIFEST_JSON]
                 .into_iter()
-                .filter(|_| earlier.is_some()),
+                .filter(|_| earlier.is_some() || interrupted.is_some()),
         )
         .collect();
     if let Some(clash) = results
@@ -139,16 +149,40 @@ pub fn export_results(
         results,
     };
     let staged = stage(&manifest, &staging);
-    let committed = staged.and_then(|()| commit(&manifest, earlier.as_ref(), &staging, folder));
+    let replaced: Vec<&ExportManifest> = earlier.iter().chain(&interrupted).collect();
+    let committed =
+        staged.and_then(|()| commit(&manifest, &replaced, &staging, folder, &mut |_| Ok(())));
     std::fs::remove_dir_all(&staging).ok();
     committed.map(|()| manifest)
+}
+
+/// The manifest of an export that was killed while moving its photos in, if its journal
+/// is in `folder`. A journal that cannot be read is left alone (and so protects nothing).
+fn interrupted_export(folder: &Path) -> Option<ExportManifest> {
+    let bytes =
+        super::files::read_regular(&folder.join(JOURNAL_JSON), MAX_MANIFEST_BYTES, "a journal")
+            .ok()?;
+    serde_json::from_slice::<ExportManifest>(&bytes)
+        .ok()
+        .filter(|m| m.generator == GENERATOR)
+}
+
+/// Whether an export into `to` would land inside the indexed `library` folder (its
+/// copies are then left out of the library's scans, as every export folder is).
+pub fn inside_library(to: &Path, library: &Path) -> bool {
+    let to = std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf());
+    let to = std::fs::canonicalize(&to).unwrap_or(to);
+    let library = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_path_buf());
+    to.starts_with(library)
 }
 
 /// The manifest of an earlier Likeness export in `folder`, if there is one. A
 /// `results.json` that is not one (the user's own file) is not taken for one.
 fn earlier_export(folder: &Path) -> Result<Option<ExportManifest>> {
     let path = folder.join(MANIFEST_JSON);
-    let Ok(bytes) = std::fs::read(&path) else {
+    // Bounded, and only a regular file: a pipe or a link to /dev/zero named results.json
+    // must not hang the export or fill memory; such a file is simply not a manifest.
+    let Ok(bytes) = super::files::read_regular(&path, MAX_MANIFEST_BYTES, "a manifest") else {
         return Ok(None);
     };
     Ok(serde_json::from_slice::<ExportManifest>(&bytes)
@@ -164,7 +198,18 @@ fn check_source(source: &Path, allowed: &Path) -> Result<()> {
             format!("{why}; the index may be damaged (nothing was exported)"),
         )
     };
-    let canonical = std::fs::canonicalize(source).map_err(|e| EngineError::io(source, e))?;
+    let canonical = std::fs::canonicalize(source).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::bad_file(
+                source,
+                "no longer exists (deleted or moved since the folder was indexed); update \
+                 the index (`likeness index`, or Update in the window) and export again \
+                 (nothing was exported)",
+            )
+        } else {
+            EngineError::io(source, e)
+        }
+    })?;
     if !canonical.starts_with(allowed) {
         return Err(refuse(&format!(
             "is outside the indexed folder {}",
@@ -192,9 +237,9 @@ fn stage(manifest: &ExportManifest, staging: &Path) -> Result<()> {
             "{},{},{},{},{}\n",
             result.rank,
             result.distance,
-            csv_field(&result.source.to_string_lossy()),
-            csv_field(result.class.as_deref().unwrap_or("")),
-            csv_field(&result.file)
+            super::csv::field(&result.source.to_string_lossy()),
+            super::csv::field(result.class.as_deref().unwrap_or("")),
+            super::csv::field(&result.file)
         ));
     }
     let csv_path = staging.join(MANIFEST_CSV);
@@ -206,21 +251,26 @@ fn stage(manifest: &ExportManifest, staging: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Moves the staged export into `folder`: first removes the earlier export's photos
-/// that this one does not have, then moves the photos, then the manifests (so a folder
-/// with a manifest always holds what it lists).
+/// Moves the staged export into `folder`. The journal (the new manifest) is written
+/// first, so that a kill at any later point leaves a folder the next export recognises
+/// as its own; then the files of `replaced` exports that this one does not have are
+/// removed, the photos moved in, then the manifests (so a folder with a manifest always
+/// holds what it lists), and the journal removed last. `after_move` is called after each
+/// move (tests stop the commit there, as a kill would).
 fn commit(
     manifest: &ExportManifest,
-    earlier: Option<&ExportManifest>,
+    replaced: &[&ExportManifest],
     staging: &Path,
     folder: &Path,
+    after_move: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<()> {
+    let journal = folder.join(JOURNAL_JSON);
+    let json = serde_json::to_vec(manifest).map_err(|e| EngineError::Config(e.to_string()))?;
+    super::atomic::write_atomic(&journal, &json)?;
     let new: HashSet<&str> = manifest.results.iter().map(|r| r.file.as_str()).collect();
-    if let Some(earlier) = earlier {
-        for result in &earlier.results {
-            if !new.contains(result.file.as_str()) {
-                std::fs::remove_file(folder.join(&result.file)).ok();
-            }
+    for result in replaced.iter().flat_map(|m| &m.results) {
+        if !new.contains(result.file.as_str()) {
+            std::fs::remove_file(folder.join(&result.file)).ok();
         }
     }
     let names = manifest
@@ -228,26 +278,105 @@ fn commit(
         .iter()
         .map(|r| r.file.as_str())
         .chain([MANIFEST_CSV, MANIFEST_JSON]);
-    for name in names {
+    for (moved, name) in names.enumerate() {
         let destination = folder.join(name);
         std::fs::rename(staging.join(name), &destination)
             .map_err(|e| EngineError::io(&destination, e))?;
+        after_move(moved + 1)?;
     }
-    Ok(())
-}
-
-/// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
+    std::fs::remove_file(&journal).map_err(|e| EngineError::io(&journal, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A photo per hit in `dir/library`, and the hits.
+    fn library_hits(dir: &Path, count: usize) -> Vec<SearchHit> {
+        let library = dir.join("library");
+        std::fs::create_dir_all(&library).expect("mkdir");
+        (1..=count)
+            .map(|rank| {
+                let path = library.join(format!("photo_{rank:03}.jpg"));
+                std::fs::write(&path, format!("photo {rank}")).expect("write");
+                SearchHit {
+                    rank,
+                    distance: rank as f32,
+                    path,
+                    class: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Issue #22 item 2: a kill during the move phase left 53 of 99 photos, no manifest
+    /// and a staging folder, and every later export into the folder was refused.
+    #[test]
+    fn an_export_killed_while_moving_in_is_finished_by_the_next_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hits = library_hits(dir.path(), 99);
+        let library = dir.path().join("library");
+        let source = ExportSource {
+            folder: &library,
+            index: None,
+        };
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("mkdir");
+        // The killed export, up to its 53rd move: what export_results does, with the
+        // commit stopped there and nothing cleaned up after it (a kill runs no cleanup).
+        let manifest = ExportManifest {
+            generator: GENERATOR.into(),
+            index: None,
+            query: "q.jpg".into(),
+            results: hits
+                .iter()
+                .map(|hit| ExportedResult {
+                    rank: hit.rank,
+                    distance: hit.distance,
+                    source: hit.path.clone(),
+                    class: None,
+                    file: exported_file_name(hit, hits.len()),
+                })
+                .collect(),
+        };
+        let staging = out.join(super::super::atomic::temporary_name());
+        std::fs::create_dir(&staging).expect("mkdir");
+        stage(&manifest, &staging).expect("stage");
+        let killed = commit(&manifest, &[], &staging, &out, &mut |moved| {
+            if moved == 53 {
+                Err(EngineError::Cancelled)
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(killed, Err(EngineError::Cancelled)), "{killed:?}");
+        // Its process is gone: its staging folder now bears a dead process's id (one
+        // above the kernel's pid_max).
+        std::fs::rename(
+            &staging,
+            out.join(format!(
+                "{}4194399-0badf00d",
+                super::super::atomic::TEMPORARY_PREFIX
+            )),
+        )
+        .expect("rename");
+        assert!(out.join("53_photo_053.jpg").exists() && !out.join(MANIFEST_JSON).exists());
+
+        // The next export (of fewer results) finishes: no refusal, the folder holds
+        // exactly the new export, and neither the journal nor the staging folder is left.
+        let again = export_results(Path::new("q.jpg"), &hits[..10], &out, &source)
+            .expect("the next export recovers the folder");
+        assert_eq!(again.results.len(), 10);
+        let mut left: Vec<String> = std::fs::read_dir(&out)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected: Vec<String> = again.results.iter().map(|r| r.file.clone()).collect();
+        expected.extend([MANIFEST_CSV.to_string(), MANIFEST_JSON.to_string()]);
+        expected.sort();
+        assert_eq!(left, expected);
+    }
 
     #[test]
     fn exports_ranked_copies_and_manifests_without_clobbering() {

@@ -68,14 +68,18 @@ pub fn marks_path(index: &Path) -> PathBuf {
     index.with_file_name(name)
 }
 
+/// The largest marks file read (a million marks is about 250 MB of JSON).
+const MAX_MARKS_FILE_BYTES: u64 = 256 << 20;
+
 impl Marks {
     /// Reads a marks file; a missing file is no marks.
     pub fn load(path: &Path) -> Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => Self::from_json(path, &bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(EngineError::io(path, e)),
+        if !path.exists() {
+            return Ok(Self::default());
         }
+        // Bounded and only a regular file: a pipe named as marks must not hang training.
+        let bytes = super::files::read_regular(path, MAX_MARKS_FILE_BYTES, "a marks file")?;
+        Self::from_json(path, &bytes)
     }
 
     /// Reads the marks kept next to an index for use and change. A file that cannot be
@@ -179,12 +183,61 @@ impl Marks {
         changed
     }
 
+    /// One mark per pair of photos (a pair marked from either side is one pair): where a
+    /// pair was marked more than once the newest mark (the last in the list) wins.
+    /// Returns the marks and how many repeats and contradictions were dropped.
+    pub fn deduplicated(&self) -> (Marks, MarksCleanup) {
+        let mut newest: HashMap<(&Path, &Path), usize> = HashMap::new();
+        let mut cleanup = MarksCleanup::default();
+        for (i, mark) in self.marks.iter().enumerate() {
+            let (a, b) = (mark.query.as_path(), mark.photo.as_path());
+            let key = if a <= b { (a, b) } else { (b, a) };
+            if let Some(earlier) = newest.insert(key, i) {
+                if self.marks[earlier].alike == mark.alike {
+                    cleanup.repeated += 1;
+                } else {
+                    cleanup.contradicted += 1;
+                }
+            }
+        }
+        let mut kept: Vec<usize> = newest.into_values().collect();
+        kept.sort_unstable();
+        let marks = Marks {
+            format: self.format.clone(),
+            version: self.version,
+            marks: kept.into_iter().map(|i| self.marks[i].clone()).collect(),
+        };
+        (marks, cleanup)
+    }
+
     pub fn alike(&self) -> usize {
         self.marks.iter().filter(|m| m.alike).count()
     }
 
     pub fn not_alike(&self) -> usize {
         self.marks.len() - self.alike()
+    }
+}
+
+/// What [`Marks::deduplicated`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarksCleanup {
+    /// Marks repeating an earlier mark of the same pair with the same judgement.
+    pub repeated: usize,
+    /// Earlier marks of a pair overruled by a newer, different judgement.
+    pub contradicted: usize,
+}
+
+impl MarksCleanup {
+    /// A sentence for the person, or `None` when nothing was dropped.
+    pub fn describe(&self) -> Option<String> {
+        (self.repeated + self.contradicted > 0).then(|| {
+            format!(
+                "{} repeated mark(s) counted once; {} pair(s) marked both alike and not alike: \
+                 the newest mark of each was used",
+                self.repeated, self.contradicted
+            )
+        })
     }
 }
 
@@ -246,6 +299,9 @@ pub fn fine_tune(
             "there are no marks to learn from: mark results as alike or not alike first".into(),
         ));
     }
+    // Memory follows the distinct pairs (and photos), never the length of the file.
+    let (marks, _) = marks.deduplicated();
+    let marks = &marks;
     let preprocess = model.config.preprocess.clone();
     let floats = preprocess.floats_per_image();
     let size = i64::from(preprocess.image_size_px);
@@ -479,6 +535,28 @@ fn spread(items: &[PathBuf], count: usize) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_and_contradictory_marks_count_once_and_the_newest_wins() {
+        let mark = |q: &str, p: &str, alike| Mark {
+            query: q.into(),
+            photo: p.into(),
+            alike,
+        };
+        let mut marks = Marks::default();
+        for _ in 0..2000 {
+            marks.marks.push(mark("a.jpg", "b.jpg", true));
+        }
+        marks.marks.push(mark("b.jpg", "a.jpg", false)); // the same pair, from the other side
+        marks.marks.push(mark("a.jpg", "c.jpg", true));
+        let (clean, cleanup) = marks.deduplicated();
+        assert_eq!(
+            clean.marks,
+            vec![mark("b.jpg", "a.jpg", false), mark("a.jpg", "c.jpg", true)]
+        );
+        assert_eq!((cleanup.repeated, cleanup.contradicted), (1999, 1));
+        assert!(cleanup.describe().expect("said").contains("newest"));
+    }
 
     #[test]
     fn marks_are_set_undone_saved_and_imported() {

@@ -43,6 +43,11 @@ pub struct IndexOptions {
     pub max_pixels: u64,
     /// Exact or approximate search.
     pub method: MethodChoice,
+    /// When the job is cancelled part-way, return an index of what was embedded so far
+    /// (a valid index that the next update continues) instead of
+    /// [`EngineError::Cancelled`]. The command line sets it, so Ctrl+C during an hour of
+    /// indexing loses nothing; the window keeps cancel meaning "change nothing".
+    pub keep_partial_on_cancel: bool,
 }
 
 impl IndexOptions {
@@ -50,6 +55,7 @@ impl IndexOptions {
         Self {
             max_pixels,
             method: MethodChoice::Auto,
+            keep_partial_on_cancel: false,
         }
     }
 }
@@ -86,6 +92,8 @@ pub struct GalleryHeader {
 
 /// Largest embedding an index may hold.
 const MAX_DIMENSION: usize = 65_536;
+/// The largest index file read into memory: ten million photos of 512-d vectors.
+const MAX_INDEX_FILE_BYTES: u64 = 32 << 30;
 
 /// FNV-1a of `bytes`, as 16 hex digits.
 fn checksum(bytes: &[u8]) -> String {
@@ -105,6 +113,9 @@ pub struct IndexChanges {
     pub removed: usize,
     /// Photos unchanged, their vectors taken from the earlier index.
     pub kept: usize,
+    /// Photos left to embed when the job was interrupted (with
+    /// [`IndexOptions::keep_partial_on_cancel`]); the next update embeds them.
+    pub pending: usize,
 }
 
 /// One search result.
@@ -152,10 +163,29 @@ pub struct Embedded {
     /// The fingerprint of each input image that decoded (by input index).
     pub fingerprints: Vec<Option<Fingerprint>>,
     pub failed: Vec<SkippedFile>,
+    /// Whether the job was cancelled before every file was embedded (only
+    /// [`embed_files_until_cancelled`] returns such a partial result).
+    pub interrupted: bool,
 }
 
 /// Embeds image files in batches, decoding on worker threads ahead of the network.
 pub fn embed_files(
+    model: &EmbeddingModel,
+    paths: &[PathBuf],
+    max_pixels: u64,
+    on_progress: ProgressFn<'_>,
+    cancel: &AtomicBool,
+) -> Result<Embedded> {
+    let embedded = embed_files_until_cancelled(model, paths, max_pixels, on_progress, cancel)?;
+    if embedded.interrupted {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(embedded)
+}
+
+/// [`embed_files`], returning what was embedded when `cancel` is set part-way (marked
+/// `interrupted`) rather than an error.
+pub fn embed_files_until_cancelled(
     model: &EmbeddingModel,
     paths: &[PathBuf],
     max_pixels: u64,
@@ -195,11 +225,13 @@ pub fn embed_files(
         embedded: Vec::with_capacity(paths.len()),
         fingerprints: Vec::new(),
         failed: Vec::new(),
+        interrupted: false,
     };
     let mut done = 0;
     for batch in stream {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
+            result.interrupted = true;
+            break;
         }
         done += batch.loaded.len() + batch.failed.len();
         let vectors = model.embed_pixels(&batch.pixels, batch.loaded.len())?;
@@ -218,6 +250,38 @@ pub fn embed_files(
         .map(|mut prints| std::mem::take(&mut *prints))
         .unwrap_or_default();
     Ok(result)
+}
+
+/// Embeds the files an update needs: a partial result on cancel only when the options ask.
+fn embed_for_update(
+    model: &EmbeddingModel,
+    paths: &[PathBuf],
+    options: &IndexOptions,
+    on_progress: ProgressFn<'_>,
+    cancel: &AtomicBool,
+) -> Result<Embedded> {
+    if options.keep_partial_on_cancel {
+        embed_files_until_cancelled(model, paths, options.max_pixels, on_progress, cancel)
+    } else {
+        embed_files(model, paths, options.max_pixels, on_progress, cancel)
+    }
+}
+
+/// How many of `queued` files an interrupted embedding did not reach.
+fn pending(embedded: &Embedded, queued: usize) -> usize {
+    if embedded.interrupted {
+        queued.saturating_sub(embedded.embedded.len() + embedded.failed.len())
+    } else {
+        0
+    }
+}
+
+/// About how many bytes an index of `images` photos of `dimension`-d vectors takes (the
+/// vectors as f32, plus each photo's path, class and fingerprint in the header), for
+/// checking the disk has room before the work.
+pub fn index_bytes_estimate(images: usize, dimension: usize) -> u64 {
+    const HEADER_BYTES_PER_PHOTO: u64 = 512;
+    images as u64 * (dimension as u64 * 4 + HEADER_BYTES_PER_PHOTO)
 }
 
 impl Gallery {
@@ -262,10 +326,18 @@ impl Gallery {
         cancel: &AtomicBool,
     ) -> Result<(Self, IndexChanges)> {
         let dimension = model.config.embedding_dim;
-        let max_pixels = options.max_pixels;
         let previous = previous.filter(|p| {
             p.header.model_id == model_info.model_id && p.header.dimension == dimension
         });
+        // Photos of folders the scan could not read are kept, not taken for deleted.
+        let with_unreadable;
+        let folder = match previous {
+            Some(p) if !folder.unreadable.is_empty() => {
+                with_unreadable = folder.keeping_unreadable(&p.header.images);
+                &with_unreadable
+            }
+            _ => folder,
+        };
         if let Some(previous) = previous
             && let Store::Approximate(earlier_index) = &previous.store
             && options.method != MethodChoice::Exact
@@ -310,7 +382,7 @@ impl Gallery {
             .iter()
             .map(|&i| folder.images[i].path.clone())
             .collect();
-        let embedded = embed_files(model, &paths, max_pixels, on_progress, cancel)?;
+        let embedded = embed_for_update(model, &paths, options, on_progress, cancel)?;
         let mut fresh: HashMap<usize, usize> = HashMap::new();
         for (slot, &queued) in embedded.embedded.iter().enumerate() {
             fresh.insert(to_embed[queued], slot);
@@ -338,7 +410,9 @@ impl Gallery {
                     changes.added += 1;
                 }
             } else {
-                continue; // it failed to decode: listed in `skipped`
+                // It failed to decode (listed in `skipped`), or was not reached before an
+                // interruption (counted in `pending`, embedded by the next update).
+                continue;
             }
             images.push(image);
         }
@@ -352,9 +426,13 @@ impl Gallery {
                 .filter(|image| !now.contains(image.path.as_path()))
                 .count();
         }
+        if images.is_empty() && embedded.interrupted {
+            return Err(EngineError::Cancelled);
+        }
         if images.is_empty() {
             return Err(nothing_readable(folder, &embedded.failed));
         }
+        changes.pending = pending(&embedded, paths.len());
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let header = new_header(
@@ -427,7 +505,7 @@ impl Gallery {
             })
             .collect();
         let paths: Vec<PathBuf> = to_embed.iter().map(|image| image.path.clone()).collect();
-        let embedded = embed_files(model, &paths, options.max_pixels, on_progress, cancel)?;
+        let embedded = embed_for_update(model, &paths, options, on_progress, cancel)?;
         let first_new_id = previous.header.ids.last().map_or(0, |&id| id + 1);
         let mut fresh_ids = Vec::with_capacity(embedded.embedded.len());
         for (next_id, &queued) in (first_new_id..).zip(&embedded.embedded) {
@@ -449,12 +527,16 @@ impl Gallery {
             .iter()
             .filter(|image| !scanned.contains_key(image.path.as_path()))
             .count();
+        if images.is_empty() && embedded.interrupted {
+            return Err(EngineError::Cancelled);
+        }
         if images.is_empty() {
             return Err(nothing_readable(folder, &embedded.failed));
         }
         let mut index = earlier_index.try_clone()?;
         index.remove(&gone)?;
         index.add(&embedded.vectors, &fresh_ids)?;
+        changes.pending = pending(&embedded, paths.len());
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let mut header = new_header(
@@ -639,14 +721,15 @@ impl Gallery {
         Ok(bytes)
     }
 
-    /// Writes the index file atomically.
+    /// Writes the index file atomically (or, when that fails, into the rescue folder the
+    /// error names).
     pub fn save(&self, path: &Path) -> Result<()> {
-        super::atomic::write_atomic(path, &self.to_bytes()?)
+        super::output::write_or_rescue(path, &self.to_bytes()?)
     }
 
     /// Reads an index file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        let bytes = super::files::read_regular(path, MAX_INDEX_FILE_BYTES, "an index")?;
         let Some(rest) = bytes.strip_prefix(INDEX_MAGIC) else {
             let hint = match sniff(&bytes) {
                 FileKind::Safetensors => {
@@ -993,6 +1076,94 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let error = Gallery::load(&path).expect_err("damaged").to_string();
         assert!(error.contains("damaged"), "{error}");
+    }
+
+    /// Issue #22 item 3: a sub-folder that became unreadable (a permission change) lost
+    /// its 21 photos from the index on the next update.
+    #[test]
+    fn an_unreadable_sub_folder_keeps_its_photos_on_an_update() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let library = dir.path().join("library");
+        crate::engine::synthetic::write_dataset(&library, 2, 4, 32, 1).expect("photos");
+        let model_path = dir.path().join("tiny.safetensors");
+        crate::engine::synthetic::write_tiny_model(&model_path).expect("model");
+        let (model, info) =
+            crate::engine::model::load_model(&model_path, tch::Device::Cpu).expect("model");
+        let options = IndexOptions::new(crate::engine::data::DEFAULT_MAX_PIXELS);
+        let scan = || {
+            crate::engine::data::scan_folder(&library, crate::engine::data::DEFAULT_MAX_PIXELS)
+                .expect("scan")
+        };
+        let no_cancel = AtomicBool::new(false);
+        let (first, _) = Gallery::update(
+            &model,
+            &info,
+            &model_path,
+            &scan(),
+            None,
+            &options,
+            &|_, _| {},
+            &no_cancel,
+        )
+        .expect("index");
+        assert_eq!(first.len(), 8);
+        let unreadable = std::fs::canonicalize(library.join("class_01")).expect("path");
+        let permissions = std::fs::metadata(&unreadable).expect("meta").permissions();
+        let mut rescan = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000))
+                .expect("chmod");
+            let rescan = scan();
+            std::fs::set_permissions(&unreadable, permissions).expect("chmod back");
+            rescan
+        };
+        if rescan.unreadable.is_empty() {
+            // Running as root, which reads any folder: the scan is made to see what it
+            // sees for a folder it cannot list.
+            rescan
+                .images
+                .retain(|image| !image.path.starts_with(&unreadable));
+            rescan.unreadable.push(unreadable.clone());
+        } else {
+            assert_eq!(rescan.unreadable, vec![unreadable.clone()]);
+            assert!(
+                rescan
+                    .skipped
+                    .iter()
+                    .any(|s| s.reason.contains("kept as they were"))
+            );
+        }
+        let (second, changes) = Gallery::update(
+            &model,
+            &info,
+            &model_path,
+            &rescan,
+            Some(&first),
+            &options,
+            &|_, _| {},
+            &no_cancel,
+        )
+        .expect("update");
+        assert_eq!(
+            second.len(),
+            8,
+            "photos of the unreadable folder were dropped"
+        );
+        assert_eq!((changes.removed, changes.kept), (0, 8));
+        // Once it is deleted for real, its photos go.
+        std::fs::remove_dir_all(&unreadable).expect("delete");
+        let (third, changes) = Gallery::update(
+            &model,
+            &info,
+            &model_path,
+            &scan(),
+            Some(&second),
+            &options,
+            &|_, _| {},
+            &no_cancel,
+        )
+        .expect("update");
+        assert_eq!((third.len(), changes.removed), (4, 4));
     }
 
     #[test]

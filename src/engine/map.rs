@@ -183,15 +183,11 @@ impl EmbeddingMap {
 
     /// The map as CSV: path, class, x, y, suspect.
     pub fn to_csv(&self) -> String {
-        let mut csv = String::from("path,class,x,y,likely_mislabelled\n");
+        let mut csv = format!("{}\n", super::output::MAP_CSV_HEADER);
         for i in 0..self.points.len() {
-            let path = self.paths[i].to_string_lossy();
-            let path = if path.contains([',', '"', '\n']) {
-                format!("\"{}\"", path.replace('"', "\"\""))
-            } else {
-                path.into_owned()
-            };
-            let class = self.classes[i].map_or("", |c| self.class_names[c].as_str());
+            let path = super::csv::field(&self.paths[i].to_string_lossy());
+            let class =
+                super::csv::field(self.classes[i].map_or("", |c| self.class_names[c].as_str()));
             csv.push_str(&format!(
                 "{path},{class},{:.6},{:.6},{}\n",
                 self.points[i][0],
@@ -290,7 +286,8 @@ pub fn copy_photos(paths: &[PathBuf], folder: &Path) -> Result<usize> {
             target = folder.join(format!("{n}-{name}"));
             n += 1;
         }
-        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        let bytes = super::data::decode::read_photo(path)
+            .map_err(|reason| EngineError::bad_file(path, reason))?;
         super::atomic::write_atomic(&target, &bytes)?;
         let quote = |p: &Path| format!("\"{}\"", p.to_string_lossy().replace('"', "\"\""));
         list.push_str(&format!("{},{}\n", quote(&target), quote(path)));

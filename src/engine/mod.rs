@@ -7,6 +7,7 @@
 pub mod ann;
 pub mod atomic;
 pub mod bench;
+pub mod csv;
 pub mod data;
 pub mod device;
 pub mod duplicates;
@@ -20,6 +21,7 @@ pub mod loss;
 pub mod map;
 pub mod mislabels;
 pub mod model;
+pub mod output;
 pub mod pretrained;
 pub mod synthetic;
 pub mod train;

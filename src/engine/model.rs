@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use super::data::Preprocess;
-use super::files::{FileKind, Fnv1a, sniff};
+use super::files::{FileKind, Fnv1a, read_regular, sniff};
 use super::{EngineError, Result};
 
 /// Width of ResNet18's pooled features.
@@ -82,10 +82,10 @@ impl EmbeddingModel {
                 config.architecture
             )));
         }
-        if config.embedding_dim == 0 {
-            return Err(EngineError::Config(
-                "embedding size must be at least 1".into(),
-            ));
+        if !(1..=MAX_EMBEDDING_DIM).contains(&config.embedding_dim) {
+            return Err(EngineError::Config(format!(
+                "embedding size must be between 1 and {MAX_EMBEDDING_DIM}"
+            )));
         }
         let var_store = nn::VarStore::new(device);
         let root = var_store.root();
@@ -189,7 +189,7 @@ impl EmbeddingModel {
     /// (`fc.*`, 1000 outputs) is used only when the embedding has 1000 dimensions;
     /// otherwise our `fc` keeps its fresh initialisation, which the report says.
     pub fn import_torchvision(&mut self, path: &Path) -> Result<ImportReport> {
-        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a weights file")?;
         let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
             EngineError::bad_file(
                 path,
@@ -450,15 +450,24 @@ pub fn model_file_bytes(
     Ok((bytes, model_id))
 }
 
-/// Writes the model file atomically. Returns its description, as [`read_model_info`]
-/// would read it back.
+/// About how many bytes a model file of `config` takes (ResNet18's 11.2 M weights plus
+/// the embedding layer, as f32), for checking the disk has room before training.
+pub fn model_file_bytes_estimate(config: &ModelConfig) -> u64 {
+    const BACKBONE_WEIGHTS: u64 = 11_200_000;
+    let head = (BACKBONE_FEATURES as u64 + 1) * config.embedding_dim as u64;
+    (BACKBONE_WEIGHTS + head) * 4 + (64 << 10)
+}
+
+/// Writes the model file atomically (or, when that fails, into the rescue folder the
+/// error names: see [`super::output::write_or_rescue`]). Returns its description, as
+/// [`read_model_info`] would read it back.
 pub fn save_model(
     path: &Path,
     model: &EmbeddingModel,
     summary: &TrainingSummary,
 ) -> Result<ModelInfo> {
     let (bytes, model_id) = model_file_bytes(model, summary)?;
-    super::atomic::write_atomic(path, &bytes)?;
+    super::output::write_or_rescue(path, &bytes)?;
     Ok(ModelInfo {
         format_version: MODEL_FORMAT_VERSION,
         model_id,
@@ -518,8 +527,12 @@ fn parse_model_file<'a>(
     Ok((info, file))
 }
 
-/// Largest embedding a model file may describe.
-const MAX_EMBEDDING_DIM: usize = 65_536;
+/// The largest model or weights file read: ResNet18 with the largest embedding is about
+/// 180 MB; a file much larger is not one.
+const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
+
+/// Largest embedding a model file may describe (and so the largest training may make).
+pub const MAX_EMBEDDING_DIM: usize = 65_536;
 /// The range of input sizes a model file may describe (ResNet18 needs at least 16 px to
 /// keep a pixel after its five halvings; beyond 2048 px a batch no longer fits in memory).
 const IMAGE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 16..=2048;
@@ -601,13 +614,13 @@ fn check_weights_checksum(
 
 /// Reads a model file's description without building the network.
 pub fn read_model_info(path: &Path) -> Result<ModelInfo> {
-    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a model file")?;
     Ok(parse_model_file(path, &bytes)?.0)
 }
 
 /// Loads a model file onto `device`.
 pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelInfo)> {
-    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a model file")?;
     let (info, file) = parse_model_file(path, &bytes)?;
     check_weights_checksum(path, &info, &file)?;
     let model = EmbeddingModel::new(info.config.clone(), device)?;

@@ -65,7 +65,12 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             intents.push(Intent::UpdateIndex);
         }
         if let Some(activity) = indexing
-            && ui.button("Cancel indexing").clicked()
+            && crate::app::widgets::cancel_button(
+                ui,
+                state.is_cancelling(activity.job),
+                "Cancel indexing",
+                "Stop after the current batch; the index you had stays open",
+            )
         {
             intents.push(Intent::Cancel(activity.job));
         }

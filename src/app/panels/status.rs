@@ -61,7 +61,11 @@ pub fn status_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 }
                 _ => String::new(),
             };
-            busy_label(ui, format!("Busy: {}{progress}", activity.kind.label()));
+            if state.is_cancelling(activity.job) {
+                busy_label(ui, format!("Cancelling {}…", activity.kind.label()));
+            } else {
+                busy_label(ui, format!("Busy: {}{progress}", activity.kind.label()));
+            }
         }
     });
 }

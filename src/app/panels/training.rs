@@ -24,10 +24,12 @@ pub fn training_ui(
     ui.horizontal(|ui| {
         if running {
             if let Some(job) = state.training.job
-                && ui
-                    .button("Cancel")
-                    .on_hover_text("Stop after this step and keep the model trained so far")
-                    .clicked()
+                && crate::app::widgets::cancel_button(
+                    ui,
+                    state.is_cancelling(job),
+                    "Cancel",
+                    "Stop after this step and keep the model trained so far",
+                )
             {
                 intents.push(Intent::Cancel(job));
             }
@@ -204,7 +206,12 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
                 ui.set_max_width(ui.available_width() - 70.0);
                 progress_bar(ui, download.done, download.total, text);
             });
-            if ui.button("Cancel").clicked() {
+            if crate::app::widgets::cancel_button(
+                ui,
+                state.is_cancelling(job),
+                "Cancel",
+                "Stop the download",
+            ) {
                 intents.push(Intent::Cancel(job));
             }
         });

@@ -31,8 +31,115 @@ pub fn decode_rgb_sized(
     max_pixels: u64,
     target: TargetSize,
 ) -> Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read ({e})"))?;
+    // Checked again on the opened handle: the file may have been swapped for a pipe or a
+    // link to a device since the scan.
+    let bytes = read_photo(path)?;
     decode_rgb_bytes_sized(&bytes, max_pixels, target)
+}
+
+/// The largest photo file read: well above any camera's (a 100-MP 16-bit TIFF is 600 MB).
+pub const MAX_PHOTO_FILE_BYTES: u64 = 1 << 30;
+
+/// A photo's bytes: only a regular file, at most [`MAX_PHOTO_FILE_BYTES`], checked on the
+/// opened handle (a swap between scan and decode is caught, a pipe does not hang).
+pub fn read_photo(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let (file, metadata) =
+        crate::engine::files::open_regular(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if metadata.len() > MAX_PHOTO_FILE_BYTES {
+        return Err(format!(
+            "file of {} is larger than any photo Likeness reads ({})",
+            crate::engine::output::human_bytes(metadata.len()),
+            crate::engine::output::human_bytes(MAX_PHOTO_FILE_BYTES)
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_PHOTO_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read ({})", crate::engine::error::io_reason(&e)))?;
+    Ok(bytes)
+}
+
+/// Memory all whole-image decodes together may hold at once. One decode larger than it
+/// still runs, alone.
+pub const DECODE_MEMORY_BUDGET_BYTES: u64 = 2 << 30;
+/// Decodes smaller than this do not wait on the budget (every phone photo decoded at
+/// full size is above it; thumbnails and scaled JPEGs are below).
+const UNCOUNTED_DECODE_BYTES: u64 = 16 << 20;
+
+static DECODE_MEMORY: MemoryBudget = MemoryBudget::new(DECODE_MEMORY_BUDGET_BYTES);
+
+/// Bytes shared by threads: a reservation waits until the bytes fit beside the others'.
+pub struct MemoryBudget {
+    limit: u64,
+    in_use: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// Bytes held from a [`MemoryBudget`] until dropped.
+pub struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    bytes: u64,
+}
+
+impl MemoryBudget {
+    pub const fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            in_use: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `bytes` fit in the budget beside what others hold (or nothing else is
+    /// held, so one oversized decode still runs), then holds them.
+    pub fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        if bytes < UNCOUNTED_DECODE_BYTES {
+            return Reservation {
+                budget: self,
+                bytes: 0,
+            };
+        }
+        let Ok(mut in_use) = self.in_use.lock() else {
+            return Reservation {
+                budget: self,
+                bytes: 0,
+            };
+        };
+        while *in_use > 0 && in_use.saturating_add(bytes) > self.limit {
+            in_use = match self.freed.wait(in_use) {
+                Ok(guard) => guard,
+                Err(_) => {
+                    return Reservation {
+                        budget: self,
+                        bytes: 0,
+                    };
+                }
+            };
+        }
+        *in_use += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn in_use(&self) -> u64 {
+        self.in_use.lock().map_or(0, |n| *n)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
+        if let Ok(mut in_use) = self.budget.in_use.lock() {
+            *in_use -= self.bytes;
+        }
+        self.budget.freed.notify_all();
+    }
 }
 
 /// As [`decode_rgb`], from bytes in memory (a pasted or dropped image).
@@ -84,8 +191,15 @@ pub fn decode_rgb_bytes_sized(
     };
     let mut image = match scaled {
         Some(image) => image::DynamicImage::ImageRgb8(image),
-        None => image::DynamicImage::from_decoder(decoder)
-            .map_err(|e| format!("not a readable image ({e})"))?,
+        None => {
+            // A whole decode holds the decoded pixels and their RGB copy: the loader
+            // threads share one budget for that, so memory does not grow with the number
+            // of threads times the largest image.
+            let rgb_bytes = u64::from(width) * u64::from(height) * 3;
+            let _reserved = DECODE_MEMORY.reserve(decoder.total_bytes() + rgb_bytes);
+            image::DynamicImage::from_decoder(decoder)
+                .map_err(|e| format!("not a readable image ({e})"))?
+        }
     };
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
@@ -216,4 +330,39 @@ pub fn jpeg_damage(bytes: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_wait_for_memory_held_by_others_and_one_oversized_decode_still_runs() {
+        let budget = MemoryBudget::new(1 << 30);
+        let first = budget.reserve(800 << 20);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _second = budget.reserve(800 << 20);
+                done.send(budget.in_use()).expect("send");
+            });
+            // The second 800 MB decode waits while the first holds its memory.
+            assert!(
+                finished
+                    .recv_timeout(std::time::Duration::from_millis(200))
+                    .is_err()
+            );
+            assert_eq!(budget.in_use(), 800 << 20);
+            drop(first);
+            let held = finished
+                .recv()
+                .expect("the second ran once the first was done");
+            assert_eq!(held, 800 << 20);
+        });
+        assert_eq!(budget.in_use(), 0);
+        // Larger than the whole budget: it runs, alone.
+        let alone = budget.reserve(3 << 30);
+        assert_eq!(budget.in_use(), 3 << 30);
+        drop(alone);
+    }
 }

@@ -79,9 +79,43 @@ pub struct ImageFolder {
     pub skipped: Vec<SkippedFile>,
     /// The patterns the person excluded (see [`scan_folder_excluding`]).
     pub exclude: Vec<String>,
+    /// Folders below the root that exist but could not be listed (no permission, an I/O
+    /// error): their photos are unknown, not deleted, so an index update keeps the ones
+    /// it had (see [`ImageFolder::keeping_unreadable`]).
+    pub unreadable: Vec<PathBuf>,
 }
 
 impl ImageFolder {
+    /// This scan plus the photos of `earlier` (an index's list) that lie in a folder this
+    /// scan could not read: a folder that cannot be read is not a folder whose photos
+    /// were deleted. Their records are kept as they were, so the update keeps their
+    /// vectors.
+    pub fn keeping_unreadable(&self, earlier: &[ImageFile]) -> ImageFolder {
+        let mut folder = self.clone();
+        if self.unreadable.is_empty() {
+            return folder;
+        }
+        let scanned: HashSet<&Path> = self.images.iter().map(|i| i.path.as_path()).collect();
+        folder.images.extend(
+            earlier
+                .iter()
+                .filter(|image| !scanned.contains(image.path.as_path()))
+                .filter(|image| {
+                    self.unreadable
+                        .iter()
+                        .any(|dir| image.path.starts_with(dir))
+                })
+                .cloned(),
+        );
+        folder.images.sort_by(|a, b| a.path.cmp(&b.path));
+        folder
+    }
+
+    /// How many photos of `earlier` [`ImageFolder::keeping_unreadable`] would keep.
+    pub fn kept_from_unreadable(&self, earlier: &[ImageFile]) -> usize {
+        self.keeping_unreadable(earlier).images.len() - self.images.len()
+    }
+
     /// Number of distinct classes among the images.
     pub fn class_count(&self) -> usize {
         let mut classes: Vec<&str> = self
@@ -144,6 +178,7 @@ pub fn scan_folder_excluding(
     if !metadata.is_dir() {
         return Err(EngineError::MissingFolder(root.to_path_buf()));
     }
+    check_exclude_patterns(exclude)?;
     // The root itself must be listable: that is the one error we cannot skip past.
     std::fs::read_dir(root).map_err(|e| EngineError::io(root, e))?;
     let canonical_root = std::fs::canonicalize(root).map_err(|e| EngineError::io(root, e))?;
@@ -160,8 +195,10 @@ pub fn scan_folder_excluding(
         visited_files: HashSet::new(),
         found: Vec::new(),
         skipped: &mut folder.skipped,
+        unreadable: Vec::new(),
     };
     walk.enter(&canonical_root, 0);
+    folder.unreadable = walk.unreadable;
     let mut candidates = walk.found;
     candidates.sort();
     for (path, class, bytes, modified_ns) in candidates {
@@ -178,6 +215,23 @@ pub fn scan_folder_excluding(
     }
     folder.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(folder)
+}
+
+/// Refuses exclude patterns that use glob syntax [`glob_match`] does not have (character
+/// classes, braces): `[` would otherwise be taken literally and silently match nothing.
+pub fn check_exclude_patterns(exclude: &[String]) -> Result<()> {
+    for pattern in exclude {
+        if pattern.is_empty() {
+            return Err(EngineError::Config("an exclude pattern is empty".into()));
+        }
+        if pattern.contains(['[', ']', '{', '}']) {
+            return Err(EngineError::Config(format!(
+                "exclude pattern '{pattern}': [..] and {{..}} are not supported; use * (any \
+                 characters but /), ** (any folders) and ? (one character)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A file or folder's identity on disk: the same folder reached through two links is one.
@@ -206,9 +260,23 @@ struct Walk<'a> {
     /// Path, class, size and modification time (ns since the epoch) of each photo.
     found: Vec<(PathBuf, Option<String>, u64, u64)>,
     skipped: &'a mut Vec<SkippedFile>,
+    unreadable: Vec<PathBuf>,
 }
 
 impl Walk<'_> {
+    /// A folder that exists but cannot be listed: skipped, and remembered so an index
+    /// update keeps the photos it had from it.
+    fn unreadable_folder(&mut self, dir: &Path, error: &std::io::Error) {
+        self.unreadable.push(dir.to_path_buf());
+        self.skip(
+            dir.to_path_buf(),
+            format!(
+                "folder cannot be read ({}); photos indexed from it before are kept as they were",
+                crate::engine::error::io_reason(error)
+            ),
+        );
+    }
+
     fn skip(&mut self, path: PathBuf, reason: impl Into<String>) {
         self.skipped.push(SkippedFile {
             path,
@@ -251,17 +319,21 @@ impl Walk<'_> {
                 }
             }
             Err(e) => {
-                self.skip(dir.to_path_buf(), format!("folder cannot be read ({e})"));
+                self.unreadable_folder(dir, &e);
                 return;
             }
         }
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
-                self.skip(dir.to_path_buf(), format!("folder cannot be read ({e})"));
+                self.unreadable_folder(dir, &e);
                 return;
             }
         };
+        if depth > 0 && crate::engine::files::is_export_folder(dir) {
+            // Copies of search results, not more photos of the library.
+            return;
+        }
         let mut entries: Vec<_> = entries.flatten().collect();
         // Sorted, so which of two paths to one folder counts as "first" is stable.
         entries.sort_by_key(std::fs::DirEntry::file_name);
@@ -289,9 +361,16 @@ impl Walk<'_> {
         if self.excluded(&path, name) {
             return;
         }
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            self.skip(path, "cannot be read (broken link or no permission)");
-            return;
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "a broken link".to_string(),
+                    _ => format!("cannot be read ({})", crate::engine::error::io_reason(&e)),
+                };
+                self.skip(path, reason);
+                return;
+            }
         };
         let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
         if is_link {
@@ -398,15 +477,12 @@ fn unsupported_reason(path: &Path) -> Option<String> {
 
 /// Reads only the header: catches empty, non-image and oversized files cheaply.
 fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot be read ({e})"))?
-        .len();
-    if size == 0 {
+    let (file, metadata) =
+        crate::engine::files::open_regular(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if metadata.len() == 0 {
         return Err("empty file (0 bytes)".into());
     }
-    let mut file = std::io::BufReader::new(
-        std::fs::File::open(path).map_err(|e| format!("cannot be opened ({e})"))?,
-    );
+    let mut file = std::io::BufReader::new(file);
     // The `image` crate reads a whole JPEG to learn its size: 3–5 MB per phone photo, every
     // photo at every scan (an index update too). Its frame header is a few KB in.
     if let Some((width, height)) = jpeg_dimensions(&mut file) {

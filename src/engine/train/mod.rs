@@ -206,8 +206,12 @@ impl TrainSettings {
             Some("label smoothing must be at least 0 and below 1")
         } else if !(0.0..1.0).contains(&self.warmup_fraction) {
             Some("warm-up must be a fraction of the run, at least 0 and below 1")
-        } else if self.embedding_dim == 0 {
-            Some("embedding size must be at least 1")
+        } else if !(1..=crate::engine::model::MAX_EMBEDDING_DIM).contains(&self.embedding_dim) {
+            // The bound every loader enforces: a model it would call damaged is never made.
+            return Err(EngineError::Config(format!(
+                "embedding size must be between 1 and {}",
+                crate::engine::model::MAX_EMBEDDING_DIM
+            )));
         } else if self.images_per_class < 2 {
             Some("images per class (K) must be at least 2")
         } else if self.max_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
@@ -420,6 +424,11 @@ pub fn train(
         if steps == 0 {
             break;
         }
+        if stop == Some(trainer::Stop::Cancelled) {
+            // Cancel takes effect now: no validation pass (tens of seconds on a CPU)
+            // after the person asked to stop.
+            break;
+        }
         let final_epoch = stop.is_some() || settings.epoch_limit() == Some(epoch);
         let observed = monitor.observe(epoch, mean_loss, final_epoch, &mut trainer)?;
         summary.validation_losses.extend(observed.validation_loss);
@@ -452,7 +461,11 @@ pub fn train(
     summary.steps = trainer.global_step();
     summary.train_secs = clock.elapsed().as_secs_f64();
     monitor.finish(&mut trainer, &mut summary)?;
-    let before_after = monitor.before_after(trainer.model())?;
+    let before_after = if summary.cancelled {
+        None
+    } else {
+        monitor.before_after(trainer.model())?
+    };
     let model = trainer.into_model();
 
     let validation = match (&job.validation, summary.cancelled) {

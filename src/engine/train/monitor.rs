@@ -362,6 +362,21 @@ pub struct Monitor {
     last_spread: f64,
     /// The validation photos under the model training started from.
     before: Option<TrainingPicture>,
+    /// What to try after a collapse, for the loss this run uses.
+    collapse_advice: &'static str,
+}
+
+/// What to try after a collapse: the default preset cannot be advised to a run that
+/// already uses its loss.
+fn collapse_advice(settings: &TrainSettings) -> &'static str {
+    if settings.loss == Loss::Triplet {
+        "Nothing was written. Try a lower learning rate (--lr), or the default preset \
+         (normalised softmax), which does not collapse this way"
+    } else {
+        "Nothing was written. Try a lower learning rate (--lr); check that the class folders \
+         hold different photos (the same photos in two classes cannot be told apart) and \
+         that each class has several photos"
+    }
 }
 
 impl Monitor {
@@ -380,6 +395,7 @@ impl Monitor {
             .map(|v| v.picture(trainer.model(), &training_images))
             .transpose()?;
         Ok(Self {
+            collapse_advice: collapse_advice(settings),
             training_images,
             probe,
             validation,
@@ -462,8 +478,7 @@ impl Monitor {
         reason: &str,
         trainer: &mut Trainer,
     ) -> Result<EpochVerdict> {
-        let advice = "Nothing was written. Try a lower learning rate (--lr), or the default \
-                      preset (normalised softmax), which does not collapse this way";
+        let advice = self.collapse_advice;
         let Some(healthy) = self.last_healthy.as_ref().filter(|_| self.recoveries == 0) else {
             return Err(EngineError::Training(format!(
                 "the embedding collapsed at epoch {epoch}: {reason}. {advice}"

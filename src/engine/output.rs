@@ -1,0 +1,470 @@
+//! Outputs that replace only their own kind (house style 17): before any work, an output
+//! path must be new or hold a file Likeness wrote for the same purpose, must not be one of
+//! the command's inputs, and must be writable with room to spare. A save that fails anyway
+//! keeps its bytes in a rescue folder the error names, so an hour of work is not lost.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::files::INDEX_MAGIC;
+use super::{EngineError, Result};
+
+/// What an output file is for. Each kind recognises only its own earlier files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A Likeness index (`likeness index --index`).
+    Index,
+    /// A Likeness model (`likeness train --out`).
+    Model,
+    /// A map picture (`likeness map --out x.png`), marked as Likeness' in a PNG text chunk.
+    MapPng,
+    /// A map table (`likeness map --out x.csv`), known by its header line.
+    MapCsv,
+    /// The duplicates list (`likeness duplicates --others-csv`), known by its header line.
+    DuplicatesCsv,
+}
+
+/// Header line of `likeness map --out x.csv`.
+pub const MAP_CSV_HEADER: &str = "path,class,x,y,likely_mislabelled";
+/// Header line of `likeness duplicates --others-csv`.
+pub const DUPLICATES_CSV_HEADER: &str = "group,path,bytes,kept,distance_to_kept,identical_to_kept";
+/// The PNG text chunk (keyword `Software`) that marks a picture Likeness drew.
+pub const PNG_SOFTWARE: &str = "Likeness";
+
+impl OutputKind {
+    /// What the kind is called in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Index => "an index",
+            Self::Model => "a model",
+            Self::MapPng => "a map picture",
+            Self::MapCsv => "a map table",
+            Self::DuplicatesCsv => "a duplicates list",
+        }
+    }
+
+    /// Whether the file's first bytes show it is this kind's own earlier output.
+    fn recognises(self, head: &[u8]) -> bool {
+        match self {
+            Self::Index => head.starts_with(INDEX_MAGIC),
+            Self::Model => is_likeness_model(head),
+            Self::MapPng => png_software(head).is_some_and(|s| s.starts_with(PNG_SOFTWARE)),
+            Self::MapCsv => first_line(head) == Some(MAP_CSV_HEADER),
+            Self::DuplicatesCsv => first_line(head) == Some(DUPLICATES_CSV_HEADER),
+        }
+    }
+}
+
+/// How much of an existing file is read to tell what it is: a model's JSON header can be
+/// large (one entry per tensor), everything else is told by its first bytes.
+const SNIFF_BYTES: u64 = 4 << 20;
+
+/// Room left on the disk beyond the output itself, so a save does not fill it to the brim.
+const SPARE_BYTES: u64 = 16 << 20;
+
+/// One of a command's inputs, named for messages (`--model`, `--folder`).
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub flag: &'a str,
+    pub path: &'a Path,
+}
+
+/// Checks, before any work, that `path` may receive an output of `kind` of about
+/// `bytes_needed` bytes: it is new or Likeness' own earlier output of that kind, it is not
+/// one of `inputs` (nor inside an input folder that is to be replaced), its folder can be
+/// written, and the disk has room. The error names the path and what is there.
+pub fn check_output(
+    path: &Path,
+    kind: OutputKind,
+    inputs: &[Input<'_>],
+    bytes_needed: u64,
+) -> Result<()> {
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(EngineError::bad_file(path, "not a file path"));
+    }
+    let refuse = |what: String| {
+        EngineError::bad_file(
+            path,
+            format!(
+                "{what}; Likeness writes {} only to a new file or over one it wrote itself \
+                 (nothing was done; choose another path)",
+                kind.describe()
+            ),
+        )
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            for input in inputs {
+                if same_file(path, input.path) {
+                    return Err(EngineError::bad_file(
+                        path,
+                        format!(
+                            "is this command's {} as well; an output never replaces an input \
+                             (nothing was done; choose another path)",
+                            input.flag
+                        ),
+                    ));
+                }
+            }
+            let what = what_is_there(path);
+            match what {
+                Existing::Ours(head) if kind.recognises(&head) => {}
+                Existing::Ours(head) => return Err(refuse(format!("is {}", describe(&head)))),
+                Existing::Other(what) => return Err(refuse(format!("is {what}"))),
+            }
+        }
+        // Nothing there (or a file stands where a folder of the path should be, which the
+        // writability check below reports).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) => {}
+        Err(e) => return Err(EngineError::io(path, e)),
+    }
+    check_writable(path, bytes_needed)
+}
+
+/// What an existing path holds: a regular file's first bytes, or a description of what
+/// else it is.
+enum Existing {
+    Ours(Vec<u8>),
+    Other(String),
+}
+
+fn what_is_there(path: &Path) -> Existing {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Existing::Other("a broken link or cannot be read".into());
+    };
+    if metadata.is_dir() {
+        return Existing::Other("a folder".into());
+    }
+    if !metadata.is_file() {
+        return Existing::Other("not a regular file (a pipe, device or socket)".into());
+    }
+    match read_head(path, SNIFF_BYTES) {
+        Ok(head) => Existing::Ours(head),
+        Err(e) => Existing::Other(format!("a file that cannot be read ({e})")),
+    }
+}
+
+/// Reads at most `limit` bytes of a regular file, checked on the opened handle.
+fn read_head(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let (file, _) = super::files::open_regular(path).map_err(|e| match e {
+        super::files::OpenError::Io(e) => e,
+        not_regular => std::io::Error::other(not_regular.to_string()),
+    })?;
+    let mut head = Vec::new();
+    file.take(limit).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// What a file is, in words, from its first bytes.
+fn describe(head: &[u8]) -> String {
+    if head.starts_with(INDEX_MAGIC) {
+        return "a Likeness index".into();
+    }
+    if is_likeness_model(head) {
+        return "a Likeness model".into();
+    }
+    if safetensors_header(head).is_some() {
+        return "a weights file (.safetensors) Likeness did not write".into();
+    }
+    if png_software(head).is_some_and(|s| s.starts_with(PNG_SOFTWARE)) {
+        return "a map picture Likeness drew".into();
+    }
+    match first_line(head) {
+        Some(MAP_CSV_HEADER) => return "a map table Likeness wrote".into(),
+        Some(DUPLICATES_CSV_HEADER) => return "a duplicates list Likeness wrote".into(),
+        _ => {}
+    }
+    if let Ok(format) = image::guess_format(head) {
+        return format!("a photo ({format:?})");
+    }
+    if head.is_empty() {
+        return "an empty file Likeness did not write".into();
+    }
+    "a file Likeness did not write".into()
+}
+
+/// The JSON header of a `.safetensors` file, if `head` starts one.
+fn safetensors_header(head: &[u8]) -> Option<serde_json::Value> {
+    let length = u64::from_le_bytes(head.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(length).ok()?)?;
+    serde_json::from_slice(head.get(8..end)?).ok()
+}
+
+/// Whether `head` starts a Likeness model file (its metadata names the format).
+fn is_likeness_model(head: &[u8]) -> bool {
+    safetensors_header(head).is_some_and(|header| {
+        header
+            .get("__metadata__")
+            .and_then(|m| m.get("likeness.format"))
+            .is_some()
+    })
+}
+
+/// The text of a PNG's `Software` text chunk, looked for before the image data.
+fn png_software(head: &[u8]) -> Option<String> {
+    let mut rest = head.strip_prefix(b"\x89PNG\r\n\x1a\n")?;
+    while rest.len() >= 8 {
+        let length = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
+        let kind = &rest[4..8];
+        let data = rest.get(8..8 + length)?;
+        if kind == b"tEXt"
+            && let Some(text) = data.strip_prefix(b"Software\0")
+        {
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        if kind == b"IDAT" {
+            return None;
+        }
+        rest = rest.get(8 + length + 4..)?;
+    }
+    None
+}
+
+/// Adds a `Software: Likeness` text chunk right after a PNG's header chunk, so that a
+/// later run recognises the picture as its own.
+pub fn mark_png(png: &[u8]) -> Vec<u8> {
+    const SIGNATURE_AND_IHDR: usize = 8 + 4 + 4 + 13 + 4;
+    if png.len() < SIGNATURE_AND_IHDR || !png.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return png.to_vec();
+    }
+    let mut data = b"Software\0".to_vec();
+    data.extend_from_slice(PNG_SOFTWARE.as_bytes());
+    let mut chunk = Vec::with_capacity(data.len() + 12);
+    chunk.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(b"tEXt");
+    crc.update(&data);
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(&data);
+    chunk.extend_from_slice(&crc.finalize().to_be_bytes());
+    let mut marked = Vec::with_capacity(png.len() + chunk.len());
+    marked.extend_from_slice(&png[..SIGNATURE_AND_IHDR]);
+    marked.extend_from_slice(&chunk);
+    marked.extend_from_slice(&png[SIGNATURE_AND_IHDR..]);
+    marked
+}
+
+fn first_line(head: &[u8]) -> Option<&str> {
+    let end = head.iter().position(|&b| b == b'\n')?;
+    std::str::from_utf8(&head[..end])
+        .ok()
+        .map(|line| line.trim_end_matches('\r'))
+}
+
+/// Whether two paths name the same file on disk (through links, `..` or hard links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+    }
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(a), Ok(b)) if a == b
+    )
+}
+
+/// The folder an output is written into (created if missing, as the save would).
+fn output_folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks that a file can be created next to `path` and that the disk has room for
+/// `bytes_needed` more bytes: a temporary file is created and removed.
+pub fn check_writable(path: &Path, bytes_needed: u64) -> Result<()> {
+    let folder = output_folder(path);
+    std::fs::create_dir_all(&folder).map_err(|e| cannot_write(path, &folder, &e))?;
+    let probe = folder.join(super::atomic::temporary_name());
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(file) => {
+            drop(file);
+            std::fs::remove_file(&probe).ok();
+        }
+        Err(e) => return Err(cannot_write(path, &folder, &e)),
+    }
+    if let Some(free) = free_bytes(&folder) {
+        let needed = bytes_needed.saturating_add(SPARE_BYTES);
+        if free < needed {
+            return Err(EngineError::bad_file(
+                path,
+                format!(
+                    "the disk holding {} has {} free and the output needs about {} (nothing \
+                     was done; free some space or choose another place)",
+                    folder.display(),
+                    human_bytes(free),
+                    human_bytes(needed)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cannot_write(path: &Path, folder: &Path, error: &std::io::Error) -> EngineError {
+    EngineError::bad_file(
+        path,
+        format!(
+            "cannot be written: the folder {} does not take new files ({}); nothing was \
+             done, choose another place",
+            folder.display(),
+            super::error::io_reason(error)
+        ),
+    )
+}
+
+/// Bytes free for an unprivileged user on the disk holding `folder`.
+fn free_bytes(folder: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::fs::statvfs(folder)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = folder;
+        None
+    }
+}
+
+/// A byte count for people: "3.2 GB", "512 kB".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Where a result whose save failed is kept: the user data folder's `rescued/`, or the
+/// temporary folder when that cannot be made.
+pub fn rescue_folder() -> PathBuf {
+    let folder = super::pretrained::user_data_dir().join("rescued");
+    if std::fs::create_dir_all(&folder).is_ok() {
+        folder
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Writes `bytes` to `path` atomically; when that fails, writes them into the rescue
+/// folder instead and returns an error that names both the failure and where the result
+/// was kept.
+pub fn write_or_rescue(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Err(error) = super::atomic::write_atomic(path, bytes) else {
+        return Ok(());
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "result".into(), |n| n.to_string_lossy().into_owned());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = [rescue_folder(), std::env::temp_dir()]
+        .into_iter()
+        .map(|folder| folder.join(format!("{stamp}-{}-{name}", std::process::id())))
+        .find(|candidate| super::atomic::write_atomic(candidate, bytes).is_ok());
+    Err(match kept {
+        Some(kept) => EngineError::Rescued {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+            kept_at: kept,
+        },
+        None => error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_path_or_an_own_earlier_output_may_be_written_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let new = dir.path().join("sub/new.likeness-index");
+        check_output(&new, OutputKind::Index, &[], 1000).expect("a new path");
+        let index = dir.path().join("old.likeness-index");
+        std::fs::write(&index, [INDEX_MAGIC, b"rest"].concat()).expect("write");
+        check_output(&index, OutputKind::Index, &[], 1000).expect("an earlier index");
+        let refused = check_output(&index, OutputKind::Model, &[], 1000)
+            .expect_err("an index is not a model")
+            .to_string();
+        assert!(refused.contains("is a Likeness index"), "{refused}");
+
+        let photo = dir.path().join("photo.png");
+        image::RgbImage::new(4, 4).save(&photo).expect("save");
+        let refused = check_output(&photo, OutputKind::MapPng, &[], 1000)
+            .expect_err("a photo is not a map")
+            .to_string();
+        assert!(refused.contains("a photo (Png)"), "{refused}");
+
+        let map = dir.path().join("map.png");
+        let mut png = Vec::new();
+        image::RgbImage::new(4, 4)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode");
+        let marked = mark_png(&png);
+        image::load_from_memory(&marked).expect("the marked PNG still decodes");
+        std::fs::write(&map, marked).expect("write");
+        check_output(&map, OutputKind::MapPng, &[], 1000).expect("our own map");
+
+        let csv = dir.path().join("dupes.csv");
+        std::fs::write(&csv, format!("{DUPLICATES_CSV_HEADER}\n1,a,2,b,0,true\n")).expect("w");
+        check_output(&csv, OutputKind::DuplicatesCsv, &[], 1000).expect("our own list");
+        assert!(check_output(&csv, OutputKind::MapCsv, &[], 1000).is_err());
+
+        let input = Input {
+            flag: "--index",
+            path: &index,
+        };
+        let refused = check_output(&index, OutputKind::Index, &[input], 1000)
+            .expect_err("an input")
+            .to_string();
+        assert!(refused.contains("--index"), "{refused}");
+        assert!(check_output(dir.path(), OutputKind::Index, &[], 1000).is_err());
+    }
+
+    #[test]
+    fn no_room_on_the_disk_is_found_before_the_work() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let refused = check_output(&dir.path().join("x"), OutputKind::Index, &[], u64::MAX / 2)
+            .expect_err("no disk is that large")
+            .to_string();
+        assert!(refused.contains("free"), "{refused}");
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_bytes_where_the_error_says() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).expect("mkdir");
+        std::fs::write(blocked.join("x"), b"x").expect("fill");
+        let error = write_or_rescue(&blocked, b"an hour of work").expect_err("a folder");
+        let EngineError::Rescued { kept_at, .. } = &error else {
+            panic!("not rescued: {error}");
+        };
+        assert_eq!(std::fs::read(kept_at).expect("rescued"), b"an hour of work");
+        assert!(error.to_string().contains(&kept_at.display().to_string()));
+        std::fs::remove_file(kept_at).ok();
+    }
+}
