@@ -1206,6 +1206,38 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         2,
         "the marks stay with the index"
     );
+
+    // Issue #23 item 4: marks belong to the library, not to an index file. A new index
+    // of the same folder (as a new training writes) still shows them, and they are kept
+    // in the data folder, not beside one index.
+    let index_before = harness
+        .state()
+        .current
+        .index
+        .as_ref()
+        .expect("index")
+        .path
+        .clone();
+    harness.state_mut().start_indexing(library.clone());
+    run_until(&mut harness, "a new index of the same library", |app| {
+        app.is_idle()
+            && app
+                .current
+                .index
+                .as_ref()
+                .is_some_and(|i| i.path != index_before)
+    });
+    assert_eq!(
+        harness.state().marks.marks.len(),
+        2,
+        "marks vanished with a new index"
+    );
+    let marks_file = harness.state().marks_path.clone().expect("marks file");
+    assert!(
+        marks_file.starts_with(dir.path().join("data").join("marks")),
+        "{}",
+        marks_file.display()
+    );
 }
 
 #[test]

@@ -824,5 +824,9 @@ fn train_feedback_fine_tunes_a_model_from_marks_into_a_new_file() {
         s(&model),
     ]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("old model is kept"));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("this command's --model") && message.contains("nothing was done"),
+        "{message}"
+    );
 }

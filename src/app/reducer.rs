@@ -14,7 +14,7 @@ use super::state::{
 };
 use super::widgets::format_distance;
 use crate::engine::data::NOT_IN_A_CLASS;
-use crate::engine::feedback::{Marks, marks_path};
+use crate::engine::feedback::{Marks, library_marks_path, marks_path};
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{DuplicateExport, Event, JobId, JobKind, Outcome, Progress, Query};
@@ -106,6 +106,15 @@ impl AppState {
                     self.index_folder = index.folder.display().to_string();
                 }
                 self.current = snapshot;
+                // Distances of another model mean nothing here: the distance limit
+                // starts from this index's own scale.
+                if index_changed
+                    && let Some(typical) =
+                        self.current.index.as_ref().and_then(|i| i.typical_distance)
+                    && typical > 0.0
+                {
+                    self.settings.max_distance = default_distance_limit(typical);
+                }
                 // Groups found in another index would list the wrong photos.
                 if index_changed {
                     self.duplicates = None;
@@ -175,12 +184,20 @@ impl AppState {
 
     /// Reads the marks kept next to the current index (none when there is no index).
     fn load_marks(&mut self) {
-        self.mark_history.clear();
-        self.marks_path = self
+        let path = self
             .current
             .index
             .as_ref()
-            .map(|index| marks_path(&index.path));
+            .map(|index| library_marks_path(&self.dirs.marks, &index.folder));
+        if path.is_some() && path == self.marks_path {
+            // Another index of the same library: the marks on screen are its marks.
+            return;
+        }
+        self.mark_history.clear();
+        if let (Some(path), Some(index)) = (&path, &self.current.index) {
+            self.move_marks_from_beside(&index.path.clone(), &path.clone());
+        }
+        self.marks_path = path;
         self.marks = match self.marks_path.clone() {
             Some(path) => {
                 let (marks, problem) = Marks::load_or_set_aside(&path);
@@ -195,6 +212,21 @@ impl AppState {
             }
             None => Marks::default(),
         };
+    }
+
+    /// Marks that earlier versions kept next to the index file move to the library's
+    /// marks file (when it has none yet); the old file is left where it was.
+    fn move_marks_from_beside(&mut self, index: &std::path::Path, library_marks: &std::path::Path) {
+        let beside = marks_path(index);
+        if library_marks.exists() || !beside.is_file() {
+            return;
+        }
+        match Marks::load(&beside).and_then(|marks| marks.save(library_marks)) {
+            Ok(()) => {}
+            Err(error) => self.error(format!(
+                "Your marks next to the index could not be taken over: {error}"
+            )),
+        }
     }
 
     fn set_activity_progress(&mut self, job: JobId, done: u64, total: Option<u64>) {
@@ -289,20 +321,33 @@ impl AppState {
                 summary,
                 index,
             } => {
-                self.info(format!(
+                let pairs: Vec<String> = summary
+                    .pair_changes
+                    .iter()
+                    .map(|change| format!("- {}", change.describe()))
+                    .collect();
+                let wrong_way = summary.wrong_way();
+                let report = format!(
                     "Retrained with {} for {:.0} s ({} steps) into {}; the {} photos were \
-                     embedded again. Alike pairs: {:.2} to {:.2} of the typical distance; not \
-                     alike: {:.2} to {:.2}.",
+                     embedded again.\n{}",
                     plural(summary.pairs, "mark", "marks"),
                     summary.seconds,
                     summary.steps,
                     model_path.display(),
                     index.images,
-                    summary.alike_before,
-                    summary.alike_after,
-                    summary.not_alike_before,
-                    summary.not_alike_after
-                ));
+                    pairs.join("\n")
+                );
+                if wrong_way.is_empty() {
+                    self.info(report);
+                } else {
+                    // Not a success: say so plainly, first.
+                    self.error(format!(
+                        "Retraining moved {} against your marks (an alike photo farther, \
+                         or a not-alike photo closer). The new model is in use; to go back, \
+                         open the previous model from Recent.\n{report}",
+                        plural(wrong_way.len(), "pair", "pairs")
+                    ));
+                }
                 self.map = None;
                 self.duplicates = None;
                 // Show the change: ask the new model the question on screen.
@@ -369,6 +414,13 @@ impl AppState {
             }
         }
     }
+}
+
+/// The "only closer than" limit a new index starts with: a few times its typical
+/// distance from a photo to its nearest other photo, so that it keeps the close results
+/// and drops the far ones from the first click.
+pub fn default_distance_limit(typical: f32) -> f32 {
+    3.0 * typical
 }
 
 fn apply_training(view: &mut TrainingView, event: TrainEvent) {
@@ -600,6 +652,7 @@ mod tests {
                 modified: None,
                 out_of_date: 0,
                 search: Default::default(),
+                typical_distance: None,
             }),
         }
     }
@@ -858,5 +911,81 @@ mod tests {
         let effects = app.apply(Event::Current(Snapshot::default()));
         assert!(effects.is_empty());
         assert!(app.search.is_none());
+    }
+
+    /// Issue #23 item 5: a retrain that moved an alike photo from #2 to #10 was reported
+    /// as "Alike pairs: 0.05 to 0.05", as a success.
+    #[test]
+    fn a_retrain_that_moves_a_pair_against_its_mark_says_so_plainly() {
+        use crate::engine::feedback::{FineTuneSummary, PairChange};
+        let change = |photo: &str, alike, before, after, ranks: (usize, usize)| PairChange {
+            query: "/photos/rose_1.jpg".into(),
+            photo: format!("/photos/{photo}").into(),
+            alike,
+            before,
+            after,
+            rank_before: Some(ranks.0),
+            rank_after: Some(ranks.1),
+        };
+        let finished = |pair_changes: Vec<PairChange>| Event::Finished {
+            job: JobId(9),
+            outcome: Box::new(Outcome::FineTuned {
+                model_path: "m-marks.safetensors".into(),
+                summary: FineTuneSummary {
+                    pairs: pair_changes.len(),
+                    pair_changes,
+                    ..Default::default()
+                },
+                index: snapshot_with_model_and_index().index.expect("index"),
+            }),
+        };
+        let mut app = state();
+        app.apply(finished(vec![
+            change("rose_2.jpg", true, 0.05, 0.09, (2, 10)),
+            change("tulip_4.jpg", false, 0.3, 0.6, (3, 8)),
+        ]));
+        let notice = app.notices.last().expect("a notice");
+        assert!(notice.is_error, "reported as a success: {}", notice.text);
+        assert!(
+            notice.text.contains("moved 1 pair against your marks"),
+            "{}",
+            notice.text
+        );
+        assert!(
+            notice
+                .text
+                .contains("rose_2.jpg, marked alike to rose_1.jpg: farther (0.05 to 0.09 of the typical distance), #2 to #10"),
+            "{}",
+            notice.text
+        );
+        assert!(
+            notice
+                .text
+                .contains("tulip_4.jpg, marked not alike to rose_1.jpg: farther")
+        );
+
+        let mut app = state();
+        app.apply(finished(vec![change("rose_2.jpg", true, 0.4, 0.1, (6, 2))]));
+        let notice = app.notices.last().expect("a notice");
+        assert!(!notice.is_error, "{}", notice.text);
+        assert!(
+            notice
+                .text
+                .contains("closer (0.40 to 0.10 of the typical distance), #6 to #2")
+        );
+    }
+
+    /// Issue #23: "only closer than" started at 0.500 while real distances were
+    /// 0.002–0.07, so it did nothing until the person guessed.
+    #[test]
+    fn the_distance_limit_starts_from_the_new_indexs_own_scale() {
+        let mut app = state();
+        assert_eq!(app.settings.max_distance, 0.5);
+        let mut snapshot = snapshot_with_model_and_index();
+        if let Some(index) = &mut snapshot.index {
+            index.typical_distance = Some(0.01);
+        }
+        app.apply(Event::Current(snapshot));
+        assert!((app.settings.max_distance - 0.03).abs() < 1e-6);
     }
 }

@@ -23,6 +23,8 @@ pub struct DataDirs {
     pub thumbnails: PathBuf,
     /// The ImageNet ResNet18 weights offered as a starting point.
     pub weights: WeightsSource,
+    /// Alike / not-alike marks, one file per library folder.
+    pub marks: PathBuf,
 }
 
 impl DataDirs {
@@ -42,6 +44,7 @@ impl DataDirs {
             indexes: base.join("indexes"),
             thumbnails: base.join("thumbnails"),
             weights: WeightsSource::imagenet_resnet18(&base),
+            marks: base.join("marks"),
         }
     }
 }

@@ -31,8 +31,10 @@ pub struct TrainArgs {
     /// the budget is spent; with neither, 20 epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Train for this many seconds (decoding included): stops after the step that crosses
-    /// it; the model is still written.
+    /// The whole run's time budget in seconds: reading and decoding the photos, the
+    /// training steps, validation, and the final evaluation with --val. The steps stop
+    /// early enough for the rest to fit (measured as the run starts); only saving the
+    /// model comes after it.
     #[arg(long)]
     pub max_seconds: Option<f64>,
     #[arg(long)]

@@ -61,7 +61,33 @@ impl Default for Marks {
     }
 }
 
-/// Where the marks of the library indexed in `index` are kept.
+/// Where the marks of the library `folder` are kept: one file per library in
+/// `marks_dir`, named after the folder and a hash of its canonical path. Marks are the
+/// person's judgements about photos, so they belong to the library: they survive a
+/// retrain, a new index of the same folder and a renamed index file.
+pub fn library_marks_path(marks_dir: &Path, library: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_path_buf());
+    let mut hash = super::files::Fnv1a::default();
+    hash.write(canonical.as_os_str().as_encoded_bytes());
+    let name: String = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "library".into())
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    marks_dir.join(format!("{name}-{}.marks.json", hash.hex()))
+}
+
+/// Where earlier versions kept the marks of the library indexed in `index` (next to the
+/// index file); read once and moved to [`library_marks_path`].
 pub fn marks_path(index: &Path) -> PathBuf {
     let mut name = index.file_name().unwrap_or_default().to_os_string();
     name.push(".marks.json");
@@ -276,6 +302,85 @@ pub struct FineTuneSummary {
     pub alike_after: f64,
     pub not_alike_before: f64,
     pub not_alike_after: f64,
+    /// Each marked pair's distance (over the typical distance) before and after.
+    #[serde(default)]
+    pub pair_changes: Vec<PairChange>,
+}
+
+/// What fine-tuning did to one marked pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairChange {
+    pub query: PathBuf,
+    pub photo: PathBuf,
+    pub alike: bool,
+    /// Distance over the typical distance between photos, before and after.
+    pub before: f64,
+    pub after: f64,
+    /// The photo's rank among its query's results (1 = first) with the model before and
+    /// after, when the caller had an index to ask (the window has; `train --feedback`
+    /// has not).
+    #[serde(default)]
+    pub rank_before: Option<usize>,
+    #[serde(default)]
+    pub rank_after: Option<usize>,
+}
+
+impl PairChange {
+    /// Whether the pair moved against its mark: an alike pair farther apart, a not-alike
+    /// pair closer (by more than 1 % of the typical distance, below which it is noise).
+    pub fn moved_the_wrong_way(&self) -> bool {
+        const NOISE: f64 = 0.01;
+        if self.alike {
+            self.after > self.before + NOISE
+        } else {
+            self.after < self.before - NOISE
+        }
+    }
+}
+
+impl PairChange {
+    /// The change in words: "rose_3.jpg, marked alike to rose_1.jpg: closer (0.40 to 0.10
+    /// of the typical distance), #6 to #2".
+    pub fn describe(&self) -> String {
+        let name = |p: &Path| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        let moved = if self.after < self.before - 0.01 {
+            "closer"
+        } else if self.after > self.before + 0.01 {
+            "farther"
+        } else {
+            "about as close"
+        };
+        let rank =
+            |r: Option<usize>| r.map_or_else(|| "not found".to_string(), |r| format!("#{r}"));
+        // Plain "to", not an arrow: the window's font has no arrow glyph.
+        let ranks = match (self.rank_before, self.rank_after) {
+            (None, None) => String::new(),
+            (before, after) => format!(", {} to {}", rank(before), rank(after)),
+        };
+        format!(
+            "{}, marked {} to {}: {moved} ({:.2} to {:.2} of the typical distance){ranks}",
+            name(&self.photo),
+            if self.alike { "alike" } else { "not alike" },
+            name(&self.query),
+            self.before,
+            self.after
+        )
+    }
+}
+
+impl FineTuneSummary {
+    /// The marked pairs that moved against their mark.
+    pub fn wrong_way(&self) -> Vec<&PairChange> {
+        self.pair_changes
+            .iter()
+            .filter(|change| change.moved_the_wrong_way())
+            .collect()
+    }
 }
 
 /// Pairs per step, and anchors per step.
@@ -391,11 +496,16 @@ pub fn fine_tune(
         }
     })?
     .max(1e-6);
-    let pair_means = |model: &EmbeddingModel| -> Result<(f64, f64)> {
-        guard_libtorch(|| -> Result<(f64, f64)> {
+    let pair_distances = |model: &EmbeddingModel| -> Result<Vec<f64>> {
+        guard_libtorch(|| -> Result<Vec<f64>> {
             let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
-            let d: Vec<f64> =
-                Vec::<f64>::try_from(d.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+            Ok(Vec::<f64>::try_from(
+                d.to_kind(Kind::Double).to_device(tch::Device::Cpu),
+            )?)
+        })?
+    };
+    let pair_means = |d: &[f64]| -> Result<(f64, f64)> {
+        {
             let mean = |want: f32| {
                 let chosen: Vec<f64> = d
                     .iter()
@@ -410,9 +520,10 @@ pub fn fine_tune(
                 }
             };
             Ok((mean(1.0), mean(0.0)))
-        })?
+        }
     };
-    let (alike_before, not_alike_before) = pair_means(model)?;
+    let distances_before = pair_distances(model)?;
+    let (alike_before, not_alike_before) = pair_means(&distances_before)?;
 
     let mut optimizer = nn::AdamW::default().build(&model.var_store, options.learning_rate)?;
     let mut rng = fastrand::Rng::with_seed(options.seed);
@@ -468,8 +579,23 @@ pub fn fine_tune(
             options.seconds,
         );
     }
-    let (alike_after, not_alike_after) = pair_means(model)?;
+    let distances_after = pair_distances(model)?;
+    let (alike_after, not_alike_after) = pair_means(&distances_after)?;
+    let pair_changes = pairs
+        .iter()
+        .zip(distances_before.iter().zip(&distances_after))
+        .map(|(mark, (&before, &after))| PairChange {
+            query: mark.query.clone(),
+            photo: mark.photo.clone(),
+            alike: mark.alike,
+            before,
+            after,
+            rank_before: None,
+            rank_after: None,
+        })
+        .collect();
     Ok(FineTuneSummary {
+        pair_changes,
         steps,
         seconds: started.elapsed().as_secs_f64(),
         pairs: pairs.len(),

@@ -619,6 +619,36 @@ impl Gallery {
         }
     }
 
+    /// The index's own distance scale: the median distance from a photo to its nearest
+    /// other photo, over up to 200 photos spread over the index. `None` for an
+    /// approximate index (no raw vectors) or one of fewer than two photos.
+    pub fn typical_neighbour_distance(&mut self) -> Option<f32> {
+        const SAMPLE: usize = 200;
+        let count = self.len();
+        if count < 2 {
+            return None;
+        }
+        let picked: Vec<usize> = (0..SAMPLE.min(count))
+            .map(|i| i * count / SAMPLE.min(count))
+            .collect();
+        let mut queries = Vec::with_capacity(picked.len() * self.header.dimension);
+        for &i in &picked {
+            queries.extend_from_slice(self.vector(i)?);
+        }
+        let nearest = self.nearest(&queries, 2).ok()?;
+        let mut distances: Vec<f32> = picked
+            .iter()
+            .zip(&nearest)
+            .filter_map(|(&i, hits)| hits.iter().find(|(j, _)| *j != i).map(|(_, d)| *d))
+            .filter(|d| d.is_finite())
+            .collect();
+        if distances.is_empty() {
+            return None;
+        }
+        distances.sort_by(f32::total_cmp);
+        Some(distances[distances.len() / 2])
+    }
+
     /// Gallery positions and distances of the `k` nearest images to each query vector
     /// (rows of `queries`), nearest first.
     pub fn nearest(&mut self, queries: &[f32], k: usize) -> Result<Vec<Vec<(usize, f32)>>> {

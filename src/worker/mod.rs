@@ -190,6 +190,20 @@ struct OpenIndex {
     /// Photos of its folder added, changed or removed since it was written, as found
     /// when it was opened.
     out_of_date: usize,
+    /// Its distance scale ([`Gallery::typical_neighbour_distance`]), found once.
+    typical_distance: Option<f32>,
+}
+
+impl OpenIndex {
+    fn new(path: PathBuf, mut gallery: Gallery, model: Rc<LoadedModel>) -> Self {
+        Self {
+            path,
+            typical_distance: gallery.typical_neighbour_distance(),
+            gallery,
+            model,
+            out_of_date: 0,
+        }
+    }
 }
 
 struct Worker {
@@ -349,12 +363,7 @@ impl Worker {
             cancel,
         )?;
         gallery.save(index_path)?;
-        let open = OpenIndex {
-            path: index_path.to_path_buf(),
-            gallery,
-            model,
-            out_of_date: 0,
-        };
+        let open = OpenIndex::new(index_path.to_path_buf(), gallery, model);
         let summary = index_summary(&open);
         self.index = Some(open);
         Ok(JobEnd::Finished(Outcome::IndexReady(summary)))
@@ -371,6 +380,11 @@ impl Worker {
         model_path: &Path,
         cancel: &AtomicBool,
     ) -> Result<JobEnd, EngineError> {
+        // Where each marked photo ranks for its query now, to say what retraining did.
+        let ranks_before = match (self.model.clone(), self.index.as_mut()) {
+            (Some(current), Some(open)) => marked_ranks(&current.model, &mut open.gallery, marks),
+            _ => HashMap::new(),
+        };
         let (Some(current), Some(open)) = (self.model.as_ref(), self.index.as_ref()) else {
             return Err(EngineError::Config(
                 "retraining needs a model and an index: index a folder first".into(),
@@ -389,7 +403,7 @@ impl Worker {
             seconds,
             ..FineTune::default()
         };
-        let done = fine_tune(
+        let mut done = fine_tune(
             &mut model,
             marks,
             &library,
@@ -412,7 +426,7 @@ impl Worker {
         });
         let header = &open.gallery.header;
         let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
-        let gallery = Gallery::build(
+        let mut gallery = Gallery::build(
             &loaded.model,
             &loaded.info,
             &loaded.path,
@@ -421,15 +435,16 @@ impl Worker {
             &|done, total| progress(Progress::Indexing { done, total }),
             cancel,
         )?;
+        let ranks_after = marked_ranks(&loaded.model, &mut gallery, marks);
+        for change in &mut done.pair_changes {
+            let key = (change.query.clone(), change.photo.clone());
+            change.rank_before = ranks_before.get(&key).copied().flatten();
+            change.rank_after = ranks_after.get(&key).copied().flatten();
+        }
         let index_path = open.path.clone();
         gallery.save(&index_path)?;
         self.model = Some(Rc::clone(&loaded));
-        let updated = OpenIndex {
-            path: index_path,
-            gallery,
-            model: loaded,
-            out_of_date: 0,
-        };
+        let updated = OpenIndex::new(index_path, gallery, loaded);
         let index = index_summary(&updated);
         self.index = Some(updated);
         Ok(JobEnd::Finished(Outcome::FineTuned {
@@ -460,12 +475,7 @@ impl Worker {
             cancel,
         )?;
         gallery.save(&open.path)?;
-        let updated = OpenIndex {
-            path: open.path.clone(),
-            gallery,
-            model,
-            out_of_date: 0,
-        };
+        let updated = OpenIndex::new(open.path.clone(), gallery, model);
         let summary = index_summary(&updated);
         self.index = Some(updated);
         Ok(JobEnd::Finished(Outcome::IndexUpdated { summary, changes }))
@@ -508,12 +518,7 @@ impl Worker {
                     model: session.model,
                     info: session.model_info,
                 });
-                let mut open = OpenIndex {
-                    path,
-                    gallery: session.gallery,
-                    model: Rc::clone(&model),
-                    out_of_date: 0,
-                };
+                let mut open = OpenIndex::new(path, session.gallery, Rc::clone(&model));
                 open.out_of_date = out_of_date(&open.gallery);
                 let summary = index_summary(&open);
                 self.model = Some(model);
@@ -666,8 +671,38 @@ impl Worker {
     }
 }
 
+/// Each marked photo's rank among its query's results (1 = first) in `gallery`, embedded
+/// with `model`; `None` where the query cannot be read or the photo is not indexed.
+fn marked_ranks(
+    model: &crate::engine::model::EmbeddingModel,
+    gallery: &mut Gallery,
+    marks: &Marks,
+) -> HashMap<(PathBuf, PathBuf), Option<usize>> {
+    use crate::engine::data::{TargetSize, decode_rgb_sized};
+    let size = TargetSize::ShortSide(model.config.preprocess.image_size_px);
+    let mut ranks = HashMap::new();
+    let mut queries: Vec<&PathBuf> = marks.marks.iter().map(|m| &m.query).collect();
+    queries.sort();
+    queries.dedup();
+    for query in queries {
+        let hits = decode_rgb_sized(query, DEFAULT_MAX_PIXELS, size)
+            .ok()
+            .and_then(|image| {
+                let everything = gallery.len();
+                crate::engine::index::search_image(model, gallery, &image, everything).ok()
+            })
+            .unwrap_or_default();
+        for mark in marks.marks.iter().filter(|m| &m.query == query) {
+            let rank = hits.iter().find(|h| h.path == mark.photo).map(|h| h.rank);
+            ranks.insert((mark.query.clone(), mark.photo.clone()), rank);
+        }
+    }
+    ranks
+}
+
 fn index_summary(open: &OpenIndex) -> IndexSummary {
     IndexSummary {
+        typical_distance: open.typical_distance,
         path: open.path.clone(),
         folder: open.gallery.header.folder.clone(),
         images: open.gallery.len(),

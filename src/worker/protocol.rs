@@ -348,4 +348,8 @@ pub struct IndexSummary {
     /// Exact search, or the approximate index's parameters and measured recall.
     #[serde(default)]
     pub search: crate::engine::ann::SearchMethod,
+    /// The index's own distance scale (median distance from a photo to its nearest
+    /// other photo), for distance controls; `None` for approximate indexes.
+    #[serde(default)]
+    pub typical_distance: Option<f32>,
 }

@@ -40,15 +40,33 @@ pub fn results_ui(
         if (k.changed() && !k.dragged()) || k.drag_stopped() {
             intents.push(Intent::RerunSearch);
         }
+        // The control's steps follow the index's own distances (0.002–0.07 for a
+        // trained model, far larger for ImageNet features).
+        let typical = state
+            .current
+            .index
+            .as_ref()
+            .and_then(|i| i.typical_distance)
+            .filter(|t| *t > 0.0);
         let settings = &mut state.settings;
         let limit = ui
             .checkbox(&mut settings.limit_distance, "only closer than")
-            .on_hover_text("Hide results farther from the query than this distance");
+            .on_hover_text(match typical {
+                Some(typical) => format!(
+                    "Hide results farther from the query than this distance (a photo's \
+                     nearest other photo is typically {} away in this index)",
+                    format_distance(typical)
+                ),
+                None => "Hide results farther from the query than this distance".into(),
+            });
+        let (speed, ceiling) = typical.map_or((0.005, 1000.0), |t| {
+            (f64::from(t) / 20.0, f64::from(t) * 100.0)
+        });
         ui.add_enabled(
             settings.limit_distance,
             egui::DragValue::new(&mut settings.max_distance)
-                .range(0.0..=1000.0)
-                .speed(0.005)
+                .range(0.0..=ceiling)
+                .speed(speed)
                 .max_decimals(4),
         )
         .labelled_by(limit.id);

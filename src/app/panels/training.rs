@@ -82,7 +82,12 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
                         .range(5.0..=86_400.0)
                         .suffix(" s"),
                 )
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text(
+                    "The whole run, from Train to its summary: loading the photos, the \
+                     training steps and validation. Indexing the library with the new \
+                     model comes after it.",
+                );
             });
             ui.end_row();
             let label = ui.label("Epochs");

@@ -362,6 +362,7 @@ pub fn train(
     tch::manual_seed(settings.seed as i64);
 
     let data = prepare::prepare(job, cancel, on_event)?;
+    let prepare_secs = clock.elapsed().as_secs_f64();
     let (model, import) = build_model(job, device)?;
     let mut notes = data.notes.clone();
     if let (Some(report), Some(path)) = (&import, &job.weights) {
@@ -381,6 +382,17 @@ pub fn train(
     }
     let mut trainer = Trainer::new(model, settings, &data, job.loader_threads)?;
     let mut monitor = Monitor::new(settings, &data, &trainer)?;
+    // The budget covers the whole run: the steps end early enough for what follows them.
+    let images = data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
+    let final_evaluation_secs = if job.validation.is_some() {
+        // It reads both folders from disk again (as long as preparing did) and embeds them.
+        prepare_secs + images as f64 * monitor.embed_secs_per_image
+    } else {
+        0.0
+    };
+    // The last observation and the before/after picture redo most of what measuring the
+    // starting model did (1.5× was measured on flowers5-train: docs/benchmarks.md).
+    trainer.reserve_for_finish(1.5 * monitor.setup_secs + final_evaluation_secs);
     let device_label = describe(device);
     on_event(TrainEvent::Started {
         device: device_label.clone(),

@@ -364,6 +364,11 @@ pub struct Monitor {
     before: Option<TrainingPicture>,
     /// What to try after a collapse, for the loss this run uses.
     collapse_advice: &'static str,
+    /// How long measuring the starting model took (probe, validation picture): about
+    /// what the final observation and the before/after picture cost again at the end.
+    pub setup_secs: f64,
+    /// Seconds to embed one prepared image, measured on the probe.
+    pub embed_secs_per_image: f64,
 }
 
 /// What to try after a collapse: the default preset cannot be advised to a run that
@@ -381,10 +386,13 @@ fn collapse_advice(settings: &TrainSettings) -> &'static str {
 
 impl Monitor {
     pub fn new(settings: &TrainSettings, data: &PreparedData, trainer: &Trainer) -> Result<Self> {
+        let setup_started = Instant::now();
         let training_images = Arc::clone(&data.training.images);
         let probe = evenly(data.training.len(), SPREAD_PROBE_IMAGES);
         let detector = CollapseDetector::new(settings);
         let start = embed_prepared(trainer.model(), &training_images, &probe)?;
+        let embed_secs_per_image =
+            setup_started.elapsed().as_secs_f64() / probe.len().max(1) as f64;
         // A start that is already one point (broken imported weights) is no place to
         // come back to.
         let start_spread = relative_spread(&start, detector.margin_scale());
@@ -395,6 +403,8 @@ impl Monitor {
             .map(|v| v.picture(trainer.model(), &training_images))
             .transpose()?;
         Ok(Self {
+            setup_secs: setup_started.elapsed().as_secs_f64(),
+            embed_secs_per_image,
             collapse_advice: collapse_advice(settings),
             training_images,
             probe,

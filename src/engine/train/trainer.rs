@@ -68,6 +68,10 @@ pub struct Trainer {
     global_step: usize,
     /// Multiplies the scheduled learning rate; lowered when a collapse is undone.
     lr_scale: f64,
+    /// Seconds the run needs after its last step (final validation, the before/after
+    /// picture, the final evaluation): training stops this much before the budget so
+    /// that the whole run, not only the steps, fits in it.
+    finish_reserve_secs: f64,
 }
 
 impl Trainer {
@@ -118,6 +122,7 @@ impl Trainer {
             steps_per_epoch: 0,
             global_step: 0,
             lr_scale: 1.0,
+            finish_reserve_secs: 0.0,
         };
         let mut probe_rng = trainer.rng.fork();
         trainer.steps_per_epoch = trainer.epoch_batches(&mut probe_rng).len();
@@ -138,6 +143,18 @@ impl Trainer {
 
     pub fn global_step(&self) -> usize {
         self.global_step
+    }
+
+    /// Keeps `secs` of the time budget for the work after the last step: the steps (and
+    /// the learning-rate schedule) end that much earlier, and the countdown still counts
+    /// to the end of the whole run.
+    pub fn reserve_for_finish(&mut self, secs: f64) {
+        if let Some(budget) = self.settings.max_seconds {
+            // At least a tenth of the budget stays for training, however slow the rest.
+            let reserve = secs.clamp(0.0, budget * 0.9);
+            self.settings.max_seconds = Some(budget - reserve);
+            self.finish_reserve_secs = reserve;
+        }
     }
 
     /// Lowers every later learning rate by `factor` (after a collapse was undone).
@@ -221,11 +238,12 @@ impl Trainer {
         let by_steps = total_steps.map(|total| {
             elapsed_secs / self.global_step.max(1) as f64
                 * total.saturating_sub(self.global_step) as f64
+                + self.finish_reserve_secs
         });
         let by_time = self
             .settings
             .max_seconds
-            .map(|budget| (budget - elapsed_secs).max(0.0));
+            .map(|budget| (budget - elapsed_secs).max(0.0) + self.finish_reserve_secs);
         match (by_steps, by_time) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
