@@ -442,7 +442,14 @@ pub fn train(
             break;
         }
         let final_epoch = stop.is_some() || settings.epoch_limit() == Some(epoch);
-        let observed = monitor.observe(epoch, mean_loss, final_epoch, &mut trainer)?;
+        let observed = match monitor.observe(epoch, mean_loss, final_epoch, &mut trainer, cancel) {
+            // Cancelled during validation: it ends now, as after a step.
+            Err(EngineError::Cancelled) => {
+                summary.cancelled = true;
+                break;
+            }
+            observed => observed?,
+        };
         summary.validation_losses.extend(observed.validation_loss);
         summary
             .validation_map_at_r
@@ -473,7 +480,7 @@ pub fn train(
     summary.steps = trainer.global_step();
     summary.train_secs = clock.elapsed().as_secs_f64();
     monitor.finish(&mut trainer, &mut summary)?;
-    let before_after = if summary.cancelled {
+    let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
         None
     } else {
         monitor.before_after(trainer.model())?

@@ -8,12 +8,13 @@
 //! with a message instead of handing back a model that only looks trained.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
 use super::prepare::PreparedData;
-use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared};
+use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared, embed_prepared_until};
 use super::{Loss, TrainSettings};
 use crate::engine::data::{PreparedImages, shuffled_epoch};
 use crate::engine::eval::retrieval_metrics;
@@ -248,7 +249,8 @@ impl ValidationProbe {
         model: &EmbeddingModel,
         training_images: &PreparedImages,
     ) -> Result<TrainingPicture> {
-        let (map_at_r, recall_at_1) = self.retrieval(model, training_images)?;
+        let (map_at_r, recall_at_1) =
+            self.retrieval(model, training_images, &AtomicBool::new(false))?;
         let embedded = embed_prepared(model, &self.images, &self.queries)?;
         let dimension = model.config.embedding_dim;
         let vectors = Vec::<f32>::try_from(
@@ -271,7 +273,7 @@ impl ValidationProbe {
         })
     }
 
-    fn loss(&self, trainer: &Trainer) -> Result<Option<f64>> {
+    fn loss(&self, trainer: &Trainer, cancel: &AtomicBool) -> Result<Option<f64>> {
         if self.loss_batches.is_empty() {
             return Ok(None);
         }
@@ -279,6 +281,9 @@ impl ValidationProbe {
         let floats = preprocess.floats_per_image();
         let mut sum = 0.0;
         for (batch, labels) in &self.loss_batches {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
             let mut pixels = vec![0.0f32; batch.len() * floats];
             for (slot, &item) in batch.iter().enumerate() {
                 preprocess.write_plain(
@@ -296,9 +301,10 @@ impl ValidationProbe {
         &self,
         model: &EmbeddingModel,
         training_images: &PreparedImages,
+        cancel: &AtomicBool,
     ) -> Result<(f64, f64)> {
-        let gallery = embed_prepared(model, training_images, &self.gallery)?;
-        let queries = embed_prepared(model, &self.images, &self.queries)?;
+        let gallery = embed_prepared_until(model, training_images, &self.gallery, cancel)?;
+        let queries = embed_prepared_until(model, &self.images, &self.queries, cancel)?;
         let largest_class = (0..self.class_names.len())
             .map(|c| self.gallery_classes.iter().filter(|&&g| g == c).count())
             .max()
@@ -429,6 +435,7 @@ impl Monitor {
         mean_loss: f64,
         final_epoch: bool,
         trainer: &mut Trainer,
+        cancel: &AtomicBool,
     ) -> Result<Observation> {
         let recent = self
             .last_observed
@@ -441,13 +448,14 @@ impl Monitor {
                 verdict: EpochVerdict::Skipped,
             });
         }
-        let embeddings = embed_prepared(trainer.model(), &self.training_images, &self.probe)?;
+        let embeddings =
+            embed_prepared_until(trainer.model(), &self.training_images, &self.probe, cancel)?;
         let spread = relative_spread(&embeddings, self.detector.margin_scale());
         self.last_spread = spread;
         let (validation_loss, retrieval) = match &self.validation {
             Some(validation) => (
-                validation.loss(trainer)?,
-                Some(validation.retrieval(trainer.model(), &self.training_images)?),
+                validation.loss(trainer, cancel)?,
+                Some(validation.retrieval(trainer.model(), &self.training_images, cancel)?),
             ),
             None => (None, None),
         };

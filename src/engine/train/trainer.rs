@@ -397,11 +397,25 @@ pub fn embed_prepared(
     images: &PreparedImages,
     indices: &[usize],
 ) -> Result<Tensor> {
+    embed_prepared_until(model, images, indices, &AtomicBool::new(false))
+}
+
+/// [`embed_prepared`], stopping with [`EngineError::Cancelled`] at the next batch of 64
+/// once `cancel` is set (validation must not hold up a cancel for tens of seconds).
+pub fn embed_prepared_until(
+    model: &EmbeddingModel,
+    images: &PreparedImages,
+    indices: &[usize],
+    cancel: &AtomicBool,
+) -> Result<Tensor> {
     let preprocess = &model.config.preprocess;
     let floats = preprocess.floats_per_image();
     let size = i64::from(preprocess.image_size_px);
     let mut parts = Vec::new();
     for chunk in indices.chunks(64) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
         let mut pixels = vec![0.0f32; chunk.len() * floats];
         for (slot, &item) in chunk.iter().enumerate() {
             preprocess.write_plain(
