@@ -19,7 +19,7 @@ debian_packages=(
   libgtk-3-dev
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
   libwayland-client0 libwayland-cursor0 libwayland-egl1 libgl1 libegl1 libgl1-mesa-dri
-  patchelf desktop-file-utils zstd
+  patchelf desktop-file-utils zstd procps
 )
 
 missing=()

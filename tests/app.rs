@@ -1262,6 +1262,16 @@ fn likeness_photo_searches_and_likeness_folder_opens_the_library() {
     run_until(&mut harness, "the other library", |app| {
         app.settings.library.as_deref() == Some(other.as_path()) && app.library.is_some()
     });
+    // Issue #23: the index still open is of the first folder, and the window says so.
+    assert!(
+        harness
+            .state()
+            .notices
+            .iter()
+            .any(|n| n.text.starts_with("The open index is of")),
+        "{:?}",
+        harness.state().notices
+    );
 }
 
 /// Issue #23 item 1: `likeness PHOTO` opened the window with "There is no index to search

@@ -94,11 +94,13 @@ impl LikenessApp {
             Intent::PickDuplicatesExport(kind) => {
                 use super::panels::duplicates::ExportKind;
                 let mut dialog = rfd::FileDialog::new();
+                // Beside the library, not inside one of its class folders (where the
+                // first photo happens to be): a list is not a photo of the library.
                 if let Some(folder) = self
-                    .duplicates
+                    .current
+                    .index
                     .as_ref()
-                    .map(|d| &d.candidates.paths)
-                    .and_then(|paths| paths.first()?.parent())
+                    .map(|index| index.folder.parent().unwrap_or(&index.folder))
                 {
                     dialog = dialog.set_directory(folder);
                 }

@@ -188,6 +188,7 @@ impl LikenessApp {
         self.library = None;
         self.library_error = None;
         self.send(Request::ScanLibrary(folder));
+        self.state.note_index_of_another_folder();
     }
 
     /// Starts training on the library with the form's settings; the library is indexed

@@ -115,6 +115,9 @@ impl AppState {
                 {
                     self.settings.max_distance = default_distance_limit(typical);
                 }
+                if index_changed {
+                    self.note_index_of_another_folder();
+                }
                 // Groups found in another index would list the wrong photos.
                 if index_changed {
                     self.duplicates = None;

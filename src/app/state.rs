@@ -340,6 +340,28 @@ impl AppState {
             || self.queued.iter().any(|(_, kind)| brings_index(kind))
     }
 
+    /// Says so when the open index is of another folder than the library (`likeness
+    /// FOLDER`, or choosing a library with an index open): searches use the index, and
+    /// the person should know which photos they search.
+    pub fn note_index_of_another_folder(&mut self) {
+        let (Some(library), Some(index)) = (&self.settings.library, &self.current.index) else {
+            return;
+        };
+        let library_canonical = std::fs::canonicalize(library).unwrap_or_else(|_| library.clone());
+        if library_canonical == index.folder {
+            return;
+        }
+        let text = format!(
+            "The open index is of {}, not of the library {}: searches look among its photos. \
+             Train, or Build index, to search the library.",
+            index.folder.display(),
+            library.display()
+        );
+        if self.notices.last().is_none_or(|n| n.text != text) {
+            self.info(text);
+        }
+    }
+
     /// Whether the person asked `job` to stop and it has not ended yet.
     pub fn is_cancelling(&self, job: JobId) -> bool {
         self.cancelling.contains(&job)

@@ -17,14 +17,16 @@ use super::eval::{
 use super::index::Gallery;
 use super::{EngineError, Result};
 
-/// Distinct colours for classes (Okabe–Ito, then more), cycled when there are more.
+/// Distinct colours for classes, cycled when there are more: Okabe and Ito's palette for
+/// colour-blind readers, ordered so that the first five (the size of a typical library)
+/// are the easiest to tell apart, light and dark blue never both among them.
 pub const CLASS_COLOURS: [[u8; 3]; 10] = [
     [0, 114, 178],
     [230, 159, 0],
     [0, 158, 115],
     [204, 121, 167],
-    [86, 180, 233],
     [213, 94, 0],
+    [86, 180, 233],
     [240, 228, 66],
     [120, 120, 120],
     [148, 103, 189],

@@ -109,7 +109,7 @@ pub fn map_ui(
         });
     });
     let mut plot = Plot::new("embedding_map")
-        .legend(Legend::default())
+        .legend(Legend::default().follow_insertion_order(true))
         .show_axes([false, false])
         .show_grid(false)
         .data_aspect(1.0)
@@ -283,7 +283,7 @@ fn before_after_ui(ui: &mut egui::Ui, pictures: &BeforeAfter, thumbnails: &mut T
                 picture.recall_at_1, picture.map_at_r
             ));
             let response = Plot::new(("training_map", title))
-                .legend(Legend::default())
+                .legend(Legend::default().follow_insertion_order(true))
                 .show_axes([false, false])
                 .show_grid(false)
                 .data_aspect(1.0)
