@@ -515,6 +515,21 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     harness.step();
     assert_eq!(harness.state().preview, Some(1));
     harness.get_by_label("#2 of 5");
+    // Issue #23: three quick presses that land in one frame move three results (they
+    // moved one), and not past the last.
+    for _ in 0..3 {
+        harness.key_press(egui::Key::ArrowRight);
+    }
+    harness.step();
+    assert_eq!(harness.state().preview, Some(4));
+    harness.key_press(egui::Key::ArrowRight);
+    harness.step();
+    assert_eq!(harness.state().preview, Some(4));
+    for _ in 0..3 {
+        harness.key_press(egui::Key::ArrowLeft);
+    }
+    harness.step();
+    assert_eq!(harness.state().preview, Some(1));
     run_until(&mut harness, "the full-size photo", |app| {
         let path = &app.search.as_ref().expect("results").hits[1].path;
         app.thumbnails

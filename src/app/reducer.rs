@@ -12,7 +12,6 @@ use super::state::{
     Activity, AppState, CentralView, DuplicatesView, LibraryView, MapView, SearchView, TrainingEnd,
     TrainingView,
 };
-use super::widgets::format_distance;
 use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::feedback::{Marks, library_marks_path, marks_path};
 use crate::engine::model::TrainingSummary;
@@ -294,13 +293,9 @@ impl AppState {
                 }
             }
             Outcome::Duplicates { index, candidates } => {
-                let view = DuplicatesView::new(index, candidates);
-                self.info(format!(
-                    "Found {} of near-duplicate photos (threshold {}).",
-                    plural(view.groups.len(), "group", "groups"),
-                    format_distance(view.threshold)
-                ));
-                self.duplicates = Some(view);
+                // The view says how many groups there are, live as it regroups: a notice
+                // with the count would go stale at the first move of the slider.
+                self.duplicates = Some(DuplicatesView::new(index, candidates));
                 self.view = CentralView::Duplicates;
             }
             Outcome::DuplicatesExported { count, to } => self.info(match to {

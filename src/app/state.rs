@@ -190,6 +190,9 @@ pub struct DuplicatesView {
     pub groups: Vec<Group>,
     /// For each group, which member (a position in its `members`) is kept.
     pub keep: Vec<usize>,
+    /// The list shows its first group at the next frame (a new search or a regrouping
+    /// changes every row, so an old scroll position means nothing).
+    pub scroll_to_top: bool,
 }
 
 impl DuplicatesView {
@@ -201,6 +204,7 @@ impl DuplicatesView {
             threshold,
             groups: Vec::new(),
             keep: Vec::new(),
+            scroll_to_top: true,
         };
         view.regroup();
         view
@@ -209,6 +213,7 @@ impl DuplicatesView {
     /// Groups again at the current threshold; a kept photo stays kept when its group
     /// survives.
     pub fn regroup(&mut self) {
+        self.scroll_to_top = true;
         let kept: std::collections::HashSet<usize> = self
             .groups
             .iter()

@@ -70,98 +70,106 @@ pub fn duplicates_ui(
         candidates,
         groups,
         keep,
+        scroll_to_top,
         ..
     } = view;
-    egui::ScrollArea::vertical()
-        .auto_shrink([false, false])
-        .show_rows(ui, GROUP_HEIGHT, groups.len(), |ui, visible| {
-            for g in visible {
-                let group = &groups[g];
-                let kind = if group.all_identical() {
-                    "identical files"
-                } else {
-                    "near-duplicates"
-                };
-                ui.label(
-                    egui::RichText::new(format!(
-                        "Group {} · {} photos · {kind}",
-                        g + 1,
-                        group.members.len()
-                    ))
-                    .strong(),
-                );
-                egui::ScrollArea::horizontal()
-                    .id_salt(("duplicate_group", g))
-                    .show(ui, |ui| {
-                        ui.horizontal(|ui| {
-                            let kept = group.members[keep[g].min(group.members.len() - 1)];
-                            for (position, &member) in group.members.iter().enumerate() {
-                                let path = &candidates.paths[member];
-                                ui.vertical(|ui| {
-                                    ui.set_width(CARD_WIDTH);
-                                    let image = thumbnail(
-                                        ui,
-                                        thumbnails,
-                                        path,
-                                        egui::vec2(THUMBNAIL, THUMBNAIL),
-                                        egui::Sense::click(),
-                                    )
+    let mut list = egui::ScrollArea::vertical().auto_shrink([false, false]);
+    if std::mem::take(scroll_to_top) {
+        list = list.vertical_scroll_offset(0.0);
+    }
+    list.show_rows(ui, GROUP_HEIGHT, groups.len(), |ui, visible| {
+        for g in visible {
+            let group = &groups[g];
+            let kind = if group.all_identical() {
+                "identical files"
+            } else {
+                "near-duplicates"
+            };
+            ui.label(
+                egui::RichText::new(format!(
+                    "Group {} · {} photos · {kind}",
+                    g + 1,
+                    group.members.len()
+                ))
+                .strong(),
+            );
+            egui::ScrollArea::horizontal()
+                .id_salt(("duplicate_group", g))
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        let kept = group.members[keep[g].min(group.members.len() - 1)];
+                        for (position, &member) in group.members.iter().enumerate() {
+                            let path = &candidates.paths[member];
+                            ui.vertical(|ui| {
+                                ui.set_width(CARD_WIDTH);
+                                let image = thumbnail(
+                                    ui,
+                                    thumbnails,
+                                    path,
+                                    egui::vec2(THUMBNAIL, THUMBNAIL),
+                                    egui::Sense::click(),
+                                )
+                                .on_hover_text(path.display().to_string());
+                                if image.double_clicked() {
+                                    intents.push(Intent::Open(path.clone()));
+                                }
+                                ui.radio_value(&mut keep[g], position, "Keep");
+                                // The folder too: copies often differ only in where they are.
+                                let folder = path.parent().map(file_name).unwrap_or_default();
+                                ui.label(format!("{folder}/{}", file_name(path)))
                                     .on_hover_text(path.display().to_string());
-                                    if image.double_clicked() {
+                                let detail = if member == kept {
+                                    format!("{} · kept", size(candidates.sizes[member]))
+                                } else {
+                                    let pair = group.pairs.iter().find(|p| {
+                                        (p.a, p.b) == (member.min(kept), member.max(kept))
+                                    });
+                                    match pair {
+                                        Some(p) if p.identical => format!(
+                                            "{} · same bytes",
+                                            size(candidates.sizes[member])
+                                        ),
+                                        Some(p) => format!(
+                                            "{} · {}",
+                                            size(candidates.sizes[member]),
+                                            format_distance(p.distance)
+                                        ),
+                                        None => size(candidates.sizes[member]),
+                                    }
+                                };
+                                ui.small(detail);
+                                ui.horizontal(|ui| {
+                                    if ui.small_button("Open").clicked() {
                                         intents.push(Intent::Open(path.clone()));
                                     }
-                                    ui.radio_value(&mut keep[g], position, "Keep");
-                                    // The folder too: copies often differ only in where they are.
-                                    let folder = path.parent().map(file_name).unwrap_or_default();
-                                    ui.label(format!("{folder}/{}", file_name(path)))
-                                        .on_hover_text(path.display().to_string());
-                                    let detail = if member == kept {
-                                        format!("{} · kept", size(candidates.sizes[member]))
-                                    } else {
-                                        let pair = group.pairs.iter().find(|p| {
-                                            (p.a, p.b) == (member.min(kept), member.max(kept))
-                                        });
-                                        match pair {
-                                            Some(p) if p.identical => format!(
-                                                "{} · same bytes",
-                                                size(candidates.sizes[member])
-                                            ),
-                                            Some(p) => format!(
-                                                "{} · {}",
-                                                size(candidates.sizes[member]),
-                                                format_distance(p.distance)
-                                            ),
-                                            None => size(candidates.sizes[member]),
-                                        }
-                                    };
-                                    ui.small(detail);
-                                    ui.horizontal(|ui| {
-                                        if ui.small_button("Open").clicked() {
-                                            intents.push(Intent::Open(path.clone()));
-                                        }
-                                        if ui.small_button("Show in folder").clicked() {
-                                            intents.push(Intent::ShowInFolder(path.clone()));
-                                        }
-                                    });
+                                    if ui.small_button("Show in folder").clicked() {
+                                        intents.push(Intent::ShowInFolder(path.clone()));
+                                    }
                                 });
-                            }
-                        });
+                            });
+                        }
                     });
-                ui.separator();
-            }
-        });
+                });
+            ui.separator();
+        }
+    });
 }
 
 /// The threshold slider, the counts and the export buttons.
 fn controls_ui(ui: &mut egui::Ui, view: &mut DuplicatesView, intents: &mut Vec<Intent>) {
     let ceiling = view.candidates.ceiling.max(f32::MIN_POSITIVE);
+    // From a tenth of the default up: below that nothing but exact copies groups. With a
+    // wide slider that is about a tenth of a decade per 16 px (it was half a decade).
+    let smallest = (f64::from(view.candidates.default_threshold) / 10.0)
+        .clamp(f64::from(ceiling) / 1000.0, f64::from(ceiling));
     ui.horizontal(|ui| {
         let label = ui.label("Threshold:");
+        ui.spacing_mut().slider_width = (ui.available_width() - 260.0).clamp(160.0, 480.0);
         let slider = ui
             .add(
                 egui::Slider::new(&mut view.threshold, 0.0..=ceiling)
                     .logarithmic(true)
-                    .smallest_positive(f64::from(ceiling) / 1000.0)
+                    .smallest_positive(smallest)
                     .custom_formatter(|v, _| format_distance(v as f32)),
             )
             .labelled_by(label.id)

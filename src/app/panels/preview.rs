@@ -24,10 +24,12 @@ pub fn preview_ui(
         state.preview = None;
         return;
     };
+    // Presses, not "pressed this frame": three quick presses that land in one slow frame
+    // move three results.
     let (previous, next, close) = ctx.input(|i| {
         (
-            i.key_pressed(egui::Key::ArrowLeft),
-            i.key_pressed(egui::Key::ArrowRight),
+            i.num_presses(egui::Key::ArrowLeft),
+            i.num_presses(egui::Key::ArrowRight),
             i.key_pressed(egui::Key::Escape),
         )
     });
@@ -110,11 +112,13 @@ pub fn preview_ui(
     });
     // A click on the backdrop does not close the preview: the double-click that opened
     // it ends on the backdrop, in the same frame. Esc and Close do.
-    if previous && index > 0 {
-        go_to = Some(index - 1);
-    }
-    if next && index + 1 < count {
-        go_to = Some(index + 1);
+    if previous + next > 0 {
+        let target = (index + next)
+            .saturating_sub(previous)
+            .min(count.saturating_sub(1));
+        if target != index {
+            go_to = Some(target);
+        }
     }
     state.preview = if closed { None } else { go_to.or(Some(index)) };
 }
