@@ -556,10 +556,21 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     run_until(&mut harness, "the launcher failure", |app| {
         app.notices.iter().any(|n| {
             n.is_error
-                && n.text.contains("Could not open")
+                && n.text.starts_with("No application could open")
+                && n.text.contains("Details: ")
                 && n.text.contains("no application for image/png")
+                && n.copy.is_some()
         })
     });
+    // Said in the preview too, where the person is looking (the notices lie behind it).
+    harness.step();
+    assert!(
+        harness
+            .get_all_by_label_contains("No application could open")
+            .count()
+            >= 2,
+        "the failure is not shown in the preview"
+    );
     harness.key_press(egui::Key::Escape);
     harness.step();
     assert_eq!(harness.state().preview, None);

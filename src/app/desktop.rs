@@ -39,8 +39,15 @@ pub enum Launchers {
 /// Runs launchers and collects their failures.
 pub struct Desktop {
     launchers: Launchers,
-    failures: Sender<String>,
-    reported: Receiver<String>,
+    failures: Sender<LaunchFailure>,
+    reported: Receiver<LaunchFailure>,
+}
+
+/// A photo the desktop could not open or show, and what to tell the person.
+#[derive(Debug, Clone)]
+pub struct LaunchFailure {
+    pub path: PathBuf,
+    pub message: String,
 }
 
 impl Default for Desktop {
@@ -69,16 +76,26 @@ impl Desktop {
             .name("likeness-launcher".into())
             .spawn(move || {
                 if let Err(reasons) = run_first_that_works(&attempts) {
+                    // What the person can do first; the commands that failed after it.
+                    let name = path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
                     let what = match action {
-                        Action::Open => "open",
-                        Action::ShowInFolder => "show in the file manager",
+                        Action::Open => format!("No application could open {name}."),
+                        Action::ShowInFolder => {
+                            format!("No file manager could be opened to show {name}.")
+                        }
                     };
                     failures
-                        .send(format!(
-                            "Could not {what} {}: {}",
-                            path.display(),
-                            reasons.join("; ")
-                        ))
+                        .send(LaunchFailure {
+                            message: format!(
+                                "{what} The photo is at {} (Copy path copies it).\nDetails: {}",
+                                path.display(),
+                                reasons.join("; ")
+                            ),
+                            path,
+                        })
                         .ok();
                     wake();
                 }
@@ -87,7 +104,7 @@ impl Desktop {
     }
 
     /// Failures reported since the last call.
-    pub fn failures(&self) -> Vec<String> {
+    pub fn failures(&self) -> Vec<LaunchFailure> {
         self.reported.try_iter().collect()
     }
 }

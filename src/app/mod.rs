@@ -496,7 +496,11 @@ impl eframe::App for LikenessApp {
         self.handle_drops(ctx);
         self.handle_paste(ctx);
         for failure in self.desktop.failures() {
-            self.state.error(failure);
+            self.state.notices.push(Notice {
+                text: failure.message,
+                is_error: true,
+                copy: Some(failure.path.display().to_string()),
+            });
         }
         if self.thumbnails.poll(ctx) {
             ctx.request_repaint_after(Duration::from_millis(30));

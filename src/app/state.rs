@@ -22,6 +22,9 @@ use crate::worker::{JobId, JobKind, Query, Snapshot};
 pub struct Notice {
     pub text: String,
     pub is_error: bool,
+    /// Text a "Copy path" button puts on the clipboard (the photo a launcher could not
+    /// open or show), when there is one.
+    pub copy: Option<String>,
 }
 
 /// What the library scan found, counted the way training counts it.
@@ -395,6 +398,7 @@ impl AppState {
         self.notices.push(Notice {
             text: text.into(),
             is_error: true,
+            copy: None,
         });
     }
 
@@ -402,6 +406,7 @@ impl AppState {
         self.notices.push(Notice {
             text: text.into(),
             is_error: false,
+            copy: None,
         });
     }
 }

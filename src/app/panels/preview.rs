@@ -109,6 +109,23 @@ pub fn preview_ui(
                 }
             });
         });
+        // A launcher failure for this photo shows here: the notices lie behind the
+        // preview.
+        if let Some(failure) = state
+            .notices
+            .last()
+            .filter(|n| n.is_error && n.copy.as_deref() == Some(&*hit.path.to_string_lossy()))
+        {
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(
+                    egui::Color32::from_rgb(230, 110, 110),
+                    failure.text.lines().next().unwrap_or_default(),
+                );
+                if ui.small_button("Copy path").clicked() {
+                    ui.ctx().copy_text(hit.path.display().to_string());
+                }
+            });
+        }
     });
     // A click on the backdrop does not close the preview: the double-click that opened
     // it ends on the backdrop, in the same frame. Esc and Close do.

@@ -235,9 +235,16 @@ pub fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
                             .wrap(),
                         );
                     });
-                    if ui.small_button("Dismiss").clicked() {
-                        dismissed = Some(i);
-                    }
+                    ui.vertical(|ui| {
+                        if ui.small_button("Dismiss").clicked() {
+                            dismissed = Some(i);
+                        }
+                        if let Some(copy) = &notice.copy
+                            && ui.small_button("Copy path").clicked()
+                        {
+                            ui.ctx().copy_text(copy.clone());
+                        }
+                    });
                 });
             });
     }
