@@ -556,9 +556,10 @@ pub fn describe_training(
                 .best_validation_map_at_r
                 .map(|map| format!(", mAP@R {map:.3}"))
                 .unwrap_or_default();
+            // The explanation sits right after the figure it explains.
             lines.push(format!(
-                "Quality: recall@1 {recall:.2} on {source}{map} (the share of those photos \
-                 whose nearest library photo is of their class)."
+                "Quality: recall@1 {recall:.2} on {source} (the share of those photos whose \
+                 nearest library photo is of their class){map}."
             ));
         }
         _ => lines.push(
@@ -826,8 +827,8 @@ mod tests {
         assert!(end.lines[0].contains("in 2 classes"));
         assert_eq!(
             end.lines[1],
-            "Quality: recall@1 0.81 on 12 photos held out of the library, mAP@R 0.400 (the \
-             share of those photos whose nearest library photo is of their class)."
+            "Quality: recall@1 0.81 on 12 photos held out of the library (the share of those \
+             photos whose nearest library photo is of their class), mAP@R 0.400."
         );
         assert!(end.warnings.is_empty());
         let whole = describe_training(&summary(80, 40), Path::new("m.safetensors"), true);

@@ -29,8 +29,11 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
         egui::CollapsingHeader::new("Show the marks")
             .id_salt("marks_list")
             .show(ui, |ui| {
+                // Never wider than the column: long file names are cut, not allowed to
+                // widen the panel (it remembers its width across restarts).
                 egui::ScrollArea::vertical()
                     .max_height(180.0)
+                    .max_width(ui.available_width())
                     .id_salt("marks_scroll")
                     .show(ui, |ui| {
                         for (i, mark) in marks.marks.iter().enumerate() {
@@ -43,11 +46,14 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
                                     intents.push(Intent::RemoveMark(i));
                                 }
                                 let verdict = if mark.alike { "alike" } else { "not alike" };
-                                ui.label(format!(
-                                    "{} {verdict} to {}",
-                                    file_name(&mark.photo),
-                                    file_name(&mark.query)
-                                ))
+                                ui.add(
+                                    egui::Label::new(format!(
+                                        "{} {verdict} to {}",
+                                        file_name(&mark.photo),
+                                        file_name(&mark.query)
+                                    ))
+                                    .truncate(),
+                                )
                                 .on_hover_text(format!(
                                     "{}\n{verdict} to\n{}",
                                     mark.photo.display(),

@@ -59,7 +59,18 @@ pub fn training_report_ui(
     for note in &view.notes {
         ui.small(note);
     }
+    // The result of a run comes before its charts: in the narrow column it must be seen
+    // without scrolling.
+    outcome_ui(ui, state, intents);
     charts_ui(ui, &mut state.training);
+    let view = &state.training;
+    if let Some(report) = &view.validation {
+        validation_ui(ui, report, thumbnails, intents);
+    }
+}
+
+/// The end-of-run summary, "Use this model" after a cancel, and the before/after figures.
+fn outcome_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
     let view = &state.training;
     if let Some(end) = &view.outcome {
         ui.label(egui::RichText::new(&end.headline).strong());
@@ -94,10 +105,6 @@ pub fn training_report_ui(
             state.view = crate::app::state::CentralView::Map;
             state.map_before_after = true;
         }
-    }
-    let view = &state.training;
-    if let Some(report) = &view.validation {
-        validation_ui(ui, report, thumbnails, intents);
     }
 }
 
@@ -137,9 +144,11 @@ fn charts_ui(ui: &mut egui::Ui, view: &mut crate::app::state::TrainingView) {
             shown(&view.epoch_losses),
             shown(&view.validation_losses),
         );
+        // Bottom left: a falling loss leaves that corner empty, and the legend never
+        // covers the newest points (on the right).
         let mut plot = Plot::new("loss_plot")
             .height(180.0)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
             .x_axis_label("step")
             .y_axis_label(if log_scale { "loss (log)" } else { "loss" })
             .allow_scroll(false);
