@@ -128,8 +128,10 @@ fn a_time_budget_trains_until_it_is_spent_not_until_an_epoch_cap() {
     assert_eq!(*announced.lock().expect("lock"), Some((None, Some(3.0))));
     let summary = &outcome.summary;
     assert!(summary.stopped_by_time_budget, "{summary:?}");
+    // The steps use the budget but for what the run needs after them (measured as it
+    // starts: a fraction of a second here), so that the whole run fits in it.
     assert!(
-        summary.train_secs >= 3.0,
+        summary.train_secs >= 3.0 * 0.8,
         "stopped at {} s",
         summary.train_secs
     );

@@ -612,6 +612,37 @@ fn check_weights_checksum(
     Ok(())
 }
 
+/// A model file's description from its header alone (a few KB, not the 45 MB of
+/// weights): for lists that name many models. The weights are not checked.
+pub fn read_model_description(path: &Path) -> Result<ModelInfo> {
+    use std::io::Read;
+    const MAX_HEADER_BYTES: u64 = 16 << 20;
+    let (mut file, _) = super::files::open_regular(path).map_err(|e| match e {
+        super::files::OpenError::Io(e) => EngineError::io(path, e),
+        other => EngineError::bad_file(path, other.to_string()),
+    })?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length)
+        .map_err(|e| EngineError::io(path, e))?;
+    let length = u64::from_le_bytes(length);
+    if length > MAX_HEADER_BYTES {
+        return Err(EngineError::bad_file(path, "not a Likeness model file"));
+    }
+    let mut header = Vec::with_capacity(length as usize);
+    file.take(length)
+        .read_to_end(&mut header)
+        .map_err(|e| EngineError::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|_| EngineError::bad_file(path, "not a Likeness model file"))?;
+    let info = header
+        .get("__metadata__")
+        .and_then(|m| m.get("likeness.info"))
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| EngineError::bad_file(path, "not a Likeness model file"))?;
+    serde_json::from_str(info)
+        .map_err(|e| EngineError::bad_file(path, format!("model description unreadable ({e})")))
+}
+
 /// Reads a model file's description without building the network.
 pub fn read_model_info(path: &Path) -> Result<ModelInfo> {
     let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a model file")?;

@@ -171,7 +171,7 @@ fn row(ui: &mut egui::Ui, name: &str, value: &str) {
 }
 
 /// A file time as local-independent UTC ("2026-11-29 09:41 UTC"), or "unknown".
-fn when(time: Option<std::time::SystemTime>) -> String {
+pub fn when(time: Option<std::time::SystemTime>) -> String {
     let Some(secs) = time
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs() as i64)
