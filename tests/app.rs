@@ -1344,3 +1344,53 @@ fn likeness_photo_at_start_up_searches_once_the_last_index_is_open() {
         "a library photo finds itself first"
     );
 }
+
+/// Issue #23: notices stacked, never went away and pushed the content down. Now they sit
+/// over a corner, two at a time (errors first), and information leaves by itself.
+#[test]
+fn notices_float_two_at_a_time_and_information_leaves_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut harness = app_harness(AppSettings::default(), &dir.path().join("data"));
+    harness.step();
+    let tab_top = |harness: &Harness<'_, LikenessApp>| {
+        harness
+            .get_all_by_label("Duplicates")
+            .next()
+            .expect("the Duplicates tab")
+            .rect()
+            .top()
+    };
+    let tabs_before = tab_top(&harness);
+    {
+        let state = &mut harness.state_mut().state;
+        state.info("An old piece of news.");
+        if let Some(old) = state.notices.last_mut() {
+            old.posted = Instant::now()
+                .checked_sub(Duration::from_secs(60))
+                .expect("a minute ago");
+        }
+        state.info("Fresh news.");
+        state.error("First error.");
+        state.error("Second error.");
+        state.error("Third error.");
+    }
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label("An old piece of news.").is_none());
+    harness.get_by_label("Third error.");
+    harness.get_by_label("Second error.");
+    assert!(harness.query_by_label("First error.").is_none());
+    assert!(harness.query_by_label("Fresh news.").is_none());
+    harness.get_by_label("2 more behind these: dismiss one to see the next");
+    // The content did not move down.
+    assert_eq!(tab_top(&harness), tabs_before);
+    // Dismissing one brings the next.
+    harness
+        .get_all_by_label("Dismiss")
+        .next()
+        .expect("Dismiss")
+        .click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("First error.");
+}

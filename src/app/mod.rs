@@ -499,6 +499,7 @@ impl eframe::App for LikenessApp {
             self.state.notices.push(Notice {
                 text: failure.message,
                 is_error: true,
+                posted: Instant::now(),
                 copy: Some(failure.path.display().to_string()),
             });
         }
@@ -530,7 +531,6 @@ impl eframe::App for LikenessApp {
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            panels::status::notices_ui(ui, state);
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut state.view, CentralView::Results, "Search");
                 ui.selectable_value(&mut state.view, CentralView::Duplicates, "Duplicates");
@@ -549,6 +549,9 @@ impl eframe::App for LikenessApp {
         });
         panels::preview::preview_ui(ui.ctx(), state, thumbnails, &mut intents);
         panels::status::details_ui(ui.ctx(), state);
+        // Over everything (the preview too), in a corner: notices never push the
+        // content down, and a failure is seen wherever the person is.
+        panels::status::notices_overlay(ui.ctx(), state);
         if ui.ctx().input(|i| !i.raw.hovered_files.is_empty()) {
             window::drop_hint(ui.ctx());
         }

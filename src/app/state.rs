@@ -22,6 +22,8 @@ use crate::worker::{JobId, JobKind, Query, Snapshot};
 pub struct Notice {
     pub text: String,
     pub is_error: bool,
+    /// When it was posted: information dismisses itself after a while, errors stay.
+    pub posted: std::time::Instant,
     /// Text a "Copy path" button puts on the clipboard (the photo a launcher could not
     /// open or show), when there is one.
     pub copy: Option<String>,
@@ -398,6 +400,7 @@ impl AppState {
         self.notices.push(Notice {
             text: text.into(),
             is_error: true,
+            posted: std::time::Instant::now(),
             copy: None,
         });
     }
@@ -406,6 +409,7 @@ impl AppState {
         self.notices.push(Notice {
             text: text.into(),
             is_error: false,
+            posted: std::time::Instant::now(),
             copy: None,
         });
     }

@@ -201,10 +201,48 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// The last three notices, newest first, each with Dismiss.
-pub fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
+/// Seconds a piece of information stays on screen; errors stay until dismissed.
+const INFO_SECONDS: f64 = 12.0;
+/// Notices shown at once; older ones wait behind "N more".
+const SHOWN_NOTICES: usize = 2;
+
+/// The notices as an overlay in the top-right corner, above the preview: the newest
+/// first, at most [`SHOWN_NOTICES`] (errors before information), information fading out
+/// after [`INFO_SECONDS`].
+pub fn notices_overlay(ctx: &egui::Context, state: &mut AppState) {
+    let current: Vec<usize> = state
+        .notices
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.is_error || n.posted.elapsed().as_secs_f64() < INFO_SECONDS)
+        .map(|(i, _)| i)
+        .collect();
+    if current.iter().any(|&i| !state.notices[i].is_error) {
+        // Wake up to let information go when its time is up.
+        ctx.request_repaint_after(std::time::Duration::from_millis(500));
+    }
+    let width = (ctx.content_rect().width() * 0.4).clamp(320.0, 560.0);
+    // Shown every frame, empty or not: a new area is laid out invisibly in its first
+    // frame, and a notice must be seen in the frame it is posted.
+    egui::Area::new(egui::Id::unique("notices"))
+        .order(egui::Order::Tooltip)
+        .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 44.0))
+        .interactable(true)
+        .show(ctx, |ui| {
+            ui.set_max_width(width);
+            notices_ui(ui, state, &current);
+        });
+}
+
+/// The notices at positions `current` of the list, newest first, each with Dismiss.
+fn notices_ui(ui: &mut egui::Ui, state: &mut AppState, current: &[usize]) {
     let mut dismissed = None;
-    for (i, notice) in state.notices.iter().enumerate().rev().take(3) {
+    // Errors first, then information; newest first within each.
+    let mut order: Vec<usize> = current.iter().rev().copied().collect();
+    order.sort_by_key(|&i| !state.notices[i].is_error);
+    let hidden = order.len().saturating_sub(SHOWN_NOTICES);
+    for &i in order.iter().take(SHOWN_NOTICES) {
+        let notice = &state.notices[i];
         let (fill, stroke) = if notice.is_error {
             (
                 egui::Color32::from_rgb(90, 30, 30),
@@ -247,6 +285,11 @@ pub fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
                     });
                 });
             });
+    }
+    if hidden > 0 {
+        ui.small(format!(
+            "{hidden} more behind these: dismiss one to see the next"
+        ));
     }
     if let Some(i) = dismissed {
         state.notices.remove(i);
