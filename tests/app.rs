@@ -1394,3 +1394,51 @@ fn notices_float_two_at_a_time_and_information_leaves_by_itself() {
     harness.step();
     harness.get_by_label("First error.");
 }
+
+/// Issue #23: a restart lost the last results and a cancelled run's "Use this model".
+#[test]
+fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 63).expect("photos");
+    let query = library.join("class_00/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.state_mut().settings.train.epochs = 10_000;
+    harness.state_mut().start_training();
+    run_until(&mut harness, "a few steps", |app| {
+        app.training.step_losses.len() >= 2
+    });
+    harness.get_by_label("Cancel").click();
+    run_until(&mut harness, "the end of the cancelled run", |app| {
+        app.training.outcome.is_some() && app.is_idle()
+    });
+    let offered = harness
+        .state()
+        .training
+        .outcome
+        .as_ref()
+        .and_then(|end| end.unused_model.clone())
+        .expect("an offer");
+    // eframe saves the settings on exit; the restart reads them.
+    harness.state_mut().remember_session();
+    let settings = harness.state().settings.clone();
+    drop(harness);
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    run_until(&mut harness, "the last results", |app| {
+        app.is_idle() && app.search.is_some()
+    });
+    assert_eq!(
+        harness.state().search.as_ref().map(|s| s.query.label()),
+        Some(query.display().to_string())
+    );
+    assert_eq!(
+        harness
+            .state()
+            .training
+            .outcome
+            .as_ref()
+            .and_then(|end| end.unused_model.clone()),
+        Some(offered)
+    );
+    harness.get_by_label("Use this model");
+}

@@ -105,9 +105,22 @@ impl LikenessApp {
         if let Some(library) = app.settings.library.clone() {
             app.send(Request::ScanLibrary(library));
         }
+        // What the person last saw comes back: the last run's summary (and a cancelled
+        // run's offer while its model file is there), and the last query's results.
+        app.state.training.outcome = app
+            .settings
+            .last_run
+            .clone()
+            .filter(|end| end.unused_model.as_ref().is_none_or(|m| m.is_file()));
         match (app.settings.index.clone(), app.settings.model.clone()) {
             (Some(index), _) if index.exists() => {
                 app.send(Request::OpenIndex(index));
+                app.state.pending_query = app
+                    .settings
+                    .last_query
+                    .clone()
+                    .filter(|photo| photo.is_file())
+                    .map(Query::File);
             }
             (_, Some(model)) if model.exists() => {
                 app.send(Request::OpenModel(model));
@@ -126,6 +139,18 @@ impl LikenessApp {
         } else {
             self.search_with(Query::File(path));
         }
+    }
+
+    /// Puts what is on screen that a restart should bring back into the settings: the
+    /// query (a photo file; a pasted image is not kept) and the last run's summary.
+    pub fn remember_session(&mut self) {
+        if let Some(search) = &self.state.search {
+            self.state.settings.last_query = match &search.query {
+                Query::File(path) => Some(path.clone()),
+                _ => None,
+            };
+        }
+        self.state.settings.last_run = self.state.training.outcome.clone();
     }
 
     /// Sends a request; the job waits in `queued` until the worker starts it.
@@ -563,6 +588,7 @@ impl eframe::App for LikenessApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.remember_session();
         eframe::set_value(storage, STORAGE_KEY, &self.settings);
     }
 

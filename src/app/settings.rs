@@ -129,6 +129,10 @@ pub struct AppSettings {
     /// Show only results closer than this distance, when on.
     pub limit_distance: bool,
     pub max_distance: f32,
+    /// The photo last searched with: searched again in the reopened index at start.
+    pub last_query: Option<PathBuf>,
+    /// The last training run's summary, with a cancelled run's "Use this model" offer.
+    pub last_run: Option<crate::app::state::TrainingEnd>,
 }
 
 impl Default for AppSettings {
@@ -146,6 +150,8 @@ impl Default for AppSettings {
             exclude: String::new(),
             limit_distance: false,
             max_distance: 0.5,
+            last_query: None,
+            last_run: None,
         }
     }
 }

@@ -117,7 +117,8 @@ pub struct TrainingView {
 
 /// The end of a training run in words: a headline, what it did and how good the model
 /// is, what to watch out for, and the model file when it is not the current model.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TrainingEnd {
     pub headline: String,
     pub lines: Vec<String>,

@@ -206,7 +206,7 @@ const INFO_SECONDS: f64 = 12.0;
 /// Notices shown at once; older ones wait behind "N more".
 const SHOWN_NOTICES: usize = 2;
 
-/// The notices as an overlay in the top-right corner, above the preview: the newest
+/// The notices as an overlay in the bottom-right corner, above the preview: the newest
 /// first, at most [`SHOWN_NOTICES`] (errors before information), information fading out
 /// after [`INFO_SECONDS`].
 pub fn notices_overlay(ctx: &egui::Context, state: &mut AppState) {
@@ -226,7 +226,8 @@ pub fn notices_overlay(ctx: &egui::Context, state: &mut AppState) {
     // frame, and a notice must be seen in the frame it is posted.
     egui::Area::new(egui::Id::unique("notices"))
         .order(egui::Order::Tooltip)
-        .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 44.0))
+        // Above the status bar, where results end rather than where the controls are.
+        .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -34.0))
         .interactable(true)
         .show(ctx, |ui| {
             ui.set_max_width(width);

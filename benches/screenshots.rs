@@ -1,0 +1,94 @@
+//! `cargo bench --bench screenshots`: renders the window as a person sees it after a real
+//! run, into `docs/screenshots/` (the README's pictures).
+//!
+//! Data: `LIKENESS_SCREENSHOT_DATA` (a class-folder library, e.g.
+//! `../shared/data/flowers5-train`) and `LIKENESS_SCREENSHOT_QUERY` (a photo to search
+//! with). The window trains for `LIKENESS_SCREENSHOT_SECONDS` (default 40) on the CPU,
+//! indexes the library, searches with the photo, and is rendered with the CPU rasteriser
+//! the snapshot test uses (tests/common/software_renderer.rs). Written:
+//! `window-training-summary.png` (the end-of-run summary in the left column with the
+//! results), and `window-notices.png` (an error notice over the corner).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use likeness::app::{AppSettings, DataDirs, LikenessApp};
+use likeness::engine::device::DeviceChoice;
+use likeness::worker::Query;
+
+#[path = "../tests/common/software_renderer.rs"]
+mod software_renderer;
+use software_renderer::SoftwareRenderer;
+
+fn run_until(
+    harness: &mut Harness<'_, LikenessApp>,
+    what: &str,
+    done: impl Fn(&LikenessApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.run_steps(3);
+}
+
+fn save(harness: &mut Harness<'_, LikenessApp>, name: &str) {
+    let image = harness.render().expect("render");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/screenshots")
+        .join(name);
+    image.save(&path).expect("save");
+    println!("wrote {}", path.display());
+}
+
+fn main() {
+    let (Some(library), Some(query)) = (
+        std::env::var_os("LIKENESS_SCREENSHOT_DATA").map(PathBuf::from),
+        std::env::var_os("LIKENESS_SCREENSHOT_QUERY").map(PathBuf::from),
+    ) else {
+        println!(
+            "set LIKENESS_SCREENSHOT_DATA (a class-folder library) and LIKENESS_SCREENSHOT_QUERY (a photo)"
+        );
+        return;
+    };
+    let seconds: f64 = std::env::var("LIKENESS_SCREENSHOT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40.0);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let mut settings = AppSettings::default();
+    settings.train.device = DeviceChoice::Cpu;
+    settings.train.use_time_budget = true;
+    settings.train.max_seconds = seconds;
+    settings.k = 12;
+    let dirs = DataDirs::under(scratch.path().join("data"));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .renderer(SoftwareRenderer::default())
+        .build_eframe(move |cc| LikenessApp::with_settings(&cc.egui_ctx, settings, dirs));
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    run_until(&mut harness, "the library scan", |app| {
+        app.library.is_some()
+    });
+    harness.state_mut().start_training();
+    run_until(&mut harness, "training and indexing", |app| {
+        app.training.outcome.is_some() && app.current.index.is_some() && app.is_idle()
+    });
+    harness.state_mut().notices.clear();
+    harness.state_mut().search_with(Query::File(query));
+    run_until(&mut harness, "results and their thumbnails", |app| {
+        app.search.is_some() && app.is_idle() && app.thumbnails.pending() == 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    harness.run_steps(5);
+    save(&mut harness, "window-training-summary.png");
+
+    let missing = library.join("a photo that was moved.jpg");
+    harness.state_mut().search_with(Query::File(missing));
+    harness.run_steps(3);
+    save(&mut harness, "window-notices.png");
+}
