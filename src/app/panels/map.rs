@@ -272,6 +272,13 @@ fn before_after_ui(ui: &mut egui::Ui, pictures: &BeforeAfter, thumbnails: &mut T
          the last: photos of one class should gather, and classes part.",
         pictures.after.map.len()
     ));
+    // The photo under the pointer on either side is ringed on both: where one photo went
+    // is the point of the picture. (Remembered from the last frame: the second plot is
+    // drawn after the first.)
+    let ctx = ui.ctx().clone();
+    let memory = egui::Id::unique("before_after_hovered");
+    let highlighted: Option<usize> = ctx.data(|d| d.get_temp::<Option<usize>>(memory)).flatten();
+    let mut hovered_now = None;
     ui.columns(2, |columns| {
         for (ui, (title, picture)) in columns.iter_mut().zip([
             ("Before training", &pictures.before),
@@ -287,16 +294,32 @@ fn before_after_ui(ui: &mut egui::Ui, pictures: &BeforeAfter, thumbnails: &mut T
                 .show_axes([false, false])
                 .show_grid(false)
                 .data_aspect(1.0)
-                .show(ui, |plot_ui| class_points(plot_ui, &picture.map));
+                .show(ui, |plot_ui| {
+                    class_points(plot_ui, &picture.map);
+                    if let Some(&[x, y]) = highlighted.and_then(|i| picture.map.points.get(i)) {
+                        // Unnamed: a ring, not a legend entry.
+                        plot_ui.points(
+                            Points::new("", PlotPoints::Owned(vec![PlotPoint::new(x, y)]))
+                                .radius(8.0)
+                                .filled(false)
+                                .color(egui::Color32::WHITE),
+                        );
+                    }
+                });
             if let Some(i) = response
                 .response
                 .hover_pos()
                 .and_then(|pointer| nearest(&picture.map, &response.transform, pointer))
             {
+                hovered_now = Some(i);
                 hover_ui(&response.response, &picture.map, i, thumbnails);
             }
         }
     });
+    if hovered_now != highlighted {
+        ctx.data_mut(|d| d.insert_temp(memory, hovered_now));
+        ctx.request_repaint();
+    }
 }
 
 /// The photo nearest the pointer on screen, if it is within [`PICK_RADIUS`].
