@@ -1442,3 +1442,40 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
     );
     harness.get_by_label("Use this model");
 }
+
+/// Issue #23: opening "Show the marks" widened the left column (≈360 → 528 px) for good,
+/// and the grid lost a column.
+#[test]
+fn long_marked_names_do_not_widen_the_left_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 3, 32, 71).expect("photos");
+    let long = library.join("class_00").join(format!(
+        "{}.png",
+        "a-very-long-file-name-from-a-phone-export".repeat(5)
+    ));
+    std::fs::copy(library.join("class_00/img_000.png"), &long).expect("copy");
+    let query = library.join("class_00/img_001.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.state_mut().mark(long.clone(), Some(true));
+    harness.step();
+    let central_left = |harness: &Harness<'_, LikenessApp>| {
+        harness
+            .get_all_by_label("Duplicates")
+            .next()
+            .expect("the Duplicates tab")
+            .rect()
+            .left()
+    };
+    let before = central_left(&harness);
+    harness.get_by_label("Show the marks").click_accesskit();
+    harness.run_steps(3);
+    assert!(
+        harness
+            .query_all_by_label_contains("alike to img_001.png")
+            .next()
+            .is_some(),
+        "the mark is listed"
+    );
+    assert_eq!(central_left(&harness), before, "the left column widened");
+}
