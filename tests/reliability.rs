@@ -1394,6 +1394,11 @@ fn case_22_16_ctrl_c_during_indexing_saves_what_was_embedded_and_the_next_run_co
         return;
     }
     assert_exit(&output, 130);
+    if stderr(&output).contains("interrupted before any photo was embedded") {
+        // A slow machine was still scanning: nothing to save, and nothing written.
+        assert!(!index.exists(), "an index was written");
+        return;
+    }
     let json = last_json(&output);
     let saved = json["images"].as_u64().expect("images");
     let pending = json["pending"].as_u64().expect("pending");

@@ -52,6 +52,8 @@ pub struct IndexArgs {
 }
 
 pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
+    // From the start: a Ctrl+C during the scan stops the job too, rather than the process.
+    let interrupted = super::interrupt::flag();
     let device = args.device.resolve()?;
     if args.model.as_os_str() == "imagenet" && !args.model.exists() {
         let weights = resolve_weights_argument(&args.model)?;
@@ -90,7 +92,7 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
         earlier_index(&args, &folder.root, &info.model_id)
     };
     let bar = progress::bar(folder.images.len() as u64, "indexing");
-    let (gallery, changes) = Gallery::update(
+    let result = Gallery::update(
         &model,
         &info,
         &args.model,
@@ -110,15 +112,19 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         },
-        super::interrupt::flag(),
-    )
-    .map_err(|error| match error {
-        crate::engine::EngineError::Cancelled => anyhow::anyhow!(
-            "interrupted before any photo was embedded; {} was not changed",
-            args.index.display()
-        ),
-        error => error.into(),
-    })?;
+        interrupted,
+    );
+    let (gallery, changes) = match result {
+        Ok(done) => done,
+        Err(crate::engine::EngineError::Cancelled) => {
+            eprintln!(
+                "interrupted before any photo was embedded; {} was not changed",
+                absolute(&args.index).display()
+            );
+            std::process::exit(super::interrupt::INTERRUPTED_EXIT_CODE);
+        }
+        Err(error) => return Err(error.into()),
+    };
     bar.finish_and_clear();
     let IndexChanges {
         added,
