@@ -92,11 +92,6 @@ impl ApproximateParams {
             self.factory, self.nprobe, self.measured_recall_at_10
         )
     }
-
-    /// Bytes the index holds per vector (SQ8: one per kept dimension, plus the id).
-    pub fn bytes_per_vector(&self, dimension: usize) -> usize {
-        self.pca_dimensions.unwrap_or(dimension) + std::mem::size_of::<u64>()
-    }
 }
 
 /// Which search a gallery is built for.
@@ -385,8 +380,9 @@ impl ApproximateIndex {
 
 /// faiss reads and writes indexes through C `FILE`s; these stream them to and from
 /// memory so an approximate index lives inside our own index file (written atomically
-/// with its header) and is never staged through a second file. The only unsafe code in
-/// Likeness: two FFI calls whose ownership rules are stated at each.
+/// with its header) and is never staged through a second file. Two FFI calls whose
+/// ownership rules are stated at each (the other unsafe code is libjpeg-turbo's cropped
+/// decode in `engine/data/turbo.rs`).
 #[allow(unsafe_code)]
 mod memory_file {
     use faiss::index::{FromInnerPtr, IndexImpl};

@@ -276,6 +276,66 @@ fn pending(embedded: &Embedded, queued: usize) -> usize {
     }
 }
 
+/// How a scanned folder differs from the photos an index holds: the one comparison that
+/// index updates (exact and approximate) and the window's "out of date" count share. A
+/// photo is unchanged when its path, size and modification time are the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderDiff {
+    /// For each scanned photo (by position), the earlier record it is unchanged from.
+    pub unchanged_from: Vec<Option<usize>>,
+    /// For each earlier record (by position), whether a scanned photo is unchanged from it.
+    pub kept: Vec<bool>,
+    /// Scanned photos with no earlier record at their path.
+    pub added: usize,
+    /// Scanned photos whose earlier record is out of date (the file changed).
+    pub changed: usize,
+    /// Earlier records whose path is no longer in the folder.
+    pub removed: usize,
+}
+
+impl FolderDiff {
+    pub fn between(scanned: &[ImageFile], earlier: &[ImageFile]) -> Self {
+        let at: HashMap<&Path, usize> = earlier
+            .iter()
+            .enumerate()
+            .map(|(i, image)| (image.path.as_path(), i))
+            .collect();
+        let mut diff = Self {
+            unchanged_from: Vec::with_capacity(scanned.len()),
+            kept: vec![false; earlier.len()],
+            ..Self::default()
+        };
+        let mut present = vec![false; earlier.len()];
+        for image in scanned {
+            let found = at.get(image.path.as_path()).copied();
+            if let Some(j) = found {
+                present[j] = true;
+            }
+            match found {
+                Some(j) if earlier[j].unchanged(image) => {
+                    diff.kept[j] = true;
+                    diff.unchanged_from.push(Some(j));
+                }
+                Some(_) => {
+                    diff.changed += 1;
+                    diff.unchanged_from.push(None);
+                }
+                None => {
+                    diff.added += 1;
+                    diff.unchanged_from.push(None);
+                }
+            }
+        }
+        diff.removed = present.iter().filter(|p| !**p).count();
+        diff
+    }
+
+    /// Photos added, changed or removed.
+    pub fn count(&self) -> usize {
+        self.added + self.changed + self.removed
+    }
+}
+
 /// About how many bytes an index of `images` photos of `dimension`-d vectors takes (the
 /// vectors as f32, plus each photo's path, class and fingerprint in the header), for
 /// checking the disk has room before the work.
@@ -367,17 +427,14 @@ impl Gallery {
             })
             .unwrap_or_default();
         // For each scanned photo: the earlier vector to keep, or a place in the queue.
-        let mut kept_from = vec![None; folder.images.len()];
-        let mut to_embed = Vec::new();
+        let kept_from = previous.map_or_else(
+            || vec![None; folder.images.len()],
+            |p| FolderDiff::between(&folder.images, &p.header.images).unchanged_from,
+        );
+        let to_embed: Vec<usize> = (0..folder.images.len())
+            .filter(|&i| kept_from[i].is_none())
+            .collect();
         let mut changes = IndexChanges::default();
-        for (i, image) in folder.images.iter().enumerate() {
-            match (previous, earlier.get(image.path.as_path())) {
-                (Some(p), Some(&j)) if p.header.images[j].unchanged(image) => {
-                    kept_from[i] = Some(j);
-                }
-                _ => to_embed.push(i),
-            }
-        }
         let paths: Vec<PathBuf> = to_embed
             .iter()
             .map(|&i| folder.images[i].path.clone())
@@ -467,11 +524,7 @@ impl Gallery {
         cancel: &AtomicBool,
     ) -> Result<(Self, IndexChanges)> {
         let dimension = model.config.embedding_dim;
-        let scanned: HashMap<&Path, &ImageFile> = folder
-            .images
-            .iter()
-            .map(|image| (image.path.as_path(), image))
-            .collect();
+        let diff = FolderDiff::between(&folder.images, &previous.header.images);
         let earlier: HashMap<&Path, usize> = previous
             .header
             .images
@@ -484,25 +537,21 @@ impl Gallery {
         let mut ids = Vec::with_capacity(folder.images.len());
         let mut gone = Vec::new();
         for (j, image) in previous.header.images.iter().enumerate() {
-            match scanned.get(image.path.as_path()) {
-                Some(now) if image.unchanged(now) => {
-                    let mut kept = (*now).clone();
-                    kept.fingerprint = image.fingerprint.clone();
-                    images.push(kept);
-                    ids.push(previous.header.ids[j]);
-                    changes.kept += 1;
-                }
-                _ => gone.push(previous.header.ids[j]),
+            if diff.kept[j] {
+                // The same file (path, size, time): its record, fingerprint included.
+                images.push(image.clone());
+                ids.push(previous.header.ids[j]);
+                changes.kept += 1;
+            } else {
+                gone.push(previous.header.ids[j]);
             }
         }
         let to_embed: Vec<&ImageFile> = folder
             .images
             .iter()
-            .filter(|image| {
-                earlier
-                    .get(image.path.as_path())
-                    .is_none_or(|&j| !previous.header.images[j].unchanged(image))
-            })
+            .zip(&diff.unchanged_from)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(image, _)| image)
             .collect();
         let paths: Vec<PathBuf> = to_embed.iter().map(|image| image.path.clone()).collect();
         let embedded = embed_for_update(model, &paths, options, on_progress, cancel)?;
@@ -521,12 +570,7 @@ impl Gallery {
             ids.push(next_id);
             fresh_ids.push(next_id);
         }
-        changes.removed = previous
-            .header
-            .images
-            .iter()
-            .filter(|image| !scanned.contains_key(image.path.as_path()))
-            .count();
+        changes.removed = diff.removed;
         if images.is_empty() && embedded.interrupted {
             return Err(EngineError::Cancelled);
         }
@@ -1194,6 +1238,22 @@ mod tests {
         )
         .expect("update");
         assert_eq!((third.len(), changes.removed), (4, 4));
+    }
+
+    #[test]
+    fn the_folder_diff_tells_unchanged_changed_added_and_removed_photos_apart() {
+        let file = |name: &str, bytes: u64| ImageFile {
+            bytes,
+            modified_ns: 7,
+            ..ImageFile::new(format!("/photos/{name}").into(), None)
+        };
+        let earlier = [file("a.jpg", 10), file("b.jpg", 10), file("gone.jpg", 10)];
+        let scanned = [file("a.jpg", 10), file("b.jpg", 11), file("new.jpg", 5)];
+        let diff = FolderDiff::between(&scanned, &earlier);
+        assert_eq!(diff.unchanged_from, vec![Some(0), None, None]);
+        assert_eq!(diff.kept, vec![true, false, false]);
+        assert_eq!((diff.added, diff.changed, diff.removed), (1, 1, 1));
+        assert_eq!(diff.count(), 3);
     }
 
     #[test]

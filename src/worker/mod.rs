@@ -31,7 +31,7 @@ use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::{FineTune, Marks, fine_tune};
-use crate::engine::index::{Gallery, IndexOptions, SearchSession, embed_image};
+use crate::engine::index::{FolderDiff, Gallery, IndexOptions, SearchSession, embed_image};
 use crate::engine::map::{EmbeddingMap, copy_photos};
 use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
@@ -217,11 +217,6 @@ struct Worker {
     index: Option<OpenIndex>,
 }
 
-/// How a job ended, when it did not fail.
-enum JobEnd {
-    Finished(Outcome),
-}
-
 impl Worker {
     fn emit(&self, event: Event) {
         // A send error means the UI is gone; the command loop then ends on its own.
@@ -248,7 +243,7 @@ impl Worker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .running = None;
             match end {
-                Ok(JobEnd::Finished(outcome)) => self.emit(Event::Finished {
+                Ok(outcome) => self.emit(Event::Finished {
                     job,
                     outcome: Box::new(outcome),
                 }),
@@ -300,7 +295,7 @@ impl Worker {
         mut training: TrainJob,
         model_path: PathBuf,
         cancel: &AtomicBool,
-    ) -> Result<JobEnd, EngineError> {
+    ) -> Result<Outcome, EngineError> {
         if training.settings.device == DeviceChoice::Auto {
             training.settings.device = if self.device.is_cuda() {
                 DeviceChoice::Cuda
@@ -321,13 +316,13 @@ impl Worker {
                 info,
             }));
         }
-        Ok(JobEnd::Finished(Outcome::Trained {
+        Ok(Outcome::Trained {
             model_path,
             became_current,
             summary: Box::new(outcome.summary),
             validation: outcome.validation.map(Box::new),
             before_after: outcome.before_after.map(Arc::new),
-        }))
+        })
     }
 
     /// Embeds `folder` with the current model; the new index becomes current only once
@@ -339,7 +334,7 @@ impl Worker {
         index_path: &Path,
         exclude: &[String],
         cancel: &AtomicBool,
-    ) -> Result<JobEnd, EngineError> {
+    ) -> Result<Outcome, EngineError> {
         let Some(model) = self.model.clone() else {
             return Err(EngineError::Config(
                 "there is no model yet: train one or open a model file".into(),
@@ -366,7 +361,7 @@ impl Worker {
         let open = OpenIndex::new(index_path.to_path_buf(), gallery, model);
         let summary = index_summary(&open);
         self.index = Some(open);
-        Ok(JobEnd::Finished(Outcome::IndexReady(summary)))
+        Ok(Outcome::IndexReady(summary))
     }
 
     /// Fine-tunes a fresh copy of the current model from marks, writes it as a new file,
@@ -379,7 +374,7 @@ impl Worker {
         seconds: f64,
         model_path: &Path,
         cancel: &AtomicBool,
-    ) -> Result<JobEnd, EngineError> {
+    ) -> Result<Outcome, EngineError> {
         // Where each marked photo ranks for its query now, to say what retraining did.
         let ranks_before = match (self.model.clone(), self.index.as_mut()) {
             (Some(current), Some(open)) => marked_ranks(&current.model, &mut open.gallery, marks),
@@ -447,16 +442,16 @@ impl Worker {
         let updated = OpenIndex::new(index_path, gallery, loaded);
         let index = index_summary(&updated);
         self.index = Some(updated);
-        Ok(JobEnd::Finished(Outcome::FineTuned {
+        Ok(Outcome::FineTuned {
             model_path: model_path.to_path_buf(),
             summary: done,
             index,
-        }))
+        })
     }
 
     /// Brings the current index up to date with its folder and writes it in place; the
     /// updated index becomes current only once it is written.
-    fn update_index(&mut self, job: JobId, cancel: &AtomicBool) -> Result<JobEnd, EngineError> {
+    fn update_index(&mut self, job: JobId, cancel: &AtomicBool) -> Result<Outcome, EngineError> {
         let Some(open) = self.index.as_ref() else {
             return Err(EngineError::Config("there is no index to update".into()));
         };
@@ -478,7 +473,7 @@ impl Worker {
         let updated = OpenIndex::new(open.path.clone(), gallery, model);
         let summary = index_summary(&updated);
         self.index = Some(updated);
-        Ok(JobEnd::Finished(Outcome::IndexUpdated { summary, changes }))
+        Ok(Outcome::IndexUpdated { summary, changes })
     }
 
     fn execute(
@@ -486,7 +481,7 @@ impl Worker {
         job: JobId,
         request: Request,
         cancel: &AtomicBool,
-    ) -> Result<JobEnd, EngineError> {
+    ) -> Result<Outcome, EngineError> {
         let outcome = match request {
             Request::ScanLibrary(folder) => {
                 Outcome::LibraryScanned(scan_folder(&folder, DEFAULT_MAX_PIXELS)?)
@@ -667,7 +662,7 @@ impl Worker {
                 }
             }
         };
-        Ok(JobEnd::Finished(outcome))
+        Ok(outcome)
     }
 }
 
@@ -722,29 +717,7 @@ fn out_of_date(gallery: &Gallery) -> usize {
     else {
         return 0;
     };
-    let indexed: HashMap<&Path, &crate::engine::data::ImageFile> = gallery
-        .header
-        .images
-        .iter()
-        .map(|image| (image.path.as_path(), image))
-        .collect();
-    let changed_or_new = folder
-        .images
-        .iter()
-        .filter(|image| {
-            indexed
-                .get(image.path.as_path())
-                .is_none_or(|earlier| !earlier.unchanged(image))
-        })
-        .count();
-    let present: HashSet<&Path> = folder.images.iter().map(|i| i.path.as_path()).collect();
-    let removed = gallery
-        .header
-        .images
-        .iter()
-        .filter(|image| !present.contains(image.path.as_path()))
-        .count();
-    changed_or_new + removed
+    FolderDiff::between(&folder.images, &header.images).count()
 }
 
 /// When a file was last written, if the file system says.
