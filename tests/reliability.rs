@@ -24,24 +24,10 @@ fn likeness_in(dir: Option<&Path>, args: &[&OsStr]) -> Output {
     command.output().expect("run likeness")
 }
 
-fn likeness(args: &[&str]) -> Output {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    likeness_in(None, &args)
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn last_json(output: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| panic!("no JSON in {stdout:?}"))
-}
+#[path = "common/binary.rs"]
+#[allow(dead_code)] // each test crate uses its own subset
+mod binary;
+use binary::{last_json, likeness, s, stderr};
 
 /// The exit code, and the message when it is not 0 (never a panic's 101 or an abort).
 fn assert_exit(output: &Output, code: i32) {
