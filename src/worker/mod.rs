@@ -357,10 +357,8 @@ impl Worker {
             &|done, total| progress(Progress::Indexing { done, total }),
             cancel,
         )?;
-        gallery.save(index_path)?;
-        let open = OpenIndex::new(index_path.to_path_buf(), gallery, model);
-        let summary = index_summary(&open);
-        self.index = Some(open);
+        drop(progress);
+        let summary = self.save_and_make_current(index_path.to_path_buf(), gallery, model)?;
         Ok(Outcome::IndexReady(summary))
     }
 
@@ -437,16 +435,30 @@ impl Worker {
             change.rank_after = ranks_after.get(&key).copied().flatten();
         }
         let index_path = open.path.clone();
-        gallery.save(&index_path)?;
-        self.model = Some(Rc::clone(&loaded));
-        let updated = OpenIndex::new(index_path, gallery, loaded);
-        let index = index_summary(&updated);
-        self.index = Some(updated);
+        drop(progress);
+        let index = self.save_and_make_current(index_path, gallery, Rc::clone(&loaded))?;
+        self.model = Some(loaded);
         Ok(Outcome::FineTuned {
             model_path: model_path.to_path_buf(),
             summary: done,
             index,
         })
+    }
+
+    /// Writes `gallery` to `path` and makes it the current index, embedded with `model`:
+    /// build, retrain and update all end here. When the write fails nothing current
+    /// changes.
+    fn save_and_make_current(
+        &mut self,
+        path: PathBuf,
+        gallery: Gallery,
+        model: Rc<LoadedModel>,
+    ) -> Result<IndexSummary, EngineError> {
+        gallery.save(&path)?;
+        let open = OpenIndex::new(path, gallery, model);
+        let summary = index_summary(&open);
+        self.index = Some(open);
+        Ok(summary)
     }
 
     /// Brings the current index up to date with its folder and writes it in place; the
@@ -469,10 +481,9 @@ impl Worker {
             &|done, total| progress(Progress::Indexing { done, total }),
             cancel,
         )?;
-        gallery.save(&open.path)?;
-        let updated = OpenIndex::new(open.path.clone(), gallery, model);
-        let summary = index_summary(&updated);
-        self.index = Some(updated);
+        let path = open.path.clone();
+        drop(progress);
+        let summary = self.save_and_make_current(path, gallery, model)?;
         Ok(Outcome::IndexUpdated { summary, changes })
     }
 
