@@ -95,8 +95,8 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
-    fn index(&self, folder: &Path, index: &Path) -> Output {
-        likeness(&[
+    fn index_args<'a>(&'a self, folder: &'a Path, index: &'a Path) -> [&'a str; 9] {
+        [
             "index",
             "--model",
             s(&self.model),
@@ -106,8 +106,24 @@ impl Fixture {
             s(index),
             "--device",
             "cpu",
-            "--json",
-        ])
+        ]
+    }
+
+    fn index(&self, folder: &Path, index: &Path) -> Output {
+        let mut args = self.index_args(folder, index).to_vec();
+        args.push("--json");
+        likeness(&args)
+    }
+
+    /// `likeness index … --json` started in the background, its output piped.
+    fn spawn_index(&self, folder: &Path, index: &Path) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .args(self.index_args(folder, index))
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
     }
 
     /// An index of 3 photos in `photos/`.
@@ -759,22 +775,7 @@ fn handled_kill_9_during_indexing_keeps_the_previous_index() {
     let (folder, index, files) = fixture.indexed();
     let before = std::fs::read(&index).expect("index");
     photos(&folder.join("more"), 300);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args([
-            "index",
-            "--model",
-            s(&fixture.model),
-            "--folder",
-            s(&folder),
-            "--index",
-            s(&index),
-            "--device",
-            "cpu",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = fixture.spawn_index(&folder, &index);
     std::thread::sleep(Duration::from_millis(1500));
     // On a fast machine the update may already be done; then the new index must be whole.
     let finished_first = child.try_wait().expect("child status").is_some();
@@ -1350,23 +1351,7 @@ fn case_22_16_ctrl_c_during_indexing_saves_what_was_embedded_and_the_next_run_co
     let folder = fixture.path("many");
     photos(&folder, 3000);
     let index = fixture.path("many.likeness-index");
-    let child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args([
-            "index",
-            "--model",
-            s(&fixture.model),
-            "--folder",
-            s(&folder),
-            "--index",
-            s(&index),
-            "--device",
-            "cpu",
-            "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = fixture.spawn_index(&folder, &index);
     // Once the scan is done and embedding has begun (the index is refused before that).
     std::thread::sleep(Duration::from_millis(2500));
     let signalled = Command::new("kill")
