@@ -487,6 +487,88 @@ impl Worker {
         Ok(Outcome::IndexUpdated { summary, changes })
     }
 
+    /// Opens an index file with the model that built it; both become current.
+    fn open_index(&mut self, path: PathBuf) -> Result<Outcome, EngineError> {
+        let session = SearchSession::open(&path, None, self.device)?;
+        let model = Rc::new(LoadedModel {
+            path: session.model_path,
+            model: session.model,
+            info: session.model_info,
+        });
+        let mut open = OpenIndex::new(path, session.gallery, Rc::clone(&model));
+        open.out_of_date = out_of_date(&open.gallery);
+        let summary = index_summary(&open);
+        self.model = Some(model);
+        self.index = Some(open);
+        Ok(Outcome::IndexReady(summary))
+    }
+
+    /// The `k` nearest photos of the current index to a query, with its preview.
+    fn search(&mut self, query: Query, k: usize) -> Result<Outcome, EngineError> {
+        let Some(open) = self.index.as_mut() else {
+            return Err(EngineError::Config(
+                "there is no index yet: train or open a model, then index a folder".into(),
+            ));
+        };
+        let decoded;
+        let image: &image::RgbImage = match &query {
+            Query::File(path) => {
+                decoded = decode_rgb_sized(
+                    path,
+                    DEFAULT_MAX_PIXELS,
+                    // The network's input, and the preview shown with the results.
+                    TargetSize::ShortSide(
+                        open.model
+                            .info
+                            .config
+                            .preprocess
+                            .image_size_px
+                            .max(QUERY_PREVIEW_PX),
+                    ),
+                )
+                .map_err(|reason| EngineError::Image {
+                    path: path.clone(),
+                    reason,
+                })?;
+                &decoded
+            }
+            Query::Rgb { image, .. } => image,
+        };
+        let vector = embed_image(&open.model.model, image)?;
+        let hits = open.gallery.search(&vector, k)?;
+        let preview = Arc::new(shrink_to_fit(image, QUERY_PREVIEW_PX));
+        Ok(Outcome::Results {
+            query,
+            preview,
+            hits,
+            vector: Arc::new(vector),
+        })
+    }
+
+    /// Makes the ImageNet feature model current, downloading its weights the first time.
+    fn use_imagenet_features(
+        &mut self,
+        job: JobId,
+        source: &crate::engine::pretrained::WeightsSource,
+        model_path: PathBuf,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, EngineError> {
+        if source.cached().is_none() {
+            let progress = progress_reporter(&self.events, &self.wake, job);
+            download_weights(source, cancel, &|done, total| {
+                progress(Progress::Downloading { done, total });
+            })?;
+        }
+        imagenet_feature_model(&source.cache_path, &model_path)?;
+        let (model, info) = load_model(&model_path, self.device)?;
+        self.model = Some(Rc::new(LoadedModel {
+            path: model_path.clone(),
+            model,
+            info,
+        }));
+        Ok(Outcome::ModelOpened(model_path))
+    }
+
     fn execute(
         &mut self,
         job: JobId,
@@ -517,61 +599,9 @@ impl Worker {
             } => {
                 return self.build_index(job, &folder, &index_path, &exclude, cancel);
             }
-            Request::OpenIndex(path) => {
-                let session = SearchSession::open(&path, None, self.device)?;
-                let model = Rc::new(LoadedModel {
-                    path: session.model_path,
-                    model: session.model,
-                    info: session.model_info,
-                });
-                let mut open = OpenIndex::new(path, session.gallery, Rc::clone(&model));
-                open.out_of_date = out_of_date(&open.gallery);
-                let summary = index_summary(&open);
-                self.model = Some(model);
-                self.index = Some(open);
-                Outcome::IndexReady(summary)
-            }
+            Request::OpenIndex(path) => self.open_index(path)?,
             Request::UpdateIndex => return self.update_index(job, cancel),
-            Request::Search { query, k } => {
-                let Some(open) = self.index.as_mut() else {
-                    return Err(EngineError::Config(
-                        "there is no index yet: train or open a model, then index a folder".into(),
-                    ));
-                };
-                let decoded;
-                let image: &image::RgbImage = match &query {
-                    Query::File(path) => {
-                        decoded = decode_rgb_sized(
-                            path,
-                            DEFAULT_MAX_PIXELS,
-                            // The network's input, and the preview shown with the results.
-                            TargetSize::ShortSide(
-                                open.model
-                                    .info
-                                    .config
-                                    .preprocess
-                                    .image_size_px
-                                    .max(QUERY_PREVIEW_PX),
-                            ),
-                        )
-                        .map_err(|reason| EngineError::Image {
-                            path: path.clone(),
-                            reason,
-                        })?;
-                        &decoded
-                    }
-                    Query::Rgb { image, .. } => image,
-                };
-                let vector = embed_image(&open.model.model, image)?;
-                let hits = open.gallery.search(&vector, k)?;
-                let preview = Arc::new(shrink_to_fit(image, QUERY_PREVIEW_PX));
-                Outcome::Results {
-                    query,
-                    preview,
-                    hits,
-                    vector: Arc::new(vector),
-                }
-            }
+            Request::Search { query, k } => self.search(query, k)?,
             Request::Export {
                 query,
                 hits,
@@ -627,40 +657,9 @@ impl Worker {
                 let count = copy_photos(&paths, &folder)?;
                 Outcome::PhotosCopied { count, folder }
             }
-            Request::ExportDuplicates { others, to } => {
-                match &to {
-                    DuplicateExport::Csv(path) => {
-                        write_atomic(path, others_csv(&others).as_bytes())?;
-                    }
-                    DuplicateExport::Json(path) => {
-                        let json = serde_json::to_vec_pretty(&others)
-                            .map_err(|e| EngineError::Config(e.to_string()))?;
-                        write_atomic(path, &json)?;
-                    }
-                    DuplicateExport::CopyTo(folder) => {
-                        copy_others(&others, folder)?;
-                    }
-                }
-                Outcome::DuplicatesExported {
-                    count: others.len(),
-                    to,
-                }
-            }
+            Request::ExportDuplicates { others, to } => export_duplicates(others, to)?,
             Request::UseImagenetFeatures { source, model_path } => {
-                if source.cached().is_none() {
-                    let progress = progress_reporter(&self.events, &self.wake, job);
-                    download_weights(&source, cancel, &|done, total| {
-                        progress(Progress::Downloading { done, total });
-                    })?;
-                }
-                imagenet_feature_model(&source.cache_path, &model_path)?;
-                let (model, info) = load_model(&model_path, self.device)?;
-                self.model = Some(Rc::new(LoadedModel {
-                    path: model_path.clone(),
-                    model,
-                    info,
-                }));
-                Outcome::ModelOpened(model_path)
+                self.use_imagenet_features(job, &source, model_path, cancel)?
             }
             Request::DownloadWeights(source) => {
                 let progress = progress_reporter(&self.events, &self.wake, job);
@@ -675,6 +674,30 @@ impl Worker {
         };
         Ok(outcome)
     }
+}
+
+/// Writes the list of the duplicates not kept (CSV or JSON), or copies them to a folder.
+fn export_duplicates(
+    others: Vec<crate::engine::duplicates::OtherCopy>,
+    to: DuplicateExport,
+) -> Result<Outcome, EngineError> {
+    match &to {
+        DuplicateExport::Csv(path) => {
+            write_atomic(path, others_csv(&others).as_bytes())?;
+        }
+        DuplicateExport::Json(path) => {
+            let json = serde_json::to_vec_pretty(&others)
+                .map_err(|e| EngineError::Config(e.to_string()))?;
+            write_atomic(path, &json)?;
+        }
+        DuplicateExport::CopyTo(folder) => {
+            copy_others(&others, folder)?;
+        }
+    }
+    Ok(Outcome::DuplicatesExported {
+        count: others.len(),
+        to,
+    })
 }
 
 /// Each marked photo's rank among its query's results (1 = first) in `gallery`, embedded
