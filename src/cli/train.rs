@@ -245,75 +245,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let bar = progress::bar(0, "preparing");
     let cancel = AtomicBool::new(false);
-    let outcome = train(&job, &cancel, &|event| match event {
-        TrainEvent::Preparing { done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
-        TrainEvent::Started {
-            device,
-            classes,
-            images,
-            steps_per_epoch,
-            epochs,
-            budget_secs,
-            skipped,
-            notes,
-        } => {
-            let length = match (epochs, budget_secs) {
-                (Some(epochs), None) => format!("{epochs} epochs of {steps_per_epoch} steps"),
-                (Some(epochs), Some(budget)) => {
-                    format!("{budget:.0} s (at most {epochs} epochs of {steps_per_epoch} steps)")
-                }
-                (None, Some(budget)) => format!("{budget:.0} s, epochs of {steps_per_epoch} steps"),
-                (None, None) => format!("epochs of {steps_per_epoch} steps"),
-            };
-            bar.suspend(|| {
-                warn_skipped(&skipped);
-                for note in &notes {
-                    eprintln!("note: {note}");
-                }
-                eprintln!("training on {device}: {images} images in {classes} classes, {length}");
-            });
-            bar.set_prefix("training");
-            bar.set_length(match (budget_secs, epochs) {
-                (Some(budget), _) => budget.ceil() as u64,
-                (None, Some(epochs)) => (steps_per_epoch * epochs) as u64,
-                (None, None) => 0,
-            });
-            bar.set_position(0);
-        }
-        TrainEvent::Step {
-            epoch,
-            global_step,
-            loss,
-            elapsed_secs,
-            remaining_secs,
-            ..
-        } => {
-            bar.set_position(if bar_counts_seconds { elapsed_secs as u64 } else { global_step as u64 });
-            bar.set_message(format!("epoch {epoch} loss {loss:.4} ~{remaining_secs:.0}s left"));
-        }
-        TrainEvent::EpochEnd {
-            epoch,
-            mean_loss,
-            validation_loss,
-            validation_map_at_r,
-            embedding_spread,
-            elapsed_secs,
-        } => {
-            let validation = validation_loss.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
-            let retrieval = validation_map_at_r.map_or(String::new(), |m| format!(", validation mAP@R {m:.3}"));
-            progress::say(&bar, format!(
-                "epoch {epoch}: loss {mean_loss:.4}{validation}{retrieval}, spread {embedding_spread:.3} ({elapsed_secs:.0}s)"
-            ));
-        }
-        TrainEvent::Warning { message } => progress::say(&bar, format!("warning: {message}")),
-        TrainEvent::Evaluating { done, total } => {
-            bar.set_prefix("evaluating");
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
+    let outcome = train(&job, &cancel, &|event| {
+        show_train_event(&bar, bar_counts_seconds, event);
     })
     .with_context(|| format!("training on {} failed", args.data.display()))?;
     bar.finish_and_clear();
@@ -375,4 +308,90 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }))?;
     }
     Ok(())
+}
+
+/// Shows a training event on the terminal: the progress bar (in seconds under a time
+/// budget, in steps otherwise) and a line per epoch, warning and note.
+fn show_train_event(bar: &indicatif::ProgressBar, bar_counts_seconds: bool, event: TrainEvent) {
+    match event {
+        TrainEvent::Preparing { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        TrainEvent::Started {
+            device,
+            classes,
+            images,
+            steps_per_epoch,
+            epochs,
+            budget_secs,
+            skipped,
+            notes,
+        } => {
+            let length = match (epochs, budget_secs) {
+                (Some(epochs), None) => format!("{epochs} epochs of {steps_per_epoch} steps"),
+                (Some(epochs), Some(budget)) => {
+                    format!("{budget:.0} s (at most {epochs} epochs of {steps_per_epoch} steps)")
+                }
+                (None, Some(budget)) => format!("{budget:.0} s, epochs of {steps_per_epoch} steps"),
+                (None, None) => format!("epochs of {steps_per_epoch} steps"),
+            };
+            bar.suspend(|| {
+                warn_skipped(&skipped);
+                for note in &notes {
+                    eprintln!("note: {note}");
+                }
+                eprintln!("training on {device}: {images} images in {classes} classes, {length}");
+            });
+            bar.set_prefix("training");
+            bar.set_length(match (budget_secs, epochs) {
+                (Some(budget), _) => budget.ceil() as u64,
+                (None, Some(epochs)) => (steps_per_epoch * epochs) as u64,
+                (None, None) => 0,
+            });
+            bar.set_position(0);
+        }
+        TrainEvent::Step {
+            epoch,
+            global_step,
+            loss,
+            elapsed_secs,
+            remaining_secs,
+            ..
+        } => {
+            bar.set_position(if bar_counts_seconds {
+                elapsed_secs as u64
+            } else {
+                global_step as u64
+            });
+            bar.set_message(format!(
+                "epoch {epoch} loss {loss:.4} ~{remaining_secs:.0}s left"
+            ));
+        }
+        TrainEvent::EpochEnd {
+            epoch,
+            mean_loss,
+            validation_loss,
+            validation_map_at_r,
+            embedding_spread,
+            elapsed_secs,
+        } => {
+            let validation =
+                validation_loss.map_or(String::new(), |v| format!(", validation loss {v:.4}"));
+            let retrieval =
+                validation_map_at_r.map_or(String::new(), |m| format!(", validation mAP@R {m:.3}"));
+            progress::say(
+                bar,
+                format!(
+                    "epoch {epoch}: loss {mean_loss:.4}{validation}{retrieval}, spread {embedding_spread:.3} ({elapsed_secs:.0}s)"
+                ),
+            );
+        }
+        TrainEvent::Warning { message } => progress::say(bar, format!("warning: {message}")),
+        TrainEvent::Evaluating { done, total } => {
+            bar.set_prefix("evaluating");
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    }
 }
