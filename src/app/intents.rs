@@ -91,41 +91,7 @@ impl LikenessApp {
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }
-            Intent::PickDuplicatesExport(kind) => {
-                use super::panels::duplicates::ExportKind;
-                let mut dialog = rfd::FileDialog::new();
-                // Beside the library, not inside one of its class folders (where the
-                // first photo happens to be): a list is not a photo of the library.
-                if let Some(folder) = self
-                    .current
-                    .index
-                    .as_ref()
-                    .map(|index| index.folder.parent().unwrap_or(&index.folder))
-                {
-                    dialog = dialog.set_directory(folder);
-                }
-                let to = match kind {
-                    ExportKind::Csv => dialog
-                        .set_title("Save the list of duplicates not kept")
-                        .set_file_name("duplicates.csv")
-                        .add_filter("CSV", &["csv"])
-                        .save_file()
-                        .map(DuplicateExport::Csv),
-                    ExportKind::Json => dialog
-                        .set_title("Save the list of duplicates not kept")
-                        .set_file_name("duplicates.json")
-                        .add_filter("JSON", &["json"])
-                        .save_file()
-                        .map(DuplicateExport::Json),
-                    ExportKind::CopyToFolder => dialog
-                        .set_title("Copy the duplicates not kept into a folder")
-                        .pick_folder()
-                        .map(DuplicateExport::CopyTo),
-                };
-                if let Some(to) = to {
-                    self.export_duplicates(to);
-                }
-            }
+            Intent::PickDuplicatesExport(kind) => self.pick_duplicates_export(kind),
             Intent::Paste => {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
                 self.state.awaiting_paste = Some(ctx.input(|i| i.time));
@@ -179,6 +145,43 @@ impl LikenessApp {
             }
             Intent::Open(path) => self.launch(ctx, Action::Open, &path),
             Intent::ShowInFolder(path) => self.launch(ctx, Action::ShowInFolder, &path),
+        }
+    }
+
+    /// Asks where the duplicates not kept go (a list or a folder), then writes them.
+    fn pick_duplicates_export(&mut self, kind: super::panels::duplicates::ExportKind) {
+        use super::panels::duplicates::ExportKind;
+        let mut dialog = rfd::FileDialog::new();
+        // Beside the library, not inside one of its class folders (where the
+        // first photo happens to be): a list is not a photo of the library.
+        if let Some(folder) = self
+            .current
+            .index
+            .as_ref()
+            .map(|index| index.folder.parent().unwrap_or(&index.folder))
+        {
+            dialog = dialog.set_directory(folder);
+        }
+        let to = match kind {
+            ExportKind::Csv => dialog
+                .set_title("Save the list of duplicates not kept")
+                .set_file_name("duplicates.csv")
+                .add_filter("CSV", &["csv"])
+                .save_file()
+                .map(DuplicateExport::Csv),
+            ExportKind::Json => dialog
+                .set_title("Save the list of duplicates not kept")
+                .set_file_name("duplicates.json")
+                .add_filter("JSON", &["json"])
+                .save_file()
+                .map(DuplicateExport::Json),
+            ExportKind::CopyToFolder => dialog
+                .set_title("Copy the duplicates not kept into a folder")
+                .pick_folder()
+                .map(DuplicateExport::CopyTo),
+        };
+        if let Some(to) = to {
+            self.export_duplicates(to);
         }
     }
 

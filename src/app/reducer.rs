@@ -238,6 +238,50 @@ impl AppState {
         }
     }
 
+    /// A retrain from marks ended: what it did to each marked pair, in words, and an
+    /// error rather than a success when a pair moved against its mark.
+    fn retrained(
+        &mut self,
+        model_path: &std::path::Path,
+        summary: &crate::engine::feedback::FineTuneSummary,
+        index: &crate::worker::IndexSummary,
+        effects: &mut Vec<Effect>,
+    ) {
+        let pairs: Vec<String> = summary
+            .pair_changes
+            .iter()
+            .map(|change| format!("- {}", change.describe()))
+            .collect();
+        let wrong_way = summary.wrong_way();
+        let report = format!(
+            "Retrained with {} for {:.0} s ({} steps) into {}; the {} photos were embedded \
+             again.\n{}",
+            plural(summary.pairs, "mark", "marks"),
+            summary.seconds,
+            summary.steps,
+            model_path.display(),
+            index.images,
+            pairs.join("\n")
+        );
+        if wrong_way.is_empty() {
+            self.info(report);
+        } else {
+            // Not a success: say so plainly, first.
+            self.error(format!(
+                "Retraining moved {} against your marks (an alike photo farther, or a \
+                 not-alike photo closer). The new model is in use; to go back, open the \
+                 previous model from Recent.\n{report}",
+                plural(wrong_way.len(), "pair", "pairs")
+            ));
+        }
+        self.map = None;
+        self.duplicates = None;
+        // Show the change: ask the new model the question on screen.
+        if let Some(search) = &self.search {
+            effects.push(Effect::Search(search.query.clone()));
+        }
+    }
+
     fn apply_outcome(&mut self, job: JobId, outcome: Outcome, effects: &mut Vec<Effect>) {
         match outcome {
             Outcome::LibraryScanned(folder) => {
@@ -318,41 +362,7 @@ impl AppState {
                 model_path,
                 summary,
                 index,
-            } => {
-                let pairs: Vec<String> = summary
-                    .pair_changes
-                    .iter()
-                    .map(|change| format!("- {}", change.describe()))
-                    .collect();
-                let wrong_way = summary.wrong_way();
-                let report = format!(
-                    "Retrained with {} for {:.0} s ({} steps) into {}; the {} photos were \
-                     embedded again.\n{}",
-                    plural(summary.pairs, "mark", "marks"),
-                    summary.seconds,
-                    summary.steps,
-                    model_path.display(),
-                    index.images,
-                    pairs.join("\n")
-                );
-                if wrong_way.is_empty() {
-                    self.info(report);
-                } else {
-                    // Not a success: say so plainly, first.
-                    self.error(format!(
-                        "Retraining moved {} against your marks (an alike photo farther, \
-                         or a not-alike photo closer). The new model is in use; to go back, \
-                         open the previous model from Recent.\n{report}",
-                        plural(wrong_way.len(), "pair", "pairs")
-                    ));
-                }
-                self.map = None;
-                self.duplicates = None;
-                // Show the change: ask the new model the question on screen.
-                if let Some(search) = &self.search {
-                    effects.push(Effect::Search(search.query.clone()));
-                }
-            }
+            } => self.retrained(&model_path, &summary, &index, effects),
             Outcome::PhotosCopied { count, folder } => self.info(format!(
                 "Copied {} to {} (with photos.csv saying where each came from).",
                 plural(count, "photo", "photos"),
