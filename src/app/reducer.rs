@@ -173,7 +173,7 @@ impl AppState {
                 apply_training(&mut self.training, event);
             }
             Progress::Training(_) => {}
-            Progress::Indexing { done, total } => {
+            Progress::Indexing { done, total } | Progress::Comparing { done, total } => {
                 self.set_activity_progress(job, done as u64, Some(total as u64))
             }
             Progress::Downloading { done, total } => self.set_activity_progress(job, done, total),

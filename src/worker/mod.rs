@@ -628,7 +628,7 @@ impl Worker {
                 let progress = progress_reporter(&self.events, &self.wake, job);
                 let candidates = Candidates::find(
                     &mut open.gallery,
-                    &|done, total| progress(Progress::Indexing { done, total }),
+                    &|done, total| progress(Progress::Comparing { done, total }),
                     cancel,
                 )?;
                 Outcome::Duplicates {

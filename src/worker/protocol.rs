@@ -225,6 +225,11 @@ pub enum Progress {
         done_secs: u64,
         total_secs: u64,
     },
+    /// Photos compared with their nearest ones, of total (finding duplicates).
+    Comparing {
+        done: usize,
+        total: usize,
+    },
 }
 
 /// What a finished job produced.
