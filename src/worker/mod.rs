@@ -31,9 +31,14 @@ use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::{FineTune, Marks, fine_tune};
-use crate::engine::index::{FolderDiff, Gallery, IndexOptions, SearchSession, embed_image};
+use crate::engine::index::{
+    FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
+};
 use crate::engine::map::{EmbeddingMap, copy_photos};
-use crate::engine::model::{EmbeddingModel, ModelInfo, load_model, save_model};
+use crate::engine::model::{
+    EmbeddingModel, ModelInfo, load_model, model_file_bytes_estimate, save_model,
+};
+use crate::engine::output::{OutputKind, check_output};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::{TrainJob, train};
 
@@ -296,6 +301,14 @@ impl Worker {
         model_path: PathBuf,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
+        // Found now, not after the whole budget: a data folder that takes no new file or
+        // has no room for the model.
+        check_output(
+            &model_path,
+            OutputKind::Model,
+            &[],
+            model_file_bytes_estimate(&training.settings.model_config()),
+        )?;
         if training.settings.device == DeviceChoice::Auto {
             training.settings.device = if self.device.is_cuda() {
                 DeviceChoice::Cuda
@@ -341,6 +354,12 @@ impl Worker {
             ));
         };
         let scanned = scan_folder_excluding(folder, DEFAULT_MAX_PIXELS, exclude)?;
+        check_output(
+            index_path,
+            OutputKind::Index,
+            &[],
+            index_bytes_estimate(scanned.images.len(), model.model.config.embedding_dim),
+        )?;
         if scanned.images.is_empty() {
             return Err(EngineError::Dataset(format!(
                 "{}: no images found to index",
@@ -779,7 +798,7 @@ mod tests {
 
     use super::*;
     use crate::engine::synthetic::{write_dataset, write_tiny_model};
-    use crate::engine::train::Preset;
+    use crate::engine::train::{Preset, TrainEvent};
 
     fn tiny_model_file(path: &Path) {
         write_tiny_model(path).expect("tiny model");
@@ -909,6 +928,32 @@ mod tests {
         );
         assert_eq!(after, current);
         assert!(!dir.path().join("cancelled.safetensors").exists());
+
+        // Issue #22 item 4 in the window: a model that cannot be written is refused before
+        // training, not after the budget (a file stands where its folder would be).
+        let blocker = dir.path().join("not-a-folder");
+        std::fs::write(&blocker, b"x").expect("write");
+        let mut settings = Preset::Default.settings();
+        settings.image_size_px = 32;
+        settings.epochs = Some(50);
+        let (_, events, after) = run_job(
+            &worker,
+            Request::Train {
+                job: TrainJob::new(photos.clone(), settings),
+                model_path: blocker.join("model.safetensors"),
+            },
+        );
+        assert!(
+            failed(&events).is_some_and(|m| m.contains("cannot be written")),
+            "{events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::Progress { progress, .. } if matches!(progress, Progress::Training(TrainEvent::Step { .. })))),
+            "it trained first"
+        );
+        assert_eq!(after, current);
     }
 
     #[test]
