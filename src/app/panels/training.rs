@@ -192,6 +192,11 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
             });
             ui.end_row();
         });
+    download_ui(ui, state, intents);
+}
+
+/// The ImageNet weights' download, with its progress and Cancel, while it runs.
+fn download_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
     if let Some(download) = state.running(JobKind::DownloadWeights) {
         let job = download.job;
         ui.horizontal(|ui| {
