@@ -16,72 +16,10 @@ pub fn results_ui(
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
-    ui.horizontal(|ui| {
-        ui.heading("Search");
-        if ui.button("Open photo…").clicked() {
-            intents.push(Intent::PickQueryFile);
-        }
-        if ui
-            .button("Paste")
-            .on_hover_text(
-                "Search with the image, or the path of a photo, on the clipboard (Ctrl+V)",
-            )
-            .clicked()
-        {
-            intents.push(Intent::Paste);
-        }
-        ui.separator();
-        let label = ui.label("Results:");
-        let k = ui
-            .add(egui::DragValue::new(&mut state.settings.k).range(1..=500))
-            .labelled_by(label.id)
-            .on_hover_text("How many nearest photos to show");
-        // Searching again once the value settles, not on every step of a drag.
-        if (k.changed() && !k.dragged()) || k.drag_stopped() {
-            intents.push(Intent::RerunSearch);
-        }
-        // The control's steps follow the index's own distances (0.002–0.07 for a
-        // trained model, far larger for ImageNet features).
-        let typical = state
-            .current
-            .index
-            .as_ref()
-            .and_then(|i| i.typical_distance)
-            .filter(|t| *t > 0.0);
-        let settings = &mut state.settings;
-        let limit = ui
-            .checkbox(&mut settings.limit_distance, "only closer than")
-            .on_hover_text(match typical {
-                Some(typical) => format!(
-                    "Hide results farther from the query than this distance (a photo's \
-                     nearest other photo is typically {} away in this index)",
-                    format_distance(typical)
-                ),
-                None => "Hide results farther from the query than this distance".into(),
-            });
-        let (speed, ceiling) = typical.map_or((0.005, 1000.0), |t| {
-            (f64::from(t) / 20.0, f64::from(t) * 100.0)
-        });
-        ui.add_enabled(
-            settings.limit_distance,
-            egui::DragValue::new(&mut settings.max_distance)
-                .range(0.0..=ceiling)
-                .speed(speed)
-                .max_decimals(4),
-        )
-        .labelled_by(limit.id);
-    });
+    search_bar_ui(ui, state, intents);
     let has_index = state.current.index.is_some();
     let Some(search) = &mut state.search else {
-        ui.add_space(40.0);
-        ui.vertical_centered(|ui| {
-            let hint = if has_index {
-                "Drop a photo here (or use Open photo… / Paste) to see the most similar photos of the index."
-            } else {
-                "Train a model on your library (or open a model and index a folder), then drop a photo here."
-            };
-            ui.label(egui::RichText::new(hint).size(16.0));
-        });
+        empty_hint_ui(ui, has_index);
         return;
     };
     ui.horizontal(|ui| {
@@ -232,6 +170,78 @@ struct CardResponse {
 
 /// One result: thumbnail, rank, distance, class, file and its Alike / Not alike marks
 /// (`can_mark`: the query is a file; `mark`: the mark it has).
+/// Open photo…, Paste, how many results, and the distance limit.
+fn search_bar_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
+    ui.horizontal(|ui| {
+        ui.heading("Search");
+        if ui.button("Open photo…").clicked() {
+            intents.push(Intent::PickQueryFile);
+        }
+        if ui
+            .button("Paste")
+            .on_hover_text(
+                "Search with the image, or the path of a photo, on the clipboard (Ctrl+V)",
+            )
+            .clicked()
+        {
+            intents.push(Intent::Paste);
+        }
+        ui.separator();
+        let label = ui.label("Results:");
+        let k = ui
+            .add(egui::DragValue::new(&mut state.settings.k).range(1..=500))
+            .labelled_by(label.id)
+            .on_hover_text("How many nearest photos to show");
+        // Searching again once the value settles, not on every step of a drag.
+        if (k.changed() && !k.dragged()) || k.drag_stopped() {
+            intents.push(Intent::RerunSearch);
+        }
+        // The control's steps follow the index's own distances (0.002–0.07 for a
+        // trained model, far larger for ImageNet features).
+        let typical = state
+            .current
+            .index
+            .as_ref()
+            .and_then(|i| i.typical_distance)
+            .filter(|t| *t > 0.0);
+        let settings = &mut state.settings;
+        let limit = ui
+            .checkbox(&mut settings.limit_distance, "only closer than")
+            .on_hover_text(match typical {
+                Some(typical) => format!(
+                    "Hide results farther from the query than this distance (a photo's \
+                     nearest other photo is typically {} away in this index)",
+                    format_distance(typical)
+                ),
+                None => "Hide results farther from the query than this distance".into(),
+            });
+        let (speed, ceiling) = typical.map_or((0.005, 1000.0), |t| {
+            (f64::from(t) / 20.0, f64::from(t) * 100.0)
+        });
+        ui.add_enabled(
+            settings.limit_distance,
+            egui::DragValue::new(&mut settings.max_distance)
+                .range(0.0..=ceiling)
+                .speed(speed)
+                .max_decimals(4),
+        )
+        .labelled_by(limit.id);
+    });
+}
+
+/// What to do when there are no results yet.
+fn empty_hint_ui(ui: &mut egui::Ui, has_index: bool) {
+    ui.add_space(40.0);
+    ui.vertical_centered(|ui| {
+        let hint = if has_index {
+            "Drop a photo here (or use Open photo… / Paste) to see the most similar photos of the index."
+        } else {
+            "Train a model on your library (or open a model and index a folder), then drop a photo here."
+        };
+        ui.label(egui::RichText::new(hint).size(16.0));
+    });
+}
+
 fn result_card_ui(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,
