@@ -61,53 +61,11 @@ pub fn map_ui(
         )
     });
     let Some(view) = &mut state.map else {
-        ui.add_space(40.0);
-        ui.vertical_centered(|ui| {
-            let hint = if has_index {
-                "Draw map places the photos of the index on a plane: photos the model finds \
-                 alike land close together. Colours are class folders; ringed photos look \
-                 mislabelled (their neighbours say another class)."
-            } else {
-                "Index a folder first; then Draw map shows how the model arranges it."
-            };
-            ui.label(egui::RichText::new(hint).size(16.0));
-        });
+        empty_hint_ui(ui, has_index);
         return;
     };
     let map = view.map.clone();
-    ui.horizontal(|ui| {
-        ui.label(format!(
-            "{} photos · {} · the axes hold {:.0}% and {:.0}% of the variance · {} likely \
-             mislabelled",
-            map.len(),
-            match map.class_names.len() {
-                0 => "no class folders".to_string(),
-                1 => "1 class".to_string(),
-                n => format!("{n} classes"),
-            },
-            map.explained[0] * 100.0,
-            map.explained[1] * 100.0,
-            map.suspects.len()
-        ));
-    });
-    ui.horizontal(|ui| {
-        ui.toggle_value(&mut view.box_select, "Box select")
-            .on_hover_text("Drag a box over the map to select the photos in it");
-        if !view.selected.is_empty() {
-            ui.label(format!("{} selected", view.selected.len()));
-            if ui.button("Copy selected to a folder…").clicked() {
-                intents.push(Intent::PickMapExportFolder);
-            }
-            if ui.small_button("Clear").clicked() {
-                view.selected.clear();
-            }
-        }
-        ui.label(if view.box_select {
-            "Drag to select · click a photo to search with it"
-        } else {
-            "Drag to move, scroll to zoom · click a photo to search with it"
-        });
-    });
+    map_controls_ui(ui, view, intents);
     let mut plot = Plot::new("embedding_map")
         .legend(Legend::default().follow_insertion_order(true))
         .show_axes([false, false])
@@ -212,6 +170,59 @@ pub fn map_ui(
             intents.push(Intent::SearchFile(map.paths[i].clone()));
         }
     }
+}
+
+/// What the map is, before it is drawn.
+fn empty_hint_ui(ui: &mut egui::Ui, has_index: bool) {
+    ui.add_space(40.0);
+    ui.vertical_centered(|ui| {
+        let hint = if has_index {
+            "Draw map places the photos of the index on a plane: photos the model finds \
+             alike land close together. Colours are class folders; ringed photos look \
+             mislabelled (their neighbours say another class)."
+        } else {
+            "Index a folder first; then Draw map shows how the model arranges it."
+        };
+        ui.label(egui::RichText::new(hint).size(16.0));
+    });
+}
+
+/// The map's figures, Box select, and what to do with a selection.
+fn map_controls_ui(ui: &mut egui::Ui, view: &mut MapView, intents: &mut Vec<Intent>) {
+    let map = &view.map;
+    ui.horizontal(|ui| {
+        ui.label(format!(
+            "{} photos · {} · the axes hold {:.0}% and {:.0}% of the variance · {} likely \
+             mislabelled",
+            map.len(),
+            match map.class_names.len() {
+                0 => "no class folders".to_string(),
+                1 => "1 class".to_string(),
+                n => format!("{n} classes"),
+            },
+            map.explained[0] * 100.0,
+            map.explained[1] * 100.0,
+            map.suspects.len()
+        ));
+    });
+    ui.horizontal(|ui| {
+        ui.toggle_value(&mut view.box_select, "Box select")
+            .on_hover_text("Drag a box over the map to select the photos in it");
+        if !view.selected.is_empty() {
+            ui.label(format!("{} selected", view.selected.len()));
+            if ui.button("Copy selected to a folder…").clicked() {
+                intents.push(Intent::PickMapExportFolder);
+            }
+            if ui.small_button("Clear").clicked() {
+                view.selected.clear();
+            }
+        }
+        ui.label(if view.box_select {
+            "Drag to select · click a photo to search with it"
+        } else {
+            "Drag to move, scroll to zoom · click a photo to search with it"
+        });
+    });
 }
 
 /// One point series per class (named for the legend), in the class colours.
