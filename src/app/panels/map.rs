@@ -22,19 +22,8 @@ pub fn map_ui(
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
-    if let Some(before_after) = state.training.before_after.clone() {
-        ui.horizontal(|ui| {
-            ui.selectable_value(&mut state.map_before_after, false, "This index");
-            ui.selectable_value(
-                &mut state.map_before_after,
-                true,
-                "Before and after training",
-            );
-        });
-        if state.map_before_after {
-            before_after_ui(ui, &before_after, thumbnails);
-            return;
-        }
+    if before_after_chosen_ui(ui, state, thumbnails) {
+        return;
     }
     let has_index = state.current.index.is_some();
     let drawing = state.running(JobKind::DrawMap).is_some();
@@ -170,6 +159,31 @@ pub fn map_ui(
             intents.push(Intent::SearchFile(map.paths[i].clone()));
         }
     }
+}
+
+/// After a run with validation photos: the choice between this index's map and the
+/// validation photos before and after training; draws the latter and returns true when
+/// it is chosen.
+fn before_after_chosen_ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    thumbnails: &mut ThumbnailCache,
+) -> bool {
+    let Some(before_after) = state.training.before_after.clone() else {
+        return false;
+    };
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut state.map_before_after, false, "This index");
+        ui.selectable_value(
+            &mut state.map_before_after,
+            true,
+            "Before and after training",
+        );
+    });
+    if state.map_before_after {
+        before_after_ui(ui, &before_after, thumbnails);
+    }
+    state.map_before_after
 }
 
 /// What the map is, before it is drawn.
