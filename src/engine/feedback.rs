@@ -421,18 +421,7 @@ pub fn fine_tune(
     wanted.sort();
     wanted.dedup();
     let pixels = decode_all(wanted, &preprocess, cancel)?;
-    let mut pairs = Vec::new();
-    let mut skipped_marks = 0;
-    for mark in &marks.marks {
-        if mark.query != mark.photo
-            && pixels.contains_key(&mark.query)
-            && pixels.contains_key(&mark.photo)
-        {
-            pairs.push(mark.clone());
-        } else {
-            skipped_marks += 1;
-        }
-    }
+    let (pairs, skipped_marks) = usable_pairs(marks, &pixels);
     if pairs.is_empty() {
         return Err(EngineError::Dataset(format!(
             "none of the {} marked photos could be read",
@@ -444,58 +433,31 @@ pub fn fine_tune(
         .filter(|p| pixels.contains_key(p))
         .collect();
     let device = model.device();
-    let batch = |paths: &[&PathBuf]| -> Tensor {
-        let mut flat = Vec::with_capacity(paths.len() * floats);
-        for path in paths {
-            flat.extend_from_slice(&pixels[*path]);
-        }
-        Tensor::from_slice(&flat)
-            .view([paths.len() as i64, 3, size, size])
-            .to_device(device)
+    let photos_in = DecodedPhotos {
+        pixels: &pixels,
+        floats,
+        size,
+        device,
     };
-    let embed = |model: &EmbeddingModel, paths: &[&PathBuf]| -> Tensor {
-        tch::no_grad(|| model.forward_t(&batch(paths), false))
-    };
-    let squared = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .pow_tensor_scalar(2)
-            .sum_dim_intlist(1, false, Kind::Float)
-    };
+    let batch = |paths: &[&PathBuf]| photos_in.batch(paths);
+    let embed = |model: &EmbeddingModel, paths: &[&PathBuf]| photos_in.embed(model, paths);
 
     // The anchors' places under the starting model, and the typical distance.
     let anchor_refs: Vec<&PathBuf> = anchor_paths.iter().collect();
-    let anchor_targets: Vec<Tensor> = guard_libtorch(|| {
-        anchor_refs
-            .chunks(64)
-            .map(|chunk| embed(model, chunk))
-            .collect()
-    })?;
-    let anchor_targets = if anchor_targets.is_empty() {
-        None
-    } else {
-        Some(Tensor::cat(&anchor_targets, 0))
-    };
+    let anchor_targets = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
     let queries: Vec<&PathBuf> = pairs.iter().map(|m| &m.query).collect();
     let photos: Vec<&PathBuf> = pairs.iter().map(|m| &m.photo).collect();
     let alike: Vec<f32> = pairs
         .iter()
         .map(|m| if m.alike { 1.0 } else { 0.0 })
         .collect();
-    let typical = guard_libtorch(|| {
-        let all = match &anchor_targets {
-            Some(targets) if targets.size()[0] >= 2 => targets.shallow_clone(),
-            _ => Tensor::cat(&[embed(model, &queries), embed(model, &photos)], 0),
-        };
-        let n = all.size()[0];
-        let shifted = all.roll([1], [0]);
-        let d = squared(&all, &shifted);
-        if n >= 2 {
-            d.median().double_value(&[])
-        } else {
-            1.0
-        }
-    })?
-    .max(1e-6);
+    let typical = guard_libtorch(|| match &anchor_targets {
+        Some(targets) if targets.size()[0] >= 2 => typical_distance(targets),
+        _ => typical_distance(&Tensor::cat(
+            &[embed(model, &queries), embed(model, &photos)],
+            0,
+        )),
+    })?;
     let pair_distances = |model: &EmbeddingModel| -> Result<Vec<f64>> {
         guard_libtorch(|| -> Result<Vec<f64>> {
             let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
@@ -504,26 +466,8 @@ pub fn fine_tune(
             )?)
         })?
     };
-    let pair_means = |d: &[f64]| -> Result<(f64, f64)> {
-        {
-            let mean = |want: f32| {
-                let chosen: Vec<f64> = d
-                    .iter()
-                    .zip(&alike)
-                    .filter(|(_, a)| **a == want)
-                    .map(|(d, _)| *d)
-                    .collect();
-                if chosen.is_empty() {
-                    0.0
-                } else {
-                    chosen.iter().sum::<f64>() / chosen.len() as f64
-                }
-            };
-            Ok((mean(1.0), mean(0.0)))
-        }
-    };
     let distances_before = pair_distances(model)?;
-    let (alike_before, not_alike_before) = pair_means(&distances_before)?;
+    let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
 
     let mut optimizer = nn::AdamW::default().build(&model.var_store, options.learning_rate)?;
     let mut rng = fastrand::Rng::with_seed(options.seed);
@@ -580,22 +524,9 @@ pub fn fine_tune(
         );
     }
     let distances_after = pair_distances(model)?;
-    let (alike_after, not_alike_after) = pair_means(&distances_after)?;
-    let pair_changes = pairs
-        .iter()
-        .zip(distances_before.iter().zip(&distances_after))
-        .map(|(mark, (&before, &after))| PairChange {
-            query: mark.query.clone(),
-            photo: mark.photo.clone(),
-            alike: mark.alike,
-            before,
-            after,
-            rank_before: None,
-            rank_after: None,
-        })
-        .collect();
+    let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
     Ok(FineTuneSummary {
-        pair_changes,
+        pair_changes: pair_changes(&pairs, &distances_before, &distances_after),
         steps,
         seconds: started.elapsed().as_secs_f64(),
         pairs: pairs.len(),
@@ -606,6 +537,107 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// The median squared distance between neighbouring rows of `embeddings` (1 with fewer
+/// than two): the scale fine-tuning measures pairs in.
+fn typical_distance(embeddings: &Tensor) -> f64 {
+    if embeddings.size()[0] < 2 {
+        return 1.0;
+    }
+    let shifted = embeddings.roll([1], [0]);
+    squared(embeddings, &shifted)
+        .median()
+        .double_value(&[])
+        .max(1e-6)
+}
+
+/// The mean distance of the alike pairs and of the not-alike ones (0 for none).
+fn pair_means(distances: &[f64], alike: &[f32]) -> (f64, f64) {
+    let mean = |want: f32| {
+        let chosen: Vec<f64> = distances
+            .iter()
+            .zip(alike)
+            .filter(|(_, a)| **a == want)
+            .map(|(d, _)| *d)
+            .collect();
+        if chosen.is_empty() {
+            0.0
+        } else {
+            chosen.iter().sum::<f64>() / chosen.len() as f64
+        }
+    };
+    (mean(1.0), mean(0.0))
+}
+
+/// Each pair with its distance before and after (ranks are filled in by a caller with an
+/// index to ask).
+fn pair_changes(pairs: &[Mark], before: &[f64], after: &[f64]) -> Vec<PairChange> {
+    pairs
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|(mark, (&before, &after))| PairChange {
+            query: mark.query.clone(),
+            photo: mark.photo.clone(),
+            alike: mark.alike,
+            before,
+            after,
+            rank_before: None,
+            rank_after: None,
+        })
+        .collect()
+}
+
+/// The marks whose two photos decoded (and differ), and how many were left out.
+fn usable_pairs(marks: &Marks, pixels: &HashMap<PathBuf, Vec<f32>>) -> (Vec<Mark>, usize) {
+    let (usable, skipped): (Vec<&Mark>, Vec<&Mark>) = marks.marks.iter().partition(|mark| {
+        mark.query != mark.photo
+            && pixels.contains_key(&mark.query)
+            && pixels.contains_key(&mark.photo)
+    });
+    (usable.into_iter().cloned().collect(), skipped.len())
+}
+
+/// The decoded photos of a fine-tuning run, as the network's input.
+struct DecodedPhotos<'a> {
+    pixels: &'a HashMap<PathBuf, Vec<f32>>,
+    floats: usize,
+    size: i64,
+    device: tch::Device,
+}
+
+impl DecodedPhotos<'_> {
+    /// `paths` (all decoded) as one batch on the model's device.
+    fn batch(&self, paths: &[&PathBuf]) -> Tensor {
+        let mut flat = Vec::with_capacity(paths.len() * self.floats);
+        for path in paths {
+            flat.extend_from_slice(&self.pixels[*path]);
+        }
+        Tensor::from_slice(&flat)
+            .view([paths.len() as i64, 3, self.size, self.size])
+            .to_device(self.device)
+    }
+
+    /// The embeddings of many photos, 64 at a time (`None` for none).
+    fn embed_in_chunks(&self, model: &EmbeddingModel, paths: &[&PathBuf]) -> Option<Tensor> {
+        let parts: Vec<Tensor> = paths
+            .chunks(64)
+            .map(|chunk| self.embed(model, chunk))
+            .collect();
+        (!parts.is_empty()).then(|| Tensor::cat(&parts, 0))
+    }
+
+    /// Their embeddings under `model`, without gradients.
+    fn embed(&self, model: &EmbeddingModel, paths: &[&PathBuf]) -> Tensor {
+        tch::no_grad(|| model.forward_t(&self.batch(paths), false))
+    }
+}
+
+/// Squared L2 distance between the rows of `a` and `b`.
+fn squared(a: &Tensor, b: &Tensor) -> Tensor {
+    (a - b)
+        .pow_tensor_scalar(2)
+        .sum_dim_intlist(1, false, Kind::Float)
 }
 
 /// Each of `paths` decoded and preprocessed for the network, on the loader threads; photos
