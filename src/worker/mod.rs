@@ -529,33 +529,34 @@ impl Worker {
                 "there is no index yet: train or open a model, then index a folder".into(),
             ));
         };
-        let decoded;
-        let image: &image::RgbImage = match &query {
+        let (vector, preview) = match &query {
             Query::File(path) => {
-                decoded = decode_rgb_sized(
-                    path,
-                    DEFAULT_MAX_PIXELS,
-                    // The network's input, and the preview shown with the results.
-                    TargetSize::ShortSide(
-                        open.model
-                            .info
-                            .config
-                            .preprocess
-                            .image_size_px
-                            .max(QUERY_PREVIEW_PX),
-                    ),
-                )
-                .map_err(|reason| EngineError::Image {
-                    path: path.clone(),
-                    reason,
-                })?;
-                &decoded
+                let decode = |side: u32| {
+                    decode_rgb_sized(path, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(side)).map_err(
+                        |reason| EngineError::Image {
+                            path: path.clone(),
+                            reason,
+                        },
+                    )
+                };
+                // The network's input decoded exactly as indexing decodes it (same DCT
+                // scale, same EXIF-preview choice), so a library photo finds itself at
+                // distance 0; the preview on screen is a decode of its own.
+                let input = decode(open.model.info.config.preprocess.image_size_px)?;
+                let vector = embed_image(&open.model.model, &input)?;
+                let preview = match decode(QUERY_PREVIEW_PX) {
+                    Ok(larger) => shrink_to_fit(&larger, QUERY_PREVIEW_PX),
+                    Err(_) => shrink_to_fit(&input, QUERY_PREVIEW_PX),
+                };
+                (vector, preview)
             }
-            Query::Rgb { image, .. } => image,
+            Query::Rgb { image, .. } => (
+                embed_image(&open.model.model, image)?,
+                shrink_to_fit(image, QUERY_PREVIEW_PX),
+            ),
         };
-        let vector = embed_image(&open.model.model, image)?;
         let hits = open.gallery.search(&vector, k)?;
-        let preview = Arc::new(shrink_to_fit(image, QUERY_PREVIEW_PX));
+        let preview = Arc::new(preview);
         Ok(Outcome::Results {
             query,
             preview,
@@ -954,6 +955,66 @@ mod tests {
             "it trained first"
         );
         assert_eq!(after, current);
+    }
+
+    /// Issue #25 item 3: the window decoded a query at a larger size than indexing did,
+    /// so a phone JPEG with an EXIF preview embedded differently as a query than in the
+    /// index.
+    #[test]
+    fn a_library_photo_with_an_exif_preview_finds_itself_at_distance_zero() {
+        use image::imageops::{FilterType, resize};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let photos = dir.path().join("photos");
+        write_dataset(&photos, 2, 2, 32, 3).expect("photos");
+        let mut rng = fastrand::Rng::with_seed(11);
+        let pattern = crate::engine::synthetic::class_image(1, 3, 96, &mut rng);
+        let picture = resize(&pattern, 2400, 1800, FilterType::Triangle);
+        let encode = |image: &image::RgbImage, quality| {
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+                .encode_image(image)
+                .expect("encode");
+            bytes
+        };
+        let preview = encode(&resize(&picture, 160, 120, FilterType::Triangle), 75);
+        let phone =
+            crate::engine::synthetic::jpeg_with_exif_preview(&encode(&picture, 90), &preview, 1)
+                .expect("fits");
+        let photo = photos.join("class_00/phone.jpg");
+        std::fs::write(&photo, phone).expect("write");
+        let model_path = dir.path().join("model.safetensors");
+        tiny_model_file(&model_path);
+        let worker = WorkerHandle::spawn_on(|_| {}, Some(tch::Device::Cpu));
+        run_job(&worker, Request::OpenModel(model_path));
+        let (_, events, _) = run_job(
+            &worker,
+            Request::BuildIndex {
+                folder: photos.clone(),
+                index_path: dir.path().join("photos.likeness-index"),
+                exclude: Vec::new(),
+            },
+        );
+        assert_eq!(failed(&events), None);
+        let (_, events, _) = run_job(
+            &worker,
+            Request::Search {
+                query: Query::File(photo.clone()),
+                k: 3,
+            },
+        );
+        let hits = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Finished { outcome, .. } => match &**outcome {
+                    Outcome::Results { hits, .. } => Some(hits.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .expect("results");
+        assert_eq!(hits[0].path, std::fs::canonicalize(&photo).expect("path"));
+        // Zero but for float rounding (the index embedded it in a batch, the query alone).
+        assert!(hits[0].distance < 1e-9, "{hits:?}");
     }
 
     #[test]
