@@ -17,7 +17,7 @@ use likeness::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use likeness::engine::device::DeviceChoice;
 use likeness::engine::feedback::{FineTune, Mark, Marks, fine_tune};
 use likeness::engine::index::{Gallery, IndexOptions};
-use likeness::engine::model::{TrainingSummary, load_model, save_model};
+use likeness::engine::model::{LoadedModel, TrainingSummary, load_model, save_model};
 use likeness::engine::synthetic::write_dataset;
 use likeness::engine::train::{Preset, TrainEvent, TrainJob, train};
 
@@ -141,14 +141,12 @@ fn main() {
         likeness::engine::model::EmbeddingModel::new(settings.model_config(), tch::Device::Cpu)
             .expect("model");
     save_model(&model_path, &model, &TrainingSummary::default()).expect("save");
-    let (model, info) = load_model(&model_path, tch::Device::Cpu).expect("load");
+    let loaded = LoadedModel::load(&model_path, tch::Device::Cpu).expect("load");
     let folder = scan_folder(&data, DEFAULT_MAX_PIXELS).expect("scan");
     let cancel = AtomicBool::new(false);
     let cancelled_at: Mutex<Option<Instant>> = Mutex::new(None);
     let built = Gallery::build(
-        &model,
-        &info,
-        &model_path,
+        &loaded,
         &folder,
         &IndexOptions::new(DEFAULT_MAX_PIXELS),
         &|done, _| {

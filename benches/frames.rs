@@ -173,13 +173,11 @@ fn drop_to_grid_at_scale(
         .ok_or("the window has no model")?
         .path
         .clone();
-    let (model, info) = likeness::engine::model::load_model(&model_path, tch::Device::Cpu)?;
+    let loaded = likeness::engine::model::LoadedModel::load(&model_path, tch::Device::Cpu)?;
     let scanned =
         likeness::engine::data::scan_folder(&folder, likeness::engine::data::DEFAULT_MAX_PIXELS)?;
     let gallery = Gallery::build(
-        &model,
-        &info,
-        &model_path,
+        &loaded,
         &scanned,
         &IndexOptions::new(likeness::engine::data::DEFAULT_MAX_PIXELS),
         &|_, _| {},

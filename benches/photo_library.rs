@@ -104,11 +104,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = EmbeddingModel::new(config, tch::Device::Cpu)?;
     let model_path = dir.path().join("model.safetensors");
     let info = save_model(&model_path, &model, &TrainingSummary::default())?;
+    let loaded = likeness::engine::model::LoadedModel {
+        path: model_path.clone(),
+        model,
+        info,
+    };
     let index = |scanned: &ImageFolder| {
         Gallery::build(
-            &model,
-            &info,
-            &model_path,
+            &loaded,
             scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|_, _| {},
@@ -119,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One photo of each 12-MP set to the network's 112-px input: decoded whole and
     // resized, decoded scaled (libjpeg-turbo, what Likeness does), and the pure-Rust
     // decoder this replaced, also scaled in the DCT. Best of three runs each.
-    let preprocess = &model.config.preprocess;
+    let preprocess = &loaded.model.config.preprocess;
     let mut input = vec![0.0f32; preprocess.floats_per_image()];
     for (name, one) in [
         ("upscaled", upscaled.join("photo_000.jpg")),
@@ -253,9 +256,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let rescanned = scan_folder(&folder, DEFAULT_MAX_PIXELS)?;
     let (updated, changes) = Gallery::update(
-        &model,
-        &info,
-        &model_path,
+        &loaded,
         &rescanned,
         Some(&full),
         &IndexOptions::new(DEFAULT_MAX_PIXELS),

@@ -11,7 +11,7 @@ use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::ann::MethodChoice;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
 use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
-use crate::engine::model::load_model;
+use crate::engine::model::LoadedModel;
 use crate::engine::output::{Input, OutputKind, check_output};
 use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
 
@@ -62,7 +62,7 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
             .context("could not make the ImageNet feature model")?;
         args.model = path;
     }
-    let (model, info) = load_model(&args.model, device).context("could not open the model")?;
+    let loaded = LoadedModel::load(&args.model, device).context("could not open the model")?;
     // Refused before the scan: a model, a photo or anything not an index is never replaced.
     check_output(
         &args.index,
@@ -80,7 +80,7 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
         &args.index,
         OutputKind::Index,
         &[],
-        index_bytes_estimate(folder.images.len(), model.config.embedding_dim),
+        index_bytes_estimate(folder.images.len(), loaded.model.config.embedding_dim),
     )?;
     if folder.images.is_empty() {
         warn_skipped(&folder.skipped);
@@ -89,13 +89,11 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
     let previous = if args.rebuild {
         None
     } else {
-        earlier_index(&args, &folder.root, &info.model_id)
+        earlier_index(&args, &folder.root, &loaded.info.model_id)
     };
     let bar = progress::bar(folder.images.len() as u64, "indexing");
     let result = Gallery::update(
-        &model,
-        &info,
-        &args.model,
+        &loaded,
         &folder,
         previous.as_ref(),
         &IndexOptions {
@@ -172,7 +170,7 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
             "images": gallery.len(),
             "skipped": gallery.header.skipped.len(),
             "skipped_files": gallery.header.skipped,
-            "model_id": info.model_id,
+            "model_id": loaded.info.model_id,
             "added": added,
             "updated": updated,
             "removed": removed,

@@ -26,7 +26,7 @@ use super::data::{
     default_loader_threads,
 };
 use super::files::{FileKind, Fnv1a, sniff};
-use super::model::{EmbeddingModel, ModelInfo};
+use super::model::{EmbeddingModel, LoadedModel, ModelInfo};
 use super::{EngineError, Result};
 
 pub use super::files::INDEX_MAGIC;
@@ -345,28 +345,16 @@ pub fn index_bytes_estimate(images: usize, dimension: usize) -> u64 {
 }
 
 impl Gallery {
-    /// Embeds the images of a scanned `folder` with `model` (read from `model_path`)
+    /// Embeds the images of a scanned `folder` with `loaded` (a model and its file)
     /// and indexes them.
     pub fn build(
-        model: &EmbeddingModel,
-        model_info: &ModelInfo,
-        model_path: &Path,
+        loaded: &LoadedModel,
         folder: &ImageFolder,
         options: &IndexOptions,
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<Self> {
-        Self::update(
-            model,
-            model_info,
-            model_path,
-            folder,
-            None,
-            options,
-            on_progress,
-            cancel,
-        )
-        .map(|(gallery, _)| gallery)
+        Self::update(loaded, folder, None, options, on_progress, cancel).map(|(gallery, _)| gallery)
     }
 
     /// Indexes a scanned `folder`, taking the vectors of photos that are unchanged since
@@ -374,20 +362,17 @@ impl Gallery {
     /// new and changed ones; photos no longer in the folder drop out. Returns the index
     /// and what changed. An approximate `previous` stays approximate: its new photos are
     /// added to it and its removed ones taken out, without training it again.
-    #[allow(clippy::too_many_arguments)]
     pub fn update(
-        model: &EmbeddingModel,
-        model_info: &ModelInfo,
-        model_path: &Path,
+        loaded: &LoadedModel,
         folder: &ImageFolder,
         previous: Option<&Gallery>,
         options: &IndexOptions,
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<(Self, IndexChanges)> {
-        let dimension = model.config.embedding_dim;
+        let dimension = loaded.model.config.embedding_dim;
         let previous = previous.filter(|p| {
-            p.header.model_id == model_info.model_id && p.header.dimension == dimension
+            p.header.model_id == loaded.info.model_id && p.header.dimension == dimension
         });
         // Photos of folders the scan could not read are kept, not taken for deleted.
         let with_unreadable;
@@ -403,9 +388,7 @@ impl Gallery {
             && options.method != MethodChoice::Exact
         {
             return Self::update_approximate(
-                model,
-                model_info,
-                model_path,
+                loaded,
                 folder,
                 previous,
                 earlier_index,
@@ -439,7 +422,7 @@ impl Gallery {
             .iter()
             .map(|&i| folder.images[i].path.clone())
             .collect();
-        let embedded = embed_for_update(model, &paths, options, on_progress, cancel)?;
+        let embedded = embed_for_update(&loaded.model, &paths, options, on_progress, cancel)?;
         let mut fresh: HashMap<usize, usize> = HashMap::new();
         for (slot, &queued) in embedded.embedded.iter().enumerate() {
             fresh.insert(to_embed[queued], slot);
@@ -493,8 +476,8 @@ impl Gallery {
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let header = new_header(
-            model_info,
-            model_path,
+            &loaded.info,
+            &loaded.path,
             folder,
             dimension,
             images,
@@ -511,11 +494,8 @@ impl Gallery {
     /// [`Gallery::update`] for an approximate `previous`: unchanged photos keep their
     /// place in its index, changed and removed ones are taken out by id, and new and
     /// changed ones are embedded and added under new ids.
-    #[allow(clippy::too_many_arguments)]
     fn update_approximate(
-        model: &EmbeddingModel,
-        model_info: &ModelInfo,
-        model_path: &Path,
+        loaded: &LoadedModel,
         folder: &ImageFolder,
         previous: &Gallery,
         earlier_index: &ApproximateIndex,
@@ -523,7 +503,7 @@ impl Gallery {
         on_progress: ProgressFn<'_>,
         cancel: &AtomicBool,
     ) -> Result<(Self, IndexChanges)> {
-        let dimension = model.config.embedding_dim;
+        let dimension = loaded.model.config.embedding_dim;
         let diff = FolderDiff::between(&folder.images, &previous.header.images);
         let earlier: HashMap<&Path, usize> = previous
             .header
@@ -554,7 +534,7 @@ impl Gallery {
             .map(|(image, _)| image)
             .collect();
         let paths: Vec<PathBuf> = to_embed.iter().map(|image| image.path.clone()).collect();
-        let embedded = embed_for_update(model, &paths, options, on_progress, cancel)?;
+        let embedded = embed_for_update(&loaded.model, &paths, options, on_progress, cancel)?;
         let first_new_id = previous.header.ids.last().map_or(0, |&id| id + 1);
         let mut fresh_ids = Vec::with_capacity(embedded.embedded.len());
         for (next_id, &queued) in (first_new_id..).zip(&embedded.embedded) {
@@ -584,8 +564,8 @@ impl Gallery {
         let mut all_skipped = folder.skipped.clone();
         all_skipped.extend(embedded.failed);
         let mut header = new_header(
-            model_info,
-            model_path,
+            &loaded.info,
+            &loaded.path,
             folder,
             dimension,
             images,
@@ -1003,9 +983,8 @@ fn new_header(
 /// An index opened together with the model that built it, ready to search.
 pub struct SearchSession {
     pub gallery: Gallery,
-    pub model: EmbeddingModel,
-    pub model_info: ModelInfo,
-    pub model_path: PathBuf,
+    /// The model that built the gallery (queries are embedded with it).
+    pub model: LoadedModel,
     pub max_pixels: u64,
 }
 
@@ -1013,7 +992,7 @@ impl std::fmt::Debug for SearchSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SearchSession")
             .field("gallery", &self.gallery)
-            .field("model_path", &self.model_path)
+            .field("model_path", &self.model.path)
             .finish()
     }
 }
@@ -1034,20 +1013,18 @@ impl SearchSession {
                 ),
             ));
         }
-        let (model, model_info) = super::model::load_model(&model_path, device)?;
-        gallery.check_model(index_path, &model_path, &model_info)?;
+        let model = LoadedModel::load(&model_path, device)?;
+        gallery.check_model(index_path, &model_path, &model.info)?;
         Ok(Self {
             gallery,
             model,
-            model_info,
-            model_path,
             max_pixels: super::data::DEFAULT_MAX_PIXELS,
         })
     }
 
     /// The nearest `k` gallery images to the image file at `query`.
     pub fn search_file(&mut self, query: &Path, k: usize) -> Result<Vec<SearchHit>> {
-        let size = TargetSize::ShortSide(self.model.config.preprocess.image_size_px);
+        let size = TargetSize::ShortSide(self.model.model.config.preprocess.image_size_px);
         let image = decode_rgb_sized(query, self.max_pixels, size).map_err(|reason| {
             EngineError::Image {
                 path: query.to_path_buf(),
@@ -1059,7 +1036,7 @@ impl SearchSession {
 
     /// The nearest `k` gallery images to a decoded image.
     pub fn search_image(&mut self, image: &image::RgbImage, k: usize) -> Result<Vec<SearchHit>> {
-        search_image(&self.model, &mut self.gallery, image, k)
+        search_image(&self.model.model, &mut self.gallery, image, k)
     }
 }
 
@@ -1161,25 +1138,15 @@ mod tests {
         crate::engine::synthetic::write_dataset(&library, 2, 4, 32, 1).expect("photos");
         let model_path = dir.path().join("tiny.safetensors");
         crate::engine::synthetic::write_tiny_model(&model_path).expect("model");
-        let (model, info) =
-            crate::engine::model::load_model(&model_path, tch::Device::Cpu).expect("model");
+        let loaded = LoadedModel::load(&model_path, tch::Device::Cpu).expect("model");
         let options = IndexOptions::new(crate::engine::data::DEFAULT_MAX_PIXELS);
         let scan = || {
             crate::engine::data::scan_folder(&library, crate::engine::data::DEFAULT_MAX_PIXELS)
                 .expect("scan")
         };
         let no_cancel = AtomicBool::new(false);
-        let (first, _) = Gallery::update(
-            &model,
-            &info,
-            &model_path,
-            &scan(),
-            None,
-            &options,
-            &|_, _| {},
-            &no_cancel,
-        )
-        .expect("index");
+        let (first, _) = Gallery::update(&loaded, &scan(), None, &options, &|_, _| {}, &no_cancel)
+            .expect("index");
         assert_eq!(first.len(), 8);
         let unreadable = std::fs::canonicalize(library.join("class_01")).expect("path");
         let permissions = std::fs::metadata(&unreadable).expect("meta").permissions();
@@ -1208,9 +1175,7 @@ mod tests {
             );
         }
         let (second, changes) = Gallery::update(
-            &model,
-            &info,
-            &model_path,
+            &loaded,
             &rescan,
             Some(&first),
             &options,
@@ -1227,9 +1192,7 @@ mod tests {
         // Once it is deleted for real, its photos go.
         std::fs::remove_dir_all(&unreadable).expect("delete");
         let (third, changes) = Gallery::update(
-            &model,
-            &info,
-            &model_path,
+            &loaded,
             &scan(),
             Some(&second),
             &options,

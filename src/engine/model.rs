@@ -9,7 +9,7 @@
 //! architecture, preprocessing, an identity hash and the training summary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -647,6 +647,26 @@ pub fn read_model_description(path: &Path) -> Result<ModelInfo> {
 pub fn read_model_info(path: &Path) -> Result<ModelInfo> {
     let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a model file")?;
     Ok(parse_model_file(path, &bytes)?.0)
+}
+
+/// A model in memory with its description and the file it came from: what embedding,
+/// indexing and searching need together (an index records the model's id and path).
+pub struct LoadedModel {
+    pub path: PathBuf,
+    pub model: EmbeddingModel,
+    pub info: ModelInfo,
+}
+
+impl LoadedModel {
+    /// Loads the model file at `path` onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let (model, info) = load_model(path, device)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            model,
+            info,
+        })
+    }
 }
 
 /// Loads a model file onto `device`.

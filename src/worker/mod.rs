@@ -35,9 +35,7 @@ use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
 use crate::engine::map::{EmbeddingMap, copy_photos};
-use crate::engine::model::{
-    EmbeddingModel, ModelInfo, load_model, model_file_bytes_estimate, save_model,
-};
+use crate::engine::model::{LoadedModel, load_model, model_file_bytes_estimate, save_model};
 use crate::engine::output::{OutputKind, check_output};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::{TrainJob, train};
@@ -178,13 +176,6 @@ impl Drop for WorkerHandle {
             thread.join().ok();
         }
     }
-}
-
-/// A model in memory with the file it came from.
-struct LoadedModel {
-    path: PathBuf,
-    model: EmbeddingModel,
-    info: ModelInfo,
 }
 
 /// An index in memory with the model that built it (search embeds with that model).
@@ -368,9 +359,7 @@ impl Worker {
         }
         let progress = progress_reporter(&self.events, &self.wake, job);
         let gallery = Gallery::build(
-            &model.model,
-            &model.info,
-            &model.path,
+            &model,
             &scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|done, total| progress(Progress::Indexing { done, total }),
@@ -439,9 +428,7 @@ impl Worker {
         let header = &open.gallery.header;
         let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
         let mut gallery = Gallery::build(
-            &loaded.model,
-            &loaded.info,
-            &loaded.path,
+            &loaded,
             &scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
             &|done, total| progress(Progress::Indexing { done, total }),
@@ -491,9 +478,7 @@ impl Worker {
         let progress = progress_reporter(&self.events, &self.wake, job);
         let model = Rc::clone(&open.model);
         let (gallery, changes) = Gallery::update(
-            &model.model,
-            &model.info,
-            &model.path,
+            &model,
             &scanned,
             Some(&open.gallery),
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
@@ -509,11 +494,7 @@ impl Worker {
     /// Opens an index file with the model that built it; both become current.
     fn open_index(&mut self, path: PathBuf) -> Result<Outcome, EngineError> {
         let session = SearchSession::open(&path, None, self.device)?;
-        let model = Rc::new(LoadedModel {
-            path: session.model_path,
-            model: session.model,
-            info: session.model_info,
-        });
+        let model = Rc::new(session.model);
         let mut open = OpenIndex::new(path, session.gallery, Rc::clone(&model));
         open.out_of_date = out_of_date(&open.gallery);
         let summary = index_summary(&open);
