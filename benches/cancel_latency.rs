@@ -52,22 +52,46 @@ fn job(data: &Path, queries: Option<&Path>, phase: Phase) -> TrainJob {
     job
 }
 
+/// A job's cancel flag and when it was first set.
+#[derive(Default)]
+struct Canceller {
+    flag: AtomicBool,
+    at: Mutex<Option<Instant>>,
+}
+
+impl Canceller {
+    /// Cancels the job, once: the first call's time is the one measured from.
+    fn fire(&self) {
+        if let Ok(mut at) = self.at.lock()
+            && at.is_none()
+        {
+            *at = Some(Instant::now());
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Seconds from the cancel to now, when there was one.
+    fn latency(&self) -> Option<f64> {
+        let at = self.at.lock().ok().and_then(|at| *at)?;
+        Some(at.elapsed().as_secs_f64())
+    }
+
+    /// Prints the latency of a job, saying whether it ended cancelled or finished.
+    fn report(&self, what: &str, cancelled: bool) {
+        if let Some(secs) = self.latency() {
+            let how = if cancelled { "cancelled" } else { "finished" };
+            println!("{what:<28} {secs:>10.2}   ({how})");
+        }
+    }
+}
+
 /// Seconds from the cancel to `train` returning, cancelling in `phase`.
 fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<f64> {
     let job = job(data, queries, phase);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let cancelled_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let canceller = Arc::new(Canceller::default());
     let fire = {
-        let cancel = Arc::clone(&cancel);
-        let cancelled_at = Arc::clone(&cancelled_at);
-        move || {
-            if let Ok(mut at) = cancelled_at.lock()
-                && at.is_none()
-            {
-                *at = Some(Instant::now());
-                cancel.store(true, Ordering::SeqCst);
-            }
-        }
+        let canceller = Arc::clone(&canceller);
+        move || canceller.fire()
     };
     let on_event = |event: TrainEvent| match (phase, event) {
         (Phase::Loading, TrainEvent::Preparing { done, total }) if done > total / 4 => fire(),
@@ -90,15 +114,14 @@ fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<
         (Phase::FinalEvaluation, TrainEvent::Evaluating { done, .. }) if done > 0 => fire(),
         _ => {}
     };
-    let result = train(&job, &cancel, &on_event);
-    let ended = Instant::now();
-    let at = cancelled_at.lock().ok().and_then(|at| *at)?;
+    let result = train(&job, &canceller.flag, &on_event);
+    let latency = canceller.latency()?;
     if let Err(error) = &result
         && !matches!(error, likeness::engine::EngineError::Cancelled)
     {
         eprintln!("{phase:?}: {error}");
     }
-    Some((ended - at).as_secs_f64())
+    Some(latency)
 }
 
 fn main() {
@@ -143,36 +166,19 @@ fn main() {
     save_model(&model_path, &model, &TrainingSummary::default()).expect("save");
     let loaded = LoadedModel::load(&model_path, tch::Device::Cpu).expect("load");
     let folder = scan_folder(&data, DEFAULT_MAX_PIXELS).expect("scan");
-    let cancel = AtomicBool::new(false);
-    let cancelled_at: Mutex<Option<Instant>> = Mutex::new(None);
+    let canceller = Canceller::default();
     let built = Gallery::build(
         &loaded,
         &folder,
         &IndexOptions::new(DEFAULT_MAX_PIXELS),
         &|done, _| {
-            if done >= 256
-                && let Ok(mut at) = cancelled_at.lock()
-                && at.is_none()
-            {
-                *at = Some(Instant::now());
-                cancel.store(true, Ordering::SeqCst);
+            if done >= 256 {
+                canceller.fire();
             }
         },
-        &cancel,
+        &canceller.flag,
     );
-    let ended = Instant::now();
-    if let Some(at) = cancelled_at.lock().ok().and_then(|at| *at) {
-        println!(
-            "{:<28} {:>10.2}   ({})",
-            "indexing",
-            (ended - at).as_secs_f64(),
-            if built.is_err() {
-                "cancelled"
-            } else {
-                "finished"
-            }
-        );
-    }
+    canceller.report("indexing", built.is_err());
 
     let photos: Vec<PathBuf> = folder.images.iter().map(|i| i.path.clone()).collect();
     let marks = Marks {
@@ -189,8 +195,7 @@ fn main() {
         ..Marks::default()
     };
     let (mut model, _) = load_model(&model_path, tch::Device::Cpu).expect("load");
-    let cancel = AtomicBool::new(false);
-    let cancelled_at: Mutex<Option<Instant>> = Mutex::new(None);
+    let canceller = Canceller::default();
     let options = FineTune {
         seconds: 600.0,
         ..FineTune::default()
@@ -200,28 +205,12 @@ fn main() {
         &marks,
         &photos,
         &options,
-        &cancel,
+        &canceller.flag,
         &|secs, _| {
-            if secs > 1.0
-                && let Ok(mut at) = cancelled_at.lock()
-                && at.is_none()
-            {
-                *at = Some(Instant::now());
-                cancel.store(true, Ordering::SeqCst);
+            if secs > 1.0 {
+                canceller.fire();
             }
         },
     );
-    let ended = Instant::now();
-    if let Some(at) = cancelled_at.lock().ok().and_then(|at| *at) {
-        println!(
-            "{:<28} {:>10.2}   ({})",
-            "retraining from marks",
-            (ended - at).as_secs_f64(),
-            if tuned.is_err() {
-                "cancelled"
-            } else {
-                "finished"
-            }
-        );
-    }
+    canceller.report("retraining from marks", tuned.is_err());
 }

@@ -12,7 +12,7 @@ use crate::engine::ann::MethodChoice;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
 use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
 use crate::engine::model::LoadedModel;
-use crate::engine::output::{Input, OutputKind, check_output};
+use crate::engine::output::{Input, OutputKind, check_output, check_room};
 use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
 
 #[derive(Debug, clap::Args)]
@@ -76,10 +76,8 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
     let folder = scan_folder_excluding(&args.folder, DEFAULT_MAX_PIXELS, &args.exclude)
         .context("could not scan the folder")?;
     // With the photos counted, check the disk has room for their vectors too.
-    check_output(
+    check_room(
         &args.index,
-        OutputKind::Index,
-        &[],
         index_bytes_estimate(folder.images.len(), loaded.model.config.embedding_dim),
     )?;
     if folder.images.is_empty() {

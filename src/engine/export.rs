@@ -17,8 +17,7 @@ pub const MANIFEST_CSV: &str = "results.csv";
 /// half-way is finished off by the next one instead of blocking the folder. Hidden, so a
 /// scan of the folder never takes it for a photo.
 pub const JOURNAL_JSON: &str = ".likeness-export-in-progress.json";
-/// The largest manifest or journal read back (a million results is ~200 MB of JSON).
-const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+use super::files::MAX_MANIFEST_BYTES;
 /// What a manifest says wrote it.
 pub const GENERATOR: &str = super::files::EXPORT_GENERATOR;
 /// The longest file name most file systems take, in bytes.

@@ -85,12 +85,17 @@ fn too_large(path: &Path, limit: u64, kind: &str) -> EngineError {
 pub const EXPORT_MANIFEST_JSON: &str = "results.json";
 /// What a manifest says wrote it.
 pub const EXPORT_GENERATOR: &str = "Likeness";
+/// The largest export manifest or journal read back (a million results is ~200 MB of JSON).
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// Whether `folder` holds a Likeness export (its manifest names Likeness as generator).
 /// Scans leave such folders out: exported copies are not more photos of the library.
 pub fn is_export_folder(folder: &Path) -> bool {
-    let Ok(bytes) = read_regular(&folder.join(EXPORT_MANIFEST_JSON), 256 << 20, "a manifest")
-    else {
+    let Ok(bytes) = read_regular(
+        &folder.join(EXPORT_MANIFEST_JSON),
+        MAX_MANIFEST_BYTES,
+        "a manifest",
+    ) else {
         return false;
     };
     #[derive(serde::Deserialize)]

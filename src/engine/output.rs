@@ -295,6 +295,13 @@ pub fn check_writable(path: &Path, bytes_needed: u64) -> Result<()> {
         }
         Err(e) => return Err(cannot_write(path, &folder, &e)),
     }
+    check_room(path, bytes_needed)
+}
+
+/// Checks that the disk holding `path`'s folder has room for `bytes_needed` more bytes
+/// (once the output is known to be allowed, when its size is known only later).
+pub fn check_room(path: &Path, bytes_needed: u64) -> Result<()> {
+    let folder = output_folder(path);
     if let Some(free) = free_bytes(&folder) {
         let needed = bytes_needed.saturating_add(SPARE_BYTES);
         if free < needed {

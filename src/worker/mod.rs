@@ -23,9 +23,9 @@ pub use protocol::{
 
 use crate::engine::EngineError;
 use crate::engine::atomic::write_atomic;
+use crate::engine::data::decode::{decode_rgb_bytes_sized, read_photo};
 use crate::engine::data::{
-    DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized, scan_folder, scan_folder_excluding,
-    shrink_to_fit,
+    DEFAULT_MAX_PIXELS, TargetSize, scan_folder, scan_folder_excluding, shrink_to_fit,
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::duplicates::{Candidates, copy_others, others_csv};
@@ -512,13 +512,15 @@ impl Worker {
         };
         let (vector, preview) = match &query {
             Query::File(path) => {
+                let as_image_error = |reason| EngineError::Image {
+                    path: path.clone(),
+                    reason,
+                };
+                // Read once, decoded twice from memory (the network's size, the preview's).
+                let bytes = read_photo(path).map_err(as_image_error)?;
                 let decode = |side: u32| {
-                    decode_rgb_sized(path, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(side)).map_err(
-                        |reason| EngineError::Image {
-                            path: path.clone(),
-                            reason,
-                        },
-                    )
+                    decode_rgb_bytes_sized(&bytes, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(side))
+                        .map_err(as_image_error)
                 };
                 // The network's input decoded exactly as indexing decodes it (same DCT
                 // scale, same EXIF-preview choice), so a library photo finds itself at

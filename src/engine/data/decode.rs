@@ -43,21 +43,20 @@ pub const MAX_PHOTO_FILE_BYTES: u64 = 1 << 30;
 /// A photo's bytes: only a regular file, at most [`MAX_PHOTO_FILE_BYTES`], checked on the
 /// opened handle (a swap between scan and decode is caught, a pipe does not hang).
 pub fn read_photo(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let (file, metadata) =
-        crate::engine::files::open_regular(path).map_err(|e| format!("cannot be read ({e})"))?;
-    if metadata.len() > MAX_PHOTO_FILE_BYTES {
-        return Err(format!(
-            "file of {} is larger than any photo Likeness reads ({})",
-            crate::engine::output::human_bytes(metadata.len()),
-            crate::engine::output::human_bytes(MAX_PHOTO_FILE_BYTES)
-        ));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_PHOTO_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot be read ({})", crate::engine::error::io_reason(&e)))?;
-    Ok(bytes)
+    use crate::engine::EngineError;
+    crate::engine::files::read_regular(path, MAX_PHOTO_FILE_BYTES, "a photo").map_err(|error| {
+        // The path is the caller's to name: only the reason goes back.
+        match error {
+            EngineError::BadFile { reason, .. } => reason,
+            EngineError::Io { error, .. } => {
+                format!(
+                    "cannot be read ({})",
+                    crate::engine::error::io_reason(&error)
+                )
+            }
+            other => other.to_string(),
+        }
+    })
 }
 
 /// Memory all whole-image decodes together may hold at once. One decode larger than it
