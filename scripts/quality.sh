@@ -8,8 +8,10 @@
 #   a number N: the folder is split per class in file-name order, the first N images of
 #   each class train and the rest are queries.
 #   e.g. scripts/quality.sh flowers5-train flowers5-dev 600 "0 1 2" seed="--preset seed" default=""
+# EVAL_VARIANTS="NAME=FLAGS;NAME=FLAGS" also scores each trained model with those `eval`
+# flags (test-time settings: --mirror-average, --image-size), as settings "NAME+VARIANT".
 set -euo pipefail
-source_dir=$1 queries=$2 budget=$3 seeds=$4
+source_dir=$(realpath "$1") queries=$2 budget=$3 seeds=$4
 shift 4
 likeness=${LIKENESS:-target/release/likeness}
 work=$(mktemp -d)
@@ -24,7 +26,8 @@ else
     i=0
     while IFS= read -r file; do
       if ((i < queries)); then dest=train; else dest=queries; fi
-      ln -s "$file" "$work/$dest/$class/$(basename "$file")"
+      # Copies, not links: a scan does not follow links that leave the folder.
+      cp "$file" "$work/$dest/$class/$(basename "$file")"
       i=$((i + 1))
     done < <(find "$class_dir" -maxdepth 1 -type f | sort)
   done
@@ -39,15 +42,25 @@ for setting in "$@"; do
       tail -n 3 "$work/train.log" >&2
       continue
     }
-    eval=$("$likeness" eval --model "$work/model.safetensors" --gallery "$train_dir" \
-      --queries "$query_dir" --json 2>/dev/null | tail -n 1)
-    python3 -c 'import json,sys; t=json.loads(sys.argv[4]); e=json.loads(sys.argv[5]);
+    IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-}"
+    for variant in "" "${variants[@]}"; do
+      label=$name eval_flags=""
+      if [[ -n $variant ]]; then
+        label=$name+${variant%%=*} eval_flags=${variant#*=}
+      fi
+      started=$(date +%s.%N)
+      # shellcheck disable=SC2086 # flags are a list of words on purpose
+      eval=$("$likeness" eval --model "$work/model.safetensors" --gallery "$train_dir" \
+        --queries "$query_dir" $eval_flags --json 2>/dev/null | tail -n 1)
+      eval_s=$(python3 -c "import sys, time; print(time.time() - float(sys.argv[1]))" "$started")
+      python3 -c 'import json,sys; t=json.loads(sys.argv[4]); e=json.loads(sys.argv[5]);
 print(json.dumps({"setting": sys.argv[1], "flags": sys.argv[2], "seed": int(sys.argv[3]),
   "budget_s": float(sys.argv[6]), "train_s": round(t["train_secs"], 1), "steps": t["steps"],
   "epochs": t["epochs"], "device": t["device"], "last_epoch_loss": t["epoch_losses"][-1],
   "spread": (t.get("embedding_spreads") or [None])[-1], "warnings": t.get("warnings", []),
   "recall@1": e["recall@1"], "recall@5": e["recall@5"], "recall@10": e["recall@10"], "map@r": e["map@r"],
-  "suspects": len(e.get("suspects", []))}))' \
-      "$name" "$flags" "$seed" "$train" "$eval" "$budget"
+  "eval_s": round(float(sys.argv[7]), 1), "suspects": len(e.get("suspects", []))}))' \
+        "$label" "$flags $eval_flags" "$seed" "$train" "$eval" "$budget" "$eval_s"
+    done
   done
 done

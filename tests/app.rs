@@ -295,7 +295,7 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
     );
     assert_eq!(std::fs::read(&cache).expect("cached"), bytes);
     harness.get_by_label_contains("downloaded and checked (102 tensors)");
-    harness.get_by_label("resnet18-imagenet.safetensors");
+    harness.get_by_label("ImageNet weights");
 
     // Back to scratch; the cached file is offered without another download.
     harness.get_by_label("Scratch").click();
@@ -1478,4 +1478,165 @@ fn long_marked_names_do_not_widen_the_left_column() {
         "the mark is listed"
     );
     assert_eq!(central_left(&harness), before, "the left column widened");
+}
+
+#[test]
+fn keep_training_goes_on_and_makes_the_model_current_only_when_it_is_better() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("flowers");
+    // Ten photos per class: one of each is held out to score the runs.
+    write_dataset(&library, 3, 10, 40, 41).expect("library");
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    settings.train.epochs = 1;
+    settings.library = Some(library.clone());
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    run_until(&mut harness, "the library scan", |app| {
+        app.library.is_some()
+    });
+    harness.get_by_label("Train").click();
+    run_until(&mut harness, "the first run and its index", |app| {
+        app.current.index.is_some() && app.is_idle()
+    });
+    let first = harness
+        .state()
+        .current
+        .model
+        .clone()
+        .expect("a current model");
+    let before = likeness::worker::HeldOutScore::of(&first.info.summary).expect("held-out score");
+
+    // Two more epochs from where it stopped.
+    harness.state_mut().settings.train.epochs = 2;
+    harness.step();
+    harness.get_by_label("Keep training").click();
+    run_until(&mut harness, "the second run", |app| {
+        app.is_idle()
+            && app
+                .training
+                .outcome
+                .as_ref()
+                .is_some_and(|end| end.headline.starts_with("Kept training"))
+    });
+    let app = harness.state();
+    let end = app.training.outcome.clone().expect("outcome");
+    let current = app.current.model.clone().expect("a current model");
+    let second_path = std::fs::read_dir(dir.path().join("data/models"))
+        .expect("models")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p != &first.path && !p.to_string_lossy().contains(".train-state."))
+        .expect("the second model file");
+    let second = likeness::engine::model::read_model_info(&second_path).expect("second model");
+    let resumed = second
+        .summary
+        .resumed_from
+        .clone()
+        .expect("it went on from the first");
+    assert_eq!(resumed.model_id, first.info.model_id);
+    assert_eq!(resumed.steps, first.info.summary.steps);
+    let after = likeness::worker::HeldOutScore::of(&second.summary).expect("held-out score");
+    // The summary says before → after, and the rule decided which model is current.
+    let line = format!("mAP@R {:.3} → {:.3}", before.map_at_r, after.map_at_r);
+    assert!(
+        end.lines.iter().any(|l| l.contains(&line)),
+        "{:?}",
+        end.lines
+    );
+    harness.get_by_label_contains(&line);
+    if after.map_at_r > before.map_at_r {
+        assert_eq!(
+            current.path, second_path,
+            "better: the new model is current"
+        );
+        assert_eq!(end.headline, "Kept training: the model improved");
+    } else {
+        assert_eq!(
+            current.path, first.path,
+            "not better: the first model stays"
+        );
+        assert_eq!(end.headline, "Kept training: no improvement");
+        assert_eq!(end.unused_model, Some(second_path));
+    }
+}
+
+#[test]
+fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("flowers");
+    write_dataset(&library, 2, 6, 40, 51).expect("library");
+    let served = dir.path().join("served.safetensors");
+    write_resnet18_weights(&served).expect("weights");
+    let bytes = std::fs::read(&served).expect("read");
+    let trained_from = |harness: &mut Harness<'static, LikenessApp>| {
+        harness.state_mut().choose_library(library.clone());
+        run_until(harness, "the library scan", |app| app.library.is_some());
+        harness.get_by_label("Train").click();
+        run_until(harness, "training and its index", |app| {
+            app.current.index.is_some() && app.is_idle()
+        });
+        let model = harness.state().current.model.clone().expect("a model");
+        model.info.summary.pretrained_weights.clone()
+    };
+
+    // Declined: no download, training from scratch, and the offer does not come back.
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    let mut dirs = DataDirs::under(dir.path().join("declined"));
+    dirs.weights.url = common::serve(vec![]); // never answers: it must not be asked
+    let declined_cache = dirs.weights.cache_path.clone();
+    let mut harness = harness_with_dirs(settings, dirs);
+    harness.step();
+    harness.get_by_label("Start from ImageNet weights?");
+    harness.get_by_label_contains("one-time download of about 47 MB");
+    harness.get_by_label("No, train from scratch").click();
+    harness.step();
+    harness.step();
+    assert!(
+        harness
+            .query_by_label("Start from ImageNet weights?")
+            .is_none()
+    );
+    assert_eq!(trained_from(&mut harness), None, "from scratch");
+    assert!(!declined_cache.exists(), "nothing was downloaded");
+    assert!(harness.state().settings.train.start_chosen);
+    drop(harness);
+
+    // Accepted: downloaded, checked, and the training starts from the weights.
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    let mut dirs = DataDirs::under(dir.path().join("accepted"));
+    dirs.weights.url = common::serve(vec![common::http_ok(&bytes)]);
+    let cache = dirs.weights.cache_path.clone();
+    let mut harness = harness_with_dirs(settings.clone(), dirs.clone());
+    harness.step();
+    harness.get_by_label("Download and use").click();
+    run_until(&mut harness, "the download", |app| {
+        app.settings.train.weights.is_some() && app.is_idle()
+    });
+    assert!(
+        harness
+            .query_by_label("Start from ImageNet weights?")
+            .is_none()
+    );
+    let started_from = trained_from(&mut harness).expect("from pretrained weights");
+    assert_eq!(std::path::PathBuf::from(started_from), cache);
+    harness.get_by_label_contains("pretrained weights from");
+    drop(harness);
+
+    // Weights already in the cache: a new window's first training starts from them and
+    // the form says so, with no offer.
+    let harness = harness_with_dirs(settings, dirs);
+    assert_eq!(
+        harness.state().settings.train.weights.as_ref(),
+        Some(&cache)
+    );
+    harness.get_by_label("ImageNet weights");
+    assert!(
+        harness
+            .query_by_label("Start from ImageNet weights?")
+            .is_none()
+    );
 }

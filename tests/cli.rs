@@ -800,3 +800,122 @@ fn train_feedback_fine_tunes_a_model_from_marks_into_a_new_file() {
         "{message}"
     );
 }
+
+#[test]
+fn train_resume_goes_on_in_place_and_a_killed_resume_leaves_the_model_intact() {
+    use likeness::engine::train::resume::state_path;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = dir.path().join("train");
+    write_dataset(&train, 2, 8, 24, 31).expect("train set");
+    let model = dir.path().join("model.safetensors");
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&train),
+        "--out",
+        s(&model),
+        "--image-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--ema",
+        "0.9",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let first = last_json(&output);
+    assert!(
+        state_path(&model).exists(),
+        "the state is written beside the model"
+    );
+
+    // Settings that shape training belong to the run being resumed.
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&train),
+        "--resume",
+        s(&model),
+        "--lr",
+        "0.1",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        binary::stderr(&output).contains("--lr"),
+        "{}",
+        binary::stderr(&output)
+    );
+
+    // Killed while it trains: the model and its state are what they were.
+    let model_before = std::fs::read(&model).expect("model");
+    let state_before = std::fs::read(state_path(&model)).expect("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args([
+            "train",
+            "--data",
+            s(&train),
+            "--resume",
+            s(&model),
+            "--epochs",
+            "100000",
+            "--device",
+            "cpu",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    child.kill().ok(); // SIGKILL
+    child.wait().ok();
+    assert!(
+        std::fs::read(&model).expect("model") == model_before,
+        "model changed"
+    );
+    assert!(
+        std::fs::read(state_path(&model)).expect("state") == state_before,
+        "state changed"
+    );
+
+    // Resumed in place: the same file, two more epochs, the step count going on.
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&train),
+        "--resume",
+        s(&model),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let resumed = last_json(&output);
+    assert_eq!(resumed["resumed_from"]["steps"], first["steps"]);
+    assert_eq!(resumed["resumed_from"]["model_id"], first["model_id"]);
+    assert_ne!(resumed["model_id"], first["model_id"]);
+    assert!(binary::stderr(&output).contains("going on from model"));
+    // And again from the new one: its state was replaced with it.
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&train),
+        "--resume",
+        s(&model),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    assert_eq!(
+        last_json(&output)["resumed_from"]["model_id"],
+        resumed["model_id"]
+    );
+}

@@ -26,6 +26,7 @@ fn cuda_is_linked_and_embeds_on_the_gpu_when_present() {
         architecture: "resnet18".into(),
         embedding_dim: 1000,
         l2_normalize: false,
+        mirror_average: false,
         preprocess: likeness::engine::data::Preprocess {
             image_size_px: 224,
             mean: likeness::engine::data::Preprocess::SEED_MEAN,

@@ -17,6 +17,7 @@ fn resnet18_embeddings_round_trip_through_faiss_flat_l2() {
         architecture: "resnet18".into(),
         embedding_dim: 1000,
         l2_normalize: false,
+        mirror_average: false,
         preprocess: preprocess.clone(),
     };
     let model = EmbeddingModel::new(config, tch::Device::Cpu).expect("resnet18");

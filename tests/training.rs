@@ -246,3 +246,124 @@ fn the_time_budget_covers_the_work_after_the_steps() {
         "a {budget}-s budget took {wall:.1} s from start to the end of the final evaluation"
     );
 }
+
+/// Trains a small default-preset run (with a weight average) for `epochs` epochs and
+/// saves the model and its training state in `dir`.
+fn train_and_save(
+    train_dir: &std::path::Path,
+    model_path: &std::path::Path,
+    epochs: usize,
+) -> likeness::engine::train::TrainOutcome {
+    use likeness::engine::train::resume::{save_train_state, state_path};
+    let mut settings = Preset::Default.settings();
+    settings.image_size_px = 16;
+    settings.batch_size = 8;
+    settings.epochs = Some(epochs);
+    settings.ema_decay = 0.9;
+    settings.device = DeviceChoice::Cpu;
+    let outcome = train(
+        &TrainJob::new(train_dir.to_path_buf(), settings),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .expect("train");
+    let info = likeness::engine::model::save_model(model_path, &outcome.model, &outcome.summary)
+        .expect("save model");
+    save_train_state(&state_path(model_path), &outcome.state, &info.model_id).expect("save state");
+    outcome
+}
+
+#[test]
+fn a_resumed_run_continues_the_schedule_where_it_stopped() {
+    use likeness::engine::train::schedule::learning_rate;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train_dir = dir.path().join("train");
+    write_dataset(&train_dir, 2, 8, 16, 21).expect("train");
+    let model_path = dir.path().join("model.safetensors");
+    let first = train_and_save(&train_dir, &model_path, 2);
+    let first_steps = first.summary.steps;
+    assert_eq!(first_steps, 4, "2 epochs of 16 photos in batches of 8");
+
+    // Two more epochs: the budget of this run only; the settings are the first run's.
+    let mut this_run = Preset::Seed.settings();
+    this_run.epochs = Some(2);
+    this_run.device = DeviceChoice::Cpu;
+    let mut job = TrainJob::new(train_dir.clone(), this_run);
+    job.resume = Some(model_path.clone());
+    let rates = std::sync::Mutex::new(Vec::new());
+    let resumed = train(&job, &AtomicBool::new(false), &|event| {
+        if let TrainEvent::Step {
+            lr, global_step, ..
+        } = event
+        {
+            rates.lock().expect("lock").push((global_step, lr));
+        }
+    })
+    .expect("resume");
+    let rates = rates.into_inner().expect("lock");
+    let earlier = resumed.summary.resumed_from.clone().expect("resumed");
+    assert_eq!(earlier.steps, first_steps);
+    assert_eq!(earlier.model_id.len(), 16);
+    assert_eq!(resumed.summary.steps, 4, "this run's own steps");
+    // The step count goes on, and the first learning rate is where one 8-step run would
+    // be after 4 steps (half-way down the cosine), not a new warm-up's first value.
+    assert_eq!(rates[0].0, first_steps + 1);
+    let settings = &first.state.info.settings;
+    assert_eq!(
+        settings.loss,
+        likeness::engine::train::Loss::NormalizedSoftmax
+    );
+    let expected = learning_rate(settings, first_steps as f64 / (first_steps + 4) as f64);
+    assert!(
+        (rates[0].1 - expected).abs() < 1e-12,
+        "{} vs {expected}",
+        rates[0].1
+    );
+    assert!(rates[0].1 > 0.4 * settings.lr, "no new warm-up: {rates:?}");
+    assert_eq!(resumed.state.info.position.steps, first_steps + 4);
+    assert_eq!(resumed.state.info.epochs, 4);
+}
+
+#[test]
+fn resuming_refuses_a_missing_foreign_or_mismatched_state_with_a_clear_message() {
+    use likeness::engine::train::resume::state_path;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train_dir = dir.path().join("train");
+    write_dataset(&train_dir, 2, 8, 16, 22).expect("train");
+    let first = dir.path().join("first.safetensors");
+    let second = dir.path().join("second.safetensors");
+    train_and_save(&train_dir, &first, 1);
+    train_and_save(&train_dir, &second, 2);
+    let resume = |model: &std::path::Path, data: &std::path::Path| {
+        let mut settings = Preset::Default.settings();
+        settings.epochs = Some(1);
+        settings.device = DeviceChoice::Cpu;
+        let mut job = TrainJob::new(data.to_path_buf(), settings);
+        job.resume = Some(model.to_path_buf());
+        train(&job, &AtomicBool::new(false), &|_| {})
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+    // Another model's state beside this one.
+    std::fs::copy(state_path(&second), state_path(&first)).expect("copy");
+    let error = resume(&first, &train_dir);
+    assert!(error.contains("belongs to another model"), "{error}");
+    // Something else under the state's name.
+    std::fs::copy(&second, state_path(&first)).expect("copy");
+    let error = resume(&first, &train_dir);
+    assert!(error.contains("not a Likeness training state"), "{error}");
+    // No state at all.
+    std::fs::remove_file(state_path(&first)).expect("remove");
+    let error = resume(&first, &train_dir);
+    assert!(error.contains("no training state"), "{error}");
+    assert!(
+        error.contains("--init-model"),
+        "says what to do instead: {error}"
+    );
+    // Other class folders than the run trained on.
+    let other_classes = dir.path().join("other");
+    write_dataset(&other_classes, 3, 4, 16, 23).expect("other");
+    let error = resume(&second, &other_classes);
+    assert!(error.contains("same class folders"), "{error}");
+}

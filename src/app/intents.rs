@@ -102,6 +102,11 @@ impl LikenessApp {
                 }
             }
             Intent::StartTraining => self.start_training(),
+            Intent::KeepTraining => self.keep_training(),
+            Intent::StartFromScratch => {
+                self.settings.train.weights = None;
+                self.settings.train.start_chosen = true;
+            }
             Intent::Cancel(job) => {
                 self.worker.cancel(job);
                 if !self.state.cancelling.contains(&job) {
@@ -114,6 +119,7 @@ impl LikenessApp {
                     .pick_file()
                 {
                     self.settings.train.weights = Some(path);
+                    self.settings.train.start_chosen = true;
                 }
             }
             Intent::UseImagenetWeights => self.use_imagenet_weights(),

@@ -219,16 +219,34 @@ impl LikenessApp {
     /// Starts training on the library with the form's settings; the library is indexed
     /// with the new model when it succeeds.
     pub fn start_training(&mut self) {
+        self.send_training(None);
+    }
+
+    /// Goes on training the current model where its run stopped, for the form's time
+    /// budget; the worker makes the result current only when it is better.
+    pub fn keep_training(&mut self) {
+        let Some(current) = self.state.current.model.as_ref().map(|m| m.path.clone()) else {
+            self.state
+                .error("There is no current model to keep training.");
+            return;
+        };
+        self.send_training(Some(current));
+    }
+
+    fn send_training(&mut self, resume: Option<PathBuf>) {
         let Some(library) = self.settings.library.clone() else {
             self.state.error("Choose a library folder first.");
             return;
         };
         let mut job = TrainJob::new(library.clone(), self.settings.train.settings());
+        job.resume = resume;
         job.validation = self.settings.validation.clone();
         // Without a validation folder, a few photos per class are held out so the run
         // can still say how well it retrieves.
         job.holdout_share = Some(HOLDOUT_SHARE);
-        job.weights = self.settings.train.weights.clone();
+        if job.resume.is_none() {
+            job.weights = self.settings.train.weights.clone();
+        }
         let name = library.file_name().map_or_else(
             || "library".to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -237,7 +255,10 @@ impl LikenessApp {
             .dirs
             .models
             .join(format!("{name}-{}.safetensors", timestamp()));
-        if let Some(id) = self.send(Request::Train { job, model_path }) {
+        if let Some(id) = self.send(Request::Train {
+            job: Box::new(job),
+            model_path,
+        }) {
             self.state.training = TrainingView {
                 job: Some(id),
                 ..Default::default()
@@ -338,6 +359,7 @@ impl LikenessApp {
 
     /// Starts from the ImageNet weights: the cached file, or a download of it.
     pub fn use_imagenet_weights(&mut self) {
+        self.settings.train.start_chosen = true;
         if let Some(path) = self.imagenet_weights.clone().filter(|p| p.is_file()) {
             self.settings.train.weights = Some(path);
             return;

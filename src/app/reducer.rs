@@ -16,7 +16,9 @@ use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::feedback::{Marks, library_marks_path, marks_path};
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
-use crate::worker::{DuplicateExport, Event, JobId, JobKind, Outcome, Progress, Query};
+use crate::worker::{
+    DuplicateExport, Event, JobId, JobKind, KeptTraining, Outcome, Progress, Query,
+};
 
 /// What the app must do after an event.
 #[derive(Debug)]
@@ -300,10 +302,14 @@ impl AppState {
                 summary,
                 validation,
                 before_after,
+                kept_training,
             } => {
                 if self.training.job == Some(job) {
-                    self.training.outcome =
-                        Some(describe_training(&summary, &model_path, became_current));
+                    let mut end = describe_training(&summary, &model_path, became_current);
+                    if let Some(kept) = &kept_training {
+                        describe_kept_training(&mut end, kept, became_current);
+                    }
+                    self.training.outcome = Some(end);
                     self.training.validation = validation.map(|report| *report);
                     self.training.before_after = before_after;
                 }
@@ -617,6 +623,42 @@ pub fn describe_training(
     }
 }
 
+/// What Keep training bought: the held-out scores before → after, and whether the new
+/// model replaced the one it went on from.
+fn describe_kept_training(end: &mut TrainingEnd, kept: &KeptTraining, became_current: bool) {
+    let from = kept
+        .from
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    end.headline = if became_current {
+        "Kept training: the model improved".into()
+    } else {
+        "Kept training: no improvement".into()
+    };
+    let change = match (kept.before, kept.after) {
+        (Some(before), Some(after)) => format!(
+            "On the held-out photos: mAP@R {:.3} → {:.3} ({:+.3}), recall@1 {:.2} → {:.2}.",
+            before.map_at_r,
+            after.map_at_r,
+            after.map_at_r - before.map_at_r,
+            before.recall_at_1,
+            after.recall_at_1
+        ),
+        _ => "No held-out score to compare (too few photos per class to hold some out), so               the new model was not made current."
+            .into(),
+    };
+    end.lines.insert(0, change);
+    if became_current {
+        end.lines.push(format!(
+            "It replaces {from} and the library is indexed with it."
+        ));
+    } else if kept.before.is_some() && kept.after.is_some() {
+        end.lines.push(format!(
+            "{from} stays the current model and the index is unchanged."
+        ));
+    }
+}
+
 pub fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map_or_else(String::new, |first| {
@@ -770,6 +812,7 @@ mod tests {
                 }),
                 validation: None,
                 before_after: None,
+                kept_training: None,
             }),
         });
         assert!(!app.training_running());
@@ -865,6 +908,7 @@ mod tests {
                 summary: Box::new(cancelled),
                 validation: None,
                 before_after: None,
+                kept_training: None,
             }),
         });
         assert!(effects.is_empty(), "no indexing with an unused model");

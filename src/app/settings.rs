@@ -68,6 +68,9 @@ pub struct TrainForm {
     pub device: DeviceChoice,
     /// torchvision ResNet18 weights to start from.
     pub weights: Option<PathBuf>,
+    /// The person chose where training starts (scratch, ImageNet, a weights file) or
+    /// turned the ImageNet offer down: the window no longer picks or offers for them.
+    pub start_chosen: bool,
 }
 
 impl Default for TrainForm {
@@ -91,6 +94,7 @@ impl TrainForm {
             margin: settings.margin,
             device: settings.device,
             weights: None,
+            start_chosen: false,
         }
     }
 

@@ -299,8 +299,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: AppSettings, dirs: DataDirs) -> Self {
+    pub fn new(mut settings: AppSettings, dirs: DataDirs) -> Self {
         let imagenet_weights = dirs.weights.cached().map(std::path::Path::to_path_buf);
+        // ImageNet weights in the cache are where training starts, until the person
+        // chooses otherwise (the form says so).
+        if let Some(cached) = &imagenet_weights
+            && !settings.train.start_chosen
+            && settings.train.weights.is_none()
+        {
+            settings.train.weights = Some(cached.clone());
+        }
         Self {
             index_folder: settings
                 .library

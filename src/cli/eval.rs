@@ -23,6 +23,14 @@ pub struct EvalArgs {
     pub queries: PathBuf,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// Embed at this many pixels instead of the model's own size (measures the size an
+    /// index would use; the model file is not changed).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(16..=1024))]
+    pub image_size: Option<u32>,
+    /// Embed each photo as the mean with its mirror image (true), or not (false), instead
+    /// of what the model says.
+    #[arg(long, value_name = "BOOL")]
+    pub mirror_average: Option<bool>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -51,8 +59,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             super::shown(missing.join(", "))
         );
     }
-    let (model, info) =
+    let (mut model, mut info) =
         load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
+    if let Some(size) = args.image_size {
+        model.config.preprocess.image_size_px = size;
+    }
+    if let Some(mirror) = args.mirror_average {
+        model.config.mirror_average = mirror;
+    }
+    info.config = model.config.clone();
     let bar = progress::bar(0, "embedding");
     let report = evaluate_model(
         &model,

@@ -10,6 +10,7 @@ use super::choices::{AugmentArg, DeviceArg, LossArg, MiningArg, PresetArg, Sched
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::model::{model_file_bytes_estimate, save_model};
 use crate::engine::output::{Input, OutputKind, check_output};
+use crate::engine::train::resume::{save_train_state, state_file_bytes_estimate, state_path};
 use crate::engine::train::{Preset, TrainEvent, TrainJob, train};
 
 #[derive(Debug, clap::Args)]
@@ -21,9 +22,10 @@ pub struct TrainArgs {
     /// and mAP@R (gallery: the training folder) at the end.
     #[arg(long)]
     pub val: Option<PathBuf>,
-    /// Where to write the model (a .safetensors file).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Where to write the model (a .safetensors file; its training state goes beside it,
+    /// as NAME.train-state.safetensors, for --resume). With --resume, the model resumed.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
     /// Starting settings: `seed` is the tutorial recipe exactly; `default` retrieves best.
     #[arg(long, value_enum, default_value_t = PresetArg::Default)]
     pub preset: PresetArg,
@@ -78,6 +80,24 @@ pub struct TrainArgs {
     /// Keep BatchNorm statistics fixed (useful when fine-tuning pretrained weights).
     #[arg(long)]
     pub freeze_bn: bool,
+    /// Keep an exponential moving average of the weights with this decay per step, and
+    /// validate and save the average (0: off).
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
+    /// Progressive resizing: start at this many pixels and grow to --image-size by 70% of
+    /// the run (0: every epoch at full size).
+    #[arg(long, value_name = "PX")]
+    pub progressive_from: Option<u32>,
+    /// Mixup's Beta(α, α) parameter (0: off; normalised softmax only).
+    #[arg(long, value_name = "ALPHA")]
+    pub mixup: Option<f64>,
+    /// Hand the network channels-last (NHWC) batches (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub channels_last: Option<bool>,
+    /// The model embeds a photo as the mean of its and its mirror image's embedding, when
+    /// indexing and searching (true/false; twice the network work per photo).
+    #[arg(long, value_name = "BOOL")]
+    pub mirror_average: Option<bool>,
     /// Start from torchvision ResNet18 weights in a .safetensors file; `imagenet` means the
     /// standard ImageNet weights (downloaded the first time, see `likeness weights`).
     #[arg(long)]
@@ -99,6 +119,17 @@ pub struct TrainArgs {
     /// from scratch or from --weights); the result goes to --out.
     #[arg(long, conflicts_with_all = ["weights", "feedback"])]
     pub init_model: Option<PathBuf>,
+    /// Go on training this model where its run stopped (weights, weight average, optimiser
+    /// and learning-rate schedule, from the training state beside it), for --max-seconds
+    /// or --epochs more. The settings are the earlier run's, so flags that shape training
+    /// cannot be given. The result replaces the model (atomically) unless --out is given.
+    #[arg(long, value_name = "MODEL", conflicts_with_all = [
+        "weights", "feedback", "init_model", "preset", "image_size", "batch_size", "lr",
+        "loss", "margin", "temperature", "label_smoothing", "warmup", "embedding_dim",
+        "normalize", "mining", "images_per_class", "augment", "weight_decay", "schedule",
+        "freeze_bn", "ema", "progressive_from", "mixup", "channels_last", "mirror_average",
+    ])]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -107,6 +138,7 @@ pub struct TrainArgs {
 fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Result<()> {
     use crate::engine::feedback::{FineTune, Marks, fine_tune};
     let model_path = args.model.as_ref().context("--feedback needs --model")?;
+    let out = args.out.as_ref().context("--feedback needs --out")?;
     anyhow::ensure!(
         marks_path.exists(),
         "{}: no such marks file",
@@ -121,7 +153,7 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
     let (mut model, info) =
         crate::engine::model::load_model(model_path, device).context("could not open the model")?;
     check_output(
-        &args.out,
+        out,
         OutputKind::Model,
         &[
             Input {
@@ -169,8 +201,8 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
     bar.finish_and_clear();
     let mut summary = info.summary.clone();
     summary.fine_tuned_from_marks.push(done.clone());
-    let saved = save_model(&args.out, &model, &summary)
-        .with_context(|| format!("could not write the model to {}", args.out.display()))?;
+    let saved = save_model(out, &model, &summary)
+        .with_context(|| format!("could not write the model to {}", out.display()))?;
     eprintln!(
         "{} steps on {} pairs ({} marks skipped): alike pairs {:.2} → {:.2}, not-alike pairs {:.2} → {:.2} of the typical distance; wrote {}",
         done.steps,
@@ -180,11 +212,11 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
         done.alike_after,
         done.not_alike_before,
         done.not_alike_after,
-        absolute(&args.out).display()
+        absolute(out).display()
     );
     if args.output.json {
         print_json(&json!({
-            "model": absolute(&args.out),
+            "model": absolute(out),
             "model_id": saved.model_id,
             "fine_tuned_from": absolute(model_path),
             "fine_tune": done,
@@ -208,8 +240,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         mining <- mining, images_per_class <- images_per_class, augment <- augment,
         weight_decay <- weight_decay, schedule <- schedule, device <- device, seed <- seed,
         loss <- loss, temperature <- temperature, label_smoothing <- label_smoothing,
-        warmup_fraction <- warmup,
+        warmup_fraction <- warmup, ema_decay <- ema, mixup_alpha <- mixup,
+        channels_last <- channels_last, mirror_average <- mirror_average,
     );
+    if let Some(from) = args.progressive_from {
+        settings.progressive_from_px = (from > 0).then_some(from);
+    }
     if args.epochs.is_some() {
         settings.epochs = args.epochs;
     }
@@ -220,24 +256,42 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         settings.max_seconds = args.max_seconds;
     }
     settings.validate()?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| args.resume.clone())
+        .context("--out is needed")?;
+    // A resumed model is replaced by its continuation (atomically: a run that is stopped
+    // leaves it as it was); every other input is never an output.
+    let resumed_in_place = args
+        .resume
+        .as_deref()
+        .is_some_and(|resumed| crate::engine::output::same_file(resumed, &out));
     let inputs: Vec<Input<'_>> = [
         ("--init-model", args.init_model.as_deref()),
         ("--weights", args.weights.as_deref()),
+        (
+            "--resume",
+            args.resume.as_deref().filter(|_| !resumed_in_place),
+        ),
     ]
     .into_iter()
     .filter_map(|(flag, path)| path.map(|path| Input { flag, path }))
     .collect();
+    let model_bytes = model_file_bytes_estimate(&settings.model_config());
+    check_output(&out, OutputKind::Model, &inputs, model_bytes)?;
     check_output(
-        &args.out,
-        OutputKind::Model,
-        &inputs,
-        model_file_bytes_estimate(&settings.model_config()),
+        &state_path(&out),
+        OutputKind::TrainState,
+        &[],
+        state_file_bytes_estimate(model_bytes),
     )?;
     // Under a time budget the progress bar counts seconds; otherwise steps.
     let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);
     job.validation = args.val.clone();
     job.init_model = args.init_model.clone();
+    job.resume = args.resume.clone();
     job.weights = match &args.weights {
         Some(argument) => Some(super::weights::resolve_weights_argument(argument)?),
         None => None,
@@ -251,9 +305,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     .with_context(|| format!("training on {} failed", args.data.display()))?;
     bar.finish_and_clear();
 
-    let model_id = save_model(&args.out, &outcome.model, &outcome.summary)
-        .with_context(|| format!("could not write the model to {}", args.out.display()))?
+    let model_id = save_model(&out, &outcome.model, &outcome.summary)
+        .with_context(|| format!("could not write the model to {}", out.display()))?
         .model_id;
+    if let Err(error) = save_train_state(&state_path(&out), &outcome.state, &model_id) {
+        eprintln!(
+            "warning: the model is saved, but its training state could not be written ({error}); \
+             `--resume` will not be able to go on from it"
+        );
+    }
     let summary = &outcome.summary;
     let stopped = if summary.cancelled {
         " (cancelled)"
@@ -268,7 +328,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary.steps,
         summary.train_secs,
         summary.device,
-        absolute(&args.out).display()
+        absolute(&out).display()
     );
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
@@ -287,7 +347,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if args.output.json {
         print_json(&json!({
-            "model": absolute(&args.out),
+            "model": absolute(&out),
+            "resumed_from": summary.resumed_from,
             "model_id": model_id,
             "epochs": summary.epochs,
             "steps": summary.steps,

@@ -93,6 +93,15 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
         [images_per_step as i64, 3, size, size],
         (tch::Kind::Float, device),
     );
+    // The same memory format the real steps hand libtorch.
+    let images = if settings.channels_last {
+        images
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .permute([0, 3, 1, 2])
+    } else {
+        images
+    };
     let labels = Tensor::from_slice(
         &(0..images_per_step as i64)
             .map(|i| i / settings.images_per_class.max(1) as i64)
@@ -146,6 +155,8 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let mut train_settings = settings.clone();
     train_settings.epochs = Some(10_000);
     train_settings.max_seconds = None;
+    // Every timed step at the full size, the shape of the pure step.
+    train_settings.progressive_from_px = None;
     let job = TrainJob::new(data.to_path_buf(), train_settings);
     let cancel = AtomicBool::new(false);
     let seen = AtomicUsize::new(0);

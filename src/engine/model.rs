@@ -22,7 +22,7 @@ use super::{EngineError, Result};
 /// Width of ResNet18's pooled features.
 pub const BACKBONE_FEATURES: i64 = 512;
 /// The `likeness.format` metadata value of model files.
-const MODEL_FORMAT: &str = "likeness-model";
+pub const MODEL_FORMAT: &str = "likeness-model";
 /// Newest model format this build reads and the one it writes.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
 
@@ -35,6 +35,10 @@ pub struct ModelConfig {
     pub embedding_dim: usize,
     /// Whether embeddings are scaled to unit length.
     pub l2_normalize: bool,
+    /// A photo's embedding is the mean of its own and its mirror image's (see
+    /// [`EmbeddingModel::forward_t`]); older model files have none.
+    #[serde(default)]
+    pub mirror_average: bool,
     pub preprocess: Preprocess,
 }
 
@@ -46,6 +50,7 @@ impl ModelConfig {
             architecture: "resnet18".into(),
             embedding_dim: 1000,
             l2_normalize: false,
+            mirror_average: false,
             preprocess: Preprocess {
                 image_size_px: 224,
                 mean: Preprocess::IMAGENET_MEAN,
@@ -119,8 +124,25 @@ impl EmbeddingModel {
     }
 
     /// Embeddings of a batch of preprocessed images (N × 3 × S × S on the model's device).
+    /// In inference with `mirror_average`, each is the mean of the image's and its mirror
+    /// image's embedding (unit length again when the model normalises): a flower facing
+    /// left and the same flower facing right then embed alike.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
-        let embeddings = self.backbone.forward_t(images, train).apply(&self.fc);
+        if self.config.mirror_average && !train {
+            let count = images.size()[0];
+            // One pass over both halves: a batch of 2N costs less than two of N.
+            let both = self.embed_once(&Tensor::cat(&[images, &images.flip([3])], 0), train);
+            let mean = (both.narrow(0, 0, count) + both.narrow(0, count, count)) * 0.5;
+            return self.normalized(mean);
+        }
+        self.embed_once(images, train)
+    }
+
+    fn embed_once(&self, images: &Tensor, train: bool) -> Tensor {
+        self.normalized(self.backbone.forward_t(images, train).apply(&self.fc))
+    }
+
+    fn normalized(&self, embeddings: Tensor) -> Tensor {
         if self.config.l2_normalize {
             let norms = embeddings
                 .norm_scalaropt_dim(2.0, [1].as_slice(), true)
@@ -387,6 +409,20 @@ pub struct TrainingSummary {
     /// first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fine_tuned_from_marks: Vec<crate::engine::feedback::FineTuneSummary>,
+    /// When this run went on from an earlier one (`--resume`, Keep training): what that
+    /// one had trained. `steps`, `epochs` and `train_secs` above are this run's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<ResumedFrom>,
+}
+
+/// The run a resumed training went on from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumedFrom {
+    pub model_id: String,
+    /// Steps and seconds trained before this run, by every run before it.
+    pub steps: usize,
+    pub secs: f64,
+    pub epochs: usize,
 }
 
 /// A model file's description, read without building the network.
@@ -707,6 +743,7 @@ mod tests {
             architecture: "resnet18".into(),
             embedding_dim: dim,
             l2_normalize: false,
+            mirror_average: false,
             preprocess: Preprocess {
                 image_size_px: 32,
                 mean: Preprocess::SEED_MEAN,

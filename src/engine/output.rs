@@ -22,6 +22,8 @@ pub enum OutputKind {
     MapCsv,
     /// The duplicates list (`likeness duplicates --others-csv`), known by its header line.
     DuplicatesCsv,
+    /// The state a training run leaves beside its model, for `likeness train --resume`.
+    TrainState,
 }
 
 /// Header line of `likeness map --out x.csv`.
@@ -40,6 +42,7 @@ impl OutputKind {
             Self::MapPng => "a map picture",
             Self::MapCsv => "a map table",
             Self::DuplicatesCsv => "a duplicates list",
+            Self::TrainState => "a training state",
         }
     }
 
@@ -47,7 +50,13 @@ impl OutputKind {
     fn recognises(self, head: &[u8]) -> bool {
         match self {
             Self::Index => head.starts_with(INDEX_MAGIC),
-            Self::Model => is_likeness_model(head),
+            Self::Model => {
+                likeness_format(head).as_deref() == Some(crate::engine::model::MODEL_FORMAT)
+            }
+            Self::TrainState => {
+                likeness_format(head).as_deref()
+                    == Some(crate::engine::train::resume::TRAIN_STATE_FORMAT)
+            }
             Self::MapPng => png_software(head).is_some_and(|s| s.starts_with(PNG_SOFTWARE)),
             Self::MapCsv => first_line(head) == Some(MAP_CSV_HEADER),
             Self::DuplicatesCsv => first_line(head) == Some(DUPLICATES_CSV_HEADER),
@@ -164,8 +173,12 @@ fn describe(head: &[u8]) -> String {
     if head.starts_with(INDEX_MAGIC) {
         return "a Likeness index".into();
     }
-    if is_likeness_model(head) {
-        return "a Likeness model".into();
+    match likeness_format(head).as_deref() {
+        Some(crate::engine::train::resume::TRAIN_STATE_FORMAT) => {
+            return "a Likeness training state".into();
+        }
+        Some(_) => return "a Likeness model".into(),
+        None => {}
     }
     if safetensors_header(head).is_some() {
         return "a weights file (.safetensors) Likeness did not write".into();
@@ -195,12 +208,14 @@ fn safetensors_header(head: &[u8]) -> Option<serde_json::Value> {
 }
 
 /// Whether `head` starts a Likeness model file (its metadata names the format).
-fn is_likeness_model(head: &[u8]) -> bool {
-    safetensors_header(head).is_some_and(|header| {
+/// The `likeness.format` of a safetensors file Likeness wrote (a model, a training state).
+fn likeness_format(head: &[u8]) -> Option<String> {
+    safetensors_header(head).and_then(|header| {
         header
             .get("__metadata__")
             .and_then(|m| m.get("likeness.format"))
-            .is_some()
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
     })
 }
 
@@ -256,7 +271,7 @@ fn first_line(head: &[u8]) -> Option<&str> {
 }
 
 /// Whether two paths name the same file on disk (through links, `..` or hard links).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

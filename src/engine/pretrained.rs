@@ -187,6 +187,7 @@ pub fn imagenet_feature_model(weights: &Path, out: &Path) -> Result<ModelInfo> {
         architecture: "resnet18".into(),
         embedding_dim: 512,
         l2_normalize: true,
+        mirror_average: false,
         preprocess: Preprocess {
             image_size_px: 224,
             mean: Preprocess::IMAGENET_MEAN,

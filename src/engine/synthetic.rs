@@ -112,6 +112,7 @@ pub fn write_tiny_model(path: &Path) -> Result<crate::engine::model::ModelInfo> 
         architecture: "resnet18".into(),
         embedding_dim: 8,
         l2_normalize: false,
+        mirror_average: false,
         preprocess: Preprocess {
             image_size_px: 32,
             mean: Preprocess::SEED_MEAN,

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 pub use protocol::{
-    Command, CurrentModel, DuplicateExport, Event, IndexSummary, JobId, JobKind, Outcome, Progress,
-    Query, Request, Snapshot,
+    Command, CurrentModel, DuplicateExport, Event, HeldOutScore, IndexSummary, JobId, JobKind,
+    KeptTraining, Outcome, Progress, Query, Request, Snapshot,
 };
 
 use crate::engine::EngineError;
@@ -35,9 +35,12 @@ use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
 use crate::engine::map::{EmbeddingMap, copy_photos};
-use crate::engine::model::{LoadedModel, load_model, model_file_bytes_estimate, save_model};
+use crate::engine::model::{
+    LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
+};
 use crate::engine::output::{OutputKind, check_output};
 use crate::engine::pretrained::{download_weights, imagenet_feature_model};
+use crate::engine::train::resume::{save_train_state, state_path};
 use crate::engine::train::{TrainJob, train};
 
 /// Commands can queue this deep before `send` refuses.
@@ -312,7 +315,29 @@ impl Worker {
             progress(Progress::Training(event));
         })?;
         let info = save_model(&model_path, &outcome.model, &outcome.summary)?;
-        let became_current = !outcome.summary.cancelled;
+        // Beside the model, so that a later run can go on from this one; without it the
+        // model still works, it just cannot be resumed (the summary says so).
+        let mut summary = outcome.summary;
+        if let Err(error) =
+            save_train_state(&state_path(&model_path), &outcome.state, &info.model_id)
+        {
+            summary.warnings.push(format!(
+                "the training state could not be written ({error}); this model cannot be \
+                 trained further, only replaced by a new run"
+            ));
+        }
+        // Keep training: the new model replaces the current one only when it retrieves
+        // the held-out photos (the same ones: the split is fixed by the library) better
+        // than the model it went on from.
+        let kept_training = training.resume.as_ref().map(|from| KeptTraining {
+            from: from.clone(),
+            before: read_model_description(from)
+                .ok()
+                .and_then(|info| HeldOutScore::of(&info.summary)),
+            after: HeldOutScore::of(&summary),
+        });
+        let became_current =
+            !summary.cancelled && kept_training.as_ref().is_none_or(KeptTraining::improved);
         if became_current {
             self.model = Some(Rc::new(LoadedModel {
                 path: model_path.clone(),
@@ -323,9 +348,10 @@ impl Worker {
         Ok(Outcome::Trained {
             model_path,
             became_current,
-            summary: Box::new(outcome.summary),
+            summary: Box::new(summary),
             validation: outcome.validation.map(Box::new),
             before_after: outcome.before_after.map(Arc::new),
+            kept_training,
         })
     }
 
@@ -585,7 +611,7 @@ impl Worker {
             Request::Train {
                 job: training,
                 model_path,
-            } => return self.train(job, training, model_path, cancel),
+            } => return self.train(job, *training, model_path, cancel),
             Request::OpenModel(path) => {
                 let (model, info) = load_model(&path, self.device)?;
                 self.model = Some(Rc::new(LoadedModel {
@@ -898,7 +924,7 @@ mod tests {
         settings.epochs = Some(50);
         let job = worker
             .send(Request::Train {
-                job: TrainJob::new(photos.clone(), settings),
+                job: Box::new(TrainJob::new(photos.clone(), settings)),
                 model_path: dir.path().join("cancelled.safetensors"),
             })
             .expect("send");
@@ -923,7 +949,7 @@ mod tests {
         let (_, events, after) = run_job(
             &worker,
             Request::Train {
-                job: TrainJob::new(photos.clone(), settings),
+                job: Box::new(TrainJob::new(photos.clone(), settings)),
                 model_path: blocker.join("model.safetensors"),
             },
         );
@@ -1011,7 +1037,7 @@ mod tests {
         settings.epochs = Some(3);
         let training = worker
             .send(Request::Train {
-                job: TrainJob::new(photos.clone(), settings),
+                job: Box::new(TrainJob::new(photos.clone(), settings)),
                 model_path: dir.path().join("model.safetensors"),
             })
             .expect("send");

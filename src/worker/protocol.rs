@@ -102,7 +102,10 @@ pub enum Request {
     /// Scan a library folder: count images and classes, list skipped files.
     ScanLibrary(PathBuf),
     /// Train a model and write it to `model_path`; on success it becomes the current model.
-    Train { job: TrainJob, model_path: PathBuf },
+    Train {
+        job: Box<TrainJob>,
+        model_path: PathBuf,
+    },
     /// Make the model file at this path the current model.
     OpenModel(PathBuf),
     /// Embed every image under `folder` with the current model and write `index_path`;
@@ -247,6 +250,9 @@ pub enum Outcome {
         validation: Option<Box<RetrievalReport>>,
         /// The validation photos' maps and retrieval before and after training.
         before_after: Option<Arc<BeforeAfter>>,
+        /// When the run went on from the current model (Keep training): the held-out
+        /// scores before and after, which decided whether the new model became current.
+        kept_training: Option<KeptTraining>,
     },
     /// A model file is now the current model.
     ModelOpened(PathBuf),
@@ -357,4 +363,42 @@ pub struct IndexSummary {
     /// other photo), for distance controls; `None` for approximate indexes.
     #[serde(default)]
     pub typical_distance: Option<f32>,
+}
+
+/// How well a model retrieves the photos held out of its training (or the validation
+/// folder): mAP@R decides, recall@1 is what a person reads first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOutScore {
+    pub map_at_r: f64,
+    pub recall_at_1: f64,
+}
+
+impl HeldOutScore {
+    /// The score a training summary records for the model it describes.
+    pub fn of(summary: &TrainingSummary) -> Option<Self> {
+        let map_at_r = summary
+            .best_validation_map_at_r
+            .or_else(|| summary.validation_map_at_r.last().copied())?;
+        Some(Self {
+            map_at_r,
+            recall_at_1: summary.validation_recall_at_1?,
+        })
+    }
+}
+
+/// A Keep-training run: the model it went on from, and the held-out scores before and
+/// after. The new model becomes current only when it is better.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptTraining {
+    pub from: PathBuf,
+    pub before: Option<HeldOutScore>,
+    pub after: Option<HeldOutScore>,
+}
+
+impl KeptTraining {
+    /// Better on the held-out photos than the model it went on from. Without both
+    /// scores nothing says it is, so it is not.
+    pub fn improved(&self) -> bool {
+        matches!((self.before, self.after), (Some(b), Some(a)) if a.map_at_r > b.map_at_r)
+    }
 }

@@ -34,6 +34,11 @@ pub enum Intent {
     PickValidationFolder,
     /// Train on the library with the form's settings.
     StartTraining,
+    /// Train from scratch (random weights), and stop offering the ImageNet weights.
+    StartFromScratch,
+    /// Go on training the current model for the form's time budget more; the result
+    /// replaces it only when it retrieves the held-out photos better.
+    KeepTraining,
     /// Stop this job.
     Cancel(JobId),
     /// Ask for a torchvision weights file in a dialog.

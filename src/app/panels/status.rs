@@ -109,6 +109,30 @@ pub fn details_ui(ctx: &egui::Context, state: &mut AppState) {
                             row(ui, "Recipe", &summary.preset);
                             row(
                                 ui,
+                                "Started from",
+                                &match &summary.pretrained_weights {
+                                    Some(weights) => format!(
+                                        "pretrained weights ({})",
+                                        crate::app::widgets::file_name(std::path::Path::new(
+                                            weights
+                                        ))
+                                    ),
+                                    None => "scratch (random weights)".into(),
+                                },
+                            );
+                            if let Some(earlier) = &summary.resumed_from {
+                                row(
+                                    ui,
+                                    "Went on from",
+                                    &format!(
+                                        "model {} ({} trained before)",
+                                        earlier.model_id,
+                                        plural(earlier.steps, "step", "steps")
+                                    ),
+                                );
+                            }
+                            row(
+                                ui,
                                 "Training",
                                 &format!(
                                     "{} in {:.0} s on {}",

@@ -9,6 +9,7 @@ use crate::app::widgets::{file_name, progress_bar};
 use crate::engine::device::DeviceChoice;
 use crate::engine::pretrained::IMAGENET_RESNET18_APPROX_MB;
 use crate::engine::train::Preset;
+use crate::engine::train::resume::state_path;
 use crate::worker::JobKind;
 
 pub fn training_ui(
@@ -33,21 +34,61 @@ pub fn training_ui(
             {
                 intents.push(Intent::Cancel(job));
             }
-        } else if ui
-            .add_enabled(can_train, egui::Button::new("Train"))
-            .on_disabled_hover_text(
-                "Needs a library with at least two class folders, and no other job running",
-            )
-            .clicked()
-        {
-            intents.push(Intent::StartTraining);
+        } else {
+            if ui
+                .add_enabled(can_train, egui::Button::new("Train"))
+                .on_disabled_hover_text(
+                    "Needs a library with at least two class folders, and no other job running",
+                )
+                .clicked()
+            {
+                intents.push(Intent::StartTraining);
+            }
+            keep_training_button(ui, state, can_train, intents);
         }
     });
     super::training_report::training_report_ui(ui, state, thumbnails, intents);
 }
 
+/// Keep training: offered when the current model was trained here and its training state
+/// is beside it (a model opened from elsewhere, or made before, cannot go on).
+fn keep_training_button(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    can_train: bool,
+    intents: &mut Vec<Intent>,
+) {
+    let Some(current) = &state.current.model else {
+        return;
+    };
+    let form = &state.settings.train;
+    let budget = if form.use_time_budget {
+        format!("{:.0} s", form.max_seconds)
+    } else {
+        format!("{} epochs", form.epochs)
+    };
+    let resumable = state_path(&current.path).exists();
+    let button = ui
+        .add_enabled(can_train && resumable, egui::Button::new("Keep training"))
+        .on_hover_text(format!(
+            "Train the current model {budget} more, from where its training stopped. The \
+             result replaces it only if it finds the held-out photos better; the summary \
+             says by how much."
+        ))
+        .on_disabled_hover_text(if resumable {
+            "Needs a library with at least two class folders, and no other job running"
+        } else {
+            "The current model has no training state beside it (it was made elsewhere or by \
+             an older Likeness): train a new model instead"
+        });
+    if button.clicked() {
+        intents.push(Intent::KeepTraining);
+    }
+}
+
 fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
     let imagenet_cached = state.imagenet_weights.is_some();
+    let imagenet_path = state.imagenet_weights.clone();
     let can_download = state.is_idle();
     let weights_source = &state.dirs.weights;
     let form = &mut state.settings.train;
@@ -157,9 +198,22 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
             ui.label("Start from");
             ui.horizontal(|ui| match &form.weights {
                 Some(path) => {
-                    ui.label(file_name(path));
-                    if ui.small_button("Scratch").clicked() {
-                        form.weights = None;
+                    if imagenet_path.as_ref() == Some(path) {
+                        ui.label("ImageNet weights").on_hover_text(format!(
+                            "ResNet18 trained on ImageNet's photos of a thousand everyday \
+                             things ({}): your classes are learnt from far fewer photos and \
+                             steps than from random weights",
+                            path.display()
+                        ));
+                    } else {
+                        ui.label(file_name(path));
+                    }
+                    if ui
+                        .small_button("Scratch")
+                        .on_hover_text("Start from random weights instead")
+                        .clicked()
+                    {
+                        intents.push(Intent::StartFromScratch);
                     }
                 }
                 None => {
@@ -192,7 +246,46 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
             });
             ui.end_row();
         });
+    imagenet_offer_ui(ui, state, intents);
     download_ui(ui, state, intents);
+}
+
+/// Offered once, until the person answers: the ImageNet weights as a starting point, what
+/// they buy and what they cost. Declined (or the download fails), training starts from
+/// scratch.
+fn imagenet_offer_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
+    let form = &state.settings.train;
+    let downloading = state.running(JobKind::DownloadWeights).is_some();
+    if form.start_chosen
+        || form.weights.is_some()
+        || state.imagenet_weights.is_some()
+        || downloading
+    {
+        return;
+    }
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.label(egui::RichText::new("Start from ImageNet weights?").strong());
+        ui.label(format!(
+            "A network that has already seen ImageNet's photos of a thousand everyday things \
+             learns your classes from far fewer photos and in less time than one starting \
+             from random weights. It is a one-time download of about \
+             {IMAGENET_RESNET18_APPROX_MB} MB from {}, checked, then kept on this computer. \
+             Without it (or offline), training starts from scratch.",
+            state.dirs.weights.url
+        ));
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(state.is_idle(), egui::Button::new("Download and use"))
+                .on_disabled_hover_text("Wait for the running job to finish")
+                .clicked()
+            {
+                intents.push(Intent::UseImagenetWeights);
+            }
+            if ui.button("No, train from scratch").clicked() {
+                intents.push(Intent::StartFromScratch);
+            }
+        });
+    });
 }
 
 /// The ImageNet weights' download, with its progress and Cancel, while it runs.

@@ -10,7 +10,9 @@
 //! training cleanly, and the model trained so far is returned either way.
 
 pub mod monitor;
+pub mod optimizer;
 pub mod prepare;
+pub mod resume;
 pub mod schedule;
 pub mod trainer;
 
@@ -119,9 +121,33 @@ pub struct TrainSettings {
     /// fine-tuning; its scale and shift still learn.
     #[serde(default)]
     pub freeze_batch_norm: bool,
+    /// Keep an exponential moving average of the weights with this decay per step (0: no
+    /// average). Validation, the best-epoch choice and the saved model use the average.
+    #[serde(default)]
+    pub ema_decay: f64,
+    /// Progressive resizing: the first epochs train at this many pixels and the size grows
+    /// to `image_size_px`, reached at [`PROGRESSIVE_FULL_SIZE_AT`] of the run (small images
+    /// early buy more steps in the same time). `None`: every epoch at full size.
+    #[serde(default)]
+    pub progressive_from_px: Option<u32>,
+    /// Mixup: each batch is blended with a shuffled copy of itself by a Beta(α, α) weight
+    /// and the loss by the same weight. 0: off.
+    #[serde(default)]
+    pub mixup_alpha: f64,
+    /// Hand libtorch the batches in channels-last (NHWC) memory order, which oneDNN's CPU
+    /// convolutions run faster (docs/benchmarks.md).
+    #[serde(default)]
+    pub channels_last: bool,
+    /// The model embeds a photo as the mean of its own and its mirror image's embedding
+    /// (indexing and queries alike): twice the network work per photo.
+    #[serde(default)]
+    pub mirror_average: bool,
     pub device: DeviceChoice,
     pub seed: u64,
 }
+
+/// Share of a progressively resized run after which every epoch trains at full size.
+pub const PROGRESSIVE_FULL_SIZE_AT: f64 = 0.7;
 
 fn default_temperature() -> f64 {
     0.05
@@ -151,6 +177,11 @@ impl Preset {
                 schedule: Schedule::Constant,
                 warmup_fraction: 0.0,
                 freeze_batch_norm: false,
+                ema_decay: 0.0,
+                progressive_from_px: None,
+                mixup_alpha: 0.0,
+                channels_last: false,
+                mirror_average: false,
                 device: DeviceChoice::Auto,
                 seed: 0,
             },
@@ -212,6 +243,15 @@ impl TrainSettings {
                 "embedding size must be between 1 and {}",
                 crate::engine::model::MAX_EMBEDDING_DIM
             )));
+        } else if !(0.0..1.0).contains(&self.ema_decay) {
+            Some("the weight average's decay (--ema) must be at least 0 and below 1")
+        } else if self
+            .progressive_from_px
+            .is_some_and(|from| from < 16 || from > self.image_size_px)
+        {
+            Some("progressive resizing must start between 16 pixels and the image size")
+        } else if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
+            Some("mixup's alpha must be zero or a positive number")
         } else if self.images_per_class < 2 {
             Some("images per class (K) must be at least 2")
         } else if self.max_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
@@ -238,6 +278,7 @@ impl TrainSettings {
             architecture: "resnet18".into(),
             embedding_dim: self.embedding_dim,
             l2_normalize: self.l2_normalize,
+            mirror_average: self.mirror_average,
             preprocess: Preprocess {
                 image_size_px: self.image_size_px,
                 mean: Preprocess::SEED_MEAN,
@@ -263,6 +304,10 @@ pub struct TrainJob {
     /// A Likeness model to continue training (its network and preprocessing replace the
     /// settings' own; the loss starts afresh).
     pub init_model: Option<PathBuf>,
+    /// A Likeness model whose run goes on where it stopped, from the training state beside
+    /// it ([`resume`]): its settings, optimiser and schedule carry on; the job's time
+    /// budget, epochs and device are this run's.
+    pub resume: Option<PathBuf>,
     pub settings: TrainSettings,
     pub max_pixels: u64,
     pub loader_threads: usize,
@@ -276,6 +321,7 @@ impl TrainJob {
             weights: None,
             holdout_share: None,
             init_model: None,
+            resume: None,
             settings,
             max_pixels: DEFAULT_MAX_PIXELS,
             loader_threads: default_loader_threads(),
@@ -346,6 +392,44 @@ pub struct TrainOutcome {
     /// The validation photos' map and retrieval before and after training (when there
     /// was a validation set).
     pub before_after: Option<BeforeAfter>,
+    /// What a later run needs to go on from this one; save it beside the model with
+    /// [`resume::save_train_state`].
+    pub state: resume::TrainState,
+}
+
+/// A run to go on from: its model (as saved) and the state saved beside it.
+struct Resumption {
+    model: EmbeddingModel,
+    model_id: String,
+    saved: resume::SavedTrainState,
+}
+
+impl Resumption {
+    fn open(path: &std::path::Path, device: tch::Device) -> Result<Self> {
+        let (model, info) = super::model::load_model(path, device)?;
+        let saved = resume::load_train_state(path, &info.model_id)?;
+        if saved.info.settings.model_config().embedding_dim != model.config.embedding_dim {
+            return Err(EngineError::Config(format!(
+                "the training state beside {} describes another network; start a new run                  with --init-model",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            model,
+            model_id: info.model_id,
+            saved,
+        })
+    }
+
+    /// The earlier run's settings with this run's budget, epochs and device.
+    fn settings(&self, this_run: &TrainSettings) -> TrainSettings {
+        TrainSettings {
+            epochs: this_run.epochs,
+            max_seconds: this_run.max_seconds,
+            device: this_run.device,
+            ..self.saved.info.settings.clone()
+        }
+    }
 }
 
 /// Runs a job. Panics inside libtorch (out of memory, device errors) become errors.
@@ -355,15 +439,36 @@ pub fn train(
     cancel: &AtomicBool,
     on_event: &(dyn Fn(TrainEvent) + Sync),
 ) -> Result<TrainOutcome> {
-    let settings = &job.settings;
-    settings.validate()?;
-    let device = settings.device.resolve()?;
+    job.settings.validate()?;
+    let device = job.settings.device.resolve()?;
     let clock = Instant::now();
+    let mut resumption = match &job.resume {
+        Some(path) => Some(Resumption::open(path, device)?),
+        None => None,
+    };
+    let resumed_job;
+    let job = match &resumption {
+        Some(resumption) => {
+            resumed_job = TrainJob {
+                settings: resumption.settings(&job.settings),
+                ..job.clone()
+            };
+            &resumed_job
+        }
+        None => job,
+    };
+    let settings = &job.settings;
     tch::manual_seed(settings.seed as i64);
 
     let data = prepare::prepare(job, cancel, on_event)?;
     let prepare_secs = clock.elapsed().as_secs_f64();
-    let (model, import) = build_model(job, device)?;
+    let (model, import) = match resumption.as_mut() {
+        Some(resumption) => {
+            let placeholder = EmbeddingModel::new(resumption.model.config.clone(), device)?;
+            (std::mem::replace(&mut resumption.model, placeholder), None)
+        }
+        None => build_model(job, device)?,
+    };
     let mut notes = data.notes.clone();
     if let (Some(report), Some(path)) = (&import, &job.weights) {
         let fc = if report.reinitialised.is_empty() {
@@ -381,6 +486,22 @@ pub fn train(
         ));
     }
     let mut trainer = Trainer::new(model, settings, &data, job.loader_threads)?;
+    if let Some(resumption) = &resumption {
+        let earlier = &resumption.saved.info;
+        if earlier.classes != data.training.dataset.classes {
+            return Err(EngineError::Dataset(format!(
+                "{} has the classes {} but the run being resumed trained on {}; resume on the                  same class folders, or start a new run with --init-model",
+                job.data.display(),
+                data.training.dataset.classes.join(", "),
+                earlier.classes.join(", ")
+            )));
+        }
+        trainer.resume(&resumption.saved)?;
+        notes.push(format!(
+            "going on from model {}: {} steps, {} epochs and {:.0} s trained before; the              learning rate continues its schedule",
+            resumption.model_id, earlier.position.steps, earlier.epochs, earlier.position.secs
+        ));
+    }
     let mut monitor = Monitor::new(settings, &data, &trainer)?;
     // The budget covers the whole run: the steps end early enough for what follows them.
     let images = data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
@@ -416,6 +537,12 @@ pub fn train(
         pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
         steps_per_epoch: trainer.steps_per_epoch(),
         validation_source: data.validation_source.clone(),
+        resumed_from: resumption.as_ref().map(|r| super::model::ResumedFrom {
+            model_id: r.model_id.clone(),
+            steps: r.saved.info.position.steps,
+            secs: r.saved.info.position.secs,
+            epochs: r.saved.info.epochs,
+        }),
         ..Default::default()
     };
     let mut epoch = 0;
@@ -442,7 +569,13 @@ pub fn train(
             break;
         }
         let final_epoch = stop.is_some() || settings.epoch_limit() == Some(epoch);
-        let observed = match monitor.observe(epoch, mean_loss, final_epoch, &mut trainer, cancel) {
+        // The run is judged by what it would save: the weight average, when it keeps one.
+        trainer.show_average(true);
+        let observed = monitor.observe(epoch, mean_loss, final_epoch, &mut trainer, cancel);
+        if !final_epoch {
+            trainer.show_average(false);
+        }
+        let observed = match observed {
             // Cancelled during validation: it ends now, as after a step.
             Err(EngineError::Cancelled) => {
                 summary.cancelled = true;
@@ -473,12 +606,19 @@ pub fn train(
             break;
         }
     }
-    if trainer.global_step() == 0 && cancel.load(Ordering::Relaxed) {
+    let steps_before = summary.resumed_from.as_ref().map_or(0, |e| e.steps);
+    if trainer.global_step() == steps_before && cancel.load(Ordering::Relaxed) {
         // Nothing was trained: there is no model worth keeping.
         return Err(EngineError::Cancelled);
     }
-    summary.steps = trainer.global_step();
+    let earlier = summary.resumed_from.as_ref();
+    summary.steps = trainer.global_step() - earlier.map_or(0, |e| e.steps);
     summary.train_secs = clock.elapsed().as_secs_f64();
+    let state = trainer.state(
+        summary.epochs + earlier.map_or(0, |e| e.epochs),
+        &data.training.dataset.classes,
+    );
+    trainer.show_average(true);
     monitor.finish(&mut trainer, &mut summary)?;
     let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
         None
@@ -497,6 +637,7 @@ pub fn train(
         validation,
         import,
         before_after,
+        state,
     })
 }
 

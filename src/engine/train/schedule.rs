@@ -1,20 +1,29 @@
 //! The learning rate at each step: constant, or a linear warm-up then cosine decay over
 //! the run, where the run is measured in steps or, under a time budget, in seconds.
 
+use super::resume::SchedulePosition;
 use super::{Schedule, TrainSettings};
 
 /// Where the run is, from 0 (start) to 1 (end): the larger of the share of steps done
 /// and the share of the time budget spent.
+///
+/// A resumed run (`resumed`: what the runs before it trained) counts as one run of those
+/// seconds and steps plus its own: its first steps continue the schedule where it was.
+/// `step` counts every step, the resumed ones included; `total_steps` and the budget
+/// are this run's own.
 pub fn progress(
     settings: &TrainSettings,
     step: usize,
     total_steps: Option<usize>,
     elapsed_secs: f64,
+    resumed: SchedulePosition,
 ) -> f64 {
-    let by_steps = total_steps.map_or(0.0, |total| step as f64 / total.max(1) as f64);
-    let by_time = settings
-        .max_seconds
-        .map_or(0.0, |budget| elapsed_secs / budget);
+    let by_steps = total_steps.map_or(0.0, |total| {
+        step as f64 / (resumed.steps + total).max(1) as f64
+    });
+    let by_time = settings.max_seconds.map_or(0.0, |budget| {
+        (resumed.secs + elapsed_secs) / (resumed.secs + budget)
+    });
     by_steps.max(by_time).clamp(0.0, 1.0)
 }
 
@@ -59,9 +68,37 @@ mod tests {
     fn progress_follows_the_time_budget_when_there_is_one() {
         let mut settings = Preset::Default.settings();
         settings.max_seconds = Some(100.0);
-        assert!((progress(&settings, 10, None, 25.0) - 0.25).abs() < 1e-9);
-        assert!((progress(&settings, 90, Some(100), 25.0) - 0.9).abs() < 1e-9);
+        assert!(
+            (progress(&settings, 10, None, 25.0, SchedulePosition::default()) - 0.25).abs() < 1e-9
+        );
+        assert!(
+            (progress(&settings, 90, Some(100), 25.0, SchedulePosition::default()) - 0.9).abs()
+                < 1e-9
+        );
         settings.max_seconds = None;
-        assert!((progress(&settings, 50, Some(200), 1e6) - 0.25).abs() < 1e-9);
+        assert!(
+            (progress(&settings, 50, Some(200), 1e6, SchedulePosition::default()) - 0.25).abs()
+                < 1e-9
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_continues_the_schedule_instead_of_warming_up_again() {
+        let mut settings = Preset::Default.settings();
+        settings.max_seconds = Some(600.0);
+        let resumed = SchedulePosition {
+            secs: 600.0,
+            steps: 700,
+        };
+        // Its first step is half-way through a 1200-s run, not at the start of a new one.
+        let at = progress(&settings, 700, None, 0.0, resumed);
+        assert!((at - 0.5).abs() < 1e-9, "{at}");
+        let lr = learning_rate(&settings, at);
+        assert!(lr > 0.4 * settings.lr, "no new warm-up: {lr}");
+        let one_run = learning_rate(&settings, 600.0 / 1200.0);
+        assert!((lr - one_run).abs() < 1e-12);
+        // By steps: 700 done before, 300 planned now.
+        settings.max_seconds = None;
+        assert!((progress(&settings, 850, Some(300), 0.0, resumed) - 0.85).abs() < 1e-9);
     }
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Kind, Tensor};
 
+use super::optimizer::AdamW;
 use super::prepare::{LabeledImages, PreparedData};
+use super::resume::{SavedTrainState, SchedulePosition, TrainState, TrainStateInfo};
 use super::schedule::{learning_rate, progress};
-use super::{Loss, Mining, TrainEvent, TrainSettings};
+use super::{Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, TrainEvent, TrainSettings};
 use crate::engine::data::{
     BatchStream, PreparedImages, Preprocess, pk_epoch, seed_triplet_epoch, shuffled_epoch,
 };
@@ -43,19 +45,80 @@ struct ClassProxies {
     // Held so the variables live as long as the optimiser that updates them.
     _var_store: nn::VarStore,
     weights: Tensor,
-    optimizer: nn::Optimizer,
+    optimizer: AdamW,
 }
 
 /// A copy of every trained tensor, to go back to (best epoch, before a collapse).
 pub struct Checkpoint {
     tensors: Vec<(String, Tensor)>,
     proxies: Option<Tensor>,
+    average: Option<Vec<Tensor>>,
+}
+
+/// An exponential moving average of every model tensor (weights and BatchNorm
+/// statistics). The average and the live weights trade places while the run is judged
+/// (validation, the best epoch, the saved model), so everything that reads the model
+/// reads the average, and training goes on from the live weights.
+struct WeightAverage {
+    decay: f64,
+    /// The model's variables (shallow handles) and their averages, in the same order.
+    variables: Vec<Tensor>,
+    averages: Vec<Tensor>,
+    /// Whether the model's variables hold the averages right now.
+    shown: bool,
+}
+
+impl WeightAverage {
+    fn new(model: &EmbeddingModel, decay: f64) -> Self {
+        let variables: Vec<Tensor> = model
+            .named_tensors()
+            .into_iter()
+            .map(|(_, tensor)| tensor)
+            .collect();
+        let averages = tch::no_grad(|| variables.iter().map(Tensor::copy).collect());
+        Self {
+            decay,
+            variables,
+            averages,
+            shown: false,
+        }
+    }
+
+    /// Moves the average towards the live weights after step `step` (1-based). Early on
+    /// the decay is smaller, so the average is not dominated by the random start.
+    fn update(&mut self, step: usize) {
+        let decay = self.decay.min((1.0 + step as f64) / (10.0 + step as f64));
+        tch::no_grad(|| {
+            for (average, variable) in self.averages.iter_mut().zip(&self.variables) {
+                if variable.is_floating_point() {
+                    let _ = average.lerp_(variable, 1.0 - decay);
+                } else {
+                    average.copy_(variable);
+                }
+            }
+        });
+    }
+
+    /// Puts the averages into the model (`true`) or the live weights back (`false`).
+    fn show(&mut self, average: bool) {
+        if self.shown == average {
+            return;
+        }
+        tch::no_grad(|| {
+            for (stored, variable) in self.averages.iter_mut().zip(&self.variables) {
+                let live = variable.copy();
+                variable.shallow_clone().copy_(stored);
+                stored.copy_(&live);
+            }
+        });
+        self.shown = average;
+    }
 }
 
 /// The network with everything that trains it.
 pub struct Trainer {
     model: EmbeddingModel,
-    optimizer: nn::Optimizer,
+    optimizer: AdamW,
     proxies: Option<ClassProxies>,
     settings: TrainSettings,
     images: Arc<PreparedImages>,
@@ -72,6 +135,13 @@ pub struct Trainer {
     /// picture, the final evaluation): training stops this much before the budget so
     /// that the whole run, not only the steps, fits in it.
     finish_reserve_secs: f64,
+    average: Option<WeightAverage>,
+    /// The side of the images the current epoch trains on (progressive resizing).
+    epoch_size_px: u32,
+    /// What the runs this one resumes trained (zero for a new run).
+    resumed: SchedulePosition,
+    /// Seconds into this run when its last step ended.
+    last_step_secs: f64,
 }
 
 impl Trainer {
@@ -81,11 +151,14 @@ impl Trainer {
         data: &PreparedData,
         loader_threads: usize,
     ) -> Result<Self> {
-        let optimizer = nn::AdamW {
-            wd: settings.weight_decay,
-            ..Default::default()
-        }
-        .build(&model.var_store, settings.lr)?;
+        // In name order, so that saved optimiser state lines up with the same variables.
+        let trainable: Vec<Tensor> = model
+            .named_tensors()
+            .into_iter()
+            .map(|(_, tensor)| tensor)
+            .filter(Tensor::requires_grad)
+            .collect();
+        let optimizer = AdamW::new(trainable, settings.lr, settings.weight_decay);
         let proxies = match settings.loss {
             Loss::Triplet => None,
             Loss::NormalizedSoftmax => {
@@ -99,7 +172,7 @@ impl Trainer {
                         stdev: 1.0,
                     },
                 );
-                let optimizer = nn::Adam::default().build(&var_store, settings.lr)?;
+                let optimizer = AdamW::new(vec![weights.shallow_clone()], settings.lr, 0.0);
                 Some(ClassProxies {
                     _var_store: var_store,
                     weights,
@@ -123,7 +196,14 @@ impl Trainer {
             global_step: 0,
             lr_scale: 1.0,
             finish_reserve_secs: 0.0,
+            average: None,
+            epoch_size_px: settings.image_size_px,
+            resumed: SchedulePosition::default(),
+            last_step_secs: 0.0,
         };
+        if settings.ema_decay > 0.0 {
+            trainer.average = Some(WeightAverage::new(&trainer.model, settings.ema_decay));
+        }
         let mut probe_rng = trainer.rng.fork();
         trainer.steps_per_epoch = trainer.epoch_batches(&mut probe_rng).len();
         Ok(trainer)
@@ -133,8 +213,155 @@ impl Trainer {
         &self.model
     }
 
-    pub fn into_model(self) -> EmbeddingModel {
+    /// The trained model: the weight average when the run keeps one.
+    pub fn into_model(mut self) -> EmbeddingModel {
+        self.show_average(true);
         self.model
+    }
+
+    /// With a weight average, puts it into the model (`true`) so that validation and the
+    /// best-epoch choice judge it, or the live weights back (`false`) to go on training.
+    /// Without one, nothing changes.
+    pub fn show_average(&mut self, average: bool) {
+        if let Some(weights) = &mut self.average {
+            weights.show(average);
+        }
+    }
+
+    /// The side of the images this epoch trains on.
+    pub fn epoch_size_px(&self) -> u32 {
+        self.epoch_size_px
+    }
+
+    /// Everything a later run needs to go on from here (copies): the live weights, the
+    /// weight average, the proxies, the optimisers' moments and the schedule's position.
+    pub fn state(&self, epochs: usize, classes: &[String]) -> TrainState {
+        let names: Vec<String> = self
+            .model
+            .named_tensors()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let (live, average): (Vec<Tensor>, Option<Vec<Tensor>>) = tch::no_grad(|| {
+            let model: Vec<Tensor> = self
+                .model
+                .named_tensors()
+                .into_iter()
+                .map(|(_, t)| t.copy())
+                .collect();
+            match &self.average {
+                None => (model, None),
+                Some(a) => {
+                    let stored: Vec<Tensor> = a.averages.iter().map(Tensor::copy).collect();
+                    // While the average is shown the live weights wait in its place.
+                    if a.shown {
+                        (stored, Some(model))
+                    } else {
+                        (model, Some(stored))
+                    }
+                }
+            }
+        });
+        let mut tensors: Vec<(String, Tensor)> = names
+            .iter()
+            .zip(live)
+            .map(|(name, t)| (format!("live.{name}"), t))
+            .collect();
+        if let Some(average) = average {
+            tensors.extend(
+                names
+                    .iter()
+                    .zip(average)
+                    .map(|(name, t)| (format!("average.{name}"), t)),
+            );
+        }
+        tensors.extend(self.optimizer.state_tensors("optimizer"));
+        if let Some(proxies) = &self.proxies {
+            tensors.push(("proxies".into(), proxies.weights.copy()));
+            tensors.extend(proxies.optimizer.state_tensors("proxy_optimizer"));
+        }
+        TrainState {
+            info: TrainStateInfo {
+                format_version: super::resume::TRAIN_STATE_FORMAT_VERSION,
+                model_id: String::new(),
+                settings: self.settings.clone(),
+                classes: classes.to_vec(),
+                position: SchedulePosition {
+                    secs: self.resumed.secs + self.last_step_secs,
+                    steps: self.global_step,
+                },
+                epochs,
+                optimizer_steps: self.optimizer.steps(),
+                proxy_optimizer_steps: self.proxies.as_ref().map_or(0, |p| p.optimizer.steps()),
+                lr_scale: self.lr_scale,
+            },
+            tensors,
+        }
+    }
+
+    /// Puts a saved state back: the run goes on where that one stopped. Errors (naming
+    /// what does not fit) when the state is not this network's.
+    pub fn resume(&mut self, saved: &SavedTrainState) -> Result<()> {
+        let damaged = |what: String| {
+            EngineError::Config(format!(
+                "the training state does not fit this model ({what}); start a new run with                  --init-model instead"
+            ))
+        };
+        tch::no_grad(|| -> Result<()> {
+            for (name, variable) in self.model.named_tensors() {
+                let saved_live = saved
+                    .tensor(&format!("live.{name}"))
+                    .ok_or_else(|| damaged(format!("'{name}' is missing")))?;
+                if saved_live.size() != variable.size() {
+                    return Err(damaged(format!("'{name}' has another shape")));
+                }
+                variable
+                    .shallow_clone()
+                    .f_copy_(&saved_live.to_device(variable.device()))?;
+            }
+            if let Some(average) = &mut self.average {
+                for ((name, _), stored) in
+                    self.model.named_tensors().iter().zip(&mut average.averages)
+                {
+                    let saved_average = saved
+                        .tensor(&format!("average.{name}"))
+                        .ok_or_else(|| damaged(format!("the average of '{name}' is missing")))?;
+                    stored.f_copy_(&saved_average.to_device(stored.device()))?;
+                }
+                average.shown = false;
+            }
+            if let Some(proxies) = &self.proxies {
+                let saved_proxies = saved
+                    .tensor("proxies")
+                    .filter(|t| t.size() == proxies.weights.size())
+                    .ok_or_else(|| {
+                        damaged("the class proxies are missing or of another size".into())
+                    })?;
+                proxies
+                    .weights
+                    .shallow_clone()
+                    .f_copy_(&saved_proxies.to_device(proxies.weights.device()))?;
+            }
+            Ok(())
+        })?;
+        let info = &saved.info;
+        self.optimizer
+            .load_state("optimizer", info.optimizer_steps, &|n| saved.tensor(n))
+            .map_err(damaged)?;
+        if let Some(proxies) = &mut self.proxies {
+            proxies
+                .optimizer
+                .load_state("proxy_optimizer", info.proxy_optimizer_steps, &|n| {
+                    saved.tensor(n)
+                })
+                .map_err(damaged)?;
+        }
+        self.global_step = info.position.steps;
+        self.resumed = info.position;
+        self.lr_scale = info.lr_scale;
+        // New shuffles, not a replay of the first run's.
+        self.rng = fastrand::Rng::with_seed(self.settings.seed ^ (info.position.steps as u64));
+        Ok(())
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -177,15 +404,29 @@ impl Trainer {
     ) -> Result<EpochEnd> {
         let mut rng = self.rng.fork();
         let batches = self.epoch_batches(&mut rng);
-        let stream = self.spawn_loader(batches, epoch);
         let total_steps = self
             .settings
             .epoch_limit()
             .map(|epochs| epochs * self.steps_per_epoch);
+        let at_start = progress(
+            &self.settings,
+            self.global_step,
+            total_steps,
+            clock.elapsed().as_secs_f64(),
+            self.resumed,
+        );
+        self.epoch_size_px = epoch_image_size(&self.settings, at_start);
+        let stream = self.spawn_loader(batches, epoch);
         let (mut loss_sum, mut steps, mut stop) = (0.0, 0usize, None);
         for (step_index, batch) in stream.enumerate() {
             let elapsed_secs = clock.elapsed().as_secs_f64();
-            let at = progress(&self.settings, self.global_step, total_steps, elapsed_secs);
+            let at = progress(
+                &self.settings,
+                self.global_step,
+                total_steps,
+                elapsed_secs,
+                self.resumed,
+            );
             let lr = learning_rate(&self.settings, at) * self.lr_scale;
             let labels: Vec<i64> = batch.loaded.iter().map(|&i| self.labels[i]).collect();
             let loss = self.step(&batch.pixels, &labels, lr)?;
@@ -200,6 +441,7 @@ impl Trainer {
             steps += 1;
             loss_sum += loss;
             let elapsed_secs = clock.elapsed().as_secs_f64();
+            self.last_step_secs = elapsed_secs;
             on_event(TrainEvent::Step {
                 epoch,
                 step: step_index + 1,
@@ -235,9 +477,10 @@ impl Trainer {
     }
 
     fn remaining_secs(&self, total_steps: Option<usize>, elapsed_secs: f64) -> f64 {
+        // This run's own steps (a resumed run's count starts where the last one ended).
+        let done = self.global_step.saturating_sub(self.resumed.steps);
         let by_steps = total_steps.map(|total| {
-            elapsed_secs / self.global_step.max(1) as f64
-                * total.saturating_sub(self.global_step) as f64
+            elapsed_secs / done.max(1) as f64 * total.saturating_sub(done) as f64
                 + self.finish_reserve_secs
         });
         let by_time = self
@@ -254,7 +497,10 @@ impl Trainer {
 
     fn spawn_loader(&self, batches: Vec<Vec<usize>>, epoch: usize) -> BatchStream {
         let images = Arc::clone(&self.images);
-        let preprocess = self.preprocess.clone();
+        let preprocess = Preprocess {
+            image_size_px: self.epoch_size_px,
+            ..self.preprocess.clone()
+        };
         let augment = self.settings.augment;
         BatchStream::spawn(
             batches,
@@ -276,9 +522,18 @@ impl Trainer {
             proxies.optimizer.set_lr(lr);
         }
         let batch_norm_learns = !self.settings.freeze_batch_norm;
-        guard_libtorch(|| {
-            let images = self.images_tensor(pixels, labels.len());
-            let loss = self.loss(&images, labels, batch_norm_learns);
+        let mixup = (self.settings.mixup_alpha > 0.0 && self.proxies.is_some()).then(|| {
+            let weight = sample_beta(&mut self.rng, self.settings.mixup_alpha);
+            let mut order: Vec<i64> = (0..labels.len() as i64).collect();
+            self.rng.shuffle(&mut order);
+            (weight, order)
+        });
+        let loss = guard_libtorch(|| {
+            let images = self.images_tensor(pixels, labels.len(), self.epoch_size_px);
+            let loss = match &mixup {
+                Some((weight, order)) => self.mixup_loss(&images, labels, *weight, order),
+                None => self.loss(&images, labels, batch_norm_learns),
+            };
             self.optimizer.zero_grad();
             if let Some(proxies) = &mut self.proxies {
                 proxies.optimizer.zero_grad();
@@ -289,24 +544,64 @@ impl Trainer {
                 proxies.optimizer.step();
             }
             loss.double_value(&[])
-        })
+        })?;
+        if let Some(average) = &mut self.average {
+            average.update(self.global_step + 1);
+        }
+        Ok(loss)
+    }
+
+    /// Mixup (Zhang et al. 2018) for normalised softmax: the batch blended with a shuffled
+    /// copy of itself by `weight`, the loss blended by the same weight between each
+    /// image's class and its partner's.
+    fn mixup_loss(&self, images: &Tensor, labels: &[i64], weight: f64, order: &[i64]) -> Tensor {
+        let device = images.device();
+        let order_tensor = Tensor::from_slice(order).to_device(device);
+        let mixed = images * weight + images.index_select(0, &order_tensor) * (1.0 - weight);
+        let partner_labels: Vec<i64> = order.iter().map(|&i| labels[i as usize]).collect();
+        let embeddings = self
+            .model
+            .forward_t(&mixed, !self.settings.freeze_batch_norm);
+        let Some(proxies) = &self.proxies else {
+            return self.loss(images, labels, true);
+        };
+        let loss_for = |classes: &[i64]| {
+            normalized_softmax_loss(
+                &embeddings,
+                &proxies.weights,
+                &Tensor::from_slice(classes).to_device(device),
+                self.settings.temperature,
+                self.settings.label_smoothing,
+            )
+        };
+        loss_for(labels) * weight + loss_for(&partner_labels) * (1.0 - weight)
     }
 
     /// The loss of a batch without training on it (inference mode).
     pub fn evaluate_loss(&self, pixels: &[f32], labels: &[i64]) -> Result<f64> {
         guard_libtorch(|| {
             tch::no_grad(|| {
-                let images = self.images_tensor(pixels, labels.len());
+                let images =
+                    self.images_tensor(pixels, labels.len(), self.preprocess.image_size_px);
                 self.loss(&images, labels, false).double_value(&[])
             })
         })
     }
 
-    fn images_tensor(&self, pixels: &[f32], count: usize) -> Tensor {
-        let size = i64::from(self.preprocess.image_size_px);
-        Tensor::from_slice(pixels)
+    fn images_tensor(&self, pixels: &[f32], count: usize, size_px: u32) -> Tensor {
+        let size = i64::from(size_px);
+        let images = Tensor::from_slice(pixels)
             .view([count as i64, 3, size, size])
-            .to_device(self.model.device())
+            .to_device(self.model.device());
+        if self.settings.channels_last {
+            // Same shape, NHWC strides: oneDNN then keeps every activation channels-last.
+            images
+                .permute([0, 2, 3, 1])
+                .contiguous()
+                .permute([0, 3, 1, 2])
+        } else {
+            images
+        }
     }
 
     /// Random triplets are three separate forward passes, as in the seed (so BatchNorm
@@ -349,6 +644,10 @@ impl Trainer {
                 .map(|(name, tensor)| (name, tensor.copy()))
                 .collect(),
             proxies: self.proxies.as_ref().map(|p| p.weights.copy()),
+            average: self
+                .average
+                .as_ref()
+                .map(|a| a.averages.iter().map(Tensor::copy).collect()),
         })
     }
 
@@ -364,9 +663,40 @@ impl Trainer {
             if let (Some(proxies), Some(saved)) = (&self.proxies, &checkpoint.proxies) {
                 proxies.weights.shallow_clone().f_copy_(saved)?;
             }
+            if let (Some(average), Some(saved)) = (&mut self.average, &checkpoint.average) {
+                for (stored, saved) in average.averages.iter_mut().zip(saved) {
+                    stored.f_copy_(saved)?;
+                }
+            }
             Ok(())
         })
     }
+}
+
+/// The side of the images at `progress` (0..=1) of the run: with progressive resizing,
+/// growing linearly from the first size to the full one, which is reached at
+/// [`PROGRESSIVE_FULL_SIZE_AT`]; sizes are multiples of 8 (ResNet's strides stay whole).
+pub fn epoch_image_size(settings: &TrainSettings, progress: f64) -> u32 {
+    let full = settings.image_size_px;
+    let Some(from) = settings.progressive_from_px else {
+        return full;
+    };
+    let ramp = (progress / PROGRESSIVE_FULL_SIZE_AT).clamp(0.0, 1.0);
+    let size = f64::from(from) + (f64::from(full) - f64::from(from)) * ramp;
+    ((size as u32) / 8 * 8).clamp(from.min(full), full)
+}
+
+/// A draw from Beta(α, α) (Jöhnk's method: exact for any α, quick for the small α
+/// mixup uses).
+fn sample_beta(rng: &mut fastrand::Rng, alpha: f64) -> f64 {
+    for _ in 0..1000 {
+        let x = rng.f64().powf(1.0 / alpha);
+        let y = rng.f64().powf(1.0 / alpha);
+        if x + y <= 1.0 && x + y > 0.0 {
+            return x / (x + y);
+        }
+    }
+    0.5
 }
 
 /// The sampler each loss needs: the seed's random triplets, P × K batches for batch-hard

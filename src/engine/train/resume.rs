@@ -1,0 +1,202 @@
+//! Training that goes on where it stopped: the state a run leaves beside its model (the
+//! live weights, the weight average, the optimiser's moments, the class proxies and the
+//! schedule's position), and reading it back for `likeness train --resume`.
+//!
+//! The state is a `.safetensors` file named after the model
+//! (`flowers.safetensors` → `flowers.train-state.safetensors`), marked with its own
+//! `likeness.format` and version, and tied to the model file by the model's id: a state
+//! beside another model is refused, never silently used.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::TrainSettings;
+use crate::engine::files::read_regular;
+use crate::engine::model::tensor_to_f32;
+use crate::engine::{EngineError, Result};
+
+/// The `likeness.format` metadata value of training-state files.
+pub const TRAIN_STATE_FORMAT: &str = "likeness-train-state";
+/// Newest training-state format this build reads and the one it writes.
+pub const TRAIN_STATE_FORMAT_VERSION: u32 = 1;
+/// A state holds about four copies of the network (live weights, average, two moments).
+const MAX_STATE_FILE_BYTES: u64 = 4 << 30;
+
+/// Where a run is in its learning-rate schedule: the seconds and steps it has trained.
+/// A resumed run plans its schedule as one run of these plus its own budget, so the
+/// learning rate goes on from where it was instead of warming up again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedulePosition {
+    pub secs: f64,
+    pub steps: usize,
+}
+
+/// What a training state says about itself (the file's JSON metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainStateInfo {
+    pub format_version: u32,
+    /// The model file this state continues.
+    pub model_id: String,
+    pub settings: TrainSettings,
+    /// The class folders, in the order the proxies follow.
+    pub classes: Vec<String>,
+    pub position: SchedulePosition,
+    pub epochs: usize,
+    pub optimizer_steps: u64,
+    pub proxy_optimizer_steps: u64,
+    /// The learning-rate factor left by a collapse that was undone (1 otherwise).
+    pub lr_scale: f64,
+}
+
+/// A trainer's state in memory: its description and named tensors (copies).
+pub struct TrainState {
+    pub info: TrainStateInfo,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// A state read back from disk.
+pub struct SavedTrainState {
+    pub info: TrainStateInfo,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl SavedTrainState {
+    /// A copy of the tensor saved under `name`.
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        self.tensors.get(name).map(Tensor::shallow_clone)
+    }
+}
+
+/// The training state's path for the model at `model`.
+pub fn state_path(model: &Path) -> PathBuf {
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    model.with_file_name(format!("{stem}.train-state.safetensors"))
+}
+
+/// About how many bytes the state of a model of `model_bytes` takes on disk.
+pub fn state_file_bytes_estimate(model_bytes: u64) -> u64 {
+    4 * model_bytes
+}
+
+/// Writes `state` for the model `model_id` atomically to `path`.
+pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Result<()> {
+    let mut info = state.info.clone();
+    info.model_id = model_id.to_string();
+    info.format_version = TRAIN_STATE_FORMAT_VERSION;
+    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(state.tensors.len());
+    for (name, tensor) in &state.tensors {
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        let bytes: Vec<u8> = tensor_to_f32(tensor)?
+            .into_iter()
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        buffers.push((name.clone(), shape, bytes));
+    }
+    let mut metadata = HashMap::new();
+    metadata.insert(
+        "likeness.format".to_string(),
+        TRAIN_STATE_FORMAT.to_string(),
+    );
+    metadata.insert(
+        "likeness.train_state".to_string(),
+        serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?,
+    );
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::Config(format!("cannot serialise the training state: {e}")))?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| EngineError::Config(format!("cannot serialise the training state: {e}")))?;
+    crate::engine::output::write_or_rescue(path, &bytes)
+}
+
+/// Reads the training state of the model `model_id` (whose file is `model_path`).
+/// Errors with what to do when the state is missing, not a state, from a newer
+/// Likeness, or belongs to another model.
+pub fn load_train_state(model_path: &Path, model_id: &str) -> Result<SavedTrainState> {
+    let path = state_path(model_path);
+    if !path.exists() {
+        return Err(EngineError::bad_file(
+            &path,
+            format!(
+                "no training state beside {} (it is written next to each model `likeness \
+                 train` saves; a model copied without it, or one made before this version, \
+                 can only start a new run: use --init-model)",
+                model_path.display()
+            ),
+        ));
+    }
+    let bytes = read_regular(&path, MAX_STATE_FILE_BYTES, "a training state")?;
+    let not_state = || {
+        EngineError::bad_file(
+            &path,
+            "not a Likeness training state (it should be the file `likeness train` wrote \
+             beside the model)",
+        )
+    };
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|_| not_state())?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|_| not_state())?;
+    let metadata = metadata.metadata().clone().unwrap_or_default();
+    if metadata.get("likeness.format").map(String::as_str) != Some(TRAIN_STATE_FORMAT) {
+        return Err(not_state());
+    }
+    let json = metadata.get("likeness.train_state").ok_or_else(not_state)?;
+    let version: serde_json::Value = serde_json::from_str(json).map_err(|_| not_state())?;
+    let format_version = version
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if format_version > u64::from(TRAIN_STATE_FORMAT_VERSION) {
+        return Err(EngineError::bad_file(
+            &path,
+            format!(
+                "written by a newer Likeness (training state format {format_version}, this \
+                 build reads up to {TRAIN_STATE_FORMAT_VERSION}); update Likeness"
+            ),
+        ));
+    }
+    let info: TrainStateInfo = serde_json::from_value(version)
+        .map_err(|e| EngineError::bad_file(&path, format!("training state unreadable ({e})")))?;
+    if info.model_id != model_id {
+        return Err(EngineError::bad_file(
+            &path,
+            format!(
+                "belongs to another model (it continues model {}, {} is model {}); the model \
+                 was replaced after that run. Resume the model it belongs to, or start a new \
+                 run with --init-model",
+                info.model_id,
+                model_path.display(),
+                model_id
+            ),
+        ));
+    }
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(EngineError::bad_file(
+                &path,
+                format!("tensor '{name}' is not 32-bit floats; the file is damaged"),
+            ));
+        }
+        let floats: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let tensor = Tensor::f_from_slice(&floats)?.f_view(shape.as_slice())?;
+        tensors.insert(name, tensor);
+    }
+    Ok(SavedTrainState { info, tensors })
+}
