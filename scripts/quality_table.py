@@ -28,14 +28,20 @@ def fmt(values):
     return f"{mean:.3f} ± {spread:.3f}"
 
 
-print("| setting | budget | seeds | steps | recall@1 | recall@5 | recall@10 | mAP@R |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+def eval_secs(group):
+    """Seconds `likeness eval` took (embedding gallery and queries), when recorded."""
+    values = [r["eval_s"] for r in group if "eval_s" in r]
+    return f"{sum(values) / len(values):.0f}" if values else "–"
+
+
+print("| setting | budget | seeds | steps | recall@1 | recall@5 | recall@10 | mAP@R | eval s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for key in order:
     group = runs[key]
     steps = sum(r["steps"] for r in group) / len(group)
     print(f"| {key[0]} | {key[1]:.0f} s | {len(group)} | {steps:.0f} | {fmt([r['recall@1'] for r in group])} | "
           f"{fmt([r['recall@5'] for r in group])} | {fmt([r['recall@10'] for r in group])} | "
-          f"{fmt([r['map@r'] for r in group])} |")
+          f"{fmt([r['map@r'] for r in group])} | {eval_secs(group)} |")
 print()
 print("Per run (seed: steps, epochs, seconds trained, recall@1 / mAP@R, last epoch loss, embedding spread):")
 print()

@@ -644,7 +644,7 @@ fn describe_kept_training(end: &mut TrainingEnd, kept: &KeptTraining, became_cur
             before.recall_at_1,
             after.recall_at_1
         ),
-        _ => "No held-out score to compare (too few photos per class to hold some out), so               the new model was not made current."
+        _ => "No held-out score to compare (too few photos per class to hold some out), so the new model was not made current."
             .into(),
     };
     end.lines.insert(0, change);
@@ -1040,5 +1040,53 @@ mod tests {
         }
         app.apply(Event::Current(snapshot));
         assert!((app.settings.max_distance - 0.03).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keep_training_says_before_and_after_and_keeps_the_model_that_is_better() {
+        use crate::worker::{HeldOutScore, KeptTraining};
+        let score = |map_at_r, recall_at_1| HeldOutScore {
+            map_at_r,
+            recall_at_1,
+        };
+        let kept = |before, after| KeptTraining {
+            from: "first.safetensors".into(),
+            before,
+            after,
+        };
+        assert!(kept(Some(score(0.4, 0.8)), Some(score(0.45, 0.8))).improved());
+        assert!(!kept(Some(score(0.4, 0.8)), Some(score(0.4, 0.9))).improved());
+        assert!(
+            !kept(None, Some(score(0.5, 0.9))).improved(),
+            "nothing to compare"
+        );
+
+        let mut app = state();
+        app.training.job = Some(JobId(3));
+        let worse = kept(Some(score(0.412, 0.8)), Some(score(0.405, 0.78)));
+        app.apply(Event::Finished {
+            job: JobId(3),
+            outcome: Box::new(Outcome::Trained {
+                model_path: "second.safetensors".into(),
+                became_current: false,
+                summary: Box::new(summary(5, 40)),
+                validation: None,
+                before_after: None,
+                kept_training: Some(worse),
+            }),
+        });
+        let end = app.training.outcome.clone().expect("outcome");
+        assert_eq!(end.headline, "Kept training: no improvement");
+        assert!(
+            end.lines[0].contains("mAP@R 0.412 → 0.405 (-0.007), recall@1 0.80 → 0.78"),
+            "{:?}",
+            end.lines
+        );
+        assert!(
+            end.lines
+                .iter()
+                .any(|l| l.contains("first.safetensors stays the current"))
+        );
+        assert_eq!(end.unused_model, Some("second.safetensors".into()));
     }
 }

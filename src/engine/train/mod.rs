@@ -127,7 +127,8 @@ pub struct TrainSettings {
     pub ema_decay: f64,
     /// Progressive resizing: the first epochs train at this many pixels and the size grows
     /// to `image_size_px`, reached at [`PROGRESSIVE_FULL_SIZE_AT`] of the run (small images
-    /// early buy more steps in the same time). `None`: every epoch at full size.
+    /// early buy more steps in the same time). `None`, or a start at or above the image
+    /// size: every epoch at full size.
     #[serde(default)]
     pub progressive_from_px: Option<u32>,
     /// Mixup: each batch is blended with a shuffled copy of itself by a Beta(α, α) weight
@@ -191,6 +192,11 @@ impl Preset {
             // learned steadily and its cosine geometry is what retrieval searches. 112 px
             // buys about four times the steps of 224 px on a CPU; random crops and flips
             // keep many epochs from memorising; AdamW with a short warm-up and cosine decay.
+            // Quality II (docs/quality.md): the first epochs at 64 px growing to 112 px
+            // (about 1.7 times the steps in the same time), channels-last batches (oneDNN's
+            // faster convolutions), and the weights' moving average is what is saved:
+            // mAP@R +0.11 at 600 s on the split. The mirrored embedding is off: it doubled
+            // indexing time for no gain.
             Self::Default => TrainSettings {
                 preset: self,
                 image_size_px: 112,
@@ -205,6 +211,9 @@ impl Preset {
                 weight_decay: 0.01,
                 schedule: Schedule::Cosine,
                 warmup_fraction: 0.03,
+                ema_decay: 0.998,
+                progressive_from_px: Some(64),
+                channels_last: true,
                 ..Self::Seed.settings()
             },
         }
@@ -245,11 +254,9 @@ impl TrainSettings {
             )));
         } else if !(0.0..1.0).contains(&self.ema_decay) {
             Some("the weight average's decay (--ema) must be at least 0 and below 1")
-        } else if self
-            .progressive_from_px
-            .is_some_and(|from| from < 16 || from > self.image_size_px)
-        {
-            Some("progressive resizing must start between 16 pixels and the image size")
+        } else if self.progressive_from_px.is_some_and(|from| from < 16) {
+            // (A start above the image size trains every epoch at the image size.)
+            Some("progressive resizing must start at 16 pixels or more")
         } else if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
             Some("mixup's alpha must be zero or a positive number")
         } else if self.images_per_class < 2 {
@@ -410,7 +417,7 @@ impl Resumption {
         let saved = resume::load_train_state(path, &info.model_id)?;
         if saved.info.settings.model_config().embedding_dim != model.config.embedding_dim {
             return Err(EngineError::Config(format!(
-                "the training state beside {} describes another network; start a new run                  with --init-model",
+                "the training state beside {} describes another network; start a new run with --init-model",
                 path.display()
             )));
         }
@@ -490,7 +497,7 @@ pub fn train(
         let earlier = &resumption.saved.info;
         if earlier.classes != data.training.dataset.classes {
             return Err(EngineError::Dataset(format!(
-                "{} has the classes {} but the run being resumed trained on {}; resume on the                  same class folders, or start a new run with --init-model",
+                "{} has the classes {} but the run being resumed trained on {}; resume on the same class folders, or start a new run with --init-model",
                 job.data.display(),
                 data.training.dataset.classes.join(", "),
                 earlier.classes.join(", ")
@@ -498,7 +505,7 @@ pub fn train(
         }
         trainer.resume(&resumption.saved)?;
         notes.push(format!(
-            "going on from model {}: {} steps, {} epochs and {:.0} s trained before; the              learning rate continues its schedule",
+            "going on from model {}: {} steps, {} epochs and {:.0} s trained before; the learning rate continues its schedule",
             resumption.model_id, earlier.position.steps, earlier.epochs, earlier.position.secs
         ));
     }

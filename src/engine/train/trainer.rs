@@ -304,7 +304,7 @@ impl Trainer {
     pub fn resume(&mut self, saved: &SavedTrainState) -> Result<()> {
         let damaged = |what: String| {
             EngineError::Config(format!(
-                "the training state does not fit this model ({what}); start a new run with                  --init-model instead"
+                "the training state does not fit this model ({what}); start a new run with --init-model instead"
             ))
         };
         tch::no_grad(|| -> Result<()> {
@@ -769,4 +769,92 @@ pub fn embed_prepared_until(
         ));
     }
     Ok(Tensor::cat(&parts, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::train::Preset;
+
+    #[test]
+    fn progressive_resizing_grows_to_full_size_by_seventy_percent_of_the_run() {
+        let mut settings = Preset::Default.settings();
+        settings.progressive_from_px = None;
+        assert_eq!(
+            epoch_image_size(&settings, 0.0),
+            112,
+            "off: always full size"
+        );
+        settings.progressive_from_px = Some(200);
+        assert_eq!(
+            epoch_image_size(&settings, 0.0),
+            112,
+            "a start above it: full size"
+        );
+        settings.progressive_from_px = Some(64);
+        assert_eq!(epoch_image_size(&settings, 0.0), 64);
+        assert_eq!(epoch_image_size(&settings, 0.35), 88);
+        assert_eq!(epoch_image_size(&settings, PROGRESSIVE_FULL_SIZE_AT), 112);
+        assert_eq!(epoch_image_size(&settings, 1.0), 112);
+        let sizes: Vec<u32> = (0..=20)
+            .map(|i| epoch_image_size(&settings, f64::from(i) / 20.0))
+            .collect();
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert!(sizes.iter().all(|s| s % 8 == 0), "{sizes:?}");
+    }
+
+    #[test]
+    fn mixup_weights_follow_a_symmetric_beta() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let draws: Vec<f64> = (0..4000).map(|_| sample_beta(&mut rng, 0.2)).collect();
+        assert!(draws.iter().all(|w| (0.0..=1.0).contains(w)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.03, "symmetric: mean {mean}");
+        // Beta(0.2, 0.2) puts most of its weight near 0 and 1 (the variance is
+        // 1/(4·1.4) ≈ 0.18), so most batches stay close to one image.
+        let variance = draws.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!((variance - 0.1786).abs() < 0.02, "variance {variance}");
+        let uniform: Vec<f64> = (0..4000).map(|_| sample_beta(&mut rng, 1.0)).collect();
+        let variance = uniform.iter().map(|w| (w - 0.5).powi(2)).sum::<f64>() / 4000.0;
+        assert!(
+            (variance - 1.0 / 12.0).abs() < 0.01,
+            "Beta(1,1) is uniform: {variance}"
+        );
+    }
+
+    #[test]
+    fn the_weight_average_trades_places_with_the_live_weights_and_back() {
+        let mut settings = Preset::Default.settings();
+        settings.embedding_dim = 4;
+        settings.image_size_px = 16;
+        let model = EmbeddingModel::new(settings.model_config(), tch::Device::Cpu).expect("model");
+        let first = |m: &EmbeddingModel| m.named_tensors()[0].1.double_value(&[0]);
+        let start = first(&model);
+        let mut average = WeightAverage::new(&model, 0.5);
+        // The live weights move; the average follows half-way (the early-step decay is
+        // min(0.5, 2/11)).
+        tch::no_grad(|| {
+            let _ = model.named_tensors()[0]
+                .1
+                .shallow_clone()
+                .g_add_scalar_(1.0);
+        });
+        average.update(1);
+        let live = first(&model);
+        assert!((live - (start + 1.0)).abs() < 1e-6);
+        average.show(true);
+        let shown = first(&model);
+        let expected = start + (1.0 - 2.0 / 11.0);
+        assert!((shown - expected).abs() < 1e-5, "{shown} vs {expected}");
+        average.show(true);
+        assert!(
+            (first(&model) - shown).abs() < 1e-9,
+            "showing twice changes nothing"
+        );
+        average.show(false);
+        assert!(
+            (first(&model) - live).abs() < 1e-9,
+            "the live weights come back"
+        );
+    }
 }
