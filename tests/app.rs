@@ -1539,7 +1539,7 @@ fn keep_training_goes_on_and_makes_the_model_current_only_when_it_is_better() {
     assert_eq!(resumed.steps, first.info.summary.steps);
     let after = likeness::worker::HeldOutScore::of(&second.summary).expect("held-out score");
     // The summary says before → after, and the rule decided which model is current.
-    let line = format!("mAP@R {:.3} → {:.3}", before.map_at_r, after.map_at_r);
+    let line = format!("mAP@R {:.3} to {:.3}", before.map_at_r, after.map_at_r);
     assert!(
         end.lines.iter().any(|l| l.contains(&line)),
         "{:?}",

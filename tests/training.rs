@@ -247,8 +247,8 @@ fn the_time_budget_covers_the_work_after_the_steps() {
     );
 }
 
-/// Trains a small default-preset run (with a weight average) for `epochs` epochs and
-/// saves the model and its training state in `dir`.
+/// Trains a small default-preset run (with a weight average and mixup) for `epochs`
+/// epochs and saves the model and its training state in `dir`.
 fn train_and_save(
     train_dir: &std::path::Path,
     model_path: &std::path::Path,
@@ -260,6 +260,7 @@ fn train_and_save(
     settings.batch_size = 8;
     settings.epochs = Some(epochs);
     settings.ema_decay = 0.9;
+    settings.mixup_alpha = 0.2;
     settings.device = DeviceChoice::Cpu;
     let outcome = train(
         &TrainJob::new(train_dir.to_path_buf(), settings),

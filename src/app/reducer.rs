@@ -623,7 +623,7 @@ pub fn describe_training(
     }
 }
 
-/// What Keep training bought: the held-out scores before → after, and whether the new
+/// What Keep training bought: the held-out scores before and after, and whether the new
 /// model replaced the one it went on from.
 fn describe_kept_training(end: &mut TrainingEnd, kept: &KeptTraining, became_current: bool) {
     let from = kept
@@ -637,7 +637,7 @@ fn describe_kept_training(end: &mut TrainingEnd, kept: &KeptTraining, became_cur
     };
     let change = match (kept.before, kept.after) {
         (Some(before), Some(after)) => format!(
-            "On the held-out photos: mAP@R {:.3} → {:.3} ({:+.3}), recall@1 {:.2} → {:.2}.",
+            "On the held-out photos: mAP@R {:.3} to {:.3} ({:+.3}), recall@1 {:.2} to {:.2}.",
             before.map_at_r,
             after.map_at_r,
             after.map_at_r - before.map_at_r,
@@ -1078,7 +1078,7 @@ mod tests {
         let end = app.training.outcome.clone().expect("outcome");
         assert_eq!(end.headline, "Kept training: no improvement");
         assert!(
-            end.lines[0].contains("mAP@R 0.412 → 0.405 (-0.007), recall@1 0.80 → 0.78"),
+            end.lines[0].contains("mAP@R 0.412 to 0.405 (-0.007), recall@1 0.80 to 0.78"),
             "{:?}",
             end.lines
         );
