@@ -26,14 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("seed", Preset::Seed.settings()),
         ("default", default.clone()),
         (
-            "default, channels-last off",
+            "default, channels-last switched",
             TrainSettings {
                 channels_last: !default.channels_last,
                 ..default.clone()
             },
         ),
         (
-            "default, mirror average off",
+            "default, mirrored embedding switched",
             TrainSettings {
                 mirror_average: !default.mirror_average,
                 ..default.clone()
