@@ -95,10 +95,7 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     );
     // The same memory format the real steps hand libtorch.
     let images = if settings.channels_last {
-        images
-            .permute([0, 2, 3, 1])
-            .contiguous()
-            .permute([0, 3, 1, 2])
+        crate::engine::model::channels_last(images)
     } else {
         images
     };

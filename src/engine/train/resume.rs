@@ -15,7 +15,7 @@ use tch::Tensor;
 
 use super::TrainSettings;
 use crate::engine::files::read_regular;
-use crate::engine::model::tensor_to_f32;
+use crate::engine::model::{f32_buffers, serialize_f32, view_to_f32};
 use crate::engine::{EngineError, Result};
 
 /// The `likeness.format` metadata value of training-state files.
@@ -90,15 +90,12 @@ pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Resu
     let mut info = state.info.clone();
     info.model_id = model_id.to_string();
     info.format_version = TRAIN_STATE_FORMAT_VERSION;
-    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(state.tensors.len());
-    for (name, tensor) in &state.tensors {
-        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
-        let bytes: Vec<u8> = tensor_to_f32(tensor)?
-            .into_iter()
-            .flat_map(f32::to_le_bytes)
-            .collect();
-        buffers.push((name.clone(), shape, bytes));
-    }
+    let tensors = state
+        .tensors
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
+        .collect();
+    let buffers = f32_buffers(tensors)?;
     let mut metadata = HashMap::new();
     metadata.insert(
         "likeness.format".to_string(),
@@ -108,16 +105,7 @@ pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Resu
         "likeness.train_state".to_string(),
         serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?,
     );
-    let views = buffers
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|view| (name.clone(), view))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| EngineError::Config(format!("cannot serialise the training state: {e}")))?;
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| EngineError::Config(format!("cannot serialise the training state: {e}")))?;
+    let bytes = serialize_f32(&buffers, metadata)?;
     crate::engine::output::write_or_rescue(path, &bytes)
 }
 
@@ -183,17 +171,12 @@ pub fn load_train_state(model_path: &Path, model_id: &str) -> Result<SavedTrainS
     }
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(EngineError::bad_file(
+        let floats = view_to_f32(&view).map_err(|reason| {
+            EngineError::bad_file(
                 &path,
-                format!("tensor '{name}' is not 32-bit floats; the file is damaged"),
-            ));
-        }
-        let floats: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+                format!("tensor '{name}': {reason}; the file is damaged"),
+            )
+        })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let tensor = Tensor::f_from_slice(&floats)?.f_view(shape.as_slice())?;
         tensors.insert(name, tensor);

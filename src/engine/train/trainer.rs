@@ -594,11 +594,7 @@ impl Trainer {
             .view([count as i64, 3, size, size])
             .to_device(self.model.device());
         if self.settings.channels_last {
-            // Same shape, NHWC strides: oneDNN then keeps every activation channels-last.
-            images
-                .permute([0, 2, 3, 1])
-                .contiguous()
-                .permute([0, 3, 1, 2])
+            crate::engine::model::channels_last(images)
         } else {
             images
         }
