@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use likeness::engine::duplicates::{Candidates, DEFAULT_RELATIVE_THRESHOLD, LAYOUT_MATCH};
+use likeness::engine::collection::duplicates::{
+    Candidates, DEFAULT_RELATIVE_THRESHOLD, LAYOUT_MATCH,
+};
 use likeness::engine::index::Gallery;
 
 const EVERY: usize = 25;

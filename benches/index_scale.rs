@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use faiss::Index;
 use faiss::index::flat::FlatIndex;
-use likeness::engine::ann::{APPROXIMATE_FROM, ApproximateIndex};
+use likeness::engine::index::ann::{APPROXIMATE_FROM, ApproximateIndex};
 
 const DIMENSION: usize = 512;
 const CLUSTERS: usize = 1000;
@@ -99,7 +99,7 @@ fn resident_mb() -> f64 {
 /// that nothing this process freed is reused and hidden from the count).
 fn resident_after_loading(
     bytes: &[u8],
-    params: &likeness::engine::ann::ApproximateParams,
+    params: &likeness::engine::index::ann::ApproximateParams,
 ) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("index.faiss");

@@ -187,10 +187,10 @@ fn a_collapsed_embedding_is_reported_and_no_model_comes_back() {
 
 #[test]
 fn the_mislabel_finder_finds_planted_mistakes() {
-    use likeness::engine::eval::MISLABEL_CONFIDENCE;
-    use likeness::engine::mislabels::{
+    use likeness::engine::collection::mislabels::{
         mislabel_evidence_for_folder, plant_mislabels, score_finder,
     };
+    use likeness::engine::eval::MISLABEL_CONFIDENCE;
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("source");
     write_dataset(&source, 4, 20, 40, 21).expect("data");

@@ -301,7 +301,7 @@ impl LikenessApp {
             model_path: self
                 .dirs
                 .models
-                .join(crate::engine::pretrained::IMAGENET_FEATURES_MODEL),
+                .join(crate::engine::model::pretrained::IMAGENET_FEATURES_MODEL),
         };
         if let Some(job) = self.send(request) {
             self.state.index_after = Some(job);

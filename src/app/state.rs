@@ -8,12 +8,12 @@ use std::sync::Arc;
 use egui_plot::PlotPoint;
 
 use super::settings::{AppSettings, DataDirs};
+use crate::engine::collection::duplicates::{Candidates, Group, OtherCopy, others};
+use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::ImageFolder;
-use crate::engine::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::feedback::Marks;
 use crate::engine::index::SearchHit;
-use crate::engine::map::EmbeddingMap;
 use crate::engine::train::BeforeAfter;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
 

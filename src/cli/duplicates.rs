@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{OutputArgs, print_json, progress};
-use crate::engine::duplicates::{Candidates, others, others_csv};
+use crate::engine::collection::duplicates::{Candidates, others, others_csv};
 use crate::engine::index::Gallery;
 use crate::engine::output::{Input, OutputKind, check_output};
 

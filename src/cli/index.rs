@@ -8,12 +8,14 @@ use serde_json::json;
 use super::choices::DeviceArg;
 use super::weights::resolve_weights_argument;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
-use crate::engine::ann::MethodChoice;
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
+use crate::engine::index::ann::MethodChoice;
 use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
 use crate::engine::model::LoadedModel;
+use crate::engine::model::pretrained::{
+    IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir,
+};
 use crate::engine::output::{Input, OutputKind, check_output, check_room};
-use crate::engine::pretrained::{IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {

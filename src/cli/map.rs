@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{OutputArgs, print_json};
+use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::index::Gallery;
-use crate::engine::map::EmbeddingMap;
 use crate::engine::output::{Input, OutputKind, check_output, mark_png};
 
 #[derive(Debug, clap::Args)]

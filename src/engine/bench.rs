@@ -115,23 +115,25 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let mut one_step = || {
         guard_libtorch(|| {
             let loss = match (settings.loss, settings.mining) {
-                (Loss::NormalizedSoftmax, _) => super::loss::normalized_softmax_loss(
-                    &step_model.forward_t(&images, true),
-                    &proxies,
-                    &labels,
-                    settings.temperature,
-                    settings.label_smoothing,
-                ),
+                (Loss::NormalizedSoftmax, _) => {
+                    crate::engine::train::loss::normalized_softmax_loss(
+                        &step_model.forward_t(&images, true),
+                        &proxies,
+                        &labels,
+                        settings.temperature,
+                        settings.label_smoothing,
+                    )
+                }
                 (Loss::Triplet, Mining::RandomTriplets) => {
                     let n = settings.batch_size as i64;
-                    super::loss::triplet_loss(
+                    crate::engine::train::loss::triplet_loss(
                         &step_model.forward_t(&images.narrow(0, 0, n), true),
                         &step_model.forward_t(&images.narrow(0, n, n), true),
                         &step_model.forward_t(&images.narrow(0, 2 * n, n), true),
                         settings.margin,
                     )
                 }
-                (Loss::Triplet, Mining::BatchHard) => super::loss::batch_hard_loss(
+                (Loss::Triplet, Mining::BatchHard) => crate::engine::train::loss::batch_hard_loss(
                     &step_model.forward_t(&images, true),
                     &labels,
                     settings.margin,

@@ -4,25 +4,20 @@
 //! batches → [`model::EmbeddingModel`] → embeddings → [`index::Gallery`] → search →
 //! [`export`].
 
-pub mod ann;
 pub mod atomic;
 pub mod bench;
+pub mod collection;
 pub mod csv;
 pub mod data;
 pub mod device;
-pub mod duplicates;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod feedback;
 pub mod files;
 pub mod index;
-pub mod loss;
-pub mod map;
-pub mod mislabels;
 pub mod model;
 pub mod output;
-pub mod pretrained;
 pub mod synthetic;
 pub mod train;
 

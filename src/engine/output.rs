@@ -381,7 +381,7 @@ pub fn human_bytes(bytes: u64) -> String {
 /// Where a result whose save failed is kept: the user data folder's `rescued/`, or the
 /// temporary folder when that cannot be made.
 pub fn rescue_folder() -> PathBuf {
-    let folder = super::pretrained::user_data_dir().join("rescued");
+    let folder = crate::engine::model::pretrained::user_data_dir().join("rescued");
     if std::fs::create_dir_all(&folder).is_ok() {
         folder
     } else {

@@ -23,23 +23,23 @@ pub use protocol::{
 
 use crate::engine::EngineError;
 use crate::engine::atomic::write_atomic;
+use crate::engine::collection::duplicates::{Candidates, copy_others, others_csv};
+use crate::engine::collection::map::{EmbeddingMap, copy_photos};
 use crate::engine::data::decode::{decode_rgb_bytes_sized, read_photo};
 use crate::engine::data::{
     DEFAULT_MAX_PIXELS, TargetSize, scan_folder, scan_folder_excluding, shrink_to_fit,
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
-use crate::engine::duplicates::{Candidates, copy_others, others_csv};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::{FineTune, Marks, fine_tune};
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
-use crate::engine::map::{EmbeddingMap, copy_photos};
+use crate::engine::model::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::model::{
     LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
 };
 use crate::engine::output::{OutputKind, check_output};
-use crate::engine::pretrained::{download_weights, imagenet_feature_model};
 use crate::engine::train::resume::{save_train_state, state_path};
 use crate::engine::train::{TrainJob, train};
 
@@ -578,7 +578,7 @@ impl Worker {
     fn use_imagenet_features(
         &mut self,
         job: JobId,
-        source: &crate::engine::pretrained::WeightsSource,
+        source: &crate::engine::model::pretrained::WeightsSource,
         model_path: PathBuf,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
@@ -707,7 +707,7 @@ impl Worker {
 
 /// Writes the list of the duplicates not kept (CSV or JSON), or copies them to a folder.
 fn export_duplicates(
-    others: Vec<crate::engine::duplicates::OtherCopy>,
+    others: Vec<crate::engine::collection::duplicates::OtherCopy>,
     to: DuplicateExport,
 ) -> Result<Outcome, EngineError> {
     match &to {

@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::collection::duplicates::{Candidates, OtherCopy};
+use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{ImageFolder, SkippedFile};
-use crate::engine::duplicates::{Candidates, OtherCopy};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
 use crate::engine::feedback::{FineTuneSummary, Marks};
 use crate::engine::index::{IndexChanges, SearchHit};
-use crate::engine::map::EmbeddingMap;
+use crate::engine::model::pretrained::WeightsSource;
 use crate::engine::model::{ModelInfo, TrainingSummary};
-use crate::engine::pretrained::WeightsSource;
 use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
 
 /// Names one job from the request that started it to its last event.
@@ -358,7 +358,7 @@ pub struct IndexSummary {
     pub out_of_date: usize,
     /// Exact search, or the approximate index's parameters and measured recall.
     #[serde(default)]
-    pub search: crate::engine::ann::SearchMethod,
+    pub search: crate::engine::index::ann::SearchMethod,
     /// The index's own distance scale (median distance from a photo to its nearest
     /// other photo), for distance controls; `None` for approximate indexes.
     #[serde(default)]

@@ -40,7 +40,8 @@ pub fn status_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 {
                     toggle = Some(Details::Index);
                 }
-                if let crate::engine::ann::SearchMethod::Approximate(params) = &index.search {
+                if let crate::engine::index::ann::SearchMethod::Approximate(params) = &index.search
+                {
                     ui.label("(approximate)").on_hover_text(params.describe());
                 }
             }

@@ -7,7 +7,7 @@ use crate::app::state::AppState;
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{file_name, progress_bar};
 use crate::engine::device::DeviceChoice;
-use crate::engine::pretrained::IMAGENET_RESNET18_APPROX_MB;
+use crate::engine::model::pretrained::IMAGENET_RESNET18_APPROX_MB;
 use crate::engine::train::Preset;
 use crate::engine::train::resume::state_path;
 use crate::worker::JobKind;

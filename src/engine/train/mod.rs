@@ -9,6 +9,7 @@
 //! [`TrainEvent`]s; a cancel flag (checked after every step) and a time budget stop
 //! training cleanly, and the model trained so far is returned either way.
 
+pub mod loss;
 pub mod monitor;
 pub mod optimizer;
 pub mod prepare;

@@ -16,9 +16,9 @@ use tch::{Kind, Tensor};
 use super::prepare::PreparedData;
 use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared, embed_prepared_until};
 use super::{Loss, TrainSettings};
+use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{PreparedImages, shuffled_epoch};
 use crate::engine::eval::retrieval_metrics;
-use crate::engine::map::EmbeddingMap;
 use crate::engine::model::{EmbeddingModel, TrainingSummary};
 use crate::engine::{EngineError, Result};
 

@@ -20,8 +20,8 @@ use crate::engine::data::{
     BatchStream, PreparedImages, Preprocess, pk_epoch, seed_triplet_epoch, shuffled_epoch,
 };
 use crate::engine::device::guard_libtorch;
-use crate::engine::loss::{batch_hard_loss, normalized_softmax_loss, triplet_loss};
 use crate::engine::model::EmbeddingModel;
+use crate::engine::train::loss::{batch_hard_loss, normalized_softmax_loss, triplet_loss};
 use crate::engine::{EngineError, Result};
 
 /// Why an epoch ended before its last batch.

@@ -23,7 +23,7 @@ use faiss::selector::IdSelector;
 use faiss::{Index, MetricType};
 use serde::{Deserialize, Serialize};
 
-use super::{EngineError, Result};
+use crate::engine::{EngineError, Result};
 
 /// Galleries of at least this many images are indexed approximately unless exact search
 /// is asked for (measured: `cargo bench --bench index_scale`; exact search of 50k 512-d

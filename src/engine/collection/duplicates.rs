@@ -31,10 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::data::fingerprint::{self, Fingerprint};
-use super::files::Fnv1a;
-use super::index::{Gallery, ProgressFn};
-use super::{EngineError, Result};
+use crate::engine::data::fingerprint::{self, Fingerprint};
+use crate::engine::files::Fnv1a;
+use crate::engine::index::{Gallery, ProgressFn};
+use crate::engine::{EngineError, Result};
 
 /// Neighbours looked up per photo: a group larger than this is still found whole when
 /// its members chain together.
@@ -120,7 +120,7 @@ impl Group {
 fn content_hash(path: &Path) -> Option<u64> {
     // Only a regular photo file, bounded: a photo swapped for a pipe or /dev/zero since
     // it was indexed must not hang the comparison or fill memory.
-    let bytes = super::data::decode::read_photo(path).ok()?;
+    let bytes = crate::engine::data::decode::read_photo(path).ok()?;
     let mut hash = Fnv1a::default();
     hash.write(&bytes);
     Some(hash.finish())
@@ -440,8 +440,8 @@ pub fn others(candidates: &Candidates, groups: &[Group], keep: &[usize]) -> Vec<
 
 /// The list as CSV (a header row, then one row per photo not kept).
 pub fn others_csv(rows: &[OtherCopy]) -> String {
-    use super::csv::field;
-    let mut csv = format!("{}\n", super::output::DUPLICATES_CSV_HEADER);
+    use crate::engine::csv::field;
+    let mut csv = format!("{}\n", crate::engine::output::DUPLICATES_CSV_HEADER);
     for row in rows {
         csv.push_str(&format!(
             "{},{},{},{},{},{}\n",
@@ -474,9 +474,9 @@ pub fn copy_others(rows: &[OtherCopy], folder: &Path) -> Result<usize> {
             unique = folder.join(format!("{:04}-{n}-{name}", row.group));
             n += 1;
         }
-        let bytes = super::data::decode::read_photo(&row.path)
+        let bytes = crate::engine::data::decode::read_photo(&row.path)
             .map_err(|reason| EngineError::bad_file(&row.path, reason))?;
-        super::atomic::write_atomic(&unique, &bytes)?;
+        crate::engine::atomic::write_atomic(&unique, &bytes)?;
     }
     Ok(rows.len())
 }

@@ -8,6 +8,8 @@
 //! A model file is a `.safetensors` file (never a pickle) whose metadata carries the
 //! architecture, preprocessing, an identity hash and the training summary.
 
+pub mod pretrained;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

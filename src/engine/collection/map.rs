@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::eval::{
+use crate::engine::eval::{
     MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence,
 };
-use super::index::Gallery;
-use super::{EngineError, Result};
+use crate::engine::index::Gallery;
+use crate::engine::{EngineError, Result};
 
 /// Distinct colours for classes, cycled when there are more: Okabe and Ito's palette for
 /// colour-blind readers, ordered so that the first five (the size of a typical library)
@@ -185,11 +185,12 @@ impl EmbeddingMap {
 
     /// The map as CSV: path, class, x, y, suspect.
     pub fn to_csv(&self) -> String {
-        let mut csv = format!("{}\n", super::output::MAP_CSV_HEADER);
+        let mut csv = format!("{}\n", crate::engine::output::MAP_CSV_HEADER);
         for i in 0..self.points.len() {
-            let path = super::csv::field(&self.paths[i].to_string_lossy());
-            let class =
-                super::csv::field(self.classes[i].map_or("", |c| self.class_names[c].as_str()));
+            let path = crate::engine::csv::field(&self.paths[i].to_string_lossy());
+            let class = crate::engine::csv::field(
+                self.classes[i].map_or("", |c| self.class_names[c].as_str()),
+            );
             csv.push_str(&format!(
                 "{path},{class},{:.6},{:.6},{}\n",
                 self.points[i][0],
@@ -288,13 +289,13 @@ pub fn copy_photos(paths: &[PathBuf], folder: &Path) -> Result<usize> {
             target = folder.join(format!("{n}-{name}"));
             n += 1;
         }
-        let bytes = super::data::decode::read_photo(path)
+        let bytes = crate::engine::data::decode::read_photo(path)
             .map_err(|reason| EngineError::bad_file(path, reason))?;
-        super::atomic::write_atomic(&target, &bytes)?;
+        crate::engine::atomic::write_atomic(&target, &bytes)?;
         let quote = |p: &Path| format!("\"{}\"", p.to_string_lossy().replace('"', "\"\""));
         list.push_str(&format!("{},{}\n", quote(&target), quote(path)));
     }
-    super::atomic::write_atomic(&folder.join("photos.csv"), list.as_bytes())?;
+    crate::engine::atomic::write_atomic(&folder.join("photos.csv"), list.as_bytes())?;
     Ok(paths.len())
 }
 

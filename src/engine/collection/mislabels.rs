@@ -2,7 +2,7 @@
 //!
 //! A copy of a class folder gets a share of its photos moved into wrong class folders;
 //! a model is trained on the copy as a person would train on their folder, and the finder
-//! ([`super::eval::find_mislabels`]) is scored on how many of its flags are planted
+//! ([`crate::engine::eval::find_mislabels`]) is scored on how many of its flags are planted
 //! mistakes (precision) and how many planted mistakes it flags (recall).
 
 use std::path::{Path, PathBuf};
@@ -10,15 +10,15 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
-use super::eval::{
+use crate::engine::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
+use crate::engine::eval::{
     MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, labelled_gallery,
     mislabel_evidence,
 };
-use super::index::embed_files;
-use super::model::EmbeddingModel;
-use super::train::{TrainEvent, TrainJob, TrainSettings, train};
-use super::{EngineError, Result};
+use crate::engine::index::embed_files;
+use crate::engine::model::EmbeddingModel;
+use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
+use crate::engine::{EngineError, Result};
 
 /// A photo moved into a wrong class folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +214,7 @@ mod tests {
     fn planting_moves_the_asked_share_into_other_classes_and_keeps_every_photo() {
         let dir = tempfile::tempdir().expect("temp dir");
         let source = dir.path().join("source");
-        super::super::synthetic::write_dataset(&source, 3, 10, 16, 1).expect("data");
+        crate::engine::synthetic::write_dataset(&source, 3, 10, 16, 1).expect("data");
         let target = dir.path().join("planted");
         let planted = plant_mislabels(&source, &target, 0.1, 7).expect("plant");
         assert_eq!(planted.len(), 3);

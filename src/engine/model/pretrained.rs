@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::atomic::write_atomic_with;
-use super::data::Preprocess;
-use super::model::{
+use crate::engine::atomic::write_atomic_with;
+use crate::engine::data::Preprocess;
+use crate::engine::model::{
     EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, read_model_info,
     save_model,
 };
-use super::{EngineError, Result};
+use crate::engine::{EngineError, Result};
 
 /// Where the standard weights are downloaded from.
 pub const IMAGENET_RESNET18_URL: &str =
