@@ -171,8 +171,8 @@ fn main() {
         &loaded,
         &folder,
         &IndexOptions::new(DEFAULT_MAX_PIXELS),
-        &|done, _| {
-            if done >= 256 {
+        &|p| {
+            if p.done >= 256 {
                 canceller.fire();
             }
         },
@@ -206,8 +206,8 @@ fn main() {
         &photos,
         &options,
         &canceller.flag,
-        &|secs, _| {
-            if secs > 1.0 {
+        &|p| {
+            if p.secs > 1.0 {
                 canceller.fire();
             }
         },

@@ -212,7 +212,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let mut gallery = Gallery::load(&index)?;
-        let mut candidates = Candidates::find(&mut gallery, &|_, _| {}, &AtomicBool::new(false))?;
+        let mut candidates = Candidates::find(&mut gallery, &|_| {}, &AtomicBool::new(false))?;
         let canonical: Vec<PathBuf> = candidates
             .paths
             .iter()

@@ -69,22 +69,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .input_mut()
         .dropped_files
         .push(Arc::new(DroppedPath(library.clone())));
-    frames_until(&mut harness, |app| app.library.is_some());
+    frames_until(&mut harness, |app| app.state.settings.library.is_some());
 
     harness.state_mut().start_training();
-    let training = frames_until(&mut harness, |app| app.training.outcome.is_some());
+    let training = frames_until(&mut harness, |app| app.state.training.outcome.is_some());
     let indexing = frames_until(&mut harness, |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     let query = library.join("class_3/photo_05.jpg");
     harness
         .input_mut()
         .dropped_files
         .push(Arc::new(DroppedPath(query)));
-    frames_until(&mut harness, |app| app.search.is_some());
+    frames_until(&mut harness, |app| app.state.search.shown.is_some());
     // Only visible rows are drawn, so only their thumbnails are asked for.
     let thumbnails = frames_until(&mut harness, |app| {
-        app.search.as_ref().is_some_and(|s| s.hits.len() == 50)
+        app.state
+            .search
+            .shown
+            .as_ref()
+            .is_some_and(|s| s.hits.len() == 50)
             && !app.thumbnails.is_empty()
             && app.thumbnails.pending() == 0
     });
@@ -125,10 +129,12 @@ fn map_of_the_large_gallery(harness: &mut Harness<'_, LikenessApp>) -> FrameStat
     harness.step();
     harness.get_by_label("Draw map").click();
     frames_until(harness, |app| {
-        app.map
+        app.state
+            .map
+            .shown
             .as_ref()
             .is_some_and(|m| m.map.len() == LARGE_GALLERY && m.last_transform.is_some())
-            && app.is_idle()
+            && app.state.is_idle()
     });
     let mut stats = FrameStats::default();
     for step in 0..120 {
@@ -167,6 +173,7 @@ fn drop_to_grid_at_scale(
     }
     let model_path = harness
         .state()
+        .state
         .current
         .model
         .as_ref()
@@ -180,7 +187,7 @@ fn drop_to_grid_at_scale(
         &loaded,
         &scanned,
         &IndexOptions::new(likeness::engine::data::DEFAULT_MAX_PIXELS),
-        &|_, _| {},
+        &|_| {},
         &std::sync::atomic::AtomicBool::new(false),
     )?;
     let index_path = dir.join("large.likeness-index");
@@ -190,11 +197,12 @@ fn drop_to_grid_at_scale(
         .dropped_files
         .push(Arc::new(DroppedPath(index_path)));
     frames_until(harness, |app| {
-        app.current
+        app.state
+            .current
             .index
             .as_ref()
             .is_some_and(|index| index.images == LARGE_GALLERY)
-            && app.is_idle()
+            && app.state.is_idle()
     });
     let query = folder.join("07").join(format!("p{:05}.jpg", 7 * 500 + 3));
     let started = Instant::now();
@@ -203,7 +211,7 @@ fn drop_to_grid_at_scale(
         .dropped_files
         .push(Arc::new(DroppedPath(query.clone())));
     let frames = frames_until(harness, |app| {
-        app.search.as_ref().is_some_and(|s| {
+        app.state.search.shown.as_ref().is_some_and(|s| {
             s.hits.len() == 50
                 && s.hits.iter().all(|hit| hit.path.starts_with(&folder))
                 // The first card's thumbnail is on screen, and no other is still loading.

@@ -114,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &loaded,
             scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
-            &|_, _| {},
+            &|_| {},
             &AtomicBool::new(false),
         )
     };
@@ -260,7 +260,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &rescanned,
         Some(&full),
         &IndexOptions::new(DEFAULT_MAX_PIXELS),
-        &|_, _| {},
+        &|_| {},
         &AtomicBool::new(false),
     )?;
     let update_secs = started.elapsed().as_secs_f64();

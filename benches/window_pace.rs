@@ -254,7 +254,14 @@ impl PacedWindow {
                 self.frames += 1;
             }
         }
-        if let Some(notice) = self.harness.state().notices.iter().find(|n| n.is_error) {
+        if let Some(notice) = self
+            .harness
+            .state()
+            .state
+            .notices
+            .iter()
+            .find(|n| n.is_error)
+        {
             panic!("{what}: {}", notice.text);
         }
     }
@@ -271,7 +278,7 @@ fn index_in_window(
     };
     let mut window = PacedWindow::new(settings, data);
     window.run_until("the model", |app| {
-        app.current.model.is_some() && app.is_idle()
+        app.state.current.model.is_some() && app.state.is_idle()
     });
     let (frames, render_secs) = (window.frames, window.render_secs);
     let started = Instant::now();
@@ -280,7 +287,7 @@ fn index_in_window(
         .state_mut()
         .start_indexing(library.to_path_buf());
     window.run_until("the index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     Ok(WindowRun {
         secs: started.elapsed().as_secs_f64(),
@@ -309,13 +316,15 @@ fn train_in_window(
     form.device = DeviceChoice::Cpu;
     let mut window = PacedWindow::new(settings, data);
     window.run_until("the library scan", |app| {
-        app.library.is_some() && app.is_idle()
+        app.state.settings.library.is_some() && app.state.is_idle()
     });
     let (frames, render_secs) = (window.frames, window.render_secs);
     let started = Instant::now();
     window.harness.state_mut().start_training();
-    window.run_until("the trained model", |app| app.training.outcome.is_some());
-    if let Some(end) = &window.harness.state().training.outcome {
+    window.run_until("the trained model", |app| {
+        app.state.training.outcome.is_some()
+    });
+    if let Some(end) = &window.harness.state().state.training.outcome {
         println!("   window: {}", end.lines[0]);
     }
     Ok(WindowRun {

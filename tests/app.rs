@@ -47,7 +47,7 @@ fn run_until(
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}; notices: {:?}",
-            harness.state().notices
+            harness.state().state.notices
         );
         harness.step();
         std::thread::sleep(Duration::from_millis(20));
@@ -98,7 +98,7 @@ fn library_training_search_export_and_restart() {
     // Choose the library by dropping the folder: counts and skipped files appear.
     drop_file(&mut harness, &library);
     run_until(&mut harness, "the library scan", |app| {
-        app.library.is_some()
+        app.state.library.scanned.is_some()
     });
     harness.get_by_label("18 photos in 3 classes");
     harness.get_by_label("class_00");
@@ -109,21 +109,22 @@ fn library_training_search_export_and_restart() {
     // Train: loss points arrive and the progress bar advances, then the library is indexed.
     harness.get_by_label("Train").click();
     run_until(&mut harness, "training steps", |app| {
-        app.training.step_losses.len() >= 2
+        app.state.training.step_losses.len() >= 2
     });
     assert!(
-        harness.query_by_label_contains(": step ").is_some() || !harness.state().training_running()
+        harness.query_by_label_contains(": step ").is_some()
+            || !harness.state().state.training_running()
     );
     run_until(&mut harness, "the index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     let app = harness.state();
     assert!(
-        app.training.epoch_losses.len() == 3,
+        app.state.training.epoch_losses.len() == 3,
         "{:?}",
-        app.training.epoch_losses
+        app.state.training.epoch_losses
     );
-    assert_eq!(app.current.index.as_ref().map(|i| i.images), Some(19));
+    assert_eq!(app.state.current.index.as_ref().map(|i| i.images), Some(19));
     harness.get_by_label("Training finished");
     harness.get_by_label_contains("Trained 3 full epochs of");
     harness.get_by_label_contains("final loss");
@@ -132,8 +133,16 @@ fn library_training_search_export_and_restart() {
     // Drop a photo: k results in the grid, nearest first, the photo itself at rank 1.
     let query = library.join("class_02/img_003.png");
     drop_file(&mut harness, &query);
-    run_until(&mut harness, "search results", |app| app.search.is_some());
-    let search = harness.state().search.as_ref().expect("results");
+    run_until(&mut harness, "search results", |app| {
+        app.state.search.shown.is_some()
+    });
+    let search = harness
+        .state()
+        .state
+        .search
+        .shown
+        .as_ref()
+        .expect("results");
     assert_eq!(search.hits.len(), 5);
     assert_eq!(search.hits[0].path, query);
     harness.get_by_label("#1");
@@ -156,7 +165,10 @@ fn library_training_search_export_and_restart() {
     let export = dir.path().join("export");
     harness.state_mut().export_selected(export.clone());
     run_until(&mut harness, "the export", |app| {
-        app.notices.iter().any(|n| n.text.starts_with("Exported"))
+        app.state
+            .notices
+            .iter()
+            .any(|n| n.text.starts_with("Exported"))
     });
     assert!(export.join("01_img_003.png").exists());
     let manifest: serde_json::Value =
@@ -178,15 +190,17 @@ fn library_training_search_export_and_restart() {
         .state_mut()
         .start_indexing(dir.path().join("missing-folder"));
     run_until(&mut harness, "the indexing failure", |app| {
-        app.notices.iter().any(|n| {
+        app.state.notices.iter().any(|n| {
             n.is_error && n.text.contains("Indexing failed") && n.text.contains("no such folder")
         })
     });
-    run_until(&mut harness, "the worker to be idle", |app| app.is_idle());
+    run_until(&mut harness, "the worker to be idle", |app| {
+        app.state.is_idle()
+    });
     // The failure changed nothing current: the model and index are still there, the
     // window still offers Build index, and a search still answers, without a restart.
     let app = harness.state();
-    assert!(app.current.model.is_some() && app.current.index.is_some());
+    assert!(app.state.current.model.is_some() && app.state.current.index.is_some());
     assert!(
         !harness
             .get_by_label("Build index")
@@ -197,35 +211,47 @@ fn library_training_search_export_and_restart() {
     let other_query = library.join("class_01/img_001.png");
     drop_file(&mut harness, &other_query);
     run_until(&mut harness, "a search after the failure", |app| {
-        app.search
+        app.state
+            .search
+            .shown
             .as_ref()
             .is_some_and(|s| s.hits[0].path == other_query)
     });
 
     // Restart from the saved settings: the model and index are reopened, nothing recomputed.
-    let saved = harness.state().settings.clone();
+    let saved = harness.state().state.settings.clone();
     assert!(saved.model.is_some() && saved.index.is_some());
     drop(harness);
     let mut harness = app_harness(saved, &data_dir);
     run_until(&mut harness, "the reopened index", |app| {
-        app.current.index.is_some() && app.current.model.is_some() && app.library.is_some()
-    });
-    assert_eq!(
-        harness.state().current.index.as_ref().map(|i| i.images),
-        Some(19)
-    );
-    assert!(
-        harness.state().training.step_losses.is_empty(),
-        "nothing was retrained"
-    );
-    drop_file(&mut harness, &query);
-    run_until(&mut harness, "search after restart", |app| {
-        app.search.is_some()
+        app.state.current.index.is_some()
+            && app.state.current.model.is_some()
+            && app.state.library.scanned.is_some()
     });
     assert_eq!(
         harness
             .state()
+            .state
+            .current
+            .index
+            .as_ref()
+            .map(|i| i.images),
+        Some(19)
+    );
+    assert!(
+        harness.state().state.training.step_losses.is_empty(),
+        "nothing was retrained"
+    );
+    drop_file(&mut harness, &query);
+    run_until(&mut harness, "search after restart", |app| {
+        app.state.search.shown.is_some()
+    });
+    assert_eq!(
+        harness
+            .state()
+            .state
             .search
+            .shown
             .as_ref()
             .map(|s| s.hits[0].path.clone()),
         Some(query)
@@ -251,7 +277,7 @@ fn searching_without_an_index_explains_what_to_do() {
         .state_mut()
         .choose_library(dir.path().join("no-such-folder"));
     run_until(&mut harness, "the failed scan", |app| {
-        app.library_error.is_some()
+        app.state.library.error.is_some()
     });
     harness.get_by_label_contains("This folder cannot be used");
     assert!(harness.query_by_label("Scanning…").is_none());
@@ -277,20 +303,22 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
     // A bad download is refused with a message, keeps nothing, and training stays from scratch.
     harness.get_by_label("ImageNet…").click();
     run_until(&mut harness, "the refused download", |app| {
-        app.notices.iter().any(|n| n.is_error)
+        app.state.notices.iter().any(|n| n.is_error)
     });
     harness.get_by_label_contains("not ResNet18 weights");
-    assert!(harness.state().settings.train.weights.is_none());
+    assert!(harness.state().state.settings.train.weights.is_none());
     assert!(!cache.exists());
-    run_until(&mut harness, "the worker to be idle", |app| app.is_idle());
+    run_until(&mut harness, "the worker to be idle", |app| {
+        app.state.is_idle()
+    });
 
     // The real file: downloaded, checked, cached, and chosen as the starting point.
     harness.get_by_label("ImageNet…").click();
     run_until(&mut harness, "the download", |app| {
-        app.settings.train.weights.is_some() && app.is_idle()
+        app.state.settings.train.weights.is_some() && app.state.is_idle()
     });
     assert_eq!(
-        harness.state().settings.train.weights.as_ref(),
+        harness.state().state.settings.train.weights.as_ref(),
         Some(&cache)
     );
     assert_eq!(std::fs::read(&cache).expect("cached"), bytes);
@@ -301,11 +329,11 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
     harness.get_by_label("Scratch").click();
     harness.step();
     harness.step();
-    assert!(harness.state().settings.train.weights.is_none());
+    assert!(harness.state().state.settings.train.weights.is_none());
     harness.get_by_label("ImageNet").click();
     harness.step();
     assert_eq!(
-        harness.state().settings.train.weights.as_ref(),
+        harness.state().state.settings.train.weights.as_ref(),
         Some(&cache)
     );
 }
@@ -325,13 +353,13 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     harness.step();
     harness.state_mut().choose_library(library.clone());
     run_until(&mut harness, "the library scan", |app| {
-        app.library.is_some()
+        app.state.library.scanned.is_some()
     });
     harness.get_by_label("Train").click();
     run_until(&mut harness, "training with validation", |app| {
-        app.training.outcome.is_some() && app.is_idle()
+        app.state.training.outcome.is_some() && app.state.is_idle()
     });
-    let training = &harness.state().training;
+    let training = &harness.state().state.training;
     assert!(
         !training.validation_map.is_empty(),
         "validation mAP@R was not charted"
@@ -352,6 +380,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     {
         let pictures = harness
             .state()
+            .state
             .training
             .before_after
             .clone()
@@ -372,7 +401,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
         .click_accesskit();
     harness.step();
     harness.step();
-    assert_eq!(harness.state().view, likeness::app::CentralView::Map);
+    assert_eq!(harness.state().state.view, likeness::app::CentralView::Map);
     harness.get_by_label("Before training");
     harness.get_by_label("After training");
 
@@ -381,6 +410,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     let photo = library.join("class_01/img_002.png");
     let report = harness
         .state_mut()
+        .state
         .training
         .validation
         .as_mut()
@@ -416,10 +446,12 @@ fn indexed_window(dir: &Path, library: &Path, query: &Path) -> Harness<'static, 
     harness.state_mut().choose_library(library.to_path_buf());
     harness.state_mut().use_model(model);
     run_until(&mut harness, "the index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     drop_file(&mut harness, query);
-    run_until(&mut harness, "results", |app| app.search.is_some());
+    run_until(&mut harness, "results", |app| {
+        app.state.search.shown.is_some()
+    });
     harness
 }
 
@@ -441,11 +473,12 @@ fn every_paste_ends_in_results_or_a_message() {
     harness.step();
     harness.get_by_label(&format!("File not found: {}", missing.display()));
     // The Paste button with an empty clipboard: nothing arrives, so a message does.
-    harness.state_mut().notices.clear();
+    harness.state_mut().state.notices.clear();
     harness.step();
     harness.get_by_label("Paste").click();
     run_until(&mut harness, "the empty clipboard message", |app| {
-        app.notices
+        app.state
+            .notices
             .iter()
             .any(|n| n.text == "The clipboard holds no image or image path.")
     });
@@ -453,7 +486,9 @@ fn every_paste_ends_in_results_or_a_message() {
     let other = library.join("class_00/img_001.png");
     harness.event(egui::Event::Paste(format!("file://{}", other.display())));
     run_until(&mut harness, "results for the pasted path", |app| {
-        app.search
+        app.state
+            .search
+            .shown
             .as_ref()
             .is_some_and(|s| s.query.label() == other.display().to_string())
     });
@@ -467,7 +502,13 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     let query = library.join("class_01/img_002.png");
     let mut harness = indexed_window(dir.path(), &library, &query);
     assert_eq!(
-        harness.state().search.as_ref().map(|s| s.hits.len()),
+        harness
+            .state()
+            .state
+            .search
+            .shown
+            .as_ref()
+            .map(|s| s.hits.len()),
         Some(5)
     );
 
@@ -482,7 +523,14 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
         ],
         show: vec!["sh".into(), "-c".into(), record.into()],
     });
-    let first = harness.state().search.as_ref().expect("results").hits[0]
+    let first = harness
+        .state()
+        .state
+        .search
+        .shown
+        .as_ref()
+        .expect("results")
+        .hits[0]
         .path
         .clone();
     harness
@@ -505,15 +553,15 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     // (kittest's synthetic clicks do not add up to a double-click, so the test opens it
     // the way the card's double-click handler does.)
     harness.get_by_label_contains("Photo #1:");
-    harness.state_mut().preview = Some(0);
+    harness.state_mut().state.search.preview = Some(0);
     // A new window is laid out invisibly in its first frame.
     harness.step();
     harness.step();
-    assert_eq!(harness.state().preview, Some(0));
+    assert_eq!(harness.state().state.search.preview, Some(0));
     harness.get_by_label("#1 of 5");
     harness.key_press(egui::Key::ArrowRight);
     harness.step();
-    assert_eq!(harness.state().preview, Some(1));
+    assert_eq!(harness.state().state.search.preview, Some(1));
     harness.get_by_label("#2 of 5");
     // Issue #23: three quick presses that land in one frame move three results (they
     // moved one), and not past the last.
@@ -521,17 +569,17 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
         harness.key_press(egui::Key::ArrowRight);
     }
     harness.step();
-    assert_eq!(harness.state().preview, Some(4));
+    assert_eq!(harness.state().state.search.preview, Some(4));
     harness.key_press(egui::Key::ArrowRight);
     harness.step();
-    assert_eq!(harness.state().preview, Some(4));
+    assert_eq!(harness.state().state.search.preview, Some(4));
     for _ in 0..3 {
         harness.key_press(egui::Key::ArrowLeft);
     }
     harness.step();
-    assert_eq!(harness.state().preview, Some(1));
+    assert_eq!(harness.state().state.search.preview, Some(1));
     run_until(&mut harness, "the full-size photo", |app| {
-        let path = &app.search.as_ref().expect("results").hits[1].path;
+        let path = &app.state.search.shown.as_ref().expect("results").hits[1].path;
         app.thumbnails
             .sides_of(path)
             .iter()
@@ -549,12 +597,12 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
             harness.step();
             std::thread::sleep(Duration::from_millis(20));
         }
-        if harness.state().notices.iter().any(|n| n.is_error) {
+        if harness.state().state.notices.iter().any(|n| n.is_error) {
             break;
         }
     }
     run_until(&mut harness, "the launcher failure", |app| {
-        app.notices.iter().any(|n| {
+        app.state.notices.iter().any(|n| {
             n.is_error
                 && n.text.starts_with("No application could open")
                 && n.text.contains("Details: ")
@@ -573,14 +621,14 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     );
     harness.key_press(egui::Key::Escape);
     harness.step();
-    assert_eq!(harness.state().preview, None);
+    assert_eq!(harness.state().state.search.preview, None);
 
     // Changing k searches again, with no Refresh button.
     harness.get_by_label("Results:").set_value_accesskit(3.0);
     harness.step();
-    assert_eq!(harness.state().settings.k, 3);
+    assert_eq!(harness.state().state.settings.k, 3);
     run_until(&mut harness, "results for the new k", |app| {
-        app.search.as_ref().map(|s| s.hits.len()) == Some(3)
+        app.state.search.shown.as_ref().map(|s| s.hits.len()) == Some(3)
     });
     assert!(harness.query_by_label("Refresh").is_none());
 
@@ -589,11 +637,14 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
     write_dataset(&other, 2, 2, 32, 52).expect("other photos");
     harness.state_mut().start_indexing(other.clone());
     run_until(&mut harness, "results from the new index", |app| {
-        app.search.as_ref().is_some_and(|s| {
+        app.state.search.shown.as_ref().is_some_and(|s| {
             !s.hits.is_empty() && s.hits.iter().all(|h| h.path.starts_with(&other))
         })
     });
-    assert_eq!(harness.state().index_folder, other.display().to_string());
+    assert_eq!(
+        harness.state().state.library.index_folder,
+        other.display().to_string()
+    );
 
     // The status bar's index opens its details, with the model that built it.
     harness.get_by_label("4 images").click();
@@ -609,8 +660,8 @@ fn preview_show_in_folder_k_and_a_new_index_keep_results_current() {
             >= 2
     );
     // Recent lists the index and the model.
-    assert!(harness.state().settings.recent_indexes.len() >= 2);
-    assert!(!harness.state().settings.recent_models.is_empty());
+    assert!(harness.state().state.settings.recent_indexes.len() >= 2);
+    assert!(!harness.state().state.settings.recent_models.is_empty());
 }
 
 #[test]
@@ -620,26 +671,31 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
     write_dataset(&library, 2, 4, 32, 61).expect("photos");
     let query = library.join("class_00/img_001.png");
     let mut harness = indexed_window(dir.path(), &library, &query);
-    let before = harness.state().current.clone();
+    let before = harness.state().state.current.clone();
     {
-        let form = &mut harness.state_mut().settings.train;
+        let form = &mut harness.state_mut().state.settings.train;
         form.epochs = 10_000;
     }
     harness.get_by_label("Train").click();
     run_until(&mut harness, "a few steps", |app| {
-        app.training.step_losses.len() >= 2
+        app.state.training.step_losses.len() >= 2
     });
     harness.get_by_label("Cancel").click();
     // Issue #23 item 2: the click is acknowledged in the very frame it lands in, before
     // the worker has answered.
     harness.step();
-    let job = harness.state().training.job.expect("the training job");
+    let job = harness
+        .state()
+        .state
+        .training
+        .job
+        .expect("the training job");
     assert!(
-        harness.state().is_cancelling(job),
+        harness.state().state.is_cancelling(job),
         "the click was not acknowledged"
     );
     harness.step();
-    if harness.state().training_running() {
+    if harness.state().state.training_running() {
         let button = harness.get_by_label("Cancelling…");
         assert!(
             button.accesskit_node().is_disabled(),
@@ -648,15 +704,20 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
         harness.get_by_label("Cancelling training…");
     }
     run_until(&mut harness, "the end of the cancelled run", |app| {
-        app.training.outcome.is_some() && app.is_idle()
+        app.state.training.outcome.is_some() && app.state.is_idle()
     });
-    assert!(!harness.state().is_cancelling(job));
+    assert!(!harness.state().state.is_cancelling(job));
     assert!(harness.query_by_label("Cancelling…").is_none());
-    assert_eq!(harness.state().current, before, "nothing current changed");
+    assert_eq!(
+        harness.state().state.current,
+        before,
+        "nothing current changed"
+    );
     harness.get_by_label("Training cancelled");
     harness.get_by_label_contains("current model and index are unchanged");
     let unused = harness
         .state()
+        .state
         .training
         .outcome
         .as_ref()
@@ -671,8 +732,9 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
     // The button sits below the charts, out of view in the scrolled column.
     harness.get_by_label("Use this model").click_accesskit();
     run_until(&mut harness, "the new model's index", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .current
                 .index
                 .as_ref()
@@ -681,6 +743,7 @@ fn cancelled_training_keeps_the_current_model_and_index_until_its_model_is_chose
     assert_eq!(
         harness
             .state()
+            .state
             .current
             .model
             .as_ref()
@@ -699,6 +762,7 @@ fn update_index_embeds_only_what_changed_and_a_reopened_index_says_when_it_is_ou
     let mut harness = indexed_window(dir.path(), &library, &query);
     let index_path = harness
         .state()
+        .state
         .current
         .index
         .as_ref()
@@ -715,14 +779,15 @@ fn update_index_embeds_only_what_changed_and_a_reopened_index_says_when_it_is_ou
     std::fs::remove_file(library.join("class_00/img_002.png")).expect("delete");
     harness.get_by_label("Update index").click();
     run_until(&mut harness, "the update", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .notices
                 .iter()
                 .any(|n| n.text.starts_with("Index updated"))
     });
     harness.get_by_label_contains("Index updated: 1 added, 0 changed, 1 removed, 5 unchanged");
-    let current = harness.state().current.index.clone().expect("index");
+    let current = harness.state().state.current.index.clone().expect("index");
     assert_eq!(
         (current.path.clone(), current.images),
         (index_path.clone(), 6)
@@ -734,11 +799,11 @@ fn update_index_embeds_only_what_changed_and_a_reopened_index_says_when_it_is_ou
         library.join("class_01/another.png"),
     )
     .expect("add");
-    let saved = harness.state().settings.clone();
+    let saved = harness.state().state.settings.clone();
     drop(harness);
     let mut harness = app_harness(saved, &dir.path().join("data"));
     run_until(&mut harness, "the reopened index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     harness.get_by_label_contains("The folder changed since this index was built (1 photo");
 }
@@ -769,21 +834,31 @@ fn a_flat_library_is_searchable_with_imagenet_features() {
     harness.step();
     harness.state_mut().choose_library(library.clone());
     run_until(&mut harness, "the library scan", |app| {
-        app.library.is_some()
+        app.state.library.scanned.is_some()
     });
     harness.get_by_label_contains("these photos can still be searched");
     harness.get_by_label("Use ImageNet features").click();
     run_until(&mut harness, "the ImageNet index", |app| {
-        app.is_idle() && app.current.index.as_ref().is_some_and(|i| i.images == 4)
+        app.state.is_idle()
+            && app
+                .state
+                .current
+                .index
+                .as_ref()
+                .is_some_and(|i| i.images == 4)
     });
     assert!(harness.query_by_label("Use ImageNet features").is_none());
     let query = library.join("p1.png");
     drop_file(&mut harness, &query);
-    run_until(&mut harness, "results", |app| app.search.is_some());
+    run_until(&mut harness, "results", |app| {
+        app.state.search.shown.is_some()
+    });
     assert_eq!(
         harness
             .state()
+            .state
             .search
+            .shown
             .as_ref()
             .map(|s| s.hits[0].path.clone()),
         Some(query)
@@ -806,10 +881,16 @@ fn exclusions_set_in_the_window_leave_photos_out_and_updates_keep_them() {
     harness.state_mut().choose_library(library.clone());
     harness.state_mut().use_model(model);
     run_until(&mut harness, "the index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     assert_eq!(
-        harness.state().current.index.as_ref().map(|i| i.images),
+        harness
+            .state()
+            .state
+            .current
+            .index
+            .as_ref()
+            .map(|i| i.images),
         Some(3)
     );
     // A new photo in the excluded folder stays out on Update index.
@@ -820,14 +901,21 @@ fn exclusions_set_in_the_window_leave_photos_out_and_updates_keep_them() {
     .expect("add");
     harness.get_by_label("Update index").click();
     run_until(&mut harness, "the update", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .notices
                 .iter()
                 .any(|n| n.text.starts_with("Index updated"))
     });
     assert_eq!(
-        harness.state().current.index.as_ref().map(|i| i.images),
+        harness
+            .state()
+            .state
+            .current
+            .index
+            .as_ref()
+            .map(|i| i.images),
         Some(3)
     );
 }
@@ -841,7 +929,9 @@ fn a_distance_limit_hides_farther_results_and_export_follows_it() {
     let mut harness = indexed_window(dir.path(), &library, &query);
     let hits = harness
         .state()
+        .state
         .search
+        .shown
         .as_ref()
         .expect("results")
         .hits
@@ -851,9 +941,9 @@ fn a_distance_limit_hides_farther_results_and_export_follows_it() {
         .get_by_role_and_label(egui::accesskit::Role::CheckBox, "only closer than")
         .click_accesskit();
     harness.step();
-    assert!(harness.state().settings.limit_distance);
+    assert!(harness.state().state.settings.limit_distance);
     // Just above the second result's distance: two results stay.
-    harness.state_mut().settings.max_distance = (hits[1].distance + hits[2].distance) / 2.0;
+    harness.state_mut().state.settings.max_distance = (hits[1].distance + hits[2].distance) / 2.0;
     harness.step();
     harness.step();
     assert!(hits[1].distance < hits[2].distance, "{hits:?}");
@@ -863,7 +953,8 @@ fn a_distance_limit_hides_farther_results_and_export_follows_it() {
     let export = dir.path().join("export");
     harness.state_mut().export_selected(export.clone());
     run_until(&mut harness, "the export", |app| {
-        app.notices
+        app.state
+            .notices
             .iter()
             .any(|n| n.text.starts_with("Exported 2 images"))
     });
@@ -884,10 +975,10 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     harness.step();
     harness.get_by_label("Find duplicates").click();
     run_until(&mut harness, "the duplicate groups", |app| {
-        app.duplicates.is_some() && app.is_idle()
+        app.state.duplicates.is_some() && app.state.is_idle()
     });
     let group_of_copies = |app: &LikenessApp| {
-        let view = app.duplicates.as_ref().expect("view");
+        let view = app.state.duplicates.as_ref().expect("view");
         view.groups.iter().position(|g| {
             g.all_identical()
                 && g.members.len() == 3
@@ -906,7 +997,7 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     harness.step();
     harness.step();
     {
-        let view = harness.state().duplicates.as_ref().expect("view");
+        let view = harness.state().state.duplicates.as_ref().expect("view");
         assert_eq!(view.threshold, 0.0);
         assert!(
             view.groups.iter().all(|g| g.all_identical()),
@@ -918,7 +1009,7 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     harness.get_by_label("Default").click();
     harness.step();
     {
-        let view = harness.state().duplicates.as_ref().expect("view");
+        let view = harness.state().state.duplicates.as_ref().expect("view");
         assert_eq!(view.threshold, view.candidates.default_threshold);
     }
 
@@ -931,14 +1022,20 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     });
     let g = group_of_copies(harness.state()).expect("group");
     let keep_position = {
-        let view = harness.state().duplicates.as_ref().expect("view");
+        let view = harness.state().state.duplicates.as_ref().expect("view");
         view.groups[g]
             .members
             .iter()
             .position(|&m| view.candidates.paths[m].ends_with("class_01/another copy.png"))
             .expect("member")
     };
-    harness.state_mut().duplicates.as_mut().expect("view").keep[g] = keep_position;
+    harness
+        .state_mut()
+        .state
+        .duplicates
+        .as_mut()
+        .expect("view")
+        .keep[g] = keep_position;
     harness.step();
     harness
         .get_all_by_label("Open")
@@ -957,7 +1054,9 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     harness
         .state_mut()
         .export_duplicates(likeness::worker::DuplicateExport::Csv(csv.clone()));
-    run_until(&mut harness, "the CSV", |app| app.is_idle() && csv.exists());
+    run_until(&mut harness, "the CSV", |app| {
+        app.state.is_idle() && csv.exists()
+    });
     let text = std::fs::read_to_string(&csv).expect("csv");
     assert!(text.starts_with("group,path,bytes,kept,"), "{text}");
     assert!(text.contains("class_00/copy.png"), "{text}");
@@ -970,7 +1069,7 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
         .state_mut()
         .export_duplicates(likeness::worker::DuplicateExport::CopyTo(copies.clone()));
     run_until(&mut harness, "the copies", |app| {
-        app.is_idle() && app.notices.iter().any(|n| n.text.contains("Copied"))
+        app.state.is_idle() && app.state.notices.iter().any(|n| n.text.contains("Copied"))
     });
     let copied = std::fs::read_dir(&copies).expect("copies").count();
     assert_eq!(copied, text.lines().count() - 1);
@@ -1011,16 +1110,21 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     harness.step();
     harness.get_by_label("Draw map").click();
     run_until(&mut harness, "the map", |app| {
-        app.map.as_ref().is_some_and(|m| m.last_transform.is_some()) && app.is_idle()
+        app.state
+            .map
+            .shown
+            .as_ref()
+            .is_some_and(|m| m.last_transform.is_some())
+            && app.state.is_idle()
     });
     harness.step();
     {
         let app = harness.state();
-        let view = app.map.as_ref().expect("map");
+        let view = app.state.map.shown.as_ref().expect("map");
         assert_eq!(view.map.len(), 12);
         assert_eq!(view.map.class_names, ["class_00", "class_01"]);
         // The query on screen can be placed on this map.
-        let search = app.search.as_ref().expect("results");
+        let search = app.state.search.shown.as_ref().expect("results");
         assert_eq!(search.vector.len(), view.map.dimension());
     }
     // The legend names the classes (the library panel lists them too).
@@ -1033,7 +1137,7 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
 
     // Clicking a photo searches with it.
     let (target, at) = {
-        let view = harness.state().map.as_ref().expect("map");
+        let view = harness.state().state.map.shown.as_ref().expect("map");
         let transform = view.last_transform.as_ref().expect("drawn");
         let [x, y] = view.map.points[3];
         (
@@ -1042,10 +1146,19 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
         )
     };
     let picked = {
-        let view = harness.state().map.as_ref().expect("map");
+        let view = harness.state().state.map.shown.as_ref().expect("map");
         likeness::app::panels::map::nearest_on_screen(view, at).expect("a photo under the pointer")
     };
-    let picked_path = harness.state().map.as_ref().expect("map").map.paths[picked].clone();
+    let picked_path = harness
+        .state()
+        .state
+        .map
+        .shown
+        .as_ref()
+        .expect("map")
+        .map
+        .paths[picked]
+        .clone();
     assert!(picked == 3 || picked_path != target, "points may overlap");
     harness.event(egui::Event::PointerMoved(at));
     harness.step();
@@ -1063,7 +1176,9 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     });
     harness.step();
     run_until(&mut harness, "results for the clicked photo", |app| {
-        app.search
+        app.state
+            .search
+            .shown
             .as_ref()
             .is_some_and(|s| s.query.label() == picked_path.display().to_string())
     });
@@ -1072,7 +1187,7 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     harness.get_by_label("Box select").click();
     harness.step();
     let (from, to) = {
-        let view = harness.state().map.as_ref().expect("map");
+        let view = harness.state().state.map.shown.as_ref().expect("map");
         let transform = view.last_transform.as_ref().expect("drawn");
         let screen: Vec<egui::Pos2> = view
             .map
@@ -1090,7 +1205,15 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     };
     drag(&mut harness, from, to);
     assert_eq!(
-        harness.state().map.as_ref().expect("map").selected.len(),
+        harness
+            .state()
+            .state
+            .map
+            .shown
+            .as_ref()
+            .expect("map")
+            .selected
+            .len(),
         12,
         "the box holds every photo"
     );
@@ -1098,8 +1221,9 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     let out = dir.path().join("chosen");
     harness.state_mut().copy_map_selection(out.clone());
     run_until(&mut harness, "the copies", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .notices
                 .iter()
                 .any(|n| n.text.contains("Copied 12 photos"))
@@ -1132,7 +1256,9 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     harness.step();
     let hits: Vec<PathBuf> = harness
         .state()
+        .state
         .search
+        .shown
         .as_ref()
         .expect("results")
         .hits
@@ -1140,11 +1266,17 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         .map(|h| h.path.clone())
         .collect();
     {
-        let marks = &harness.state().marks;
+        let marks = &harness.state().state.marks;
         assert_eq!(marks.get(&query, &hits[1]), Some(true));
         assert_eq!(marks.get(&query, &hits[2]), Some(false));
     }
-    let marks_file = harness.state().marks_path.clone().expect("marks file");
+    let marks_file = harness
+        .state()
+        .state
+        .marks
+        .file()
+        .map(Path::to_path_buf)
+        .expect("marks file");
     let saved = likeness::engine::feedback::Marks::load(&marks_file).expect("saved marks");
     assert_eq!(saved.marks.len(), 2);
     harness.step();
@@ -1155,11 +1287,14 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     harness.step();
     harness.key_press(egui::Key::N);
     harness.step();
-    assert_eq!(harness.state().marks.get(&query, &hits[3]), Some(false));
+    assert_eq!(
+        harness.state().state.marks.get(&query, &hits[3]),
+        Some(false)
+    );
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     harness.step();
-    assert_eq!(harness.state().marks.get(&query, &hits[3]), None);
-    assert_eq!(harness.state().marks.marks.len(), 2);
+    assert_eq!(harness.state().state.marks.get(&query, &hits[3]), None);
+    assert_eq!(harness.state().state.marks.list().len(), 2);
 
     // Export, then a restart finds the marks with the index.
     let exported = dir.path().join("exported-marks.json");
@@ -1171,9 +1306,10 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
             .len(),
         2
     );
-    let settings = harness.state().settings.clone();
+    let settings = harness.state().state.settings.clone();
     let old_model = harness
         .state()
+        .state
         .current
         .model
         .as_ref()
@@ -1183,10 +1319,10 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     drop(harness);
     let mut harness = app_harness(settings, &dir.path().join("data"));
     run_until(&mut harness, "the reopened index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     assert_eq!(
-        harness.state().marks.marks.len(),
+        harness.state().state.marks.list().len(),
         2,
         "marks survive a restart"
     );
@@ -1194,30 +1330,41 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     // Retrain: a new model file, the old one kept, the index embedded again and the query
     // asked again.
     drop_file(&mut harness, &query);
-    run_until(&mut harness, "results", |app| app.search.is_some());
-    harness.state_mut().fine_tune_seconds = 5.0;
+    run_until(&mut harness, "results", |app| {
+        app.state.search.shown.is_some()
+    });
+    harness.state_mut().state.marks.fine_tune_seconds = 5.0;
     harness.step();
     harness
         .get_by_label("Retrain with my marks")
         .click_accesskit();
     run_until(&mut harness, "the retrained model and index", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .current
                 .model
                 .as_ref()
                 .is_some_and(|m| m.path.to_string_lossy().contains("-marks-"))
             && app
+                .state
                 .notices
                 .iter()
                 .any(|n| n.text.contains("Retrained with 2 marks for 5 s"))
     });
     run_until(&mut harness, "results from the new model", |app| {
-        app.is_idle() && app.search.as_ref().is_some_and(|s| s.hits.len() == 5)
+        app.state.is_idle()
+            && app
+                .state
+                .search
+                .shown
+                .as_ref()
+                .is_some_and(|s| s.hits.len() == 5)
     });
     assert!(old_model.exists(), "the old model is kept");
     let new_model = harness
         .state()
+        .state
         .current
         .model
         .as_ref()
@@ -1228,7 +1375,7 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     let info = likeness::engine::model::read_model_info(&new_model).expect("info");
     assert_eq!(info.summary.fine_tuned_from_marks.len(), 1);
     assert_eq!(
-        harness.state().marks.marks.len(),
+        harness.state().state.marks.list().len(),
         2,
         "the marks stay with the index"
     );
@@ -1238,6 +1385,7 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     // in the data folder, not beside one index.
     let index_before = harness
         .state()
+        .state
         .current
         .index
         .as_ref()
@@ -1246,19 +1394,26 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         .clone();
     harness.state_mut().start_indexing(library.clone());
     run_until(&mut harness, "a new index of the same library", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .current
                 .index
                 .as_ref()
                 .is_some_and(|i| i.path != index_before)
     });
     assert_eq!(
-        harness.state().marks.marks.len(),
+        harness.state().state.marks.list().len(),
         2,
         "marks vanished with a new index"
     );
-    let marks_file = harness.state().marks_path.clone().expect("marks file");
+    let marks_file = harness
+        .state()
+        .state
+        .marks
+        .file()
+        .map(Path::to_path_buf)
+        .expect("marks file");
     assert!(
         marks_file.starts_with(dir.path().join("data").join("marks")),
         "{}",
@@ -1279,24 +1434,28 @@ fn likeness_photo_searches_and_likeness_folder_opens_the_library() {
     let photo = library.join("class_01/img_002.png");
     harness.state_mut().open_path(photo.clone());
     run_until(&mut harness, "results for the photo", |app| {
-        app.search
+        app.state
+            .search
+            .shown
             .as_ref()
             .is_some_and(|s| s.query.label() == photo.display().to_string())
     });
     // `likeness FOLDER`: the folder becomes the library.
     harness.state_mut().open_path(other.clone());
     run_until(&mut harness, "the other library", |app| {
-        app.settings.library.as_deref() == Some(other.as_path()) && app.library.is_some()
+        app.state.settings.library.as_deref() == Some(other.as_path())
+            && app.state.library.scanned.is_some()
     });
     // Issue #23: the index still open is of the first folder, and the window says so.
     assert!(
         harness
             .state()
+            .state
             .notices
             .iter()
             .any(|n| n.text.starts_with("The open index is of")),
         "{:?}",
-        harness.state().notices
+        harness.state().state.notices
     );
 }
 
@@ -1312,7 +1471,7 @@ fn likeness_photo_at_start_up_searches_once_the_last_index_is_open() {
     let query = library.join("class_00/img_000.png");
     let settings = {
         let harness = indexed_window(dir.path(), &library, &query);
-        harness.state().settings.clone()
+        harness.state().state.settings.clone()
     };
     assert!(settings.index.is_some(), "the index was not remembered");
     let photo = library.join("class_01/img_001.png");
@@ -1326,20 +1485,27 @@ fn likeness_photo_at_start_up_searches_once_the_last_index_is_open() {
             app
         });
     run_until(&mut harness, "results for the photo", |app| {
-        app.search
+        app.state
+            .search
+            .shown
             .as_ref()
             .is_some_and(|s| s.query.label() == photo.display().to_string())
     });
     let app = harness.state();
     assert!(
-        !app.notices
+        !app.state
+            .notices
             .iter()
             .any(|n| n.text.contains("There is no index")),
         "{:?}",
-        app.notices
+        app.state.notices
     );
     assert_eq!(
-        app.search.as_ref().map(|s| s.hits[0].path.clone()),
+        app.state
+            .search
+            .shown
+            .as_ref()
+            .map(|s| s.hits[0].path.clone()),
         Some(std::fs::canonicalize(&photo).expect("path")),
         "a library photo finds itself first"
     );
@@ -1403,17 +1569,18 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
     write_dataset(&library, 2, 4, 32, 63).expect("photos");
     let query = library.join("class_00/img_002.png");
     let mut harness = indexed_window(dir.path(), &library, &query);
-    harness.state_mut().settings.train.epochs = 10_000;
+    harness.state_mut().state.settings.train.epochs = 10_000;
     harness.state_mut().start_training();
     run_until(&mut harness, "a few steps", |app| {
-        app.training.step_losses.len() >= 2
+        app.state.training.step_losses.len() >= 2
     });
     harness.get_by_label("Cancel").click();
     run_until(&mut harness, "the end of the cancelled run", |app| {
-        app.training.outcome.is_some() && app.is_idle()
+        app.state.training.outcome.is_some() && app.state.is_idle()
     });
     let offered = harness
         .state()
+        .state
         .training
         .outcome
         .as_ref()
@@ -1421,19 +1588,26 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
         .expect("an offer");
     // eframe saves the settings on exit; the restart reads them.
     harness.state_mut().remember_session();
-    let settings = harness.state().settings.clone();
+    let settings = harness.state().state.settings.clone();
     drop(harness);
     let mut harness = app_harness(settings, &dir.path().join("data"));
     run_until(&mut harness, "the last results", |app| {
-        app.is_idle() && app.search.is_some()
+        app.state.is_idle() && app.state.search.shown.is_some()
     });
     assert_eq!(
-        harness.state().search.as_ref().map(|s| s.query.label()),
+        harness
+            .state()
+            .state
+            .search
+            .shown
+            .as_ref()
+            .map(|s| s.query.label()),
         Some(query.display().to_string())
     );
     assert_eq!(
         harness
             .state()
+            .state
             .training
             .outcome
             .as_ref()
@@ -1494,14 +1668,15 @@ fn keep_training_goes_on_and_makes_the_model_current_only_when_it_is_better() {
     harness.step();
     harness.state_mut().choose_library(library.clone());
     run_until(&mut harness, "the library scan", |app| {
-        app.library.is_some()
+        app.state.library.scanned.is_some()
     });
     harness.get_by_label("Train").click();
     run_until(&mut harness, "the first run and its index", |app| {
-        app.current.index.is_some() && app.is_idle()
+        app.state.current.index.is_some() && app.state.is_idle()
     });
     let first = harness
         .state()
+        .state
         .current
         .model
         .clone()
@@ -1509,20 +1684,21 @@ fn keep_training_goes_on_and_makes_the_model_current_only_when_it_is_better() {
     let before = likeness::worker::HeldOutScore::of(&first.info.summary).expect("held-out score");
 
     // Two more epochs from where it stopped.
-    harness.state_mut().settings.train.epochs = 2;
+    harness.state_mut().state.settings.train.epochs = 2;
     harness.step();
     harness.get_by_label("Keep training").click();
     run_until(&mut harness, "the second run", |app| {
-        app.is_idle()
+        app.state.is_idle()
             && app
+                .state
                 .training
                 .outcome
                 .as_ref()
                 .is_some_and(|end| end.headline.starts_with("Kept training"))
     });
     let app = harness.state();
-    let end = app.training.outcome.clone().expect("outcome");
-    let current = app.current.model.clone().expect("a current model");
+    let end = app.state.training.outcome.clone().expect("outcome");
+    let current = app.state.current.model.clone().expect("a current model");
     let second_path = std::fs::read_dir(dir.path().join("data/models"))
         .expect("models")
         .flatten()
@@ -1572,12 +1748,20 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     let bytes = std::fs::read(&served).expect("read");
     let trained_from = |harness: &mut Harness<'static, LikenessApp>| {
         harness.state_mut().choose_library(library.clone());
-        run_until(harness, "the library scan", |app| app.library.is_some());
+        run_until(harness, "the library scan", |app| {
+            app.state.library.scanned.is_some()
+        });
         harness.get_by_label("Train").click();
         run_until(harness, "training and its index", |app| {
-            app.current.index.is_some() && app.is_idle()
+            app.state.current.index.is_some() && app.state.is_idle()
         });
-        let model = harness.state().current.model.clone().expect("a model");
+        let model = harness
+            .state()
+            .state
+            .current
+            .model
+            .clone()
+            .expect("a model");
         model.info.summary.pretrained_weights.clone()
     };
 
@@ -1601,7 +1785,7 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     );
     assert_eq!(trained_from(&mut harness), None, "from scratch");
     assert!(!declined_cache.exists(), "nothing was downloaded");
-    assert!(harness.state().settings.train.start_chosen);
+    assert!(harness.state().state.settings.train.start_chosen);
     drop(harness);
 
     // Accepted: downloaded, checked, and the training starts from the weights.
@@ -1614,7 +1798,7 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     harness.step();
     harness.get_by_label("Download and use").click();
     run_until(&mut harness, "the download", |app| {
-        app.settings.train.weights.is_some() && app.is_idle()
+        app.state.settings.train.weights.is_some() && app.state.is_idle()
     });
     assert!(
         harness
@@ -1630,7 +1814,7 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     // the form says so, with no offer.
     let harness = harness_with_dirs(settings, dirs);
     assert_eq!(
-        harness.state().settings.train.weights.as_ref(),
+        harness.state().state.settings.train.weights.as_ref(),
         Some(&cache)
     );
     harness.get_by_label("ImageNet weights");

@@ -61,7 +61,7 @@ fn main_screen_with_results_snapshot() {
     );
     // A named query, not a temporary path, so the rendered text is the same on every run.
     let query_image = std::sync::Arc::new(image::open(&query).expect("query").to_rgb8());
-    harness.state_mut().search = Some(SearchView {
+    harness.state_mut().state.search.shown = Some(SearchView {
         query: Query::Rgb {
             name: "pasted image".into(),
             image: query_image,
@@ -77,7 +77,7 @@ fn main_screen_with_results_snapshot() {
         let app = harness.state();
         if (app.thumbnails.len() == 8
             && app.thumbnails.pending() == 0
-            && app.device != "detecting…")
+            && app.state.device != "detecting…")
             || Instant::now() > deadline
         {
             break;
@@ -86,7 +86,7 @@ fn main_screen_with_results_snapshot() {
     }
     harness.run_steps(3);
     // The device line differs between machines; everything else is fixed.
-    harness.state_mut().device = "CPU".into();
+    harness.state_mut().state.device = "CPU".into();
     harness.run_steps(2);
     harness.snapshot("main_screen_with_results");
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use likeness::engine::data::DEFAULT_MAX_PIXELS;
 use likeness::engine::device::DeviceChoice;
 use likeness::engine::eval::evaluate_model;
-use likeness::engine::model::model_file_bytes;
 use likeness::engine::synthetic::write_dataset;
 use likeness::engine::train::{Preset, TrainEvent, TrainJob, train};
 
@@ -40,20 +39,13 @@ fn short_training_lowers_loss_and_lifts_recall_above_chance() {
     );
     assert_eq!(steps.lock().expect("lock").len(), outcome.summary.steps);
 
-    let (_, model_id) = model_file_bytes(&outcome.model, &outcome.summary).expect("bytes");
-    let info = likeness::engine::model::ModelInfo {
-        format_version: 1,
-        model_id,
-        config: outcome.model.config.clone(),
-        summary: outcome.summary.clone(),
-    };
     let report = evaluate_model(
         &outcome.model,
-        &info,
+        "trained in this test",
         &train_dir,
         &query_dir,
         DEFAULT_MAX_PIXELS,
-        &|_, _| {},
+        &|_| {},
         &AtomicBool::new(false),
     )
     .expect("eval");

@@ -24,7 +24,7 @@ impl LikenessApp {
             Intent::PickModelFile => {
                 if let Some(path) = rfd::FileDialog::new()
                     .set_title("Open a Likeness model")
-                    .set_directory(&self.dirs.models)
+                    .set_directory(&self.state.dirs.models)
                     .add_filter("Likeness model", &["safetensors"])
                     .pick_file()
                 {
@@ -34,7 +34,7 @@ impl LikenessApp {
             Intent::PickIndexFile => {
                 if let Some(path) = rfd::FileDialog::new()
                     .set_title("Open a Likeness index")
-                    .set_directory(&self.dirs.indexes)
+                    .set_directory(&self.state.dirs.indexes)
                     .add_filter("Likeness index", &["likeness-index"])
                     .pick_file()
                 {
@@ -51,11 +51,7 @@ impl LikenessApp {
             Intent::RerunSearch => self.rerun_search(),
             Intent::Mark { photo, alike } => self.mark(photo, alike),
             Intent::UndoMark => self.undo_mark(),
-            Intent::RemoveMark(position) => {
-                if let Some(mark) = self.marks.marks.get(position).cloned() {
-                    self.change_mark(mark.query, mark.photo, None);
-                }
-            }
+            Intent::RemoveMark(position) => self.remove_mark(position),
             Intent::ExportMarks => {
                 if let Some(path) = rfd::FileDialog::new()
                     .set_title("Export your marks")
@@ -94,23 +90,23 @@ impl LikenessApp {
             Intent::PickDuplicatesExport(kind) => self.pick_duplicates_export(kind),
             Intent::Paste => {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);
-                self.state.awaiting_paste = Some(ctx.input(|i| i.time));
+                self.state.search.awaiting_paste = Some(ctx.input(|i| i.time));
             }
             Intent::PickValidationFolder => {
                 if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                    self.settings.validation = Some(folder);
+                    self.state.settings.validation = Some(folder);
                 }
             }
             Intent::StartTraining => self.start_training(),
             Intent::KeepTraining => self.keep_training(),
             Intent::StartFromScratch => {
-                self.settings.train.weights = None;
-                self.settings.train.start_chosen = true;
+                self.state.settings.train.weights = None;
+                self.state.settings.train.start_chosen = true;
             }
             Intent::Cancel(job) => {
                 self.worker.cancel(job);
-                if !self.state.cancelling.contains(&job) {
-                    self.state.cancelling.push(job);
+                if !self.state.jobs.cancelling.contains(&job) {
+                    self.state.jobs.cancelling.push(job);
                 }
             }
             Intent::PickWeightsFile => {
@@ -118,14 +114,14 @@ impl LikenessApp {
                     .add_filter("safetensors", &["safetensors"])
                     .pick_file()
                 {
-                    self.settings.train.weights = Some(path);
-                    self.settings.train.start_chosen = true;
+                    self.state.settings.train.weights = Some(path);
+                    self.state.settings.train.start_chosen = true;
                 }
             }
             Intent::UseImagenetWeights => self.use_imagenet_weights(),
             Intent::PickIndexFolder => {
                 if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                    self.index_folder = folder.display().to_string();
+                    self.state.library.index_folder = folder.display().to_string();
                 }
             }
             Intent::StartIndexing(folder) => self.start_indexing(folder),
@@ -161,6 +157,7 @@ impl LikenessApp {
         // Beside the library, not inside one of its class folders (where the
         // first photo happens to be): a list is not a photo of the library.
         if let Some(folder) = self
+            .state
             .current
             .index
             .as_ref()
@@ -218,7 +215,7 @@ impl LikenessApp {
     pub(super) fn handle_paste(&mut self, ctx: &egui::Context) {
         // A text field being edited takes its own pastes.
         if ctx.egui_wants_keyboard_input() {
-            self.state.awaiting_paste = None;
+            self.state.search.awaiting_paste = None;
             return;
         }
         let (pasted, shortcut, now): (Vec<egui::Event>, bool, f64) = ctx.input(|i| {
@@ -235,10 +232,10 @@ impl LikenessApp {
             (pasted, shortcut, i.time)
         });
         if !pasted.is_empty() {
-            self.state.awaiting_paste = None;
-        } else if shortcut && self.state.awaiting_paste.is_none() {
+            self.state.search.awaiting_paste = None;
+        } else if shortcut && self.state.search.awaiting_paste.is_none() {
             // The platform sends nothing at all when the clipboard is empty.
-            self.state.awaiting_paste = Some(now);
+            self.state.search.awaiting_paste = Some(now);
         }
         for event in pasted {
             match event {
@@ -266,9 +263,9 @@ impl LikenessApp {
                 _ => {}
             }
         }
-        if let Some(asked) = self.state.awaiting_paste {
+        if let Some(asked) = self.state.search.awaiting_paste {
             if now - asked > PASTE_WAIT_SECS {
-                self.state.awaiting_paste = None;
+                self.state.search.awaiting_paste = None;
                 self.state
                     .error("The clipboard holds no image or image path.");
             } else {

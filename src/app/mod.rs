@@ -8,6 +8,7 @@
 pub mod desktop;
 mod frame_stats;
 mod intents;
+pub mod marks;
 pub mod panels;
 mod reducer;
 mod settings;
@@ -35,6 +36,7 @@ use crate::engine::index::SearchHit;
 use crate::engine::train::TrainJob;
 use crate::worker::{DuplicateExport, Query, Request, Wake, WorkerHandle};
 use desktop::{Action, Desktop};
+use marks::MarksNotice;
 use thumbnails::{DEFAULT_BUDGET_BYTES, color_image};
 use widgets::BUSY_REPAINT;
 
@@ -43,8 +45,7 @@ const HOLDOUT_SHARE: f64 = 0.1;
 /// Events handled per frame at most, so a burst never makes a frame long.
 const EVENTS_PER_FRAME: usize = 512;
 
-/// The Likeness app: its state (reachable as `app.field` through `Deref`), the worker and
-/// the thumbnail cache.
+/// The Likeness app: its state, the worker and the thumbnail cache.
 pub struct LikenessApp {
     worker: WorkerHandle,
     pub state: AppState,
@@ -54,19 +55,6 @@ pub struct LikenessApp {
     pub frame_stats: FrameStats,
     /// When this frame's `logic` began: frame times cover `logic` and `ui` together.
     frame_started: Option<Instant>,
-}
-
-impl std::ops::Deref for LikenessApp {
-    type Target = AppState;
-    fn deref(&self) -> &AppState {
-        &self.state
-    }
-}
-
-impl std::ops::DerefMut for LikenessApp {
-    fn deref_mut(&mut self) -> &mut AppState {
-        &mut self.state
-    }
 }
 
 impl LikenessApp {
@@ -102,20 +90,25 @@ impl LikenessApp {
             frame_stats: FrameStats::default(),
             frame_started: None,
         };
-        if let Some(library) = app.settings.library.clone() {
+        if let Some(library) = app.state.settings.library.clone() {
             app.send(Request::ScanLibrary(library));
         }
         // What the person last saw comes back: the last run's summary (and a cancelled
         // run's offer while its model file is there), and the last query's results.
         app.state.training.outcome = app
+            .state
             .settings
             .last_run
             .clone()
             .filter(|end| end.unused_model.as_ref().is_none_or(|m| m.is_file()));
-        match (app.settings.index.clone(), app.settings.model.clone()) {
+        match (
+            app.state.settings.index.clone(),
+            app.state.settings.model.clone(),
+        ) {
             (Some(index), _) if index.exists() => {
                 app.send(Request::OpenIndex(index));
-                app.state.pending_query = app
+                app.state.search.pending_query = app
+                    .state
                     .settings
                     .last_query
                     .clone()
@@ -144,7 +137,7 @@ impl LikenessApp {
     /// Puts what is on screen that a restart should bring back into the settings: the
     /// query (a photo file; a pasted image is not kept) and the last run's summary.
     pub fn remember_session(&mut self) {
-        if let Some(search) = &self.state.search {
+        if let Some(search) = &self.state.search.shown {
             self.state.settings.last_query = match &search.query {
                 Query::File(path) => Some(path.clone()),
                 _ => None,
@@ -158,7 +151,7 @@ impl LikenessApp {
         let kind = request.kind();
         match self.worker.send(request) {
             Ok(job) => {
-                self.state.queued.push((job, kind));
+                self.state.jobs.queued.push((job, kind));
                 Some(job)
             }
             Err(message) => {
@@ -188,18 +181,19 @@ impl LikenessApp {
                             color_image(&image),
                             egui::TextureOptions::LINEAR,
                         );
-                        if let Some(search) = &mut self.state.search {
+                        if let Some(search) = &mut self.state.search.shown {
                             search.preview = Some(texture);
                         }
                     }
                     Effect::StartIndexing(folder) => self.start_indexing(folder),
                     Effect::Search(query) => self.search_with(query),
+                    Effect::OpenMarks => self.open_marks(),
                 }
             }
         }
         if !self.worker.is_alive() && !self.state.is_idle() {
-            self.state.activity = None;
-            self.state.queued.clear();
+            self.state.jobs.activity = None;
+            self.state.jobs.queued.clear();
             self.state
                 .error("The background worker stopped unexpectedly; restart Likeness.");
         }
@@ -207,11 +201,11 @@ impl LikenessApp {
 
     /// Makes `folder` the library and scans it.
     pub fn choose_library(&mut self, folder: PathBuf) {
-        self.settings.remember_folder(folder.clone());
-        self.settings.library = Some(folder.clone());
-        self.index_folder = folder.display().to_string();
-        self.library = None;
-        self.library_error = None;
+        self.state.settings.remember_folder(folder.clone());
+        self.state.settings.library = Some(folder.clone());
+        self.state.library.index_folder = folder.display().to_string();
+        self.state.library.scanned = None;
+        self.state.library.error = None;
         self.send(Request::ScanLibrary(folder));
         self.state.note_index_of_another_folder();
     }
@@ -234,24 +228,25 @@ impl LikenessApp {
     }
 
     fn send_training(&mut self, resume: Option<PathBuf>) {
-        let Some(library) = self.settings.library.clone() else {
+        let Some(library) = self.state.settings.library.clone() else {
             self.state.error("Choose a library folder first.");
             return;
         };
-        let mut job = TrainJob::new(library.clone(), self.settings.train.settings());
+        let mut job = TrainJob::new(library.clone(), self.state.settings.train.settings());
         job.resume = resume;
-        job.validation = self.settings.validation.clone();
+        job.validation = self.state.settings.validation.clone();
         // Without a validation folder, a few photos per class are held out so the run
         // can still say how well it retrieves.
         job.holdout_share = Some(HOLDOUT_SHARE);
         if job.resume.is_none() {
-            job.weights = self.settings.train.weights.clone();
+            job.weights = self.state.settings.train.weights.clone();
         }
         let name = library.file_name().map_or_else(
             || "library".to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
         let model_path = self
+            .state
             .dirs
             .models
             .join(format!("{name}-{}.safetensors", timestamp()));
@@ -263,7 +258,7 @@ impl LikenessApp {
                 job: Some(id),
                 ..Default::default()
             };
-            self.state.index_after = Some(id);
+            self.state.jobs.index_after = Some(id);
         }
     }
 
@@ -274,10 +269,11 @@ impl LikenessApp {
             |n| n.to_string_lossy().into_owned(),
         );
         let index_path = self
+            .state
             .dirs
             .indexes
             .join(format!("{name}-{}.likeness-index", timestamp()));
-        let exclude = self.settings.exclude_patterns();
+        let exclude = self.state.settings.exclude_patterns();
         self.send(Request::BuildIndex {
             folder,
             index_path,
@@ -289,7 +285,7 @@ impl LikenessApp {
     /// chose to use it).
     pub fn use_model(&mut self, model: PathBuf) {
         if let Some(job) = self.send(Request::OpenModel(model)) {
-            self.state.index_after = Some(job);
+            self.state.jobs.index_after = Some(job);
         }
     }
 
@@ -297,20 +293,21 @@ impl LikenessApp {
     /// and indexes the library with it: search without training.
     pub fn use_imagenet_features(&mut self) {
         let request = Request::UseImagenetFeatures {
-            source: self.dirs.weights.clone(),
+            source: self.state.dirs.weights.clone(),
             model_path: self
+                .state
                 .dirs
                 .models
                 .join(crate::engine::model::pretrained::IMAGENET_FEATURES_MODEL),
         };
         if let Some(job) = self.send(request) {
-            self.state.index_after = Some(job);
+            self.state.jobs.index_after = Some(job);
         }
     }
 
     /// Searches again with the query on screen (after k changed).
     pub fn rerun_search(&mut self) {
-        if let Some(query) = self.search.as_ref().map(|s| s.query.clone()) {
+        if let Some(query) = self.state.search.shown.as_ref().map(|s| s.query.clone()) {
             self.search_with(query);
         }
     }
@@ -338,14 +335,14 @@ impl LikenessApp {
                 return;
             }
         }
-        if self.current.index.is_none() {
+        if self.state.current.index.is_none() {
             if self.state.index_on_the_way() {
                 // `likeness PHOTO` at start-up: the last index is still opening.
                 self.state.info(format!(
                     "Opening the index; {} will be searched when it is open.",
                     query.label()
                 ));
-                self.state.pending_query = Some(query);
+                self.state.search.pending_query = Some(query);
                 return;
             }
             self.state.error(
@@ -353,26 +350,28 @@ impl LikenessApp {
             );
             return;
         }
-        let k = self.settings.k;
+        let k = self.state.settings.k;
         self.send(Request::Search { query, k });
     }
 
     /// Starts from the ImageNet weights: the cached file, or a download of it.
     pub fn use_imagenet_weights(&mut self) {
-        self.settings.train.start_chosen = true;
-        if let Some(path) = self.imagenet_weights.clone().filter(|p| p.is_file()) {
-            self.settings.train.weights = Some(path);
+        self.state.settings.train.start_chosen = true;
+        if let Some(path) = self.state.imagenet_weights.clone().filter(|p| p.is_file()) {
+            self.state.settings.train.weights = Some(path);
             return;
         }
-        self.imagenet_weights = None;
-        let source = self.dirs.weights.clone();
+        self.state.imagenet_weights = None;
+        let source = self.state.dirs.weights.clone();
         self.send(Request::DownloadWeights(source));
     }
 
     /// Writes the list of the duplicates not kept (or copies them) as the Duplicates view
     /// stands.
     pub fn export_duplicates(&mut self, to: DuplicateExport) {
-        let Some(view) = &self.duplicates else { return };
+        let Some(view) = &self.state.duplicates else {
+            return;
+        };
         let others = view.others();
         if others.is_empty() {
             self.state.error("No group has a photo that is not kept.");
@@ -384,7 +383,8 @@ impl LikenessApp {
     /// Marks `photo` as alike (or not, or unmarks it) to the query on screen, and saves
     /// the marks.
     pub fn mark(&mut self, photo: PathBuf, alike: Option<bool>) {
-        let Some(Query::File(query)) = self.search.as_ref().map(|s| s.query.clone()) else {
+        let Some(Query::File(query)) = self.state.search.shown.as_ref().map(|s| s.query.clone())
+        else {
             self.state
                 .error("Marks need a query photo on disk (a pasted image has no path).");
             return;
@@ -394,78 +394,70 @@ impl LikenessApp {
 
     /// Sets one mark, remembers it for undo, and saves the marks.
     pub fn change_mark(&mut self, query: PathBuf, photo: PathBuf, alike: Option<bool>) {
-        if self.marks_path.is_none() {
-            self.state
-                .error("Open or build an index first: marks are kept with it.");
-            return;
-        }
-        let before = self.marks.set(&query, &photo, alike);
-        if before != alike {
-            self.mark_history.push((query, photo, before));
-        }
-        self.save_marks();
+        let notice = self.state.marks.set(query, photo, alike);
+        self.tell(notice);
     }
 
     /// Takes back the last mark change.
     pub fn undo_mark(&mut self) {
-        if let Some((query, photo, before)) = self.mark_history.pop() {
-            self.marks.set(&query, &photo, before);
-            self.save_marks();
-        }
+        let notice = self.state.marks.undo();
+        self.tell(notice);
     }
 
-    fn save_marks(&mut self) {
-        if let Some(path) = &self.marks_path
-            && let Err(error) = self.marks.save(path)
-        {
-            self.state
-                .error(format!("Your marks could not be saved: {error}"));
-        }
+    /// Removes the mark at `position` of the marks list.
+    pub fn remove_mark(&mut self, position: usize) {
+        let notice = self.state.marks.remove(position);
+        self.tell(notice);
     }
 
     /// Writes the marks to `path` as JSON (the same format they are kept in).
     pub fn export_marks(&mut self, path: &Path) {
-        match self.marks.save(path) {
-            Ok(()) => self.state.info(format!(
-                "Exported {} to {}.",
-                reducer::plural(self.marks.marks.len(), "mark", "marks"),
-                path.display()
-            )),
-            Err(error) => self
-                .state
-                .error(format!("The marks were not exported: {error}")),
-        }
+        let notice = self.state.marks.export(path);
+        self.tell(Some(notice));
     }
 
     /// Adds the marks of a marks file (its judgement wins where both marked a pair).
     pub fn import_marks(&mut self, path: &Path) {
-        match crate::engine::feedback::Marks::load(path) {
-            Ok(other) => {
-                let changed = self.marks.import(&other);
-                self.mark_history.clear();
-                self.save_marks();
-                self.state.info(format!(
-                    "Imported {} from {} ({} new or changed).",
-                    reducer::plural(other.marks.len(), "mark", "marks"),
-                    path.display(),
-                    changed
-                ));
-            }
-            Err(error) => self
-                .state
-                .error(format!("The marks were not imported: {error}")),
+        let notice = self.state.marks.import(path);
+        self.tell(Some(notice));
+    }
+
+    /// Opens the marks of the current index's library (after the index changed).
+    fn open_marks(&mut self) {
+        let index = self
+            .state
+            .current
+            .index
+            .as_ref()
+            .map(|index| (index.folder.clone(), index.path.clone()));
+        let notice = self.state.marks.open(
+            &self.state.dirs.marks,
+            index
+                .as_ref()
+                .map(|(folder, path)| (folder.as_path(), path.as_path())),
+        );
+        self.tell(notice);
+    }
+
+    /// Posts what an operation on the marks has to say.
+    fn tell(&mut self, notice: Option<MarksNotice>) {
+        match notice {
+            Some(MarksNotice::Info(text)) => self.state.info(text),
+            Some(MarksNotice::Error(text)) => self.state.error(text),
+            None => {}
         }
     }
 
     /// Fine-tunes the current model from the marks into a new model file; the index is
     /// embedded again with it and the query on screen asked again.
     pub fn retrain_with_marks(&mut self) {
-        if self.marks.marks.is_empty() {
+        if self.state.marks.is_empty() {
             self.state
                 .error("Mark some results as Alike or Not alike first.");
             return;
         }
         let name = self
+            .state
             .current
             .model
             .as_ref()
@@ -474,19 +466,22 @@ impl LikenessApp {
         // A fine-tuned model of a fine-tuned model keeps one suffix.
         let name = name.split("-marks-").next().unwrap_or(&name).to_string();
         let model_path = self
+            .state
             .dirs
             .models
             .join(format!("{name}-marks-{}.safetensors", timestamp()));
         self.send(Request::FineTune {
-            marks: self.marks.clone(),
-            seconds: self.fine_tune_seconds,
+            marks: self.state.marks.all().clone(),
+            seconds: self.state.marks.fine_tune_seconds,
             model_path,
         });
     }
 
     /// Copies the photos selected on the map into `folder`.
     pub fn copy_map_selection(&mut self, folder: PathBuf) {
-        let Some(view) = &self.map else { return };
+        let Some(view) = &self.state.map.shown else {
+            return;
+        };
         if view.selected.is_empty() {
             self.state
                 .error("Select photos on the map first (Box select, then drag).");
@@ -502,12 +497,15 @@ impl LikenessApp {
 
     /// Exports the selected results to `folder`.
     pub fn export_selected(&mut self, folder: PathBuf) {
-        let Some(search) = &self.search else { return };
+        let Some(search) = &self.state.search.shown else {
+            return;
+        };
         // What is on screen: the selected results within the distance limit, if any.
         let limit = self
+            .state
             .settings
             .limit_distance
-            .then_some(self.settings.max_distance);
+            .then_some(self.state.settings.max_distance);
         let hits: Vec<SearchHit> = search
             .hits
             .iter()
@@ -611,7 +609,7 @@ impl eframe::App for LikenessApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         self.remember_session();
-        eframe::set_value(storage, STORAGE_KEY, &self.settings);
+        eframe::set_value(storage, STORAGE_KEY, &self.state.settings);
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {

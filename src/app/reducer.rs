@@ -13,7 +13,6 @@ use super::state::{
     TrainingView,
 };
 use crate::engine::data::NOT_IN_A_CLASS;
-use crate::engine::feedback::{Marks, library_marks_path, marks_path};
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{
@@ -29,6 +28,8 @@ pub enum Effect {
     StartIndexing(std::path::PathBuf),
     /// Search again: the current index changed under the results on screen.
     Search(Query),
+    /// Open the marks of the current index's library (the index changed).
+    OpenMarks,
 }
 
 impl AppState {
@@ -38,8 +39,8 @@ impl AppState {
         match event {
             Event::Device(device) => self.device = device,
             Event::Started { job, kind } => {
-                self.queued.retain(|(queued, _)| *queued != job);
-                self.activity = Some(Activity {
+                self.jobs.queued.retain(|(queued, _)| *queued != job);
+                self.jobs.activity = Some(Activity {
                     job,
                     kind,
                     done: 0,
@@ -53,11 +54,11 @@ impl AppState {
             }
             Event::Failed { job, kind, message } => {
                 self.end(job);
-                if kind == JobKind::ScanLibrary && self.library.is_none() {
-                    self.library_error = Some(message.clone());
+                if kind == JobKind::ScanLibrary && self.library.scanned.is_none() {
+                    self.library.error = Some(message.clone());
                 }
-                if self.index_after == Some(job) {
-                    self.index_after = None;
+                if self.jobs.index_after == Some(job) {
+                    self.jobs.index_after = None;
                 }
                 if self.training.job == Some(job) {
                     self.training.preparing = None;
@@ -75,8 +76,8 @@ impl AppState {
                 if !unsearched.is_empty() {
                     self.info(unsearched.trim_start().to_string());
                 }
-                if self.index_after == Some(job) {
-                    self.index_after = None;
+                if self.jobs.index_after == Some(job) {
+                    self.jobs.index_after = None;
                 }
                 self.info(match kind {
                     JobKind::DownloadWeights => "Download cancelled; nothing was kept.",
@@ -104,7 +105,7 @@ impl AppState {
                 {
                     self.settings.index = Some(index.path.clone());
                     self.settings.remember_index(index.path.clone());
-                    self.index_folder = index.folder.display().to_string();
+                    self.library.index_folder = index.folder.display().to_string();
                 }
                 self.current = snapshot;
                 // Distances of another model mean nothing here: the distance limit
@@ -122,21 +123,21 @@ impl AppState {
                 // Groups found in another index would list the wrong photos.
                 if index_changed {
                     self.duplicates = None;
-                    self.map = None;
-                    self.load_marks();
+                    self.map.shown = None;
+                    effects.push(Effect::OpenMarks);
                 }
                 // A query that waited for the index (`likeness PHOTO` at start-up).
                 if self.current.index.is_some()
-                    && let Some(query) = self.pending_query.take()
+                    && let Some(query) = self.search.pending_query.take()
                 {
                     effects.push(Effect::Search(query));
-                } else if index_changed && let Some(search) = &self.search {
+                } else if index_changed && let Some(search) = &self.search.shown {
                     // Results of another index are stale: ask the new one the same question.
                     if self.current.index.is_some() {
                         effects.push(Effect::Search(search.query.clone()));
                     } else {
-                        self.search = None;
-                        self.preview = None;
+                        self.search.shown = None;
+                        self.search.preview = None;
                     }
                 }
             }
@@ -150,7 +151,7 @@ impl AppState {
         if self.current.index.is_some() || self.index_on_the_way() {
             return String::new();
         }
-        match self.pending_query.take() {
+        match self.search.pending_query.take() {
             Some(query) => format!(" {} was not searched.", query.label()),
             None => String::new(),
         }
@@ -158,10 +159,10 @@ impl AppState {
 
     /// A job ended: it is neither running nor waiting any more.
     fn end(&mut self, job: JobId) {
-        self.queued.retain(|(queued, _)| *queued != job);
-        self.cancelling.retain(|cancelled| *cancelled != job);
-        if self.activity.as_ref().is_some_and(|a| a.job == job) {
-            self.activity = None;
+        self.jobs.queued.retain(|(queued, _)| *queued != job);
+        self.jobs.cancelling.retain(|cancelled| *cancelled != job);
+        if self.jobs.activity.as_ref().is_some_and(|a| a.job == job) {
+            self.jobs.activity = None;
         }
         if self.training.job == Some(job) {
             self.training.preparing = None;
@@ -186,55 +187,8 @@ impl AppState {
         }
     }
 
-    /// Reads the marks kept next to the current index (none when there is no index).
-    fn load_marks(&mut self) {
-        let path = self
-            .current
-            .index
-            .as_ref()
-            .map(|index| library_marks_path(&self.dirs.marks, &index.folder));
-        if path.is_some() && path == self.marks_path {
-            // Another index of the same library: the marks on screen are its marks.
-            return;
-        }
-        self.mark_history.clear();
-        if let (Some(path), Some(index)) = (&path, &self.current.index) {
-            self.move_marks_from_beside(&index.path.clone(), &path.clone());
-        }
-        self.marks_path = path;
-        self.marks = match self.marks_path.clone() {
-            Some(path) => {
-                let (marks, problem) = Marks::load_or_set_aside(&path);
-                if let Some(problem) = problem {
-                    self.error(format!("Your marks could not be read: {problem}"));
-                    // Still there (not moved aside): never write over it.
-                    if path.exists() {
-                        self.marks_path = None;
-                    }
-                }
-                marks
-            }
-            None => Marks::default(),
-        };
-    }
-
-    /// Marks that earlier versions kept next to the index file move to the library's
-    /// marks file (when it has none yet); the old file is left where it was.
-    fn move_marks_from_beside(&mut self, index: &std::path::Path, library_marks: &std::path::Path) {
-        let beside = marks_path(index);
-        if library_marks.exists() || !beside.is_file() {
-            return;
-        }
-        match Marks::load(&beside).and_then(|marks| marks.save(library_marks)) {
-            Ok(()) => {}
-            Err(error) => self.error(format!(
-                "Your marks next to the index could not be taken over: {error}"
-            )),
-        }
-    }
-
     fn set_activity_progress(&mut self, job: JobId, done: u64, total: Option<u64>) {
-        if let Some(activity) = self.activity.as_mut().filter(|a| a.job == job) {
+        if let Some(activity) = self.jobs.activity.as_mut().filter(|a| a.job == job) {
             activity.done = done;
             activity.total = total;
         }
@@ -245,7 +199,7 @@ impl AppState {
     fn retrained(
         &mut self,
         model_path: &std::path::Path,
-        summary: &crate::engine::feedback::FineTuneSummary,
+        summary: &crate::engine::model::FineTuneSummary,
         index: &crate::worker::IndexSummary,
         effects: &mut Vec<Effect>,
     ) {
@@ -276,10 +230,10 @@ impl AppState {
                 plural(wrong_way.len(), "pair", "pairs")
             ));
         }
-        self.map = None;
+        self.map.shown = None;
         self.duplicates = None;
         // Show the change: ask the new model the question on screen.
-        if let Some(search) = &self.search {
+        if let Some(search) = &self.search.shown {
             effects.push(Effect::Search(search.query.clone()));
         }
     }
@@ -291,10 +245,10 @@ impl AppState {
                 if self.settings.library.as_ref() != Some(&folder.root) {
                     return;
                 }
-                if self.index_folder.is_empty() {
-                    self.index_folder = folder.root.display().to_string();
+                if self.library.index_folder.is_empty() {
+                    self.library.index_folder = folder.root.display().to_string();
                 }
-                self.library = Some(LibraryView::new(folder));
+                self.library.scanned = Some(LibraryView::new(folder));
             }
             Outcome::Trained {
                 model_path,
@@ -313,8 +267,8 @@ impl AppState {
                     self.training.validation = validation.map(|report| *report);
                     self.training.before_after = before_after;
                 }
-                if self.index_after == Some(job) {
-                    self.index_after = None;
+                if self.jobs.index_after == Some(job) {
+                    self.jobs.index_after = None;
                     if became_current && let Some(library) = self.settings.library.clone() {
                         effects.push(Effect::StartIndexing(library));
                     }
@@ -326,8 +280,8 @@ impl AppState {
                 {
                     end.unused_model = None;
                 }
-                if self.index_after == Some(job) {
-                    self.index_after = None;
+                if self.jobs.index_after == Some(job) {
+                    self.jobs.index_after = None;
                     if let Some(library) = self.settings.library.clone() {
                         effects.push(Effect::StartIndexing(library));
                     }
@@ -361,7 +315,7 @@ impl AppState {
                 ),
             }),
             Outcome::Map { index, map } => {
-                self.map = Some(MapView::new(index, map));
+                self.map.shown = Some(MapView::new(index, map));
                 self.view = CentralView::Map;
             }
             Outcome::FineTuned {
@@ -376,7 +330,7 @@ impl AppState {
             )),
             Outcome::IndexUpdated { summary, changes } => {
                 self.duplicates = None;
-                self.map = None;
+                self.map.shown = None;
                 let changed = changes.added + changes.updated + changes.removed;
                 self.info(format!(
                     "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",
@@ -389,7 +343,7 @@ impl AppState {
                 // The path is the same, so the snapshot will not say the index changed:
                 // results that may list removed photos are asked again here.
                 if changed > 0
-                    && let Some(search) = &self.search
+                    && let Some(search) = &self.search.shown
                 {
                     effects.push(Effect::Search(search.query.clone()));
                 }
@@ -400,10 +354,10 @@ impl AppState {
                 hits,
                 vector,
             } => {
-                if self.preview.is_some_and(|i| i >= hits.len()) {
-                    self.preview = None;
+                if self.search.preview.is_some_and(|i| i >= hits.len()) {
+                    self.search.preview = None;
                 }
-                self.search = Some(SearchView {
+                self.search.shown = Some(SearchView {
                     selected: vec![true; hits.len()],
                     query,
                     preview: None,
@@ -712,7 +666,7 @@ mod tests {
     fn one_job_ending_never_clears_another_jobs_activity() {
         let mut app = state();
         let (first, second) = (JobId(1), JobId(2));
-        app.queued = vec![(first, JobKind::BuildIndex), (second, JobKind::Search)];
+        app.jobs.queued = vec![(first, JobKind::BuildIndex), (second, JobKind::Search)];
         app.apply(Event::Started {
             job: first,
             kind: JobKind::BuildIndex,
@@ -722,13 +676,13 @@ mod tests {
             job: second,
             kind: JobKind::Search,
         });
-        assert_eq!(app.activity.as_ref().map(|a| a.job), Some(first));
+        assert_eq!(app.jobs.activity.as_ref().map(|a| a.job), Some(first));
         app.apply(Event::Progress {
             job: first,
             progress: Progress::Indexing { done: 2, total: 5 },
         });
         assert_eq!(
-            app.activity.as_ref().map(|a| (a.done, a.total)),
+            app.jobs.activity.as_ref().map(|a| (a.done, a.total)),
             Some((2, Some(5)))
         );
         // Progress of a job that is not running changes nothing.
@@ -736,7 +690,7 @@ mod tests {
             job: second,
             progress: Progress::Indexing { done: 4, total: 5 },
         });
-        assert_eq!(app.activity.as_ref().map(|a| a.done), Some(2));
+        assert_eq!(app.jobs.activity.as_ref().map(|a| a.done), Some(2));
         app.apply(Event::Failed {
             job: first,
             kind: JobKind::BuildIndex,
@@ -778,7 +732,7 @@ mod tests {
             job: Some(JobId(7)),
             ..Default::default()
         };
-        app.index_after = Some(JobId(7));
+        app.jobs.index_after = Some(JobId(7));
         app.apply(Event::Started {
             job: JobId(7),
             kind: JobKind::Train,
@@ -897,7 +851,7 @@ mod tests {
             job: Some(JobId(9)),
             ..Default::default()
         };
-        app.index_after = Some(JobId(9));
+        app.jobs.index_after = Some(JobId(9));
         let mut cancelled = summary(5, 40);
         cancelled.cancelled = true;
         let effects = app.apply(Event::Finished {
@@ -921,7 +875,7 @@ mod tests {
                 .any(|l| l.contains("current model and index are unchanged"))
         );
         // Choosing to use it: once it opens, the library is indexed with it.
-        app.index_after = Some(JobId(10));
+        app.jobs.index_after = Some(JobId(10));
         let effects = app.apply(Event::Finished {
             job: JobId(10),
             outcome: Box::new(Outcome::ModelOpened("half.safetensors".into())),
@@ -934,7 +888,7 @@ mod tests {
     fn a_new_index_searches_again_with_the_query_on_screen() {
         let mut app = state();
         app.apply(Event::Current(snapshot_with_model_and_index()));
-        app.search = Some(SearchView {
+        app.search.shown = Some(SearchView {
             query: Query::File("/photos/rose.jpg".into()),
             preview: None,
             hits: Vec::new(),
@@ -953,24 +907,25 @@ mod tests {
         }
         let effects = app.apply(Event::Current(other));
         assert!(
-            matches!(effects.as_slice(), [Effect::Search(Query::File(p))] if p == Path::new("/photos/rose.jpg"))
+            matches!(effects.as_slice(), [Effect::OpenMarks, Effect::Search(Query::File(p))] if p == Path::new("/photos/rose.jpg")),
+            "another index opens its library's marks, then asks the query on screen again"
         );
-        assert_eq!(app.index_folder, "/elsewhere");
+        assert_eq!(app.library.index_folder, "/elsewhere");
         assert_eq!(
             app.settings.recent_indexes.first(),
             Some(&"other.likeness-index".into())
         );
-        // No index any more: the stale results go.
+        // No index any more: the stale results go, and so do the marks.
         let effects = app.apply(Event::Current(Snapshot::default()));
-        assert!(effects.is_empty());
-        assert!(app.search.is_none());
+        assert!(matches!(effects.as_slice(), [Effect::OpenMarks]));
+        assert!(app.search.shown.is_none());
     }
 
     /// Issue #23 item 5: a retrain that moved an alike photo from #2 to #10 was reported
     /// as "Alike pairs: 0.05 to 0.05", as a success.
     #[test]
     fn a_retrain_that_moves_a_pair_against_its_mark_says_so_plainly() {
-        use crate::engine::feedback::{FineTuneSummary, PairChange};
+        use crate::engine::model::{FineTuneSummary, PairChange};
         let change = |photo: &str, alike, before, after, ranks: (usize, usize)| PairChange {
             query: "/photos/rose_1.jpg".into(),
             photo: format!("/photos/{photo}").into(),

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use egui_plot::PlotPoint;
 
+use super::marks::MarksView;
 use super::settings::{AppSettings, DataDirs};
 use crate::engine::collection::duplicates::{Candidates, Group, OtherCopy, others};
 use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::ImageFolder;
 use crate::engine::eval::RetrievalReport;
-use crate::engine::feedback::Marks;
 use crate::engine::index::SearchHit;
 use crate::engine::train::BeforeAfter;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
@@ -246,56 +246,80 @@ impl DuplicatesView {
     }
 }
 
-/// Everything the window shows; changed only by the reducer (worker events) and by the
+/// The jobs the window sent the worker: the running one, the waiting ones, and what
+/// follows when they end.
+#[derive(Debug, Default)]
+pub struct JobsView {
+    /// The running job.
+    pub activity: Option<Activity>,
+    /// Jobs sent and not yet started, oldest first.
+    pub queued: Vec<(JobId, JobKind)>,
+    /// Jobs the person asked to cancel that have not ended yet: their Cancel buttons say
+    /// "Cancelling…" and are disabled, at once, whatever the job is doing.
+    pub cancelling: Vec<JobId>,
+    /// When this training (or model-opening) job succeeds, index the library with it.
+    pub index_after: Option<JobId>,
+}
+
+/// The library folder: its last scan and the folder the Index section indexes.
+#[derive(Debug, Default)]
+pub struct LibraryState {
+    /// What the last scan found.
+    pub scanned: Option<LibraryView>,
+    /// Why the last library scan failed (the folder is gone or unreadable).
+    pub error: Option<String>,
+    /// A folder typed into the index field (defaults to the library).
+    pub index_folder: String,
+}
+
+/// The query on screen, the result shown large, and queries still on their way.
+#[derive(Default)]
+pub struct SearchState {
+    /// The query on screen and its results.
+    pub shown: Option<SearchView>,
+    /// The result shown in the large preview (an index into the search hits).
+    pub preview: Option<usize>,
+    /// When (input time) the Paste button asked for the clipboard; a message follows if
+    /// nothing arrives.
+    pub awaiting_paste: Option<f64>,
+    /// A query asked for while an index was still being opened (`likeness PHOTO` at
+    /// start-up): searched as soon as the index is open.
+    pub pending_query: Option<Query>,
+}
+
+/// The Map tab.
+#[derive(Default)]
+pub struct MapState {
+    /// The map of the current index, once drawn.
+    pub shown: Option<MapView>,
+    /// Show the validation photos before and after training instead of the index.
+    pub before_after: bool,
+}
+
+/// Everything the window shows, grouped by the view it belongs to; changed only by the
+/// reducer (worker events), by the marks' own operations ([`MarksView`]) and by the
 /// panels' edits of the settings form.
 pub struct AppState {
     pub settings: AppSettings,
     pub dirs: DataDirs,
     pub device: String,
     pub notices: Vec<Notice>,
-    pub library: Option<LibraryView>,
-    /// Why the last library scan failed (the folder is gone or unreadable).
-    pub library_error: Option<String>,
-    pub training: TrainingView,
     /// The worker's current model and index, as its last snapshot said.
     pub current: Snapshot,
-    /// The running job.
-    pub activity: Option<Activity>,
-    /// Jobs sent and not yet started, oldest first.
-    pub queued: Vec<(JobId, JobKind)>,
-    pub search: Option<SearchView>,
+    pub jobs: JobsView,
+    pub library: LibraryState,
+    pub training: TrainingView,
     /// The downloaded ImageNet weights, once they are in the cache.
     pub imagenet_weights: Option<PathBuf>,
-    /// A folder typed into the index field (defaults to the library).
-    pub index_folder: String,
-    /// When this training (or model-opening) job succeeds, index the library with it.
-    pub index_after: Option<JobId>,
-    /// The result shown in the large preview (an index into the search hits).
-    pub preview: Option<usize>,
-    /// When (input time) the Paste button asked for the clipboard; a message follows if
-    /// nothing arrives.
-    pub awaiting_paste: Option<f64>,
-    /// The details window open from the status bar.
-    pub details: Option<Details>,
+    pub search: SearchState,
+    /// Alike / not-alike marks of the current index's library.
+    pub marks: MarksView,
+    /// What the central panel shows.
     pub view: CentralView,
     pub duplicates: Option<DuplicatesView>,
-    pub map: Option<MapView>,
-    /// The Map tab shows the validation photos before and after training instead of the
-    /// index.
-    pub map_before_after: bool,
-    /// Alike / not-alike marks of the current index's library, and their file.
-    pub marks: Marks,
-    pub marks_path: Option<PathBuf>,
-    /// Mark changes, newest last, for undo: (query, photo, the mark before).
-    pub mark_history: Vec<(PathBuf, PathBuf, Option<bool>)>,
-    /// Budget of Retrain with my marks, in seconds.
-    pub fine_tune_seconds: f64,
-    /// A query asked for while an index was still being opened (`likeness PHOTO` at
-    /// start-up): searched as soon as the index is open.
-    pub pending_query: Option<crate::worker::Query>,
-    /// Jobs the person asked to cancel that have not ended yet: their Cancel buttons say
-    /// "Cancelling…" and are disabled, at once, whatever the job is doing.
-    pub cancelling: Vec<JobId>,
+    pub map: MapState,
+    /// The details window open from the status bar.
+    pub details: Option<Details>,
 }
 
 impl AppState {
@@ -310,37 +334,28 @@ impl AppState {
             settings.train.weights = Some(cached.clone());
         }
         Self {
-            index_folder: settings
-                .library
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            library: LibraryState {
+                index_folder: settings
+                    .library
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                ..LibraryState::default()
+            },
             settings,
             dirs,
             device: "detecting…".into(),
             notices: Vec::new(),
-            library: None,
-            library_error: None,
-            training: TrainingView::default(),
             current: Snapshot::default(),
-            activity: None,
-            queued: Vec::new(),
-            search: None,
+            jobs: JobsView::default(),
+            training: TrainingView::default(),
             imagenet_weights,
-            index_after: None,
-            preview: None,
-            awaiting_paste: None,
-            details: None,
+            search: SearchState::default(),
+            marks: MarksView::default(),
             view: CentralView::default(),
             duplicates: None,
-            map: None,
-            map_before_after: false,
-            marks: Marks::default(),
-            marks_path: None,
-            mark_history: Vec::new(),
-            fine_tune_seconds: crate::engine::feedback::DEFAULT_SECONDS,
-            pending_query: None,
-            cancelling: Vec::new(),
+            map: MapState::default(),
+            details: None,
         }
     }
 
@@ -353,10 +368,11 @@ impl AppState {
                 JobKind::OpenIndex | JobKind::BuildIndex | JobKind::UpdateIndex
             )
         };
-        self.activity
+        self.jobs
+            .activity
             .as_ref()
             .is_some_and(|a| brings_index(&a.kind))
-            || self.queued.iter().any(|(_, kind)| brings_index(kind))
+            || self.jobs.queued.iter().any(|(_, kind)| brings_index(kind))
     }
 
     /// Says so when the open index is of another folder than the library (`likeness
@@ -383,17 +399,17 @@ impl AppState {
 
     /// Whether the person asked `job` to stop and it has not ended yet.
     pub fn is_cancelling(&self, job: JobId) -> bool {
-        self.cancelling.contains(&job)
+        self.jobs.cancelling.contains(&job)
     }
 
     /// No job running or waiting.
     pub fn is_idle(&self) -> bool {
-        self.activity.is_none() && self.queued.is_empty()
+        self.jobs.activity.is_none() && self.jobs.queued.is_empty()
     }
 
     /// The running job, if it is of `kind`.
     pub fn running(&self, kind: JobKind) -> Option<&Activity> {
-        self.activity.as_ref().filter(|a| a.kind == kind)
+        self.jobs.activity.as_ref().filter(|a| a.kind == kind)
     }
 
     /// Whether the training shown is still running.
@@ -401,8 +417,11 @@ impl AppState {
         let Some(training) = self.training.job else {
             return false;
         };
-        self.activity.as_ref().is_some_and(|a| a.job == training)
-            || self.queued.iter().any(|(job, _)| *job == training)
+        self.jobs
+            .activity
+            .as_ref()
+            .is_some_and(|a| a.job == training)
+            || self.jobs.queued.iter().any(|(job, _)| *job == training)
     }
 
     pub fn error(&mut self, text: impl Into<String>) {

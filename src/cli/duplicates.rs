@@ -41,9 +41,9 @@ pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
     let bar = progress::bar(gallery.len() as u64, "comparing");
     let candidates = Candidates::find(
         &mut gallery,
-        &|done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+        &|p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
         },
         &AtomicBool::new(false),
     )?;

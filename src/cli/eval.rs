@@ -71,13 +71,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let bar = progress::bar(0, "embedding");
     let report = evaluate_model(
         &model,
-        &info,
+        &info.model_id,
         &args.gallery,
         &args.queries,
         DEFAULT_MAX_PIXELS,
-        &|done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+        &|p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
         },
         &AtomicBool::new(false),
     )

@@ -106,9 +106,9 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
             // Ctrl+C or SIGTERM: save what was embedded; the next run continues from it.
             keep_partial_on_cancel: true,
         },
-        &|done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+        &|p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
         },
         interrupted,
     );

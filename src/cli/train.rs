@@ -194,8 +194,8 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
         &library,
         &options,
         &AtomicBool::new(false),
-        &|secs, _| {
-            bar.set_position(secs as u64);
+        &|p| {
+            bar.set_position(p.secs as u64);
         },
     )?;
     bar.finish_and_clear();

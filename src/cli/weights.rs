@@ -109,11 +109,11 @@ fn fetch(source: &WeightsSource) -> anyhow::Result<crate::engine::model::ImportR
         source.url
     );
     let bar = progress::bar(0, "download");
-    let report = download_weights(source, &AtomicBool::new(false), &|done, total| {
-        if let Some(total) = total {
+    let report = download_weights(source, &AtomicBool::new(false), &|p| {
+        if let Some(total) = p.total_bytes {
             bar.set_length(total);
         }
-        bar.set_position(done);
+        bar.set_position(p.bytes);
     });
     bar.finish_and_clear();
     Ok(report?)

@@ -73,7 +73,7 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     // Real indexing of the folder.
     let paths: Vec<_> = folder.images.iter().map(|i| i.path.clone()).collect();
     let clock = Instant::now();
-    let embedded = embed_files(&model, &paths, DEFAULT_MAX_PIXELS, &|_, _| {}, &no_cancel)?;
+    let embedded = embed_files(&model, &paths, DEFAULT_MAX_PIXELS, &|_| {}, &no_cancel)?;
     let index_images_per_s = embedded.embedded.len() as f64 / clock.elapsed().as_secs_f64();
 
     // Pure training step on random tensors.

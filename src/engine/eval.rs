@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{LabeledDataset, SkippedFile, scan_folder};
 use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, ProgressFn, embed_files};
-use super::model::{EmbeddingModel, ModelInfo};
+use super::model::EmbeddingModel;
+use super::progress::Embedding;
 use super::{EngineError, Result};
 
 /// How often one class's queries found another class first.
@@ -268,7 +269,7 @@ pub fn labelled_gallery(
 /// Embeds a class-folder gallery and query set with `model` and measures retrieval.
 pub fn evaluate_model(
     model: &EmbeddingModel,
-    model_info: &ModelInfo,
+    model_id: &str,
     gallery_root: &Path,
     queries_root: &Path,
     max_pixels: u64,
@@ -304,7 +305,12 @@ pub fn evaluate_model(
         model,
         &gallery_paths,
         max_pixels,
-        &|done, _| on_progress(done, total),
+        &|p| {
+            on_progress(Embedding {
+                done: p.done,
+                total,
+            })
+        },
         cancel,
     )?;
     let offset = gallery_paths.len();
@@ -312,7 +318,12 @@ pub fn evaluate_model(
         model,
         &query_paths,
         max_pixels,
-        &|done, _| on_progress(offset + done, total),
+        &|p| {
+            on_progress(Embedding {
+                done: offset + p.done,
+                total,
+            })
+        },
         cancel,
     )?;
 
@@ -328,7 +339,7 @@ pub fn evaluate_model(
         .collect();
     let mut gallery = labelled_gallery(
         gallery_root,
-        &model_info.model_id,
+        model_id,
         &gallery_set,
         &gallery_embedded.embedded,
         std::mem::take(&mut gallery_embedded.vectors),

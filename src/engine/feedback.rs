@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Kind, Tensor};
 
 use super::data::{
     BatchStream, DEFAULT_MAX_PIXELS, LoadFn, Preprocess, TargetSize, decode_rgb_sized,
@@ -26,6 +26,10 @@ use super::data::{
 };
 use super::device::guard_libtorch;
 use super::model::EmbeddingModel;
+use super::model::{FineTuneSummary, PairChange};
+use super::progress::{FineTuning, OnProgress};
+use super::train::loss::{kept_in_place_loss, marked_pairs_loss};
+use super::train::optimizer::AdamW;
 use super::{EngineError, Result};
 
 /// What a marks file says it is.
@@ -288,106 +292,13 @@ impl Default for FineTune {
     }
 }
 
-/// What a fine-tuning run did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FineTuneSummary {
-    pub steps: usize,
-    pub seconds: f64,
-    /// Marks used (their photos decoded) and marks left out (a photo unreadable).
-    pub pairs: usize,
-    pub skipped_marks: usize,
-    pub anchors: usize,
-    /// Mean distance of alike / not-alike pairs over the typical distance, before and after.
-    pub alike_before: f64,
-    pub alike_after: f64,
-    pub not_alike_before: f64,
-    pub not_alike_after: f64,
-    /// Each marked pair's distance (over the typical distance) before and after.
-    #[serde(default)]
-    pub pair_changes: Vec<PairChange>,
-}
-
-/// What fine-tuning did to one marked pair.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairChange {
-    pub query: PathBuf,
-    pub photo: PathBuf,
-    pub alike: bool,
-    /// Distance over the typical distance between photos, before and after.
-    pub before: f64,
-    pub after: f64,
-    /// The photo's rank among its query's results (1 = first) with the model before and
-    /// after, when the caller had an index to ask (the window has; `train --feedback`
-    /// has not).
-    #[serde(default)]
-    pub rank_before: Option<usize>,
-    #[serde(default)]
-    pub rank_after: Option<usize>,
-}
-
-impl PairChange {
-    /// Whether the pair moved against its mark: an alike pair farther apart, a not-alike
-    /// pair closer (by more than 1 % of the typical distance, below which it is noise).
-    pub fn moved_the_wrong_way(&self) -> bool {
-        const NOISE: f64 = 0.01;
-        if self.alike {
-            self.after > self.before + NOISE
-        } else {
-            self.after < self.before - NOISE
-        }
-    }
-}
-
-impl PairChange {
-    /// The change in words: "rose_3.jpg, marked alike to rose_1.jpg: closer (0.40 to 0.10
-    /// of the typical distance), #6 to #2".
-    pub fn describe(&self) -> String {
-        let name = |p: &Path| {
-            p.file_name().map_or_else(
-                || p.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        };
-        let moved = if self.after < self.before - 0.01 {
-            "closer"
-        } else if self.after > self.before + 0.01 {
-            "farther"
-        } else {
-            "about as close"
-        };
-        let rank =
-            |r: Option<usize>| r.map_or_else(|| "not found".to_string(), |r| format!("#{r}"));
-        // Plain "to", not an arrow: the window's font has no arrow glyph.
-        let ranks = match (self.rank_before, self.rank_after) {
-            (None, None) => String::new(),
-            (before, after) => format!(", {} to {}", rank(before), rank(after)),
-        };
-        format!(
-            "{}, marked {} to {}: {moved} ({:.2} to {:.2} of the typical distance){ranks}",
-            name(&self.photo),
-            if self.alike { "alike" } else { "not alike" },
-            name(&self.query),
-            self.before,
-            self.after
-        )
-    }
-}
-
-impl FineTuneSummary {
-    /// The marked pairs that moved against their mark.
-    pub fn wrong_way(&self) -> Vec<&PairChange> {
-        self.pair_changes
-            .iter()
-            .filter(|change| change.moved_the_wrong_way())
-            .collect()
-    }
-}
-
 /// Pairs per step, and anchors per step.
 const PAIRS_PER_STEP: usize = 16;
 const ANCHORS_PER_STEP: usize = 16;
 /// Alike pairs are pulled to within this share of the typical distance.
 const ALIKE_TARGET: f64 = 0.1;
+/// AdamW's weight decay for fine-tuning (torch's default).
+const FINE_TUNE_WEIGHT_DECAY: f64 = 0.01;
 
 /// Fine-tunes `model` in place from `marks`, keeping the `library` photos it samples as
 /// anchors where they were. Progress is `(seconds done, seconds budget)`.
@@ -397,7 +308,7 @@ pub fn fine_tune(
     library: &[PathBuf],
     options: &FineTune,
     cancel: &AtomicBool,
-    on_progress: &dyn Fn(f64, f64),
+    on_progress: OnProgress<'_, FineTuning>,
 ) -> Result<FineTuneSummary> {
     if marks.marks.is_empty() {
         return Err(EngineError::Config(
@@ -469,7 +380,12 @@ pub fn fine_tune(
     let distances_before = pair_distances(model)?;
     let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
 
-    let mut optimizer = nn::AdamW::default().build(&model.var_store, options.learning_rate)?;
+    // The same AdamW training uses (torch's defaults, weight decay 0.01).
+    let mut optimizer = AdamW::new(
+        model.var_store.trainable_variables(),
+        options.learning_rate,
+        FINE_TUNE_WEIGHT_DECAY,
+    );
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let started = Instant::now();
     let mut steps = 0;
@@ -498,10 +414,7 @@ pub fn fine_tune(
             let p = model.forward_t(&batch(&step_photos), false);
             let d = squared(&q, &p) / typical;
             let is_alike = Tensor::from_slice(&step_alike).to_device(device);
-            let pull = (&d - ALIKE_TARGET).relu();
-            let push = (d.neg() + 1.0).relu();
-            let is_apart = is_alike.neg() + 1.0;
-            let mut loss = (&is_alike * pull + is_apart * push).mean(Kind::Float);
+            let mut loss = marked_pairs_loss(&d, &is_alike, ALIKE_TARGET);
             if let Some(targets) = &anchor_targets
                 && !anchors.is_empty()
             {
@@ -510,18 +423,17 @@ pub fn fine_tune(
                 let index =
                     Tensor::from_slice(&anchors.iter().map(|&i| i as i64).collect::<Vec<_>>())
                         .to_device(device);
-                let kept = squared(&now, &targets.index_select(0, &index)) / typical;
-                loss += kept.mean(Kind::Float);
+                loss += kept_in_place_loss(&now, &targets.index_select(0, &index), typical);
             }
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();
         })?;
         steps += 1;
-        on_progress(
-            started.elapsed().as_secs_f64().min(options.seconds),
-            options.seconds,
-        );
+        on_progress(FineTuning {
+            secs: started.elapsed().as_secs_f64().min(options.seconds),
+            budget_secs: options.seconds,
+        });
     }
     let distances_after = pair_distances(model)?;
     let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);

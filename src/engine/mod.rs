@@ -18,6 +18,7 @@ pub mod files;
 pub mod index;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod synthetic;
 pub mod train;
 

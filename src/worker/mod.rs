@@ -388,7 +388,7 @@ impl Worker {
             &model,
             &scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
-            &|done, total| progress(Progress::Indexing { done, total }),
+            &|p| progress(p.into()),
             cancel,
         )?;
         drop(progress);
@@ -430,19 +430,9 @@ impl Worker {
             seconds,
             ..FineTune::default()
         };
-        let mut done = fine_tune(
-            &mut model,
-            marks,
-            &library,
-            &options,
-            cancel,
-            &|secs, total| {
-                progress(Progress::FineTuning {
-                    done_secs: secs as u64,
-                    total_secs: total as u64,
-                })
-            },
-        )?;
+        let mut done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
+            progress(p.into())
+        })?;
         let mut summary = info.summary.clone();
         summary.fine_tuned_from_marks.push(done.clone());
         let saved = save_model(model_path, &model, &summary)?;
@@ -457,7 +447,7 @@ impl Worker {
             &loaded,
             &scanned,
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
-            &|done, total| progress(Progress::Indexing { done, total }),
+            &|p| progress(p.into()),
             cancel,
         )?;
         let ranks_after = marked_ranks(&loaded.model, &mut gallery, marks);
@@ -508,7 +498,7 @@ impl Worker {
             &scanned,
             Some(&open.gallery),
             &IndexOptions::new(DEFAULT_MAX_PIXELS),
-            &|done, total| progress(Progress::Indexing { done, total }),
+            &|p| progress(p.into()),
             cancel,
         )?;
         let path = open.path.clone();
@@ -584,9 +574,7 @@ impl Worker {
     ) -> Result<Outcome, EngineError> {
         if source.cached().is_none() {
             let progress = progress_reporter(&self.events, &self.wake, job);
-            download_weights(source, cancel, &|done, total| {
-                progress(Progress::Downloading { done, total });
-            })?;
+            download_weights(source, cancel, &|p| progress(p.into()))?;
         }
         imagenet_feature_model(&source.cache_path, &model_path)?;
         let (model, info) = load_model(&model_path, self.device)?;
@@ -655,11 +643,8 @@ impl Worker {
                     ));
                 };
                 let progress = progress_reporter(&self.events, &self.wake, job);
-                let candidates = Candidates::find(
-                    &mut open.gallery,
-                    &|done, total| progress(Progress::Comparing { done, total }),
-                    cancel,
-                )?;
+                let candidates =
+                    Candidates::find(&mut open.gallery, &|p| progress(p.into()), cancel)?;
                 Outcome::Duplicates {
                     index: open.path.clone(),
                     candidates: Arc::new(candidates),
@@ -692,9 +677,7 @@ impl Worker {
             }
             Request::DownloadWeights(source) => {
                 let progress = progress_reporter(&self.events, &self.wake, job);
-                let report = download_weights(&source, cancel, &|done, total| {
-                    progress(Progress::Downloading { done, total });
-                })?;
+                let report = download_weights(&source, cancel, &|p| progress(p.into()))?;
                 Outcome::WeightsReady {
                     path: source.cache_path,
                     tensors: report.loaded,

@@ -15,10 +15,12 @@ use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{ImageFolder, SkippedFile};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportManifest;
-use crate::engine::feedback::{FineTuneSummary, Marks};
+use crate::engine::feedback::Marks;
 use crate::engine::index::{IndexChanges, SearchHit};
+use crate::engine::model::FineTuneSummary;
 use crate::engine::model::pretrained::WeightsSource;
 use crate::engine::model::{ModelInfo, TrainingSummary};
+use crate::engine::progress;
 use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
 
 /// Names one job from the request that started it to its last event.
@@ -233,6 +235,43 @@ pub enum Progress {
         done: usize,
         total: usize,
     },
+}
+
+impl From<progress::Embedding> for Progress {
+    fn from(p: progress::Embedding) -> Self {
+        Self::Indexing {
+            done: p.done,
+            total: p.total,
+        }
+    }
+}
+
+impl From<progress::Comparing> for Progress {
+    fn from(p: progress::Comparing) -> Self {
+        Self::Comparing {
+            done: p.done,
+            total: p.total,
+        }
+    }
+}
+
+impl From<progress::Downloading> for Progress {
+    fn from(p: progress::Downloading) -> Self {
+        Self::Downloading {
+            done: p.bytes,
+            total: p.total_bytes,
+        }
+    }
+}
+
+impl From<progress::FineTuning> for Progress {
+    fn from(p: progress::FineTuning) -> Self {
+        // Whole seconds: the bar moves once a second, not on every step.
+        Self::FineTuning {
+            done_secs: p.secs as u64,
+            total_secs: p.budget_secs as u64,
+        }
+    }
 }
 
 /// What a finished job produced.

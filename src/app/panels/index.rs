@@ -14,7 +14,7 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
     ui.horizontal(|ui| {
         ui.label("Folder:");
         ui.add(
-            egui::TextEdit::singleline(&mut state.index_folder)
+            egui::TextEdit::singleline(&mut state.library.index_folder)
                 .desired_width(180.0)
                 .hint_text("folder to index"),
         );
@@ -36,8 +36,9 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
              folders. Hidden and system folders are always left out.",
         );
     });
-    let can_index =
-        state.current.model.is_some() && state.is_idle() && !state.index_folder.trim().is_empty();
+    let can_index = state.current.model.is_some()
+        && state.is_idle()
+        && !state.library.index_folder.trim().is_empty();
     let indexing = state
         .running(JobKind::BuildIndex)
         .or_else(|| state.running(JobKind::UpdateIndex));
@@ -50,7 +51,7 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             .clicked()
         {
             intents.push(Intent::StartIndexing(PathBuf::from(
-                state.index_folder.trim(),
+                state.library.index_folder.trim(),
             )));
         }
         if state.current.index.is_some()

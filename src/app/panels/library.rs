@@ -7,13 +7,13 @@ use crate::app::widgets::{busy_label, file_name, skipped_list};
 
 pub fn library_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
     ui.heading("Library");
-    match (&state.settings.library, &state.library) {
+    match (&state.settings.library, &state.library.scanned) {
         (None, _) => {
             ui.label("Choose a folder of photos (or drop one here). To train, give it one sub-folder per class, e.g. flowers/daisy, flowers/rose.");
         }
         (Some(folder), None) => {
             ui.label(folder.display().to_string());
-            match &state.library_error {
+            match &state.library.error {
                 Some(error) => {
                     ui.colored_label(
                         ui.visuals().error_fg_color,

@@ -29,7 +29,7 @@ pub fn map_ui(
     let drawing = state.running(JobKind::DrawMap).is_some();
     ui.horizontal(|ui| {
         ui.heading("Embedding map");
-        let label = if state.map.is_some() {
+        let label = if state.map.shown.is_some() {
             "Draw again"
         } else {
             "Draw map"
@@ -43,13 +43,13 @@ pub fn map_ui(
             intents.push(Intent::DrawMap);
         }
     });
-    let query = state.search.as_ref().map(|s| {
+    let query = state.search.shown.as_ref().map(|s| {
         (
             s.vector.clone(),
             s.hits.iter().map(|h| h.path.clone()).collect::<Vec<_>>(),
         )
     });
-    let Some(view) = &mut state.map else {
+    let Some(view) = &mut state.map.shown else {
         empty_hint_ui(ui, has_index);
         return;
     };
@@ -173,17 +173,17 @@ fn before_after_chosen_ui(
         return false;
     };
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut state.map_before_after, false, "This index");
+        ui.selectable_value(&mut state.map.before_after, false, "This index");
         ui.selectable_value(
-            &mut state.map_before_after,
+            &mut state.map.before_after,
             true,
             "Before and after training",
         );
     });
-    if state.map_before_after {
+    if state.map.before_after {
         before_after_ui(ui, &before_after, thumbnails);
     }
-    state.map_before_after
+    state.map.before_after
 }
 
 /// What the map is, before it is drawn.

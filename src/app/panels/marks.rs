@@ -9,11 +9,11 @@ use crate::worker::JobKind;
 
 pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
     ui.heading("Your marks");
-    if state.marks_path.is_none() {
+    if !state.marks.is_open() {
         ui.label("Marks are kept with an index: build or open one, then mark results.");
         return;
     }
-    let marks = &state.marks;
+    let marks = state.marks.all();
     if marks.marks.is_empty() {
         ui.label(
             "Mark results Alike or Not alike (or hover a result and press A or N) to teach \
@@ -66,7 +66,7 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
     }
     ui.horizontal(|ui| {
         if ui
-            .add_enabled(!state.mark_history.is_empty(), egui::Button::new("Undo"))
+            .add_enabled(state.marks.can_undo(), egui::Button::new("Undo"))
             .on_hover_text("Take back the last mark (Ctrl+Z)")
             .clicked()
         {
@@ -89,7 +89,7 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
     });
     let retraining = state.running(JobKind::FineTune).is_some();
     ui.horizontal(|ui| {
-        let can = !state.marks.marks.is_empty() && state.current.model.is_some() && state.is_idle();
+        let can = !state.marks.is_empty() && state.current.model.is_some() && state.is_idle();
         if ui
             .add_enabled(can, egui::Button::new("Retrain with my marks"))
             .on_hover_text(
@@ -103,7 +103,7 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
         let label = ui.label("for");
         ui.add_enabled(
             !retraining,
-            egui::DragValue::new(&mut state.fine_tune_seconds)
+            egui::DragValue::new(&mut state.marks.fine_tune_seconds)
                 .range(5.0..=3600.0)
                 .speed(1.0)
                 .suffix(" s"),

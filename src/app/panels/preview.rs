@@ -16,12 +16,12 @@ pub fn preview_ui(
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
-    let (Some(index), Some(search)) = (state.preview, &state.search) else {
+    let (Some(index), Some(search)) = (state.search.preview, &state.search.shown) else {
         return;
     };
     let count = search.hits.len();
     let Some(hit) = search.hits.get(index) else {
-        state.preview = None;
+        state.search.preview = None;
         return;
     };
     // Presses, not "pressed this frame": three quick presses that land in one slow frame
@@ -137,7 +137,7 @@ pub fn preview_ui(
             go_to = Some(target);
         }
     }
-    state.preview = if closed { None } else { go_to.or(Some(index)) };
+    state.search.preview = if closed { None } else { go_to.or(Some(index)) };
 }
 
 /// The largest size with the image's aspect ratio that fits in `space`, never enlarging

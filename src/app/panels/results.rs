@@ -18,7 +18,7 @@ pub fn results_ui(
 ) {
     search_bar_ui(ui, state, intents);
     let has_index = state.current.index.is_some();
-    let Some(search) = &mut state.search else {
+    let Some(search) = &mut state.search.shown else {
         empty_hint_ui(ui, has_index);
         return;
     };
@@ -156,7 +156,7 @@ pub fn results_ui(
         }
     }
     if open_preview.is_some() {
-        state.preview = open_preview;
+        state.search.preview = open_preview;
     }
 }
 

@@ -52,7 +52,7 @@ pub fn status_ui(ui: &mut egui::Ui, state: &mut AppState) {
         if let Some(which) = toggle {
             state.details = (state.details != Some(which)).then_some(which);
         }
-        if let Some(activity) = &state.activity {
+        if let Some(activity) = &state.jobs.activity {
             ui.separator();
             let progress = match activity.total {
                 Some(total)

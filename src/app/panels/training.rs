@@ -21,7 +21,12 @@ pub fn training_ui(
     ui.heading("Training");
     let running = state.training_running();
     ui.add_enabled_ui(!running, |ui| train_form_ui(ui, state, intents));
-    let can_train = state.library.as_ref().is_some_and(|l| l.class_count() >= 2) && state.is_idle();
+    let can_train = state
+        .library
+        .scanned
+        .as_ref()
+        .is_some_and(|l| l.class_count() >= 2)
+        && state.is_idle();
     ui.horizontal(|ui| {
         if running {
             if let Some(job) = state.training.job

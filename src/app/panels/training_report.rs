@@ -103,7 +103,7 @@ fn outcome_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>
             .clicked()
         {
             state.view = crate::app::state::CentralView::Map;
-            state.map_before_after = true;
+            state.map.before_after = true;
         }
     }
 }

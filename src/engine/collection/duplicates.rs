@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::data::fingerprint::{self, Fingerprint};
 use crate::engine::files::Fnv1a;
-use crate::engine::index::{Gallery, ProgressFn};
+use crate::engine::index::Gallery;
+use crate::engine::progress::{Comparing, OnProgress};
 use crate::engine::{EngineError, Result};
 
 /// Neighbours looked up per photo: a group larger than this is still found whole when
@@ -130,7 +131,7 @@ impl Candidates {
     /// Finds the pairs of `gallery` within [`CEILING_FACTOR`] × the default threshold.
     pub fn find(
         gallery: &mut Gallery,
-        on_progress: ProgressFn<'_>,
+        on_progress: OnProgress<'_, Comparing>,
         cancel: &AtomicBool,
     ) -> Result<Self> {
         let count = gallery.len();
@@ -157,7 +158,10 @@ impl Candidates {
                 let i = start + offset;
                 rows.push(row.into_iter().filter(|&(j, _)| j != i).collect());
             }
-            on_progress(end, count);
+            on_progress(Comparing {
+                done: end,
+                total: count,
+            });
         }
         let typical_distance = median_nearest(&rows);
         let default_threshold = DEFAULT_RELATIVE_THRESHOLD * typical_distance;
@@ -533,7 +537,7 @@ mod tests {
             &[b"aaaa", b"aaaa", b"bbbbbb", b"c", b"dd", b"ee"],
         );
         let candidates =
-            Candidates::find(&mut g, &|_, _| {}, &AtomicBool::new(false)).expect("candidates");
+            Candidates::find(&mut g, &|_| {}, &AtomicBool::new(false)).expect("candidates");
         let tight = candidates.groups(0.01);
         assert_eq!(tight.len(), 1);
         // The largest file first: the suggested keeper.
@@ -577,7 +581,7 @@ mod tests {
         let refs: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
         let mut g = gallery(dir.path(), &vectors, &refs);
         let candidates =
-            Candidates::find(&mut g, &|_, _| {}, &AtomicBool::new(false)).expect("candidates");
+            Candidates::find(&mut g, &|_| {}, &AtomicBool::new(false)).expect("candidates");
         for group in candidates.groups(0.011) {
             for &a in &group.members {
                 for &b in &group.members {

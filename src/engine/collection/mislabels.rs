@@ -150,7 +150,7 @@ pub fn mislabel_evidence_for_folder(
         model,
         &paths,
         DEFAULT_MAX_PIXELS,
-        &|_, _| {},
+        &|_| {},
         &AtomicBool::new(false),
     )?;
     let classes: Vec<usize> = embedded

@@ -11,10 +11,11 @@ use crate::engine::data::{
     BatchStream, ImageFolder, SkippedFile, TargetSize, decode_rgb_sized, default_loader_threads,
 };
 use crate::engine::model::EmbeddingModel;
+use crate::engine::progress::{Embedding, OnProgress};
 use crate::engine::{EngineError, Result};
 
-/// Progress of a long embedding job: images done of total.
-pub type ProgressFn<'a> = &'a (dyn Fn(usize, usize) + Sync);
+/// Progress of a long embedding job: photos embedded of total.
+pub type ProgressFn<'a> = OnProgress<'a, Embedding>;
 
 /// The vectors of images that embedded, and the files that could not be read.
 pub struct Embedded {
@@ -104,7 +105,10 @@ pub fn embed_files_until_cancelled(
                 path: shared_paths[item].clone(),
                 reason,
             }));
-        on_progress(done.min(paths.len()), paths.len());
+        on_progress(Embedding {
+            done: done.min(paths.len()),
+            total: paths.len(),
+        });
     }
     result.fingerprints = fingerprints
         .lock()

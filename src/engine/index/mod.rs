@@ -258,8 +258,8 @@ mod tests {
                 .expect("scan")
         };
         let no_cancel = AtomicBool::new(false);
-        let (first, _) = Gallery::update(&loaded, &scan(), None, &options, &|_, _| {}, &no_cancel)
-            .expect("index");
+        let (first, _) =
+            Gallery::update(&loaded, &scan(), None, &options, &|_| {}, &no_cancel).expect("index");
         assert_eq!(first.len(), 8);
         let unreadable = std::fs::canonicalize(library.join("class_01")).expect("path");
         let permissions = std::fs::metadata(&unreadable).expect("meta").permissions();
@@ -292,7 +292,7 @@ mod tests {
             &rescan,
             Some(&first),
             &options,
-            &|_, _| {},
+            &|_| {},
             &no_cancel,
         )
         .expect("update");
@@ -309,7 +309,7 @@ mod tests {
             &scan(),
             Some(&second),
             &options,
-            &|_, _| {},
+            &|_| {},
             &no_cancel,
         )
         .expect("update");

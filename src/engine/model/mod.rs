@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::data::Preprocess;
 use super::files::{FileKind, Fnv1a, read_regular, sniff};
+use super::train::settings::TrainSettings;
 use super::{EngineError, Result};
 
 /// Width of ResNet18's pooled features.
@@ -360,6 +361,15 @@ pub fn tensor_to_f32(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
+/// Reads a model file's training settings, or `None` when they are of a shape this build
+/// does not know: they describe the past and must never stop a model from opening.
+fn settings_if_readable<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<TrainSettings>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// How a model was trained: written into the model file for people and the app.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -368,8 +378,11 @@ pub struct TrainingSummary {
     pub images: usize,
     pub skipped_files: usize,
     pub preset: String,
-    /// Settings as given (JSON of the training configuration).
-    pub settings: serde_json::Value,
+    /// The settings it was trained with; `None` for weights Likeness did not train
+    /// (ImageNet features), and for older files whose settings this build cannot read
+    /// (the rest of the file still opens).
+    #[serde(default, deserialize_with = "settings_if_readable")]
+    pub settings: Option<TrainSettings>,
     pub epochs: usize,
     pub steps: usize,
     /// Mean training loss of each finished epoch.
@@ -410,7 +423,7 @@ pub struct TrainingSummary {
     /// Fine-tuning runs from alike / not-alike marks on top of the training above, oldest
     /// first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fine_tuned_from_marks: Vec<crate::engine::feedback::FineTuneSummary>,
+    pub fine_tuned_from_marks: Vec<FineTuneSummary>,
     /// When this run went on from an earlier one (`--resume`, Keep training): what that
     /// one had trained. `steps`, `epochs` and `train_secs` above are this run's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +438,101 @@ pub struct ResumedFrom {
     pub steps: usize,
     pub secs: f64,
     pub epochs: usize,
+}
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSummary {
+    pub steps: usize,
+    pub seconds: f64,
+    /// Marks used (their photos decoded) and marks left out (a photo unreadable).
+    pub pairs: usize,
+    pub skipped_marks: usize,
+    pub anchors: usize,
+    /// Mean distance of alike / not-alike pairs over the typical distance, before and after.
+    pub alike_before: f64,
+    pub alike_after: f64,
+    pub not_alike_before: f64,
+    pub not_alike_after: f64,
+    /// Each marked pair's distance (over the typical distance) before and after.
+    #[serde(default)]
+    pub pair_changes: Vec<PairChange>,
+}
+
+/// What fine-tuning did to one marked pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairChange {
+    pub query: PathBuf,
+    pub photo: PathBuf,
+    pub alike: bool,
+    /// Distance over the typical distance between photos, before and after.
+    pub before: f64,
+    pub after: f64,
+    /// The photo's rank among its query's results (1 = first) with the model before and
+    /// after, when the caller had an index to ask (the window has; `train --feedback`
+    /// has not).
+    #[serde(default)]
+    pub rank_before: Option<usize>,
+    #[serde(default)]
+    pub rank_after: Option<usize>,
+}
+
+impl PairChange {
+    /// Whether the pair moved against its mark: an alike pair farther apart, a not-alike
+    /// pair closer (by more than 1 % of the typical distance, below which it is noise).
+    pub fn moved_the_wrong_way(&self) -> bool {
+        const NOISE: f64 = 0.01;
+        if self.alike {
+            self.after > self.before + NOISE
+        } else {
+            self.after < self.before - NOISE
+        }
+    }
+}
+
+impl PairChange {
+    /// The change in words: "rose_3.jpg, marked alike to rose_1.jpg: closer (0.40 to 0.10
+    /// of the typical distance), #6 to #2".
+    pub fn describe(&self) -> String {
+        let name = |p: &Path| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        let moved = if self.after < self.before - 0.01 {
+            "closer"
+        } else if self.after > self.before + 0.01 {
+            "farther"
+        } else {
+            "about as close"
+        };
+        let rank =
+            |r: Option<usize>| r.map_or_else(|| "not found".to_string(), |r| format!("#{r}"));
+        // Plain "to", not an arrow: the window's font has no arrow glyph.
+        let ranks = match (self.rank_before, self.rank_after) {
+            (None, None) => String::new(),
+            (before, after) => format!(", {} to {}", rank(before), rank(after)),
+        };
+        format!(
+            "{}, marked {} to {}: {moved} ({:.2} to {:.2} of the typical distance){ranks}",
+            name(&self.photo),
+            if self.alike { "alike" } else { "not alike" },
+            name(&self.query),
+            self.before,
+            self.after
+        )
+    }
+}
+
+impl FineTuneSummary {
+    /// The marked pairs that moved against their mark.
+    pub fn wrong_way(&self) -> Vec<&PairChange> {
+        self.pair_changes
+            .iter()
+            .filter(|change| change.moved_the_wrong_way())
+            .collect()
+    }
 }
 
 /// A model file's description, read without building the network.
@@ -766,6 +874,24 @@ pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelI
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_settings_are_typed_and_unknown_ones_never_stop_a_model_opening() {
+        let settings = crate::engine::train::Preset::Default.settings();
+        let summary = TrainingSummary {
+            settings: Some(settings.clone()),
+            ..TrainingSummary::default()
+        };
+        let json = serde_json::to_value(&summary).expect("json");
+        let back: TrainingSummary = serde_json::from_value(json.clone()).expect("read");
+        assert_eq!(back.settings, Some(settings));
+        // A file from a build whose settings had another shape: the rest still reads.
+        let mut older = json;
+        older["settings"] = serde_json::json!({ "margin": "one", "loss": 3 });
+        older["steps"] = serde_json::json!(7);
+        let read: TrainingSummary = serde_json::from_value(older).expect("read");
+        assert_eq!((read.settings, read.steps), (None, 7));
+    }
 
     pub(crate) fn tiny_config(dim: usize) -> ModelConfig {
         ModelConfig {

@@ -17,6 +17,7 @@ use crate::engine::model::{
     EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, read_model_info,
     save_model,
 };
+use crate::engine::progress::{Downloading, OnProgress};
 use crate::engine::{EngineError, Result};
 
 /// Where the standard weights are downloaded from.
@@ -85,7 +86,7 @@ pub fn check_resnet18_weights(path: &Path) -> Result<ImportReport> {
 pub fn download_weights(
     source: &WeightsSource,
     cancel: &AtomicBool,
-    progress: &dyn Fn(u64, Option<u64>),
+    progress: OnProgress<'_, Downloading>,
 ) -> Result<ImportReport> {
     let unreachable = |reason: String| {
         EngineError::Network(format!(
@@ -123,7 +124,10 @@ pub fn download_weights(
             let mut buffer = vec![0u8; 64 * 1024];
             let mut done = 0u64;
             let mut reported = 0u64;
-            progress(0, total);
+            progress(Downloading {
+                bytes: 0,
+                total_bytes: total,
+            });
             loop {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(EngineError::Cancelled);
@@ -139,7 +143,10 @@ pub fn download_weights(
                 done += read as u64;
                 if done - reported >= PROGRESS_EVERY_BYTES {
                     reported = done;
-                    progress(done, total);
+                    progress(Downloading {
+                        bytes: done,
+                        total_bytes: total,
+                    });
                 }
             }
             if total.is_some_and(|bytes| bytes != done) {
@@ -148,7 +155,10 @@ pub fn download_weights(
                     total.unwrap_or_default()
                 )));
             }
-            progress(done, total);
+            progress(Downloading {
+                bytes: done,
+                total_bytes: total,
+            });
             Ok(())
         },
         |written| {
@@ -235,7 +245,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}/resnet18.safetensors"),
             cache_path: dir.path().join("weights").join(CACHED_FILE_NAME),
         };
-        let error = download_weights(&source, &AtomicBool::new(false), &|_, _| {})
+        let error = download_weights(&source, &AtomicBool::new(false), &|_| {})
             .expect_err("nothing listens")
             .to_string();
         assert!(error.contains("could not download"), "{error}");

@@ -79,6 +79,27 @@ pub fn normalized_softmax_loss(
     logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, label_smoothing)
 }
 
+/// The loss of fine-tuning from marks, over `distance` (each marked pair's squared
+/// distance over the typical distance) and `is_alike` (1 for an alike pair, 0 for a
+/// not-alike one): alike pairs are pulled within `alike_target`, not-alike pairs pushed
+/// past the typical distance.
+pub fn marked_pairs_loss(distance: &Tensor, is_alike: &Tensor, alike_target: f64) -> Tensor {
+    let pull = (distance - alike_target).relu();
+    let push = (distance.neg() + 1.0).relu();
+    let is_apart = is_alike.neg() + 1.0;
+    (is_alike * pull + is_apart * push).mean(Kind::Float)
+}
+
+/// Holds photos where they were: the mean squared distance of their embeddings `now`
+/// from `before`, over the typical distance.
+pub fn kept_in_place_loss(now: &Tensor, before: &Tensor, typical: f64) -> Tensor {
+    ((now - before)
+        .pow_tensor_scalar(2)
+        .sum_dim_intlist(1, false, Kind::Float)
+        / typical)
+        .mean(Kind::Float)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +185,19 @@ mod tests {
         let loss =
             normalized_softmax_loss(&collapsed, &proxies, &labels, 0.05, 0.0).double_value(&[]);
         assert!(loss > 3f64.ln(), "loss {loss}");
+    }
+
+    #[test]
+    fn marked_pairs_pull_alike_within_the_target_and_push_not_alike_past_typical() {
+        let distance = Tensor::from_slice(&[0.05f32, 0.5, 2.0, 0.5]);
+        let is_alike = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]);
+        // Alike at 0.05: inside 0.1, no loss; alike at 0.5: 0.4; not alike at 2.0:
+        // past the typical distance, no loss; not alike at 0.5: 0.5.
+        let loss = marked_pairs_loss(&distance, &is_alike, 0.1).double_value(&[]);
+        assert!((loss - 0.9 / 4.0).abs() < 1e-6, "{loss}");
+        let before = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 1.0]).view([2, 2]);
+        let now = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 3.0]).view([2, 2]);
+        let kept = kept_in_place_loss(&now, &before, 2.0).double_value(&[]);
+        assert!((kept - 1.0).abs() < 1e-6, "{kept}");
     }
 }

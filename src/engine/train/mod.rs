@@ -15,6 +15,7 @@ pub mod optimizer;
 pub mod prepare;
 pub mod resume;
 pub mod schedule;
+pub mod settings;
 pub mod trainer;
 
 use std::path::PathBuf;
@@ -23,263 +24,19 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{Augment, DEFAULT_MAX_PIXELS, Preprocess, SkippedFile, default_loader_threads};
-use super::device::{DeviceChoice, describe};
+use super::data::{DEFAULT_MAX_PIXELS, Preprocess, SkippedFile, default_loader_threads};
+use super::device::describe;
 use super::eval::{RetrievalReport, evaluate_model};
-use super::model::{
-    EmbeddingModel, ImportReport, MODEL_FORMAT_VERSION, ModelConfig, ModelInfo, TrainingSummary,
-    model_file_bytes,
-};
+use super::model::{EmbeddingModel, ImportReport, ModelConfig, TrainingSummary};
 use super::{EngineError, Result};
 pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
+pub use settings::{
+    DEFAULT_EPOCHS, Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, Preset, Schedule, TrainSettings,
+};
 use trainer::{EpochEnd, Trainer};
 
-/// Epochs trained when neither an epoch count nor a time budget is given (the tutorial's).
-pub const DEFAULT_EPOCHS: usize = 20;
-
-/// A named starting point for the training settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// The tutorial recipe exactly (see `seed_reference.py`): 224 px, flip, 1000-d,
-    /// random triplets, margin 1, Adam 1e-3, batch 32.
-    Seed,
-    /// What retrieved best at the same time budget on a real-size folder (see
-    /// docs/quality.md): normalised softmax over the class folders at 112 px.
-    #[default]
-    Default,
-}
-
-/// What the network is trained to minimise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Loss {
-    /// Triplet loss with a margin on squared L2 distance; `mining` says how triplets form.
-    #[default]
-    Triplet,
-    /// Normalised softmax (Zhai & Wu 2019): cosine similarity to one learned proxy per
-    /// class, divided by a temperature, with cross-entropy. Batches are shuffled images.
-    NormalizedSoftmax,
-}
-
-/// How triplets are formed (triplet loss only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mining {
-    /// Independent random (anchor, positive, negative) triplets, the seed's TripletData;
-    /// the batch size counts triplets.
-    RandomTriplets,
-    /// Batches of P classes × K images; each image is an anchor against the hardest
-    /// positive and negative in the batch; the batch size counts images.
-    BatchHard,
-}
-
-/// Learning-rate schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Schedule {
-    Constant,
-    /// Cosine decay to zero over the run (by steps, or by time under a time budget).
-    Cosine,
-}
-
-/// Everything that shapes training; presets fill it, flags override it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
-    pub preset: Preset,
-    /// At most this many epochs. `None`: until the time budget runs out, or
-    /// [`DEFAULT_EPOCHS`] without a budget.
-    pub epochs: Option<usize>,
-    /// Stop after the step that crosses this many seconds (preparation included).
-    pub max_seconds: Option<f64>,
-    pub image_size_px: u32,
-    pub batch_size: usize,
-    pub lr: f64,
-    #[serde(default)]
-    pub loss: Loss,
-    /// Triplet loss margin.
-    pub margin: f64,
-    /// Normalised softmax temperature (logits are cosines divided by it).
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-    /// Normalised softmax label smoothing.
-    #[serde(default)]
-    pub label_smoothing: f64,
-    pub embedding_dim: usize,
-    pub l2_normalize: bool,
-    pub mining: Mining,
-    /// K in P × K batches (batch-hard mining).
-    pub images_per_class: usize,
-    pub augment: Augment,
-    /// Decoupled weight decay (AdamW); 0 is plain Adam.
-    pub weight_decay: f64,
-    pub schedule: Schedule,
-    /// Share of the run (steps or budget) over which the learning rate warms up linearly.
-    #[serde(default)]
-    pub warmup_fraction: f64,
-    /// Keep BatchNorm in inference mode (running statistics from pretrained weights) while
-    /// fine-tuning; its scale and shift still learn.
-    #[serde(default)]
-    pub freeze_batch_norm: bool,
-    /// Keep an exponential moving average of the weights with this decay per step (0: no
-    /// average). Validation, the best-epoch choice and the saved model use the average.
-    #[serde(default)]
-    pub ema_decay: f64,
-    /// Progressive resizing: the first epochs train at this many pixels and the size grows
-    /// to `image_size_px`, reached at [`PROGRESSIVE_FULL_SIZE_AT`] of the run (small images
-    /// early buy more steps in the same time). `None`, or a start at or above the image
-    /// size: every epoch at full size.
-    #[serde(default)]
-    pub progressive_from_px: Option<u32>,
-    /// Mixup: each batch is blended with a shuffled copy of itself by a Beta(α, α) weight
-    /// and the loss by the same weight. 0: off.
-    #[serde(default)]
-    pub mixup_alpha: f64,
-    /// Hand libtorch the batches in channels-last (NHWC) memory order, which oneDNN's CPU
-    /// convolutions run faster (docs/benchmarks.md).
-    #[serde(default)]
-    pub channels_last: bool,
-    /// The model embeds a photo as the mean of its own and its mirror image's embedding
-    /// (indexing and queries alike): twice the network work per photo.
-    #[serde(default)]
-    pub mirror_average: bool,
-    pub device: DeviceChoice,
-    pub seed: u64,
-}
-
-/// Share of a progressively resized run after which every epoch trains at full size.
-pub const PROGRESSIVE_FULL_SIZE_AT: f64 = 0.7;
-
-fn default_temperature() -> f64 {
-    0.05
-}
-
-impl Preset {
-    /// The settings of this preset.
-    pub fn settings(self) -> TrainSettings {
-        match self {
-            Self::Seed => TrainSettings {
-                preset: self,
-                epochs: None,
-                max_seconds: None,
-                image_size_px: 224,
-                batch_size: 32,
-                lr: 1e-3,
-                loss: Loss::Triplet,
-                margin: 1.0,
-                temperature: default_temperature(),
-                label_smoothing: 0.0,
-                embedding_dim: 1000,
-                l2_normalize: false,
-                mining: Mining::RandomTriplets,
-                images_per_class: 4,
-                augment: Augment::Flip,
-                weight_decay: 0.0,
-                schedule: Schedule::Constant,
-                warmup_fraction: 0.0,
-                freeze_batch_norm: false,
-                ema_decay: 0.0,
-                progressive_from_px: None,
-                mixup_alpha: 0.0,
-                channels_last: false,
-                mirror_average: false,
-                device: DeviceChoice::Auto,
-                seed: 0,
-            },
-            // Normalised softmax on 512-d unit embeddings (docs/quality.md): on 2534 real
-            // photos, triplet losses from scratch either learned slowly (the seed) or
-            // collapsed (batch-hard), while a classification loss over the class folders
-            // learned steadily and its cosine geometry is what retrieval searches. 112 px
-            // buys about four times the steps of 224 px on a CPU; random crops and flips
-            // keep many epochs from memorising; AdamW with a short warm-up and cosine decay.
-            // Quality II (docs/quality.md): the first epochs at 64 px growing to 112 px
-            // (about 1.7 times the steps in the same time), channels-last batches (oneDNN's
-            // faster convolutions), and the weights' moving average is what is saved:
-            // mAP@R +0.11 at 600 s on the split. The mirrored embedding is off: it doubled
-            // indexing time for no gain.
-            Self::Default => TrainSettings {
-                preset: self,
-                image_size_px: 112,
-                batch_size: 64,
-                lr: 2e-3,
-                loss: Loss::NormalizedSoftmax,
-                temperature: 0.05,
-                label_smoothing: 0.1,
-                embedding_dim: 512,
-                l2_normalize: true,
-                augment: Augment::CropFlip,
-                weight_decay: 0.01,
-                schedule: Schedule::Cosine,
-                warmup_fraction: 0.03,
-                ema_decay: 0.998,
-                progressive_from_px: Some(64),
-                channels_last: true,
-                ..Self::Seed.settings()
-            },
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Seed => "seed",
-            Self::Default => "default",
-        }
-    }
-}
-
 impl TrainSettings {
-    /// Errors on values that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        let problem = if self.epochs == Some(0) {
-            Some("epochs must be at least 1")
-        } else if !(16..=1024).contains(&self.image_size_px) {
-            Some("image size must be between 16 and 1024 pixels")
-        } else if self.batch_size < 2 {
-            Some("batch size must be at least 2")
-        } else if !(self.lr > 0.0 && self.lr.is_finite()) {
-            Some("learning rate must be a positive number")
-        } else if !(self.margin >= 0.0 && self.margin.is_finite()) {
-            Some("margin must be zero or positive")
-        } else if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            Some("temperature must be a positive number")
-        } else if !(0.0..1.0).contains(&self.label_smoothing) {
-            Some("label smoothing must be at least 0 and below 1")
-        } else if !(0.0..1.0).contains(&self.warmup_fraction) {
-            Some("warm-up must be a fraction of the run, at least 0 and below 1")
-        } else if !(1..=crate::engine::model::MAX_EMBEDDING_DIM).contains(&self.embedding_dim) {
-            // The bound every loader enforces: a model it would call damaged is never made.
-            return Err(EngineError::Config(format!(
-                "embedding size must be between 1 and {}",
-                crate::engine::model::MAX_EMBEDDING_DIM
-            )));
-        } else if !(0.0..1.0).contains(&self.ema_decay) {
-            Some("the weight average's decay (--ema) must be at least 0 and below 1")
-        } else if self.progressive_from_px.is_some_and(|from| from < 16) {
-            // (A start above the image size trains every epoch at the image size.)
-            Some("progressive resizing must start at 16 pixels or more")
-        } else if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
-            Some("mixup's alpha must be zero or a positive number")
-        } else if self.images_per_class < 2 {
-            Some("images per class (K) must be at least 2")
-        } else if self.max_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
-            Some("the time budget must be a positive number of seconds")
-        } else {
-            None
-        };
-        problem.map_or(Ok(()), |p| Err(EngineError::Config(p.into())))
-    }
-
-    /// The most epochs this run may train: the epochs asked for; without them, until the
-    /// time budget runs out, or [`DEFAULT_EPOCHS`] when there is no budget either.
-    pub fn epoch_limit(&self) -> Option<usize> {
-        match (self.epochs, self.max_seconds) {
-            (Some(epochs), _) => Some(epochs),
-            (None, Some(_)) => None,
-            (None, None) => Some(DEFAULT_EPOCHS),
-        }
-    }
-
     /// The model these settings train.
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
@@ -540,7 +297,7 @@ pub fn train(
         images: data.training.dataset.images.len(),
         skipped_files: data.skipped.len(),
         preset: settings.preset.label().into(),
-        settings: serde_json::to_value(settings).unwrap_or_default(),
+        settings: Some(settings.clone()),
         device: device_label,
         pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
         steps_per_epoch: trainer.steps_per_epoch(),
@@ -636,7 +393,7 @@ pub fn train(
     let model = trainer.into_model();
 
     let validation = match (&job.validation, summary.cancelled) {
-        (Some(folder), false) => final_evaluation(job, folder, &model, &summary, cancel, on_event)?,
+        (Some(folder), false) => final_evaluation(job, folder, &model, cancel, on_event)?,
         _ => None,
     };
     Ok(TrainOutcome {
@@ -683,31 +440,33 @@ fn build_model(
     Ok((model, import))
 }
 
+/// What the in-memory gallery of the final evaluation says made it: the model is saved,
+/// and gets its id, only after the run.
+const UNSAVED_MODEL_ID: &str = "the model being trained (not saved yet)";
+
 /// Full retrieval metrics on the validation folder (gallery: the whole training folder).
 /// Cancelling here keeps the model and skips the metrics.
 fn final_evaluation(
     job: &TrainJob,
     folder: &std::path::Path,
     model: &EmbeddingModel,
-    summary: &TrainingSummary,
     cancel: &AtomicBool,
     on_event: &(dyn Fn(TrainEvent) + Sync),
 ) -> Result<Option<RetrievalReport>> {
-    // The model id is only known once serialised; evaluation does not need it.
-    let (_, model_id) = model_file_bytes(model, summary)?;
-    let info = ModelInfo {
-        format_version: MODEL_FORMAT_VERSION,
-        model_id,
-        config: model.config.clone(),
-        summary: summary.clone(),
-    };
+    // The model is saved (and so gets its id) after this; the id only names the
+    // gallery that lives in memory for the evaluation.
     match evaluate_model(
         model,
-        &info,
+        UNSAVED_MODEL_ID,
         &job.data,
         folder,
         job.max_pixels,
-        &|done, total| on_event(TrainEvent::Evaluating { done, total }),
+        &|p| {
+            on_event(TrainEvent::Evaluating {
+                done: p.done,
+                total: p.total,
+            })
+        },
         cancel,
     ) {
         Ok(report) => Ok(Some(report)),
