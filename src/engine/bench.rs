@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
-use tch::nn::OptimizerConfig;
 
 use super::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use super::device::guard_libtorch;
 use super::index::{EMBED_BATCH, embed_files};
 use super::model::EmbeddingModel;
+use super::train::optimizer::AdamW;
 use super::train::{Loss, Mining, TrainEvent, TrainJob, TrainSettings, train};
 use super::{EngineError, Result};
 
@@ -37,8 +37,6 @@ pub struct BenchReport {
     pub train_steps_timed: usize,
 }
 
-/// Runs the benchmark on a class-folder `data` set with `settings`, timing `steps`
-/// training steps (after one warm-up step).
 /// Images a second through the network alone, in batches of [`EMBED_BATCH`] as indexing
 /// does, on random pixels (the ceiling indexing is measured against).
 fn pure_forward_rate(model: &EmbeddingModel, floats: usize, photos: usize) -> Result<f64> {
@@ -54,6 +52,8 @@ fn pure_forward_rate(model: &EmbeddingModel, floats: usize, photos: usize) -> Re
     Ok((rounds * EMBED_BATCH) as f64 / clock.elapsed().as_secs_f64())
 }
 
+/// Runs the benchmark on a class-folder `data` set with `settings`, timing `steps`
+/// training steps (after one warm-up step).
 pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchReport> {
     let device = settings.device.resolve()?;
     let folder = scan_folder(data, DEFAULT_MAX_PIXELS)?;
@@ -63,7 +63,6 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
             data.display()
         )));
     }
-    let size = i64::from(settings.image_size_px);
     let model = EmbeddingModel::new(settings.model_config(), device)?;
     let floats = model.config.preprocess.floats_per_image();
     let no_cancel = AtomicBool::new(false);
@@ -76,7 +75,28 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     let embedded = embed_files(&model, &paths, DEFAULT_MAX_PIXELS, &|_| {}, &no_cancel)?;
     let index_images_per_s = embedded.embedded.len() as f64 / clock.elapsed().as_secs_f64();
 
-    // Pure training step on random tensors.
+    let step_triplets_per_s = pure_step_rate(settings, device, steps)?;
+    let train_triplets_per_s = real_training_rate(data, settings, steps)?;
+    Ok(BenchReport {
+        device: super::device::describe(device),
+        image_size_px: settings.image_size_px,
+        preset: settings.preset.label().into(),
+        images: embedded.embedded.len(),
+        index_images_per_s,
+        forward_images_per_s,
+        index_vs_forward: index_images_per_s / forward_images_per_s,
+        train_triplets_per_s,
+        step_triplets_per_s,
+        train_vs_step: train_triplets_per_s / step_triplets_per_s,
+        train_steps_timed: steps,
+    })
+}
+
+/// Anchors (triplets) a second through one training step alone (forward, loss, backward,
+/// AdamW) on random tensors of the real step's shape: the ceiling training is measured
+/// against.
+fn pure_step_rate(settings: &TrainSettings, device: tch::Device, steps: usize) -> Result<f64> {
+    let size = i64::from(settings.image_size_px);
     let images_per_step = match (settings.loss, settings.mining) {
         (Loss::Triplet, Mining::RandomTriplets) => settings.batch_size * 3,
         _ => settings.batch_size,
@@ -84,11 +104,12 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     // Random triplets: batch_size triplets; batch-hard: every image is an anchor.
     let anchors_per_step = settings.batch_size;
     let step_model = EmbeddingModel::new(settings.model_config(), device)?;
-    let mut optimizer = tch::nn::AdamW {
-        wd: settings.weight_decay,
-        ..Default::default()
-    }
-    .build(&step_model.var_store, settings.lr)?;
+    // The optimiser training uses.
+    let mut optimizer = AdamW::new(
+        step_model.var_store.trainable_variables(),
+        settings.lr,
+        settings.weight_decay,
+    );
     let images = Tensor::randn(
         [images_per_step as i64, 3, size, size],
         (tch::Kind::Float, device),
@@ -139,7 +160,9 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
                     settings.margin,
                 ),
             };
-            optimizer.backward_step(&loss);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
             loss.double_value(&[])
         })
     };
@@ -148,9 +171,12 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
     for _ in 0..steps {
         one_step()?;
     }
-    let step_triplets_per_s = (steps * anchors_per_step) as f64 / clock.elapsed().as_secs_f64();
+    Ok((steps * anchors_per_step) as f64 / clock.elapsed().as_secs_f64())
+}
 
-    // Real training through the loader: time steps 2..=steps+1.
+/// Anchors a second of real training on `data` through the loader, timing steps
+/// 2..=steps+1 (the first pays for warm-up).
+fn real_training_rate(data: &Path, settings: &TrainSettings, steps: usize) -> Result<f64> {
     let mut train_settings = settings.clone();
     train_settings.epochs = Some(10_000);
     train_settings.max_seconds = None;
@@ -194,18 +220,5 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
         }
     };
     // The last batch of an epoch can be smaller: count what the timed steps really held.
-    let train_triplets_per_s = timed_anchors.into_inner() as f64 / timed;
-    Ok(BenchReport {
-        device: super::device::describe(device),
-        image_size_px: settings.image_size_px,
-        preset: settings.preset.label().into(),
-        images: embedded.embedded.len(),
-        index_images_per_s,
-        forward_images_per_s,
-        index_vs_forward: index_images_per_s / forward_images_per_s,
-        train_triplets_per_s,
-        step_triplets_per_s,
-        train_vs_step: train_triplets_per_s / step_triplets_per_s,
-        train_steps_timed: steps,
-    })
+    Ok(timed_anchors.into_inner() as f64 / timed)
 }

@@ -101,59 +101,7 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
         .num_columns(2)
         .spacing([8.0, 4.0])
         .show(ui, |ui| {
-            let label = ui.label("Preset");
-            let before = form.preset;
-            egui::ComboBox::from_id_salt("preset")
-                .selected_text(preset_name(form.preset))
-                .show_ui(ui, |ui| {
-                    for preset in [Preset::Default, Preset::Seed] {
-                        ui.selectable_value(&mut form.preset, preset, preset_name(preset));
-                    }
-                })
-                .response
-                .labelled_by(label.id);
-            if form.preset != before {
-                let weights = form.weights.take();
-                *form = TrainForm::from_preset(form.preset);
-                form.weights = weights;
-            }
-            ui.end_row();
-            let label = ui.label("Time budget");
-            ui.horizontal(|ui| {
-                ui.checkbox(&mut form.use_time_budget, "")
-                    .labelled_by(label.id);
-                ui.add_enabled(
-                    form.use_time_budget,
-                    egui::DragValue::new(&mut form.max_seconds)
-                        .range(5.0..=86_400.0)
-                        .suffix(" s"),
-                )
-                .labelled_by(label.id)
-                .on_hover_text(
-                    "The whole run, from Train to its summary: loading the photos, the \
-                     training steps and validation. Indexing the library with the new \
-                     model comes after it.",
-                );
-            });
-            ui.end_row();
-            let label = ui.label("Epochs");
-            if form.use_time_budget {
-                // Under a time budget, epochs are only a bound the person chose.
-                ui.horizontal(|ui| {
-                    ui.checkbox(&mut form.limit_epochs, "at most")
-                        .labelled_by(label.id)
-                        .on_hover_text("Off: train until the time budget is spent");
-                    ui.add_enabled(
-                        form.limit_epochs,
-                        egui::DragValue::new(&mut form.epochs).range(1..=10_000),
-                    )
-                    .labelled_by(label.id);
-                });
-            } else {
-                ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000))
-                    .labelled_by(label.id);
-            }
-            ui.end_row();
+            preset_and_length_rows(ui, form);
             let label = ui.label("Image size");
             ui.add(
                 egui::DragValue::new(&mut form.image_size_px)
@@ -253,6 +201,64 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
         });
     imagenet_offer_ui(ui, state, intents);
     download_ui(ui, state, intents);
+}
+
+/// The form's first rows: the preset (choosing one resets the form to it, keeping the
+/// starting weights), the time budget and the epochs.
+fn preset_and_length_rows(ui: &mut egui::Ui, form: &mut TrainForm) {
+    let label = ui.label("Preset");
+    let before = form.preset;
+    egui::ComboBox::from_id_salt("preset")
+        .selected_text(preset_name(form.preset))
+        .show_ui(ui, |ui| {
+            for preset in [Preset::Default, Preset::Seed] {
+                ui.selectable_value(&mut form.preset, preset, preset_name(preset));
+            }
+        })
+        .response
+        .labelled_by(label.id);
+    if form.preset != before {
+        let weights = form.weights.take();
+        *form = TrainForm::from_preset(form.preset);
+        form.weights = weights;
+    }
+    ui.end_row();
+    let label = ui.label("Time budget");
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut form.use_time_budget, "")
+            .labelled_by(label.id);
+        ui.add_enabled(
+            form.use_time_budget,
+            egui::DragValue::new(&mut form.max_seconds)
+                .range(5.0..=86_400.0)
+                .suffix(" s"),
+        )
+        .labelled_by(label.id)
+        .on_hover_text(
+            "The whole run, from Train to its summary: loading the photos, the \
+             training steps and validation. Indexing the library with the new \
+             model comes after it.",
+        );
+    });
+    ui.end_row();
+    let label = ui.label("Epochs");
+    if form.use_time_budget {
+        // Under a time budget, epochs are only a bound the person chose.
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut form.limit_epochs, "at most")
+                .labelled_by(label.id)
+                .on_hover_text("Off: train until the time budget is spent");
+            ui.add_enabled(
+                form.limit_epochs,
+                egui::DragValue::new(&mut form.epochs).range(1..=10_000),
+            )
+            .labelled_by(label.id);
+        });
+    } else {
+        ui.add(egui::DragValue::new(&mut form.epochs).range(1..=10_000))
+            .labelled_by(label.id);
+    }
+    ui.end_row();
 }
 
 /// Offered once, until the person answers: the ImageNet weights as a starting point, what

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::data::fingerprint::{self, Fingerprint};
-use crate::engine::files::Fnv1a;
 use crate::engine::index::Gallery;
 use crate::engine::progress::{Comparing, OnProgress};
 use crate::engine::{EngineError, Result};
@@ -117,14 +116,13 @@ impl Group {
     }
 }
 
-/// FNV-1a of a file's bytes (None when it cannot be read).
+/// XXH3 of a file's bytes (None when it cannot be read): kept in memory only, and an
+/// order of magnitude faster than FNV-1a on multi-megabyte photos.
 fn content_hash(path: &Path) -> Option<u64> {
     // Only a regular photo file, bounded: a photo swapped for a pipe or /dev/zero since
     // it was indexed must not hang the comparison or fill memory.
     let bytes = crate::engine::data::decode::read_photo(path).ok()?;
-    let mut hash = Fnv1a::default();
-    hash.write(&bytes);
-    Some(hash.finish())
+    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 impl Candidates {

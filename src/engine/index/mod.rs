@@ -350,6 +350,52 @@ mod tests {
         assert_eq!(gallery.search(&[0.0, 0.0], 50).expect("search").len(), 4);
     }
 
+    /// `bytes` of an index file with its header's checksum replaced by `checksum`.
+    fn with_checksum(bytes: &[u8], checksum: &str) -> Vec<u8> {
+        let at = INDEX_MAGIC.len();
+        let header_len =
+            u64::from_le_bytes(bytes[at + 4..at + 12].try_into().expect("len")) as usize;
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&bytes[at + 12..at + 12 + header_len]).expect("header");
+        header["vectors_checksum"] = checksum.into();
+        let header = serde_json::to_vec(&header).expect("json");
+        let mut out = bytes[..at + 4].to_vec();
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&bytes[at + 12 + header_len..]);
+        out
+    }
+
+    #[test]
+    fn an_index_checksummed_with_fnv_by_an_earlier_build_still_opens_and_damage_is_caught() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.likeness-index");
+        let gallery = gallery_of(&[[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]);
+        let bytes = gallery.to_bytes().expect("bytes");
+        let vectors: Vec<u8> = [0.0f32, 0.0, 1.0, 0.0, 5.0, 5.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert!(bytes.ends_with(&vectors));
+        let mut fnv = crate::engine::files::Fnv1a::default();
+        fnv.write(&vectors);
+        let old = with_checksum(&bytes, &fnv.hex());
+        std::fs::write(&path, &old).expect("write");
+        assert_eq!(
+            Gallery::load(&path).expect("an earlier index opens").len(),
+            3
+        );
+        let mut flipped = old;
+        let last = flipped.len() - 2;
+        flipped[last] ^= 0x01;
+        std::fs::write(&path, &flipped).expect("write");
+        let error = Gallery::load(&path).expect_err("flipped").to_string();
+        assert!(error.contains("checksum"), "{error}");
+        // New files say which checksum they carry.
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("\"vectors_checksum\":\"xxh3:"), "{text}");
+    }
+
     #[test]
     fn index_file_round_trips_and_refuses_damage() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -235,37 +235,10 @@ pub fn train(
         None => build_model(job, device)?,
     };
     let mut notes = data.notes.clone();
-    if let (Some(report), Some(path)) = (&import, &job.weights) {
-        let fc = if report.reinitialised.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; the ImageNet classifier (fc) does not fit a {}-d embedding and starts fresh",
-                settings.embedding_dim
-            )
-        };
-        notes.push(format!(
-            "pretrained weights from {}: {} tensors loaded{fc}",
-            path.display(),
-            report.loaded
-        ));
-    }
+    notes.extend(pretrained_note(import.as_ref(), job));
     let mut trainer = Trainer::new(model, settings, &data, job.loader_threads)?;
     if let Some(resumption) = &resumption {
-        let earlier = &resumption.saved.info;
-        if earlier.classes != data.training.dataset.classes {
-            return Err(EngineError::Dataset(format!(
-                "{} has the classes {} but the run being resumed trained on {}; resume on the same class folders, or start a new run with --init-model",
-                job.data.display(),
-                data.training.dataset.classes.join(", "),
-                earlier.classes.join(", ")
-            )));
-        }
-        trainer.resume(&resumption.saved)?;
-        notes.push(format!(
-            "going on from model {}: {} steps, {} epochs and {:.0} s trained before; the learning rate continues its schedule",
-            resumption.model_id, earlier.position.steps, earlier.epochs, earlier.position.secs
-        ));
+        notes.push(go_on_from(&mut trainer, resumption, job, &data)?);
     }
     let mut monitor = Monitor::new(settings, &data, &trainer)?;
     // The budget covers the whole run: the steps end early enough for what follows them.
@@ -310,6 +283,61 @@ pub fn train(
         }),
         ..Default::default()
     };
+    run_epochs(
+        &mut trainer,
+        &mut monitor,
+        settings,
+        &clock,
+        cancel,
+        on_event,
+        &mut summary,
+    )?;
+    let steps_before = summary.resumed_from.as_ref().map_or(0, |e| e.steps);
+    if trainer.global_step() == steps_before && cancel.load(Ordering::Relaxed) {
+        // Nothing was trained: there is no model worth keeping.
+        return Err(EngineError::Cancelled);
+    }
+    let earlier = summary.resumed_from.as_ref();
+    summary.steps = trainer.global_step() - earlier.map_or(0, |e| e.steps);
+    summary.train_secs = clock.elapsed().as_secs_f64();
+    let state = trainer.state(
+        summary.epochs + earlier.map_or(0, |e| e.epochs),
+        &data.training.dataset.classes,
+    );
+    trainer.show_average(true);
+    monitor.finish(&mut trainer, &mut summary)?;
+    let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
+        None
+    } else {
+        monitor.before_after(trainer.model())?
+    };
+    let model = trainer.into_model();
+
+    let validation = match (&job.validation, summary.cancelled) {
+        (Some(folder), false) => final_evaluation(job, folder, &model, cancel, on_event)?,
+        _ => None,
+    };
+    Ok(TrainOutcome {
+        model,
+        summary,
+        validation,
+        import,
+        before_after,
+        state,
+    })
+}
+
+/// Trains epoch after epoch until the epochs, the time budget or a cancel end the run,
+/// observing each epoch (validation, collapse) and recording it in `summary`.
+fn run_epochs(
+    trainer: &mut Trainer,
+    monitor: &mut Monitor,
+    settings: &TrainSettings,
+    clock: &Instant,
+    cancel: &AtomicBool,
+    on_event: &(dyn Fn(TrainEvent) + Sync),
+    summary: &mut TrainingSummary,
+) -> Result<()> {
     let mut epoch = 0;
     while !cancel.load(Ordering::Relaxed) && settings.epoch_limit().is_none_or(|n| epoch < n) {
         epoch += 1;
@@ -317,7 +345,7 @@ pub fn train(
             mean_loss,
             stop,
             steps,
-        } = trainer.run_epoch(epoch, &clock, cancel, on_event)?;
+        } = trainer.run_epoch(epoch, clock, cancel, on_event)?;
         summary.epoch_losses.push(mean_loss);
         summary.epochs = epoch;
         match stop {
@@ -336,7 +364,7 @@ pub fn train(
         let final_epoch = stop.is_some() || settings.epoch_limit() == Some(epoch);
         // The run is judged by what it would save: the weight average, when it keeps one.
         trainer.show_average(true);
-        let observed = monitor.observe(epoch, mean_loss, final_epoch, &mut trainer, cancel);
+        let observed = monitor.observe(epoch, mean_loss, final_epoch, trainer, cancel);
         if !final_epoch {
             trainer.show_average(false);
         }
@@ -371,39 +399,54 @@ pub fn train(
             break;
         }
     }
-    let steps_before = summary.resumed_from.as_ref().map_or(0, |e| e.steps);
-    if trainer.global_step() == steps_before && cancel.load(Ordering::Relaxed) {
-        // Nothing was trained: there is no model worth keeping.
-        return Err(EngineError::Cancelled);
+    // A cancel that lands between two epochs ends the loop at its condition: it is still
+    // a cancelled run (its model is not made current), however far it got.
+    if cancel.load(Ordering::Relaxed) {
+        summary.cancelled = true;
     }
-    let earlier = summary.resumed_from.as_ref();
-    summary.steps = trainer.global_step() - earlier.map_or(0, |e| e.steps);
-    summary.train_secs = clock.elapsed().as_secs_f64();
-    let state = trainer.state(
-        summary.epochs + earlier.map_or(0, |e| e.epochs),
-        &data.training.dataset.classes,
-    );
-    trainer.show_average(true);
-    monitor.finish(&mut trainer, &mut summary)?;
-    let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
-        None
-    } else {
-        monitor.before_after(trainer.model())?
-    };
-    let model = trainer.into_model();
+    Ok(())
+}
 
-    let validation = match (&job.validation, summary.cancelled) {
-        (Some(folder), false) => final_evaluation(job, folder, &model, cancel, on_event)?,
-        _ => None,
+/// What the run says about the pretrained weights it started from.
+fn pretrained_note(import: Option<&ImportReport>, job: &TrainJob) -> Option<String> {
+    let (report, path) = (import?, job.weights.as_ref()?);
+    let fc = if report.reinitialised.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the ImageNet classifier (fc) does not fit a {}-d embedding and starts fresh",
+            job.settings.embedding_dim
+        )
     };
-    Ok(TrainOutcome {
-        model,
-        summary,
-        validation,
-        import,
-        before_after,
-        state,
-    })
+    Some(format!(
+        "pretrained weights from {}: {} tensors loaded{fc}",
+        path.display(),
+        report.loaded
+    ))
+}
+
+/// Puts the saved state of the run being resumed into `trainer`, after checking it
+/// trained on the same classes; returns the note that says so.
+fn go_on_from(
+    trainer: &mut Trainer,
+    resumption: &Resumption,
+    job: &TrainJob,
+    data: &prepare::PreparedData,
+) -> Result<String> {
+    let earlier = &resumption.saved.info;
+    if earlier.classes != data.training.dataset.classes {
+        return Err(EngineError::Dataset(format!(
+            "{} has the classes {} but the run being resumed trained on {}; resume on the same class folders, or start a new run with --init-model",
+            job.data.display(),
+            data.training.dataset.classes.join(", "),
+            earlier.classes.join(", ")
+        )));
+    }
+    trainer.resume(&resumption.saved)?;
+    Ok(format!(
+        "going on from model {}: {} steps, {} epochs and {:.0} s trained before; the learning rate continues its schedule",
+        resumption.model_id, earlier.position.steps, earlier.epochs, earlier.position.secs
+    ))
 }
 
 /// Builds the network, from scratch or from pretrained weights.
