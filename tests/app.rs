@@ -1233,6 +1233,98 @@ fn the_map_shows_classes_marks_the_query_searches_on_click_and_copies_a_box_sele
     assert_eq!(list.lines().count(), 13);
 }
 
+/// Issue #26 item 1: a mark re-ranks the query on screen at once, without retraining, and
+/// the grid says so; Show original brings the plain results back.
+#[test]
+fn a_mark_refines_the_results_on_screen_at_once_and_show_original_undoes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 97).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.step();
+    let plain: Vec<PathBuf> = harness
+        .state()
+        .state
+        .search
+        .shown
+        .as_ref()
+        .expect("results")
+        .hits
+        .iter()
+        .map(|h| h.path.clone())
+        .collect();
+    assert!(plain.len() >= 4, "{plain:?}");
+    // The third result not alike: it leaves the results, which say they are refined.
+    harness
+        .get_all_by_label("Not alike")
+        .nth(2)
+        .expect("a third Not alike button")
+        .click();
+    run_until(&mut harness, "the refined results", |app| {
+        app.state
+            .search
+            .shown
+            .as_ref()
+            .is_some_and(|s| s.refined_by == 1)
+    });
+    let refined: Vec<PathBuf> = harness
+        .state()
+        .state
+        .search
+        .shown
+        .as_ref()
+        .expect("results")
+        .hits
+        .iter()
+        .map(|h| h.path.clone())
+        .collect();
+    assert!(!refined.contains(&plain[2]), "{refined:?}");
+    harness.step();
+    harness.get_by_label_contains("Refined by 1 mark");
+    // Show original: the plain ranking again, and the way back to the refined one.
+    harness.get_by_label("Show original").click();
+    run_until(&mut harness, "the original results", |app| {
+        app.state
+            .search
+            .shown
+            .as_ref()
+            .is_some_and(|s| s.refined_by == 0)
+    });
+    harness.step();
+    let again: Vec<PathBuf> = harness
+        .state()
+        .state
+        .search
+        .shown
+        .as_ref()
+        .expect("results")
+        .hits
+        .iter()
+        .map(|h| h.path.clone())
+        .collect();
+    assert_eq!(again, plain);
+    harness.get_by_label("Refine with 1 mark").click();
+    run_until(&mut harness, "the refined results again", |app| {
+        app.state
+            .search
+            .shown
+            .as_ref()
+            .is_some_and(|s| s.refined_by == 1)
+    });
+    // Searching the same photo again comes back refined by its marks.
+    harness.state_mut().rerun_search();
+    run_until(&mut harness, "a new search, refined", |app| {
+        app.state.is_idle()
+            && app
+                .state
+                .search
+                .shown
+                .as_ref()
+                .is_some_and(|s| s.refined_by == 1)
+    });
+}
+
 #[test]
 fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1241,6 +1333,9 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     let query = library.join("class_01/img_002.png");
     let mut harness = indexed_window(dir.path(), &library, &query);
     harness.step();
+    // The plain results stay on screen here (refining is the next test's), so the cards
+    // keep their places while they are marked.
+    harness.state_mut().state.search.show_original = true;
     // Mouse: the second result alike, the third not alike (the first is the query).
     harness
         .get_all_by_label("Alike")

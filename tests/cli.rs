@@ -919,3 +919,75 @@ fn train_resume_goes_on_in_place_and_a_killed_resume_leaves_the_model_intact() {
         resumed["model_id"]
     );
 }
+
+/// Issue #26 item 1: `likeness search --marks FILE` refines each query's results by the
+/// marks made on them, whatever spelling of the query's path the marks used.
+#[test]
+fn search_with_marks_leaves_out_not_alike_photos_and_says_it_refined() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photos = dir.path().join("photos");
+    write_dataset(&photos, 2, 5, 32, 93).expect("photos");
+    let model = dir.path().join("tiny.safetensors");
+    write_tiny_model(&model).expect("model");
+    let index = dir.path().join("photos.likeness-index");
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&photos),
+        "--index",
+        s(&index),
+    ]));
+    let query = photos.join("class_00/img_001.png");
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "--index", s(&index), "-k", "6", "--json"];
+        args.extend_from_slice(extra);
+        args.push(s(&query));
+        let output = likeness(&args);
+        assert_ok(&output);
+        last_json(&output)["queries"][0].clone()
+    };
+    let plain = search(&[]);
+    assert!(plain.get("refined_by").is_none(), "{plain}");
+    let paths = |result: &serde_json::Value| -> Vec<String> {
+        result["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|hit| hit["path"].as_str().expect("path").to_string())
+            .collect()
+    };
+    let plain_paths = paths(&plain);
+    // Marked through a relative-looking spelling of the query: `photos/../photos/…`.
+    let spelled = photos.join("../photos/class_00/img_001.png");
+    let mut marks = likeness::engine::feedback::Marks::default();
+    marks.set(&spelled, Path::new(&plain_paths[1]), Some(false));
+    marks.set(&spelled, Path::new(&plain_paths[2]), Some(true));
+    let marks_file = dir.path().join("marks.json");
+    marks.save(&marks_file).expect("marks");
+    let refined = search(&["--marks", s(&marks_file)]);
+    assert_eq!(refined["refined_by"], 2, "{refined}");
+    let refined_paths = paths(&refined);
+    assert!(
+        !refined_paths.contains(&plain_paths[1]),
+        "{refined_paths:?}"
+    );
+    assert_eq!(refined_paths.len(), 6);
+
+    let missing = dir.path().join("no-such-marks.json");
+    let output = likeness(&[
+        "search",
+        "--index",
+        s(&index),
+        "--marks",
+        s(&missing),
+        s(&query),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        binary::stderr(&output).contains("no such marks file"),
+        "{}",
+        binary::stderr(&output)
+    );
+}

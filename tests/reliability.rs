@@ -1268,7 +1268,7 @@ fn case_22_13_nonsense_arguments_are_refused_or_warned_about() {
     ]);
     assert_exit(&output, 1);
     assert!(
-        stderr(&output).contains("not supported"),
+        stderr(&output).contains("exclude pattern '['") && stderr(&output).contains("unclosed"),
         "{}",
         stderr(&output)
     );

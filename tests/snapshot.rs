@@ -70,6 +70,7 @@ fn main_screen_with_results_snapshot() {
         selected: vec![true; hits.len()],
         hits,
         vector: Default::default(),
+        refined_by: 0,
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

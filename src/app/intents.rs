@@ -49,6 +49,14 @@ impl LikenessApp {
             }
             Intent::UseModel(path) => self.use_model(path),
             Intent::RerunSearch => self.rerun_search(),
+            Intent::ShowOriginal => {
+                self.state.search.show_original = true;
+                self.refine_on_screen();
+            }
+            Intent::RefineWithMarks => {
+                self.state.search.show_original = false;
+                self.refine_on_screen();
+            }
             Intent::Mark { photo, alike } => self.mark(photo, alike),
             Intent::UndoMark => self.undo_mark(),
             Intent::RemoveMark(position) => self.remove_mark(position),

@@ -18,6 +18,7 @@ mod widgets;
 mod window;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use frame_stats::FrameStats;
@@ -188,6 +189,7 @@ impl LikenessApp {
                     Effect::StartIndexing(folder) => self.start_indexing(folder),
                     Effect::Search(query) => self.search_with(query),
                     Effect::OpenMarks => self.open_marks(),
+                    Effect::Refine => self.refine_on_screen(),
                 }
             }
         }
@@ -392,22 +394,56 @@ impl LikenessApp {
         self.change_mark(query, photo, alike);
     }
 
-    /// Sets one mark, remembers it for undo, and saves the marks.
+    /// Sets one mark, remembers it for undo, and saves the marks; the results on screen
+    /// follow at once.
     pub fn change_mark(&mut self, query: PathBuf, photo: PathBuf, alike: Option<bool>) {
         let notice = self.state.marks.set(query, photo, alike);
         self.tell(notice);
+        self.refine_on_screen();
     }
 
     /// Takes back the last mark change.
     pub fn undo_mark(&mut self) {
         let notice = self.state.marks.undo();
         self.tell(notice);
+        self.refine_on_screen();
     }
 
     /// Removes the mark at `position` of the marks list.
     pub fn remove_mark(&mut self, position: usize) {
         let notice = self.state.marks.remove(position);
         self.tell(notice);
+        self.refine_on_screen();
+    }
+
+    /// Asks for the results on screen again, refined by their query's marks (or, after
+    /// Show original, without them). A query with no marks and plain results on screen
+    /// needs nothing.
+    pub fn refine_on_screen(&mut self) {
+        let Some(search) = &self.state.search.shown else {
+            return;
+        };
+        let Query::File(path) = &search.query else {
+            return;
+        };
+        if search.vector.is_empty() {
+            return;
+        }
+        let marks = if self.state.search.show_original {
+            Vec::new()
+        } else {
+            self.state.marks.all().for_query(path)
+        };
+        if marks.is_empty() && search.refined_by == 0 {
+            return;
+        }
+        let request = Request::Refine {
+            query: search.query.clone(),
+            vector: Arc::clone(&search.vector),
+            marks,
+            k: self.state.settings.k,
+        };
+        self.send(request);
     }
 
     /// Writes the marks to `path` as JSON (the same format they are kept in).

@@ -13,6 +13,7 @@ use super::state::{
     TrainingView,
 };
 use crate::engine::data::NOT_IN_A_CLASS;
+use crate::engine::index::SearchHit;
 use crate::engine::model::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{
@@ -28,6 +29,8 @@ pub enum Effect {
     StartIndexing(std::path::PathBuf),
     /// Search again: the current index changed under the results on screen.
     Search(Query),
+    /// Refine the results on screen by their query's marks.
+    Refine,
     /// Open the marks of the current index's library (the index changed).
     OpenMarks,
 }
@@ -238,6 +241,27 @@ impl AppState {
         }
     }
 
+    /// Refined (or original) results of the query on screen replace its results.
+    fn refined(&mut self, query: Query, hits: Vec<SearchHit>, refined_by: usize, missing: usize) {
+        let Some(search) = self.search.shown.as_mut().filter(|s| s.query == query) else {
+            // Another query is on screen now: these results are old news.
+            return;
+        };
+        if self.search.preview.is_some_and(|i| i >= hits.len()) {
+            self.search.preview = None;
+        }
+        search.selected = vec![true; hits.len()];
+        search.hits = hits;
+        search.refined_by = refined_by;
+        if missing > 0 {
+            self.info(format!(
+                "{} could not be read, so {} not refine the results.",
+                plural(missing, "marked photo", "marked photos"),
+                if missing == 1 { "it does" } else { "they do" }
+            ));
+        }
+    }
+
     fn apply_outcome(&mut self, job: JobId, outcome: Outcome, effects: &mut Vec<Effect>) {
         match outcome {
             Outcome::LibraryScanned(folder) => {
@@ -357,15 +381,34 @@ impl AppState {
                 if self.search.preview.is_some_and(|i| i >= hits.len()) {
                     self.search.preview = None;
                 }
+                let same_query = self.search.shown.as_ref().is_some_and(|s| s.query == query);
+                if !same_query {
+                    self.search.show_original = false;
+                }
+                // A query the person marked results of comes back refined by its marks.
+                let marked = match &query {
+                    Query::File(path) => !self.marks.all().for_query(path).is_empty(),
+                    Query::Rgb { .. } => false,
+                };
                 self.search.shown = Some(SearchView {
                     selected: vec![true; hits.len()],
                     query,
                     preview: None,
                     hits,
                     vector,
+                    refined_by: 0,
                 });
                 effects.push(Effect::UploadPreview(preview));
+                if marked && !self.search.show_original {
+                    effects.push(Effect::Refine);
+                }
             }
+            Outcome::Refined {
+                query,
+                hits,
+                refined_by,
+                missing,
+            } => self.refined(query, hits, refined_by, missing),
             Outcome::Exported { folder, manifest } => self.info(format!(
                 "Exported {} images with results.csv and results.json to {}",
                 manifest.results.len(),
@@ -894,6 +937,7 @@ mod tests {
             hits: Vec::new(),
             selected: Vec::new(),
             vector: Default::default(),
+            refined_by: 0,
         });
         // The same snapshot again (after a search): nothing to redo.
         assert!(

@@ -135,6 +135,8 @@ pub struct SearchView {
     pub selected: Vec<bool>,
     /// The query's embedding (places it on the map); empty when not known.
     pub vector: Arc<Vec<f32>>,
+    /// How many of the person's marks refined these results (0: the plain search).
+    pub refined_by: usize,
 }
 
 /// What the central panel shows.
@@ -285,6 +287,9 @@ pub struct SearchState {
     /// A query asked for while an index was still being opened (`likeness PHOTO` at
     /// start-up): searched as soon as the index is open.
     pub pending_query: Option<Query>,
+    /// The person chose Show original: the query on screen is not refined by its marks
+    /// until they choose Refine again (or search for another photo).
+    pub show_original: bool,
 }
 
 /// The Map tab.

@@ -313,9 +313,10 @@ fn tempfile_in(folder: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     Ok((path, file))
 }
 
-/// Shrinks to fit within `side` pixels, keeping the aspect ratio: a fast box reduction to
-/// twice the target, then Lanczos3 for the last step, which keeps edges crisp where a
-/// box filter alone leaves them soft.
+/// Shrinks to fit within `side` pixels, keeping the aspect ratio, with Lanczos3 (crisp
+/// edges, no aliasing). fast_image_resize's SIMD convolution does it in one pass: 11.5×
+/// faster than the image crate's box-then-Lanczos3 on a 1000×750 photo to 256 px
+/// (docs/benchmarks.md, "Crates against our own code").
 pub fn shrink_sharp(image: &RgbImage, side: u32) -> RgbImage {
     let (width, height) = image.dimensions();
     let scale = (side as f32 / width.max(height) as f32).min(1.0);
@@ -324,12 +325,32 @@ pub fn shrink_sharp(image: &RgbImage, side: u32) -> RgbImage {
     }
     let w = ((width as f32 * scale).round() as u32).max(1);
     let h = ((height as f32 * scale).round() as u32).max(1);
+    if let Some(shrunk) = shrink_simd(image, w, h) {
+        return shrunk;
+    }
+    // The image crate's filters, should fast_image_resize refuse the buffer.
     if width > w * 4 {
         let intermediate = image::imageops::thumbnail(image, w * 2, h * 2);
         image::imageops::resize(&intermediate, w, h, image::imageops::FilterType::Lanczos3)
     } else {
         image::imageops::resize(image, w, h, image::imageops::FilterType::Lanczos3)
     }
+}
+
+/// `image` resized to `w`×`h` with fast_image_resize (Lanczos3); `None` if it refuses.
+fn shrink_simd(image: &RgbImage, w: u32, h: u32) -> Option<RgbImage> {
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
+    let (width, height) = image.dimensions();
+    let source = images::ImageRef::new(width, height, image.as_raw(), PixelType::U8x3).ok()?;
+    let mut target = images::Image::new(w, h, PixelType::U8x3);
+    Resizer::new()
+        .resize(
+            &source,
+            &mut target,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .ok()?;
+    RgbImage::from_raw(w, h, target.into_vec())
 }
 
 /// An RGB image as egui pixels.
@@ -343,6 +364,30 @@ pub fn color_image(image: &RgbImage) -> egui::ColorImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shrunk_thumbnail_keeps_its_shape_and_looks_like_the_photo() {
+        // A smooth gradient with a hard edge: what a resize gets wrong shows at once.
+        let photo = RgbImage::from_fn(1000, 750, |x, y| {
+            let edge = if x > 500 { 200 } else { 30 };
+            image::Rgb([(x / 4) as u8, (y / 3) as u8, edge])
+        });
+        let thumb = shrink_sharp(&photo, 256);
+        assert_eq!(thumb.dimensions(), (256, 192));
+        let reference =
+            image::imageops::resize(&photo, 256, 192, image::imageops::FilterType::Lanczos3);
+        let differences: Vec<u32> = thumb
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let mean = differences.iter().sum::<u32>() as f64 / differences.len() as f64;
+        assert!(mean < 2.0, "mean difference {mean}");
+        // Already small enough: returned as it is.
+        let small = RgbImage::new(100, 80);
+        assert_eq!(shrink_sharp(&small, 256).dimensions(), (100, 80));
+    }
 
     #[test]
     fn requests_round_up_to_a_size_step_in_physical_pixels() {

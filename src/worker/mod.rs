@@ -31,6 +31,7 @@ use crate::engine::data::{
 };
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
+use crate::engine::feedback::refine::{Rocchio, refined_search};
 use crate::engine::feedback::{FineTune, Marks, fine_tune};
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
@@ -564,6 +565,36 @@ impl Worker {
         })
     }
 
+    /// Searches again with a query's marks (see [`Request::Refine`]).
+    fn refine(
+        &mut self,
+        query: Query,
+        vector: &[f32],
+        marks: &[(PathBuf, bool)],
+        k: usize,
+    ) -> Result<Outcome, EngineError> {
+        let Some(open) = self.index.as_mut() else {
+            return Err(EngineError::Config(
+                "there is no index yet: train or open a model, then index a folder".into(),
+            ));
+        };
+        let refined = refined_search(
+            &mut open.gallery,
+            &open.model.model,
+            vector,
+            marks,
+            k,
+            &Rocchio::DEFAULT,
+            DEFAULT_MAX_PIXELS,
+        )?;
+        Ok(Outcome::Refined {
+            query,
+            hits: refined.hits,
+            refined_by: refined.used,
+            missing: refined.missing,
+        })
+    }
+
     /// Makes the ImageNet feature model current, downloading its weights the first time.
     fn use_imagenet_features(
         &mut self,
@@ -619,6 +650,12 @@ impl Worker {
             Request::OpenIndex(path) => self.open_index(path)?,
             Request::UpdateIndex => return self.update_index(job, cancel),
             Request::Search { query, k } => self.search(query, k)?,
+            Request::Refine {
+                query,
+                vector,
+                marks,
+                k,
+            } => self.refine(query, &vector, &marks, k)?,
             Request::Export {
                 query,
                 hits,

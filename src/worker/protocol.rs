@@ -88,6 +88,24 @@ pub enum Query {
     },
 }
 
+/// The same query: the same file, or the very same pasted pixels (compared by identity,
+/// not pixel by pixel).
+impl PartialEq for Query {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::File(a), Self::File(b)) => a == b,
+            (
+                Self::Rgb { name, image },
+                Self::Rgb {
+                    name: other_name,
+                    image: other_image,
+                },
+            ) => name == other_name && Arc::ptr_eq(image, other_image),
+            _ => false,
+        }
+    }
+}
+
 impl Query {
     /// How the query is named in the window and in exports.
     pub fn label(&self) -> String {
@@ -125,6 +143,15 @@ pub enum Request {
     UpdateIndex,
     /// Find the `k` nearest images of the current index.
     Search { query: Query, k: usize },
+    /// Search again for `query`, whose embedding is `vector`, refined by the person's
+    /// marks on its results (each marked photo, and whether it is alike); no marks give
+    /// the plain results. No retraining: it takes a search's time.
+    Refine {
+        query: Query,
+        vector: Arc<Vec<f32>>,
+        marks: Vec<(PathBuf, bool)>,
+        k: usize,
+    },
     /// Copy `hits` and a manifest into `folder`.
     Export {
         query: String,
@@ -191,7 +218,7 @@ impl Request {
             Self::BuildIndex { .. } => JobKind::BuildIndex,
             Self::OpenIndex(_) => JobKind::OpenIndex,
             Self::UpdateIndex => JobKind::UpdateIndex,
-            Self::Search { .. } => JobKind::Search,
+            Self::Search { .. } | Self::Refine { .. } => JobKind::Search,
             Self::Export { .. } => JobKind::Export,
             Self::DownloadWeights(_) => JobKind::DownloadWeights,
             Self::UseImagenetFeatures { .. } => JobKind::PrepareImagenet,
@@ -310,6 +337,15 @@ pub enum Outcome {
         hits: Vec<SearchHit>,
         /// The query's embedding (to place it on the map).
         vector: Arc<Vec<f32>>,
+    },
+    /// Results of `query` searched again with its marks (see [`Request::Refine`]).
+    Refined {
+        query: Query,
+        hits: Vec<SearchHit>,
+        /// Marks that refined it (0: the plain results).
+        refined_by: usize,
+        /// Marked photos that could be found neither in the index nor on disk.
+        missing: usize,
     },
     /// Results were exported into `folder`.
     Exported {

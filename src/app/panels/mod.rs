@@ -69,6 +69,10 @@ pub enum Intent {
     UseModel(PathBuf),
     /// Search again with the query on screen (k changed).
     RerunSearch,
+    /// Show the results on screen without their marks' refinement.
+    ShowOriginal,
+    /// Refine the results on screen by their marks again (after Show original).
+    RefineWithMarks,
     /// Ask the platform for the clipboard's content (the Paste button).
     Paste,
     /// Find the near-duplicate groups of the current index.

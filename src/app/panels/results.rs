@@ -2,13 +2,54 @@
 //! file), selection and export.
 
 use super::Intent;
-use crate::app::state::AppState;
+use crate::app::marks::MarksView;
+use crate::app::reducer::plural;
+use crate::app::state::{AppState, SearchView};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{file_name, format_distance, thumbnail};
 use crate::engine::index::SearchHit;
+use crate::worker::Query;
 
 const CARD_WIDTH: f32 = 168.0;
 const CARD_IMAGE: f32 = 150.0;
+
+/// Whether the results are refined by the query's marks, and the switch between the
+/// refined and the original results.
+fn refinement_ui(
+    ui: &mut egui::Ui,
+    search: &SearchView,
+    marks: &MarksView,
+    show_original: bool,
+    intents: &mut Vec<Intent>,
+) {
+    let Query::File(query) = &search.query else {
+        return;
+    };
+    let marked = marks.all().for_query(query).len();
+    ui.horizontal(|ui| {
+        if search.refined_by > 0 {
+            ui.label(format!(
+                "Refined by {} \u{b7}",
+                plural(search.refined_by, "mark", "marks")
+            ))
+            .on_hover_text(
+                "Moved toward the photos you marked Alike and away from those marked Not \
+                 alike; photos marked Not alike are left out",
+            );
+            if ui.small_button("Show original").clicked() {
+                intents.push(Intent::ShowOriginal);
+            }
+        } else if show_original && marked > 0 {
+            ui.label("Original results \u{b7}");
+            if ui
+                .small_button(format!("Refine with {}", plural(marked, "mark", "marks")))
+                .clicked()
+            {
+                intents.push(Intent::RefineWithMarks);
+            }
+        }
+    });
+}
 
 pub fn results_ui(
     ui: &mut egui::Ui,
@@ -33,6 +74,13 @@ pub fn results_ui(
                 "{} nearest images, nearest first",
                 search.hits.len()
             ));
+            refinement_ui(
+                ui,
+                search,
+                &state.marks,
+                state.search.show_original,
+                intents,
+            );
             ui.horizontal(|ui| {
                 if ui.small_button("Select all").clicked() {
                     search.selected.fill(true);

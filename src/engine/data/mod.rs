@@ -53,6 +53,11 @@ mod tests {
         assert!(glob_match("**/drafts", "a/b/drafts"));
         assert!(glob_match("**/drafts", "drafts"));
         assert!(!glob_match("*/drafts", "a/b/drafts"));
+        // Character classes and alternatives (globset's syntax).
+        assert!(glob_match("IMG_[0-9]*.jpg", "IMG_0042.jpg"));
+        assert!(!glob_match("IMG_[0-9]*.jpg", "IMG_x042.jpg"));
+        assert!(glob_match("*.{png,gif}", "shot.gif"));
+        assert!(!glob_match("*.{png,gif}", "shot.jpg"));
     }
 
     #[test]

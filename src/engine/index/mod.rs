@@ -169,6 +169,33 @@ impl Gallery {
     }
 }
 
+/// A 2-d exact gallery of `vectors` for tests: photo `i` is `photos/{even|odd}/{i}.jpg`,
+/// of the class "even" or "odd".
+#[cfg(test)]
+pub(crate) fn test_gallery(vectors: &[[f32; 2]]) -> Gallery {
+    let header = GalleryHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        model_id: "m".into(),
+        model_path: "m.safetensors".into(),
+        folder: "photos".into(),
+        dimension: 2,
+        images: (0..vectors.len())
+            .map(|i| {
+                crate::engine::data::ImageFile::new(
+                    format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" }).into(),
+                    Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+                )
+            })
+            .collect(),
+        skipped: Vec::new(),
+        vectors_checksum: None,
+        exclude: Vec::new(),
+        search: SearchMethod::Exact,
+        ids: Vec::new(),
+    };
+    Gallery::from_parts(header, vectors.iter().flatten().copied().collect()).expect("gallery")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,28 +204,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn gallery_of(vectors: &[[f32; 2]]) -> Gallery {
-        let header = GalleryHeader {
-            format_version: INDEX_FORMAT_VERSION,
-            model_id: "m".into(),
-            model_path: "m.safetensors".into(),
-            folder: "photos".into(),
-            dimension: 2,
-            images: (0..vectors.len())
-                .map(|i| {
-                    ImageFile::new(
-                        format!("photos/{}/{i}.jpg", if i % 2 == 0 { "even" } else { "odd" })
-                            .into(),
-                        Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
-                    )
-                })
-                .collect(),
-            skipped: Vec::new(),
-            vectors_checksum: None,
-            exclude: Vec::new(),
-            search: SearchMethod::Exact,
-            ids: Vec::new(),
-        };
-        Gallery::from_parts(header, vectors.iter().flatten().copied().collect()).expect("gallery")
+        test_gallery(vectors)
     }
 
     #[test]

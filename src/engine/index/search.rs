@@ -166,6 +166,12 @@ impl SearchSession {
 
     /// The nearest `k` gallery images to the image file at `query`.
     pub fn search_file(&mut self, query: &Path, k: usize) -> Result<Vec<SearchHit>> {
+        let vector = self.embed_file(query)?;
+        self.gallery.search(&vector, k)
+    }
+
+    /// The embedding of the image file at `query`, decoded exactly as indexing decodes.
+    pub fn embed_file(&self, query: &Path) -> Result<Vec<f32>> {
         let size = TargetSize::ShortSide(self.model.model.config.preprocess.image_size_px);
         let image = decode_rgb_sized(query, self.max_pixels, size).map_err(|reason| {
             EngineError::Image {
@@ -173,7 +179,7 @@ impl SearchSession {
                 reason,
             }
         })?;
-        self.search_image(&image, k)
+        embed_image(&self.model.model, &image)
     }
 
     /// The nearest `k` gallery images to a decoded image.

@@ -11,6 +11,8 @@
 //! from tearing up the rest of the map. The result is a new model; the old file is never
 //! touched.
 
+pub mod refine;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,6 +170,15 @@ impl Marks {
         let json =
             serde_json::to_vec_pretty(self).map_err(|e| EngineError::Config(e.to_string()))?;
         super::atomic::write_atomic(path, &json)
+    }
+
+    /// The marks of `query`: each marked photo and whether it is alike, oldest first.
+    pub fn for_query(&self, query: &Path) -> Vec<(PathBuf, bool)> {
+        self.marks
+            .iter()
+            .filter(|mark| mark.query == query)
+            .map(|mark| (mark.photo.clone(), mark.alike))
+            .collect()
     }
 
     /// The mark on `photo` as a result of `query`.

@@ -1,0 +1,275 @@
+//! Marks that act at once: the query on screen is moved toward the photos marked alike
+//! and away from those marked not alike (Rocchio's relevance feedback, in the embedding
+//! space), then searched again. Nothing is retrained, so it takes a search's time.
+//!
+//! The weights were chosen on the 1500/1034 split of flowers5-train (`cargo bench --bench
+//! refine`, docs/quality.md): the person marks the top 10 of a query, and the 10 results
+//! after the marked ones are scored.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::index::{Gallery, SearchHit, embed_files};
+use crate::engine::model::EmbeddingModel;
+use crate::engine::{EngineError, Result};
+
+/// How much of the query, of the alike photos' mean and of the not-alike photos' mean
+/// make the refined query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rocchio {
+    pub query: f32,
+    pub alike: f32,
+    pub not_alike: f32,
+}
+
+impl Rocchio {
+    /// What refined best on the split (docs/quality.md, "Marks that act at once").
+    pub const DEFAULT: Self = Self {
+        query: 1.0,
+        alike: 1.0,
+        not_alike: 0.25,
+    };
+
+    /// The refined query: `query·q + alike·mean(alike) − not_alike·mean(not alike)`, put
+    /// back on the unit sphere when the model's embeddings live there. An empty side
+    /// adds nothing.
+    pub fn refine(
+        &self,
+        query: &[f32],
+        alike: &[Vec<f32>],
+        not_alike: &[Vec<f32>],
+        unit_length: bool,
+    ) -> Vec<f32> {
+        let mut refined: Vec<f32> = query.iter().map(|v| v * self.query).collect();
+        let mut add_mean = |vectors: &[Vec<f32>], weight: f32| {
+            if vectors.is_empty() {
+                return;
+            }
+            let share = weight / vectors.len() as f32;
+            for vector in vectors {
+                for (r, v) in refined.iter_mut().zip(vector) {
+                    *r += share * v;
+                }
+            }
+        };
+        add_mean(alike, self.alike);
+        add_mean(not_alike, -self.not_alike);
+        if unit_length {
+            let norm = refined.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > f32::EPSILON {
+                refined.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        refined
+    }
+}
+
+/// A query's marks, ready for refining: each marked photo and whether it is alike.
+pub type QueryMarks = [(PathBuf, bool)];
+
+/// Results refined by marks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refined {
+    /// Nearest first, the photos marked not alike left out; distances are to the refined
+    /// query.
+    pub hits: Vec<SearchHit>,
+    /// Marks that refined the query (their photos could be found or read).
+    pub used: usize,
+    /// Marked photos that are neither in the index nor readable.
+    pub missing: usize,
+}
+
+/// The embeddings of a query's marked photos.
+#[derive(Debug, Default)]
+struct MarkedVectors {
+    alike: Vec<Vec<f32>>,
+    not_alike: Vec<Vec<f32>>,
+    /// Marked photos found neither in the index nor readable on disk.
+    missing: usize,
+}
+
+/// The vectors of the marked photos: the index's own where it keeps them (an exact
+/// index), else embedded from their files with `model`.
+fn marked_vectors(
+    gallery: &Gallery,
+    model: &EmbeddingModel,
+    marks: &QueryMarks,
+    max_pixels: u64,
+) -> Result<MarkedVectors> {
+    let mut alike = Vec::new();
+    let mut not_alike = Vec::new();
+    let mut to_embed: Vec<(PathBuf, bool)> = Vec::new();
+    for (photo, is_alike) in marks {
+        let stored = gallery
+            .header
+            .images
+            .iter()
+            .position(|image| image.path == *photo)
+            .and_then(|i| gallery.vector(i));
+        match stored {
+            Some(vector) if *is_alike => alike.push(vector.to_vec()),
+            Some(vector) => not_alike.push(vector.to_vec()),
+            None => to_embed.push((photo.clone(), *is_alike)),
+        }
+    }
+    let mut missing = 0;
+    if !to_embed.is_empty() {
+        let paths: Vec<PathBuf> = to_embed.iter().map(|(p, _)| p.clone()).collect();
+        let embedded = embed_files(model, &paths, max_pixels, &|_| {}, &AtomicBool::new(false))?;
+        let dimension = model.config.embedding_dim;
+        for (row, &input) in embedded.embedded.iter().enumerate() {
+            let vector = embedded.vectors[row * dimension..(row + 1) * dimension].to_vec();
+            if to_embed[input].1 {
+                alike.push(vector);
+            } else {
+                not_alike.push(vector);
+            }
+        }
+        missing = embedded.failed.len();
+    }
+    Ok(MarkedVectors {
+        alike,
+        not_alike,
+        missing,
+    })
+}
+
+/// The `k` nearest photos to `query` (a vector of `model`, which built `gallery`) after
+/// refining it with `marks`; the photos marked not alike are left out of the results.
+pub fn refined_search(
+    gallery: &mut Gallery,
+    model: &EmbeddingModel,
+    query: &[f32],
+    marks: &QueryMarks,
+    k: usize,
+    weights: &Rocchio,
+    max_pixels: u64,
+) -> Result<Refined> {
+    if query.len() != gallery.header.dimension {
+        return Err(EngineError::Config(format!(
+            "the query has {} values but the index holds {}-d vectors",
+            query.len(),
+            gallery.header.dimension
+        )));
+    }
+    let MarkedVectors {
+        alike,
+        not_alike,
+        missing,
+    } = marked_vectors(gallery, model, marks, max_pixels)?;
+    let refined = weights.refine(query, &alike, &not_alike, model.config.l2_normalize);
+    let excluded: Vec<&Path> = marks
+        .iter()
+        .filter(|(_, is_alike)| !is_alike)
+        .map(|(photo, _)| photo.as_path())
+        .collect();
+    let hits = gallery
+        .search(&refined, k + excluded.len())?
+        .into_iter()
+        .filter(|hit| !excluded.contains(&hit.path.as_path()))
+        .take(k)
+        .enumerate()
+        .map(|(rank, hit)| SearchHit {
+            rank: rank + 1,
+            ..hit
+        })
+        .collect();
+    Ok(Refined {
+        hits,
+        used: alike.len() + not_alike.len(),
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refined_query_moves_toward_alike_and_away_from_not_alike() {
+        let rocchio = Rocchio {
+            query: 1.0,
+            alike: 1.0,
+            not_alike: 0.5,
+        };
+        let refined = rocchio.refine(
+            &[1.0, 0.0],
+            &[vec![0.0, 1.0], vec![0.0, 3.0]],
+            &[vec![1.0, 0.0]],
+            false,
+        );
+        assert_eq!(refined, vec![0.5, 2.0]);
+        let unit = rocchio.refine(&[1.0, 0.0], &[vec![0.0, 1.0]], &[], true);
+        assert!((unit[0] - unit[1]).abs() < 1e-6 && (unit[0] - 0.5f32.sqrt()).abs() < 1e-6);
+        // No marks: the query as it was.
+        assert_eq!(rocchio.refine(&[0.6, 0.8], &[], &[], true), vec![0.6, 0.8]);
+    }
+
+    #[test]
+    fn marks_reorder_an_ambiguous_query_and_not_alike_photos_leave_the_results() {
+        let dir = tempfile::tempdir().expect("dir");
+        let model_path = dir.path().join("tiny.safetensors");
+        crate::engine::synthetic::write_tiny_model(&model_path).expect("model");
+        let (model, _) =
+            crate::engine::model::load_model(&model_path, tch::Device::Cpu).expect("model");
+        // Even photos lie along x, odd ones along y; the query sits between, nearer y.
+        let mut gallery = crate::engine::index::test_gallery(&[
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [0.9, 0.1],
+            [0.1, 0.9],
+            [0.8, 0.0],
+            [0.0, 0.8],
+        ]);
+        let query = [0.45, 0.55];
+        let plain = gallery.search(&query, 3).expect("search");
+        assert!(plain[0].path.to_string_lossy().contains("odd"), "{plain:?}");
+        let marks = vec![
+            (PathBuf::from("photos/odd/3.jpg"), false),
+            (PathBuf::from("photos/even/2.jpg"), true),
+        ];
+        let refined = refined_search(
+            &mut gallery,
+            &model,
+            &query,
+            &marks,
+            3,
+            &Rocchio::DEFAULT,
+            crate::engine::data::DEFAULT_MAX_PIXELS,
+        )
+        .expect("refined");
+        assert_eq!((refined.used, refined.missing), (2, 0));
+        assert!(
+            refined
+                .hits
+                .iter()
+                .all(|h| h.path.to_string_lossy().contains("even")),
+            "{:?}",
+            refined.hits
+        );
+        assert!(
+            refined
+                .hits
+                .iter()
+                .all(|h| h.path != Path::new("photos/odd/3.jpg"))
+        );
+        assert_eq!(
+            refined.hits.iter().map(|h| h.rank).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // A marked photo that is neither indexed nor on disk is counted, not fatal.
+        let gone = vec![(dir.path().join("gone.jpg"), true)];
+        let refined = refined_search(
+            &mut gallery,
+            &model,
+            &query,
+            &gone,
+            3,
+            &Rocchio::DEFAULT,
+            crate::engine::data::DEFAULT_MAX_PIXELS,
+        )
+        .expect("refined");
+        assert_eq!((refined.used, refined.missing), (0, 1));
+        assert_eq!(refined.hits, plain);
+    }
+}
