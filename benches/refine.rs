@@ -52,32 +52,18 @@ fn split(source: &Path, library: &Path, queries: &Path) -> std::io::Result<()> {
 }
 
 fn variants() -> Vec<(&'static str, Rocchio)> {
+    let rocchio = |query, alike, not_alike| Rocchio {
+        query,
+        alike,
+        not_alike,
+    };
     vec![
-        ("default (1, 1, 0.25)", Rocchio::DEFAULT),
-        (
-            "classic (1, 0.75, 0.15)",
-            Rocchio {
-                query: 1.0,
-                alike: 0.75,
-                not_alike: 0.15,
-            },
-        ),
-        (
-            "alike only (1, 1, 0)",
-            Rocchio {
-                query: 1.0,
-                alike: 1.0,
-                not_alike: 0.0,
-            },
-        ),
-        (
-            "strong (1, 2, 0.5)",
-            Rocchio {
-                query: 1.0,
-                alike: 2.0,
-                not_alike: 0.5,
-            },
-        ),
+        ("default (1, 1, 1)", Rocchio::DEFAULT),
+        ("1, 1, 0.25", rocchio(1.0, 1.0, 0.25)),
+        ("classic 1, 0.75, 0.15", rocchio(1.0, 0.75, 0.15)),
+        ("1, 1, 1.5", rocchio(1.0, 1.0, 1.5)),
+        ("1, 2, 1", rocchio(1.0, 2.0, 1.0)),
+        ("alike only 1, 1, 0", rocchio(1.0, 1.0, 0.0)),
     ]
 }
 

@@ -1445,7 +1445,7 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
                 .state
                 .notices
                 .iter()
-                .any(|n| n.text.contains("Retrained with 2 marks for 5 s"))
+                .any(|n| n.text.contains("Retrained with 2 marks for "))
     });
     run_until(&mut harness, "results from the new model", |app| {
         app.state.is_idle()

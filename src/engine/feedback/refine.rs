@@ -23,11 +23,14 @@ pub struct Rocchio {
 }
 
 impl Rocchio {
-    /// What refined best on the split (docs/quality.md, "Marks that act at once").
+    /// What refined best on the split (docs/quality.md, "Marks that act at once"). The
+    /// not-alike weight is as large as the query's on purpose: when every one of the top
+    /// results is marked not alike, the query sits inside their cluster, and only
+    /// subtracting their whole mean leaves the direction that tells it apart.
     pub const DEFAULT: Self = Self {
         query: 1.0,
         alike: 1.0,
-        not_alike: 0.25,
+        not_alike: 1.0,
     };
 
     /// The refined query: `query·q + alike·mean(alike) − not_alike·mean(not alike)`, put
