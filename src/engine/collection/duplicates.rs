@@ -52,6 +52,10 @@ pub const CEILING_FACTOR: f32 = 3.0;
 /// shot (measured: `cargo bench --bench duplicates`).
 pub const LAYOUT_MATCH: f32 = 0.95;
 
+/// Most bits two perceptual hashes may differ in for a pair whose layouts disagree
+/// (brightened until highlights clip, cropped, turned a little) to still be the same shot.
+pub const HASH_MATCH: u32 = 10;
+
 /// Least layout similarity for a pair found by layout alone to be kept as a candidate.
 const LAYOUT_CANDIDATE: f32 = 0.75;
 
@@ -71,14 +75,24 @@ pub struct Pair {
     /// Cosine similarity of their layout fingerprints (`None` when one has none).
     #[serde(default)]
     pub layout: Option<f32>,
+    /// Bits their perceptual hashes differ in (`None` when one has none).
+    #[serde(default)]
+    pub hash_distance: Option<u32>,
 }
 
 impl Pair {
-    /// Whether the pair is a near-duplicate at this embedding threshold and layout
-    /// similarity.
+    /// Whether the pair is a near-duplicate at this embedding threshold: the same bytes,
+    /// or embeddings within it and the same shot by layout (at least `layout_match`) or
+    /// by perceptual hash (at most [`HASH_MATCH`] bits apart). Pairs from indexes without
+    /// fingerprints go by the embedding alone.
     pub fn joins(&self, threshold: f32, layout_match: f32) -> bool {
-        self.identical
-            || (self.distance <= threshold && self.layout.is_none_or(|l| l >= layout_match))
+        let same_shot = match (self.layout, self.hash_distance) {
+            (None, None) => true,
+            (layout, hash) => {
+                layout.is_some_and(|l| l >= layout_match) || hash.is_some_and(|h| h <= HASH_MATCH)
+            }
+        };
+        self.identical || (self.distance <= threshold && same_shot)
     }
 }
 
@@ -212,6 +226,9 @@ impl Candidates {
                     && hash_of(a).is_some()
                     && hash_of(a) == hash_of(b),
                 layout: layout(a, b),
+                hash_distance: prints[a]
+                    .zip(prints[b])
+                    .and_then(|(x, y)| x.hash_distance(y)),
             })
             .collect();
         pairs.sort_by(|x, y| {
@@ -486,6 +503,29 @@ pub fn copy_others(rows: &[OtherCopy], folder: &Path) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #28: a brightened (clipped) or cropped copy whose layout no longer agrees is
+    /// still the same shot by its perceptual hash; a pair close in both embedding and
+    /// layout but far by hash still joins by layout; nothing joins beyond the threshold.
+    #[test]
+    fn the_hash_rescues_a_pair_whose_layout_disagrees_but_not_a_distant_one() {
+        let pair = |layout, hash_distance| Pair {
+            a: 0,
+            b: 1,
+            distance: 0.5,
+            identical: false,
+            layout,
+            hash_distance,
+        };
+        assert!(pair(Some(0.80), Some(HASH_MATCH)).joins(1.0, LAYOUT_MATCH));
+        assert!(!pair(Some(0.80), Some(HASH_MATCH + 1)).joins(1.0, LAYOUT_MATCH));
+        assert!(pair(Some(0.99), Some(40)).joins(1.0, LAYOUT_MATCH));
+        assert!(!pair(Some(0.99), Some(0)).joins(0.1, LAYOUT_MATCH));
+        // An index written before the hash: the layout alone, as before.
+        assert!(!pair(Some(0.80), None).joins(1.0, LAYOUT_MATCH));
+        // Before fingerprints: the embedding alone.
+        assert!(pair(None, None).joins(1.0, LAYOUT_MATCH));
+    }
     use crate::engine::data::ImageFile;
     use crate::engine::index::GalleryHeader;
 

@@ -1,5 +1,5 @@
 //! A photo's fingerprint: its layout as an 8×8 grey picture, normalised for brightness and
-//! contrast, kept per photo in the index.
+//! contrast, and a perceptual hash of its luminance, kept per photo in the index.
 //!
 //! It tells near-duplicates apart from different photos that a model puts close together.
 //! A model trained to tell classes apart brings all photos of one class near each other,
@@ -7,6 +7,13 @@
 //! same shot survives resizing, recompression, a slight crop and a change of exposure,
 //! and the layouts of two different shots rarely agree. It is taken from the image that
 //! was decoded for embedding anyway, so it costs nothing extra to read.
+//!
+//! The layout alone does not survive the commonest edits: brightening until highlights
+//! clip, a crop of a few percent, a small rotation. The perceptual hash does: the signs of
+//! the lowest frequencies of the photo's luminance (a 2-D cosine transform of a 32×32
+//! reduction), each against their median, are unchanged by any brightness or contrast
+//! change that keeps the order of grey levels and move little under small crops and
+//! rotations. Two shots of one scene differ in many of them.
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -15,28 +22,96 @@ use serde::{Deserialize, Serialize};
 pub const SIDE: usize = 8;
 const CELLS: usize = SIDE * SIDE;
 
-/// The layout of a photo: 64 zero-mean, unit-norm values stored as signed bytes.
+/// Side of the grey picture the perceptual hash transforms.
+const HASH_SIDE: usize = 32;
+/// Frequencies kept per direction: the hash has `HASH_FREQUENCIES²` bits.
+const HASH_FREQUENCIES: usize = 8;
+
+/// The layout of a photo (64 zero-mean, unit-norm values stored as signed bytes) and its
+/// perceptual hash (absent in indexes written before it existed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(pub [i8; CELLS]);
+pub struct Fingerprint {
+    pub cells: [i8; CELLS],
+    pub hash: Option<PerceptualHash>,
+}
+
+/// 64 bits: whether each of the 8×8 lowest frequencies of the photo's luminance is above
+/// their median (the constant term is always 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerceptualHash(pub u64);
+
+impl PerceptualHash {
+    /// The hash of a decoded photo (any size).
+    pub fn of(image: &RgbImage) -> Self {
+        let grey = luminance_grid(image, HASH_SIDE);
+        // The separable DCT-II, only the lowest frequencies: rows first, then columns.
+        let basis: Vec<[f64; HASH_SIDE]> = (0..HASH_FREQUENCIES)
+            .map(|u| {
+                let mut row = [0f64; HASH_SIDE];
+                for (x, value) in row.iter_mut().enumerate() {
+                    *value = (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64
+                        / (2 * HASH_SIDE) as f64)
+                        .cos();
+                }
+                row
+            })
+            .collect();
+        let mut rows = [[0f64; HASH_FREQUENCIES]; HASH_SIDE];
+        for (y, row) in rows.iter_mut().enumerate() {
+            for (u, coefficient) in row.iter_mut().enumerate() {
+                *coefficient = (0..HASH_SIDE)
+                    .map(|x| grey[y * HASH_SIDE + x] * basis[u][x])
+                    .sum();
+            }
+        }
+        let mut frequencies = [0f64; HASH_FREQUENCIES * HASH_FREQUENCIES];
+        for v in 0..HASH_FREQUENCIES {
+            for u in 0..HASH_FREQUENCIES {
+                frequencies[v * HASH_FREQUENCIES + u] =
+                    (0..HASH_SIDE).map(|y| rows[y][u] * basis[v][y]).sum();
+            }
+        }
+        // The constant term says only how bright the photo is: left out.
+        let mut others: Vec<f64> = frequencies[1..].to_vec();
+        others.sort_by(f64::total_cmp);
+        let median = (others[others.len() / 2 - 1] + others[others.len() / 2]) / 2.0;
+        let bits = frequencies
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, f)| **f > median)
+            .fold(0u64, |bits, (i, _)| bits | (1 << i));
+        Self(bits)
+    }
+
+    /// How many of the bits differ (0 to 63).
+    pub fn distance(&self, other: &PerceptualHash) -> u32 {
+        (self.0 ^ other.0).count_ones()
+    }
+}
+
+/// The photo's luminance averaged over a `side`×`side` grid of areas.
+fn luminance_grid(image: &RgbImage, side: usize) -> Vec<f64> {
+    let (width, height) = image.dimensions();
+    let mut sums = vec![0f64; side * side];
+    let mut counts = vec![0u32; side * side];
+    for (x, y, pixel) in image.enumerate_pixels() {
+        let cx = (x as usize * side / width.max(1) as usize).min(side - 1);
+        let cy = (y as usize * side / height.max(1) as usize).min(side - 1);
+        let [r, g, b] = pixel.0;
+        sums[cy * side + cx] += 0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64;
+        counts[cy * side + cx] += 1;
+    }
+    sums.iter()
+        .zip(counts)
+        .map(|(sum, n)| sum / n.max(1) as f64)
+        .collect()
+}
 
 impl Fingerprint {
     /// The fingerprint of a decoded photo (any size).
     pub fn of(image: &RgbImage) -> Self {
-        let (width, height) = image.dimensions();
-        let mut sums = [0f64; CELLS];
-        let mut counts = [0u32; CELLS];
-        for (x, y, pixel) in image.enumerate_pixels() {
-            let cx = (x as usize * SIDE / width.max(1) as usize).min(SIDE - 1);
-            let cy = (y as usize * SIDE / height.max(1) as usize).min(SIDE - 1);
-            let [r, g, b] = pixel.0;
-            sums[cy * SIDE + cx] += 0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64;
-            counts[cy * SIDE + cx] += 1;
-        }
-        let grey: Vec<f64> = sums
-            .iter()
-            .zip(counts)
-            .map(|(sum, n)| sum / n.max(1) as f64)
-            .collect();
+        let grey = luminance_grid(image, SIDE);
         let mean = grey.iter().sum::<f64>() / CELLS as f64;
         let norm = grey
             .iter()
@@ -50,14 +125,22 @@ impl Fingerprint {
                 *cell = ((value - mean) / norm * 254.0).round().clamp(-127.0, 127.0) as i8;
             }
         }
-        Self(cells)
+        Self {
+            cells,
+            hash: Some(PerceptualHash::of(image)),
+        }
+    }
+
+    /// How many bits of the two perceptual hashes differ (`None` when one has none).
+    pub fn hash_distance(&self, other: &Fingerprint) -> Option<u32> {
+        Some(self.hash?.distance(&other.hash?))
     }
 
     /// Cosine similarity of two layouts: 1 for the same, about 0 for unrelated ones; a
     /// flat (single-colour) photo is 0 to everything.
     pub fn similarity(&self, other: &Fingerprint) -> f32 {
         let (mut dot, mut a2, mut b2) = (0i64, 0i64, 0i64);
-        for (&a, &b) in self.0.iter().zip(&other.0) {
+        for (&a, &b) in self.cells.iter().zip(&other.cells) {
             dot += a as i64 * b as i64;
             a2 += a as i64 * a as i64;
             b2 += b as i64 * b as i64;
@@ -71,25 +154,43 @@ impl Fingerprint {
     /// The layout as floats (for a faiss index of fingerprints).
     pub fn to_floats(&self) -> [f32; CELLS] {
         let mut out = [0f32; CELLS];
-        for (o, &c) in out.iter_mut().zip(&self.0) {
+        for (o, &c) in out.iter_mut().zip(&self.cells) {
             *o = c as f32 / 127.0;
         }
         out
     }
 }
 
-// Stored in the index header as 128 hex digits (compact and readable in the JSON).
+// Stored in the index header as 128 hex digits, then ":" and the hash's 16 (compact and
+// readable in the JSON); indexes written before the hash have the 128 digits alone.
 impl Serialize for Fingerprint {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let hex: String = self.0.iter().map(|&c| format!("{:02x}", c as u8)).collect();
+        let mut hex: String = self
+            .cells
+            .iter()
+            .map(|&c| format!("{:02x}", c as u8))
+            .collect();
+        if let Some(hash) = self.hash {
+            hex.push_str(&format!(":{:016x}", hash.0));
+        }
         serializer.serialize_str(&hex)
     }
 }
 
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let hex = String::deserialize(deserializer)?;
-        let bad = || serde::de::Error::custom("a fingerprint is 128 hex digits");
+        let text = String::deserialize(deserializer)?;
+        let bad = || serde::de::Error::custom("a fingerprint is 128 hex digits (then : and 16)");
+        let (hex, hash) = match text.split_once(':') {
+            Some((cells, hash)) if hash.len() == 16 => (
+                cells,
+                Some(PerceptualHash(
+                    u64::from_str_radix(hash, 16).map_err(|_| bad())?,
+                )),
+            ),
+            Some(_) => return Err(bad()),
+            None => (text.as_str(), None),
+        };
         if hex.len() != CELLS * 2 || !hex.is_ascii() {
             return Err(bad());
         }
@@ -97,7 +198,7 @@ impl<'de> Deserialize<'de> for Fingerprint {
         for (i, cell) in cells.iter_mut().enumerate() {
             *cell = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())? as i8;
         }
-        Ok(Self(cells))
+        Ok(Self { cells, hash })
     }
 }
 
@@ -145,11 +246,101 @@ mod tests {
     fn it_round_trips_through_json_and_refuses_garbage() {
         let print = Fingerprint::of(&scene(3, 120));
         let json = serde_json::to_string(&print).expect("json");
-        assert_eq!(json.len(), 130);
+        assert_eq!(json.len(), 2 + 128 + 1 + 16);
         assert_eq!(
             serde_json::from_str::<Fingerprint>(&json).expect("back"),
             print
         );
+        // An index written before the hash: the layout alone.
+        let older = format!("\"{}\"", &json[1..129]);
+        let read = serde_json::from_str::<Fingerprint>(&older).expect("older");
+        assert_eq!((read.cells, read.hash), (print.cells, None));
         assert!(serde_json::from_str::<Fingerprint>("\"zz\"").is_err());
+        let short_hash = format!("\"{}:12\"", &json[1..129]);
+        assert!(serde_json::from_str::<Fingerprint>(&short_hash).is_err());
+    }
+
+    /// `image` turned by `degrees` about its centre (nearest pixel; corners take the
+    /// nearest edge pixel, as a slight straightening crop would).
+    fn rotated(image: &RgbImage, degrees: f32) -> RgbImage {
+        let (w, h) = image.dimensions();
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        RgbImage::from_fn(w, h, |x, y| {
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            let sx = (cos * dx + sin * dy + cx)
+                .round()
+                .clamp(0.0, w as f32 - 1.0);
+            let sy = (-sin * dx + cos * dy + cy)
+                .round()
+                .clamp(0.0, h as f32 - 1.0);
+            *image.get_pixel(sx as u32, sy as u32)
+        })
+    }
+
+    fn mapped(image: &RgbImage, f: impl Fn(f32) -> f32) -> RgbImage {
+        let mut out = image.clone();
+        for pixel in out.pixels_mut() {
+            for c in &mut pixel.0 {
+                *c = f(*c as f32).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+
+    /// Issue #28: the edits people make before a copy lands next to its original keep the
+    /// perceptual hash close (within the duplicate finder's bound); another shot does not.
+    #[test]
+    fn everyday_edits_keep_the_perceptual_hash_and_another_shot_does_not() {
+        let photo = scene(5, 480);
+        let (w, h) = photo.dimensions();
+        let hash = |image: &RgbImage| Fingerprint::of(image).hash.expect("hash");
+        let original = hash(&photo);
+        let crop = |share: f32| {
+            let (dx, dy) = ((w as f32 * share) as u32, (h as f32 * share) as u32);
+            image::imageops::crop_imm(&photo, dx, dy, w - 2 * dx, h - 2 * dy).to_image()
+        };
+        let edits: Vec<(&str, RgbImage)> = vec![
+            (
+                "brighter by 20 %, highlights clipped",
+                mapped(&photo, |v| v * 1.2 + 20.0),
+            ),
+            ("darker by 20 %", mapped(&photo, |v| v * 0.8)),
+            (
+                "more contrast, clipped",
+                mapped(&photo, |v| (v - 128.0) * 1.4 + 128.0),
+            ),
+            (
+                "less contrast",
+                mapped(&photo, |v| (v - 128.0) * 0.7 + 128.0),
+            ),
+            ("5 % cropped from each side", crop(0.05)),
+            ("turned 3 degrees", rotated(&photo, 3.0)),
+            ("turned -3 degrees", rotated(&photo, -3.0)),
+            (
+                "half size",
+                image::imageops::resize(
+                    &photo,
+                    w / 2,
+                    h / 2,
+                    image::imageops::FilterType::Triangle,
+                ),
+            ),
+        ];
+        let bound = crate::engine::collection::duplicates::HASH_MATCH;
+        for (edit, image) in &edits {
+            let distance = original.distance(&hash(image));
+            assert!(
+                distance <= bound,
+                "{edit}: {distance} bits apart (bound {bound})"
+            );
+        }
+        for other in 6..16 {
+            let distance = original.distance(&hash(&scene(other, 480)));
+            assert!(
+                distance > bound + 4,
+                "scene {other}: only {distance} bits apart"
+            );
+        }
     }
 }
