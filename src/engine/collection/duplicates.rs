@@ -16,8 +16,11 @@
 //! same flower. Each photo's layout fingerprint (an 8×8 grey picture taken when it was
 //! embedded, see [`crate::engine::data::fingerprint`]) settles it: a pair is a
 //! near-duplicate when its embeddings are within the threshold *and* its layouts agree
-//! ([`LAYOUT_MATCH`]). Candidates come from both the embedding's and the layouts' nearest
-//! neighbours. Indexes written before fingerprints existed group by embedding alone.
+//! ([`LAYOUT_MATCH`]) or, where an edit broke the layout (highlights clipped by
+//! brightening, a crop, a small turn), its perceptual hashes are within [`HASH_MATCH`]
+//! bits. Candidates come from both the embedding's and the layouts' nearest neighbours.
+//! Indexes written before fingerprints existed group by embedding alone, and those
+//! written before the hash by embedding and layout.
 //!
 //! Distances are on the index's scale, which depends on the model (unit embeddings of a
 //! trained model, unnormalised ImageNet features), so the default threshold is relative:
