@@ -8,8 +8,9 @@
 //! library. For every query a simulated person marks its top 10: photos of its class
 //! Alike, the others Not alike. The precision of the 10 results after the marked ones is
 //! scored before (ranks 11-20 of the plain search) and after refining the query with
-//! those marks (the refined ranking with the 10 marked photos left out), for each set of
-//! Rocchio weights. Printed per model and as mean ± spread over the models.
+//! those marks (the refined ranking with the 10 marked photos left out), for the default
+//! and other Rocchio weights (query expansion and the marks' vote follow each). Printed per
+//! model and as mean ± spread over the models.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,10 +61,7 @@ fn variants() -> Vec<(&'static str, Rocchio)> {
     vec![
         ("default (1, 1, 1)", Rocchio::DEFAULT),
         ("1, 1, 0.25", rocchio(1.0, 1.0, 0.25)),
-        ("classic 1, 0.75, 0.15", rocchio(1.0, 0.75, 0.15)),
-        ("1, 1, 1.5", rocchio(1.0, 1.0, 1.5)),
         ("1, 2, 1", rocchio(1.0, 2.0, 1.0)),
-        ("alike only 1, 1, 0", rocchio(1.0, 1.0, 0.0)),
     ]
 }
 

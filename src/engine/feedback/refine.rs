@@ -2,6 +2,11 @@
 //! and away from those marked not alike (Rocchio's relevance feedback, in the embedding
 //! space), then searched again. Nothing is retrained, so it takes a search's time.
 //!
+//! Two steps follow where the index keeps its vectors (an exact index): the refined query
+//! takes in its own first few unmarked results (average query expansion), and the photos
+//! nearer a not-alike photo than to the query or an alike photo are ranked after the
+//! others (the marks' nearest-neighbour vote).
+//!
 //! The weights were chosen on the 1500/1034 split of flowers5-train (`cargo bench --bench
 //! refine`, docs/quality.md): the person marks the top 10 of a query, and the 10 results
 //! after the marked ones are scored.
@@ -66,6 +71,12 @@ impl Rocchio {
         refined
     }
 }
+
+/// Unmarked results of the refined query that the query takes in, and their weight.
+const EXPANSION: usize = 5;
+const EXPANSION_WEIGHT: f32 = 0.5;
+/// How far past the results asked for the vote looks for photos to bring up.
+const VOTE_DEPTH: usize = 200;
 
 /// A query's marks, ready for refining: each marked photo and whether it is alike.
 pub type QueryMarks = [(PathBuf, bool)];
@@ -160,14 +171,23 @@ pub fn refined_search(
         not_alike,
         missing,
     } = marked_vectors(gallery, model, marks, max_pixels)?;
-    let refined = weights.refine(query, &alike, &not_alike, model.config.l2_normalize);
+    let unit_length = model.config.l2_normalize;
+    let mut refined = weights.refine(query, &alike, &not_alike, unit_length);
     let excluded: Vec<&Path> = marks
         .iter()
         .filter(|(_, is_alike)| !is_alike)
         .map(|(photo, _)| photo.as_path())
         .collect();
-    let hits = gallery
-        .search(&refined, k + excluded.len())?
+    let marked: Vec<&Path> = marks.iter().map(|(photo, _)| photo.as_path()).collect();
+    let used = alike.len() + not_alike.len();
+    if used > 0 {
+        refined = expanded(gallery, &refined, &marked, unit_length)?;
+    }
+    let mut ranked = gallery.search(&refined, k + marks.len() + VOTE_DEPTH)?;
+    if !not_alike.is_empty() {
+        ranked = outvoted_last(gallery, ranked, &refined, &alike, &not_alike);
+    }
+    let hits = ranked
         .into_iter()
         .filter(|hit| !excluded.contains(&hit.path.as_path()))
         .take(k)
@@ -179,9 +199,70 @@ pub fn refined_search(
         .collect();
     Ok(Refined {
         hits,
-        used: alike.len() + not_alike.len(),
+        used,
         missing,
     })
+}
+
+/// The stored vector of the photo at `path` (an exact index keeps them).
+fn stored_vector(gallery: &Gallery, path: &Path) -> Option<Vec<f32>> {
+    let position = gallery.header.images.iter().position(|i| i.path == path)?;
+    gallery.vector(position).map(<[f32]>::to_vec)
+}
+
+/// `refined` moved toward the mean of its own first [`EXPANSION`] unmarked results;
+/// unchanged when the index keeps no vectors.
+fn expanded(
+    gallery: &mut Gallery,
+    refined: &[f32],
+    marked: &[&Path],
+    unit_length: bool,
+) -> Result<Vec<f32>> {
+    let first = gallery.search(refined, EXPANSION + marked.len())?;
+    let vectors: Vec<Vec<f32>> = first
+        .iter()
+        .filter(|hit| !marked.contains(&hit.path.as_path()))
+        .take(EXPANSION)
+        .filter_map(|hit| stored_vector(gallery, &hit.path))
+        .collect();
+    let expansion = Rocchio {
+        query: 1.0,
+        alike: EXPANSION_WEIGHT,
+        not_alike: 0.0,
+    };
+    Ok(expansion.refine(refined, &vectors, &[], unit_length))
+}
+
+/// `ranked` with the photos nearer a not-alike photo than to the refined query or any
+/// alike photo moved after the others (each part keeps its order).
+fn outvoted_last(
+    gallery: &Gallery,
+    ranked: Vec<SearchHit>,
+    refined: &[f32],
+    alike: &[Vec<f32>],
+    not_alike: &[Vec<f32>],
+) -> Vec<SearchHit> {
+    let squared =
+        |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum() };
+    let nearest = |vectors: &mut dyn Iterator<Item = &[f32]>, photo: &[f32]| {
+        vectors
+            .map(|v| squared(v, photo))
+            .fold(f32::INFINITY, f32::min)
+    };
+    let (mut kept, mut outvoted): (Vec<SearchHit>, Vec<SearchHit>) =
+        ranked.into_iter().partition(|hit| {
+            let Some(photo) = stored_vector(gallery, &hit.path) else {
+                return true;
+            };
+            let to_positive = nearest(
+                &mut std::iter::once(refined).chain(alike.iter().map(Vec::as_slice)),
+                &photo,
+            );
+            let to_negative = nearest(&mut not_alike.iter().map(Vec::as_slice), &photo);
+            to_positive <= to_negative
+        });
+    kept.append(&mut outvoted);
+    kept
 }
 
 #[cfg(test)]
