@@ -11,6 +11,7 @@
 //! refine`, docs/quality.md): the person marks the top 10 of a query, and the 10 results
 //! after the marked ones are scored.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -173,28 +174,51 @@ pub fn refined_search(
     } = marked_vectors(gallery, model, marks, max_pixels)?;
     let unit_length = model.config.l2_normalize;
     let mut refined = weights.refine(query, &alike, &not_alike, unit_length);
-    let excluded: Vec<&Path> = marks
-        .iter()
-        .filter(|(_, is_alike)| !is_alike)
-        .map(|(photo, _)| photo.as_path())
-        .collect();
-    let marked: Vec<&Path> = marks.iter().map(|(photo, _)| photo.as_path()).collect();
+    // Each marked photo's place in the index, and whether it is alike.
+    let marked: HashMap<usize, bool> = {
+        let by_path: HashMap<&Path, bool> = marks
+            .iter()
+            .map(|(p, alike)| (p.as_path(), *alike))
+            .collect();
+        gallery
+            .header
+            .images
+            .iter()
+            .enumerate()
+            .filter_map(|(i, image)| Some((i, *by_path.get(image.path.as_path())?)))
+            .collect()
+    };
+    let is_marked = |position: usize, only_not_alike: bool| {
+        marked
+            .get(&position)
+            .is_some_and(|alike| !(only_not_alike && *alike))
+    };
     let used = alike.len() + not_alike.len();
     if used > 0 {
-        refined = expanded(gallery, &refined, &marked, unit_length)?;
+        refined = expanded(gallery, &refined, &is_marked, marks.len(), unit_length)?;
     }
-    let mut ranked = gallery.search(&refined, k + marks.len() + VOTE_DEPTH)?;
+    let depth = k + marks.len() + VOTE_DEPTH;
+    let mut ranked: Vec<(usize, f32)> = gallery
+        .nearest(&refined, depth)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     if !not_alike.is_empty() {
         ranked = outvoted_last(gallery, ranked, &refined, &alike, &not_alike);
     }
     let hits = ranked
         .into_iter()
-        .filter(|hit| !excluded.contains(&hit.path.as_path()))
+        .filter(|&(position, _)| !is_marked(position, true))
         .take(k)
         .enumerate()
-        .map(|(rank, hit)| SearchHit {
-            rank: rank + 1,
-            ..hit
+        .filter_map(|(rank, (position, distance))| {
+            let image = gallery.header.images.get(position)?;
+            Some(SearchHit {
+                rank: rank + 1,
+                distance,
+                path: image.path.clone(),
+                class: image.class.clone(),
+            })
         })
         .collect();
     Ok(Refined {
@@ -204,26 +228,25 @@ pub fn refined_search(
     })
 }
 
-/// The stored vector of the photo at `path` (an exact index keeps them).
-fn stored_vector(gallery: &Gallery, path: &Path) -> Option<Vec<f32>> {
-    let position = gallery.header.images.iter().position(|i| i.path == path)?;
-    gallery.vector(position).map(<[f32]>::to_vec)
-}
-
 /// `refined` moved toward the mean of its own first [`EXPANSION`] unmarked results;
 /// unchanged when the index keeps no vectors.
 fn expanded(
     gallery: &mut Gallery,
     refined: &[f32],
-    marked: &[&Path],
+    is_marked: &dyn Fn(usize, bool) -> bool,
+    marked_count: usize,
     unit_length: bool,
 ) -> Result<Vec<f32>> {
-    let first = gallery.search(refined, EXPANSION + marked.len())?;
+    let first = gallery
+        .nearest(refined, EXPANSION + marked_count)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let vectors: Vec<Vec<f32>> = first
         .iter()
-        .filter(|hit| !marked.contains(&hit.path.as_path()))
+        .filter(|&&(position, _)| !is_marked(position, false))
         .take(EXPANSION)
-        .filter_map(|hit| stored_vector(gallery, &hit.path))
+        .filter_map(|&(position, _)| gallery.vector(position).map(<[f32]>::to_vec))
         .collect();
     let expansion = Rocchio {
         query: 1.0,
@@ -233,15 +256,19 @@ fn expanded(
     Ok(expansion.refine(refined, &vectors, &[], unit_length))
 }
 
-/// `ranked` with the photos nearer a not-alike photo than to the refined query or any
-/// alike photo moved after the others (each part keeps its order).
+/// Index positions with their distances, nearest first.
+type Ranked = Vec<(usize, f32)>;
+
+/// `ranked` (positions and distances) with the photos nearer a not-alike photo than to
+/// the refined query or any alike photo moved after the others (each part keeps its
+/// order). Photos whose vector the index does not keep stay where they are.
 fn outvoted_last(
     gallery: &Gallery,
-    ranked: Vec<SearchHit>,
+    ranked: Vec<(usize, f32)>,
     refined: &[f32],
     alike: &[Vec<f32>],
     not_alike: &[Vec<f32>],
-) -> Vec<SearchHit> {
+) -> Vec<(usize, f32)> {
     let squared =
         |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum() };
     let nearest = |vectors: &mut dyn Iterator<Item = &[f32]>, photo: &[f32]| {
@@ -249,16 +276,16 @@ fn outvoted_last(
             .map(|v| squared(v, photo))
             .fold(f32::INFINITY, f32::min)
     };
-    let (mut kept, mut outvoted): (Vec<SearchHit>, Vec<SearchHit>) =
-        ranked.into_iter().partition(|hit| {
-            let Some(photo) = stored_vector(gallery, &hit.path) else {
+    let (mut kept, mut outvoted): (Ranked, Ranked) =
+        ranked.into_iter().partition(|&(position, _)| {
+            let Some(photo) = gallery.vector(position) else {
                 return true;
             };
             let to_positive = nearest(
                 &mut std::iter::once(refined).chain(alike.iter().map(Vec::as_slice)),
-                &photo,
+                photo,
             );
-            let to_negative = nearest(&mut not_alike.iter().map(Vec::as_slice), &photo);
+            let to_negative = nearest(&mut not_alike.iter().map(Vec::as_slice), photo);
             to_positive <= to_negative
         });
     kept.append(&mut outvoted);
