@@ -84,18 +84,16 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Whether the pair is a near-duplicate at this embedding threshold: the same bytes,
-    /// or embeddings within it and the same shot by layout (at least `layout_match`) or
-    /// by perceptual hash (at most [`HASH_MATCH`] bits apart). Pairs from indexes without
-    /// fingerprints go by the embedding alone.
+    /// Whether the pair is a near-duplicate at this embedding threshold: the same bytes;
+    /// or perceptual hashes at most [`HASH_MATCH`] bits apart (the same shot whatever the
+    /// model makes of an edit: brightening or a crop can move a weak model's embedding
+    /// far); or embeddings within the threshold and layouts that agree (at least
+    /// `layout_match`). Pairs from indexes without fingerprints go by the embedding alone.
     pub fn joins(&self, threshold: f32, layout_match: f32) -> bool {
-        let same_shot = match (self.layout, self.hash_distance) {
-            (None, None) => true,
-            (layout, hash) => {
-                layout.is_some_and(|l| l >= layout_match) || hash.is_some_and(|h| h <= HASH_MATCH)
-            }
-        };
-        self.identical || (self.distance <= threshold && same_shot)
+        let same_layout = self.layout.is_none_or(|l| l >= layout_match);
+        self.identical
+            || self.hash_distance.is_some_and(|h| h <= HASH_MATCH)
+            || (self.distance <= threshold && same_layout)
     }
 }
 
@@ -196,14 +194,22 @@ impl Candidates {
             .map(|i| i.fingerprint.as_ref())
             .collect();
         let layout = |a: usize, b: usize| Some(prints[a]?.similarity(prints[b]?));
-        // Pairs whose layouts agree, whatever the embedding says (it is measured below).
-        for (a, b) in layout_neighbours(&prints, cancel)? {
-            if layout(a, b).is_some_and(|l| l >= LAYOUT_CANDIDATE) {
+        // Pairs whose layouts agree, or whose perceptual hashes do, whatever the embedding
+        // says (it is measured below): a family of many edited copies does not fit in each
+        // photo's few nearest neighbours, and complete linkage needs every pair of it.
+        let mut same_shot = layout_neighbours(&prints, cancel)?;
+        same_shot.extend(hash_neighbours(&prints, cancel)?);
+        for (a, b) in same_shot {
+            let hash_close = prints[a]
+                .zip(prints[b])
+                .and_then(|(x, y)| x.hash_distance(y))
+                .is_some_and(|d| d <= HASH_MATCH);
+            if hash_close || layout(a, b).is_some_and(|l| l >= LAYOUT_CANDIDATE) {
                 let distance = squared_distance(
                     &vectors[a * dimension..(a + 1) * dimension],
                     &vectors[b * dimension..(b + 1) * dimension],
                 );
-                if distance <= ceiling {
+                if distance <= ceiling || hash_close {
                     pairs.insert((a.min(b), a.max(b)), distance);
                 }
             }
@@ -367,6 +373,39 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
+/// Largest index whose perceptual hashes are compared all against all (about two billion
+/// comparisons of 64 bits, a few seconds); beyond it, candidates come from the embedding
+/// and the layouts only.
+const HASH_ALL_PAIRS_UP_TO: usize = 65_536;
+
+/// The pairs of photos whose perceptual hashes are within [`HASH_MATCH`] bits, all
+/// against all (a XOR and a popcount each).
+fn hash_neighbours(
+    prints: &[Option<&Fingerprint>],
+    cancel: &AtomicBool,
+) -> Result<Vec<(usize, usize)>> {
+    let hashes: Vec<(usize, u64)> = prints
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, (*p)?.hash?.0)))
+        .collect();
+    if hashes.len() > HASH_ALL_PAIRS_UP_TO {
+        return Ok(Vec::new());
+    }
+    let mut pairs = Vec::new();
+    for (n, &(a, hash_a)) in hashes.iter().enumerate() {
+        if n % QUERY_BATCH == 0 && cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        for &(b, hash_b) in &hashes[n + 1..] {
+            if (hash_a ^ hash_b).count_ones() <= HASH_MATCH {
+                pairs.push((a, b));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
 /// Each photo's nearest photos by layout (pairs of positions), from a flat index of the
 /// fingerprints; photos without one are left out.
 fn layout_neighbours(
@@ -508,8 +547,9 @@ mod tests {
     use super::*;
 
     /// Issue #28: a brightened (clipped) or cropped copy whose layout no longer agrees is
-    /// still the same shot by its perceptual hash; a pair close in both embedding and
-    /// layout but far by hash still joins by layout; nothing joins beyond the threshold.
+    /// still the same shot by its perceptual hash, even where the edit moved its
+    /// embedding past the threshold; a pair close in embedding and layout but far by hash
+    /// still joins by layout.
     #[test]
     fn the_hash_rescues_a_pair_whose_layout_disagrees_but_not_a_distant_one() {
         let pair = |layout, hash_distance| Pair {
@@ -523,7 +563,9 @@ mod tests {
         assert!(pair(Some(0.80), Some(HASH_MATCH)).joins(1.0, LAYOUT_MATCH));
         assert!(!pair(Some(0.80), Some(HASH_MATCH + 1)).joins(1.0, LAYOUT_MATCH));
         assert!(pair(Some(0.99), Some(40)).joins(1.0, LAYOUT_MATCH));
-        assert!(!pair(Some(0.99), Some(0)).joins(0.1, LAYOUT_MATCH));
+        // The same shot by hash joins beyond the embedding threshold; by layout it does not.
+        assert!(pair(Some(0.80), Some(0)).joins(0.1, LAYOUT_MATCH));
+        assert!(!pair(Some(0.99), Some(HASH_MATCH + 1)).joins(0.1, LAYOUT_MATCH));
         // An index written before the hash: the layout alone, as before.
         assert!(!pair(Some(0.80), None).joins(1.0, LAYOUT_MATCH));
         // Before fingerprints: the embedding alone.
