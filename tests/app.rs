@@ -405,9 +405,40 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     harness.get_by_label("Before training");
     harness.get_by_label("After training");
 
-    // The finder's list: the photo, its folder class, the class its neighbours say, and a
-    // way to open it.
+    // Training checked the labels of every photo it trained on (normalised softmax
+    // records each photo's margins), and lists the doubtful ones with why.
+    let check = harness
+        .state()
+        .state
+        .training
+        .label_check
+        .clone()
+        .expect("the default preset checks labels");
+    assert!(check.checked > 0, "{check:?}");
     let photo = library.join("class_01/img_002.png");
+    harness.state_mut().state.training.label_check = Some(likeness::app::LabelCheck {
+        suspects: vec![likeness::engine::train::margins::LabelSuspect {
+            path: photo.clone(),
+            class: "class_01".into(),
+            likely_class: "class_02".into(),
+            area_under_margin: -0.3,
+            seen: 20,
+            beaten: 17,
+        }],
+        checked: check.checked,
+    });
+    harness.step();
+    harness.step();
+    harness.get_by_label("Check these labels (1)");
+    harness.get_by_label("img_002.png");
+    harness.get_by_label(
+        "In folder 'class_01', but training took it for another class in 17 of 20 passes, most like 'class_02'",
+    );
+    harness.get_by_label("Open");
+
+    // Without training's evidence (the seed preset), the neighbour vote's list: the
+    // photo, its folder class, the class its neighbours say, and a way to open it.
+    harness.state_mut().state.training.label_check = None;
     let report = harness
         .state_mut()
         .state

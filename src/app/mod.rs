@@ -26,8 +26,8 @@ pub use panels::Intent;
 pub use reducer::Effect;
 pub use settings::{AppSettings, DataDirs, STORAGE_KEY, TrainForm};
 pub use state::{
-    Activity, AppState, CentralView, Details, DuplicatesView, LibraryView, MapView, Notice,
-    SearchView, TrainingEnd, TrainingView,
+    Activity, AppState, CentralView, Details, DuplicatesView, LabelCheck, LibraryView, MapView,
+    Notice, SearchView, TrainingEnd, TrainingView,
 };
 pub use thumbnails::ThumbnailCache;
 pub use window::run_window;

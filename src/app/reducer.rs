@@ -9,8 +9,8 @@ use egui_plot::PlotPoint;
 use std::path::Path;
 
 use super::state::{
-    Activity, AppState, CentralView, DuplicatesView, LibraryView, MapView, SearchView, TrainingEnd,
-    TrainingView,
+    Activity, AppState, CentralView, DuplicatesView, LabelCheck, LibraryView, MapView, SearchView,
+    TrainingEnd, TrainingView,
 };
 use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::index::SearchHit;
@@ -290,6 +290,10 @@ impl AppState {
                     self.training.outcome = Some(end);
                     self.training.validation = validation.map(|report| *report);
                     self.training.before_after = before_after;
+                    self.training.label_check = (summary.labels_checked > 0).then(|| LabelCheck {
+                        suspects: summary.label_suspects.clone(),
+                        checked: summary.labels_checked,
+                    });
                 }
                 if self.jobs.index_after == Some(job) {
                     self.jobs.index_after = None;

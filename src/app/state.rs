@@ -111,8 +111,20 @@ pub struct TrainingView {
     pub validation: Option<RetrievalReport>,
     /// The validation photos' maps before and after the run.
     pub before_after: Option<Arc<BeforeAfter>>,
+    /// The photos whose labels the finished run doubts, and how many it checked; `None`
+    /// when its loss gives no such evidence (the seed preset).
+    pub label_check: Option<LabelCheck>,
     /// Show the loss chart on a log scale.
     pub log_scale: bool,
+}
+
+/// What a training run said about the labels of the photos it trained on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelCheck {
+    /// Most doubtful first.
+    pub suspects: Vec<crate::engine::train::margins::LabelSuspect>,
+    /// Photos checked: the ones trained on (photos held out for validation are not).
+    pub checked: usize,
 }
 
 /// The end of a training run in words: a headline, what it did and how good the model

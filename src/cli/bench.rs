@@ -88,9 +88,23 @@ fn mislabel_benchmark(
     let report =
         result.with_context(|| format!("mislabel benchmark on {} failed", args.data.display()))?;
     println!(
-        "{} photos, {} planted mistakes, trained {:.0} s",
-        report.images, report.planted, report.train_secs
+        "{} photos, {} planted mistakes, trained {:.0} s ({} steps)",
+        report.images, report.planted, report.train_secs, report.steps
     );
+    println!("Training margins (the training summary's \"Check these labels\"):");
+    println!("area below  flagged  planted among them  precision  recall");
+    for score in &report.margin_curve {
+        let mark = if (score.min_confidence - report.margin_chosen.min_confidence).abs() < 1e-9 {
+            "  <- used"
+        } else {
+            ""
+        };
+        println!(
+            "{:>10.2}  {:>7}  {:>18}  {:>9.2}  {:>6.2}{mark}",
+            -score.min_confidence, score.flagged, score.correct, score.precision, score.recall
+        );
+    }
+    println!("Neighbour vote (evaluation and map):");
     println!("min confidence  flagged  planted among them  precision  recall");
     for score in &report.curve {
         let mark = if (score.min_confidence - report.chosen.min_confidence).abs() < 1e-9 {

@@ -345,6 +345,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r
         );
     }
+    print_label_check(summary);
     if args.output.json {
         print_json(&json!({
             "model": absolute(&out),
@@ -366,9 +367,38 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "cancelled": summary.cancelled,
             "stopped_by_time_budget": summary.stopped_by_time_budget,
             "validation": outcome.validation,
+            "labels_checked": summary.labels_checked,
+            "label_suspects": summary.label_suspects,
         }))?;
     }
     Ok(())
+}
+
+/// The photos whose labels training doubts: the first few with why, and how many in all.
+fn print_label_check(summary: &crate::engine::model::TrainingSummary) {
+    const SHOWN: usize = 10;
+    if summary.labels_checked == 0 {
+        return;
+    }
+    if summary.label_suspects.is_empty() {
+        eprintln!(
+            "labels: training took none of the {} photos for another class",
+            summary.labels_checked
+        );
+        return;
+    }
+    eprintln!(
+        "check these labels ({} of the {} photos trained on; --json lists them all):",
+        summary.label_suspects.len(),
+        summary.labels_checked
+    );
+    for suspect in summary.label_suspects.iter().take(SHOWN) {
+        let line = format!("  {}: {}", suspect.path.display(), suspect.reason());
+        eprintln!("{}", super::terminal_safe(&line));
+    }
+    if summary.label_suspects.len() > SHOWN {
+        eprintln!("  … and {} more", summary.label_suspects.len() - SHOWN);
+    }
 }
 
 /// Shows a training event on the terminal: the progress bar (in seconds under a time

@@ -4,7 +4,7 @@
 use egui_plot::{GridMark, Legend, Line, Plot, PlotPoint, PlotPoints, Points};
 
 use super::Intent;
-use crate::app::state::AppState;
+use crate::app::state::{AppState, LabelCheck};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{busy_label, file_name, format_secs, progress_bar, thumbnail};
 use crate::engine::eval::{RetrievalReport, SuspectImage};
@@ -64,9 +64,47 @@ pub fn training_report_ui(
     outcome_ui(ui, state, intents);
     charts_ui(ui, &mut state.training);
     let view = &state.training;
-    if let Some(report) = &view.validation {
-        validation_ui(ui, report, thumbnails, intents);
+    if let Some(check) = &view.label_check {
+        label_check_ui(ui, check, thumbnails, intents);
     }
+    if let Some(report) = &view.validation {
+        // Training's own evidence, when there is some, replaces the neighbour vote: it
+        // is the list worth reading (docs/quality.md, "Check these labels").
+        validation_ui(ui, report, thumbnails, intents, view.label_check.is_none());
+    }
+}
+
+/// The photos whose labels training doubts, with why, or that it found none.
+fn label_check_ui(
+    ui: &mut egui::Ui,
+    check: &LabelCheck,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    if check.suspects.is_empty() {
+        ui.label(format!(
+            "Labels: training took none of the {} photos it trained on for another class.",
+            check.checked
+        ));
+        return;
+    }
+    egui::CollapsingHeader::new(format!("Check these labels ({})", check.suspects.len()))
+        .id_salt("label_check")
+        .default_open(true)
+        .show(ui, |ui| {
+            ui.small(format!(
+                "While it trained, the model kept taking these photos for another class than \
+                 their folder's. Most such photos are in the wrong folder; some show both \
+                 subjects. Checked the {} photos it trained on.",
+                check.checked
+            ));
+            let rows: Vec<(&std::path::Path, String)> = check
+                .suspects
+                .iter()
+                .map(|suspect| (suspect.path.as_path(), suspect.reason()))
+                .collect();
+            photo_rows_ui(ui, thumbnails, &rows, "label_check_list", intents);
+        });
 }
 
 /// The end-of-run summary, "Use this model" after a cancel, and the before/after figures.
@@ -218,6 +256,7 @@ fn validation_ui(
     report: &RetrievalReport,
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
+    show_neighbour_vote: bool,
 ) {
     ui.label(format!(
         "Validation: recall@1 {:.3} · recall@5 {:.3} · recall@10 {:.3} · mAP@R {:.3}",
@@ -236,7 +275,7 @@ fn validation_ui(
                 ));
             }
         });
-    if !report.suspects.is_empty() {
+    if show_neighbour_vote && !report.suspects.is_empty() {
         egui::CollapsingHeader::new(format!("Check these labels ({})", report.suspects.len()))
             .id_salt("suspects")
             .default_open(true)
@@ -246,47 +285,64 @@ fn validation_ui(
     }
 }
 
-/// Photos whose neighbours say another class than their folder, most confident first:
-/// the photo, both classes, and ways to open it.
+/// Photos whose neighbours say another class than their folder, most confident first.
 fn suspects_ui(
     ui: &mut egui::Ui,
     thumbnails: &mut ThumbnailCache,
     suspects: &[SuspectImage],
     intents: &mut Vec<Intent>,
 ) {
+    let rows: Vec<(&std::path::Path, String)> = suspects
+        .iter()
+        .map(|suspect| {
+            (
+                suspect.path.as_path(),
+                format!(
+                    "In folder '{}', its neighbours say '{}' ({:.0}% of them)",
+                    suspect.class,
+                    suspect.neighbours_class,
+                    suspect.share * 100.0
+                ),
+            )
+        })
+        .collect();
+    photo_rows_ui(ui, thumbnails, &rows, "suspects_list", intents);
+}
+
+/// A scrolling list of photos, each with its thumbnail, name, why it is listed, and ways
+/// to open it.
+fn photo_rows_ui(
+    ui: &mut egui::Ui,
+    thumbnails: &mut ThumbnailCache,
+    rows: &[(&std::path::Path, String)],
+    id: &str,
+    intents: &mut Vec<Intent>,
+) {
     const ROW_HEIGHT: f32 = 68.0;
     egui::ScrollArea::vertical()
         .max_height(ROW_HEIGHT * 4.0)
-        .id_salt("suspects_list")
-        .show_rows(ui, ROW_HEIGHT, suspects.len(), |ui, rows| {
-            for suspect in &suspects[rows] {
+        .id_salt(id)
+        .show_rows(ui, ROW_HEIGHT, rows.len(), |ui, range| {
+            for (path, why) in &rows[range] {
                 ui.horizontal(|ui| {
                     let size = egui::vec2(64.0, 64.0);
-                    let photo =
-                        thumbnail(ui, thumbnails, &suspect.path, size, egui::Sense::click());
+                    let photo = thumbnail(ui, thumbnails, path, size, egui::Sense::click());
                     if photo.double_clicked() {
-                        intents.push(Intent::Open(suspect.path.clone()));
+                        intents.push(Intent::Open(path.to_path_buf()));
                     }
                     ui.vertical(|ui| {
                         ui.add(
-                            egui::Label::new(
-                                egui::RichText::new(file_name(&suspect.path)).strong(),
-                            )
-                            .truncate(),
+                            egui::Label::new(egui::RichText::new(file_name(path)).strong())
+                                .truncate(),
                         )
-                        .on_hover_text(suspect.path.display().to_string());
-                        ui.label(format!(
-                            "In folder '{}', its neighbours say '{}' ({:.0}% of them)",
-                            suspect.class,
-                            suspect.neighbours_class,
-                            suspect.share * 100.0
-                        ));
+                        .on_hover_text(path.display().to_string());
+                        ui.add(egui::Label::new(why).wrap());
                         ui.horizontal(|ui| {
                             if ui.small_button("Open").clicked() {
-                                intents.push(Intent::Open(suspect.path.clone()));
+                                intents.push(Intent::Open(path.to_path_buf()));
                             }
                             if ui.small_button("Show in folder").clicked() {
-                                intents.push(Intent::ShowInFolder(suspect.path.clone()));
+                                intents.push(Intent::ShowInFolder(path.to_path_buf()));
                             }
                         });
                     });

@@ -379,26 +379,37 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
 const HASH_ALL_PAIRS_UP_TO: usize = 65_536;
 
 /// The pairs of photos whose perceptual hashes are within [`HASH_MATCH`] bits, all
-/// against all (a XOR and a popcount each).
+/// against all: whole against whole, and each whole against the other's middles
+/// ([`Fingerprint::hash_distance`]), a XOR and a popcount each.
 fn hash_neighbours(
     prints: &[Option<&Fingerprint>],
     cancel: &AtomicBool,
 ) -> Result<Vec<(usize, usize)>> {
-    let hashes: Vec<(usize, u64)> = prints
+    // A photo without middles (an older index) compares its whole hash in their place.
+    let hashes: Vec<(usize, u64, [u64; 2])> = prints
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, (*p)?.hash?.0)))
+        .filter_map(|(i, p)| {
+            let print = (*p)?;
+            let whole = print.hash?.0;
+            let middles = print.middles.map_or([whole, whole], |m| m.map(|h| h.0));
+            Some((i, whole, middles))
+        })
         .collect();
     if hashes.len() > HASH_ALL_PAIRS_UP_TO {
         return Ok(Vec::new());
     }
+    let close = |a: u64, b: u64| (a ^ b).count_ones() <= HASH_MATCH;
     let mut pairs = Vec::new();
-    for (n, &(a, hash_a)) in hashes.iter().enumerate() {
+    for (n, &(a, whole_a, middles_a)) in hashes.iter().enumerate() {
         if n % QUERY_BATCH == 0 && cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        for &(b, hash_b) in &hashes[n + 1..] {
-            if (hash_a ^ hash_b).count_ones() <= HASH_MATCH {
+        for &(b, whole_b, middles_b) in &hashes[n + 1..] {
+            if close(whole_a, whole_b)
+                || middles_b.iter().any(|&m| close(whole_a, m))
+                || middles_a.iter().any(|&m| close(m, whole_b))
+            {
                 pairs.push((a, b));
             }
         }

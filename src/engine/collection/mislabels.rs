@@ -17,6 +17,7 @@ use crate::engine::eval::{
 };
 use crate::engine::index::embed_files;
 use crate::engine::model::EmbeddingModel;
+use crate::engine::train::margins::SUSPECT_MARGIN_BELOW;
 use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
 use crate::engine::{EngineError, Result};
 
@@ -103,11 +104,32 @@ pub struct MislabelBenchmark {
     pub images: usize,
     pub planted: usize,
     pub train_secs: f64,
-    /// At the threshold the finder uses ([`MISLABEL_CONFIDENCE`]).
+    pub steps: usize,
+    /// The training-margin finder (what the training summary lists) at its threshold,
+    /// [`SUSPECT_MARGIN_BELOW`]. `min_confidence` is minus the area under the margin.
+    pub margin_chosen: FinderScore,
+    /// The training-margin finder at other thresholds.
+    pub margin_curve: Vec<FinderScore>,
+    /// The neighbour vote (evaluation and map) at its threshold ([`MISLABEL_CONFIDENCE`]).
     pub chosen: FinderScore,
-    /// At other thresholds, for choosing one.
+    /// The neighbour vote at other thresholds.
     pub curve: Vec<FinderScore>,
+    /// Every photo's evidence, for drawing other curves.
+    pub photos: Vec<BenchPhoto>,
 }
+
+/// One photo of the planted copy, with both finders' evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchPhoto {
+    pub path: PathBuf,
+    pub planted: bool,
+    pub area_under_margin: Option<f64>,
+    pub beaten_share: Option<f64>,
+    pub vote_confidence: Option<f64>,
+}
+
+/// Areas under the margin the benchmark scores the margin finder at.
+const MARGIN_THRESHOLDS: [f64; 10] = [0.1, 0.05, 0.0, -0.05, -0.1, -0.15, -0.2, -0.25, -0.3, -0.4];
 
 /// Scores the finder at `min_confidence`, given each image's evidence.
 pub fn score_finder(
@@ -197,12 +219,48 @@ pub fn run_benchmark(
         .iter()
         .map(|&t| score_finder(&evidence, &planted, t))
         .collect();
+    // The margin finder flags an area below the threshold: as a confidence, minus the area.
+    let margins: Vec<(PathBuf, Option<f64>)> = outcome
+        .label_evidence
+        .iter()
+        .map(|((path, _), e)| (path.clone(), e.map(|e| -e.area_under_margin)))
+        .collect();
+    let margin_score = |below: f64| {
+        // Strictly below the threshold, as the training summary lists them.
+        let flagged: Vec<(PathBuf, Option<f64>)> = margins
+            .iter()
+            .map(|(path, c)| (path.clone(), c.filter(|&c| c > -below)))
+            .collect();
+        FinderScore {
+            min_confidence: -below,
+            ..score_finder(&flagged, &planted, f64::NEG_INFINITY)
+        }
+    };
+    let planted_paths: std::collections::HashSet<&Path> =
+        planted.iter().map(|m| m.path.as_path()).collect();
+    let votes: std::collections::HashMap<&Path, Option<f64>> =
+        evidence.iter().map(|(p, c)| (p.as_path(), *c)).collect();
+    let photos = outcome
+        .label_evidence
+        .iter()
+        .map(|((path, _), e)| BenchPhoto {
+            path: path.clone(),
+            planted: planted_paths.contains(path.as_path()),
+            area_under_margin: e.map(|e| e.area_under_margin),
+            beaten_share: e.map(|e| f64::from(e.beaten) / f64::from(e.seen.max(1))),
+            vote_confidence: votes.get(path.as_path()).copied().flatten(),
+        })
+        .collect();
     Ok(MislabelBenchmark {
         images: evidence.len(),
         planted: planted.len(),
         train_secs: outcome.summary.train_secs,
+        steps: outcome.summary.steps,
+        margin_chosen: margin_score(SUSPECT_MARGIN_BELOW),
+        margin_curve: MARGIN_THRESHOLDS.iter().map(|&t| margin_score(t)).collect(),
         chosen: score_finder(&evidence, &planted, MISLABEL_CONFIDENCE),
         curve,
+        photos,
     })
 }
 

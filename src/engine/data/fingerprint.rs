@@ -14,6 +14,12 @@
 //! reduction), each against their median, are unchanged by any brightness or contrast
 //! change that keeps the order of grey levels and move little under small crops and
 //! rotations. Two shots of one scene differ in many of them.
+//!
+//! A crop of 10 % changes the scale of everything in the frame, which moves about a
+//! third of those bits. So each photo also keeps the hashes of its own middle 95 % and
+//! 90 %: a copy cropped by that much around its middle has the hash of the original's
+//! middle, and [`Fingerprint::hash_distance`] compares each photo whole with the other's
+//! middles as well as whole with whole.
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -27,12 +33,19 @@ const HASH_SIDE: usize = 32;
 /// Frequencies kept per direction: the hash has `HASH_FREQUENCIES²` bits.
 const HASH_FREQUENCIES: usize = 8;
 
+/// Share of each side left out of the middles whose hashes are kept as well: 2.5 % and
+/// 5 % (the middle 95 % and 90 % of the photo).
+pub const MIDDLE_INSETS: [f64; 2] = [0.025, 0.05];
+
 /// The layout of a photo (64 zero-mean, unit-norm values stored as signed bytes) and its
-/// perceptual hash (absent in indexes written before it existed).
+/// perceptual hashes (absent in indexes written before they existed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
     pub cells: [i8; CELLS],
+    /// The whole photo's hash.
     pub hash: Option<PerceptualHash>,
+    /// The hashes of its middles ([`MIDDLE_INSETS`]).
+    pub middles: Option<[PerceptualHash; 2]>,
 }
 
 /// 64 bits: whether each of the 8×8 lowest frequencies of the photo's luminance is above
@@ -43,7 +56,13 @@ pub struct PerceptualHash(pub u64);
 impl PerceptualHash {
     /// The hash of a decoded photo (any size).
     pub fn of(image: &RgbImage) -> Self {
-        let grey = luminance_grid(image, HASH_SIDE);
+        Self::of_middle(image, 0.0)
+    }
+
+    /// The hash of the middle of a photo: `inset` of each side's length left out at both
+    /// ends.
+    pub fn of_middle(image: &RgbImage, inset: f64) -> Self {
+        let grey = luminance_grid(image, HASH_SIDE, inset);
         // The separable DCT-II, only the lowest frequencies: rows first, then columns.
         let basis: Vec<[f64; HASH_SIDE]> = (0..HASH_FREQUENCIES)
             .map(|u| {
@@ -90,12 +109,25 @@ impl PerceptualHash {
     }
 }
 
-/// The photo's luminance averaged over a `side`×`side` grid of areas.
-fn luminance_grid(image: &RgbImage, side: usize) -> Vec<f64> {
-    let (width, height) = image.dimensions();
+/// The luminance of the photo's middle (`inset` of each side left out at both ends)
+/// averaged over a `side`×`side` grid of areas.
+fn luminance_grid(image: &RgbImage, side: usize, inset: f64) -> Vec<f64> {
+    let (full_width, full_height) = image.dimensions();
+    let (dx, dy) = (
+        (full_width as f64 * inset).round() as u32,
+        (full_height as f64 * inset).round() as u32,
+    );
+    // A photo too small to leave anything out is taken whole.
+    let (dx, dy) = if 2 * dx < full_width && 2 * dy < full_height {
+        (dx, dy)
+    } else {
+        (0, 0)
+    };
+    let (width, height) = (full_width - 2 * dx, full_height - 2 * dy);
+    let middle = image::imageops::crop_imm(image, dx, dy, width, height);
     let mut sums = vec![0f64; side * side];
     let mut counts = vec![0u32; side * side];
-    for (x, y, pixel) in image.enumerate_pixels() {
+    for (x, y, pixel) in image::GenericImageView::pixels(&*middle) {
         let cx = (x as usize * side / width.max(1) as usize).min(side - 1);
         let cy = (y as usize * side / height.max(1) as usize).min(side - 1);
         let [r, g, b] = pixel.0;
@@ -111,7 +143,7 @@ fn luminance_grid(image: &RgbImage, side: usize) -> Vec<f64> {
 impl Fingerprint {
     /// The fingerprint of a decoded photo (any size).
     pub fn of(image: &RgbImage) -> Self {
-        let grey = luminance_grid(image, SIDE);
+        let grey = luminance_grid(image, SIDE, 0.0);
         let mean = grey.iter().sum::<f64>() / CELLS as f64;
         let norm = grey
             .iter()
@@ -128,12 +160,23 @@ impl Fingerprint {
         Self {
             cells,
             hash: Some(PerceptualHash::of(image)),
+            middles: Some(MIDDLE_INSETS.map(|inset| PerceptualHash::of_middle(image, inset))),
         }
     }
 
-    /// How many bits of the two perceptual hashes differ (`None` when one has none).
+    /// How many bits of the two photos' perceptual hashes differ, the fewest of: whole
+    /// against whole, and each whole against the other's middles (one may be a crop of
+    /// the other). `None` when one has no hash.
     pub fn hash_distance(&self, other: &Fingerprint) -> Option<u32> {
-        Some(self.hash?.distance(&other.hash?))
+        let (mine, theirs) = (self.hash?, other.hash?);
+        let mut fewest = mine.distance(&theirs);
+        for middle in other.middles.iter().flatten() {
+            fewest = fewest.min(mine.distance(middle));
+        }
+        for middle in self.middles.iter().flatten() {
+            fewest = fewest.min(theirs.distance(middle));
+        }
+        Some(fewest)
     }
 
     /// Cosine similarity of two layouts: 1 for the same, about 0 for unrelated ones; a
@@ -161,8 +204,9 @@ impl Fingerprint {
     }
 }
 
-// Stored in the index header as 128 hex digits, then ":" and the hash's 16 (compact and
-// readable in the JSON); indexes written before the hash have the 128 digits alone.
+// Stored in the index header as 128 hex digits, then ":" and the hash's 16, then ":" and
+// 16 for each middle (compact and readable in the JSON). Indexes written before the
+// middles have the first two parts, and those written before the hash the 128 digits.
 impl Serialize for Fingerprint {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut hex: String = self
@@ -172,6 +216,9 @@ impl Serialize for Fingerprint {
             .collect();
         if let Some(hash) = self.hash {
             hex.push_str(&format!(":{:016x}", hash.0));
+            for middle in self.middles.iter().flatten() {
+                hex.push_str(&format!(":{:016x}", middle.0));
+            }
         }
         serializer.serialize_str(&hex)
     }
@@ -180,16 +227,27 @@ impl Serialize for Fingerprint {
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bad = || serde::de::Error::custom("a fingerprint is 128 hex digits (then : and 16)");
-        let (hex, hash) = match text.split_once(':') {
-            Some((cells, hash)) if hash.len() == 16 => (
-                cells,
-                Some(PerceptualHash(
-                    u64::from_str_radix(hash, 16).map_err(|_| bad())?,
-                )),
-            ),
-            Some(_) => return Err(bad()),
-            None => (text.as_str(), None),
+        let bad = || {
+            serde::de::Error::custom(
+                "a fingerprint is 128 hex digits (then : and 16, up to 3 times)",
+            )
+        };
+        let mut parts = text.split(':');
+        let hex = parts.next().unwrap_or_default();
+        let hashes: Vec<PerceptualHash> = parts
+            .map(|part| {
+                (part.len() == 16)
+                    .then(|| u64::from_str_radix(part, 16).ok())
+                    .flatten()
+                    .map(PerceptualHash)
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<_, _>>()?;
+        let (hash, middles) = match hashes.as_slice() {
+            [] => (None, None),
+            [whole] => (Some(*whole), None),
+            [whole, a, b] => (Some(*whole), Some([*a, *b])),
+            _ => return Err(bad()),
         };
         if hex.len() != CELLS * 2 || !hex.is_ascii() {
             return Err(bad());
@@ -198,7 +256,11 @@ impl<'de> Deserialize<'de> for Fingerprint {
         for (i, cell) in cells.iter_mut().enumerate() {
             *cell = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())? as i8;
         }
-        Ok(Self { cells, hash })
+        Ok(Self {
+            cells,
+            hash,
+            middles,
+        })
     }
 }
 
@@ -246,7 +308,7 @@ mod tests {
     fn it_round_trips_through_json_and_refuses_garbage() {
         let print = Fingerprint::of(&scene(3, 120));
         let json = serde_json::to_string(&print).expect("json");
-        assert_eq!(json.len(), 2 + 128 + 1 + 16);
+        assert_eq!(json.len(), 2 + 128 + 3 * (1 + 16));
         assert_eq!(
             serde_json::from_str::<Fingerprint>(&json).expect("back"),
             print
@@ -255,6 +317,12 @@ mod tests {
         let older = format!("\"{}\"", &json[1..129]);
         let read = serde_json::from_str::<Fingerprint>(&older).expect("older");
         assert_eq!((read.cells, read.hash), (print.cells, None));
+        // One written before the middles: the layout and the whole photo's hash.
+        let before_middles = format!("\"{}\"", &json[1..129 + 17]);
+        let read = serde_json::from_str::<Fingerprint>(&before_middles).expect("no middles");
+        assert_eq!((read.hash, read.middles), (print.hash, None));
+        let two_hashes = format!("\"{}\"", &json[1..129 + 34]);
+        assert!(serde_json::from_str::<Fingerprint>(&two_hashes).is_err());
         assert!(serde_json::from_str::<Fingerprint>("\"zz\"").is_err());
         let short_hash = format!("\"{}:12\"", &json[1..129]);
         assert!(serde_json::from_str::<Fingerprint>(&short_hash).is_err());
@@ -342,5 +410,53 @@ mod tests {
                 "scene {other}: only {distance} bits apart"
             );
         }
+    }
+
+    /// A crop of 10 % (5 % off each side) moves the whole photo's hash by a third of its
+    /// bits; compared with the original's middle 90 %, it is the same shot. Comparing the
+    /// middles does not bring other shots within the bound.
+    #[test]
+    fn a_ten_percent_crop_matches_the_originals_middle_and_other_shots_still_do_not() {
+        let bound = crate::engine::collection::duplicates::HASH_MATCH;
+        let mut whole_only_misses = 0;
+        for seed in [5, 21, 40] {
+            let photo = scene(seed, 480);
+            let (w, h) = photo.dimensions();
+            let original = Fingerprint::of(&photo);
+            for share in [0.025f32, 0.05] {
+                let (dx, dy) = ((w as f32 * share) as u32, (h as f32 * share) as u32);
+                let cropped = Fingerprint::of(
+                    &image::imageops::crop_imm(&photo, dx, dy, w - 2 * dx, h - 2 * dy).to_image(),
+                );
+                let distance = original.hash_distance(&cropped).expect("hashes");
+                assert!(
+                    distance <= bound,
+                    "scene {seed}, crop {share}: {distance} bits"
+                );
+                assert_eq!(
+                    cropped.hash_distance(&original),
+                    Some(distance),
+                    "symmetric"
+                );
+                let whole = original
+                    .hash
+                    .expect("hash")
+                    .distance(&cropped.hash.expect("hash"));
+                whole_only_misses += usize::from(whole > bound);
+            }
+            for other in 50..60 {
+                let distance = original
+                    .hash_distance(&Fingerprint::of(&scene(other, 480)))
+                    .expect("hashes");
+                assert!(
+                    distance > bound,
+                    "scenes {seed} and {other}: {distance} bits"
+                );
+            }
+        }
+        assert!(
+            whole_only_misses > 0,
+            "the whole photos' hashes alone would match too"
+        );
     }
 }

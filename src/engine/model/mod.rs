@@ -428,6 +428,14 @@ pub struct TrainingSummary {
     /// one had trained. `steps`, `epochs` and `train_secs` above are this run's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<ResumedFrom>,
+    /// Training photos whose labels training itself doubts (area under the margin), most
+    /// doubtful first.
+    #[serde(default)]
+    pub label_suspects: Vec<crate::engine::train::margins::LabelSuspect>,
+    /// How many photos that check covered: the photos trained on, with a loss that has
+    /// class proxies (0 otherwise; photos held out for validation are not checked).
+    #[serde(default)]
+    pub labels_checked: usize,
 }
 
 /// The run a resumed training went on from.

@@ -69,14 +69,40 @@ pub fn normalized_softmax_loss(
     temperature: f64,
     label_smoothing: f64,
 ) -> Tensor {
+    normalized_softmax_from_cosines(
+        &proxy_cosines(embeddings, proxies),
+        labels,
+        temperature,
+        label_smoothing,
+    )
+}
+
+/// The cosine similarity of every embedding (rows) to every class proxy (columns).
+pub fn proxy_cosines(embeddings: &Tensor, proxies: &Tensor) -> Tensor {
     let unit = |t: &Tensor| {
         let norms = t
             .norm_scalaropt_dim(2.0, [1].as_slice(), true)
             .clamp_min(1e-12);
         t / norms
     };
-    let logits = unit(embeddings).matmul(&unit(proxies).transpose(0, 1)) / temperature;
-    logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, label_smoothing)
+    unit(embeddings).matmul(&unit(proxies).transpose(0, 1))
+}
+
+/// [`normalized_softmax_loss`] from cosines already computed (the trainer keeps them to
+/// record each photo's margin).
+pub fn normalized_softmax_from_cosines(
+    cosines: &Tensor,
+    labels: &Tensor,
+    temperature: f64,
+    label_smoothing: f64,
+) -> Tensor {
+    (cosines / temperature).cross_entropy_loss::<Tensor>(
+        labels,
+        None,
+        tch::Reduction::Mean,
+        -100,
+        label_smoothing,
+    )
 }
 
 /// The loss of fine-tuning from marks, over `distance` (each marked pair's squared

@@ -10,6 +10,7 @@
 //! training cleanly, and the model trained so far is returned either way.
 
 pub mod loss;
+pub mod margins;
 pub mod monitor;
 pub mod optimizer;
 pub mod prepare;
@@ -160,6 +161,9 @@ pub struct TrainOutcome {
     /// What a later run needs to go on from this one; save it beside the model with
     /// [`resume::save_train_state`].
     pub state: resume::TrainState,
+    /// Every training photo (path, class index) with what training said about its label
+    /// (`None` when the loss has no class proxies, or the photo was never trained on).
+    pub label_evidence: Vec<((PathBuf, usize), Option<margins::MarginEvidence>)>,
 }
 
 /// A run to go on from: its model (as saved) and the state saved beside it.
@@ -304,6 +308,27 @@ pub fn train(
         summary.epochs + earlier.map_or(0, |e| e.epochs),
         &data.training.dataset.classes,
     );
+    let label_evidence: Vec<_> = data
+        .training
+        .dataset
+        .images
+        .iter()
+        .cloned()
+        .zip(
+            trainer
+                .margin_evidence()
+                .into_iter()
+                .chain(std::iter::repeat(None)),
+        )
+        .collect();
+    let (photos, evidence): (Vec<_>, Vec<_>) = label_evidence.iter().cloned().unzip();
+    summary.labels_checked = evidence.iter().filter(|e| e.is_some()).count();
+    summary.label_suspects = margins::label_suspects(
+        &photos,
+        &evidence,
+        &data.training.dataset.classes,
+        margins::SUSPECT_MARGIN_BELOW,
+    );
     trainer.show_average(true);
     monitor.finish(&mut trainer, &mut summary)?;
     let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
@@ -324,6 +349,7 @@ pub fn train(
         import,
         before_after,
         state,
+        label_evidence,
     })
 }
 

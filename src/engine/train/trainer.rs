@@ -21,7 +21,11 @@ use crate::engine::data::{
 };
 use crate::engine::device::guard_libtorch;
 use crate::engine::model::EmbeddingModel;
-use crate::engine::train::loss::{batch_hard_loss, normalized_softmax_loss, triplet_loss};
+use crate::engine::train::loss::{
+    batch_hard_loss, normalized_softmax_from_cosines, normalized_softmax_loss, proxy_cosines,
+    triplet_loss,
+};
+use crate::engine::train::margins::{MarginEvidence, MarginLedger};
 use crate::engine::{EngineError, Result};
 
 /// Why an epoch ended before its last batch.
@@ -142,6 +146,10 @@ pub struct Trainer {
     resumed: SchedulePosition,
     /// Seconds into this run when its last step ended.
     last_step_secs: f64,
+    /// Each photo's margins so far (normalised softmax only): the label check's evidence.
+    margins: Option<MarginLedger>,
+    /// The last step's cosines to the class proxies, batch × classes, for `margins`.
+    last_cosines: Option<Vec<f32>>,
 }
 
 impl Trainer {
@@ -181,6 +189,9 @@ impl Trainer {
             }
         };
         let training: &LabeledImages = &data.training;
+        let margins = proxies
+            .as_ref()
+            .map(|_| MarginLedger::new(training.len(), training.dataset.classes.len()));
         let mut trainer = Self {
             preprocess: model.config.preprocess.clone(),
             model,
@@ -200,6 +211,8 @@ impl Trainer {
             epoch_size_px: settings.image_size_px,
             resumed: SchedulePosition::default(),
             last_step_secs: 0.0,
+            margins,
+            last_cosines: None,
         };
         if settings.ema_decay > 0.0 {
             trainer.average = Some(WeightAverage::new(&trainer.model, settings.ema_decay));
@@ -430,6 +443,9 @@ impl Trainer {
             let lr = learning_rate(&self.settings, at) * self.lr_scale;
             let labels: Vec<i64> = batch.loaded.iter().map(|&i| self.labels[i]).collect();
             let loss = self.step(&batch.pixels, &labels, lr)?;
+            if let (Some(ledger), Some(cosines)) = (&mut self.margins, self.last_cosines.take()) {
+                ledger.record(&batch.loaded, &labels, &cosines);
+            }
             if !loss.is_finite() {
                 return Err(EngineError::Training(format!(
                     "training diverged at step {} (the loss became {loss}); nothing was written. \
@@ -528,11 +544,12 @@ impl Trainer {
             self.rng.shuffle(&mut order);
             (weight, order)
         });
-        let loss = guard_libtorch(|| {
+        let (loss, cosines) = guard_libtorch(|| {
             let images = self.images_tensor(pixels, labels.len(), self.epoch_size_px);
-            let loss = match &mixup {
-                Some((weight, order)) => self.mixup_loss(&images, labels, *weight, order),
-                None => self.loss(&images, labels, batch_norm_learns),
+            let (loss, cosines) = match &mixup {
+                // A blended image has no one label to measure a margin against.
+                Some((weight, order)) => (self.mixup_loss(&images, labels, *weight, order), None),
+                None => self.loss_and_cosines(&images, labels, batch_norm_learns),
             };
             self.optimizer.zero_grad();
             if let Some(proxies) = &mut self.proxies {
@@ -543,8 +560,17 @@ impl Trainer {
             if let Some(proxies) = &mut self.proxies {
                 proxies.optimizer.step();
             }
-            loss.double_value(&[])
+            let cosines = cosines.and_then(|c| {
+                Vec::<f32>::try_from(
+                    c.to_kind(Kind::Float)
+                        .to_device(tch::Device::Cpu)
+                        .flatten(0, -1),
+                )
+                .ok()
+            });
+            (loss.double_value(&[]), cosines)
         })?;
+        self.last_cosines = cosines;
         if let Some(average) = &mut self.average {
             average.update(self.global_step + 1);
         }
@@ -603,17 +629,39 @@ impl Trainer {
     /// Random triplets are three separate forward passes, as in the seed (so BatchNorm
     /// sees anchors, positives and negatives as separate batches).
     fn loss(&self, images: &Tensor, labels: &[i64], train: bool) -> Tensor {
+        self.loss_and_cosines(images, labels, train).0
+    }
+
+    /// The loss, and for normalised softmax the cosines to the class proxies it was
+    /// computed from (detached: they only feed the margins).
+    fn loss_and_cosines(
+        &self,
+        images: &Tensor,
+        labels: &[i64],
+        train: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let model = &self.model;
         let labels_tensor = || Tensor::from_slice(labels).to_device(images.device());
         match (self.settings.loss, &self.proxies) {
-            (Loss::NormalizedSoftmax, Some(proxies)) => normalized_softmax_loss(
-                &model.forward_t(images, train),
-                &proxies.weights,
-                &labels_tensor(),
-                self.settings.temperature,
-                self.settings.label_smoothing,
-            ),
-            _ => match self.settings.mining {
+            (Loss::NormalizedSoftmax, Some(proxies)) => {
+                let cosines = proxy_cosines(&model.forward_t(images, train), &proxies.weights);
+                let loss = normalized_softmax_from_cosines(
+                    &cosines,
+                    &labels_tensor(),
+                    self.settings.temperature,
+                    self.settings.label_smoothing,
+                );
+                (loss, Some(cosines.detach()))
+            }
+            _ => (self.metric_loss(images, labels, train), None),
+        }
+    }
+
+    fn metric_loss(&self, images: &Tensor, labels: &[i64], train: bool) -> Tensor {
+        let model = &self.model;
+        let labels_tensor = || Tensor::from_slice(labels).to_device(images.device());
+        {
+            match self.settings.mining {
                 Mining::RandomTriplets => {
                     let n = images.size()[0] / 3;
                     let anchor = model.forward_t(&images.narrow(0, 0, n), train);
@@ -626,8 +674,16 @@ impl Trainer {
                     &labels_tensor(),
                     self.settings.margin,
                 ),
-            },
+            }
         }
+    }
+
+    /// Each training photo's margin evidence so far (by its index in the training set);
+    /// empty for losses without class proxies.
+    pub fn margin_evidence(&self) -> Vec<Option<MarginEvidence>> {
+        self.margins
+            .as_ref()
+            .map_or_else(Vec::new, |ledger| ledger.evidence(&self.labels))
     }
 
     /// Copies every trained tensor.
