@@ -14,6 +14,10 @@
 //! were different photos of the same flower class; and at the default, each edit's recall
 //! (is the edited copy in its original's group?).
 //!
+//! First, the time to find duplicates at `LIKENESS_BENCH_SCALE` photos (default 10 000,
+//! synthetic; `LIKENESS_BENCH_SCALE_ONLY=1` stops there), for the fingerprints of each
+//! index version side by side.
+//!
 //! Burst shots are not planted: two frames of one moment cannot be made honestly from
 //! single photos (a shifted crop of one photo is a crop, not a second frame).
 
@@ -327,7 +331,112 @@ fn measure(
     Ok(Some((s.precision, s.recall, per_variant)))
 }
 
+/// Standard normal draws (Box–Muller).
+fn normal(rng: &mut fastrand::Rng) -> f32 {
+    let u = rng.f32().max(f32::MIN_POSITIVE);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * rng.f32()).cos()
+}
+
+/// What an index's photos carry for telling the same shot apart, as each index version
+/// wrote it: the layout alone, the whole photo's perceptual hash, or that and the hashes
+/// of its middles.
+#[derive(Clone, Copy)]
+enum Prints {
+    LayoutOnly,
+    WholeHash,
+    WholeAndMiddles,
+}
+
+/// Seconds to find duplicates among `count` photos of a synthetic index (512-d vectors in
+/// clusters of about 10, random layouts and hashes), with `prints` as the index has them.
+/// The same code runs for each: an older index takes the paths it took then.
+fn seconds_to_find(count: usize, prints: Prints) -> Result<f64, Box<dyn std::error::Error>> {
+    use likeness::engine::data::ImageFile;
+    use likeness::engine::data::fingerprint::{Fingerprint, PerceptualHash};
+    const DIMENSION: usize = 512;
+    let mut rng = fastrand::Rng::with_seed(11);
+    let centres: Vec<Vec<f32>> = (0..count / 10 + 1)
+        .map(|_| (0..DIMENSION).map(|_| normal(&mut rng)).collect())
+        .collect();
+    let mut vectors = Vec::with_capacity(count * DIMENSION);
+    let mut images = Vec::with_capacity(count);
+    for i in 0..count {
+        let centre = &centres[rng.usize(..centres.len())];
+        vectors.extend(centre.iter().map(|c| c + 0.3 * normal(&mut rng)));
+        let mut image = ImageFile::new(PathBuf::from(format!("/nowhere/{i}.jpg")), None);
+        let mut cells = [0i8; 64];
+        cells.iter_mut().for_each(|c| *c = rng.i8(..));
+        let hash = Some(PerceptualHash(rng.u64(..)));
+        let middles = Some([PerceptualHash(rng.u64(..)), PerceptualHash(rng.u64(..))]);
+        image.fingerprint = Some(match prints {
+            Prints::LayoutOnly => Fingerprint {
+                cells,
+                hash: None,
+                middles: None,
+            },
+            Prints::WholeHash => Fingerprint {
+                cells,
+                hash,
+                middles: None,
+            },
+            Prints::WholeAndMiddles => Fingerprint {
+                cells,
+                hash,
+                middles,
+            },
+        });
+        images.push(image);
+    }
+    let header = likeness::engine::index::GalleryHeader {
+        format_version: 1,
+        model_id: "synthetic".into(),
+        model_path: "synthetic.safetensors".into(),
+        folder: PathBuf::from("/nowhere"),
+        dimension: DIMENSION,
+        images,
+        skipped: Vec::new(),
+        vectors_checksum: None,
+        exclude: Vec::new(),
+        search: Default::default(),
+        ids: Vec::new(),
+    };
+    let mut gallery = Gallery::from_parts(header, vectors)?;
+    let clock = std::time::Instant::now();
+    Candidates::find(&mut gallery, &|_| {}, &AtomicBool::new(false))?;
+    Ok(clock.elapsed().as_secs_f64())
+}
+
+/// The time to find duplicates at `LIKENESS_BENCH_SCALE` photos (default 10 000), for
+/// each index version's fingerprints, side by side.
+fn scale() -> Result<(), Box<dyn std::error::Error>> {
+    let count: usize = std::env::var("LIKENESS_BENCH_SCALE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    println!("\nTime to find duplicates among {count} photos (synthetic index, one run):");
+    println!("| what the index keeps per photo | seconds |");
+    println!("|---|---:|");
+    for (label, prints) in [
+        ("layout (indexes before the hash)", Prints::LayoutOnly),
+        (
+            "layout + whole-photo hash (before the middles)",
+            Prints::WholeHash,
+        ),
+        (
+            "layout + whole-photo hash + 2 middles (now)",
+            Prints::WholeAndMiddles,
+        ),
+    ] {
+        println!("| {label} | {:.2} |", seconds_to_find(count, prints)?);
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    scale()?;
+    if std::env::var_os("LIKENESS_BENCH_SCALE_ONLY").is_some() {
+        return Ok(());
+    }
     let source = std::env::var_os("LIKENESS_DATA").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/flowers5-train"),
         PathBuf::from,

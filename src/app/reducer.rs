@@ -197,41 +197,56 @@ impl AppState {
         }
     }
 
-    /// A retrain from marks ended: what it did to each marked pair, in words, and an
-    /// error rather than a success when a pair moved against its mark.
+    /// A retrain from marks ended: what it did to each marked pair, in words. When the
+    /// worker refused the new model (a pair moved against its mark, or the held-out marks
+    /// say it does not carry over), an error that says why and that nothing changed.
     fn retrained(
         &mut self,
         model_path: &std::path::Path,
         summary: &crate::engine::model::FineTuneSummary,
-        index: &crate::worker::IndexSummary,
+        index: Option<&crate::worker::IndexSummary>,
         effects: &mut Vec<Effect>,
     ) {
-        let pairs: Vec<String> = summary
+        let mut pairs: Vec<String> = summary
             .pair_changes
             .iter()
             .map(|change| format!("- {}", change.describe()))
             .collect();
-        let wrong_way = summary.wrong_way();
-        let report = format!(
-            "Retrained with {} for {:.0} s ({} steps) into {}; the {} photos were embedded \
-             again.\n{}",
+        if !summary.held_out_changes.is_empty() {
+            pairs.push(format!(
+                "Kept out of training to check it ({}):",
+                plural(summary.held_out_changes.len(), "mark", "marks")
+            ));
+            pairs.extend(
+                summary
+                    .held_out_changes
+                    .iter()
+                    .map(|change| format!("- {}", change.describe())),
+            );
+        }
+        let trained = format!(
+            "Retrained with {} for {:.0} s ({} steps)",
             plural(summary.pairs, "mark", "marks"),
             summary.seconds,
             summary.steps,
-            model_path.display(),
-            index.images,
-            pairs.join("\n")
         );
-        if wrong_way.is_empty() {
-            self.info(report);
-        } else {
-            // Not a success: say so plainly, first.
-            self.error(format!(
-                "Retraining moved {} against your marks (an alike photo farther, or a \
-                 not-alike photo closer). The new model is in use; to go back, open the \
-                 previous model from Recent.\n{report}",
-                plural(wrong_way.len(), "pair", "pairs")
-            ));
+        match (summary.refusal(), index) {
+            (None, Some(index)) => self.info(format!(
+                "{trained} into {}; the {} photos were embedded again.\n{}",
+                model_path.display(),
+                index.images,
+                pairs.join("\n")
+            )),
+            (refusal, _) => {
+                // Not a success: say so plainly, first.
+                let why = refusal.unwrap_or_else(|| "it could not be checked".into());
+                self.error(format!(
+                    "The retrained model was not kept: {why}. Your model and index are as \
+                     they were. Marks still refine results at once.\n{trained}.\n{}",
+                    pairs.join("\n")
+                ));
+                return;
+            }
         }
         self.map.shown = None;
         self.duplicates = None;
@@ -350,7 +365,7 @@ impl AppState {
                 model_path,
                 summary,
                 index,
-            } => self.retrained(&model_path, &summary, &index, effects),
+            } => self.retrained(&model_path, &summary, index.as_ref(), effects),
             Outcome::PhotosCopied { count, folder } => self.info(format!(
                 "Copied {} to {} (with photos.csv saying where each came from).",
                 plural(count, "photo", "photos"),
@@ -972,7 +987,7 @@ mod tests {
     /// Issue #23 item 5: a retrain that moved an alike photo from #2 to #10 was reported
     /// as "Alike pairs: 0.05 to 0.05", as a success.
     #[test]
-    fn a_retrain_that_moves_a_pair_against_its_mark_says_so_plainly() {
+    fn a_retrain_that_moves_a_pair_against_its_mark_is_refused_and_says_so() {
         use crate::engine::model::{FineTuneSummary, PairChange};
         let change = |photo: &str, alike, before, after, ranks: (usize, usize)| PairChange {
             query: "/photos/rose_1.jpg".into(),
@@ -983,17 +998,22 @@ mod tests {
             rank_before: Some(ranks.0),
             rank_after: Some(ranks.1),
         };
-        let finished = |pair_changes: Vec<PairChange>| Event::Finished {
-            job: JobId(9),
-            outcome: Box::new(Outcome::FineTuned {
-                model_path: "m-marks.safetensors".into(),
-                summary: FineTuneSummary {
-                    pairs: pair_changes.len(),
-                    pair_changes,
-                    ..Default::default()
-                },
-                index: snapshot_with_model_and_index().index.expect("index"),
-            }),
+        // What the worker decides: it keeps the model (and embeds the library again) only
+        // when no pair moved against its mark.
+        let finished = |pair_changes: Vec<PairChange>| {
+            let kept = !pair_changes.iter().any(PairChange::moved_the_wrong_way);
+            Event::Finished {
+                job: JobId(9),
+                outcome: Box::new(Outcome::FineTuned {
+                    model_path: "m-marks.safetensors".into(),
+                    summary: FineTuneSummary {
+                        pairs: pair_changes.len(),
+                        pair_changes,
+                        ..Default::default()
+                    },
+                    index: kept.then(|| snapshot_with_model_and_index().index.expect("index")),
+                }),
+            }
         };
         let mut app = state();
         app.apply(finished(vec![
@@ -1003,7 +1023,10 @@ mod tests {
         let notice = app.notices.last().expect("a notice");
         assert!(notice.is_error, "reported as a success: {}", notice.text);
         assert!(
-            notice.text.contains("moved 1 pair against your marks"),
+            notice.text.contains(
+                "The retrained model was not kept: it moved 1 of the 2 marked pairs it trained \
+                 on against its mark. Your model and index are as they were."
+            ),
             "{}",
             notice.text
         );

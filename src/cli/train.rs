@@ -199,6 +199,24 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
         },
     )?;
     bar.finish_and_clear();
+    for change in &done.pair_changes {
+        eprintln!("  {}", super::terminal_safe(&change.describe()));
+    }
+    if !done.held_out_changes.is_empty() {
+        eprintln!(
+            "kept out of training to check it ({} marks):",
+            done.held_out_changes.len()
+        );
+        for change in &done.held_out_changes {
+            eprintln!("  {}", super::terminal_safe(&change.describe()));
+        }
+    }
+    if let Some(why) = done.refusal() {
+        anyhow::bail!(
+            "the retrained model was not written: {why}; {} is unchanged",
+            absolute(model_path).display()
+        );
+    }
     let mut summary = info.summary.clone();
     summary.fine_tuned_from_marks.push(done.clone());
     let saved = save_model(out, &model, &summary)

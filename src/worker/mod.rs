@@ -434,6 +434,15 @@ impl Worker {
         let mut done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
             progress(p.into())
         })?;
+        if done.refusal().is_some() {
+            // Refused before anything is written or embedded again: the current model and
+            // index stay, and the slow part (embedding the library again) is not paid.
+            return Ok(Outcome::FineTuned {
+                model_path: model_path.to_path_buf(),
+                summary: done,
+                index: None,
+            });
+        }
         let mut summary = info.summary.clone();
         summary.fine_tuned_from_marks.push(done.clone());
         let saved = save_model(model_path, &model, &summary)?;
@@ -464,7 +473,7 @@ impl Worker {
         Ok(Outcome::FineTuned {
             model_path: model_path.to_path_buf(),
             summary: done,
-            index,
+            index: Some(index),
         })
     }
 

@@ -368,12 +368,14 @@ pub enum Outcome {
     },
     /// Photos were copied into `folder`.
     PhotosCopied { count: usize, folder: PathBuf },
-    /// The model was fine-tuned from marks, written to `model_path` and made current, and
-    /// the index was embedded again with it.
+    /// The model was fine-tuned from marks. When the check passed
+    /// ([`FineTuneSummary::refusal`] is `None`), it was written to `model_path` and made
+    /// current, and the index was embedded again with it (`index`); when it failed,
+    /// nothing was written and `index` is `None`.
     FineTuned {
         model_path: PathBuf,
         summary: FineTuneSummary,
-        index: IndexSummary,
+        index: Option<IndexSummary>,
     },
 }
 

@@ -350,6 +350,9 @@ pub fn fine_tune(
             marks.marks.len()
         )));
     }
+    let (pairs, held_out) = hold_out_marks(pairs);
+    // Every pair is measured before and after; only `pairs` are trained on.
+    let measured: Vec<Mark> = pairs.iter().chain(&held_out).cloned().collect();
     let anchor_paths: Vec<PathBuf> = anchor_candidates
         .into_iter()
         .filter(|p| pixels.contains_key(p))
@@ -367,9 +370,9 @@ pub fn fine_tune(
     // The anchors' places under the starting model, and the typical distance.
     let anchor_refs: Vec<&PathBuf> = anchor_paths.iter().collect();
     let anchor_targets = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
-    let queries: Vec<&PathBuf> = pairs.iter().map(|m| &m.query).collect();
-    let photos: Vec<&PathBuf> = pairs.iter().map(|m| &m.photo).collect();
-    let alike: Vec<f32> = pairs
+    let queries: Vec<&PathBuf> = measured.iter().map(|m| &m.query).collect();
+    let photos: Vec<&PathBuf> = measured.iter().map(|m| &m.photo).collect();
+    let alike: Vec<f32> = measured
         .iter()
         .map(|m| if m.alike { 1.0 } else { 0.0 })
         .collect();
@@ -448,8 +451,11 @@ pub fn fine_tune(
     }
     let distances_after = pair_distances(model)?;
     let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
+    let mut changes = pair_changes(&measured, &distances_before, &distances_after);
+    let held_out_changes = changes.split_off(pairs.len());
     Ok(FineTuneSummary {
-        pair_changes: pair_changes(&pairs, &distances_before, &distances_after),
+        pair_changes: changes,
+        held_out_changes,
         steps,
         seconds: started.elapsed().as_secs_f64(),
         pairs: pairs.len(),
@@ -460,6 +466,27 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// From this many usable marked pairs on, some are kept out of fine-tuning to check it.
+const HOLD_OUT_FROM: usize = 10;
+/// One pair in this many is held out.
+const HOLD_OUT_EVERY: usize = 5;
+
+/// Splits the marked pairs into those fine-tuning trains on and those it is checked on
+/// (every [`HOLD_OUT_EVERY`]th, from [`HOLD_OUT_FROM`] pairs on; none below).
+fn hold_out_marks(pairs: Vec<Mark>) -> (Vec<Mark>, Vec<Mark>) {
+    if pairs.len() < HOLD_OUT_FROM {
+        return (pairs, Vec::new());
+    }
+    let (held, trained): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1);
+    (
+        trained.into_iter().map(|(_, m)| m).collect(),
+        held.into_iter().map(|(_, m)| m).collect(),
+    )
 }
 
 /// The median squared distance between neighbouring rows of `embeddings` (1 with fewer
@@ -616,6 +643,69 @@ fn spread(items: &[PathBuf], count: usize) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #26 item 2: a retrain is checked on every marked pair and on pairs it did
+    /// not train on, and refused when either says it went the wrong way.
+    #[test]
+    fn a_retrain_is_refused_when_a_pair_or_the_held_out_marks_went_the_wrong_way() {
+        use crate::engine::model::{FineTuneSummary, PairChange};
+        let change = |alike, before, after| PairChange {
+            query: "q.jpg".into(),
+            photo: "p.jpg".into(),
+            alike,
+            before,
+            after,
+            rank_before: None,
+            rank_after: None,
+        };
+        let summary = |pair_changes, held_out_changes| FineTuneSummary {
+            pair_changes,
+            held_out_changes,
+            ..Default::default()
+        };
+        let good = vec![change(true, 0.5, 0.2), change(false, 0.5, 0.9)];
+        assert_eq!(summary(good.clone(), Vec::new()).refusal(), None);
+        // An alike pair moved farther apart: refused, whatever the rest did.
+        let mut one_wrong = good.clone();
+        one_wrong.push(change(true, 0.3, 0.4));
+        let why = summary(one_wrong, Vec::new()).refusal().expect("refused");
+        assert_eq!(
+            why,
+            "it moved 1 of the 3 marked pairs it trained on against its mark"
+        );
+        // Trained pairs fine, but held-out pairs went the other way: it does not carry over.
+        let held = vec![
+            change(true, 0.5, 0.7),
+            change(false, 0.6, 0.3),
+            change(true, 0.5, 0.4),
+        ];
+        let why = summary(good.clone(), held).refusal().expect("refused");
+        assert!(
+            why.contains("2 moved against their marks and 1 with them"),
+            "{why}"
+        );
+        let held = vec![change(true, 0.5, 0.3), change(false, 0.6, 0.605)];
+        assert_eq!(summary(good, held).refusal(), None, "noise is neither");
+    }
+
+    #[test]
+    fn every_fifth_pair_is_held_out_from_ten_pairs_on() {
+        let marks = |n: usize| -> Vec<Mark> {
+            (0..n)
+                .map(|i| Mark {
+                    query: format!("q{i}.jpg").into(),
+                    photo: format!("p{i}.jpg").into(),
+                    alike: i % 2 == 0,
+                })
+                .collect()
+        };
+        let (trained, held) = hold_out_marks(marks(9));
+        assert_eq!((trained.len(), held.len()), (9, 0));
+        let (trained, held) = hold_out_marks(marks(12));
+        assert_eq!((trained.len(), held.len()), (10, 2));
+        assert_eq!(held[0].query, PathBuf::from("q4.jpg"));
+        assert_eq!(held[1].query, PathBuf::from("q9.jpg"));
+    }
 
     #[test]
     fn repeated_and_contradictory_marks_count_once_and_the_newest_wins() {

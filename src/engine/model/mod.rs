@@ -465,7 +465,15 @@ pub struct FineTuneSummary {
     /// Each marked pair's distance (over the typical distance) before and after.
     #[serde(default)]
     pub pair_changes: Vec<PairChange>,
+    /// The marked pairs kept out of training to see whether it learned something that
+    /// carries over to pairs it did not see (every 5th pair, from 10 marks on).
+    #[serde(default)]
+    pub held_out_changes: Vec<PairChange>,
 }
+
+/// A change of a marked pair's distance smaller than this share of the typical distance
+/// is noise, neither with nor against its mark.
+const PAIR_NOISE: f64 = 0.01;
 
 /// What fine-tuning did to one marked pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -489,11 +497,20 @@ impl PairChange {
     /// Whether the pair moved against its mark: an alike pair farther apart, a not-alike
     /// pair closer (by more than 1 % of the typical distance, below which it is noise).
     pub fn moved_the_wrong_way(&self) -> bool {
-        const NOISE: f64 = 0.01;
         if self.alike {
-            self.after > self.before + NOISE
+            self.after > self.before + PAIR_NOISE
         } else {
-            self.after < self.before - NOISE
+            self.after < self.before - PAIR_NOISE
+        }
+    }
+
+    /// Whether the pair moved as marked: an alike pair closer, a not-alike pair farther
+    /// (by more than the noise).
+    pub fn moved_as_marked(&self) -> bool {
+        if self.alike {
+            self.after < self.before - PAIR_NOISE
+        } else {
+            self.after > self.before + PAIR_NOISE
         }
     }
 }
@@ -540,6 +557,43 @@ impl FineTuneSummary {
             .iter()
             .filter(|change| change.moved_the_wrong_way())
             .collect()
+    }
+
+    /// Why the retrained model must not replace the one it started from, in words; `None`
+    /// when it may. It is refused when any marked pair it trained on moved against its
+    /// mark, or when more of the held-out pairs moved against their marks than with them.
+    pub fn refusal(&self) -> Option<String> {
+        let wrong_way = self.wrong_way().len();
+        if wrong_way > 0 {
+            return Some(format!(
+                "it moved {wrong_way} of the {} marked {} it trained on against {} mark{}",
+                self.pair_changes.len(),
+                if self.pair_changes.len() == 1 {
+                    "pair"
+                } else {
+                    "pairs"
+                },
+                if wrong_way == 1 { "its" } else { "their" },
+                if wrong_way == 1 { "" } else { "s" },
+            ));
+        }
+        let against = self
+            .held_out_changes
+            .iter()
+            .filter(|c| c.moved_the_wrong_way())
+            .count();
+        let with = self
+            .held_out_changes
+            .iter()
+            .filter(|c| c.moved_as_marked())
+            .count();
+        (self.held_out_changes.len() >= 2 && against > with).then(|| {
+            format!(
+                "of the {} marked pairs it did not train on, {against} moved against their \
+                 marks and {with} with them: what it learned does not carry over",
+                self.held_out_changes.len()
+            )
+        })
     }
 }
 
