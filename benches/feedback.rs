@@ -7,7 +7,9 @@
 //! is indexed. A simulated user searches with 20 library photos and, among each top 10,
 //! marks the photos of another class "not alike" and two of the same class "alike". Then,
 //! from the same base model:
-//! - marks: `likeness train --feedback` for `LIKENESS_BENCH_TUNE_SECS` (default 60 s);
+//! - marks: `likeness train --feedback` for `LIKENESS_BENCH_TUNE_SECS` (default 60 s).
+//!   When it refuses its model (a marked pair moved against its mark, or the held-out
+//!   marks went the wrong way), the person keeps the base model, and so does the row;
 //! - baseline: `likeness train --init-model` (plain continued training on the class
 //!   folders, no marks) for as long.
 //!
@@ -193,7 +195,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let marks_file = dir.path().join("marks.json");
         marks.save(&marks_file)?;
         let tuned = dir.path().join("marks.safetensors");
-        run(Command::new(&binary)
+        let retrain = Command::new(&binary)
             .args(["train", "--feedback"])
             .arg(&marks_file)
             .arg("--model")
@@ -202,7 +204,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&library)
             .arg("--out")
             .arg(&tuned)
-            .args(["--max-seconds", &tune_secs, "--seed", &seed.to_string()]))?;
+            .args(["--max-seconds", &tune_secs, "--seed", &seed.to_string()])
+            .output()?;
+        // A refused retrain writes nothing: the person keeps the base model.
+        let stderr = String::from_utf8_lossy(&retrain.stderr);
+        let (tuned, verdict) = if retrain.status.success() {
+            (tuned, "kept")
+        } else if stderr.contains("was not written") {
+            (base.clone(), "refused")
+        } else {
+            return Err(format!("retraining failed: {stderr}").into());
+        };
         let continued = dir.path().join("continued.safetensors");
         run(Command::new(&binary)
             .args(["train", "--data"])
@@ -218,7 +230,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             evaluate(&binary, &continued, &library, &queries)?,
         ];
         println!(
-            "| {seed} | {} / {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            "| {seed} | {} / {} | {:.3} / {:.3} | {:.3} / {:.3} ({verdict}) | {:.3} / {:.3} |",
             marks.not_alike(),
             marks.alike(),
             figures[0].0,
