@@ -707,6 +707,7 @@ mod tests {
                         .settings()
                         .model_config(),
                     summary: TrainingSummary::default(),
+                    classifier: None,
                 }),
                 modified: None,
             }),

@@ -22,6 +22,10 @@ pub struct TrainArgs {
     /// and mAP@R (gallery: the training folder) at the end.
     #[arg(long)]
     pub val: Option<PathBuf>,
+    /// Without --val: hold this share of each class's photos out of training (e.g. 0.1)
+    /// to validate the run and to calibrate the confidences `likeness sort` gives.
+    #[arg(long, value_parser = holdout_share, conflicts_with = "val")]
+    pub holdout: Option<f64>,
     /// Where to write the model (a .safetensors file; its training state goes beside it,
     /// as NAME.train-state.safetensors, for --resume). With --resume, the model resumed.
     #[arg(long, required_unless_present = "resume")]
@@ -219,6 +223,9 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
     }
     let mut summary = info.summary.clone();
     summary.fine_tuned_from_marks.push(done.clone());
+    // Fine-tuning moved the embeddings away from the class proxies: sorting falls back to
+    // the neighbours in the index.
+    model.classifier = None;
     let saved = save_model(out, &model, &summary)
         .with_context(|| format!("could not write the model to {}", out.display()))?;
     eprintln!(
@@ -308,6 +315,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);
     job.validation = args.val.clone();
+    job.holdout_share = args.holdout;
     job.init_model = args.init_model.clone();
     job.resume = args.resume.clone();
     job.weights = match &args.weights {
@@ -502,5 +510,17 @@ fn show_train_event(bar: &indicatif::ProgressBar, bar_counts_seconds: bool, even
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         }
+    }
+}
+
+/// A share of photos to hold out: more than 0, at most 0.5.
+fn holdout_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if share > 0.0 && share <= 0.5 {
+        Ok(share)
+    } else {
+        Err("the share to hold out must be more than 0 and at most 0.5".into())
     }
 }

@@ -445,6 +445,9 @@ impl Worker {
         }
         let mut summary = info.summary.clone();
         summary.fine_tuned_from_marks.push(done.clone());
+        // Fine-tuning moved the embeddings away from the class proxies: sorting falls back
+        // to the neighbours in the index.
+        model.classifier = None;
         let saved = save_model(model_path, &model, &summary)?;
         let loaded = Rc::new(LoadedModel {
             path: model_path.to_path_buf(),

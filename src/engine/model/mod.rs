@@ -8,6 +8,7 @@
 //! A model file is a `.safetensors` file (never a pickle) whose metadata carries the
 //! architecture, preprocessing, an identity hash and the training summary.
 
+pub mod classifier;
 pub mod pretrained;
 
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +70,9 @@ pub struct EmbeddingModel {
     backbone: nn::FuncT<'static>,
     fc: nn::Linear,
     pub config: ModelConfig,
+    /// The class proxies training learned, calibrated, when it had them: which class
+    /// folder a photo belongs to (`likeness sort`). Saved and loaded with the model.
+    pub classifier: Option<classifier::Classifier>,
 }
 
 impl std::fmt::Debug for EmbeddingModel {
@@ -119,6 +123,7 @@ impl EmbeddingModel {
             backbone,
             fc,
             config,
+            classifier: None,
         })
     }
 
@@ -605,6 +610,9 @@ pub struct ModelInfo {
     pub model_id: String,
     pub config: ModelConfig,
     pub summary: TrainingSummary,
+    /// The classifier's description, when the file holds class proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<classifier::ClassifierInfo>,
 }
 
 /// FNV-1a 64-bit over the tensors' names and bytes: a cheap, stable identity.
@@ -623,13 +631,27 @@ pub fn model_file_bytes(
     model: &EmbeddingModel,
     summary: &TrainingSummary,
 ) -> Result<(Vec<u8>, String)> {
-    let buffers = f32_buffers(model.named_tensors())?;
+    let mut buffers = f32_buffers(model.named_tensors())?;
+    if let Some(classifier) = &model.classifier {
+        buffers.push((
+            classifier::PROXIES_TENSOR.to_string(),
+            vec![classifier.info.classes.len(), classifier.dimension],
+            classifier
+                .proxies
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ));
+        // The id hashes the tensors in name order, as the checksum check reads them.
+        buffers.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     let model_id = weights_hash(buffers.iter().map(|(n, _, b)| (n.as_str(), b.as_slice())));
     let info = ModelInfo {
         format_version: MODEL_FORMAT_VERSION,
         model_id: model_id.clone(),
         config: model.config.clone(),
         summary: summary.clone(),
+        classifier: model.classifier.as_ref().map(|c| c.info.clone()),
     };
     let mut metadata = HashMap::new();
     metadata.insert("likeness.format".to_string(), MODEL_FORMAT.to_string());
@@ -708,6 +730,7 @@ pub fn save_model(
         model_id,
         config: model.config.clone(),
         summary: summary.clone(),
+        classifier: model.classifier.as_ref().map(|c| c.info.clone()),
     })
 }
 
@@ -930,7 +953,39 @@ pub fn load_model(path: &Path, device: Device) -> Result<(EmbeddingModel, ModelI
         }
         copy_view_into(path, name, &view, target)?;
     }
+    let mut model = model;
+    model.classifier = read_classifier(path, &info, &file)?;
     Ok((model, info))
+}
+
+/// The class proxies of a model file whose description says it has them.
+fn read_classifier(
+    path: &Path,
+    info: &ModelInfo,
+    file: &safetensors::SafeTensors<'_>,
+) -> Result<Option<classifier::Classifier>> {
+    let Some(description) = &info.classifier else {
+        return Ok(None);
+    };
+    let damaged =
+        |what: String| EngineError::bad_file(path, format!("{what}; the file is damaged"));
+    let view = file
+        .tensor(classifier::PROXIES_TENSOR)
+        .map_err(|_| damaged("its class proxies are missing".into()))?;
+    let dimension = info.config.embedding_dim;
+    if view.shape() != [description.classes.len(), dimension] {
+        return Err(damaged(format!(
+            "its class proxies have shape {:?}, expected [{}, {dimension}]",
+            view.shape(),
+            description.classes.len()
+        )));
+    }
+    let proxies = view_to_f32(&view).map_err(damaged)?;
+    Ok(Some(classifier::Classifier {
+        info: description.clone(),
+        proxies,
+        dimension,
+    }))
 }
 
 #[cfg(test)]
@@ -1023,6 +1078,53 @@ mod tests {
             model.embed_pixels(&pixels, 1).expect("embed"),
             loaded.embed_pixels(&pixels, 1).expect("embed")
         );
+    }
+
+    /// Issue #27: the class proxies and their calibration travel in the model file, are
+    /// covered by its checksum, and a file without them still opens.
+    #[test]
+    fn class_proxies_round_trip_and_are_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.safetensors");
+        let mut model = EmbeddingModel::new(tiny_config(8), Device::Cpu).expect("model");
+        let plain = save_model(&path, &model, &TrainingSummary::default()).expect("save");
+        assert_eq!(plain.classifier, None);
+        assert!(
+            load_model(&path, Device::Cpu)
+                .expect("load")
+                .0
+                .classifier
+                .is_none()
+        );
+        let proxies: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+        let mut classifier =
+            classifier::Classifier::new(vec!["rose".into(), "tulip".into()], &proxies, 8, 0.05);
+        classifier.info.temperature = 0.2;
+        classifier.info.fits_below = Some(0.3);
+        classifier.info.calibrated_on = 40;
+        model.classifier = Some(classifier.clone());
+        let saved = save_model(&path, &model, &TrainingSummary::default()).expect("save");
+        assert_ne!(
+            saved.model_id, plain.model_id,
+            "the proxies are part of the id"
+        );
+        let (loaded, info) = load_model(&path, Device::Cpu).expect("load");
+        assert_eq!(info.classifier.as_ref(), Some(&classifier.info));
+        assert_eq!(loaded.classifier, Some(classifier));
+        // A changed proxy value is caught by the checksum.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let listing: serde_json::Value =
+            serde_json::from_slice(&bytes[8..8 + header]).expect("header");
+        let start = listing[classifier::PROXIES_TENSOR]["data_offsets"][0]
+            .as_u64()
+            .expect("offsets") as usize;
+        bytes[8 + header + start] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        let error = load_model(&path, Device::Cpu)
+            .expect_err("damaged")
+            .to_string();
+        assert!(error.contains("checksum"), "{error}");
     }
 
     #[test]

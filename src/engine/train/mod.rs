@@ -20,6 +20,8 @@ pub mod settings;
 pub mod trainer;
 
 use std::path::PathBuf;
+
+use crate::engine::model::classifier::Classifier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -336,7 +338,11 @@ pub fn train(
     } else {
         monitor.before_after(trainer.model())?
     };
-    let model = trainer.into_model();
+    let proxies = trainer.class_proxies()?;
+    let mut model = trainer.into_model();
+    if let Some(proxies) = proxies {
+        model.classifier = Some(calibrated_classifier(&model, &proxies, &data, settings)?);
+    }
 
     let validation = match (&job.validation, summary.cancelled) {
         (Some(folder), false) => final_evaluation(job, folder, &model, cancel, on_event)?,
@@ -507,6 +513,35 @@ fn build_model(
         None => None,
     };
     Ok((model, import))
+}
+
+/// The run's class proxies as a classifier, calibrated on the photos it held out when it
+/// has them (and they are of the same classes).
+fn calibrated_classifier(
+    model: &EmbeddingModel,
+    proxies: &[f32],
+    data: &prepare::PreparedData,
+    settings: &TrainSettings,
+) -> Result<Classifier> {
+    let classes = data.training.dataset.classes.clone();
+    let mut classifier = Classifier::new(
+        classes.clone(),
+        proxies,
+        model.config.embedding_dim,
+        settings.temperature,
+    );
+    if let Some(validation) = data
+        .validation
+        .as_ref()
+        .filter(|v| v.dataset.classes == classes && !v.is_empty())
+    {
+        let indices: Vec<usize> = (0..validation.len()).collect();
+        let embedded = trainer::embed_prepared(model, &validation.images, &indices)?;
+        let embeddings = crate::engine::model::tensor_to_f32(&embedded)?;
+        let labels: Vec<usize> = validation.dataset.images.iter().map(|(_, c)| *c).collect();
+        classifier.calibrate(&embeddings, &labels);
+    }
+    Ok(classifier)
 }
 
 /// What the in-memory gallery of the final evaluation says made it: the model is saved,

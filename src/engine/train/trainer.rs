@@ -227,6 +227,15 @@ impl Trainer {
     }
 
     /// The trained model: the weight average when the run keeps one.
+    /// The class proxies (classes × embedding dimension, row-major), when the loss has
+    /// them.
+    pub fn class_proxies(&self) -> Result<Option<Vec<f32>>> {
+        self.proxies
+            .as_ref()
+            .map(|p| crate::engine::model::tensor_to_f32(&p.weights))
+            .transpose()
+    }
+
     pub fn into_model(mut self) -> EmbeddingModel {
         self.show_average(true);
         self.model

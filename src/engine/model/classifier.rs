@@ -1,0 +1,250 @@
+//! Which class folder a photo belongs to, from what training learned.
+//!
+//! The default preset trains one proxy vector per class folder (normalised softmax): a
+//! photo's cosine to each proxy, divided by a temperature, is a logit. The proxies are
+//! kept in the model file with the class names, and the temperature is fitted again on
+//! the photos the run held out (the training temperature makes over-confident
+//! probabilities: the network was pushed to make the training photos' logits large).
+//!
+//! A photo of a subject no folder holds still gets probabilities that sum to one over the
+//! folders there are. So a photo is also "unsure" when its best cosine is below what the
+//! held-out photos of the folders had ([`Classifier::fits_below`]): it fits no folder.
+
+use serde::{Deserialize, Serialize};
+
+/// What the model file's description says about its classifier (the proxies themselves
+/// are the tensor [`PROXIES_TENSOR`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierInfo {
+    /// The class folders, in the proxies' row order.
+    pub classes: Vec<String>,
+    /// Logits are cosines divided by this.
+    pub temperature: f64,
+    /// Held-out photos the temperature and `fits_below` were fitted on (0: not fitted,
+    /// the training temperature is used and no photo is judged to fit no folder).
+    pub calibrated_on: usize,
+    /// A photo whose best cosine to a class proxy is below this fits no folder. The 2nd
+    /// percentile of the held-out photos' cosines to their own class.
+    pub fits_below: Option<f64>,
+}
+
+/// Name of the class proxies in a model file.
+pub const PROXIES_TENSOR: &str = "classifier.proxies";
+
+/// Class proxies with their calibration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifier {
+    pub info: ClassifierInfo,
+    /// One unit-length row per class, `dimension` values each.
+    pub proxies: Vec<f32>,
+    pub dimension: usize,
+}
+
+/// What the classifier says about one photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassGuess {
+    /// The most likely class (index into the classes).
+    pub class: usize,
+    /// Its calibrated probability, 0..=1.
+    pub probability: f64,
+    /// The photo's cosine to that class's proxy.
+    pub cosine: f64,
+    /// Its cosine is below what photos of the folders have: it fits no folder.
+    pub fits_none: bool,
+}
+
+/// Share of held-out photos whose own-class cosine may fall below `fits_below`.
+const FITS_PERCENTILE: f64 = 0.02;
+
+impl Classifier {
+    /// Proxies (`classes` rows of `dimension` values, any length: they are normalised
+    /// here) at the training temperature, not yet calibrated.
+    pub fn new(classes: Vec<String>, proxies: &[f32], dimension: usize, temperature: f64) -> Self {
+        let mut proxies = proxies.to_vec();
+        for row in proxies.chunks_mut(dimension.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        Self {
+            info: ClassifierInfo {
+                classes,
+                temperature,
+                calibrated_on: 0,
+                fits_below: None,
+            },
+            proxies,
+            dimension,
+        }
+    }
+
+    /// The cosine of `embedding` to every class proxy.
+    pub fn cosines(&self, embedding: &[f32]) -> Vec<f64> {
+        let norm = embedding
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        self.proxies
+            .chunks(self.dimension.max(1))
+            .map(|proxy| {
+                proxy
+                    .iter()
+                    .zip(embedding)
+                    .map(|(p, e)| f64::from(*p) * f64::from(*e))
+                    .sum::<f64>()
+                    / norm
+            })
+            .collect()
+    }
+
+    /// The most likely class of a photo from its embedding.
+    pub fn guess(&self, embedding: &[f32]) -> Option<ClassGuess> {
+        let cosines = self.cosines(embedding);
+        let probabilities = softmax(&cosines, self.info.temperature);
+        let (class, &probability) = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        let cosine = cosines[class];
+        Some(ClassGuess {
+            class,
+            probability,
+            cosine,
+            fits_none: self.info.fits_below.is_some_and(|floor| cosine < floor),
+        })
+    }
+
+    /// Fits the temperature (the one that gives the held-out photos' true classes the
+    /// highest likelihood) and the fits-no-folder floor on held-out photos: `embeddings`
+    /// (rows of `dimension`) and their true `classes`. Fewer than 10 photos leave it as
+    /// it is.
+    pub fn calibrate(&mut self, embeddings: &[f32], classes: &[usize]) {
+        let rows: Vec<Vec<f64>> = embeddings
+            .chunks(self.dimension.max(1))
+            .map(|e| self.cosines(e))
+            .collect();
+        let labelled: Vec<(&Vec<f64>, usize)> = rows
+            .iter()
+            .zip(classes)
+            .filter(|(row, class)| **class < row.len())
+            .map(|(row, &class)| (row, class))
+            .collect();
+        if labelled.len() < 10 {
+            return;
+        }
+        let nll = |temperature: f64| -> f64 {
+            labelled
+                .iter()
+                .map(|(row, class)| -softmax(row, temperature)[*class].max(1e-12).ln())
+                .sum::<f64>()
+        };
+        // Log-spaced from 0.005 to 2: a coarse grid, then a fine one around its best.
+        let grid = |low: f64, high: f64, steps: usize| -> Vec<f64> {
+            (0..=steps)
+                .map(|i| (low.ln() + (high.ln() - low.ln()) * i as f64 / steps as f64).exp())
+                .collect()
+        };
+        let best = |candidates: Vec<f64>| {
+            candidates
+                .into_iter()
+                .min_by(|a, b| nll(*a).total_cmp(&nll(*b)))
+                .unwrap_or(self.info.temperature)
+        };
+        let coarse = best(grid(0.005, 2.0, 40));
+        self.info.temperature = best(grid(coarse / 1.2, coarse * 1.2, 20));
+        let mut own: Vec<f64> = labelled.iter().map(|(row, class)| row[*class]).collect();
+        own.sort_by(f64::total_cmp);
+        let at = ((own.len() as f64 * FITS_PERCENTILE).floor() as usize).min(own.len() - 1);
+        self.info.fits_below = Some(own[at]);
+        self.info.calibrated_on = labelled.len();
+    }
+}
+
+/// Softmax of `values / temperature`.
+pub fn softmax(values: &[f64], temperature: f64) -> Vec<f64> {
+    let temperature = temperature.max(1e-6);
+    let top = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = values
+        .iter()
+        .map(|v| ((v - top) / temperature).exp())
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_classes() -> Classifier {
+        Classifier::new(
+            vec!["rose".into(), "tulip".into()],
+            &[2.0, 0.0, 0.0, 0.0, 3.0, 0.0],
+            3,
+            0.05,
+        )
+    }
+
+    #[test]
+    fn the_guess_is_the_nearest_proxy_with_its_probability() {
+        let classifier = two_classes();
+        let guess = classifier.guess(&[0.9, 0.1, 0.0]).expect("guess");
+        assert_eq!(guess.class, 0);
+        assert!(guess.probability > 0.99, "{guess:?}");
+        assert!(!guess.fits_none, "not calibrated: nothing is ruled out");
+        let halfway = classifier.guess(&[1.0, 1.0, 0.0]).expect("guess");
+        assert!((halfway.probability - 0.5).abs() < 1e-9);
+    }
+
+    /// Held-out photos where the nearest proxy is right 80 % of the time: a calibrated
+    /// temperature makes the probabilities say about that, where the training
+    /// temperature (0.05) says nearly 1.
+    #[test]
+    fn calibration_fits_the_temperature_to_how_often_the_nearest_proxy_is_right() {
+        let mut classifier = two_classes();
+        let mut rng = fastrand::Rng::with_seed(4);
+        let (mut embeddings, mut classes) = (Vec::new(), Vec::new());
+        for i in 0..500 {
+            let class = i % 2;
+            // Four in five lean to their own proxy, one in five to the other.
+            let leans_right = rng.f64() < 0.8;
+            let toward = if leans_right { class } else { 1 - class };
+            let lean = 0.6 + rng.f32() * 0.3;
+            let (x, y) = if toward == 0 {
+                (lean, 1.0 - lean)
+            } else {
+                (1.0 - lean, lean)
+            };
+            embeddings.extend([x, y, 0.2]);
+            classes.push(class);
+        }
+        let before = mean_top_probability(&classifier, &embeddings);
+        assert!(before > 0.97, "over-confident before: {before}");
+        classifier.calibrate(&embeddings, &classes);
+        let after = mean_top_probability(&classifier, &embeddings);
+        assert!((after - 0.8).abs() < 0.05, "calibrated: {after}");
+        assert_eq!(classifier.info.calibrated_on, 500);
+        // A photo far from both proxies fits no folder.
+        let elsewhere = classifier.guess(&[0.05, 0.05, 1.0]).expect("guess");
+        assert!(elsewhere.fits_none, "{elsewhere:?}");
+        let rose = classifier.guess(&[0.9, 0.1, 0.2]).expect("guess");
+        assert!(!rose.fits_none, "{rose:?}");
+    }
+
+    fn mean_top_probability(classifier: &Classifier, embeddings: &[f32]) -> f64 {
+        let rows: Vec<f64> = embeddings
+            .chunks(3)
+            .filter_map(|e| classifier.guess(e).map(|g| g.probability))
+            .collect();
+        rows.iter().sum::<f64>() / rows.len() as f64
+    }
+
+    #[test]
+    fn too_few_held_out_photos_leave_the_classifier_as_it_was() {
+        let mut classifier = two_classes();
+        let before = classifier.clone();
+        classifier.calibrate(&[1.0, 0.0, 0.0], &[0]);
+        assert_eq!(classifier, before);
+    }
+}
