@@ -1,0 +1,617 @@
+//! Filing new photos into a person's own class folders.
+//!
+//! Planning suggests a folder for each photo of an inbox, with a confidence, or "unsure"
+//! when none fits well: from the model's calibrated class proxies when it has them
+//! ([`crate::engine::model::classifier`]), otherwise from a vote of the photo's nearest
+//! photos in the library's index. Filing then copies (or moves) the photos the person
+//! accepts into their folders:
+//! - a name that is taken gets " (2)", " (3)"… and never replaces a file;
+//! - a photo whose bytes are already in its folder is reported, not filed twice;
+//! - every copy is written to a temporary file and renamed into place, and every move is a
+//!   rename (or such a copy, then the original removed), so a sort killed at any moment
+//!   leaves each photo either filed whole or not at all;
+//! - each filing is written to a journal before it happens, and [`undo`] reverses a
+//!   journal exactly: copies are removed, moved photos go back where they were.
+//!
+//! Nothing outside the inbox and the library is touched: the inbox may not lie inside
+//! the library, nor the library inside the inbox.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{ImageFolder, SkippedFile};
+use super::index::{Gallery, ProgressFn, embed_files};
+use super::model::EmbeddingModel;
+use super::{EngineError, Result};
+
+/// How the folders were suggested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortMethod {
+    /// The model's class proxies, calibrated on held-out photos.
+    ClassProxies,
+    /// The class proxies at the training temperature: the run held out no photos, so
+    /// the confidences are not calibrated.
+    UncalibratedProxies,
+    /// A vote of the photo's nearest photos in the library's index (models without
+    /// class proxies: the seed preset, ImageNet features, a marks retrain).
+    Neighbours,
+}
+
+impl SortMethod {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ClassProxies => "the model's class folders (calibrated on held-out photos)",
+            Self::UncalibratedProxies => {
+                "the model's class folders (not calibrated: the run held out no photos, so \
+                 confidences run high; train with --holdout 0.1 for calibrated ones)"
+            }
+            Self::Neighbours => "a vote of each photo's 10 nearest photos in the library's index",
+        }
+    }
+}
+
+/// The confidence at or above which a photo is filed by default.
+pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.9;
+/// Neighbours that vote when the model has no class proxies.
+const VOTERS: usize = 10;
+
+/// The suggestion for one inbox photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub photo: PathBuf,
+    /// The folder it fits best.
+    pub best_folder: String,
+    /// How sure, 0..=1 (calibrated probability, or the share of neighbours that agree).
+    pub confidence: f64,
+    /// Why it is left in the inbox rather than filed; `None` when it is sure.
+    pub unsure: Option<String>,
+}
+
+impl Suggestion {
+    /// The folder it goes to, when it is sure.
+    pub fn folder(&self) -> Option<&str> {
+        self.unsure.is_none().then_some(self.best_folder.as_str())
+    }
+}
+
+/// Where each inbox photo would go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SortPlan {
+    pub inbox: PathBuf,
+    pub library: PathBuf,
+    pub method: SortMethod,
+    pub min_confidence: f64,
+    /// Sure ones first (most confident first), then the unsure ones.
+    pub suggestions: Vec<Suggestion>,
+    /// Inbox files that could not be read, and why.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// Refuses an inbox and a library that overlap: filing would then touch the inbox's
+/// own photos as library photos, or the other way round.
+pub fn check_folders(inbox: &Path, library: &Path) -> Result<(PathBuf, PathBuf)> {
+    let canonical = |folder: &Path| {
+        std::fs::canonicalize(folder).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::MissingFolder(folder.to_path_buf()),
+            _ => EngineError::io(folder, e),
+        })
+    };
+    let (inbox, library) = (canonical(inbox)?, canonical(library)?);
+    if inbox.starts_with(&library) || library.starts_with(&inbox) {
+        return Err(EngineError::Config(format!(
+            "the inbox ({}) and the library ({}) must be separate folders, neither inside the other",
+            inbox.display(),
+            library.display()
+        )));
+    }
+    Ok((inbox, library))
+}
+
+/// Suggests a folder of `library` for every photo of `inbox` (already scanned). With
+/// class proxies in `model` they decide; otherwise `gallery` (the library's index) must
+/// be given and the photos' neighbours in it vote.
+pub fn plan(
+    model: &EmbeddingModel,
+    inbox: &ImageFolder,
+    library: &Path,
+    gallery: Option<&mut Gallery>,
+    min_confidence: f64,
+    on_progress: ProgressFn<'_>,
+    cancel: &AtomicBool,
+) -> Result<SortPlan> {
+    let paths: Vec<PathBuf> = inbox.images.iter().map(|i| i.path.clone()).collect();
+    let dimension = model.config.embedding_dim;
+    let (method, guess): (SortMethod, Box<dyn FnMut(&[f32]) -> Result<Guess> + '_>) =
+        match (&model.classifier, gallery) {
+            (Some(classifier), _) => (
+                if classifier.info.calibrated_on > 0 {
+                    SortMethod::ClassProxies
+                } else {
+                    SortMethod::UncalibratedProxies
+                },
+                Box::new(move |embedding: &[f32]| {
+                    let guess = classifier.guess(embedding).ok_or_else(|| {
+                        EngineError::Config("the model's classifier has no classes".into())
+                    })?;
+                    Ok(Guess {
+                        folder: classifier.info.classes[guess.class].clone(),
+                        confidence: guess.probability,
+                        fits_none: guess.fits_none,
+                    })
+                }),
+            ),
+            (None, Some(gallery)) => (
+                SortMethod::Neighbours,
+                Box::new(move |embedding: &[f32]| neighbour_vote(gallery, embedding)),
+            ),
+            (None, None) => {
+                return Err(EngineError::Config(
+                    "this model has no class folders of its own (it was not trained with the \
+                     default preset, or was retrained from marks): index the library with it \
+                     first, so that each photo's nearest photos can vote"
+                        .into(),
+                ));
+            }
+        };
+    let mut guess = guess;
+    let embedded = embed_files(model, &paths, super::data::DEFAULT_MAX_PIXELS, on_progress, cancel)?;
+    let mut suggestions = Vec::with_capacity(embedded.embedded.len());
+    for (row, &input) in embedded.embedded.iter().enumerate() {
+        let embedding = &embedded.vectors[row * dimension..(row + 1) * dimension];
+        let Guess {
+            folder,
+            confidence,
+            fits_none,
+        } = guess(embedding)?;
+        let unsure = if fits_none {
+            Some(format!(
+                "it looks like none of the folders (not even '{folder}', the nearest)"
+            ))
+        } else if confidence < min_confidence {
+            Some(format!(
+                "'{folder}' at {:.0}% is below the {:.0}% asked for",
+                confidence * 100.0,
+                min_confidence * 100.0
+            ))
+        } else {
+            None
+        };
+        suggestions.push(Suggestion {
+            photo: paths[input].clone(),
+            best_folder: folder,
+            confidence,
+            unsure,
+        });
+    }
+    suggestions.sort_by(|a, b| {
+        a.unsure
+            .is_some()
+            .cmp(&b.unsure.is_some())
+            .then(b.confidence.total_cmp(&a.confidence))
+            .then(a.photo.cmp(&b.photo))
+    });
+    let mut skipped = inbox.skipped.clone();
+    skipped.extend(embedded.failed);
+    Ok(SortPlan {
+        inbox: inbox.root.clone(),
+        library: library.to_path_buf(),
+        method,
+        min_confidence,
+        suggestions,
+        skipped,
+    })
+}
+
+struct Guess {
+    folder: String,
+    confidence: f64,
+    fits_none: bool,
+}
+
+/// The class most of the photo's nearest library photos are in, and their share.
+fn neighbour_vote(gallery: &mut Gallery, embedding: &[f32]) -> Result<Guess> {
+    let near = gallery.nearest(embedding, VOTERS)?;
+    let mut votes: HashMap<&str, usize> = HashMap::new();
+    let row = near.first().map(Vec::as_slice).unwrap_or_default();
+    for &(position, _) in row {
+        if let Some(class) = gallery.header.images.get(position).and_then(|i| i.class.as_deref())
+        {
+            *votes.entry(class).or_default() += 1;
+        }
+    }
+    let (folder, count) = votes
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .ok_or_else(|| {
+            EngineError::Config(
+                "the library's index has no photos in class folders to vote".into(),
+            )
+        })?;
+    Ok(Guess {
+        folder: folder.to_string(),
+        confidence: count as f64 / row.len().max(1) as f64,
+        fits_none: false,
+    })
+}
+
+/// Copy (the default) or move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileMode {
+    Copy,
+    Move,
+}
+
+/// One photo filed: where it was and where it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filed {
+    pub mode: FileMode,
+    pub from: PathBuf,
+    pub to: PathBuf,
+    /// XXH3 of its bytes: undo touches only a file that is still this photo.
+    pub content: u64,
+}
+
+/// What filing did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FilingReport {
+    pub filed: Vec<Filed>,
+    /// Photos left in the inbox because the same bytes are already in their folder:
+    /// (the inbox photo, the library file).
+    pub already_there: Vec<(PathBuf, PathBuf)>,
+    /// Photos given a new name because theirs was taken: (the taken name, the new one).
+    pub renamed: Vec<(PathBuf, PathBuf)>,
+    pub failed: Vec<SkippedFile>,
+    /// The journal that [`undo`] reverses.
+    pub journal: PathBuf,
+    /// Stopped by a cancel before every photo was filed.
+    pub cancelled: bool,
+}
+
+/// Files each `(photo, folder)` into `library/folder`, writing each filing to `journal`
+/// first.
+pub fn file_photos(
+    choices: &[(PathBuf, String)],
+    library: &Path,
+    mode: FileMode,
+    journal: &Path,
+    cancel: &AtomicBool,
+) -> Result<FilingReport> {
+    let mut report = FilingReport {
+        journal: journal.to_path_buf(),
+        ..Default::default()
+    };
+    let mut journal_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)
+        .map_err(|e| EngineError::io(journal, e))?;
+    let mut known: HashMap<PathBuf, HashMap<u64, PathBuf>> = HashMap::new();
+    for (photo, folder) in choices {
+        if cancel.load(Ordering::Relaxed) {
+            report.cancelled = true;
+            break;
+        }
+        if folder.is_empty() || Path::new(folder).components().count() != 1 || folder.starts_with('.') {
+            report.failed.push(SkippedFile {
+                path: photo.clone(),
+                reason: format!("'{folder}' is not a folder name of the library"),
+            });
+            continue;
+        }
+        let destination_folder = library.join(folder);
+        let bytes = match super::files::read_regular(photo, 1 << 30, "a photo") {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                report.failed.push(SkippedFile {
+                    path: photo.clone(),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
+        let content = xxhash_rust::xxh3::xxh3_64(&bytes);
+        let contents = known
+            .entry(destination_folder.clone())
+            .or_insert_with(|| folder_contents(&destination_folder));
+        if let Some(existing) = contents.get(&content) {
+            report.already_there.push((photo.clone(), existing.clone()));
+            continue;
+        }
+        std::fs::create_dir_all(&destination_folder)
+            .map_err(|e| EngineError::io(&destination_folder, e))?;
+        let name = photo
+            .file_name()
+            .ok_or_else(|| EngineError::bad_file(photo, "no file name"))?;
+        let wanted = destination_folder.join(name);
+        let to = free_name(&wanted);
+        if to != wanted {
+            report.renamed.push((wanted, to.clone()));
+        }
+        let filed = Filed {
+            mode,
+            from: photo.clone(),
+            to: to.clone(),
+            content,
+        };
+        // The journal line first: a sort killed after it undoes cleanly.
+        let line = serde_json::to_string(&filed).map_err(|e| EngineError::Config(e.to_string()))?;
+        writeln!(journal_file, "{line}")
+            .and_then(|()| journal_file.sync_data())
+            .map_err(|e| EngineError::io(journal, e))?;
+        let result = match mode {
+            FileMode::Copy => super::atomic::write_atomic(&to, &bytes),
+            FileMode::Move => move_file(photo, &to, &bytes),
+        };
+        match result {
+            Ok(()) => {
+                contents.insert(content, to);
+                report.filed.push(filed);
+            }
+            Err(error) => report.failed.push(SkippedFile {
+                path: photo.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// Every file of `folder` by the XXH3 of its bytes (files that cannot be read are left
+/// out: they cannot be the same photo as far as anyone can tell).
+fn folder_contents(folder: &Path) -> HashMap<u64, PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let bytes = super::files::read_regular(&e.path(), 1 << 30, "a photo").ok()?;
+            Some((xxhash_rust::xxh3::xxh3_64(&bytes), e.path()))
+        })
+        .collect()
+}
+
+/// `wanted`, or `NAME (2).EXT`, `NAME (3).EXT`… the first that does not exist.
+fn free_name(wanted: &Path) -> PathBuf {
+    if std::fs::symlink_metadata(wanted).is_err() {
+        return wanted.to_path_buf();
+    }
+    let stem = wanted
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extension = wanted
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2..)
+        .map(|n| wanted.with_file_name(format!("{stem} ({n}){extension}")))
+        .find(|candidate| std::fs::symlink_metadata(candidate).is_err())
+        .unwrap_or_else(|| wanted.to_path_buf())
+}
+
+/// Moves `from` to `to` (which does not exist): a rename, or across file systems a copy
+/// written atomically, then the original removed.
+fn move_file(from: &Path, to: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    super::atomic::write_atomic(to, bytes)?;
+    std::fs::remove_file(from).map_err(|e| EngineError::io(from, e))
+}
+
+/// What undoing a journal did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UndoReport {
+    /// Copies removed from the library.
+    pub removed: Vec<PathBuf>,
+    /// Moved photos put back: (where it was filed, where it is again).
+    pub restored: Vec<(PathBuf, PathBuf)>,
+    /// Filings left as they are, and why (the file changed since, or is gone).
+    pub left: Vec<SkippedFile>,
+}
+
+/// Reverses the filings of `journal`, last first. A file is removed or moved back only
+/// when its bytes are still those filed; a photo whose inbox place is taken again stays
+/// in the library.
+pub fn undo(journal: &Path) -> Result<UndoReport> {
+    let text = String::from_utf8(super::files::read_regular(journal, 256 << 20, "a sort journal")?)
+        .map_err(|_| EngineError::bad_file(journal, "not a sort journal (not text)"))?;
+    let mut filings = Vec::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let filed: Filed = serde_json::from_str(line).map_err(|e| {
+            EngineError::bad_file(
+                journal,
+                format!("line {} is not a filing of a sort journal ({e})", number + 1),
+            )
+        })?;
+        filings.push(filed);
+    }
+    let mut report = UndoReport::default();
+    let still_ours = |path: &Path, content: u64| {
+        super::files::read_regular(path, 1 << 30, "a photo")
+            .is_ok_and(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes) == content)
+    };
+    for filed in filings.iter().rev() {
+        let leave = |reason: &str| SkippedFile {
+            path: filed.to.clone(),
+            reason: reason.to_string(),
+        };
+        if !still_ours(&filed.to, filed.content) {
+            // Never filed (killed before), or changed or removed since: not ours to touch.
+            if std::fs::symlink_metadata(&filed.to).is_ok() {
+                report.left.push(leave("it changed since it was filed"));
+            }
+            continue;
+        }
+        match filed.mode {
+            FileMode::Copy => {
+                std::fs::remove_file(&filed.to).map_err(|e| EngineError::io(&filed.to, e))?;
+                report.removed.push(filed.to.clone());
+            }
+            FileMode::Move if still_ours(&filed.from, filed.content) => {
+                // Killed between the copy and the removal of the original: the copy goes.
+                std::fs::remove_file(&filed.to).map_err(|e| EngineError::io(&filed.to, e))?;
+                report.removed.push(filed.to.clone());
+            }
+            FileMode::Move if std::fs::symlink_metadata(&filed.from).is_ok() => {
+                report.left.push(leave("another file now has its name in the inbox"));
+            }
+            FileMode::Move => {
+                let bytes = super::files::read_regular(&filed.to, 1 << 30, "a photo")?;
+                move_file(&filed.to, &filed.from, &bytes)?;
+                report.restored.push((filed.to.clone(), filed.from.clone()));
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn overlapping_inbox_and_library_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let library = dir.path().join("library");
+        std::fs::create_dir_all(library.join("inbox")).expect("mkdir");
+        let error = check_folders(&library.join("inbox"), &library).expect_err("inside");
+        assert!(error.to_string().contains("separate folders"), "{error}");
+        assert!(check_folders(&library, &library).is_err());
+        std::fs::create_dir_all(dir.path().join("inbox")).expect("mkdir");
+        assert!(check_folders(&dir.path().join("inbox"), &library).is_ok());
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_number_and_the_same_bytes_are_not_filed_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (inbox, library) = (dir.path().join("inbox"), dir.path().join("library"));
+        write(&library.join("rose/a.jpg"), b"an older photo");
+        write(&library.join("rose/a (2).jpg"), b"another older photo");
+        write(&library.join("rose/kept.jpg"), b"already here");
+        write(&inbox.join("a.jpg"), b"a new photo");
+        write(&inbox.join("same.jpg"), b"already here");
+        let journal = dir.path().join("journal.jsonl");
+        let choices = vec![
+            (inbox.join("a.jpg"), "rose".to_string()),
+            (inbox.join("same.jpg"), "rose".to_string()),
+        ];
+        let report =
+            file_photos(&choices, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
+                .expect("file");
+        assert_eq!(report.filed.len(), 1);
+        assert_eq!(report.filed[0].to, library.join("rose/a (3).jpg"));
+        assert_eq!(std::fs::read(library.join("rose/a.jpg")).expect("read"), b"an older photo");
+        assert_eq!(std::fs::read(library.join("rose/a (3).jpg")).expect("read"), b"a new photo");
+        assert_eq!(
+            report.already_there,
+            vec![(inbox.join("same.jpg"), library.join("rose/kept.jpg"))]
+        );
+        assert!(inbox.join("a.jpg").exists(), "a copy leaves the inbox as it was");
+        // A folder name that leaves the library is refused.
+        let escape = vec![(inbox.join("a.jpg"), "../elsewhere".to_string())];
+        let report =
+            file_photos(&escape, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
+                .expect("file");
+        assert_eq!(report.failed.len(), 1);
+        assert!(!dir.path().join("elsewhere").exists());
+    }
+
+    #[test]
+    fn undo_reverses_a_move_exactly_and_removes_copies() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (inbox, library) = (dir.path().join("inbox"), dir.path().join("library"));
+        write(&inbox.join("one.jpg"), b"first");
+        write(&inbox.join("two.jpg"), b"second");
+        write(&library.join("tulip/one.jpg"), b"a tulip already there");
+        let journal = dir.path().join("moves.jsonl");
+        let choices = vec![
+            (inbox.join("one.jpg"), "tulip".to_string()),
+            (inbox.join("two.jpg"), "daisy".to_string()),
+        ];
+        let report =
+            file_photos(&choices, &library, FileMode::Move, &journal, &AtomicBool::new(false))
+                .expect("move");
+        assert_eq!(report.filed.len(), 2);
+        assert!(!inbox.join("one.jpg").exists() && !inbox.join("two.jpg").exists());
+        assert_eq!(std::fs::read(library.join("tulip/one (2).jpg")).expect("read"), b"first");
+        let undone = undo(&journal).expect("undo");
+        assert_eq!(undone.restored.len(), 2, "{undone:?}");
+        assert_eq!(std::fs::read(inbox.join("one.jpg")).expect("read"), b"first");
+        assert_eq!(std::fs::read(inbox.join("two.jpg")).expect("read"), b"second");
+        assert!(!library.join("tulip/one (2).jpg").exists());
+        assert!(!library.join("daisy/two.jpg").exists());
+        assert_eq!(
+            std::fs::read(library.join("tulip/one.jpg")).expect("read"),
+            b"a tulip already there",
+            "the library's own photo is untouched"
+        );
+        // Copies: undo removes them, unless they changed since.
+        let journal = dir.path().join("copies.jsonl");
+        let report =
+            file_photos(&choices, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
+                .expect("copy");
+        std::fs::write(&report.filed[1].to, b"edited in the library").expect("edit");
+        let undone = undo(&journal).expect("undo");
+        assert_eq!(undone.removed, vec![report.filed[0].to.clone()]);
+        assert_eq!(undone.left.len(), 1);
+        assert!(report.filed[1].to.exists(), "an edited copy is the person's now");
+    }
+
+    /// A sort killed at any point: the journal says what was about to happen; every photo
+    /// is whole in one place or the other, and undo puts back exactly what was filed.
+    #[test]
+    fn a_killed_sort_leaves_no_half_filed_photo() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (inbox, library) = (dir.path().join("inbox"), dir.path().join("library"));
+        let mut choices = Vec::new();
+        for i in 0..6 {
+            let photo = inbox.join(format!("{i}.jpg"));
+            write(&photo, format!("photo {i}").as_bytes());
+            choices.push((photo, "rose".to_string()));
+        }
+        let journal = dir.path().join("moves.jsonl");
+        // Killed after the journal line of photo 3 and the copy of it, before the original
+        // was removed: what a cross-device move looks like when killed mid-way.
+        file_photos(&choices[..3], &library, FileMode::Move, &journal, &AtomicBool::new(false))
+            .expect("move");
+        let half = Filed {
+            mode: FileMode::Move,
+            from: choices[3].0.clone(),
+            to: library.join("rose/3.jpg"),
+            content: xxhash_rust::xxh3::xxh3_64(b"photo 3"),
+        };
+        let mut file = std::fs::OpenOptions::new().append(true).open(&journal).expect("open");
+        writeln!(file, "{}", serde_json::to_string(&half).expect("json")).expect("write");
+        std::fs::copy(&half.from, &half.to).expect("copy");
+        // And a cancel stops between photos, never inside one.
+        let cancel = AtomicBool::new(true);
+        let report =
+            file_photos(&choices[4..], &library, FileMode::Move, &journal, &cancel).expect("file");
+        assert!(report.cancelled && report.filed.is_empty());
+        let leftovers: Vec<_> = std::fs::read_dir(library.join("rose"))
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".likeness-tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        undo(&journal).expect("undo");
+        for (i, (photo, _)) in choices.iter().enumerate() {
+            assert_eq!(std::fs::read(photo).expect("back"), format!("photo {i}").as_bytes());
+        }
+        assert_eq!(std::fs::read_dir(library.join("rose")).expect("list").count(), 0);
+    }
+}
