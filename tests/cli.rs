@@ -749,27 +749,77 @@ fn train_feedback_fine_tunes_a_model_from_marks_into_a_new_file() {
         "cpu",
         "--json",
     ]);
-    assert_ok(&output);
-    let json = last_json(&output);
-    assert!(
-        json["fine_tune"]["steps"].as_u64().is_some_and(|n| n > 0),
-        "{json}"
-    );
-    assert_eq!(json["fine_tune"]["pairs"], 4);
-    // Alike pairs came closer, and closer relative to not-alike ones (a ratio, so it holds
-    // even when a loaded machine fits only a step or two into the budget).
-    let f = &json["fine_tune"];
-    let value = |key: &str| f[key].as_f64().unwrap_or(f64::NAN);
-    assert!(value("alike_after") < value("alike_before"), "{f}");
-    let ratio = |when: &str| {
-        value(&format!("not_alike_{when}")) / value(&format!("alike_{when}")).max(1e-9)
-    };
-    assert!(ratio("after") > ratio("before"), "{f}");
+    // Issue #26 item 2: the model is written only when no marked pair moved against its
+    // mark; otherwise nothing is written and the pair that did is named.
+    let message = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        let json = last_json(&output);
+        assert!(
+            json["fine_tune"]["steps"].as_u64().is_some_and(|n| n > 0),
+            "{json}"
+        );
+        assert_eq!(json["fine_tune"]["pairs"], 4);
+        for change in json["fine_tune"]["pair_changes"]
+            .as_array()
+            .expect("changes")
+        {
+            let (before, after) = (
+                change["before"].as_f64().unwrap_or(f64::NAN),
+                change["after"].as_f64().unwrap_or(f64::NAN),
+            );
+            let wrong = if change["alike"] == true {
+                after > before + 0.01
+            } else {
+                after < before - 0.01
+            };
+            assert!(
+                !wrong,
+                "written although a pair moved against its mark: {change}"
+            );
+        }
+    } else {
+        assert!(
+            message.contains("the retrained model was not written"),
+            "{message}"
+        );
+        assert!(
+            (message.contains("marked alike") && message.contains(": farther"))
+                || (message.contains("marked not alike") && message.contains(": closer")),
+            "refused without a pair that moved against its mark: {message}"
+        );
+        assert!(!tuned.exists(), "a refused model is not written");
+    }
     assert_eq!(
         std::fs::read(&model).expect("model bytes"),
         before,
         "the old model is kept"
     );
+    // Alike marks alone: each pair is pulled closer, so the model is kept and written.
+    let mut alike_marks = likeness::engine::feedback::Marks::default();
+    alike_marks.set(&photo(0, 0), &photo(0, 1), Some(true));
+    alike_marks.set(&photo(1, 2), &photo(1, 3), Some(true));
+    alike_marks.save(&marks_file).expect("marks");
+    let output = likeness(&[
+        "train",
+        "--feedback",
+        s(&marks_file),
+        "--model",
+        s(&model),
+        "--data",
+        s(&photos),
+        "--out",
+        s(&tuned),
+        "--max-seconds",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let json = last_json(&output);
+    let f = &json["fine_tune"];
+    let value = |key: &str| f[key].as_f64().unwrap_or(f64::NAN);
+    assert!(value("alike_after") < value("alike_before"), "{f}");
     // The new model indexes like any other.
     assert_ok(&likeness(&[
         "index",
@@ -990,4 +1040,162 @@ fn search_with_marks_leaves_out_not_alike_photos_and_says_it_refined() {
         "{}",
         binary::stderr(&output)
     );
+}
+
+/// Every file under `folder` with its bytes, for "nothing changed" checks.
+fn tree(folder: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).expect("list").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// Issue #27: `likeness sort` plans without touching anything on a dry run, copies (the
+/// default) and moves the sure photos into the library's folders, updates the index,
+/// and undoes either exactly.
+#[test]
+fn sort_files_an_inbox_by_copy_or_move_and_undoes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("library");
+    write_dataset(&library, 3, 14, 40, 5).expect("library");
+    let generated = dir.path().join("generated");
+    write_dataset(&generated, 3, 3, 40, 6).expect("inbox photos");
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    for (path, bytes) in tree(&generated) {
+        let class = path.parent().and_then(|p| p.file_name()).expect("class");
+        let name = format!(
+            "new-{}-{}",
+            class.to_string_lossy(),
+            path.file_name().expect("name").to_string_lossy()
+        );
+        std::fs::write(inbox.join(name), bytes).expect("write");
+    }
+    let model = dir.path().join("model.safetensors");
+    let output = likeness(&[
+        "train",
+        "--data",
+        s(&library),
+        "--holdout",
+        "0.3",
+        "--out",
+        s(&model),
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]);
+    assert_ok(&output);
+    let index = dir.path().join("library.likeness-index");
+    assert_ok(&likeness(&[
+        "index",
+        "--model",
+        s(&model),
+        "--folder",
+        s(&library),
+        "--index",
+        s(&index),
+        "--device",
+        "cpu",
+    ]));
+    let (library_before, inbox_before) = (tree(&library), tree(&inbox));
+    let sort = |extra: &[&str]| {
+        let mut args = vec![
+            "sort",
+            "--model",
+            s(&model),
+            "--inbox",
+            s(&inbox),
+            "--library",
+            s(&library),
+            "--min-confidence",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        likeness(&args)
+    };
+
+    let output = sort(&["--dry-run"]);
+    assert_ok(&output);
+    let plan = last_json(&output);
+    let suggestions = plan["plan"]["suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .clone();
+    assert_eq!(suggestions.len(), 9);
+    assert_eq!(
+        plan["plan"]["method"], "class_proxies",
+        "calibrated on the held-out photos"
+    );
+    let sure = suggestions.iter().filter(|s| s["unsure"].is_null()).count();
+    assert!(sure > 0, "{plan}");
+    assert_eq!(tree(&library), library_before, "a dry run changes nothing");
+    assert_eq!(tree(&inbox), inbox_before);
+
+    let journal = dir.path().join("copies.jsonl");
+    let output = sort(&["--index", s(&index), "--journal", s(&journal)]);
+    assert_ok(&output);
+    let copied = last_json(&output);
+    let filed = copied["filed"].as_array().expect("filed").clone();
+    assert_eq!(filed.len(), sure);
+    assert_eq!(
+        copied["index_added"], sure,
+        "the index took the filed photos"
+    );
+    for entry in &filed {
+        let (from, to) = (
+            entry["from"].as_str().expect("from"),
+            entry["to"].as_str().expect("to"),
+        );
+        assert_eq!(
+            std::fs::read(from).expect("inbox"),
+            std::fs::read(to).expect("library")
+        );
+        assert!(Path::new(to).starts_with(&library));
+    }
+    assert_eq!(
+        tree(&inbox),
+        inbox_before,
+        "a copy leaves the inbox as it was"
+    );
+    let gallery = likeness::engine::index::Gallery::load(&index).expect("index");
+    assert_eq!(
+        gallery.len(),
+        42 + sure,
+        "3 classes of 14, and the filed photos"
+    );
+    assert_ok(&likeness(&["sort", "--undo", s(&journal)]));
+    assert_eq!(tree(&library), library_before, "undo removed the copies");
+
+    let journal = dir.path().join("moves.jsonl");
+    let output = sort(&["--move", "--journal", s(&journal)]);
+    assert_ok(&output);
+    assert_eq!(
+        tree(&inbox).len(),
+        9 - sure,
+        "the sure photos left the inbox"
+    );
+    assert_ok(&likeness(&["sort", "--undo", s(&journal)]));
+    assert_eq!(
+        tree(&inbox),
+        inbox_before,
+        "undo put every moved photo back"
+    );
+    assert_eq!(tree(&library), library_before);
 }

@@ -12,6 +12,7 @@ pub mod interrupt;
 mod map;
 mod progress;
 mod search;
+mod sort;
 mod train;
 mod weights;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Get (or check) the ImageNet-pretrained ResNet18 weights training can start from.
     Weights(weights::WeightsArgs),
+    /// File new photos into the library's class folders (copy by default), or undo that.
+    Sort(sort::SortArgs),
 }
 
 /// Options every command shares.
@@ -78,6 +81,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Map(args) => map::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Weights(args) => weights::run(args),
+        Command::Sort(args) => sort::run(args),
     }
 }
 

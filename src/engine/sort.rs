@@ -159,7 +159,13 @@ pub fn plan(
             }
         };
     let mut guess = guess;
-    let embedded = embed_files(model, &paths, super::data::DEFAULT_MAX_PIXELS, on_progress, cancel)?;
+    let embedded = embed_files(
+        model,
+        &paths,
+        super::data::DEFAULT_MAX_PIXELS,
+        on_progress,
+        cancel,
+    )?;
     let mut suggestions = Vec::with_capacity(embedded.embedded.len());
     for (row, &input) in embedded.embedded.iter().enumerate() {
         let embedding = &embedded.vectors[row * dimension..(row + 1) * dimension];
@@ -219,7 +225,11 @@ fn neighbour_vote(gallery: &mut Gallery, embedding: &[f32]) -> Result<Guess> {
     let mut votes: HashMap<&str, usize> = HashMap::new();
     let row = near.first().map(Vec::as_slice).unwrap_or_default();
     for &(position, _) in row {
-        if let Some(class) = gallery.header.images.get(position).and_then(|i| i.class.as_deref())
+        if let Some(class) = gallery
+            .header
+            .images
+            .get(position)
+            .and_then(|i| i.class.as_deref())
         {
             *votes.entry(class).or_default() += 1;
         }
@@ -228,9 +238,7 @@ fn neighbour_vote(gallery: &mut Gallery, embedding: &[f32]) -> Result<Guess> {
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
         .ok_or_else(|| {
-            EngineError::Config(
-                "the library's index has no photos in class folders to vote".into(),
-            )
+            EngineError::Config("the library's index has no photos in class folders to vote".into())
         })?;
     Ok(Guess {
         folder: folder.to_string(),
@@ -297,7 +305,10 @@ pub fn file_photos(
             report.cancelled = true;
             break;
         }
-        if folder.is_empty() || Path::new(folder).components().count() != 1 || folder.starts_with('.') {
+        if folder.is_empty()
+            || Path::new(folder).components().count() != 1
+            || folder.starts_with('.')
+        {
             report.failed.push(SkippedFile {
                 path: photo.clone(),
                 reason: format!("'{folder}' is not a folder name of the library"),
@@ -422,14 +433,25 @@ pub struct UndoReport {
 /// when its bytes are still those filed; a photo whose inbox place is taken again stays
 /// in the library.
 pub fn undo(journal: &Path) -> Result<UndoReport> {
-    let text = String::from_utf8(super::files::read_regular(journal, 256 << 20, "a sort journal")?)
-        .map_err(|_| EngineError::bad_file(journal, "not a sort journal (not text)"))?;
+    let text = String::from_utf8(super::files::read_regular(
+        journal,
+        256 << 20,
+        "a sort journal",
+    )?)
+    .map_err(|_| EngineError::bad_file(journal, "not a sort journal (not text)"))?;
     let mut filings = Vec::new();
-    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let filed: Filed = serde_json::from_str(line).map_err(|e| {
             EngineError::bad_file(
                 journal,
-                format!("line {} is not a filing of a sort journal ({e})", number + 1),
+                format!(
+                    "line {} is not a filing of a sort journal ({e})",
+                    number + 1
+                ),
             )
         })?;
         filings.push(filed);
@@ -462,7 +484,9 @@ pub fn undo(journal: &Path) -> Result<UndoReport> {
                 report.removed.push(filed.to.clone());
             }
             FileMode::Move if std::fs::symlink_metadata(&filed.from).is_ok() => {
-                report.left.push(leave("another file now has its name in the inbox"));
+                report
+                    .left
+                    .push(leave("another file now has its name in the inbox"));
             }
             FileMode::Move => {
                 let bytes = super::files::read_regular(&filed.to, 1 << 30, "a photo")?;
@@ -509,23 +533,42 @@ mod tests {
             (inbox.join("a.jpg"), "rose".to_string()),
             (inbox.join("same.jpg"), "rose".to_string()),
         ];
-        let report =
-            file_photos(&choices, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
-                .expect("file");
+        let report = file_photos(
+            &choices,
+            &library,
+            FileMode::Copy,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect("file");
         assert_eq!(report.filed.len(), 1);
         assert_eq!(report.filed[0].to, library.join("rose/a (3).jpg"));
-        assert_eq!(std::fs::read(library.join("rose/a.jpg")).expect("read"), b"an older photo");
-        assert_eq!(std::fs::read(library.join("rose/a (3).jpg")).expect("read"), b"a new photo");
+        assert_eq!(
+            std::fs::read(library.join("rose/a.jpg")).expect("read"),
+            b"an older photo"
+        );
+        assert_eq!(
+            std::fs::read(library.join("rose/a (3).jpg")).expect("read"),
+            b"a new photo"
+        );
         assert_eq!(
             report.already_there,
             vec![(inbox.join("same.jpg"), library.join("rose/kept.jpg"))]
         );
-        assert!(inbox.join("a.jpg").exists(), "a copy leaves the inbox as it was");
+        assert!(
+            inbox.join("a.jpg").exists(),
+            "a copy leaves the inbox as it was"
+        );
         // A folder name that leaves the library is refused.
         let escape = vec![(inbox.join("a.jpg"), "../elsewhere".to_string())];
-        let report =
-            file_photos(&escape, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
-                .expect("file");
+        let report = file_photos(
+            &escape,
+            &library,
+            FileMode::Copy,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect("file");
         assert_eq!(report.failed.len(), 1);
         assert!(!dir.path().join("elsewhere").exists());
     }
@@ -542,16 +585,30 @@ mod tests {
             (inbox.join("one.jpg"), "tulip".to_string()),
             (inbox.join("two.jpg"), "daisy".to_string()),
         ];
-        let report =
-            file_photos(&choices, &library, FileMode::Move, &journal, &AtomicBool::new(false))
-                .expect("move");
+        let report = file_photos(
+            &choices,
+            &library,
+            FileMode::Move,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect("move");
         assert_eq!(report.filed.len(), 2);
         assert!(!inbox.join("one.jpg").exists() && !inbox.join("two.jpg").exists());
-        assert_eq!(std::fs::read(library.join("tulip/one (2).jpg")).expect("read"), b"first");
+        assert_eq!(
+            std::fs::read(library.join("tulip/one (2).jpg")).expect("read"),
+            b"first"
+        );
         let undone = undo(&journal).expect("undo");
         assert_eq!(undone.restored.len(), 2, "{undone:?}");
-        assert_eq!(std::fs::read(inbox.join("one.jpg")).expect("read"), b"first");
-        assert_eq!(std::fs::read(inbox.join("two.jpg")).expect("read"), b"second");
+        assert_eq!(
+            std::fs::read(inbox.join("one.jpg")).expect("read"),
+            b"first"
+        );
+        assert_eq!(
+            std::fs::read(inbox.join("two.jpg")).expect("read"),
+            b"second"
+        );
         assert!(!library.join("tulip/one (2).jpg").exists());
         assert!(!library.join("daisy/two.jpg").exists());
         assert_eq!(
@@ -561,14 +618,22 @@ mod tests {
         );
         // Copies: undo removes them, unless they changed since.
         let journal = dir.path().join("copies.jsonl");
-        let report =
-            file_photos(&choices, &library, FileMode::Copy, &journal, &AtomicBool::new(false))
-                .expect("copy");
+        let report = file_photos(
+            &choices,
+            &library,
+            FileMode::Copy,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect("copy");
         std::fs::write(&report.filed[1].to, b"edited in the library").expect("edit");
         let undone = undo(&journal).expect("undo");
         assert_eq!(undone.removed, vec![report.filed[0].to.clone()]);
         assert_eq!(undone.left.len(), 1);
-        assert!(report.filed[1].to.exists(), "an edited copy is the person's now");
+        assert!(
+            report.filed[1].to.exists(),
+            "an edited copy is the person's now"
+        );
     }
 
     /// A sort killed at any point: the journal says what was about to happen; every photo
@@ -586,15 +651,24 @@ mod tests {
         let journal = dir.path().join("moves.jsonl");
         // Killed after the journal line of photo 3 and the copy of it, before the original
         // was removed: what a cross-device move looks like when killed mid-way.
-        file_photos(&choices[..3], &library, FileMode::Move, &journal, &AtomicBool::new(false))
-            .expect("move");
+        file_photos(
+            &choices[..3],
+            &library,
+            FileMode::Move,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect("move");
         let half = Filed {
             mode: FileMode::Move,
             from: choices[3].0.clone(),
             to: library.join("rose/3.jpg"),
             content: xxhash_rust::xxh3::xxh3_64(b"photo 3"),
         };
-        let mut file = std::fs::OpenOptions::new().append(true).open(&journal).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("open");
         writeln!(file, "{}", serde_json::to_string(&half).expect("json")).expect("write");
         std::fs::copy(&half.from, &half.to).expect("copy");
         // And a cancel stops between photos, never inside one.
@@ -610,8 +684,16 @@ mod tests {
         assert!(leftovers.is_empty());
         undo(&journal).expect("undo");
         for (i, (photo, _)) in choices.iter().enumerate() {
-            assert_eq!(std::fs::read(photo).expect("back"), format!("photo {i}").as_bytes());
+            assert_eq!(
+                std::fs::read(photo).expect("back"),
+                format!("photo {i}").as_bytes()
+            );
         }
-        assert_eq!(std::fs::read_dir(library.join("rose")).expect("list").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(library.join("rose"))
+                .expect("list")
+                .count(),
+            0
+        );
     }
 }
