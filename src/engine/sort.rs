@@ -126,38 +126,37 @@ pub fn plan(
 ) -> Result<SortPlan> {
     let paths: Vec<PathBuf> = inbox.images.iter().map(|i| i.path.clone()).collect();
     let dimension = model.config.embedding_dim;
-    let (method, guess): (SortMethod, Box<dyn FnMut(&[f32]) -> Result<Guess> + '_>) =
-        match (&model.classifier, gallery) {
-            (Some(classifier), _) => (
-                if classifier.info.calibrated_on > 0 {
-                    SortMethod::ClassProxies
-                } else {
-                    SortMethod::UncalibratedProxies
-                },
-                Box::new(move |embedding: &[f32]| {
-                    let guess = classifier.guess(embedding).ok_or_else(|| {
-                        EngineError::Config("the model's classifier has no classes".into())
-                    })?;
-                    Ok(Guess {
-                        folder: classifier.info.classes[guess.class].clone(),
-                        confidence: guess.probability,
-                        fits_none: guess.fits_none,
-                    })
-                }),
-            ),
-            (None, Some(gallery)) => (
-                SortMethod::Neighbours,
-                Box::new(move |embedding: &[f32]| neighbour_vote(gallery, embedding)),
-            ),
-            (None, None) => {
-                return Err(EngineError::Config(
-                    "this model has no class folders of its own (it was not trained with the \
+    let (method, guess): (SortMethod, GuessFn<'_>) = match (&model.classifier, gallery) {
+        (Some(classifier), _) => (
+            if classifier.info.calibrated_on > 0 {
+                SortMethod::ClassProxies
+            } else {
+                SortMethod::UncalibratedProxies
+            },
+            Box::new(move |embedding: &[f32]| {
+                let guess = classifier.guess(embedding).ok_or_else(|| {
+                    EngineError::Config("the model's classifier has no classes".into())
+                })?;
+                Ok(Guess {
+                    folder: classifier.info.classes[guess.class].clone(),
+                    confidence: guess.probability,
+                    fits_none: guess.fits_none,
+                })
+            }),
+        ),
+        (None, Some(gallery)) => (
+            SortMethod::Neighbours,
+            Box::new(move |embedding: &[f32]| neighbour_vote(gallery, embedding)),
+        ),
+        (None, None) => {
+            return Err(EngineError::Config(
+                "this model has no class folders of its own (it was not trained with the \
                      default preset, or was retrained from marks): index the library with it \
                      first, so that each photo's nearest photos can vote"
-                        .into(),
-                ));
-            }
-        };
+                    .into(),
+            ));
+        }
+    };
     let mut guess = guess;
     let embedded = embed_files(
         model,
@@ -212,6 +211,9 @@ pub fn plan(
         skipped,
     })
 }
+
+/// Guesses the folder of one photo from its embedding.
+type GuessFn<'a> = Box<dyn FnMut(&[f32]) -> Result<Guess> + 'a>;
 
 struct Guess {
     folder: String,
