@@ -1950,3 +1950,149 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
             .is_none()
     );
 }
+
+/// Issue #27: the Sort tab. An inbox's photos are grouped by the library folder suggested
+/// for each; one is changed to stay in the inbox; Copy files the rest into the library
+/// (the index takes them), and Undo last sort removes the copies again.
+#[test]
+fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 71).expect("photos");
+    let generated = dir.path().join("generated");
+    write_dataset(&generated, 2, 2, 32, 72).expect("new photos");
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    for class in ["class_00", "class_01"] {
+        for entry in std::fs::read_dir(generated.join(class))
+            .expect("list")
+            .flatten()
+        {
+            let name = format!("new-{class}-{}", entry.file_name().to_string_lossy());
+            std::fs::copy(entry.path(), inbox.join(name)).expect("copy");
+        }
+    }
+    let query = library.join("class_00/img_000.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let indexed = harness
+        .state()
+        .state
+        .current
+        .index
+        .as_ref()
+        .expect("index")
+        .images;
+    harness.state_mut().state.sort.inbox = Some(inbox.clone());
+    // An untrained model's neighbours agree little: every suggestion counts as sure here.
+    harness.state_mut().state.sort.min_confidence = 0.0;
+    harness.state_mut().state.view = likeness::app::CentralView::Sort;
+    harness.step();
+    harness.get_by_label("Suggest folders").click();
+    run_until(&mut harness, "the suggestions", |app| {
+        app.state.sort.plan.is_some() && app.state.is_idle()
+    });
+    harness.step();
+    harness.get_by_label_contains("4 photos: 4 sure, 0 unsure");
+    let plan = harness.state().state.sort.plan.clone().expect("plan");
+    for folder in ["class_00", "class_01"] {
+        let members = plan
+            .suggestions
+            .iter()
+            .filter(|s| s.best_folder == folder)
+            .count();
+        if members > 0 {
+            harness.get_by_label(&format!("{folder} ({members})"));
+        }
+    }
+    // Change the first photo's folder: it stays in the inbox.
+    // The combo box of the first card (sure ones first) shows the folder suggested.
+    let first = plan.suggestions[0].best_folder.clone();
+    harness
+        .get_all(
+            egui_kittest::kittest::By::new()
+                .role(egui::accesskit::Role::ComboBox)
+                .value(&first),
+        )
+        .next()
+        .expect("a folder choice")
+        .click_accesskit();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Leave in the inbox").click_accesskit();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().state.sort.chosen[0], None);
+    harness.get_by_label("Unsure, left in the inbox (1)");
+    let kept_out = plan.suggestions[0].photo.clone();
+
+    harness
+        .get_by_label("Copy 3 photos into the library")
+        .click();
+    run_until(&mut harness, "the photos filed", |app| {
+        app.state.is_idle()
+            && app
+                .state
+                .notices
+                .iter()
+                .any(|n| n.text.starts_with("Copied 3 photos"))
+    });
+    let filed: Vec<std::path::PathBuf> = plan.suggestions[1..]
+        .iter()
+        .map(|s| {
+            library
+                .join(&s.best_folder)
+                .join(s.photo.file_name().expect("name"))
+        })
+        .collect();
+    for (copy, suggestion) in filed.iter().zip(&plan.suggestions[1..]) {
+        assert_eq!(
+            std::fs::read(copy).expect("filed"),
+            std::fs::read(&suggestion.photo).expect("inbox photo")
+        );
+    }
+    let kept_name = kept_out.file_name().expect("name");
+    assert!(!library.join("class_00").join(kept_name).exists());
+    assert!(!library.join("class_01").join(kept_name).exists());
+    assert_eq!(
+        std::fs::read_dir(&inbox).expect("inbox").count(),
+        4,
+        "copies leave the inbox"
+    );
+    assert_eq!(
+        harness
+            .state()
+            .state
+            .current
+            .index
+            .as_ref()
+            .expect("index")
+            .images,
+        indexed + 3,
+        "the index took the new photos"
+    );
+
+    harness.step();
+    harness.get_by_label("Undo last sort").click();
+    run_until(&mut harness, "the sort undone", |app| {
+        app.state.is_idle()
+            && app
+                .state
+                .notices
+                .iter()
+                .any(|n| n.text.starts_with("Undid the last sort"))
+    });
+    for copy in &filed {
+        assert!(!copy.exists(), "{} is still there", copy.display());
+    }
+    assert_eq!(
+        harness
+            .state()
+            .state
+            .current
+            .index
+            .as_ref()
+            .expect("index")
+            .images,
+        indexed
+    );
+}

@@ -95,6 +95,45 @@ impl LikenessApp {
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }
+            Intent::PickInbox => {
+                if let Some(folder) = rfd::FileDialog::new()
+                    .set_title("Choose the folder of new photos to sort")
+                    .pick_folder()
+                {
+                    self.state.sort.inbox = Some(folder);
+                    self.state.sort.plan = None;
+                }
+            }
+            Intent::PlanSort => {
+                if let Some(inbox) = self.state.sort.inbox.clone() {
+                    let min_confidence = self.state.sort.min_confidence;
+                    self.send(Request::PlanSort {
+                        inbox,
+                        min_confidence,
+                    });
+                }
+            }
+            Intent::FileSort => {
+                let choices = self.state.sort.choices();
+                if !choices.is_empty() {
+                    match crate::engine::sort::new_journal_path(&self.state.dirs.sort_journals) {
+                        Ok(journal) => {
+                            let mode = self.state.sort.mode;
+                            self.send(Request::FileSort {
+                                choices,
+                                mode,
+                                journal,
+                            });
+                        }
+                        Err(error) => self.state.error(format!("Nothing was filed: {error}")),
+                    }
+                }
+            }
+            Intent::UndoSort => {
+                if let Some(journal) = self.state.sort.last_journal.clone() {
+                    self.send(Request::UndoSort { journal });
+                }
+            }
             Intent::PickDuplicatesExport(kind) => self.pick_duplicates_export(kind),
             Intent::Paste => {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaste);

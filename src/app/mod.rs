@@ -616,6 +616,7 @@ impl eframe::App for LikenessApp {
                 ui.selectable_value(&mut state.view, CentralView::Results, "Search");
                 ui.selectable_value(&mut state.view, CentralView::Duplicates, "Duplicates");
                 ui.selectable_value(&mut state.view, CentralView::Map, "Map");
+                ui.selectable_value(&mut state.view, CentralView::Sort, "Sort");
             });
             ui.separator();
             match state.view {
@@ -626,6 +627,7 @@ impl eframe::App for LikenessApp {
                     panels::duplicates::duplicates_ui(ui, state, thumbnails, &mut intents)
                 }
                 CentralView::Map => panels::map::map_ui(ui, state, thumbnails, &mut intents),
+                CentralView::Sort => panels::sort::sort_ui(ui, state, thumbnails, &mut intents),
             }
         });
         panels::preview::preview_ui(ui.ctx(), state, thumbnails, &mut intents);

@@ -256,6 +256,51 @@ impl AppState {
         }
     }
 
+    /// Photos were filed: say what happened to each kind, and offer Undo.
+    fn sorted(
+        &mut self,
+        report: &crate::engine::sort::FilingReport,
+        index: &crate::worker::IndexSummary,
+    ) {
+        use crate::engine::sort::FileMode;
+        self.duplicates = None;
+        self.map.shown = None;
+        self.sort.plan = None;
+        self.sort.chosen.clear();
+        self.sort.last_journal = (!report.filed.is_empty()).then(|| report.journal.clone());
+        let verb = match report.filed.first().map(|f| f.mode) {
+            Some(FileMode::Move) => "Moved",
+            _ => "Copied",
+        };
+        let mut text = format!(
+            "{verb} {} into the library; the index has {} now. Undo last sort puts them back.",
+            plural(report.filed.len(), "photo", "photos"),
+            plural(index.images, "photo", "photos")
+        );
+        for (photo, existing) in &report.already_there {
+            text.push_str(&format!(
+                "\n{} is already in the library as {}: not filed again.",
+                file_name_of(photo),
+                existing.display()
+            ));
+        }
+        for (wanted, given) in &report.renamed {
+            text.push_str(&format!(
+                "\n{} was taken: filed as {}.",
+                file_name_of(wanted),
+                file_name_of(given)
+            ));
+        }
+        if report.failed.is_empty() {
+            self.info(text);
+        } else {
+            for failed in &report.failed {
+                text.push_str(&format!("\nNot filed: {failed}"));
+            }
+            self.error(text);
+        }
+    }
+
     /// Refined (or original) results of the query on screen replace its results.
     fn refined(&mut self, query: Query, hits: Vec<SearchHit>, refined_by: usize, missing: usize) {
         let Some(search) = self.search.shown.as_mut().filter(|s| s.query == query) else {
@@ -366,6 +411,32 @@ impl AppState {
                 summary,
                 index,
             } => self.retrained(&model_path, &summary, index.as_ref(), effects),
+            Outcome::SortPlanned(plan) => {
+                self.sort.chosen = plan
+                    .suggestions
+                    .iter()
+                    .map(|s| s.folder().map(String::from))
+                    .collect();
+                self.sort.plan = Some(plan);
+                self.view = CentralView::Sort;
+            }
+            Outcome::SortFiled { report, index } => self.sorted(&report, &index),
+            Outcome::SortUndone { report, index } => {
+                self.duplicates = None;
+                self.map.shown = None;
+                self.sort.last_journal = None;
+                let mut text = format!(
+                    "Undid the last sort: {} removed, {} moved back to the inbox; the index \
+                     has {} now.",
+                    plural(report.removed.len(), "copy", "copies"),
+                    plural(report.restored.len(), "photo", "photos"),
+                    plural(index.images, "photo", "photos")
+                );
+                for left in &report.left {
+                    text.push_str(&format!("\nLeft as it is: {left}"));
+                }
+                self.info(text);
+            }
             Outcome::PhotosCopied { count, folder } => self.info(format!(
                 "Copied {} to {} (with photos.csv saying where each came from).",
                 plural(count, "photo", "photos"),
@@ -680,6 +751,14 @@ pub fn capitalise(text: &str) -> String {
     chars.next().map_or_else(String::new, |first| {
         first.to_uppercase().chain(chars).collect()
     })
+}
+
+/// The last part of a path, for messages.
+fn file_name_of(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 #[cfg(test)]

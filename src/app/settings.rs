@@ -25,6 +25,8 @@ pub struct DataDirs {
     pub weights: WeightsSource,
     /// Alike / not-alike marks, one file per library folder.
     pub marks: PathBuf,
+    /// The journals of sorts, which Undo last sort reverses.
+    pub sort_journals: PathBuf,
 }
 
 impl DataDirs {
@@ -45,6 +47,7 @@ impl DataDirs {
             thumbnails: base.join("thumbnails"),
             weights: WeightsSource::imagenet_resnet18(&base),
             marks: base.join("marks"),
+            sort_journals: base.join("sort-journals"),
         }
     }
 }

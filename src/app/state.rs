@@ -161,6 +161,50 @@ pub enum CentralView {
     Duplicates,
     /// The index's photos on a plane.
     Map,
+    /// New photos of an inbox, grouped by the library folder suggested for each.
+    Sort,
+}
+
+/// The Sort tab: an inbox, the folder suggested for each of its photos (which the person
+/// may change), and the last sort, for Undo.
+#[derive(Debug)]
+pub struct SortView {
+    pub inbox: Option<PathBuf>,
+    /// Photos at least this sure go to their folder; the others wait as unsure.
+    pub min_confidence: f64,
+    pub mode: crate::engine::sort::FileMode,
+    pub plan: Option<Arc<crate::engine::sort::SortPlan>>,
+    /// The folder chosen for each suggestion of `plan` (`None`: leave it in the inbox).
+    pub chosen: Vec<Option<String>>,
+    /// The journal of the last sort: Undo reverses it.
+    pub last_journal: Option<PathBuf>,
+}
+
+impl Default for SortView {
+    fn default() -> Self {
+        Self {
+            inbox: None,
+            min_confidence: crate::engine::sort::DEFAULT_MIN_CONFIDENCE,
+            mode: crate::engine::sort::FileMode::Copy,
+            plan: None,
+            chosen: Vec::new(),
+            last_journal: None,
+        }
+    }
+}
+
+impl SortView {
+    /// The photos to file and their folders, as chosen now.
+    pub fn choices(&self) -> Vec<(PathBuf, String)> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        plan.suggestions
+            .iter()
+            .zip(&self.chosen)
+            .filter_map(|(s, chosen)| Some((s.photo.clone(), chosen.clone()?)))
+            .collect()
+    }
 }
 
 /// The embedding map of the current index, with what the person selected on it.
@@ -335,6 +379,7 @@ pub struct AppState {
     pub view: CentralView,
     pub duplicates: Option<DuplicatesView>,
     pub map: MapState,
+    pub sort: SortView,
     /// The details window open from the status bar.
     pub details: Option<Details>,
 }
@@ -372,6 +417,7 @@ impl AppState {
             view: CentralView::default(),
             duplicates: None,
             map: MapState::default(),
+            sort: SortView::default(),
             details: None,
         }
     }

@@ -120,7 +120,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         .collect();
     let journal = match &args.journal {
         Some(path) => path.clone(),
-        None => default_journal()?,
+        None => sort::new_journal_path(&sort::journals_folder())?,
     };
     let report = sort::file_photos(&choices, &library, mode, &journal, &AtomicBool::new(false))?;
     let verb = if mode == FileMode::Move {
@@ -225,17 +225,6 @@ fn update_index(path: &Path, earlier: &Gallery, loaded: &LoadedModel) -> anyhow:
         changes.added, changes.updated, changes.removed
     );
     Ok(changes.added)
-}
-
-/// A new journal file in Likeness' data folder.
-fn default_journal() -> anyhow::Result<PathBuf> {
-    let folder = crate::engine::model::pretrained::user_data_dir().join("sort-journals");
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("could not create {}", folder.display()))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Ok(folder.join(format!("sort-{stamp}-{}.jsonl", std::process::id())))
 }
 
 fn undo(args: &SortArgs, journal: &Path) -> anyhow::Result<()> {

@@ -86,6 +86,8 @@ pub struct SortPlan {
     pub library: PathBuf,
     pub method: SortMethod,
     pub min_confidence: f64,
+    /// The folders a photo can be filed into, in name order.
+    pub folders: Vec<String>,
     /// Sure ones first (most confident first), then the unsure ones.
     pub suggestions: Vec<Suggestion>,
     /// Inbox files that could not be read, and why.
@@ -126,6 +128,19 @@ pub fn plan(
 ) -> Result<SortPlan> {
     let paths: Vec<PathBuf> = inbox.images.iter().map(|i| i.path.clone()).collect();
     let dimension = model.config.embedding_dim;
+    let mut folders: Vec<String> = match (&model.classifier, &gallery) {
+        (Some(classifier), _) => classifier.info.classes.clone(),
+        (None, Some(gallery)) => gallery
+            .header
+            .images
+            .iter()
+            .filter_map(|i| i.class.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    folders.sort();
     let (method, guess): (SortMethod, GuessFn<'_>) = match (&model.classifier, gallery) {
         (Some(classifier), _) => (
             if classifier.info.calibrated_on > 0 {
@@ -207,6 +222,7 @@ pub fn plan(
         library: library.to_path_buf(),
         method,
         min_confidence,
+        folders,
         suggestions,
         skipped,
     })
@@ -418,6 +434,20 @@ fn move_file(from: &Path, to: &Path, bytes: &[u8]) -> Result<()> {
     }
     super::atomic::write_atomic(to, bytes)?;
     std::fs::remove_file(from).map_err(|e| EngineError::io(from, e))
+}
+
+/// Where journals go in Likeness' data folder.
+pub fn journals_folder() -> PathBuf {
+    super::model::pretrained::user_data_dir().join("sort-journals")
+}
+
+/// A new journal file in `folder` (created if needed).
+pub fn new_journal_path(folder: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(folder).map_err(|e| EngineError::io(folder, e))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Ok(folder.join(format!("sort-{stamp}-{}.jsonl", std::process::id())))
 }
 
 /// What undoing a journal did.

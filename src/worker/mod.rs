@@ -41,6 +41,7 @@ use crate::engine::model::{
     LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
 };
 use crate::engine::output::{OutputKind, check_output};
+use crate::engine::sort;
 use crate::engine::train::resume::{save_train_state, state_path};
 use crate::engine::train::{TrainJob, train};
 
@@ -499,6 +500,17 @@ impl Worker {
     /// Brings the current index up to date with its folder and writes it in place; the
     /// updated index becomes current only once it is written.
     fn update_index(&mut self, job: JobId, cancel: &AtomicBool) -> Result<Outcome, EngineError> {
+        let (summary, changes) = self.refresh_index(job, cancel)?;
+        Ok(Outcome::IndexUpdated { summary, changes })
+    }
+
+    /// Brings the current index up to date with its folder (only new and changed photos
+    /// are embedded) and saves it.
+    fn refresh_index(
+        &mut self,
+        job: JobId,
+        cancel: &AtomicBool,
+    ) -> Result<(IndexSummary, crate::engine::index::IndexChanges), EngineError> {
         let Some(open) = self.index.as_ref() else {
             return Err(EngineError::Config("there is no index to update".into()));
         };
@@ -517,7 +529,69 @@ impl Worker {
         let path = open.path.clone();
         drop(progress);
         let summary = self.save_and_make_current(path, gallery, model)?;
-        Ok(Outcome::IndexUpdated { summary, changes })
+        Ok((summary, changes))
+    }
+
+    /// The folder each inbox photo would go to in the current index's library.
+    fn plan_sort(
+        &mut self,
+        job: JobId,
+        inbox: &Path,
+        min_confidence: f64,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, EngineError> {
+        let Some(open) = self.index.as_mut() else {
+            return Err(EngineError::Config(
+                "sorting needs the library's index: index the library first".into(),
+            ));
+        };
+        let (inbox, library) = sort::check_folders(inbox, &open.gallery.header.folder)?;
+        let folder = scan_folder(&inbox, DEFAULT_MAX_PIXELS)?;
+        if folder.images.is_empty() {
+            return Err(EngineError::Dataset(format!(
+                "{} holds no photos to sort",
+                inbox.display()
+            )));
+        }
+        let model = Rc::clone(&open.model);
+        let progress = progress_reporter(&self.events, &self.wake, job);
+        let plan = sort::plan(
+            &model.model,
+            &folder,
+            &library,
+            Some(&mut open.gallery),
+            min_confidence,
+            &|p| progress(p.into()),
+            cancel,
+        )?;
+        Ok(Outcome::SortPlanned(Arc::new(plan)))
+    }
+
+    /// Files the chosen photos into the current index's library, then updates the index.
+    fn file_sort(
+        &mut self,
+        job: JobId,
+        choices: &[(PathBuf, String)],
+        mode: sort::FileMode,
+        journal: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, EngineError> {
+        let Some(open) = self.index.as_ref() else {
+            return Err(EngineError::Config(
+                "sorting needs the library's index: index the library first".into(),
+            ));
+        };
+        let library = open.gallery.header.folder.clone();
+        let report = sort::file_photos(choices, &library, mode, journal, cancel)?;
+        let (index, _) = self.refresh_index(job, &AtomicBool::new(false))?;
+        Ok(Outcome::SortFiled { report, index })
+    }
+
+    /// Reverses a sort, then updates the index.
+    fn undo_sort(&mut self, job: JobId, journal: &Path) -> Result<Outcome, EngineError> {
+        let report = sort::undo(journal)?;
+        let (index, _) = self.refresh_index(job, &AtomicBool::new(false))?;
+        Ok(Outcome::SortUndone { report, index })
     }
 
     /// Opens an index file with the model that built it; both become current.
@@ -716,6 +790,16 @@ impl Worker {
                 seconds,
                 model_path,
             } => return self.fine_tune(job, &marks, seconds, &model_path, cancel),
+            Request::PlanSort {
+                inbox,
+                min_confidence,
+            } => return self.plan_sort(job, &inbox, min_confidence, cancel),
+            Request::FileSort {
+                choices,
+                mode,
+                journal,
+            } => return self.file_sort(job, &choices, mode, &journal, cancel),
+            Request::UndoSort { journal } => return self.undo_sort(job, &journal),
             Request::CopyPhotos { paths, folder } => {
                 let count = copy_photos(&paths, &folder)?;
                 Outcome::PhotosCopied { count, folder }

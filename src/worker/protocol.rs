@@ -21,6 +21,7 @@ use crate::engine::model::FineTuneSummary;
 use crate::engine::model::pretrained::WeightsSource;
 use crate::engine::model::{ModelInfo, TrainingSummary};
 use crate::engine::progress;
+use crate::engine::sort::{FileMode, FilingReport, SortPlan, UndoReport};
 use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
 
 /// Names one job from the request that started it to its last event.
@@ -51,6 +52,9 @@ pub enum JobKind {
     DrawMap,
     CopyPhotos,
     FineTune,
+    PlanSort,
+    FileSort,
+    UndoSort,
 }
 
 impl JobKind {
@@ -72,6 +76,9 @@ impl JobKind {
             Self::DrawMap => "drawing the map",
             Self::CopyPhotos => "copying photos",
             Self::FineTune => "retraining with your marks",
+            Self::PlanSort => "looking at the inbox",
+            Self::FileSort => "filing photos",
+            Self::UndoSort => "undoing the last sort",
         }
     }
 }
@@ -190,6 +197,18 @@ pub enum Request {
         seconds: f64,
         model_path: PathBuf,
     },
+    /// Suggest a folder of the current index's library for every photo of `inbox`.
+    PlanSort { inbox: PathBuf, min_confidence: f64 },
+    /// File each photo into its folder of the current index's library, then bring the
+    /// index up to date.
+    FileSort {
+        choices: Vec<(PathBuf, String)>,
+        mode: FileMode,
+        /// The new journal to write (Undo reverses it).
+        journal: PathBuf,
+    },
+    /// Reverse the sort `journal` records, then bring the index up to date.
+    UndoSort { journal: PathBuf },
 }
 
 /// Where the list of duplicates not kept goes.
@@ -227,6 +246,9 @@ impl Request {
             Self::DrawMap => JobKind::DrawMap,
             Self::CopyPhotos { .. } => JobKind::CopyPhotos,
             Self::FineTune { .. } => JobKind::FineTune,
+            Self::PlanSort { .. } => JobKind::PlanSort,
+            Self::FileSort { .. } => JobKind::FileSort,
+            Self::UndoSort { .. } => JobKind::UndoSort,
         }
     }
 }
@@ -376,6 +398,18 @@ pub enum Outcome {
         model_path: PathBuf,
         summary: FineTuneSummary,
         index: Option<IndexSummary>,
+    },
+    /// Where each inbox photo would go.
+    SortPlanned(Arc<SortPlan>),
+    /// Photos were filed (and the index updated with them: `index`).
+    SortFiled {
+        report: FilingReport,
+        index: IndexSummary,
+    },
+    /// A sort was undone (and the index updated).
+    SortUndone {
+        report: UndoReport,
+        index: IndexSummary,
     },
 }
 

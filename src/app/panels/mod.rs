@@ -10,6 +10,7 @@ pub mod map;
 pub mod marks;
 pub mod preview;
 pub mod results;
+pub mod sort;
 pub mod status;
 pub mod toolbar;
 pub mod training;
@@ -77,6 +78,14 @@ pub enum Intent {
     Paste,
     /// Find the near-duplicate groups of the current index.
     FindDuplicates,
+    /// Ask for an inbox folder in a dialog (Sort tab).
+    PickInbox,
+    /// Suggest a folder for every photo of the inbox.
+    PlanSort,
+    /// File the photos into the folders chosen for them.
+    FileSort,
+    /// Reverse the last sort.
+    UndoSort,
     /// Ask where to write the list of duplicates not kept (or copy them), then do it.
     PickDuplicatesExport(duplicates::ExportKind),
     /// Place the current index's photos on the map.

@@ -1,0 +1,203 @@
+//! The Sort tab: choose an inbox of new photos, see them grouped by the library folder
+//! suggested for each (sure ones first, the unsure ones apart), change any suggestion,
+//! then copy or move them into the library, and undo the last sort.
+
+use super::Intent;
+use crate::app::state::AppState;
+use crate::app::thumbnails::ThumbnailCache;
+use crate::app::widgets::{file_name, thumbnail};
+use crate::engine::sort::FileMode;
+use crate::worker::JobKind;
+
+/// The choice that leaves a photo in the inbox.
+const LEAVE: &str = "Leave in the inbox";
+
+pub fn sort_ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    let has_index = state.current.index.is_some();
+    let idle = state.is_idle();
+    ui.horizontal(|ui| {
+        ui.heading("Sort new photos");
+        let inbox = state.sort.inbox.as_ref().map_or_else(
+            || "no inbox chosen".to_string(),
+            |p| p.display().to_string(),
+        );
+        ui.label(format!("Inbox: {inbox}"));
+        if ui
+            .add_enabled(idle, egui::Button::new("Choose inbox…"))
+            .on_hover_text("The folder of new photos to file (outside the library)")
+            .clicked()
+        {
+            intents.push(Intent::PickInbox);
+        }
+    });
+    ui.horizontal(|ui| {
+        let mut percent = state.sort.min_confidence * 100.0;
+        ui.label("Sure from");
+        if ui
+            .add(egui::Slider::new(&mut percent, 50.0..=100.0).suffix(" %"))
+            .on_hover_text("Photos less sure than this wait as unsure until you choose")
+            .changed()
+        {
+            state.sort.min_confidence = percent / 100.0;
+        }
+        let planning = state.running(JobKind::PlanSort).is_some();
+        if ui
+            .add_enabled(
+                has_index && idle && state.sort.inbox.is_some() && !planning,
+                egui::Button::new("Suggest folders"),
+            )
+            .on_disabled_hover_text("Index the library and choose an inbox first")
+            .clicked()
+        {
+            intents.push(Intent::PlanSort);
+        }
+        if state.sort.last_journal.is_some()
+            && ui
+                .add_enabled(idle, egui::Button::new("Undo last sort"))
+                .on_hover_text("Remove the copies, or move the photos back into the inbox")
+                .clicked()
+        {
+            intents.push(Intent::UndoSort);
+        }
+    });
+    if !has_index {
+        ui.label(
+            "Index your library first: new photos are filed into its class folders, the \
+             ones the model was trained on.",
+        );
+        return;
+    }
+    if state.sort.plan.is_none() {
+        ui.label(
+            "Choose an inbox and Suggest folders: each new photo gets the library folder it \
+             fits, with how sure; nothing moves until you say so.",
+        );
+        return;
+    }
+    plan_ui(ui, state, thumbnails, intents);
+}
+
+/// The suggestions grouped by folder, each with its confidence and a way to change it,
+/// then Copy or Move.
+fn plan_ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    let idle = state.is_idle();
+    let view = &mut state.sort;
+    let Some(plan) = view.plan.clone() else {
+        return;
+    };
+    let sure = plan
+        .suggestions
+        .iter()
+        .filter(|s| s.unsure.is_none())
+        .count();
+    ui.label(format!(
+        "{} photos: {sure} sure, {} unsure · suggested by {}",
+        plan.suggestions.len(),
+        plan.suggestions.len() - sure,
+        plan.method.describe()
+    ));
+    let to_file = view.chosen.iter().filter(|c| c.is_some()).count();
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut view.mode, FileMode::Copy, "Copy")
+            .on_hover_text("The inbox stays as it is");
+        ui.radio_value(&mut view.mode, FileMode::Move, "Move")
+            .on_hover_text("The photos leave the inbox");
+        let verb = if view.mode == FileMode::Move {
+            "Move"
+        } else {
+            "Copy"
+        };
+        if ui
+            .add_enabled(
+                idle && to_file > 0,
+                egui::Button::new(format!("{verb} {to_file} photos into the library")),
+            )
+            .clicked()
+        {
+            intents.push(Intent::FileSort);
+        }
+    });
+    ui.separator();
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            for folder in plan.folders.iter().map(Some).chain([None]) {
+                let members: Vec<usize> = (0..plan.suggestions.len())
+                    .filter(|&i| view.chosen.get(i).and_then(Option::as_ref) == folder)
+                    .collect();
+                if members.is_empty() {
+                    continue;
+                }
+                let title = match folder {
+                    Some(folder) => format!("{folder} ({})", members.len()),
+                    None => format!("Unsure, left in the inbox ({})", members.len()),
+                };
+                egui::CollapsingHeader::new(title)
+                    .id_salt(("sort_group", folder))
+                    .default_open(true)
+                    .show(ui, |ui| {
+                        for i in members {
+                            card_ui(ui, &plan, i, &mut view.chosen, thumbnails, intents);
+                        }
+                    });
+            }
+        });
+}
+
+/// One photo: its thumbnail, name, what was suggested and how sure, and its folder.
+fn card_ui(
+    ui: &mut egui::Ui,
+    plan: &crate::engine::sort::SortPlan,
+    i: usize,
+    chosen: &mut [Option<String>],
+    thumbnails: &mut ThumbnailCache,
+    intents: &mut Vec<Intent>,
+) {
+    let suggestion = &plan.suggestions[i];
+    ui.horizontal(|ui| {
+        let photo = thumbnail(
+            ui,
+            thumbnails,
+            &suggestion.photo,
+            egui::vec2(72.0, 72.0),
+            egui::Sense::click(),
+        );
+        if photo.double_clicked() {
+            intents.push(Intent::Open(suggestion.photo.clone()));
+        }
+        ui.vertical(|ui| {
+            ui.label(egui::RichText::new(file_name(&suggestion.photo)).strong())
+                .on_hover_text(suggestion.photo.display().to_string());
+            match &suggestion.unsure {
+                None => ui.label(format!(
+                    "{} · {:.0}% sure",
+                    suggestion.best_folder,
+                    suggestion.confidence * 100.0
+                )),
+                Some(why) => ui.label(format!("Unsure: {why}")),
+            };
+            let Some(current) = chosen.get_mut(i) else {
+                return;
+            };
+            let shown = current.clone().unwrap_or_else(|| LEAVE.to_string());
+            egui::ComboBox::from_id_salt(("sort_choice", i))
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(current, None, LEAVE);
+                    for folder in &plan.folders {
+                        ui.selectable_value(current, Some(folder.clone()), folder);
+                    }
+                });
+        });
+    });
+}
