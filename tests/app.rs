@@ -421,7 +421,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
             path: photo.clone(),
             class: "class_01".into(),
             likely_class: "class_02".into(),
-            area_under_margin: -0.3,
+            margin: -0.3,
             seen: 20,
             beaten: 17,
         }],

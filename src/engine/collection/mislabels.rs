@@ -17,7 +17,7 @@ use crate::engine::eval::{
 };
 use crate::engine::index::embed_files;
 use crate::engine::model::EmbeddingModel;
-use crate::engine::train::margins::SUSPECT_MARGIN_BELOW;
+use crate::engine::train::margins::{MarginEvidence, SUSPECT_MARGIN_BELOW};
 use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
 use crate::engine::{EngineError, Result};
 
@@ -110,6 +110,8 @@ pub struct MislabelBenchmark {
     pub margin_chosen: FinderScore,
     /// The training-margin finder at other thresholds.
     pub margin_curve: Vec<FinderScore>,
+    /// The same with the progress-weighted margin ([`MarginEvidence::late_margin`]).
+    pub late_margin_curve: Vec<FinderScore>,
     /// The neighbour vote (evaluation and map) at its threshold ([`MISLABEL_CONFIDENCE`]).
     pub chosen: FinderScore,
     /// The neighbour vote at other thresholds.
@@ -124,6 +126,7 @@ pub struct BenchPhoto {
     pub path: PathBuf,
     pub planted: bool,
     pub area_under_margin: Option<f64>,
+    pub late_margin: Option<f64>,
     pub beaten_share: Option<f64>,
     pub vote_confidence: Option<f64>,
 }
@@ -220,12 +223,16 @@ pub fn run_benchmark(
         .map(|&t| score_finder(&evidence, &planted, t))
         .collect();
     // The margin finder flags an area below the threshold: as a confidence, minus the area.
-    let margins: Vec<(PathBuf, Option<f64>)> = outcome
-        .label_evidence
-        .iter()
-        .map(|((path, _), e)| (path.clone(), e.map(|e| -e.area_under_margin)))
-        .collect();
-    let margin_score = |below: f64| {
+    let by = |pick: fn(&MarginEvidence) -> f64| -> Vec<(PathBuf, Option<f64>)> {
+        outcome
+            .label_evidence
+            .iter()
+            .map(|((path, _), e)| (path.clone(), e.as_ref().map(|e| -pick(e))))
+            .collect()
+    };
+    let uniform = by(|e| e.area_under_margin);
+    let late = by(|e| e.late_margin);
+    let margin_score = |margins: &[(PathBuf, Option<f64>)], below: f64| {
         // Strictly below the threshold, as the training summary lists them.
         let flagged: Vec<(PathBuf, Option<f64>)> = margins
             .iter()
@@ -247,6 +254,7 @@ pub fn run_benchmark(
             path: path.clone(),
             planted: planted_paths.contains(path.as_path()),
             area_under_margin: e.map(|e| e.area_under_margin),
+            late_margin: e.map(|e| e.late_margin),
             beaten_share: e.map(|e| f64::from(e.beaten) / f64::from(e.seen.max(1))),
             vote_confidence: votes.get(path.as_path()).copied().flatten(),
         })
@@ -256,8 +264,15 @@ pub fn run_benchmark(
         planted: planted.len(),
         train_secs: outcome.summary.train_secs,
         steps: outcome.summary.steps,
-        margin_chosen: margin_score(SUSPECT_MARGIN_BELOW),
-        margin_curve: MARGIN_THRESHOLDS.iter().map(|&t| margin_score(t)).collect(),
+        margin_chosen: margin_score(&late, SUSPECT_MARGIN_BELOW),
+        margin_curve: MARGIN_THRESHOLDS
+            .iter()
+            .map(|&t| margin_score(&uniform, t))
+            .collect(),
+        late_margin_curve: MARGIN_THRESHOLDS
+            .iter()
+            .map(|&t| margin_score(&late, t))
+            .collect(),
         chosen: score_finder(&evidence, &planted, MISLABEL_CONFIDENCE),
         curve,
         photos,

@@ -26,8 +26,8 @@ pub struct LabelSuspect {
     pub class: String,
     /// The class it looked most like while training.
     pub likely_class: String,
-    /// See [`MarginEvidence::area_under_margin`].
-    pub area_under_margin: f64,
+    /// Its progress-weighted mean margin ([`MarginEvidence::late_margin`]).
+    pub margin: f64,
     /// Times it was trained on.
     pub seen: u32,
     /// Times `likely_class` or another scored above its own class.
@@ -46,7 +46,8 @@ impl LabelSuspect {
     }
 }
 
-/// The photos whose area under the margin is below `below`, lowest (most doubtful) first.
+/// The photos whose progress-weighted margin is below `below`, lowest (most doubtful)
+/// first.
 /// `photos[i]` is the path and class index of the photo with `evidence[i]`.
 pub fn label_suspects(
     photos: &[(PathBuf, usize)],
@@ -60,17 +61,17 @@ pub fn label_suspects(
         .zip(evidence)
         .filter_map(|((path, class), evidence)| {
             let evidence = evidence.as_ref()?;
-            (evidence.area_under_margin < below).then(|| LabelSuspect {
+            (evidence.late_margin < below).then(|| LabelSuspect {
                 path: path.clone(),
                 class: name(*class),
                 likely_class: name(evidence.likely_class),
-                area_under_margin: evidence.area_under_margin,
+                margin: evidence.late_margin,
                 seen: evidence.seen,
                 beaten: evidence.beaten,
             })
         })
         .collect();
-    suspects.sort_by(|a, b| a.area_under_margin.total_cmp(&b.area_under_margin));
+    suspects.sort_by(|a, b| a.margin.total_cmp(&b.margin));
     suspects
 }
 
@@ -81,6 +82,9 @@ pub struct MarginLedger {
     /// Times each photo was trained on (with its margin recorded).
     seen: Vec<u32>,
     margin_sum: Vec<f64>,
+    /// The margins weighted by how far the run had come, and the weights' sum.
+    late_margin_sum: Vec<f64>,
+    late_weight: Vec<f64>,
     /// Times another class scored above the photo's own.
     beaten: Vec<u32>,
     /// Per photo and class (row-major), the sum of its cosines to that class's proxy.
@@ -93,6 +97,12 @@ pub struct MarginEvidence {
     /// Mean over the run of (cosine to its own class − largest cosine to another class),
     /// in −2..=2. Below zero: on average the photo looked more like another class.
     pub area_under_margin: f64,
+    /// The same mean with each margin weighted by how far the run had come when it was
+    /// measured (0 at the start, 1 at the end): the margins of a network that has learned
+    /// something count more than those of its random start, which are near zero for
+    /// every photo and only dilute the evidence.
+    #[serde(default)]
+    pub late_margin: f64,
     /// The other class it looked most like, on average.
     pub likely_class: usize,
     /// Times it was trained on.
@@ -107,15 +117,19 @@ impl MarginLedger {
             classes,
             seen: vec![0; images],
             margin_sum: vec![0.0; images],
+            late_margin_sum: vec![0.0; images],
+            late_weight: vec![0.0; images],
             beaten: vec![0; images],
             cosine_sum: vec![0.0; images * classes],
         }
     }
 
-    /// Records one batch: `images[b]` was trained with label `labels[b]` and scored
-    /// `cosines[b * classes + c]` against class `c`. Rows whose image or label is out of
-    /// range are ignored (they cannot come from the trainer's own batches).
-    pub fn record(&mut self, images: &[usize], labels: &[i64], cosines: &[f32]) {
+    /// Records one batch, measured `progress` (0..=1) into the run: `images[b]` was
+    /// trained with label `labels[b]` and scored `cosines[b * classes + c]` against class
+    /// `c`. Rows whose image or label is out of range are ignored (they cannot come from
+    /// the trainer's own batches).
+    pub fn record(&mut self, images: &[usize], labels: &[i64], cosines: &[f32], progress: f64) {
+        let weight = progress.clamp(0.0, 1.0);
         for (row, (&image, &label)) in images.iter().zip(labels).enumerate() {
             let Some(scores) = cosines.get(row * self.classes..(row + 1) * self.classes) else {
                 continue;
@@ -138,6 +152,8 @@ impl MarginLedger {
             let margin = f64::from(scores[own]) - best_other;
             self.seen[image] += 1;
             self.margin_sum[image] += margin;
+            self.late_margin_sum[image] += weight * margin;
+            self.late_weight[image] += weight;
             self.beaten[image] += u32::from(margin < 0.0);
             let sums = &mut self.cosine_sum[image * self.classes..(image + 1) * self.classes];
             for (sum, &s) in sums.iter_mut().zip(scores) {
@@ -163,8 +179,14 @@ impl MarginLedger {
                     .filter(|&(c, _)| c != own)
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .map(|(c, _)| c)?;
+                let late_margin = if self.late_weight[image] > 0.0 {
+                    self.late_margin_sum[image] / self.late_weight[image]
+                } else {
+                    self.margin_sum[image] / f64::from(seen)
+                };
                 Some(MarginEvidence {
                     area_under_margin: self.margin_sum[image] / f64::from(seen),
+                    late_margin,
                     likely_class,
                     seen,
                     beaten: self.beaten[image],
@@ -182,11 +204,13 @@ mod tests {
     fn the_area_is_the_mean_margin_and_the_likely_class_the_best_other_on_average() {
         let mut ledger = MarginLedger::new(2, 3);
         // Photo 0, label 0: margins 0.5 − 0.25 and 0.25 − 0.75 → mean (0.25 − 0.5) / 2.
-        ledger.record(&[0, 1], &[0, 2], &[0.5, 0.25, 0.0, 0.1, 0.2, 0.9]);
-        ledger.record(&[0], &[0], &[0.25, 0.0, 0.75]);
+        ledger.record(&[0, 1], &[0, 2], &[0.5, 0.25, 0.0, 0.1, 0.2, 0.9], 0.25);
+        ledger.record(&[0], &[0], &[0.25, 0.0, 0.75], 0.75);
         let evidence = ledger.evidence(&[0, 2]);
         let first = evidence[0].expect("seen twice");
         assert!((first.area_under_margin - (-0.125)).abs() < 1e-9);
+        // Weighted by progress: (0.25 × 0.25 + 0.75 × −0.5) / (0.25 + 0.75).
+        assert!((first.late_margin - (-0.3125)).abs() < 1e-9);
         assert_eq!(
             first.likely_class, 2,
             "cosine sums 0.25 (class 1) against 0.75"
@@ -208,6 +232,7 @@ mod tests {
         let evidence = |area: f64, likely_class: usize| {
             Some(MarginEvidence {
                 area_under_margin: area,
+                late_margin: area,
                 likely_class,
                 seen: 10,
                 beaten: 8,
@@ -247,7 +272,7 @@ mod tests {
             }
         }
         let mut ledger = MarginLedger::new(labels.len(), classes);
-        for _epoch in 0..20 {
+        for epoch in 0..20u32 {
             let images: Vec<usize> = (0..labels.len()).collect();
             // Cosines as a half-trained network gives them: near its true class's proxy.
             let mut cosines = Vec::with_capacity(images.len() * classes);
@@ -257,7 +282,7 @@ mod tests {
                     cosines.push(base + rng.f32() * 0.3);
                 }
             }
-            ledger.record(&images, &labels, &cosines);
+            ledger.record(&images, &labels, &cosines, f64::from(epoch) / 20.0);
         }
         let evidence = ledger.evidence(&labels);
         let photos: Vec<(PathBuf, usize)> = labels
@@ -279,8 +304,8 @@ mod tests {
     #[test]
     fn photos_never_recorded_have_no_evidence_and_bad_rows_are_ignored() {
         let mut ledger = MarginLedger::new(3, 2);
-        ledger.record(&[0, 7], &[1, 0], &[0.0, 1.0, 1.0, 0.0]);
-        ledger.record(&[1], &[5], &[0.0, 1.0]);
+        ledger.record(&[0, 7], &[1, 0], &[0.0, 1.0, 1.0, 0.0], 0.5);
+        ledger.record(&[1], &[5], &[0.0, 1.0], 0.5);
         let evidence = ledger.evidence(&[1, 0, 0]);
         assert!(evidence[0].is_some());
         assert!(evidence[1].is_none(), "its label was out of range");

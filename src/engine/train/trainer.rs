@@ -453,7 +453,7 @@ impl Trainer {
             let labels: Vec<i64> = batch.loaded.iter().map(|&i| self.labels[i]).collect();
             let loss = self.step(&batch.pixels, &labels, lr)?;
             if let (Some(ledger), Some(cosines)) = (&mut self.margins, self.last_cosines.take()) {
-                ledger.record(&batch.loaded, &labels, &cosines);
+                ledger.record(&batch.loaded, &labels, &cosines, at);
             }
             if !loss.is_finite() {
                 return Err(EngineError::Training(format!(
