@@ -91,3 +91,92 @@ fn main_screen_with_results_snapshot() {
     harness.run_steps(2);
     harness.snapshot("main_screen_with_results");
 }
+
+/// The Sort tab with an inbox's photos grouped by the folder suggested for each (the
+/// README's picture of it).
+#[test]
+fn sort_tab_snapshot() {
+    use likeness::engine::sort::{SortMethod, SortPlan, Suggestion};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rng = fastrand::Rng::with_seed(9);
+    let classes = ["daisy", "rose", "tulip"];
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    let confidences = [0.99, 0.97, 0.95, 0.93, 0.91, 0.72, 0.55];
+    let suggestions: Vec<Suggestion> = confidences
+        .iter()
+        .enumerate()
+        .map(|(i, &confidence)| {
+            let class = i % 3;
+            let photo = inbox.join(format!("IMG_{:04}.png", 2301 + i));
+            class_image(class, 3, 120, &mut rng)
+                .save(&photo)
+                .expect("save");
+            Suggestion {
+                photo,
+                best_folder: classes[class].to_string(),
+                confidence,
+                unsure: (confidence < 0.9).then(|| {
+                    format!(
+                        "'{}' at {:.0}% is below the 90% asked for",
+                        classes[class],
+                        confidence * 100.0
+                    )
+                }),
+            }
+        })
+        .collect();
+    let dirs = DataDirs::under(dir.path().join("data"));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .renderer(SoftwareRenderer::default())
+        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
+        .build_eframe(move |cc| {
+            LikenessApp::with_settings(&cc.egui_ctx, AppSettings::default(), dirs)
+        });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while harness.state().state.device == "detecting…" && Instant::now() < deadline {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = &mut harness.state_mut().state;
+    state.current.index = Some(likeness::worker::IndexSummary {
+        path: "library.likeness-index".into(),
+        folder: "/photos/flowers".into(),
+        images: 2534,
+        skipped: Vec::new(),
+        model_path: "flowers.safetensors".into(),
+        modified: None,
+        out_of_date: 0,
+        search: Default::default(),
+        typical_distance: None,
+    });
+    state.sort.inbox = Some("/photos/phone import".into());
+    state.sort.chosen = suggestions
+        .iter()
+        .map(|s| s.folder().map(String::from))
+        .collect();
+    state.sort.plan = Some(std::sync::Arc::new(SortPlan {
+        inbox: inbox.clone(),
+        library: "/photos/flowers".into(),
+        method: SortMethod::ClassProxies,
+        min_confidence: 0.9,
+        folders: classes.iter().map(|c| c.to_string()).collect(),
+        suggestions,
+        skipped: Vec::new(),
+    }));
+    state.view = likeness::app::CentralView::Sort;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        harness.step();
+        let app = harness.state();
+        if (app.thumbnails.len() == 7 && app.thumbnails.pending() == 0) || Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.state_mut().state.device = "CPU".into();
+    harness.run_steps(3);
+    harness.snapshot("sort_tab");
+}

@@ -190,7 +190,7 @@ fn card_ui(
                 return;
             };
             let shown = current.clone().unwrap_or_else(|| LEAVE.to_string());
-            egui::ComboBox::from_id_salt(("sort_choice", i))
+            egui::ComboBox::new(("sort_choice", i), "Folder")
                 .selected_text(shown)
                 .show_ui(ui, |ui| {
                     ui.selectable_value(current, None, LEAVE);
