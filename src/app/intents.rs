@@ -95,44 +95,8 @@ impl LikenessApp {
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }
-            Intent::PickInbox => {
-                if let Some(folder) = rfd::FileDialog::new()
-                    .set_title("Choose the folder of new photos to sort")
-                    .pick_folder()
-                {
-                    self.state.sort.inbox = Some(folder);
-                    self.state.sort.plan = None;
-                }
-            }
-            Intent::PlanSort => {
-                if let Some(inbox) = self.state.sort.inbox.clone() {
-                    let min_confidence = self.state.sort.min_confidence;
-                    self.send(Request::PlanSort {
-                        inbox,
-                        min_confidence,
-                    });
-                }
-            }
-            Intent::FileSort => {
-                let choices = self.state.sort.choices();
-                if !choices.is_empty() {
-                    match crate::engine::sort::new_journal_path(&self.state.dirs.sort_journals) {
-                        Ok(journal) => {
-                            let mode = self.state.sort.mode;
-                            self.send(Request::FileSort {
-                                choices,
-                                mode,
-                                journal,
-                            });
-                        }
-                        Err(error) => self.state.error(format!("Nothing was filed: {error}")),
-                    }
-                }
-            }
-            Intent::UndoSort => {
-                if let Some(journal) = self.state.sort.last_journal.clone() {
-                    self.send(Request::UndoSort { journal });
-                }
+            Intent::PickInbox | Intent::PlanSort | Intent::FileSort | Intent::UndoSort => {
+                self.sort_intent(&intent);
             }
             Intent::PickDuplicatesExport(kind) => self.pick_duplicates_export(kind),
             Intent::Paste => {
@@ -318,6 +282,53 @@ impl LikenessApp {
             } else {
                 ctx.request_repaint_after(std::time::Duration::from_secs_f64(PASTE_WAIT_SECS));
             }
+        }
+    }
+
+    /// The Sort tab's requests: choose an inbox, suggest folders, file, undo.
+    fn sort_intent(&mut self, intent: &Intent) {
+        match intent {
+            Intent::PickInbox => {
+                if let Some(folder) = rfd::FileDialog::new()
+                    .set_title("Choose the folder of new photos to sort")
+                    .pick_folder()
+                {
+                    self.state.sort.inbox = Some(folder);
+                    self.state.sort.plan = None;
+                }
+            }
+            Intent::PlanSort => {
+                if let Some(inbox) = self.state.sort.inbox.clone() {
+                    let min_confidence = self.state.sort.min_confidence;
+                    self.send(Request::PlanSort {
+                        inbox,
+                        min_confidence,
+                    });
+                }
+            }
+            Intent::FileSort => {
+                let choices = self.state.sort.choices();
+                if choices.is_empty() {
+                    return;
+                }
+                match crate::engine::sort::new_journal_path(&self.state.dirs.sort_journals) {
+                    Ok(journal) => {
+                        let mode = self.state.sort.mode;
+                        self.send(Request::FileSort {
+                            choices,
+                            mode,
+                            journal,
+                        });
+                    }
+                    Err(error) => self.state.error(format!("Nothing was filed: {error}")),
+                }
+            }
+            Intent::UndoSort => {
+                if let Some(journal) = self.state.sort.last_journal.clone() {
+                    self.send(Request::UndoSort { journal });
+                }
+            }
+            _ => {}
         }
     }
 }

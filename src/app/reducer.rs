@@ -256,6 +256,38 @@ impl AppState {
         }
     }
 
+    /// Suggestions for an inbox: each photo starts in the folder suggested when sure.
+    fn sort_planned(&mut self, plan: Arc<crate::engine::sort::SortPlan>) {
+        self.sort.chosen = plan
+            .suggestions
+            .iter()
+            .map(|s| s.folder().map(String::from))
+            .collect();
+        self.sort.plan = Some(plan);
+        self.view = CentralView::Sort;
+    }
+
+    /// A sort was undone: say what came back and what was left, and why.
+    fn sort_undone(
+        &mut self,
+        report: &crate::engine::sort::UndoReport,
+        index: &crate::worker::IndexSummary,
+    ) {
+        self.duplicates = None;
+        self.map.shown = None;
+        self.sort.last_journal = None;
+        let mut text = format!(
+            "Undid the last sort: {} removed, {} moved back to the inbox; the index has {} now.",
+            plural(report.removed.len(), "copy", "copies"),
+            plural(report.restored.len(), "photo", "photos"),
+            plural(index.images, "photo", "photos")
+        );
+        for left in &report.left {
+            text.push_str(&format!("\nLeft as it is: {left}"));
+        }
+        self.info(text);
+    }
+
     /// Photos were filed: say what happened to each kind, and offer Undo.
     fn sorted(
         &mut self,
@@ -411,32 +443,9 @@ impl AppState {
                 summary,
                 index,
             } => self.retrained(&model_path, &summary, index.as_ref(), effects),
-            Outcome::SortPlanned(plan) => {
-                self.sort.chosen = plan
-                    .suggestions
-                    .iter()
-                    .map(|s| s.folder().map(String::from))
-                    .collect();
-                self.sort.plan = Some(plan);
-                self.view = CentralView::Sort;
-            }
+            Outcome::SortPlanned(plan) => self.sort_planned(plan),
             Outcome::SortFiled { report, index } => self.sorted(&report, &index),
-            Outcome::SortUndone { report, index } => {
-                self.duplicates = None;
-                self.map.shown = None;
-                self.sort.last_journal = None;
-                let mut text = format!(
-                    "Undid the last sort: {} removed, {} moved back to the inbox; the index \
-                     has {} now.",
-                    plural(report.removed.len(), "copy", "copies"),
-                    plural(report.restored.len(), "photo", "photos"),
-                    plural(index.images, "photo", "photos")
-                );
-                for left in &report.left {
-                    text.push_str(&format!("\nLeft as it is: {left}"));
-                }
-                self.info(text);
-            }
+            Outcome::SortUndone { report, index } => self.sort_undone(&report, &index),
             Outcome::PhotosCopied { count, folder } => self.info(format!(
                 "Copied {} to {} (with photos.csv saying where each came from).",
                 plural(count, "photo", "photos"),

@@ -343,16 +343,8 @@ pub fn fine_tune(
     wanted.sort();
     wanted.dedup();
     let pixels = decode_all(wanted, &preprocess, cancel)?;
-    let (pairs, skipped_marks) = usable_pairs(marks, &pixels);
-    if pairs.is_empty() {
-        return Err(EngineError::Dataset(format!(
-            "none of the {} marked photos could be read",
-            marks.marks.len()
-        )));
-    }
-    let (pairs, held_out) = hold_out_marks(pairs);
     // Every pair is measured before and after; only `pairs` are trained on.
-    let measured: Vec<Mark> = pairs.iter().chain(&held_out).cloned().collect();
+    let (pairs, measured, skipped_marks) = marked_pairs(marks, &pixels)?;
     let anchor_paths: Vec<PathBuf> = anchor_candidates
         .into_iter()
         .filter(|p| pixels.contains_key(p))
@@ -466,6 +458,24 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// The marked pairs whose photos decoded: those to train on, every pair to measure (the
+/// trained ones first, then those held out), and how many marks were left out.
+fn marked_pairs(
+    marks: &Marks,
+    pixels: &HashMap<PathBuf, Vec<f32>>,
+) -> Result<(Vec<Mark>, Vec<Mark>, usize)> {
+    let (pairs, skipped_marks) = usable_pairs(marks, pixels);
+    if pairs.is_empty() {
+        return Err(EngineError::Dataset(format!(
+            "none of the {} marked photos could be read",
+            marks.marks.len()
+        )));
+    }
+    let (pairs, held_out) = hold_out_marks(pairs);
+    let measured: Vec<Mark> = pairs.iter().chain(&held_out).cloned().collect();
+    Ok((pairs, measured, skipped_marks))
 }
 
 /// From this many usable marked pairs on, some are kept out of fine-tuning to check it.

@@ -310,27 +310,7 @@ pub fn train(
         summary.epochs + earlier.map_or(0, |e| e.epochs),
         &data.training.dataset.classes,
     );
-    let label_evidence: Vec<_> = data
-        .training
-        .dataset
-        .images
-        .iter()
-        .cloned()
-        .zip(
-            trainer
-                .margin_evidence()
-                .into_iter()
-                .chain(std::iter::repeat(None)),
-        )
-        .collect();
-    let (photos, evidence): (Vec<_>, Vec<_>) = label_evidence.iter().cloned().unzip();
-    summary.labels_checked = evidence.iter().filter(|e| e.is_some()).count();
-    summary.label_suspects = margins::label_suspects(
-        &photos,
-        &evidence,
-        &data.training.dataset.classes,
-        margins::SUSPECT_MARGIN_BELOW,
-    );
+    let label_evidence = check_labels(&trainer, &data, &mut summary);
     trainer.show_average(true);
     monitor.finish(&mut trainer, &mut summary)?;
     let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
@@ -513,6 +493,37 @@ fn build_model(
         None => None,
     };
     Ok((model, import))
+}
+
+/// Every training photo with what training said about its label; the doubtful ones go in
+/// `summary`.
+fn check_labels(
+    trainer: &Trainer,
+    data: &prepare::PreparedData,
+    summary: &mut TrainingSummary,
+) -> Vec<((PathBuf, usize), Option<margins::MarginEvidence>)> {
+    let label_evidence: Vec<_> = data
+        .training
+        .dataset
+        .images
+        .iter()
+        .cloned()
+        .zip(
+            trainer
+                .margin_evidence()
+                .into_iter()
+                .chain(std::iter::repeat(None)),
+        )
+        .collect();
+    let (photos, evidence): (Vec<_>, Vec<_>) = label_evidence.iter().cloned().unzip();
+    summary.labels_checked = evidence.iter().filter(|e| e.is_some()).count();
+    summary.label_suspects = margins::label_suspects(
+        &photos,
+        &evidence,
+        &data.training.dataset.classes,
+        margins::SUSPECT_MARGIN_BELOW,
+    );
+    label_evidence
 }
 
 /// The run's class proxies as a classifier, calibrated on the photos it held out when it
