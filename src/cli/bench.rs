@@ -92,15 +92,25 @@ fn mislabel_benchmark(
         report.images, report.planted, report.train_secs, report.steps
     );
     println!("Training margins (the training summary's \"Check these labels\"):");
-    println!("area below  flagged  planted among them  precision  recall");
-    for score in &report.margin_curve {
-        let mark = if (score.min_confidence - report.margin_chosen.min_confidence).abs() < 1e-9 {
+    println!(
+        "spreads below the mean  margin below  flagged  planted among them  precision  recall"
+    );
+    for (spreads, score) in &report.spreads_curve {
+        let mark = if (score.min_confidence - report.margin_chosen.min_confidence).abs() < 1e-12 {
             "  <- used"
         } else {
             ""
         };
         println!(
-            "{:>10.2}  {:>7}  {:>18}  {:>9.2}  {:>6.2}{mark}",
+            "{spreads:>22.2}  {:>12.3}  {:>7}  {:>18}  {:>9.2}  {:>6.2}{mark}",
+            -score.min_confidence, score.flagged, score.correct, score.precision, score.recall
+        );
+    }
+    println!("Mean margin over the run, at fixed thresholds:");
+    println!("area below  flagged  planted among them  precision  recall");
+    for score in &report.margin_curve {
+        println!(
+            "{:>10.2}  {:>7}  {:>18}  {:>9.2}  {:>6.2}",
             -score.min_confidence, score.flagged, score.correct, score.precision, score.recall
         );
     }

@@ -17,7 +17,7 @@ use crate::engine::eval::{
 };
 use crate::engine::index::embed_files;
 use crate::engine::model::EmbeddingModel;
-use crate::engine::train::margins::{MarginEvidence, SUSPECT_MARGIN_BELOW};
+use crate::engine::train::margins::{MarginEvidence, SUSPECT_SPREADS_BELOW, suspect_threshold};
 use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
 use crate::engine::{EngineError, Result};
 
@@ -106,12 +106,15 @@ pub struct MislabelBenchmark {
     pub train_secs: f64,
     pub steps: usize,
     /// The training-margin finder (what the training summary lists) at its threshold,
-    /// [`SUSPECT_MARGIN_BELOW`]. `min_confidence` is minus the area under the margin.
+    /// [`SUSPECT_SPREADS_BELOW`] standard deviations below the mean margin.
+    /// `min_confidence` is minus the margin threshold.
     pub margin_chosen: FinderScore,
     /// The training-margin finder at other thresholds.
     pub margin_curve: Vec<FinderScore>,
     /// The same with the progress-weighted margin ([`MarginEvidence::late_margin`]).
     pub late_margin_curve: Vec<FinderScore>,
+    /// The finder at thresholds of this many standard deviations below the mean margin.
+    pub spreads_curve: Vec<(f64, FinderScore)>,
     /// The neighbour vote (evaluation and map) at its threshold ([`MISLABEL_CONFIDENCE`]).
     pub chosen: FinderScore,
     /// The neighbour vote at other thresholds.
@@ -133,6 +136,8 @@ pub struct BenchPhoto {
 
 /// Areas under the margin the benchmark scores the margin finder at.
 const MARGIN_THRESHOLDS: [f64; 10] = [0.1, 0.05, 0.0, -0.05, -0.1, -0.15, -0.2, -0.25, -0.3, -0.4];
+/// Standard deviations below the mean margin the benchmark scores the finder at.
+const SPREADS: [f64; 6] = [1.5, 2.0, 2.25, 2.5, 2.75, 3.0];
 
 /// Scores the finder at `min_confidence`, given each image's evidence.
 pub fn score_finder(
@@ -232,6 +237,10 @@ pub fn run_benchmark(
     };
     let uniform = by(|e| e.area_under_margin);
     let late = by(|e| e.late_margin);
+    let margin_evidence: Vec<Option<MarginEvidence>> =
+        outcome.label_evidence.iter().map(|(_, e)| *e).collect();
+    let spreads_below =
+        |k: f64| suspect_threshold(&margin_evidence, k).unwrap_or(f64::NEG_INFINITY);
     let margin_score = |margins: &[(PathBuf, Option<f64>)], below: f64| {
         // Strictly below the threshold, as the training summary lists them.
         let flagged: Vec<(PathBuf, Option<f64>)> = margins
@@ -264,7 +273,11 @@ pub fn run_benchmark(
         planted: planted.len(),
         train_secs: outcome.summary.train_secs,
         steps: outcome.summary.steps,
-        margin_chosen: margin_score(&late, SUSPECT_MARGIN_BELOW),
+        margin_chosen: margin_score(&late, spreads_below(SUSPECT_SPREADS_BELOW)),
+        spreads_curve: SPREADS
+            .iter()
+            .map(|&k| (k, margin_score(&late, spreads_below(k))))
+            .collect(),
         margin_curve: MARGIN_THRESHOLDS
             .iter()
             .map(|&t| margin_score(&uniform, t))

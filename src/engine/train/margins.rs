@@ -14,9 +14,25 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// A photo goes on the "check its label" list when its area under the margin is below
-/// this. PLACEHOLDER_CALIBRATION
-pub const SUSPECT_MARGIN_BELOW: f64 = -0.1;
+/// A photo goes on the "check its label" list when its progress-weighted margin is this
+/// many standard deviations below the mean of every photo's: an outlier of the folder's
+/// own margins, whatever their scale (it moves with the temperature and the length of the
+/// run). Chosen on planted mistakes (`likeness bench --plant-mislabels 0.02`, three seeds,
+/// docs/quality.md) for a short list that is mostly right.
+pub const SUSPECT_SPREADS_BELOW: f64 = 2.5;
+
+/// The margin below which a photo is listed: the mean of `evidence`'s progress-weighted
+/// margins minus `spreads` standard deviations (`None` with fewer than 2 photos).
+pub fn suspect_threshold(evidence: &[Option<MarginEvidence>], spreads: f64) -> Option<f64> {
+    let margins: Vec<f64> = evidence.iter().flatten().map(|e| e.late_margin).collect();
+    if margins.len() < 2 {
+        return None;
+    }
+    let n = margins.len() as f64;
+    let mean = margins.iter().sum::<f64>() / n;
+    let spread = (margins.iter().map(|m| (m - mean) * (m - mean)).sum::<f64>() / n).sqrt();
+    Some(mean - spreads * spread)
+}
 
 /// A photo whose label training doubts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +62,8 @@ impl LabelSuspect {
     }
 }
 
-/// The photos whose progress-weighted margin is below `below`, lowest (most doubtful)
-/// first.
+/// The photos whose progress-weighted margin is below `below` (see
+/// [`suspect_threshold`]), lowest (most doubtful) first.
 /// `photos[i]` is the path and class index of the photo with `evidence[i]`.
 pub fn label_suspects(
     photos: &[(PathBuf, usize)],
@@ -291,7 +307,9 @@ mod tests {
             .map(|(i, &l)| (PathBuf::from(format!("{i}.png")), l as usize))
             .collect();
         let names = vec!["a".to_string(), "b".to_string()];
-        let suspects = label_suspects(&photos, &evidence, &names, SUSPECT_MARGIN_BELOW);
+        let below = suspect_threshold(&evidence, SUSPECT_SPREADS_BELOW).expect("threshold");
+        assert!(below < 0.0, "{below}");
+        let suspects = label_suspects(&photos, &evidence, &names, below);
         let mut listed: Vec<String> = suspects
             .iter()
             .map(|s| s.path.display().to_string())

@@ -517,12 +517,10 @@ fn check_labels(
         .collect();
     let (photos, evidence): (Vec<_>, Vec<_>) = label_evidence.iter().cloned().unzip();
     summary.labels_checked = evidence.iter().filter(|e| e.is_some()).count();
-    summary.label_suspects = margins::label_suspects(
-        &photos,
-        &evidence,
-        &data.training.dataset.classes,
-        margins::SUSPECT_MARGIN_BELOW,
-    );
+    summary.label_suspects = margins::suspect_threshold(&evidence, margins::SUSPECT_SPREADS_BELOW)
+        .map_or_else(Vec::new, |below| {
+            margins::label_suspects(&photos, &evidence, &data.training.dataset.classes, below)
+        });
     label_evidence
 }
 
