@@ -317,7 +317,7 @@ pub fn file_photos(
         .append(true)
         .open(journal)
         .map_err(|e| EngineError::io(journal, e))?;
-    let mut known: HashMap<PathBuf, HashMap<u64, PathBuf>> = HashMap::new();
+    let mut known: HashMap<PathBuf, FolderContents> = HashMap::new();
     for (photo, folder) in choices {
         if cancel.load(Ordering::Relaxed) {
             report.cancelled = true;
@@ -347,8 +347,8 @@ pub fn file_photos(
         let content = xxhash_rust::xxh3::xxh3_64(&bytes);
         let contents = known
             .entry(destination_folder.clone())
-            .or_insert_with(|| folder_contents(&destination_folder));
-        if let Some(existing) = contents.get(&content) {
+            .or_insert_with(|| FolderContents::list(&destination_folder));
+        if let Some(existing) = contents.same_bytes(bytes.len() as u64, content) {
             report.already_there.push((photo.clone(), existing.clone()));
             continue;
         }
@@ -379,7 +379,7 @@ pub fn file_photos(
         };
         match result {
             Ok(()) => {
-                contents.insert(content, to);
+                contents.add(bytes.len() as u64, content, to);
                 report.filed.push(filed);
             }
             Err(error) => report.failed.push(SkippedFile {
@@ -391,20 +391,54 @@ pub fn file_photos(
     Ok(report)
 }
 
-/// Every file of `folder` by the XXH3 of its bytes (files that cannot be read are left
-/// out: they cannot be the same photo as far as anyone can tell).
-fn folder_contents(folder: &Path) -> HashMap<u64, PathBuf> {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return HashMap::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            let bytes = super::files::read_regular(&e.path(), 1 << 30, "a photo").ok()?;
-            Some((xxhash_rust::xxh3::xxh3_64(&bytes), e.path()))
-        })
-        .collect()
+/// The files of a library folder by size, each hashed only when a photo of the same size
+/// is filed there: a folder of thousands of photos is listed, not read.
+struct FolderContents {
+    /// Size → (file, its XXH3 once computed).
+    by_size: HashMap<u64, Vec<(PathBuf, Option<u64>)>>,
+}
+
+impl FolderContents {
+    fn list(folder: &Path) -> Self {
+        let mut by_size: HashMap<u64, Vec<(PathBuf, Option<u64>)>> = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(folder) {
+            for entry in entries.flatten() {
+                if let Ok(metadata) = entry.metadata()
+                    && metadata.is_file()
+                {
+                    by_size
+                        .entry(metadata.len())
+                        .or_default()
+                        .push((entry.path(), None));
+                }
+            }
+        }
+        Self { by_size }
+    }
+
+    /// A file with these bytes (this size and XXH3), if the folder has one. Files that
+    /// cannot be read are not the same photo as far as anyone can tell.
+    fn same_bytes(&mut self, size: u64, content: u64) -> Option<PathBuf> {
+        let candidates = self.by_size.get_mut(&size)?;
+        for (path, hash) in candidates.iter_mut() {
+            if hash.is_none() {
+                *hash = super::files::read_regular(path, 1 << 30, "a photo")
+                    .ok()
+                    .map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes));
+            }
+            if *hash == Some(content) {
+                return Some(path.clone());
+            }
+        }
+        None
+    }
+
+    fn add(&mut self, size: u64, content: u64, path: PathBuf) {
+        self.by_size
+            .entry(size)
+            .or_default()
+            .push((path, Some(content)));
+    }
 }
 
 /// `wanted`, or `NAME (2).EXT`, `NAME (3).EXT`… the first that does not exist.
