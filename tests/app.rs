@@ -1464,42 +1464,79 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     harness
         .get_by_label("Retrain with my marks")
         .click_accesskit();
-    run_until(&mut harness, "the retrained model and index", |app| {
+    // A tiny untrained model may move a marked pair the wrong way in 5 s; then the retrain
+    // is refused (issue #26 item 2) and nothing changes. Either way the notice says so.
+    run_until(&mut harness, "the retrain's outcome", |app| {
         app.state.is_idle()
-            && app
-                .state
-                .current
-                .model
-                .as_ref()
-                .is_some_and(|m| m.path.to_string_lossy().contains("-marks-"))
             && app
                 .state
                 .notices
                 .iter()
                 .any(|n| n.text.contains("Retrained with 2 marks for "))
     });
-    run_until(&mut harness, "results from the new model", |app| {
-        app.state.is_idle()
-            && app
-                .state
-                .search
-                .shown
-                .as_ref()
-                .is_some_and(|s| s.hits.len() == 5)
-    });
-    assert!(old_model.exists(), "the old model is kept");
-    let new_model = harness
+    let kept = harness
         .state()
         .state
         .current
         .model
         .as_ref()
-        .expect("model")
-        .path
-        .clone();
-    assert_ne!(new_model, old_model);
-    let info = likeness::engine::model::read_model_info(&new_model).expect("info");
-    assert_eq!(info.summary.fine_tuned_from_marks.len(), 1);
+        .is_some_and(|m| m.path.to_string_lossy().contains("-marks-"));
+    let notice = harness
+        .state()
+        .state
+        .notices
+        .iter()
+        .find(|n| n.text.contains("Retrained with 2 marks for "))
+        .cloned()
+        .expect("notice");
+    assert!(old_model.exists(), "the old model is kept");
+    if kept {
+        assert!(!notice.is_error, "{}", notice.text);
+        run_until(&mut harness, "results from the new model", |app| {
+            app.state.is_idle()
+                && app
+                    .state
+                    .search
+                    .shown
+                    .as_ref()
+                    .is_some_and(|s| s.hits.len() == 5)
+        });
+        let new_model = harness
+            .state()
+            .state
+            .current
+            .model
+            .as_ref()
+            .expect("model")
+            .path
+            .clone();
+        assert_ne!(new_model, old_model);
+        let info = likeness::engine::model::read_model_info(&new_model).expect("info");
+        assert_eq!(info.summary.fine_tuned_from_marks.len(), 1);
+    } else {
+        assert!(
+            notice.is_error,
+            "a refusal is not a success: {}",
+            notice.text
+        );
+        assert!(
+            notice.text.contains("The retrained model was not kept")
+                && (notice.text.contains(": farther") || notice.text.contains(": closer")),
+            "{}",
+            notice.text
+        );
+        assert_eq!(
+            harness
+                .state()
+                .state
+                .current
+                .model
+                .as_ref()
+                .map(|m| m.path.clone()),
+            Some(old_model.clone()),
+            "a refused retrain leaves the model as it was"
+        );
+    }
     assert_eq!(
         harness.state().state.marks.list().len(),
         2,
