@@ -15,6 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 classes=()
 for class_dir in "$source_dir"/*/; do classes+=("$(basename "$class_dir")"); done
+unset class_dir
 last=${classes[-1]}
 for class in "${classes[@]}"; do
   mkdir -p "$work/train/$class" "$work/known/$class" "$work/inbox"
@@ -28,7 +29,7 @@ for class in "${classes[@]}"; do
       cp "$file" "$work/inbox/$class--$(basename "$file")"
     fi
     i=$((i + 1))
-  done < <(find "$class_dir" -maxdepth 1 -type f | sort)
+  done < <(find "$source_dir/$class" -maxdepth 1 -type f | sort)
 done
 # For the open-set run the unknown class's training photos join the inbox too.
 mkdir -p "$work/inbox-open"
