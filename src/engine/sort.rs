@@ -573,6 +573,74 @@ mod tests {
         std::fs::write(path, bytes).expect("write");
     }
 
+    /// The plan's rules: sure first, most confident first; below the confidence asked
+    /// for, or fitting no folder, a photo is unsure and says why; the method says whether
+    /// the confidences are calibrated; without proxies an index must be given.
+    #[test]
+    fn the_plan_files_the_sure_ones_and_says_why_the_others_wait() {
+        use crate::engine::model::classifier::Classifier;
+        let dir = tempfile::tempdir().expect("dir");
+        let model_path = dir.path().join("tiny.safetensors");
+        crate::engine::synthetic::write_tiny_model(&model_path).expect("model");
+        let (mut model, _) =
+            crate::engine::model::load_model(&model_path, tch::Device::Cpu).expect("load");
+        let inbox_root = dir.path().join("inbox");
+        crate::engine::synthetic::write_dataset(&inbox_root, 2, 3, 32, 4).expect("photos");
+        let inbox = super::super::data::scan_folder(&inbox_root, u64::MAX).expect("scan");
+        let library = dir.path().join("library");
+        let no_cancel = AtomicBool::new(false);
+        let plan_with = |model: &EmbeddingModel, min_confidence: f64| {
+            plan(
+                model,
+                &inbox,
+                &library,
+                None,
+                min_confidence,
+                &|_| {},
+                &no_cancel,
+            )
+        };
+        let error = plan_with(&model, 0.5).expect_err("no proxies, no index");
+        assert!(error.to_string().contains("index the library"), "{error}");
+
+        let dimension = model.config.embedding_dim;
+        let proxies: Vec<f32> = (0..2 * dimension)
+            .map(|i| ((i * 7) % 5) as f32 - 2.0)
+            .collect();
+        model.classifier = Some(Classifier::new(
+            vec!["rose".into(), "tulip".into()],
+            &proxies,
+            dimension,
+            0.5,
+        ));
+        let all_sure = plan_with(&model, 0.0).expect("plan");
+        assert_eq!(all_sure.method, SortMethod::UncalibratedProxies);
+        assert_eq!(all_sure.folders, ["rose", "tulip"]);
+        assert_eq!(all_sure.suggestions.len(), 6);
+        assert!(all_sure.suggestions.iter().all(|s| s.folder().is_some()));
+        let confidences: Vec<f64> = all_sure.suggestions.iter().map(|s| s.confidence).collect();
+        assert!(
+            confidences.windows(2).all(|w| w[0] >= w[1]),
+            "{confidences:?}"
+        );
+
+        let none_sure = plan_with(&model, 1.0).expect("plan");
+        for suggestion in &none_sure.suggestions {
+            let why = suggestion.unsure.as_deref().expect("unsure");
+            assert!(why.contains("is below the 100% asked for"), "{why}");
+        }
+        if let Some(classifier) = &mut model.classifier {
+            classifier.info.calibrated_on = 40;
+            classifier.info.fits_below = Some(1.5);
+        }
+        let fits_none = plan_with(&model, 0.0).expect("plan");
+        assert_eq!(fits_none.method, SortMethod::ClassProxies);
+        for suggestion in &fits_none.suggestions {
+            let why = suggestion.unsure.as_deref().expect("unsure");
+            assert!(why.contains("looks like none of the folders"), "{why}");
+        }
+    }
+
     #[test]
     fn overlapping_inbox_and_library_are_refused() {
         let dir = tempfile::tempdir().expect("dir");
