@@ -300,7 +300,7 @@ pub struct FilingReport {
 }
 
 /// Files each `(photo, folder)` into `library/folder`, writing each filing to `journal`
-/// first.
+/// (a new file) first.
 pub fn file_photos(
     choices: &[(PathBuf, String)],
     library: &Path,
@@ -312,11 +312,18 @@ pub fn file_photos(
         journal: journal.to_path_buf(),
         ..Default::default()
     };
+    // A new file only: a journal never writes into a file that is already there.
     let mut journal_file = std::fs::OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .append(true)
         .open(journal)
-        .map_err(|e| EngineError::io(journal, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => EngineError::Config(format!(
+                "{} already exists: a sort journal is always a new file",
+                journal.display()
+            )),
+            _ => EngineError::io(journal, e),
+        })?;
     let mut known: HashMap<PathBuf, FolderContents> = HashMap::new();
     for (photo, folder) in choices {
         if cancel.load(Ordering::Relaxed) {
@@ -695,6 +702,17 @@ mod tests {
         );
         // A folder name that leaves the library is refused.
         let escape = vec![(inbox.join("a.jpg"), "../elsewhere".to_string())];
+        // A journal is always a new file: one that exists is never written into.
+        let error = file_photos(
+            &escape,
+            &library,
+            FileMode::Copy,
+            &journal,
+            &AtomicBool::new(false),
+        )
+        .expect_err("the journal exists");
+        assert!(error.to_string().contains("always a new file"), "{error}");
+        let journal = dir.path().join("escape.jsonl");
         let report = file_photos(
             &escape,
             &library,
@@ -807,8 +825,9 @@ mod tests {
         std::fs::copy(&half.from, &half.to).expect("copy");
         // And a cancel stops between photos, never inside one.
         let cancel = AtomicBool::new(true);
+        let later = dir.path().join("later.jsonl");
         let report =
-            file_photos(&choices[4..], &library, FileMode::Move, &journal, &cancel).expect("file");
+            file_photos(&choices[4..], &library, FileMode::Move, &later, &cancel).expect("file");
         assert!(report.cancelled && report.filed.is_empty());
         let leftovers: Vec<_> = std::fs::read_dir(library.join("rose"))
             .expect("list")
