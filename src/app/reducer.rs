@@ -309,6 +309,9 @@ impl AppState {
             plural(report.filed.len(), "photo", "photos"),
             plural(index.images, "photo", "photos")
         );
+        if report.cancelled {
+            text.push_str("\nStopped when you cancelled: the other photos are still in the inbox.");
+        }
         for (photo, existing) in &report.already_there {
             text.push_str(&format!(
                 "\n{} is already in the library as {}: not filed again.",

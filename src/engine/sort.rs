@@ -381,7 +381,7 @@ pub fn file_photos(
             .and_then(|()| journal_file.sync_data())
             .map_err(|e| EngineError::io(journal, e))?;
         let result = match mode {
-            FileMode::Copy => super::atomic::write_atomic(&to, &bytes),
+            FileMode::Copy => write_new(&to, &bytes),
             FileMode::Move => move_file(photo, &to, &bytes),
         };
         match result {
@@ -467,14 +467,29 @@ fn free_name(wanted: &Path) -> PathBuf {
         .unwrap_or_else(|| wanted.to_path_buf())
 }
 
-/// Moves `from` to `to` (which does not exist): a rename, or across file systems a copy
-/// written atomically, then the original removed.
+/// Moves `from` to `to`: a hard link, or across file systems a copy written whole
+/// ([`write_new`]), then the original removed. Never replaces a file at `to` (a rename
+/// would, were one to appear there after the name was chosen).
 fn move_file(from: &Path, to: &Path, bytes: &[u8]) -> Result<()> {
-    if std::fs::rename(from, to).is_ok() {
-        return Ok(());
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(EngineError::io(to, e));
+        }
+        Err(_) => write_new(to, bytes)?,
     }
-    super::atomic::write_atomic(to, bytes)?;
     std::fs::remove_file(from).map_err(|e| EngineError::io(from, e))
+}
+
+/// Writes `bytes` to `to`, which must not exist: whole into a temporary file beside it,
+/// then linked into place (a link, unlike a rename, refuses a name that is taken).
+fn write_new(to: &Path, bytes: &[u8]) -> Result<()> {
+    let folder = to.parent().unwrap_or(Path::new("."));
+    let temporary = folder.join(super::atomic::temporary_name());
+    super::atomic::write_atomic(&temporary, bytes)?;
+    let linked = std::fs::hard_link(&temporary, to).map_err(|e| EngineError::io(to, e));
+    std::fs::remove_file(&temporary).ok();
+    linked
 }
 
 /// Where journals go in Likeness' data folder.

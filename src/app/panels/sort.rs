@@ -40,7 +40,10 @@ pub fn sort_ui(
         ui.label("Sure from");
         if ui
             .add(egui::Slider::new(&mut percent, 50.0..=100.0).suffix(" %"))
-            .on_hover_text("Photos less sure than this wait as unsure until you choose")
+            .on_hover_text(
+                "Photos less sure than this wait as unsure until you choose a folder for \
+                 them; a change applies when you Suggest folders again",
+            )
             .changed()
         {
             state.sort.min_confidence = percent / 100.0;
