@@ -10,6 +10,9 @@
 //! - marks: `likeness train --feedback` for `LIKENESS_BENCH_TUNE_SECS` (default 60 s).
 //!   When it refuses its model (a marked pair moved against its mark, or the held-out
 //!   marks went the wrong way), the person keeps the base model, and so does the row;
+//! - marks with classes: the same, with `--with-classes` (the library held in its class
+//!   folders by the training loss, the marked photos as hard examples, instead of each
+//!   photo held where it was); refused the same way;
 //! - baseline: `likeness train --init-model` (plain continued training on the class
 //!   folders, no marks) for as long.
 //!
@@ -167,10 +170,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         source.display()
     );
     println!(
-        "| seed | marks (not alike / alike) | base recall@1 / mAP@R | + marks {tune_secs} s | + plain training {tune_secs} s |"
+        "| seed | marks (not alike / alike) | base recall@1 / mAP@R | + marks {tune_secs} s | + marks with classes {tune_secs} s | + plain training {tune_secs} s |"
     );
-    println!("|---|---|---|---|---|");
-    let mut rows: Vec<[(f64, f64); 3]> = Vec::new();
+    println!("|---|---|---|---|---|---|");
+    let mut rows: Vec<[(f64, f64); 4]> = Vec::new();
     for seed in SEEDS {
         let dir = tempfile::tempdir()?;
         let library = dir.path().join("library");
@@ -194,27 +197,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let marks = simulate_marks(&binary, &index, &library, seed)?;
         let marks_file = dir.path().join("marks.json");
         marks.save(&marks_file)?;
-        let tuned = dir.path().join("marks.safetensors");
-        let retrain = Command::new(&binary)
-            .args(["train", "--feedback"])
-            .arg(&marks_file)
-            .arg("--model")
-            .arg(&base)
-            .arg("--data")
-            .arg(&library)
-            .arg("--out")
-            .arg(&tuned)
-            .args(["--max-seconds", &tune_secs, "--seed", &seed.to_string()])
-            .output()?;
-        // A refused retrain writes nothing: the person keeps the base model.
-        let stderr = String::from_utf8_lossy(&retrain.stderr);
-        let (tuned, verdict) = if retrain.status.success() {
-            (tuned, "kept")
-        } else if stderr.contains("was not written") {
-            (base.clone(), "refused")
-        } else {
-            return Err(format!("retraining failed: {stderr}").into());
+        let retrain = |name: &str, with_classes: bool| -> Result<(PathBuf, &'static str), Box<dyn std::error::Error>> {
+            let tuned = dir.path().join(name);
+            let mut command = Command::new(&binary);
+            command
+                .args(["train", "--feedback"])
+                .arg(&marks_file)
+                .arg("--model")
+                .arg(&base)
+                .arg("--data")
+                .arg(&library)
+                .arg("--out")
+                .arg(&tuned)
+                .args(["--max-seconds", &tune_secs, "--seed", &seed.to_string()]);
+            if with_classes {
+                command.arg("--with-classes");
+            }
+            let retrain = command.output()?;
+            // A refused retrain writes nothing: the person keeps the base model.
+            let stderr = String::from_utf8_lossy(&retrain.stderr);
+            if retrain.status.success() {
+                Ok((tuned, "kept"))
+            } else if stderr.contains("was not written") {
+                Ok((base.clone(), "refused"))
+            } else {
+                Err(format!("retraining failed: {stderr}").into())
+            }
         };
+        let (tuned, verdict) = retrain("marks.safetensors", false)?;
+        let (with_classes, classes_verdict) = retrain("marks-classes.safetensors", true)?;
         let continued = dir.path().join("continued.safetensors");
         run(Command::new(&binary)
             .args(["train", "--data"])
@@ -227,10 +238,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let figures = [
             evaluate(&binary, &base, &library, &queries)?,
             evaluate(&binary, &tuned, &library, &queries)?,
+            evaluate(&binary, &with_classes, &library, &queries)?,
             evaluate(&binary, &continued, &library, &queries)?,
         ];
         println!(
-            "| {seed} | {} / {} | {:.3} / {:.3} | {:.3} / {:.3} ({verdict}) | {:.3} / {:.3} |",
+            "| {seed} | {} / {} | {:.3} / {:.3} | {:.3} / {:.3} ({verdict}) | {:.3} / {:.3} ({classes_verdict}) | {:.3} / {:.3} |",
             marks.not_alike(),
             marks.alike(),
             figures[0].0,
@@ -238,7 +250,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             figures[1].0,
             figures[1].1,
             figures[2].0,
-            figures[2].1
+            figures[2].1,
+            figures[3].0,
+            figures[3].1
         );
         rows.push(figures);
     }
@@ -247,14 +261,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| if metric == 0 { r[arm].0 } else { r[arm].1 })
             .collect()
     };
-    println!(
-        "| mean ± spread | | {} / {} | {} / {} | {} / {} |",
-        mean_spread(&column(0, 0)),
-        mean_spread(&column(0, 1)),
-        mean_spread(&column(1, 0)),
-        mean_spread(&column(1, 1)),
-        mean_spread(&column(2, 0)),
-        mean_spread(&column(2, 1)),
-    );
+    let cells: Vec<String> = (0..4)
+        .map(|arm| {
+            format!(
+                "{} / {}",
+                mean_spread(&column(arm, 0)),
+                mean_spread(&column(arm, 1))
+            )
+        })
+        .collect();
+    println!("| mean ± spread | | {} |", cells.join(" | "));
     Ok(())
 }

@@ -8,6 +8,8 @@
 #    the AUROC of the unsure score (1 - confidence, or 1 when it fits no folder).
 # One JSON line per measurement on stdout.
 # usage: scripts/sort_quality.sh CLASS_FOLDER TRAIN BUDGET_S "SEEDS"
+# With KEEP=DIR set, each run's model and plan are also copied there (model-RUN-SEED.*), and
+# the work folder's photo layout (train/, train4/, inbox/, inbox-open/) is kept in DIR/photos.
 set -euo pipefail
 source_dir=$(realpath "$1") train_count=$2 budget=$3 seeds=$4
 likeness=${LIKENESS:-target/release/likeness}
@@ -92,5 +94,11 @@ for seed in $seeds; do
     "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
       --min-confidence 0 --dry-run --json > "$work/plan.json" 2>"$work/sort.log"
     score "$run" "$work/plan.json" "$seed" "$steps" "$last"
+    if [[ -n ${KEEP:-} ]]; then
+      mkdir -p "$KEEP"
+      cp "$work/model.safetensors" "$KEEP/model-$run-$seed.safetensors"
+      cp "$work/plan.json" "$KEEP/plan-$run-$seed.json"
+      [[ -d $KEEP/photos ]] || cp -r "$work" "$KEEP/photos"
+    fi
   done
 done

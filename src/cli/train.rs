@@ -119,6 +119,11 @@ pub struct TrainArgs {
     /// The model to fine-tune with --feedback.
     #[arg(long, requires = "feedback")]
     pub model: Option<PathBuf>,
+    /// With --feedback, for a model trained with class folders (the default preset): hold
+    /// the library in its class folders with the training loss as well, the marked photos
+    /// among them as hard examples.
+    #[arg(long, requires = "feedback")]
+    pub with_classes: bool,
     /// Continue training this Likeness model on the class folders (instead of starting
     /// from scratch or from --weights); the result goes to --out.
     #[arg(long, conflicts_with_all = ["weights", "feedback"])]
@@ -180,6 +185,23 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
             .max_seconds
             .unwrap_or(crate::engine::feedback::DEFAULT_SECONDS),
         seed: args.seed.unwrap_or(1),
+        class_temperature: if args.with_classes {
+            let temperature = info
+                .summary
+                .settings
+                .as_ref()
+                .map(|s| s.temperature)
+                .filter(|_| model.classifier.is_some());
+            anyhow::ensure!(
+                temperature.is_some(),
+                "--with-classes needs a model trained on class folders with the default \
+                 preset; {} has no class proxies",
+                model_path.display()
+            );
+            temperature
+        } else {
+            None
+        },
         ..FineTune::default()
     };
     eprintln!(

@@ -30,7 +30,9 @@ use super::device::guard_libtorch;
 use super::model::EmbeddingModel;
 use super::model::{FineTuneSummary, PairChange};
 use super::progress::{FineTuning, OnProgress};
-use super::train::loss::{kept_in_place_loss, marked_pairs_loss};
+use super::train::loss::{
+    kept_in_place_loss, marked_pairs_loss, normalized_softmax_from_cosines, proxy_cosines,
+};
 use super::train::optimizer::AdamW;
 use super::{EngineError, Result};
 
@@ -290,6 +292,11 @@ pub struct FineTune {
     /// Library photos whose places are kept (at most this many, spread over the list).
     pub anchors: usize,
     pub seed: u64,
+    /// With a temperature, and a model that has class proxies: the library's photos are
+    /// also held in their class folders by the training loss at this temperature, the
+    /// marked photos among them as hard examples. `None`: the marked pairs and the photos
+    /// held in place only, which also works for models without class folders.
+    pub class_temperature: Option<f64>,
 }
 
 impl Default for FineTune {
@@ -299,13 +306,15 @@ impl Default for FineTune {
             learning_rate: 1e-4,
             anchors: 512,
             seed: 1,
+            class_temperature: None,
         }
     }
 }
 
-/// Pairs per step, and anchors per step.
+/// Pairs per step, anchors per step, and marked photos per step in the class term.
 const PAIRS_PER_STEP: usize = 16;
 const ANCHORS_PER_STEP: usize = 16;
+const HARD_PER_STEP: usize = 8;
 /// Alike pairs are pulled to within this share of the typical distance.
 const ALIKE_TARGET: f64 = 0.1;
 /// AdamW's weight decay for fine-tuning (torch's default).
@@ -350,6 +359,12 @@ pub fn fine_tune(
         .filter(|p| pixels.contains_key(p))
         .collect();
     let device = model.device();
+    let class_term = match (options.class_temperature, &model.classifier) {
+        (Some(temperature), Some(classifier)) => {
+            ClassTerm::new(classifier, temperature, &anchor_paths, &pairs, device)
+        }
+        _ => None,
+    };
     let photos_in = DecodedPhotos {
         pixels: &pixels,
         floats,
@@ -368,14 +383,19 @@ pub fn fine_tune(
         .iter()
         .map(|m| if m.alike { 1.0 } else { 0.0 })
         .collect();
-    let typical = guard_libtorch(|| match &anchor_targets {
-        Some(targets) if targets.size()[0] >= 2 => typical_distance(targets),
-        _ => typical_distance(&Tensor::cat(
-            &[embed(model, &queries), embed(model, &photos)],
-            0,
-        )),
-    })?;
-    let pair_distances = |model: &EmbeddingModel| -> Result<Vec<f64>> {
+    // The typical distance under a model: distances are judged on that scale, so a map
+    // that only grew or shrank as a whole (which ranks every photo as before) moves no pair.
+    let typical_under = |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<f64> {
+        guard_libtorch(|| match anchors {
+            Some(embedded) if embedded.size()[0] >= 2 => typical_distance(embedded),
+            _ => typical_distance(&Tensor::cat(
+                &[embed(model, &queries), embed(model, &photos)],
+                0,
+            )),
+        })
+    };
+    let typical = typical_under(model, anchor_targets.as_ref())?;
+    let pair_distances = |model: &EmbeddingModel, typical: f64| -> Result<Vec<f64>> {
         guard_libtorch(|| -> Result<Vec<f64>> {
             let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
             Ok(Vec::<f64>::try_from(
@@ -383,7 +403,7 @@ pub fn fine_tune(
             )?)
         })?
     };
-    let distances_before = pair_distances(model)?;
+    let distances_before = pair_distances(model, typical)?;
     let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
 
     // The same AdamW training uses (torch's defaults, weight decay 0.01).
@@ -399,8 +419,14 @@ pub fn fine_tune(
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        let chosen: Vec<&Mark> = (0..PAIRS_PER_STEP.min(pairs.len()))
-            .map(|_| &pairs[rng.usize(..pairs.len())])
+        let chosen_rows: Vec<usize> = (0..PAIRS_PER_STEP.min(pairs.len()))
+            .map(|_| rng.usize(..pairs.len()))
+            .collect();
+        let chosen: Vec<&Mark> = chosen_rows.iter().map(|&row| &pairs[row]).collect();
+        // `measured` starts with the trained pairs, so their rows match.
+        let step_before: Vec<f32> = chosen_rows
+            .iter()
+            .map(|&row| distances_before[row] as f32)
             .collect();
         let step_queries: Vec<&PathBuf> = chosen.iter().map(|m| &m.query).collect();
         let step_photos: Vec<&PathBuf> = chosen.iter().map(|m| &m.photo).collect();
@@ -420,7 +446,13 @@ pub fn fine_tune(
             let p = model.forward_t(&batch(&step_photos), false);
             let d = squared(&q, &p) / typical;
             let is_alike = Tensor::from_slice(&step_alike).to_device(device);
-            let mut loss = marked_pairs_loss(&d, &is_alike, ALIKE_TARGET);
+            let before = Tensor::from_slice(&step_before).to_device(device);
+            let mut loss = marked_pairs_loss(&d, &before, &is_alike, ALIKE_TARGET);
+            if let Some(term) = &class_term {
+                let (paths, labels) = term.sample(&mut rng);
+                let now = model.forward_t(&batch(&paths), false);
+                loss += term.loss(&now, &labels);
+            }
             if let Some(targets) = &anchor_targets
                 && !anchors.is_empty()
             {
@@ -441,7 +473,9 @@ pub fn fine_tune(
             budget_secs: options.seconds,
         });
     }
-    let distances_after = pair_distances(model)?;
+    let anchors_after = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
+    let typical_after = typical_under(model, anchors_after.as_ref())?;
+    let distances_after = pair_distances(model, typical_after)?;
     let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
     let mut changes = pair_changes(&measured, &distances_before, &distances_after);
     let held_out_changes = changes.split_off(pairs.len());
@@ -458,6 +492,81 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// The class-folder loss that holds the library in place in
+/// [`FineTune::class_temperature`]'s variant.
+struct ClassTerm {
+    proxies: Tensor,
+    temperature: f64,
+    /// Library photos in one of the classifier's folders, with the folder's row.
+    photos: Vec<(PathBuf, i64)>,
+    /// The marked photos (trained pairs only) in one of the folders.
+    hard: Vec<(PathBuf, i64)>,
+}
+
+impl ClassTerm {
+    /// `None` when no anchor sits in one of the classifier's folders.
+    fn new(
+        classifier: &super::model::classifier::Classifier,
+        temperature: f64,
+        anchors: &[PathBuf],
+        pairs: &[Mark],
+        device: tch::Device,
+    ) -> Option<Self> {
+        let class_of = |path: &Path| -> Option<i64> {
+            let folder = path.parent()?.file_name()?.to_str()?;
+            let row = classifier.info.classes.iter().position(|c| c == folder)?;
+            Some(row as i64)
+        };
+        let with_class = |path: &PathBuf| Some((path.clone(), class_of(path)?));
+        let photos: Vec<(PathBuf, i64)> = anchors.iter().filter_map(with_class).collect();
+        let mut hard: Vec<(PathBuf, i64)> = pairs
+            .iter()
+            .flat_map(|m| [&m.query, &m.photo])
+            .filter_map(with_class)
+            .collect();
+        hard.sort();
+        hard.dedup();
+        if photos.is_empty() {
+            return None;
+        }
+        let rows = classifier.info.classes.len() as i64;
+        let proxies = Tensor::from_slice(&classifier.proxies)
+            .view([rows, classifier.dimension as i64])
+            .to_device(device);
+        Some(Self {
+            proxies,
+            temperature,
+            photos,
+            hard,
+        })
+    }
+
+    /// One step's photos and their class rows: anchors, then marked photos.
+    fn sample(&self, rng: &mut fastrand::Rng) -> (Vec<&PathBuf>, Tensor) {
+        let mut chosen: Vec<&(PathBuf, i64)> = (0..ANCHORS_PER_STEP)
+            .map(|_| &self.photos[rng.usize(..self.photos.len())])
+            .collect();
+        if !self.hard.is_empty() {
+            chosen.extend(
+                (0..HARD_PER_STEP.min(self.hard.len()))
+                    .map(|_| &self.hard[rng.usize(..self.hard.len())]),
+            );
+        }
+        let labels: Vec<i64> = chosen.iter().map(|(_, class)| *class).collect();
+        let labels = Tensor::from_slice(&labels).to_device(self.proxies.device());
+        (chosen.into_iter().map(|(path, _)| path).collect(), labels)
+    }
+
+    fn loss(&self, embeddings: &Tensor, labels: &Tensor) -> Tensor {
+        normalized_softmax_from_cosines(
+            &proxy_cosines(embeddings, &self.proxies),
+            labels,
+            self.temperature,
+            0.0,
+        )
+    }
 }
 
 /// The marked pairs whose photos decoded: those to train on, every pair to measure (the
@@ -696,6 +805,60 @@ mod tests {
         );
         let held = vec![change(true, 0.5, 0.3), change(false, 0.6, 0.605)];
         assert_eq!(summary(good, held).refusal(), None, "noise is neither");
+    }
+
+    /// The class term of `--with-classes`: photos in the classifier's folders get their
+    /// folder's row, photos elsewhere are left out, the marked photos join as hard
+    /// examples, and its loss is lower when photos sit at their own proxy.
+    #[test]
+    fn the_class_term_labels_photos_by_their_folder_and_pulls_them_to_its_proxy() {
+        use crate::engine::model::classifier::Classifier;
+        let proxies = [1.0, 0.0, 0.0, 1.0];
+        let classifier = Classifier::new(vec!["rose".into(), "tulip".into()], &proxies, 2, 0.05);
+        let anchors: Vec<PathBuf> = ["lib/rose/a.jpg", "lib/tulip/b.jpg", "lib/other/c.jpg"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let pairs = vec![Mark {
+            query: "lib/rose/a.jpg".into(),
+            photo: "lib/tulip/d.jpg".into(),
+            alike: false,
+        }];
+        let term = ClassTerm::new(&classifier, 0.1, &anchors, &pairs, tch::Device::Cpu)
+            .expect("two anchors sit in the classifier's folders");
+        assert_eq!(
+            term.photos,
+            vec![
+                (PathBuf::from("lib/rose/a.jpg"), 0),
+                (PathBuf::from("lib/tulip/b.jpg"), 1)
+            ]
+        );
+        assert_eq!(
+            term.hard,
+            vec![
+                (PathBuf::from("lib/rose/a.jpg"), 0),
+                (PathBuf::from("lib/tulip/d.jpg"), 1)
+            ]
+        );
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (paths, labels) = term.sample(&mut rng);
+        assert_eq!(paths.len(), ANCHORS_PER_STEP + 2);
+        let labels = Vec::<i64>::try_from(labels).expect("labels");
+        for (path, label) in paths.iter().zip(&labels) {
+            let expected = if path.starts_with("lib/rose") { 0 } else { 1 };
+            assert_eq!(*label, expected, "{}", path.display());
+        }
+        let at_own = Tensor::from_slice(&[1.0f32, 0.1, 0.1, 1.0]).view([2, 2]);
+        let swapped = Tensor::from_slice(&[0.1f32, 1.0, 1.0, 0.1]).view([2, 2]);
+        let truth = Tensor::from_slice(&[0i64, 1]);
+        assert!(
+            term.loss(&at_own, &truth).double_value(&[])
+                < term.loss(&swapped, &truth).double_value(&[])
+        );
+        assert!(
+            ClassTerm::new(&classifier, 0.1, &anchors[2..], &[], tch::Device::Cpu).is_none(),
+            "no anchor in a class folder: no class term"
+        );
     }
 
     #[test]

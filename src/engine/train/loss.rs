@@ -106,12 +106,19 @@ pub fn normalized_softmax_from_cosines(
 }
 
 /// The loss of fine-tuning from marks, over `distance` (each marked pair's squared
-/// distance over the typical distance) and `is_alike` (1 for an alike pair, 0 for a
-/// not-alike one): alike pairs are pulled within `alike_target`, not-alike pairs pushed
-/// past the typical distance.
-pub fn marked_pairs_loss(distance: &Tensor, is_alike: &Tensor, alike_target: f64) -> Tensor {
-    let pull = (distance - alike_target).relu();
-    let push = (distance.neg() + 1.0).relu();
+/// distance over the typical distance), `before` (the same under the starting model) and
+/// `is_alike` (1 for an alike pair, 0 for a not-alike one): alike pairs are pulled within
+/// `alike_target`, not-alike pairs pushed past the typical distance, and neither may
+/// drift back past where it started (an alike pair already close stays as close, a
+/// not-alike pair already far stays as far), so that no pair moves against its mark.
+pub fn marked_pairs_loss(
+    distance: &Tensor,
+    before: &Tensor,
+    is_alike: &Tensor,
+    alike_target: f64,
+) -> Tensor {
+    let pull = (distance - before.clamp_max(alike_target)).relu();
+    let push = (before.clamp_min(1.0) - distance).relu();
     let is_apart = is_alike.neg() + 1.0;
     (is_alike * pull + is_apart * push).mean(Kind::Float)
 }
@@ -219,8 +226,15 @@ mod tests {
         let is_alike = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]);
         // Alike at 0.05: inside 0.1, no loss; alike at 0.5: 0.4; not alike at 2.0:
         // past the typical distance, no loss; not alike at 0.5: 0.5.
-        let loss = marked_pairs_loss(&distance, &is_alike, 0.1).double_value(&[]);
+        let started = Tensor::from_slice(&[0.5f32, 0.5, 0.5, 0.5]);
+        let loss = marked_pairs_loss(&distance, &started, &is_alike, 0.1).double_value(&[]);
         assert!((loss - 0.9 / 4.0).abs() < 1e-6, "{loss}");
+        // Pairs that started on the right side of their targets are held there: an alike
+        // pair that started at 0.02 and is now at 0.05 costs 0.03, a not-alike pair that
+        // started at 3.0 and is now at 2.0 costs 1.0.
+        let started = Tensor::from_slice(&[0.02f32, 0.5, 3.0, 0.5]);
+        let loss = marked_pairs_loss(&distance, &started, &is_alike, 0.1).double_value(&[]);
+        assert!((loss - (0.03 + 0.4 + 1.0 + 0.5) / 4.0).abs() < 1e-6, "{loss}");
         let before = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 1.0]).view([2, 2]);
         let now = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 3.0]).view([2, 2]);
         let kept = kept_in_place_loss(&now, &before, 2.0).double_value(&[]);
