@@ -8,13 +8,13 @@
 
 pub mod protocol;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 pub use protocol::{
     Command, CurrentModel, DuplicateExport, Event, HeldOutScore, IndexSummary, JobId, JobKind,
@@ -51,6 +51,8 @@ const COMMAND_CAPACITY: usize = 16;
 const QUERY_PREVIEW_PX: u32 = 320;
 /// Events waiting for the UI; training steps block here when the UI is far behind.
 const EVENT_CAPACITY: usize = 4096;
+/// How often a job that answers searches meanwhile looks for them.
+const ANSWER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How soon the window should show what the worker just sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +102,16 @@ impl WorkerHandle {
             .name("likeness-worker".into())
             .spawn(move || {
                 let mut worker = Worker {
+                    commands: command_receiver,
+                    deferred: VecDeque::new(),
                     events: event_sender,
-                    wake: Box::new(wake),
+                    wake: Arc::new(wake),
                     cancellation: worker_cancellation,
                     device: device.unwrap_or_else(tch::Device::cuda_if_available),
                     model: None,
                     index: None,
                 };
-                worker.run(&command_receiver);
+                worker.run();
             })
             .ok();
         Self {
@@ -208,8 +212,12 @@ impl OpenIndex {
 }
 
 struct Worker {
+    commands: Receiver<Command>,
+    /// Commands taken from the queue while a job answered searches, in their order:
+    /// they run next, before anything newer.
+    deferred: VecDeque<Command>,
     events: Sender<Event>,
-    wake: Box<dyn Fn(Wake) + Send + Sync>,
+    wake: Arc<dyn Fn(Wake) + Send + Sync>,
     cancellation: Arc<Mutex<Cancellation>>,
     device: tch::Device,
     /// The current model: trained, opened, or the one of the opened index.
@@ -225,9 +233,13 @@ impl Worker {
         (self.wake)(Wake::Now);
     }
 
-    fn run(&mut self, commands: &Receiver<Command>) {
+    fn run(&mut self) {
         self.emit(Event::Device(describe(self.device)));
-        for Command { job, request } in commands.iter() {
+        while let Some(Command { job, request }) = self
+            .deferred
+            .pop_front()
+            .or_else(|| self.commands.recv().ok())
+        {
             let kind = request.kind();
             let Some(cancel) = self.begin(job) else {
                 self.emit(Event::Cancelled { job, kind });
@@ -312,7 +324,7 @@ impl Worker {
                 DeviceChoice::Cpu
             };
         }
-        let progress = progress_reporter(&self.events, &self.wake, job);
+        let progress = progress_reporter(&self.events, &*self.wake, job);
         let outcome = train(&training, cancel, &|event| {
             progress(Progress::Training(event));
         })?;
@@ -385,7 +397,7 @@ impl Worker {
                 folder.display()
             )));
         }
-        let progress = progress_reporter(&self.events, &self.wake, job);
+        let progress = progress_reporter(&self.events, &*self.wake, job);
         let gallery = Gallery::build(
             &model,
             &scanned,
@@ -400,7 +412,9 @@ impl Worker {
 
     /// Fine-tunes a fresh copy of the current model from marks, writes it as a new file,
     /// and embeds the current index's folder with it into the same index file. Both
-    /// become current only once both are written.
+    /// become current only once both are written. Until then the current index keeps
+    /// answering searches: the slow part runs on a thread of its own
+    /// ([`Worker::answering_searches_while`]).
     fn fine_tune(
         &mut self,
         job: JobId,
@@ -427,51 +441,62 @@ impl Worker {
             .iter()
             .map(|i| i.path.clone())
             .collect();
-        let progress = progress_reporter(&self.events, &self.wake, job);
+        let folder = open.gallery.header.folder.clone();
+        let exclude = open.gallery.header.exclude.clone();
+        let index_path = open.path.clone();
         let options = FineTune {
             seconds,
             ..FineTune::default()
         };
-        let mut done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
-            progress(p.into())
+        let (events, wake) = (self.events.clone(), Arc::clone(&self.wake));
+        let new_model_path = model_path.to_path_buf();
+        let retrained = self.answering_searches_while(move || {
+            let progress = progress_reporter(&events, &*wake, job);
+            let done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
+                progress(p.into())
+            })?;
+            if done.refusal().is_some() {
+                // Refused before anything is written or embedded again: the current model
+                // and index stay, and the slow part (embedding the library again) is not
+                // paid.
+                return Ok((done, None));
+            }
+            let mut summary = info.summary.clone();
+            summary.fine_tuned_from_marks.push(done.clone());
+            // Fine-tuning moved the embeddings away from the class proxies: sorting falls
+            // back to the neighbours in the index.
+            model.classifier = None;
+            let saved = save_model(&new_model_path, &model, &summary)?;
+            let loaded = LoadedModel {
+                path: new_model_path,
+                model,
+                info: saved,
+            };
+            let scanned = scan_folder_excluding(&folder, DEFAULT_MAX_PIXELS, &exclude)?;
+            let gallery = Gallery::build(
+                &loaded,
+                &scanned,
+                &IndexOptions::new(DEFAULT_MAX_PIXELS),
+                &|p| progress(p.into()),
+                cancel,
+            )?;
+            Ok((done, Some((loaded, gallery))))
         })?;
-        if done.refusal().is_some() {
-            // Refused before anything is written or embedded again: the current model and
-            // index stay, and the slow part (embedding the library again) is not paid.
+        let (mut done, Some((loaded, mut gallery))) = retrained else {
+            let (done, _) = retrained;
             return Ok(Outcome::FineTuned {
                 model_path: model_path.to_path_buf(),
                 summary: done,
                 index: None,
             });
-        }
-        let mut summary = info.summary.clone();
-        summary.fine_tuned_from_marks.push(done.clone());
-        // Fine-tuning moved the embeddings away from the class proxies: sorting falls back
-        // to the neighbours in the index.
-        model.classifier = None;
-        let saved = save_model(model_path, &model, &summary)?;
-        let loaded = Rc::new(LoadedModel {
-            path: model_path.to_path_buf(),
-            model,
-            info: saved,
-        });
-        let header = &open.gallery.header;
-        let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
-        let mut gallery = Gallery::build(
-            &loaded,
-            &scanned,
-            &IndexOptions::new(DEFAULT_MAX_PIXELS),
-            &|p| progress(p.into()),
-            cancel,
-        )?;
+        };
         let ranks_after = marked_ranks(&loaded.model, &mut gallery, marks);
         for change in &mut done.pair_changes {
             let key = (change.query.clone(), change.photo.clone());
             change.rank_before = ranks_before.get(&key).copied().flatten();
             change.rank_after = ranks_after.get(&key).copied().flatten();
         }
-        let index_path = open.path.clone();
-        drop(progress);
+        let loaded = Rc::new(loaded);
         let index = self.save_and_make_current(index_path, gallery, Rc::clone(&loaded))?;
         self.model = Some(loaded);
         Ok(Outcome::FineTuned {
@@ -479,6 +504,84 @@ impl Worker {
             summary: done,
             index: Some(index),
         })
+    }
+
+    /// Runs `work` on a thread of its own and, until it ends, answers the searches that
+    /// arrive from the current model and index, which `work` cannot touch. Any other
+    /// command, and every search after it, waits for its turn in order.
+    fn answering_searches_while<T: Send>(
+        &mut self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send,
+    ) -> Result<T, EngineError> {
+        std::thread::scope(|scope| {
+            let handle = std::thread::Builder::new()
+                .name("likeness-job".into())
+                .spawn_scoped(scope, move || guard_libtorch(work).and_then(|r| r))
+                .map_err(|e| EngineError::Device(format!("could not start a thread: {e}")))?;
+            while !handle.is_finished() {
+                match self.commands.recv_timeout(ANSWER_POLL) {
+                    Ok(command) => self.answer_meanwhile(command),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // The window is gone; the job ends on its cancel flag.
+                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(ANSWER_POLL),
+                }
+            }
+            handle.join().unwrap_or_else(|_| {
+                Err(EngineError::Device(
+                    "the job's thread stopped unexpectedly".into(),
+                ))
+            })
+        })
+    }
+
+    /// A command that arrived while a job runs: a search is answered now (without
+    /// Started, so the window keeps showing the running job), anything else waits.
+    fn answer_meanwhile(&mut self, command: Command) {
+        let is_search = matches!(
+            command.request,
+            Request::Search { .. } | Request::Refine { .. }
+        );
+        if !is_search || !self.deferred.is_empty() {
+            self.deferred.push_back(command);
+            return;
+        }
+        let Command { job, request } = command;
+        let kind = request.kind();
+        let cancelled = self
+            .cancellation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .before_start
+            .remove(&job);
+        if cancelled {
+            self.emit(Event::Cancelled { job, kind });
+            return;
+        }
+        let answered = guard_libtorch(|| match request {
+            Request::Search { query, k } => self.search(query, k),
+            Request::Refine {
+                query,
+                vector,
+                marks,
+                k,
+            } => self.refine(query, &vector, &marks, k),
+            other => Err(EngineError::Config(format!(
+                "{} cannot run beside another job",
+                other.kind().label()
+            ))),
+        })
+        .and_then(|r| r);
+        self.emit(match answered {
+            Ok(outcome) => Event::Finished {
+                job,
+                outcome: Box::new(outcome),
+            },
+            Err(error) => Event::Failed {
+                job,
+                kind,
+                message: error.to_string(),
+            },
+        });
     }
 
     /// Writes `gallery` to `path` and makes it the current index, embedded with `model`:
@@ -516,7 +619,7 @@ impl Worker {
         };
         let header = &open.gallery.header;
         let scanned = scan_folder_excluding(&header.folder, DEFAULT_MAX_PIXELS, &header.exclude)?;
-        let progress = progress_reporter(&self.events, &self.wake, job);
+        let progress = progress_reporter(&self.events, &*self.wake, job);
         let model = Rc::clone(&open.model);
         let (gallery, changes) = Gallery::update(
             &model,
@@ -554,7 +657,7 @@ impl Worker {
             )));
         }
         let model = Rc::clone(&open.model);
-        let progress = progress_reporter(&self.events, &self.wake, job);
+        let progress = progress_reporter(&self.events, &*self.wake, job);
         let plan = sort::plan(
             &model.model,
             &folder,
@@ -690,7 +793,7 @@ impl Worker {
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
         if source.cached().is_none() {
-            let progress = progress_reporter(&self.events, &self.wake, job);
+            let progress = progress_reporter(&self.events, &*self.wake, job);
             download_weights(source, cancel, &|p| progress(p.into()))?;
         }
         imagenet_feature_model(&source.cache_path, &model_path)?;
@@ -765,7 +868,7 @@ impl Worker {
                         "there is no index to look for duplicates in: index a folder first".into(),
                     ));
                 };
-                let progress = progress_reporter(&self.events, &self.wake, job);
+                let progress = progress_reporter(&self.events, &*self.wake, job);
                 let candidates =
                     Candidates::find(&mut open.gallery, &|p| progress(p.into()), cancel)?;
                 Outcome::Duplicates {
@@ -809,7 +912,7 @@ impl Worker {
                 self.use_imagenet_features(job, &source, model_path, cancel)?
             }
             Request::DownloadWeights(source) => {
-                let progress = progress_reporter(&self.events, &self.wake, job);
+                let progress = progress_reporter(&self.events, &*self.wake, job);
                 let report = download_weights(&source, cancel, &|p| progress(p.into()))?;
                 Outcome::WeightsReady {
                     path: source.cache_path,
@@ -1140,6 +1243,79 @@ mod tests {
         assert_eq!(hits[0].path, std::fs::canonicalize(&photo).expect("path"));
         // Zero but for float rounding (the index embedded it in a batch, the query alone).
         assert!(hits[0].distance < 1e-9, "{hits:?}");
+    }
+
+    /// Issue #26 item 2: while a retrain from marks fine-tunes and embeds the library
+    /// again, a search is answered at once from the index that is still current, and the
+    /// retrained model and index replace them only at the end.
+    #[test]
+    fn searches_are_answered_from_the_current_index_while_a_retrain_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let photos = dir.path().join("photos");
+        write_dataset(&photos, 2, 6, 32, 1).expect("photos");
+        let model_path = dir.path().join("model.safetensors");
+        tiny_model_file(&model_path);
+        let worker = WorkerHandle::spawn_on(|_| {}, Some(tch::Device::Cpu));
+        run_job(&worker, Request::OpenModel(model_path.clone()));
+        let (_, _, before) = run_job(
+            &worker,
+            Request::BuildIndex {
+                folder: photos.clone(),
+                index_path: dir.path().join("photos.likeness-index"),
+                exclude: Vec::new(),
+            },
+        );
+        let photo = |class: usize, i: usize| photos.join(format!("class_{class:02}/img_{i:03}.png"));
+        let mut marks = Marks::default();
+        marks.set(&photo(0, 0), &photo(0, 1), Some(true));
+        marks.set(&photo(0, 0), &photo(1, 0), Some(false));
+        let retrained_path = dir.path().join("marked.safetensors");
+        let retrain = worker
+            .send(Request::FineTune {
+                marks,
+                seconds: 3.0,
+                model_path: retrained_path.clone(),
+            })
+            .expect("send");
+        let search = worker
+            .send(Request::Search {
+                query: Query::File(photo(1, 2)),
+                k: 3,
+            })
+            .expect("send");
+        let (_, events, after) = collect(&worker, retrain);
+        let ended = |job: JobId| {
+            events.iter().position(|e| {
+                matches!(e, Event::Finished { job: j, .. } | Event::Failed { job: j, .. } if *j == job)
+            })
+        };
+        let searched = ended(search).expect("the search was answered during the retrain");
+        let retrained = ended(retrain).expect("the retrain ended");
+        assert!(searched < retrained, "{events:?}");
+        assert!(matches!(
+            &events[searched],
+            Event::Finished { outcome, .. } if matches!(**outcome, Outcome::Results { .. })
+        ));
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::Started { job, .. } if *job == search)),
+            "the window keeps showing the retrain as the running job"
+        );
+        assert!(
+            events[..searched]
+                .iter()
+                .all(|e| !matches!(e, Event::Current(_))),
+            "nothing current changed before the search was answered"
+        );
+        assert_eq!(failed(&events), None);
+        // The retrain either replaced both (kept) or neither (refused by its check).
+        let model_now = after.model.as_ref().map(|m| m.path.clone());
+        if model_now == Some(retrained_path) {
+            assert_ne!(after.index, before.index);
+        } else {
+            assert_eq!(after, before);
+        }
     }
 
     #[test]

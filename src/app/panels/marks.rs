@@ -110,4 +110,10 @@ pub fn marks_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
         )
         .labelled_by(label.id);
     });
+    if retraining {
+        ui.weak(
+            "Searches are answered from the current model and index until the retrained \
+             ones are ready.",
+        );
+    }
 }

@@ -312,7 +312,7 @@ impl Default for FineTune {
 }
 
 /// Pairs per step, anchors per step, and marked photos per step in the class term.
-const PAIRS_PER_STEP: usize = 16;
+const PAIRS_PER_STEP: usize = 32;
 const ANCHORS_PER_STEP: usize = 16;
 const HARD_PER_STEP: usize = 8;
 /// Alike pairs are pulled to within this share of the typical distance.
@@ -413,15 +413,14 @@ pub fn fine_tune(
         FINE_TUNE_WEIGHT_DECAY,
     );
     let mut rng = fastrand::Rng::with_seed(options.seed);
+    let by_query = rows_by_query(&pairs);
     let started = Instant::now();
     let mut steps = 0;
     while started.elapsed().as_secs_f64() < options.seconds {
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        let chosen_rows: Vec<usize> = (0..PAIRS_PER_STEP.min(pairs.len()))
-            .map(|_| rng.usize(..pairs.len()))
-            .collect();
+        let chosen_rows = pairs_of_some_queries(&by_query, PAIRS_PER_STEP, &mut rng);
         let chosen: Vec<&Mark> = chosen_rows.iter().map(|&row| &pairs[row]).collect();
         // `measured` starts with the trained pairs, so their rows match.
         let step_before: Vec<f32> = chosen_rows
@@ -492,6 +491,40 @@ pub fn fine_tune(
         not_alike_before,
         not_alike_after,
     })
+}
+
+/// The rows of `pairs`, grouped by their query (in order of first appearance).
+fn rows_by_query(pairs: &[Mark]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<&Path, usize> = HashMap::new();
+    for (row, mark) in pairs.iter().enumerate() {
+        let group = *group_of.entry(&mark.query).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[group].push(row);
+    }
+    groups
+}
+
+/// One step's pairs: every pair of queries drawn at random until at least `wanted` pairs
+/// (or all of them) are in. A query's alike and not-alike pairs move together: trained
+/// apart, pushing its not-alike photos away drags its alike ones along unchecked.
+fn pairs_of_some_queries(
+    by_query: &[Vec<usize>],
+    wanted: usize,
+    rng: &mut fastrand::Rng,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..by_query.len()).collect();
+    rng.shuffle(&mut order);
+    let mut rows = Vec::new();
+    for group in order {
+        if rows.len() >= wanted {
+            break;
+        }
+        rows.extend_from_slice(&by_query[group]);
+    }
+    rows
 }
 
 /// The class-folder loss that holds the library in place in
@@ -859,6 +892,35 @@ mod tests {
             ClassTerm::new(&classifier, 0.1, &anchors[2..], &[], tch::Device::Cpu).is_none(),
             "no anchor in a class folder: no class term"
         );
+    }
+
+    /// A step trains every pair of the queries it draws, so a query's alike photos move
+    /// with it when its not-alike ones are pushed away.
+    #[test]
+    fn a_step_takes_whole_queries() {
+        let mark = |query: &str, photo: &str| Mark {
+            query: query.into(),
+            photo: photo.into(),
+            alike: false,
+        };
+        let pairs = vec![
+            mark("q1", "a"),
+            mark("q2", "b"),
+            mark("q1", "c"),
+            mark("q3", "d"),
+            mark("q2", "e"),
+        ];
+        let groups = rows_by_query(&pairs);
+        assert_eq!(groups, vec![vec![0, 2], vec![1, 4], vec![3]]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for wanted in 1..=5 {
+            let rows = pairs_of_some_queries(&groups, wanted, &mut rng);
+            assert!(rows.len() >= wanted.min(pairs.len()), "{rows:?}");
+            for group in &groups {
+                let taken = group.iter().filter(|row| rows.contains(row)).count();
+                assert!(taken == 0 || taken == group.len(), "{rows:?} splits {group:?}");
+            }
+        }
     }
 
     #[test]

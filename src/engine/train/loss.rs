@@ -105,20 +105,33 @@ pub fn normalized_softmax_from_cosines(
     )
 }
 
+/// How far past its start [`marked_pairs_loss`] moves a pair that already meets its
+/// target, as a share of its starting distance.
+pub const PAIR_MARGIN: f64 = 0.25;
+
 /// The loss of fine-tuning from marks, over `distance` (each marked pair's squared
 /// distance over the typical distance), `before` (the same under the starting model) and
 /// `is_alike` (1 for an alike pair, 0 for a not-alike one): alike pairs are pulled within
-/// `alike_target`, not-alike pairs pushed past the typical distance, and neither may
-/// drift back past where it started (an alike pair already close stays as close, a
-/// not-alike pair already far stays as far), so that no pair moves against its mark.
+/// `alike_target`, not-alike pairs pushed past the typical distance, each by the logarithm
+/// of how far it is from its target. A pair already on
+/// the right side of its target is still moved the way it was marked, by [`PAIR_MARGIN`]
+/// of where it started (an alike pair at 0.05 is pulled to 0.0375, a not-alike pair at 3
+/// pushed to 3.75): without that it would hover at its start and drift past it, against
+/// its mark, whenever the rest of the map moves.
 pub fn marked_pairs_loss(
     distance: &Tensor,
     before: &Tensor,
     is_alike: &Tensor,
     alike_target: f64,
 ) -> Tensor {
-    let pull = (distance - before.clamp_max(alike_target)).relu();
-    let push = (before.clamp_min(1.0) - distance).relu();
+    let pull_to = before.clamp_max(alike_target) * (1.0 - PAIR_MARGIN);
+    let push_to = before.clamp_min(1.0) * (1.0 + PAIR_MARGIN);
+    // In logarithms: a pair is as far from its target when it is twice too far whatever
+    // its scale, so the many not-alike pairs that must travel from 0.1 to 1.25 do not
+    // drown the alike ones that need to go from 0.13 to 0.075.
+    let log = |t: &Tensor| t.clamp_min(1e-6).log();
+    let pull = (log(distance) - log(&pull_to)).relu();
+    let push = (log(&push_to) - log(distance)).relu();
     let is_apart = is_alike.neg() + 1.0;
     (is_alike * pull + is_apart * push).mean(Kind::Float)
 }
@@ -224,17 +237,23 @@ mod tests {
     fn marked_pairs_pull_alike_within_the_target_and_push_not_alike_past_typical() {
         let distance = Tensor::from_slice(&[0.05f32, 0.5, 2.0, 0.5]);
         let is_alike = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]);
-        // Alike at 0.05: inside 0.1, no loss; alike at 0.5: 0.4; not alike at 2.0:
-        // past the typical distance, no loss; not alike at 0.5: 0.5.
+        let ln = f64::ln;
+        // Started at 0.5: alike pulled within 0.075 (the target 0.1 less the margin), not
+        // alike pushed past 1.25, each by the log of its ratio to its target. Alike at
+        // 0.05: no loss; alike at 0.5: ln(0.5 / 0.075); not alike at 2.0: no loss; not
+        // alike at 0.5: ln(1.25 / 0.5).
         let started = Tensor::from_slice(&[0.5f32, 0.5, 0.5, 0.5]);
         let loss = marked_pairs_loss(&distance, &started, &is_alike, 0.1).double_value(&[]);
-        assert!((loss - 0.9 / 4.0).abs() < 1e-6, "{loss}");
-        // Pairs that started on the right side of their targets are held there: an alike
-        // pair that started at 0.02 and is now at 0.05 costs 0.03, a not-alike pair that
-        // started at 3.0 and is now at 2.0 costs 1.0.
+        let expected = (ln(0.5 / 0.075) + ln(1.25 / 0.5)) / 4.0;
+        assert!((loss - expected).abs() < 1e-5, "{loss} against {expected}");
+        // Pairs that started on the right side of their targets are still moved their
+        // way: an alike pair that started at 0.02 is pulled within 0.015 (now at 0.05), a
+        // not-alike pair that started at 3.0 pushed past 3.75 (now at 2.0).
         let started = Tensor::from_slice(&[0.02f32, 0.5, 3.0, 0.5]);
         let loss = marked_pairs_loss(&distance, &started, &is_alike, 0.1).double_value(&[]);
-        assert!((loss - (0.03 + 0.4 + 1.0 + 0.5) / 4.0).abs() < 1e-6, "{loss}");
+        let expected =
+            (ln(0.05 / 0.015) + ln(0.5 / 0.075) + ln(3.75 / 2.0) + ln(1.25 / 0.5)) / 4.0;
+        assert!((loss - expected).abs() < 1e-5, "{loss} against {expected}");
         let before = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 1.0]).view([2, 2]);
         let now = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 3.0]).view([2, 2]);
         let kept = kept_in_place_loss(&now, &before, 2.0).double_value(&[]);
