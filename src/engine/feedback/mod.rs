@@ -4,12 +4,14 @@
 //! Marks are kept per library next to its index (`<index>.marks.json`, written
 //! atomically), and can be exported and imported as the same JSON.
 //!
-//! Fine-tuning moves marked pairs (alike: together; not alike: apart, to at least the
-//! typical distance between photos) while keeping a sample of the library's other photos
-//! where they were (their embeddings under the starting model are the targets). The
-//! second term is what lets marks work without class folders and keeps a few dozen pairs
-//! from tearing up the rest of the map. The result is a new model; the old file is never
-//! touched.
+//! Fine-tuning moves marked pairs (alike: together; not alike: apart, each by a share of
+//! where it started, [`crate::engine::train::loss::marked_pairs_loss`]) while keeping a
+//! sample of the library's other photos where they were (their embeddings under the
+//! starting model are the targets). The second term is what lets marks work without class
+//! folders and keeps a few dozen pairs from tearing up the rest of the map. Every marked
+//! pair is measured before and after, against its query's median distance to that sample,
+//! and a run that moved one against its mark is refused. The result is a new model; the
+//! old file is never touched.
 
 pub mod refine;
 
@@ -383,19 +385,32 @@ pub fn fine_tune(
         .iter()
         .map(|m| if m.alike { 1.0 } else { 0.0 })
         .collect();
-    // The typical distance under a model: distances are judged on that scale, so a map
-    // that only grew or shrank as a whole (which ranks every photo as before) moves no pair.
-    let typical_under = |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<f64> {
-        guard_libtorch(|| match anchors {
-            Some(embedded) if embedded.size()[0] >= 2 => typical_distance(embedded),
-            _ => typical_distance(&Tensor::cat(
-                &[embed(model, &queries), embed(model, &photos)],
-                0,
-            )),
-        })
+    // Training measures pairs in the typical distance between library photos.
+    let typical = guard_libtorch(|| match &anchor_targets {
+        Some(embedded) if embedded.size()[0] >= 2 => typical_distance(embedded),
+        _ => typical_distance(&Tensor::cat(
+            &[embed(model, &queries), embed(model, &photos)],
+            0,
+        )),
+    })?;
+    // A pair is judged by its distance over its query's median distance to the library
+    // sample, under each model: what decides where the photo ranks for its query. A
+    // neighbourhood that only grew around a query (its not-alike photos pushed away)
+    // moves none of its pairs.
+    let pair_distances = |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<Vec<f64>> {
+        guard_libtorch(|| -> Result<Vec<f64>> {
+            let (q, p) = (embed(model, &queries), embed(model, &photos));
+            let scale = match anchors {
+                Some(anchors) if anchors.size()[0] >= 2 => median_distances(&q, anchors),
+                _ => Tensor::from(typical).to_device(q.device()),
+            };
+            let d = squared(&q, &p) / scale;
+            Ok(Vec::<f64>::try_from(
+                d.to_kind(Kind::Double).to_device(tch::Device::Cpu),
+            )?)
+        })?
     };
-    let typical = typical_under(model, anchor_targets.as_ref())?;
-    let pair_distances = |model: &EmbeddingModel, typical: f64| -> Result<Vec<f64>> {
+    let training_distances = |model: &EmbeddingModel| -> Result<Vec<f64>> {
         guard_libtorch(|| -> Result<Vec<f64>> {
             let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
             Ok(Vec::<f64>::try_from(
@@ -403,7 +418,8 @@ pub fn fine_tune(
             )?)
         })?
     };
-    let distances_before = pair_distances(model, typical)?;
+    let trained_from = training_distances(model)?;
+    let distances_before = pair_distances(model, anchor_targets.as_ref())?;
     let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
 
     // The same AdamW training uses (torch's defaults, weight decay 0.01).
@@ -425,7 +441,7 @@ pub fn fine_tune(
         // `measured` starts with the trained pairs, so their rows match.
         let step_before: Vec<f32> = chosen_rows
             .iter()
-            .map(|&row| distances_before[row] as f32)
+            .map(|&row| trained_from[row] as f32)
             .collect();
         let step_queries: Vec<&PathBuf> = chosen.iter().map(|m| &m.query).collect();
         let step_photos: Vec<&PathBuf> = chosen.iter().map(|m| &m.photo).collect();
@@ -473,8 +489,7 @@ pub fn fine_tune(
         });
     }
     let anchors_after = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
-    let typical_after = typical_under(model, anchors_after.as_ref())?;
-    let distances_after = pair_distances(model, typical_after)?;
+    let distances_after = pair_distances(model, anchors_after.as_ref())?;
     let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
     let mut changes = pair_changes(&measured, &distances_before, &distances_after);
     let held_out_changes = changes.split_off(pairs.len());
@@ -735,6 +750,17 @@ impl DecodedPhotos<'_> {
     }
 }
 
+/// For each row of `rows`, the median squared L2 distance to the rows of `others`.
+fn median_distances(rows: &Tensor, others: &Tensor) -> Tensor {
+    let row_norms = rows.pow_tensor_scalar(2).sum_dim_intlist(1, true, Kind::Float);
+    let other_norms = others
+        .pow_tensor_scalar(2)
+        .sum_dim_intlist(1, true, Kind::Float)
+        .transpose(0, 1);
+    let all = (row_norms + other_norms - rows.matmul(&others.transpose(0, 1)) * 2.0).clamp_min(0.0);
+    all.median_dim(1, false).0.clamp_min(1e-12)
+}
+
 /// Squared L2 distance between the rows of `a` and `b`.
 fn squared(a: &Tensor, b: &Tensor) -> Tensor {
     (a - b)
@@ -921,6 +947,15 @@ mod tests {
                 assert!(taken == 0 || taken == group.len(), "{rows:?} splits {group:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_pair_is_measured_against_its_query_s_median_distance_to_the_library() {
+        let rows = Tensor::from_slice(&[0.0f32, 0.0, 3.0, 0.0]).view([2, 2]);
+        let others = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 2.0, 0.0, -3.0]).view([3, 2]);
+        // From (0, 0): 1, 4, 9, median 4. From (3, 0): 4, 13, 18, median 13.
+        let medians = Vec::<f32>::try_from(median_distances(&rows, &others)).expect("medians");
+        assert!((medians[0] - 4.0).abs() < 1e-4 && (medians[1] - 13.0).abs() < 1e-4, "{medians:?}");
     }
 
     #[test]
