@@ -197,7 +197,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let marks = simulate_marks(&binary, &index, &library, seed)?;
         let marks_file = dir.path().join("marks.json");
         marks.save(&marks_file)?;
-        let retrain = |name: &str, with_classes: bool| -> Result<(PathBuf, &'static str), Box<dyn std::error::Error>> {
+        let retrain = |name: &str,
+                       with_classes: bool|
+         -> Result<(PathBuf, &'static str), Box<dyn std::error::Error>> {
             let tuned = dir.path().join(name);
             let mut command = Command::new(&binary);
             command

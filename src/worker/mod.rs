@@ -1265,7 +1265,8 @@ mod tests {
                 exclude: Vec::new(),
             },
         );
-        let photo = |class: usize, i: usize| photos.join(format!("class_{class:02}/img_{i:03}.png"));
+        let photo =
+            |class: usize, i: usize| photos.join(format!("class_{class:02}/img_{i:03}.png"));
         let mut marks = Marks::default();
         marks.set(&photo(0, 0), &photo(0, 1), Some(true));
         marks.set(&photo(0, 0), &photo(1, 0), Some(false));

@@ -752,7 +752,9 @@ impl DecodedPhotos<'_> {
 
 /// For each row of `rows`, the median squared L2 distance to the rows of `others`.
 fn median_distances(rows: &Tensor, others: &Tensor) -> Tensor {
-    let row_norms = rows.pow_tensor_scalar(2).sum_dim_intlist(1, true, Kind::Float);
+    let row_norms = rows
+        .pow_tensor_scalar(2)
+        .sum_dim_intlist(1, true, Kind::Float);
     let other_norms = others
         .pow_tensor_scalar(2)
         .sum_dim_intlist(1, true, Kind::Float)
@@ -944,7 +946,10 @@ mod tests {
             assert!(rows.len() >= wanted.min(pairs.len()), "{rows:?}");
             for group in &groups {
                 let taken = group.iter().filter(|row| rows.contains(row)).count();
-                assert!(taken == 0 || taken == group.len(), "{rows:?} splits {group:?}");
+                assert!(
+                    taken == 0 || taken == group.len(),
+                    "{rows:?} splits {group:?}"
+                );
             }
         }
     }
@@ -955,7 +960,10 @@ mod tests {
         let others = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 2.0, 0.0, -3.0]).view([3, 2]);
         // From (0, 0): 1, 4, 9, median 4. From (3, 0): 4, 13, 18, median 13.
         let medians = Vec::<f32>::try_from(median_distances(&rows, &others)).expect("medians");
-        assert!((medians[0] - 4.0).abs() < 1e-4 && (medians[1] - 13.0).abs() < 1e-4, "{medians:?}");
+        assert!(
+            (medians[0] - 4.0).abs() < 1e-4 && (medians[1] - 13.0).abs() < 1e-4,
+            "{medians:?}"
+        );
     }
 
     #[test]
