@@ -446,6 +446,15 @@ impl Worker {
         let index_path = open.path.clone();
         let options = FineTune {
             seconds,
+            // With class folders, their loss goes on alongside the marked pairs (as
+            // `--with-classes`): measured, that keeps the base model's quality on queries
+            // nobody marked, where the pairs alone lose a little (docs/quality.md).
+            class_temperature: info
+                .summary
+                .settings
+                .as_ref()
+                .map(|settings| settings.temperature)
+                .filter(|_| model.classifier.is_some()),
             ..FineTune::default()
         };
         let (events, wake) = (self.events.clone(), Arc::clone(&self.wake));
