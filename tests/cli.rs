@@ -853,6 +853,27 @@ fn train_feedback_fine_tunes_a_model_from_marks_into_a_new_file() {
         message.contains("this command's --model") && message.contains("nothing was done"),
         "{message}"
     );
+    // --with-classes needs the class proxies a default-preset training keeps; the tiny
+    // model has none, and nothing is written.
+    let classes_out = dir.path().join("with-classes.safetensors");
+    let output = likeness(&[
+        "train",
+        "--feedback",
+        s(&marks_file),
+        "--model",
+        s(&model),
+        "--data",
+        s(&photos),
+        "--out",
+        s(&classes_out),
+        "--with-classes",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("has no class proxies"), "{message}");
+    assert!(!classes_out.exists());
 }
 
 #[test]
