@@ -186,12 +186,8 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
             .unwrap_or(crate::engine::feedback::DEFAULT_SECONDS),
         seed: args.seed.unwrap_or(1),
         class_temperature: if args.with_classes {
-            let temperature = info
-                .summary
-                .settings
-                .as_ref()
-                .map(|s| s.temperature)
-                .filter(|_| model.classifier.is_some());
+            let temperature =
+                crate::engine::feedback::class_loss_temperature(&model, &info.summary);
             anyhow::ensure!(
                 temperature.is_some(),
                 "--with-classes needs a model trained on class folders with the default \

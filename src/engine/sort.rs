@@ -487,9 +487,25 @@ fn write_new(to: &Path, bytes: &[u8]) -> Result<()> {
     let folder = to.parent().unwrap_or(Path::new("."));
     let temporary = folder.join(super::atomic::temporary_name());
     super::atomic::write_atomic(&temporary, bytes)?;
-    let linked = std::fs::hard_link(&temporary, to).map_err(|e| EngineError::io(to, e));
+    let placed = place_new(&temporary, to);
+    // Gone already after a rename; after a link, the photo lives on under `to`.
     std::fs::remove_file(&temporary).ok();
-    linked
+    placed
+}
+
+/// Gives the written file `temporary` the name `to`, never replacing a file there: a hard
+/// link. On a file system without hard links (FAT and exFAT, as on memory cards and many
+/// USB drives) a rename, once the name is checked free; only a file appearing at that
+/// name in the instant between could then be replaced.
+fn place_new(temporary: &Path, to: &Path) -> Result<()> {
+    match std::fs::hard_link(temporary, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(EngineError::io(to, e)),
+        Err(_) if std::fs::symlink_metadata(to).is_err() => {
+            std::fs::rename(temporary, to).map_err(|e| EngineError::io(to, e))
+        }
+        Err(e) => Err(EngineError::io(to, e)),
+    }
 }
 
 /// Where journals go in Likeness' data folder.
@@ -661,6 +677,33 @@ mod tests {
             let why = suggestion.unsure.as_deref().expect("unsure");
             assert!(why.contains("looks like none of the folders"), "{why}");
         }
+    }
+
+    /// A filed photo takes its name only when the name is free, by a hard link or, where
+    /// none can be made (here: a directory, which Linux never hard-links, as FAT never
+    /// links anything), by a rename after checking the name.
+    #[test]
+    fn a_new_name_is_taken_only_when_free_with_or_without_hard_links() {
+        let dir = tempfile::tempdir().expect("dir");
+        let taken = dir.path().join("taken.jpg");
+        write(&taken, b"the person's photo");
+
+        let linked = dir.path().join("linked.tmp");
+        write(&linked, b"new");
+        place_new(&linked, &dir.path().join("free.jpg")).expect("a free name");
+        assert_eq!(
+            std::fs::read(dir.path().join("free.jpg")).expect("read"),
+            b"new"
+        );
+        assert!(place_new(&linked, &taken).is_err());
+
+        let unlinkable = dir.path().join("unlinkable.tmp");
+        std::fs::create_dir(&unlinkable).expect("dir");
+        assert!(place_new(&unlinkable, &taken).is_err());
+        place_new(&unlinkable, &dir.path().join("renamed")).expect("renamed into place");
+        assert!(dir.path().join("renamed").is_dir() && !unlinkable.exists());
+
+        assert_eq!(std::fs::read(&taken).expect("read"), b"the person's photo");
     }
 
     #[test]

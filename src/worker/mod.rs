@@ -32,7 +32,7 @@ use crate::engine::data::{
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::refine::{Rocchio, refined_search};
-use crate::engine::feedback::{FineTune, Marks, fine_tune};
+use crate::engine::feedback::{FineTune, Marks, class_loss_temperature, fine_tune};
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
@@ -449,12 +449,7 @@ impl Worker {
             // With class folders, their loss goes on alongside the marked pairs (as
             // `--with-classes`): measured, that keeps the base model's quality on queries
             // nobody marked, where the pairs alone lose a little (docs/quality.md).
-            class_temperature: info
-                .summary
-                .settings
-                .as_ref()
-                .map(|settings| settings.temperature)
-                .filter(|_| model.classifier.is_some()),
+            class_temperature: class_loss_temperature(&model, &info.summary),
             ..FineTune::default()
         };
         let (events, wake) = (self.events.clone(), Arc::clone(&self.wake));
@@ -491,8 +486,8 @@ impl Worker {
             )?;
             Ok((done, Some((loaded, gallery))))
         })?;
-        let (mut done, Some((loaded, mut gallery))) = retrained else {
-            let (done, _) = retrained;
+        let (mut done, kept) = retrained;
+        let Some((loaded, mut gallery)) = kept else {
             return Ok(Outcome::FineTuned {
                 model_path: model_path.to_path_buf(),
                 summary: done,

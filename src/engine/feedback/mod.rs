@@ -30,7 +30,7 @@ use super::data::{
 };
 use super::device::guard_libtorch;
 use super::model::EmbeddingModel;
-use super::model::{FineTuneSummary, PairChange};
+use super::model::{FineTuneSummary, PairChange, TrainingSummary};
 use super::progress::{FineTuning, OnProgress};
 use super::train::loss::{
     kept_in_place_loss, marked_pairs_loss, normalized_softmax_from_cosines, proxy_cosines,
@@ -313,6 +313,16 @@ impl Default for FineTune {
     }
 }
 
+/// The temperature for [`FineTune::class_temperature`]: the one `model` was trained at,
+/// when it kept class proxies (the default preset); `None` for models without them.
+pub fn class_loss_temperature(model: &EmbeddingModel, summary: &TrainingSummary) -> Option<f64> {
+    model.classifier.as_ref()?;
+    summary
+        .settings
+        .as_ref()
+        .map(|settings| settings.temperature)
+}
+
 /// Pairs per step, anchors per step, and marked photos per step in the class term.
 const PAIRS_PER_STEP: usize = 32;
 const ANCHORS_PER_STEP: usize = 16;
@@ -393,33 +403,27 @@ pub fn fine_tune(
             0,
         )),
     })?;
-    // A pair is judged by its distance over its query's median distance to the library
-    // sample, under each model: what decides where the photo ranks for its query. A
-    // neighbourhood that only grew around a query (its not-alike photos pushed away)
-    // moves none of its pairs.
-    let pair_distances = |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<Vec<f64>> {
-        guard_libtorch(|| -> Result<Vec<f64>> {
-            let (q, p) = (embed(model, &queries), embed(model, &photos));
-            let scale = match anchors {
-                Some(anchors) if anchors.size()[0] >= 2 => median_distances(&q, anchors),
-                _ => Tensor::from(typical).to_device(q.device()),
-            };
-            let d = squared(&q, &p) / scale;
-            Ok(Vec::<f64>::try_from(
-                d.to_kind(Kind::Double).to_device(tch::Device::Cpu),
-            )?)
-        })?
-    };
-    let training_distances = |model: &EmbeddingModel| -> Result<Vec<f64>> {
-        guard_libtorch(|| -> Result<Vec<f64>> {
-            let d = squared(&embed(model, &queries), &embed(model, &photos)) / typical;
-            Ok(Vec::<f64>::try_from(
-                d.to_kind(Kind::Double).to_device(tch::Device::Cpu),
-            )?)
-        })?
-    };
-    let trained_from = training_distances(model)?;
-    let distances_before = pair_distances(model, anchor_targets.as_ref())?;
+    // Each pair's squared distance under a model, in two scales. Training measures it in
+    // the typical distance between library photos. The check judges it over its query's
+    // median distance to the library sample under the same model: what decides where the
+    // photo ranks for its query, so a neighbourhood that only grew around a query (its
+    // not-alike photos pushed away) moves none of its pairs.
+    let pair_distances =
+        |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<(Vec<f64>, Vec<f64>)> {
+            guard_libtorch(|| -> Result<(Vec<f64>, Vec<f64>)> {
+                let (q, p) = (embed(model, &queries), embed(model, &photos));
+                let d = squared(&q, &p);
+                let scale = match anchors {
+                    Some(anchors) if anchors.size()[0] >= 2 => median_distances(&q, anchors),
+                    _ => Tensor::from(typical).to_device(q.device()),
+                };
+                let values = |t: Tensor| {
+                    Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+                };
+                Ok((values(&d / typical)?, values(d / scale)?))
+            })?
+        };
+    let (trained_from, distances_before) = pair_distances(model, anchor_targets.as_ref())?;
     let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
 
     // The same AdamW training uses (torch's defaults, weight decay 0.01).
@@ -489,7 +493,7 @@ pub fn fine_tune(
         });
     }
     let anchors_after = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
-    let distances_after = pair_distances(model, anchors_after.as_ref())?;
+    let (_, distances_after) = pair_distances(model, anchors_after.as_ref())?;
     let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
     let mut changes = pair_changes(&measured, &distances_before, &distances_after);
     let held_out_changes = changes.split_off(pairs.len());
