@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// Mixup's Beta(α, α) parameter (0: off; normalised softmax only).
     #[arg(long, value_name = "ALPHA")]
     pub mixup: Option<f64>,
+    /// CutMix's Beta(α, α) parameter for the pasted box's area (0: off; normalised softmax
+    /// only; not with --mixup).
+    #[arg(long, value_name = "ALPHA")]
+    pub cutmix: Option<f64>,
     /// Hand the network channels-last (NHWC) batches (true/false).
     #[arg(long, value_name = "BOOL")]
     pub channels_last: Option<bool>,
@@ -136,7 +140,7 @@ pub struct TrainArgs {
         "weights", "feedback", "init_model", "preset", "image_size", "batch_size", "lr",
         "loss", "margin", "temperature", "label_smoothing", "warmup", "embedding_dim",
         "normalize", "mining", "images_per_class", "augment", "weight_decay", "schedule",
-        "freeze_bn", "ema", "progressive_from", "mixup", "channels_last", "mirror_average",
+        "freeze_bn", "ema", "progressive_from", "mixup", "cutmix", "channels_last", "mirror_average",
     ])]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
@@ -283,7 +287,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         mining <- mining, images_per_class <- images_per_class, augment <- augment,
         weight_decay <- weight_decay, schedule <- schedule, device <- device, seed <- seed,
         loss <- loss, temperature <- temperature, label_smoothing <- label_smoothing,
-        warmup_fraction <- warmup, ema_decay <- ema, mixup_alpha <- mixup,
+        warmup_fraction <- warmup, ema_decay <- ema, mixup_alpha <- mixup, cutmix_alpha <- cutmix,
         channels_last <- channels_last, mirror_average <- mirror_average,
     );
     if let Some(from) = args.progressive_from {

@@ -108,6 +108,10 @@ pub struct TrainSettings {
     /// and the loss by the same weight. 0: off.
     #[serde(default)]
     pub mixup_alpha: f64,
+    /// CutMix: a box of a shuffled partner is pasted into each image, its area drawn from
+    /// Beta(α, α), and the loss is shared by area. 0: off. Not with mixup.
+    #[serde(default)]
+    pub cutmix_alpha: f64,
     /// Hand libtorch the batches in channels-last (NHWC) memory order, which oneDNN's CPU
     /// convolutions run faster (docs/benchmarks.md).
     #[serde(default)]
@@ -154,6 +158,7 @@ impl Preset {
                 ema_decay: 0.0,
                 progressive_from_px: None,
                 mixup_alpha: 0.0,
+                cutmix_alpha: 0.0,
                 channels_last: false,
                 mirror_average: false,
                 device: DeviceChoice::Auto,
@@ -232,6 +237,10 @@ impl TrainSettings {
             Some("progressive resizing must start at 16 pixels or more")
         } else if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
             Some("mixup's alpha must be zero or a positive number")
+        } else if !(self.cutmix_alpha >= 0.0 && self.cutmix_alpha.is_finite()) {
+            Some("CutMix's alpha must be zero or a positive number")
+        } else if self.mixup_alpha > 0.0 && self.cutmix_alpha > 0.0 {
+            Some("mixup and CutMix blend the same batch: choose one of them")
         } else if self.images_per_class < 2 {
             Some("images per class (K) must be at least 2")
         } else if self.max_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {

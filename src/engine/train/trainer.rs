@@ -547,18 +547,34 @@ impl Trainer {
             proxies.optimizer.set_lr(lr);
         }
         let batch_norm_learns = !self.settings.freeze_batch_norm;
-        let mixup = (self.settings.mixup_alpha > 0.0 && self.proxies.is_some()).then(|| {
-            let weight = sample_beta(&mut self.rng, self.settings.mixup_alpha);
+        let blend = if self.proxies.is_none() {
+            None
+        } else if self.settings.mixup_alpha > 0.0 {
+            Some(Blend::Mixup {
+                weight: sample_beta(&mut self.rng, self.settings.mixup_alpha),
+            })
+        } else if self.settings.cutmix_alpha > 0.0 {
+            Some(Blend::Cutmix(cutmix_box(
+                &mut self.rng,
+                self.settings.cutmix_alpha,
+                i64::from(self.epoch_size_px),
+            )))
+        } else {
+            None
+        };
+        let partners = blend.as_ref().map(|_| {
             let mut order: Vec<i64> = (0..labels.len() as i64).collect();
             self.rng.shuffle(&mut order);
-            (weight, order)
+            order
         });
         let (loss, cosines) = guard_libtorch(|| {
             let images = self.images_tensor(pixels, labels.len(), self.epoch_size_px);
-            let (loss, cosines) = match &mixup {
+            let (loss, cosines) = match (&blend, &partners) {
                 // A blended image has no one label to measure a margin against.
-                Some((weight, order)) => (self.mixup_loss(&images, labels, *weight, order), None),
-                None => self.loss_and_cosines(&images, labels, batch_norm_learns),
+                (Some(blend), Some(order)) => {
+                    (self.blended_loss(&images, labels, blend, order), None)
+                }
+                _ => self.loss_and_cosines(&images, labels, batch_norm_learns),
             };
             self.optimizer.zero_grad();
             if let Some(proxies) = &mut self.proxies {
@@ -586,13 +602,24 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// Mixup (Zhang et al. 2018) for normalised softmax: the batch blended with a shuffled
-    /// copy of itself by `weight`, the loss blended by the same weight between each
-    /// image's class and its partner's.
-    fn mixup_loss(&self, images: &Tensor, labels: &[i64], weight: f64, order: &[i64]) -> Tensor {
+    /// Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) for normalised softmax: each
+    /// image is blended with its partner in the shuffled `order` (mixup: the whole images
+    /// by a weight; CutMix: a box of the partner pasted in), and the loss is blended by the
+    /// share of each image that is left, between its own class and its partner's.
+    fn blended_loss(
+        &self,
+        images: &Tensor,
+        labels: &[i64],
+        blend: &Blend,
+        order: &[i64],
+    ) -> Tensor {
         let device = images.device();
         let order_tensor = Tensor::from_slice(order).to_device(device);
-        let mixed = images * weight + images.index_select(0, &order_tensor) * (1.0 - weight);
+        let partners = images.index_select(0, &order_tensor);
+        let (mixed, weight) = match blend {
+            Blend::Mixup { weight } => (images * *weight + partners * (1.0 - *weight), *weight),
+            Blend::Cutmix(cut) => (cut.paste(images, &partners), cut.kept_share()),
+        };
         let partner_labels: Vec<i64> = order.iter().map(|&i| labels[i as usize]).collect();
         let embeddings = self
             .model
@@ -747,6 +774,69 @@ pub fn epoch_image_size(settings: &TrainSettings, progress: f64) -> u32 {
     ((size as u32) / 8 * 8).clamp(from.min(full), full)
 }
 
+/// How a batch is blended with a shuffled copy of itself.
+enum Blend {
+    /// The whole images, this much of each image's own.
+    Mixup { weight: f64 },
+    /// A box of the partner pasted into each image.
+    Cutmix(CutBox),
+}
+
+/// CutMix's box, the same for the whole batch (as in the paper's reference code), in
+/// pixels of a square image `size` on a side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CutBox {
+    top: i64,
+    left: i64,
+    height: i64,
+    width: i64,
+    size: i64,
+}
+
+impl CutBox {
+    /// The share of each image that stays its own: what its own class's loss is weighed by.
+    fn kept_share(&self) -> f64 {
+        1.0 - (self.height * self.width) as f64 / (self.size * self.size) as f64
+    }
+
+    /// `images` with the box replaced by the same box of `partners` (NCHW or channels-last:
+    /// `narrow` works on the logical dimensions either way).
+    fn paste(&self, images: &Tensor, partners: &Tensor) -> Tensor {
+        let mixed = images.copy();
+        if self.height > 0 && self.width > 0 {
+            let region = |t: &Tensor| {
+                t.narrow(2, self.top, self.height)
+                    .narrow(3, self.left, self.width)
+            };
+            region(&mixed).copy_(&region(partners));
+        }
+        mixed
+    }
+}
+
+/// CutMix's box: its area is 1 − λ of the image for λ ~ Beta(α, α), its centre anywhere
+/// in the image, clipped at the borders (so the kept share is measured after clipping).
+fn cutmix_box(rng: &mut fastrand::Rng, alpha: f64, size: i64) -> CutBox {
+    let lambda = sample_beta(rng, alpha);
+    let side = ((1.0 - lambda).sqrt() * size as f64).round() as i64;
+    let centre_y = rng.i64(0..size);
+    let centre_x = rng.i64(0..size);
+    let span = |centre: i64| {
+        let start = (centre - side / 2).clamp(0, size);
+        let end = (centre + side - side / 2).clamp(0, size);
+        (start, end - start)
+    };
+    let (top, height) = span(centre_y);
+    let (left, width) = span(centre_x);
+    CutBox {
+        top,
+        left,
+        height,
+        width,
+        size,
+    }
+}
+
 /// A draw from Beta(α, α) (Jöhnk's method: exact for any α, quick for the small α
 /// mixup uses).
 fn sample_beta(rng: &mut fastrand::Rng, alpha: f64) -> f64 {
@@ -881,6 +971,55 @@ mod tests {
             (variance - 1.0 / 12.0).abs() < 0.01,
             "Beta(1,1) is uniform: {variance}"
         );
+    }
+
+    #[test]
+    fn a_cutmix_box_stays_inside_the_image_and_its_kept_share_is_what_is_left() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut kept = Vec::new();
+        for _ in 0..2000 {
+            let cut = cutmix_box(&mut rng, 1.0, 32);
+            assert!(cut.top >= 0 && cut.left >= 0, "{cut:?}");
+            assert!(
+                cut.top + cut.height <= 32 && cut.left + cut.width <= 32,
+                "{cut:?}"
+            );
+            let share = cut.kept_share();
+            assert!((0.0..=1.0).contains(&share), "{cut:?}");
+            kept.push(share);
+        }
+        // λ ~ Beta(1, 1) has mean 0.5; clipping at the borders only shrinks boxes, so
+        // the mean kept share is a little above it.
+        let mean = kept.iter().sum::<f64>() / kept.len() as f64;
+        assert!((0.5..0.75).contains(&mean), "mean kept share {mean}");
+
+        // Pasting: the box holds the partner's pixels, the rest the image's own, in both
+        // memory orders.
+        let cut = CutBox {
+            top: 1,
+            left: 2,
+            height: 2,
+            width: 3,
+            size: 6,
+        };
+        assert!((cut.kept_share() - (1.0 - 6.0 / 36.0)).abs() < 1e-12);
+        let own = Tensor::zeros([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu));
+        let partners = Tensor::ones([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu));
+        for images in [
+            own.shallow_clone(),
+            crate::engine::model::channels_last(own.copy()),
+        ] {
+            let mixed = cut.paste(&images, &partners);
+            assert_eq!(mixed.sum(Kind::Float).double_value(&[]), 2.0 * 3.0 * 6.0);
+            assert_eq!(mixed.double_value(&[1, 2, 2, 4]), 1.0, "inside the box");
+            assert_eq!(mixed.double_value(&[1, 2, 3, 4]), 0.0, "below the box");
+            assert_eq!(mixed.double_value(&[0, 0, 1, 1]), 0.0, "left of the box");
+            assert_eq!(
+                images.sum(Kind::Float).double_value(&[]),
+                0.0,
+                "the batch is not changed"
+            );
+        }
     }
 
     #[test]
