@@ -10,19 +10,48 @@ use likeness::engine::eval::evaluate_model;
 use likeness::engine::synthetic::write_dataset;
 use likeness::engine::train::{Preset, TrainEvent, TrainJob, train};
 
-#[test]
-fn short_training_lowers_loss_and_lifts_recall_above_chance() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let train_dir = dir.path().join("train");
-    let query_dir = dir.path().join("queries");
+/// Four generated classes: 12 training and 6 query photos each, 40 px.
+fn four_generated_classes(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let train_dir = dir.join("train");
+    let query_dir = dir.join("queries");
     write_dataset(&train_dir, 4, 12, 40, 10).expect("train");
     write_dataset(&query_dir, 4, 6, 40, 11).expect("queries");
+    (train_dir, query_dir)
+}
 
+/// The default preset, small enough for a test: 32 px, 15 epochs of 16 photos, on the CPU.
+fn small_default_settings() -> likeness::engine::train::TrainSettings {
     let mut settings = Preset::Default.settings();
     settings.image_size_px = 32;
     settings.epochs = Some(15);
     settings.batch_size = 16;
     settings.device = DeviceChoice::Cpu;
+    settings
+}
+
+/// Retrieval of the query photos in the training photos by `model`.
+fn evaluate_on(
+    model: &likeness::engine::model::EmbeddingModel,
+    train_dir: &std::path::Path,
+    query_dir: &std::path::Path,
+) -> likeness::engine::eval::RetrievalReport {
+    evaluate_model(
+        model,
+        "trained in this test",
+        train_dir,
+        query_dir,
+        DEFAULT_MAX_PIXELS,
+        &|_| {},
+        &AtomicBool::new(false),
+    )
+    .expect("eval")
+}
+
+#[test]
+fn short_training_lowers_loss_and_lifts_recall_above_chance() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (train_dir, query_dir) = four_generated_classes(dir.path());
+    let settings = small_default_settings();
     let job = TrainJob::new(train_dir.clone(), settings);
     let steps = std::sync::Mutex::new(Vec::new());
     let outcome = train(&job, &AtomicBool::new(false), &|event| {
@@ -39,16 +68,7 @@ fn short_training_lowers_loss_and_lifts_recall_above_chance() {
     );
     assert_eq!(steps.lock().expect("lock").len(), outcome.summary.steps);
 
-    let report = evaluate_model(
-        &outcome.model,
-        "trained in this test",
-        &train_dir,
-        &query_dir,
-        DEFAULT_MAX_PIXELS,
-        &|_| {},
-        &AtomicBool::new(false),
-    )
-    .expect("eval");
+    let report = evaluate_on(&outcome.model, &train_dir, &query_dir);
     assert_eq!(report.queries, 24);
     // Chance is 0.25 with four classes.
     assert!(report.recall_at_1 >= 0.6, "recall@1 {}", report.recall_at_1);
@@ -60,17 +80,9 @@ fn short_training_lowers_loss_and_lifts_recall_above_chance() {
 #[test]
 fn training_with_cutmix_still_learns_the_classes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let train_dir = dir.path().join("train");
-    let query_dir = dir.path().join("queries");
-    write_dataset(&train_dir, 4, 12, 40, 10).expect("train");
-    write_dataset(&query_dir, 4, 6, 40, 11).expect("queries");
-
-    let mut settings = Preset::Default.settings();
-    settings.image_size_px = 32;
-    settings.epochs = Some(15);
-    settings.batch_size = 16;
+    let (train_dir, query_dir) = four_generated_classes(dir.path());
+    let mut settings = small_default_settings();
     settings.cutmix_alpha = 1.0;
-    settings.device = DeviceChoice::Cpu;
     assert!(settings.channels_last);
     let outcome = train(
         &TrainJob::new(train_dir.clone(), settings.clone()),
@@ -84,16 +96,7 @@ fn training_with_cutmix_still_learns_the_classes() {
         losses[14] < losses[0],
         "epoch losses did not fall: {losses:?}"
     );
-    let report = evaluate_model(
-        &outcome.model,
-        "trained with CutMix in this test",
-        &train_dir,
-        &query_dir,
-        DEFAULT_MAX_PIXELS,
-        &|_| {},
-        &AtomicBool::new(false),
-    )
-    .expect("eval");
+    let report = evaluate_on(&outcome.model, &train_dir, &query_dir);
     assert!(report.recall_at_1 >= 0.5, "recall@1 {}", report.recall_at_1);
 
     // Mixup and CutMix both blend the batch: asking for both is refused before training.
