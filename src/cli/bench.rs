@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Training time for --plant-mislabels, in seconds.
     #[arg(long, default_value_t = 600.0)]
     pub max_seconds: f64,
+    /// With --plant-mislabels: judge each photo by a network that did not train on it,
+    /// training this many networks (each on the other parts' photos) in the time given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=10))]
+    pub cross_fit: Option<u32>,
     /// Which photos are planted, and the training seed, for --plant-mislabels.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -48,6 +52,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         settings.image_size_px = size;
     }
     if let Some(fraction) = args.plant_mislabels {
+        if let Some(folds) = args.cross_fit {
+            return cross_fit_benchmark(&args, settings, fraction, folds as usize);
+        }
         return mislabel_benchmark(&args, settings, fraction);
     }
     let report = bench::run(&args.data, &settings, args.steps.max(1))?;
@@ -126,6 +133,62 @@ fn mislabel_benchmark(
             "{:>14.1}  {:>7}  {:>18}  {:>9.2}  {:>6.2}{mark}",
             score.min_confidence, score.flagged, score.correct, score.precision, score.recall
         );
+    }
+    if args.output.json {
+        print_json(&report)?;
+    }
+    Ok(())
+}
+
+fn cross_fit_benchmark(
+    args: &BenchArgs,
+    mut settings: crate::engine::train::TrainSettings,
+    fraction: f64,
+    folds: usize,
+) -> anyhow::Result<()> {
+    settings.max_seconds = Some(args.max_seconds / folds as f64);
+    settings.seed = args.seed;
+    let work = tempfile_dir()?;
+    eprintln!(
+        "planting {:.1}% mislabelled photos in a copy of {}, then training {folds} networks \
+         for {:.0} s each…",
+        fraction * 100.0,
+        args.data.display(),
+        args.max_seconds / folds as f64
+    );
+    let result = mislabels::run_cross_fit_benchmark(
+        &args.data,
+        &work,
+        fraction,
+        folds,
+        &settings,
+        &|_, _| {},
+    );
+    std::fs::remove_dir_all(&work).ok();
+    let report =
+        result.with_context(|| format!("cross-fit benchmark on {} failed", args.data.display()))?;
+    println!(
+        "{} photos, {} planted mistakes, {} networks trained {:.0} s in all ({:?} steps)",
+        report.images, report.planted, report.folds, report.train_secs, report.steps
+    );
+    for (title, curve) in [
+        (
+            "Margin under the network that did not train on the photo:",
+            &report.held_out_curve,
+        ),
+        (
+            "That margin plus the training margin (standardised):",
+            &report.combined_curve,
+        ),
+    ] {
+        println!("{title}");
+        println!("spreads below the mean  flagged  planted among them  precision  recall");
+        for (spreads, score) in curve {
+            println!(
+                "{spreads:>22.2}  {:>7}  {:>18}  {:>9.2}  {:>6.2}",
+                score.flagged, score.correct, score.precision, score.recall
+            );
+        }
     }
     if args.output.json {
         print_json(&report)?;

@@ -292,6 +292,132 @@ pub fn run_benchmark(
     })
 }
 
+/// One photo of the planted copy, with the cross-fit's evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossFitBenchPhoto {
+    pub path: PathBuf,
+    pub planted: bool,
+    pub fold: usize,
+    pub held_out_margin: Option<f64>,
+    pub trained_margin: Option<f64>,
+    pub late_margin: Option<f64>,
+    pub area_under_margin: Option<f64>,
+}
+
+/// What the planted-mistake benchmark found with cross-fitting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossFitBenchmark {
+    pub images: usize,
+    pub planted: usize,
+    pub folds: usize,
+    /// Steps of each part's network.
+    pub steps: Vec<usize>,
+    pub train_secs: f64,
+    /// The held-out margin, flagged this many standard deviations below its mean.
+    pub held_out_curve: Vec<(f64, FinderScore)>,
+    /// The held-out margin plus the progress-weighted training margin, each in standard
+    /// deviations from its mean, flagged this many standard deviations below.
+    pub combined_curve: Vec<(f64, FinderScore)>,
+    pub photos: Vec<CrossFitBenchPhoto>,
+}
+
+/// Each value in standard deviations from the mean of them all (`None` stays `None`).
+pub fn standardised(values: &[Option<f64>]) -> Vec<Option<f64>> {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    if present.len() < 2 {
+        return vec![None; values.len()];
+    }
+    let n = present.len() as f64;
+    let mean = present.iter().sum::<f64>() / n;
+    let spread = (present.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n)
+        .sqrt()
+        .max(1e-12);
+    values
+        .iter()
+        .map(|v| v.map(|v| (v - mean) / spread))
+        .collect()
+}
+
+/// Plants mistakes in a copy of `data` (under `work`), cross-fits it in `folds` parts
+/// (each trained for `settings.max_seconds`), and scores the out-of-fold finder.
+pub fn run_cross_fit_benchmark(
+    data: &Path,
+    work: &Path,
+    fraction: f64,
+    folds: usize,
+    settings: &TrainSettings,
+    on_event: &(dyn Fn(usize, TrainEvent) + Sync),
+) -> Result<CrossFitBenchmark> {
+    let planted_folder = work.join("planted");
+    let planted = plant_mislabels(data, &planted_folder, fraction, settings.seed)?;
+    let fit = super::cross_fit::cross_fit(
+        &planted_folder,
+        &work.join("parts"),
+        folds,
+        settings,
+        &AtomicBool::new(false),
+        on_event,
+    )?;
+    let planted_paths: std::collections::HashSet<&Path> =
+        planted.iter().map(|m| m.path.as_path()).collect();
+    let held_out: Vec<Option<f64>> = fit.photos.iter().map(|p| p.held_out_margin).collect();
+    let late: Vec<Option<f64>> = fit
+        .photos
+        .iter()
+        .map(|p| p.training.map(|e| e.late_margin))
+        .collect();
+    let combined: Vec<Option<f64>> = standardised(&held_out)
+        .into_iter()
+        .zip(standardised(&late))
+        .map(|(a, b)| Some(a? + b?))
+        .collect();
+    // Flagged strictly below `k` standard deviations under the mean, as a confidence.
+    let curve = |values: &[Option<f64>]| -> Vec<(f64, FinderScore)> {
+        let z = standardised(values);
+        SPREADS
+            .iter()
+            .map(|&k| {
+                let evidence: Vec<(PathBuf, Option<f64>)> = fit
+                    .photos
+                    .iter()
+                    .zip(&z)
+                    .map(|(p, z)| (p.path.clone(), z.map(|z| -z).filter(|&c| c > k)))
+                    .collect();
+                let score = score_finder(&evidence, &planted, f64::NEG_INFINITY);
+                (
+                    k,
+                    FinderScore {
+                        min_confidence: k,
+                        ..score
+                    },
+                )
+            })
+            .collect()
+    };
+    Ok(CrossFitBenchmark {
+        images: fit.photos.len(),
+        planted: planted.len(),
+        folds,
+        steps: fit.steps.clone(),
+        train_secs: fit.train_secs,
+        held_out_curve: curve(&held_out),
+        combined_curve: curve(&combined),
+        photos: fit
+            .photos
+            .iter()
+            .map(|p| CrossFitBenchPhoto {
+                path: p.path.clone(),
+                planted: planted_paths.contains(p.path.as_path()),
+                fold: p.fold,
+                held_out_margin: p.held_out_margin,
+                trained_margin: p.trained_margin,
+                late_margin: p.training.map(|e| e.late_margin),
+                area_under_margin: p.training.map(|e| e.area_under_margin),
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,281 @@
+//! Out-of-fold evidence about each photo's label: cross-fitting.
+//!
+//! The margins recorded while training ([`crate::engine::train::margins`]) come from a
+//! network that is being taught each photo's folder, so a photo filed in the wrong folder
+//! is slowly pulled toward the wrong class and its margin creeps up. A network that never
+//! saw the photo cannot be pulled: the photos are split into `folds` parts (each class
+//! split evenly), one network is trained per part on all the other parts, and each photo
+//! is judged by the network that did not train on it (Northcutt et al., "Confident
+//! Learning", 2021, estimate the noise from such out-of-sample predictions). Every photo
+//! is also judged by the networks that did train on it, so one cross-fit gives both kinds
+//! of evidence.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::data::{DEFAULT_MAX_PIXELS, LabeledDataset};
+use crate::engine::index::embed_files;
+use crate::engine::model::classifier::Classifier;
+use crate::engine::train::margins::MarginEvidence;
+use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
+use crate::engine::{EngineError, Result};
+
+/// What the cross-fit said about one photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldedPhoto {
+    pub path: PathBuf,
+    /// Its folder's class (index into [`CrossFit::classes`]).
+    pub class: usize,
+    /// The part it was held out in.
+    pub fold: usize,
+    /// Under the network that never saw it: its cosine to its own class proxy minus the
+    /// largest cosine to another class proxy, in −2..=2 (`None` if it did not embed).
+    pub held_out_margin: Option<f64>,
+    /// The class that network took it for, when not its own.
+    pub held_out_class: Option<usize>,
+    /// The same margin under the networks that trained on it, measured after training
+    /// on the whole photo, averaged over them.
+    pub trained_margin: Option<f64>,
+    /// The margins recorded while those networks trained on it (the first of them).
+    pub training: Option<MarginEvidence>,
+}
+
+/// The evidence of a whole cross-fit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossFit {
+    pub classes: Vec<String>,
+    pub photos: Vec<FoldedPhoto>,
+    /// Steps each part's network trained.
+    pub steps: Vec<usize>,
+    /// Seconds spent training, all parts together.
+    pub train_secs: f64,
+}
+
+/// Which part each photo is held out in: every class's photos shuffled (by `seed`) and
+/// dealt round the parts, so each part holds its share of every class.
+pub fn assign_folds(classes_of_photos: &[usize], folds: usize, seed: u64) -> Vec<usize> {
+    let folds = folds.max(1);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let class_count = classes_of_photos.iter().max().map_or(0, |c| c + 1);
+    let mut assignment = vec![0; classes_of_photos.len()];
+    for class in 0..class_count {
+        let mut members: Vec<usize> = (0..classes_of_photos.len())
+            .filter(|&i| classes_of_photos[i] == class)
+            .collect();
+        rng.shuffle(&mut members);
+        // Each class starts dealing at a different part so small classes do not all
+        // leave part 0 the biggest.
+        let start = rng.usize(0..folds);
+        for (k, photo) in members.into_iter().enumerate() {
+            assignment[photo] = (start + k) % folds;
+        }
+    }
+    assignment
+}
+
+/// Cosine to `own`'s proxy minus the largest cosine to another proxy, and the other
+/// class that scored highest when it beat `own`.
+fn margin_of(cosines: &[f64], own: usize) -> Option<(f64, Option<usize>)> {
+    let own_cosine = *cosines.get(own)?;
+    let (best_other, best_other_cosine) = cosines
+        .iter()
+        .enumerate()
+        .filter(|&(c, _)| c != own)
+        .max_by(|a, b| a.1.total_cmp(b.1))?;
+    let margin = own_cosine - best_other_cosine;
+    Some((margin, (margin < 0.0).then_some(best_other)))
+}
+
+/// Links `from` to `to`, or copies it where the file system has no hard links.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| EngineError::io(to, e))
+}
+
+/// Cross-fits the class folder `folder`: one network per part, each trained with
+/// `settings` (its own time budget, `settings.max_seconds`, and seed) on a folder of
+/// links to the other parts' photos under `work`, which is removed part by part.
+/// `on_event` hears each part's training as (part, event).
+pub fn cross_fit(
+    folder: &Path,
+    work: &Path,
+    folds: usize,
+    settings: &TrainSettings,
+    cancel: &AtomicBool,
+    on_event: &(dyn Fn(usize, TrainEvent) + Sync),
+) -> Result<CrossFit> {
+    if folds < 2 {
+        return Err(EngineError::Config(
+            "cross-fitting needs at least 2 parts".into(),
+        ));
+    }
+    let dataset = LabeledDataset::scan(folder, DEFAULT_MAX_PIXELS)?;
+    dataset.check_trainable()?;
+    let classes_of_photos: Vec<usize> = dataset.images.iter().map(|(_, c)| *c).collect();
+    let assignment = assign_folds(&classes_of_photos, folds, settings.seed);
+    let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
+    let mut held_out: Vec<Option<(f64, Option<usize>)>> = vec![None; paths.len()];
+    let mut trained_sum = vec![0.0; paths.len()];
+    let mut trained_count = vec![0u32; paths.len()];
+    let mut training: Vec<Option<MarginEvidence>> = vec![None; paths.len()];
+    let mut steps = Vec::with_capacity(folds);
+    let mut train_secs = 0.0;
+    for fold in 0..folds {
+        let part_folder = work.join(format!("part-{fold}"));
+        // Where each linked photo came from: the training run reports its own paths.
+        let mut origin = std::collections::HashMap::new();
+        for class in &dataset.classes {
+            let class_folder = part_folder.join(class);
+            std::fs::create_dir_all(&class_folder)
+                .map_err(|e| EngineError::io(&class_folder, e))?;
+        }
+        for (i, (path, class)) in dataset.images.iter().enumerate() {
+            if assignment[i] == fold {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .ok_or_else(|| EngineError::bad_file(path, "no file name"))?;
+            // The photo's number in front keeps apart same-named photos of a class's
+            // sub-folders.
+            let link = part_folder
+                .join(&dataset.classes[*class])
+                .join(format!("{i:06}-{}", name.to_string_lossy()));
+            link_or_copy(path, &link)?;
+            origin.insert(link, i);
+        }
+        let job = TrainJob::new(
+            part_folder.clone(),
+            TrainSettings {
+                seed: settings.seed.wrapping_add(fold as u64),
+                ..settings.clone()
+            },
+        );
+        let outcome = train(&job, cancel, &|event| on_event(fold, event));
+        std::fs::remove_dir_all(&part_folder).ok();
+        let outcome = outcome?;
+        steps.push(outcome.summary.steps);
+        train_secs += outcome.summary.train_secs;
+        for ((path, _), evidence) in &outcome.label_evidence {
+            if let Some(&i) = origin.get(path) {
+                training[i] = training[i].or(*evidence);
+            }
+        }
+        let classifier = outcome.model.classifier.as_ref().ok_or_else(|| {
+            EngineError::Config("cross-fitting needs a loss with class proxies".into())
+        })?;
+        // The part's network names the classes of its own folder, which has every class
+        // (each class is dealt round the parts); map by name all the same.
+        let to_network: Vec<Option<usize>> = dataset
+            .classes
+            .iter()
+            .map(|name| classifier.info.classes.iter().position(|c| c == name))
+            .collect();
+        let embedded = embed_files(&outcome.model, &paths, DEFAULT_MAX_PIXELS, &|_| {}, cancel)?;
+        let dimension = outcome.model.config.embedding_dim;
+        for (row, &i) in embedded.embedded.iter().enumerate() {
+            let Some(vector) = embedded.vectors.get(row * dimension..(row + 1) * dimension) else {
+                continue;
+            };
+            let Some(margin) = photo_margin(classifier, vector, &to_network, classes_of_photos[i])
+            else {
+                continue;
+            };
+            if assignment[i] == fold {
+                held_out[i] = Some(margin);
+            } else {
+                trained_sum[i] += margin.0;
+                trained_count[i] += 1;
+            }
+        }
+    }
+    let photos = paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, path)| FoldedPhoto {
+            path,
+            class: classes_of_photos[i],
+            fold: assignment[i],
+            held_out_margin: held_out[i].map(|(m, _)| m),
+            held_out_class: held_out[i].and_then(|(_, c)| c),
+            trained_margin: (trained_count[i] > 0)
+                .then(|| trained_sum[i] / f64::from(trained_count[i])),
+            training: training[i],
+        })
+        .collect();
+    Ok(CrossFit {
+        classes: dataset.classes,
+        photos,
+        steps,
+        train_secs,
+    })
+}
+
+/// A photo's margin under `classifier`, in the data set's class numbering (`to_network`
+/// maps a data-set class to the network's).
+fn photo_margin(
+    classifier: &Classifier,
+    vector: &[f32],
+    to_network: &[Option<usize>],
+    class: usize,
+) -> Option<(f64, Option<usize>)> {
+    let network_cosines = classifier.cosines(vector);
+    let cosines: Vec<f64> = to_network
+        .iter()
+        .map(|c| c.and_then(|c| network_cosines.get(c).copied()))
+        .collect::<Option<Vec<f64>>>()?;
+    margin_of(&cosines, class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_is_dealt_evenly_round_the_parts() {
+        // 3 classes of 7, 4 and 1 photos, interleaved.
+        let classes: Vec<usize> = (0..12)
+            .map(|i| match i {
+                0..=6 => 0,
+                7..=10 => 1,
+                _ => 2,
+            })
+            .collect();
+        let folds = assign_folds(&classes, 2, 9);
+        for class in 0..2 {
+            let in_part = |f| {
+                (0..classes.len())
+                    .filter(|&i| classes[i] == class && folds[i] == f)
+                    .count()
+            };
+            assert!(in_part(0).abs_diff(in_part(1)) <= 1, "class {class} uneven");
+        }
+        assert_eq!(
+            folds,
+            assign_folds(&classes, 2, 9),
+            "the same seed deals the same"
+        );
+        assert_ne!(
+            folds,
+            assign_folds(&classes, 2, 10),
+            "another seed deals anew"
+        );
+    }
+
+    #[test]
+    fn the_margin_is_own_minus_the_best_other_and_names_the_class_that_won() {
+        let (margin, beaten_by) = margin_of(&[0.2, 0.7, 0.5], 0).expect("margin");
+        assert!((margin - -0.5).abs() < 1e-12);
+        assert_eq!(beaten_by, Some(1));
+        let (margin, beaten_by) = margin_of(&[0.9, 0.7, 0.5], 0).expect("margin");
+        assert!((margin - 0.2).abs() < 1e-12);
+        assert_eq!(beaten_by, None);
+        assert!(margin_of(&[0.9], 3).is_none());
+    }
+}
