@@ -40,6 +40,11 @@ pub struct FoldedPhoto {
     pub trained_margin: Option<f64>,
     /// The margins recorded while those networks trained on it (the first of them).
     pub training: Option<MarginEvidence>,
+    /// Its cosine to every class proxy under the network that never saw it.
+    pub held_out_cosines: Option<Vec<f64>>,
+    /// Its progress-weighted mean cosine to every class proxy while the first network
+    /// that trained on it did so.
+    pub training_cosines: Option<Vec<f64>>,
 }
 
 /// The evidence of a whole cross-fit.
@@ -121,6 +126,8 @@ pub fn cross_fit(
     let assignment = assign_folds(&classes_of_photos, folds, settings.seed);
     let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
     let mut held_out: Vec<Option<(f64, Option<usize>)>> = vec![None; paths.len()];
+    let mut held_out_cosines: Vec<Option<Vec<f64>>> = vec![None; paths.len()];
+    let mut training_cosines: Vec<Option<Vec<f64>>> = vec![None; paths.len()];
     let mut trained_sum = vec![0.0; paths.len()];
     let mut trained_count = vec![0u32; paths.len()];
     let mut training: Vec<Option<MarginEvidence>> = vec![None; paths.len()];
@@ -162,9 +169,19 @@ pub fn cross_fit(
         let outcome = outcome?;
         steps.push(outcome.summary.steps);
         train_secs += outcome.summary.train_secs;
-        for ((path, _), evidence) in &outcome.label_evidence {
-            if let Some(&i) = origin.get(path) {
-                training[i] = training[i].or(*evidence);
+        let cosines_while_training = outcome
+            .label_cosines
+            .iter()
+            .cloned()
+            .chain(std::iter::repeat(None));
+        for (((path, _), evidence), cosines) in
+            outcome.label_evidence.iter().zip(cosines_while_training)
+        {
+            if let Some(&i) = origin.get(path)
+                && training[i].is_none()
+            {
+                training[i] = *evidence;
+                training_cosines[i] = cosines;
             }
         }
         let classifier = outcome.model.classifier.as_ref().ok_or_else(|| {
@@ -183,12 +200,15 @@ pub fn cross_fit(
             let Some(vector) = embedded.vectors.get(row * dimension..(row + 1) * dimension) else {
                 continue;
             };
-            let Some(margin) = photo_margin(classifier, vector, &to_network, classes_of_photos[i])
-            else {
+            let Some(cosines) = photo_cosines(classifier, vector, &to_network) else {
+                continue;
+            };
+            let Some(margin) = margin_of(&cosines, classes_of_photos[i]) else {
                 continue;
             };
             if assignment[i] == fold {
                 held_out[i] = Some(margin);
+                held_out_cosines[i] = Some(cosines);
             } else {
                 trained_sum[i] += margin.0;
                 trained_count[i] += 1;
@@ -207,6 +227,8 @@ pub fn cross_fit(
             trained_margin: (trained_count[i] > 0)
                 .then(|| trained_sum[i] / f64::from(trained_count[i])),
             training: training[i],
+            held_out_cosines: held_out_cosines[i].take(),
+            training_cosines: training_cosines[i].take(),
         })
         .collect();
     Ok(CrossFit {
@@ -217,20 +239,18 @@ pub fn cross_fit(
     })
 }
 
-/// A photo's margin under `classifier`, in the data set's class numbering (`to_network`
-/// maps a data-set class to the network's).
-fn photo_margin(
+/// A photo's cosine to every class proxy of `classifier`, in the data set's class
+/// numbering (`to_network` maps a data-set class to the network's).
+fn photo_cosines(
     classifier: &Classifier,
     vector: &[f32],
     to_network: &[Option<usize>],
-    class: usize,
-) -> Option<(f64, Option<usize>)> {
+) -> Option<Vec<f64>> {
     let network_cosines = classifier.cosines(vector);
-    let cosines: Vec<f64> = to_network
+    to_network
         .iter()
         .map(|c| c.and_then(|c| network_cosines.get(c).copied()))
-        .collect::<Option<Vec<f64>>>()?;
-    margin_of(&cosines, class)
+        .collect()
 }
 
 #[cfg(test)]

@@ -101,6 +101,7 @@ pub struct FinderScore {
 /// What the planted-mistake benchmark found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MislabelBenchmark {
+    pub classes: Vec<String>,
     pub images: usize,
     pub planted: usize,
     pub train_secs: f64,
@@ -127,11 +128,15 @@ pub struct MislabelBenchmark {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchPhoto {
     pub path: PathBuf,
+    /// Its folder's class (index into [`MislabelBenchmark::classes`]).
+    pub class: usize,
     pub planted: bool,
     pub area_under_margin: Option<f64>,
     pub late_margin: Option<f64>,
     pub beaten_share: Option<f64>,
     pub vote_confidence: Option<f64>,
+    /// Its progress-weighted mean cosine to every class proxy while it trained.
+    pub late_cosines: Option<Vec<f64>>,
 }
 
 /// Areas under the margin the benchmark scores the margin finder at.
@@ -259,8 +264,17 @@ pub fn run_benchmark(
     let photos = outcome
         .label_evidence
         .iter()
-        .map(|((path, _), e)| BenchPhoto {
+        .zip(
+            outcome
+                .label_cosines
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(((path, class), e), late_cosines)| BenchPhoto {
             path: path.clone(),
+            class: *class,
+            late_cosines,
             planted: planted_paths.contains(path.as_path()),
             area_under_margin: e.map(|e| e.area_under_margin),
             late_margin: e.map(|e| e.late_margin),
@@ -269,6 +283,7 @@ pub fn run_benchmark(
         })
         .collect();
     Ok(MislabelBenchmark {
+        classes: outcome.summary.classes.clone(),
         images: evidence.len(),
         planted: planted.len(),
         train_secs: outcome.summary.train_secs,
@@ -296,8 +311,11 @@ pub fn run_benchmark(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrossFitBenchPhoto {
     pub path: PathBuf,
+    pub class: usize,
     pub planted: bool,
     pub fold: usize,
+    pub held_out_cosines: Option<Vec<f64>>,
+    pub training_cosines: Option<Vec<f64>>,
     pub held_out_margin: Option<f64>,
     pub trained_margin: Option<f64>,
     pub late_margin: Option<f64>,
@@ -307,6 +325,7 @@ pub struct CrossFitBenchPhoto {
 /// What the planted-mistake benchmark found with cross-fitting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrossFitBenchmark {
+    pub classes: Vec<String>,
     pub images: usize,
     pub planted: usize,
     pub folds: usize,
@@ -395,6 +414,7 @@ pub fn run_cross_fit_benchmark(
             .collect()
     };
     Ok(CrossFitBenchmark {
+        classes: fit.classes.clone(),
         images: fit.photos.len(),
         planted: planted.len(),
         folds,
@@ -407,6 +427,9 @@ pub fn run_cross_fit_benchmark(
             .iter()
             .map(|p| CrossFitBenchPhoto {
                 path: p.path.clone(),
+                class: p.class,
+                held_out_cosines: p.held_out_cosines.clone(),
+                training_cosines: p.training_cosines.clone(),
                 planted: planted_paths.contains(p.path.as_path()),
                 fold: p.fold,
                 held_out_margin: p.held_out_margin,

@@ -105,6 +105,9 @@ pub struct MarginLedger {
     beaten: Vec<u32>,
     /// Per photo and class (row-major), the sum of its cosines to that class's proxy.
     cosine_sum: Vec<f64>,
+    /// The same cosines weighted by how far the run had come (the weights' sum is
+    /// `late_weight`).
+    late_cosine_sum: Vec<f64>,
 }
 
 /// What training said about one photo's label.
@@ -137,6 +140,7 @@ impl MarginLedger {
             late_weight: vec![0.0; images],
             beaten: vec![0; images],
             cosine_sum: vec![0.0; images * classes],
+            late_cosine_sum: vec![0.0; images * classes],
         }
     }
 
@@ -175,7 +179,29 @@ impl MarginLedger {
             for (sum, &s) in sums.iter_mut().zip(scores) {
                 *sum += f64::from(s);
             }
+            let late_sums =
+                &mut self.late_cosine_sum[image * self.classes..(image + 1) * self.classes];
+            for (sum, &s) in late_sums.iter_mut().zip(scores) {
+                *sum += weight * f64::from(s);
+            }
         }
+    }
+
+    /// Each photo's progress-weighted mean cosine to every class proxy (by its index in
+    /// the training set, classes in order); `None` for a photo never trained on after
+    /// the very start.
+    pub fn late_cosines(&self) -> Vec<Option<Vec<f64>>> {
+        (0..self.seen.len())
+            .map(|image| {
+                let weight = self.late_weight[image];
+                (weight > 0.0).then(|| {
+                    self.late_cosine_sum[image * self.classes..(image + 1) * self.classes]
+                        .iter()
+                        .map(|sum| sum / weight)
+                        .collect()
+                })
+            })
+            .collect()
     }
 
     /// Each photo's evidence (by its index in the training set); `None` for a photo never

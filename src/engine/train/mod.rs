@@ -166,6 +166,9 @@ pub struct TrainOutcome {
     /// Every training photo (path, class index) with what training said about its label
     /// (`None` when the loss has no class proxies, or the photo was never trained on).
     pub label_evidence: Vec<((PathBuf, usize), Option<margins::MarginEvidence>)>,
+    /// In the same order, each photo's progress-weighted mean cosine to every class
+    /// proxy while it trained (empty when the loss has no class proxies).
+    pub label_cosines: Vec<Option<Vec<f64>>>,
 }
 
 /// A run to go on from: its model (as saved) and the state saved beside it.
@@ -311,6 +314,7 @@ pub fn train(
         &data.training.dataset.classes,
     );
     let label_evidence = check_labels(&trainer, &data, &mut summary);
+    let label_cosines = trainer.margin_cosines();
     trainer.show_average(true);
     monitor.finish(&mut trainer, &mut summary)?;
     let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
@@ -336,6 +340,7 @@ pub fn train(
         before_after,
         state,
         label_evidence,
+        label_cosines,
     })
 }
 

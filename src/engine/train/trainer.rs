@@ -722,6 +722,14 @@ impl Trainer {
             .map_or_else(Vec::new, |ledger| ledger.evidence(&self.labels))
     }
 
+    /// Each training photo's progress-weighted mean cosine to every class proxy (by its
+    /// index in the training set); empty for losses without class proxies.
+    pub fn margin_cosines(&self) -> Vec<Option<Vec<f64>>> {
+        self.margins
+            .as_ref()
+            .map_or_else(Vec::new, MarginLedger::late_cosines)
+    }
+
     /// Copies every trained tensor.
     pub fn checkpoint(&self) -> Checkpoint {
         tch::no_grad(|| Checkpoint {
