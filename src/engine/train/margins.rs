@@ -261,6 +261,18 @@ mod tests {
         let second = evidence[1].expect("seen once");
         assert!((second.area_under_margin - 0.7).abs() < 1e-6);
         assert_eq!((second.likely_class, second.beaten), (1, 0));
+        // Photo 0's cosines weighted by progress: class 2 is (0.25 × 0 + 0.75 × 0.75) / 1.
+        let cosines = ledger.late_cosines();
+        let first_cosines = cosines[0].as_ref().expect("seen");
+        for (cosine, expected) in first_cosines.iter().zip([0.3125, 0.0625, 0.5625]) {
+            assert!((cosine - expected).abs() < 1e-9, "{first_cosines:?}");
+        }
+        let never_after_the_start = {
+            let mut ledger = MarginLedger::new(1, 2);
+            ledger.record(&[0], &[0], &[0.5, 0.1], 0.0);
+            ledger.late_cosines()
+        };
+        assert_eq!(never_after_the_start, vec![None]);
     }
 
     #[test]
