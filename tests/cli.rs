@@ -157,6 +157,23 @@ fn bad_input_gives_clear_messages_and_failure_codes() {
     let output = likeness(&["search", "--index", s(&not_an_index), s(&not_an_index)]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a Likeness index"));
+
+    // Cross-fitting scores the mislabel finder: without planted mistakes it is refused,
+    // and so is a single part (nothing would be held out).
+    let output = likeness(&["bench", "--data", s(&one_class), "--cross-fit", "2"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--plant-mislabels"));
+    let output = likeness(&[
+        "bench",
+        "--data",
+        s(&one_class),
+        "--plant-mislabels",
+        "0.02",
+        "--cross-fit",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--cross-fit"));
 }
 
 #[test]

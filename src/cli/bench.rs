@@ -36,7 +36,7 @@ pub struct BenchArgs {
     pub max_seconds: f64,
     /// With --plant-mislabels: judge each photo by a network that did not train on it,
     /// training this many networks (each on the other parts' photos) in the time given.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=10))]
+    #[arg(long, requires = "plant_mislabels", value_parser = clap::value_parser!(u32).range(2..=10))]
     pub cross_fit: Option<u32>,
     /// Which photos are planted, and the training seed, for --plant-mislabels.
     #[arg(long, default_value_t = 0)]
