@@ -81,14 +81,17 @@ pub fn assign_folds(classes_of_photos: &[usize], folds: usize, seed: u64) -> Vec
 }
 
 /// Cosine to `own`'s proxy minus the largest cosine to another proxy, and the other
-/// class that scored highest when it beat `own`.
-fn margin_of(cosines: &[f64], own: usize) -> Option<(f64, Option<usize>)> {
-    let own_cosine = *cosines.get(own)?;
+/// class that scored highest when it beat `own`. A class the network does not know
+/// (`None`: its folder had no photos in the network's part) takes no part; without its
+/// own class or any other, a photo has no margin.
+fn margin_of(cosines: &[Option<f64>], own: usize) -> Option<(f64, Option<usize>)> {
+    let own_cosine = (*cosines.get(own)?)?;
     let (best_other, best_other_cosine) = cosines
         .iter()
         .enumerate()
         .filter(|&(c, _)| c != own)
-        .max_by(|a, b| a.1.total_cmp(b.1))?;
+        .filter_map(|(c, cosine)| Some((c, (*cosine)?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
     let margin = own_cosine - best_other_cosine;
     Some((margin, (margin < 0.0).then_some(best_other)))
 }
@@ -200,15 +203,13 @@ pub fn cross_fit(
             let Some(vector) = embedded.vectors.get(row * dimension..(row + 1) * dimension) else {
                 continue;
             };
-            let Some(cosines) = photo_cosines(classifier, vector, &to_network) else {
-                continue;
-            };
+            let cosines = photo_cosines(classifier, vector, &to_network);
             let Some(margin) = margin_of(&cosines, classes_of_photos[i]) else {
                 continue;
             };
             if assignment[i] == fold {
                 held_out[i] = Some(margin);
-                held_out_cosines[i] = Some(cosines);
+                held_out_cosines[i] = cosines.into_iter().collect();
             } else {
                 trained_sum[i] += margin.0;
                 trained_count[i] += 1;
@@ -240,12 +241,13 @@ pub fn cross_fit(
 }
 
 /// A photo's cosine to every class proxy of `classifier`, in the data set's class
-/// numbering (`to_network` maps a data-set class to the network's).
+/// numbering (`to_network` maps a data-set class to the network's; `None` for a class
+/// the network does not know).
 fn photo_cosines(
     classifier: &Classifier,
     vector: &[f32],
     to_network: &[Option<usize>],
-) -> Option<Vec<f64>> {
+) -> Vec<Option<f64>> {
     let network_cosines = classifier.cosines(vector);
     to_network
         .iter()
@@ -290,12 +292,19 @@ mod tests {
 
     #[test]
     fn the_margin_is_own_minus_the_best_other_and_names_the_class_that_won() {
-        let (margin, beaten_by) = margin_of(&[0.2, 0.7, 0.5], 0).expect("margin");
+        let (margin, beaten_by) = margin_of(&[Some(0.2), Some(0.7), Some(0.5)], 0).expect("margin");
         assert!((margin - -0.5).abs() < 1e-12);
         assert_eq!(beaten_by, Some(1));
-        let (margin, beaten_by) = margin_of(&[0.9, 0.7, 0.5], 0).expect("margin");
+        let (margin, beaten_by) = margin_of(&[Some(0.9), Some(0.7), Some(0.5)], 0).expect("margin");
         assert!((margin - 0.2).abs() < 1e-12);
         assert_eq!(beaten_by, None);
-        assert!(margin_of(&[0.9], 3).is_none());
+        // A class the network never saw takes no part; without its own class or any
+        // other, a photo has no margin.
+        let (margin, beaten_by) = margin_of(&[Some(0.2), None, Some(0.5)], 0).expect("margin");
+        assert!((margin - -0.3).abs() < 1e-12);
+        assert_eq!(beaten_by, Some(2));
+        assert!(margin_of(&[None, Some(0.7)], 0).is_none());
+        assert!(margin_of(&[Some(0.9), None], 0).is_none());
+        assert!(margin_of(&[Some(0.9)], 3).is_none());
     }
 }
