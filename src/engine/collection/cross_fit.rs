@@ -7,9 +7,10 @@
 //! split evenly), one network is trained per part on all the other parts, and each photo
 //! is judged by the network that did not train on it (Northcutt et al., "Confident
 //! Learning", 2021, estimate the noise from such out-of-sample predictions). Every photo
-//! is also judged by the networks that did train on it, so one cross-fit gives both kinds
-//! of evidence.
+//! also keeps the margins recorded while a network trained on it, so one cross-fit gives
+//! both kinds of evidence.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -35,10 +36,7 @@ pub struct FoldedPhoto {
     pub held_out_margin: Option<f64>,
     /// The class that network took it for, when not its own.
     pub held_out_class: Option<usize>,
-    /// The same margin under the networks that trained on it, measured after training
-    /// on the whole photo, averaged over them.
-    pub trained_margin: Option<f64>,
-    /// The margins recorded while those networks trained on it (the first of them).
+    /// The margins recorded while a network trained on it (the first part's that did).
     pub training: Option<MarginEvidence>,
     /// Its cosine to every class proxy under the network that never saw it.
     pub held_out_cosines: Option<Vec<f64>>,
@@ -106,9 +104,42 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
         .map_err(|e| EngineError::io(to, e))
 }
 
+/// Fills the new, empty `part_folder` with a class folder of links for every photo not
+/// dealt to `fold`. Returns where each link came from (its photo's index), since the
+/// training run reports the links' paths.
+fn link_part(
+    dataset: &LabeledDataset,
+    assignment: &[usize],
+    fold: usize,
+    part_folder: &Path,
+) -> Result<HashMap<PathBuf, usize>> {
+    for class in &dataset.classes {
+        let class_folder = part_folder.join(class);
+        std::fs::create_dir(&class_folder).map_err(|e| EngineError::io(&class_folder, e))?;
+    }
+    let mut origin = HashMap::new();
+    for (i, (path, class)) in dataset.images.iter().enumerate() {
+        if assignment[i] == fold {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| EngineError::bad_file(path, "no file name"))?;
+        // The photo's number in front keeps apart same-named photos of a class's
+        // sub-folders.
+        let link = part_folder
+            .join(&dataset.classes[*class])
+            .join(format!("{i:06}-{}", name.to_string_lossy()));
+        link_or_copy(path, &link)?;
+        origin.insert(link, i);
+    }
+    Ok(origin)
+}
+
 /// Cross-fits the class folder `folder`: one network per part, each trained with
-/// `settings` (its own time budget, `settings.max_seconds`, and seed) on a folder of
-/// links to the other parts' photos under `work`, which is removed part by part.
+/// `settings` (its own time budget, `settings.max_seconds`, and seed) on a new folder of
+/// links to the other parts' photos under `work` (`part-0`, `part-1`, …; an existing one
+/// is refused), removed when the part is done or fails.
 /// `on_event` hears each part's training as (part, event).
 pub fn cross_fit(
     folder: &Path,
@@ -130,46 +161,27 @@ pub fn cross_fit(
     let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
     let mut held_out: Vec<Option<(f64, Option<usize>)>> = vec![None; paths.len()];
     let mut held_out_cosines: Vec<Option<Vec<f64>>> = vec![None; paths.len()];
-    let mut training_cosines: Vec<Option<Vec<f64>>> = vec![None; paths.len()];
-    let mut trained_sum = vec![0.0; paths.len()];
-    let mut trained_count = vec![0u32; paths.len()];
     let mut training: Vec<Option<MarginEvidence>> = vec![None; paths.len()];
+    let mut training_cosines: Vec<Option<Vec<f64>>> = vec![None; paths.len()];
     let mut steps = Vec::with_capacity(folds);
     let mut train_secs = 0.0;
     for fold in 0..folds {
         let part_folder = work.join(format!("part-{fold}"));
-        // Where each linked photo came from: the training run reports its own paths.
-        let mut origin = std::collections::HashMap::new();
-        for class in &dataset.classes {
-            let class_folder = part_folder.join(class);
-            std::fs::create_dir_all(&class_folder)
-                .map_err(|e| EngineError::io(&class_folder, e))?;
-        }
-        for (i, (path, class)) in dataset.images.iter().enumerate() {
-            if assignment[i] == fold {
-                continue;
-            }
-            let name = path
-                .file_name()
-                .ok_or_else(|| EngineError::bad_file(path, "no file name"))?;
-            // The photo's number in front keeps apart same-named photos of a class's
-            // sub-folders.
-            let link = part_folder
-                .join(&dataset.classes[*class])
-                .join(format!("{i:06}-{}", name.to_string_lossy()));
-            link_or_copy(path, &link)?;
-            origin.insert(link, i);
-        }
-        let job = TrainJob::new(
-            part_folder.clone(),
-            TrainSettings {
-                seed: settings.seed.wrapping_add(fold as u64),
-                ..settings.clone()
-            },
-        );
-        let outcome = train(&job, cancel, &|event| on_event(fold, event));
+        // A new folder, never one that is there already: it is removed afterwards.
+        std::fs::create_dir_all(work).map_err(|e| EngineError::io(work, e))?;
+        std::fs::create_dir(&part_folder).map_err(|e| EngineError::io(&part_folder, e))?;
+        let trained = link_part(&dataset, &assignment, fold, &part_folder).and_then(|origin| {
+            let job = TrainJob::new(
+                part_folder.clone(),
+                TrainSettings {
+                    seed: settings.seed.wrapping_add(fold as u64),
+                    ..settings.clone()
+                },
+            );
+            Ok((origin, train(&job, cancel, &|event| on_event(fold, event))?))
+        });
         std::fs::remove_dir_all(&part_folder).ok();
-        let outcome = outcome?;
+        let (origin, outcome) = trained?;
         steps.push(outcome.summary.steps);
         train_secs += outcome.summary.train_secs;
         let cosines_while_training = outcome
@@ -190,29 +202,34 @@ pub fn cross_fit(
         let classifier = outcome.model.classifier.as_ref().ok_or_else(|| {
             EngineError::Config("cross-fitting needs a loss with class proxies".into())
         })?;
-        // The part's network names the classes of its own folder, which has every class
-        // (each class is dealt round the parts); map by name all the same.
+        // The part's network names the classes of its own folder; a class with no photo
+        // in its part may be missing, so map by name.
         let to_network: Vec<Option<usize>> = dataset
             .classes
             .iter()
             .map(|name| classifier.info.classes.iter().position(|c| c == name))
             .collect();
-        let embedded = embed_files(&outcome.model, &paths, DEFAULT_MAX_PIXELS, &|_| {}, cancel)?;
+        let judged: Vec<usize> = (0..paths.len())
+            .filter(|&i| assignment[i] == fold)
+            .collect();
+        let judged_paths: Vec<PathBuf> = judged.iter().map(|&i| paths[i].clone()).collect();
+        let embedded = embed_files(
+            &outcome.model,
+            &judged_paths,
+            DEFAULT_MAX_PIXELS,
+            &|_| {},
+            cancel,
+        )?;
         let dimension = outcome.model.config.embedding_dim;
-        for (row, &i) in embedded.embedded.iter().enumerate() {
+        for (row, &k) in embedded.embedded.iter().enumerate() {
+            let i = judged[k];
             let Some(vector) = embedded.vectors.get(row * dimension..(row + 1) * dimension) else {
                 continue;
             };
             let cosines = photo_cosines(classifier, vector, &to_network);
-            let Some(margin) = margin_of(&cosines, classes_of_photos[i]) else {
-                continue;
-            };
-            if assignment[i] == fold {
-                held_out[i] = Some(margin);
+            held_out[i] = margin_of(&cosines, classes_of_photos[i]);
+            if held_out[i].is_some() {
                 held_out_cosines[i] = cosines.into_iter().collect();
-            } else {
-                trained_sum[i] += margin.0;
-                trained_count[i] += 1;
             }
         }
     }
@@ -225,8 +242,6 @@ pub fn cross_fit(
             fold: assignment[i],
             held_out_margin: held_out[i].map(|(m, _)| m),
             held_out_class: held_out[i].and_then(|(_, c)| c),
-            trained_margin: (trained_count[i] > 0)
-                .then(|| trained_sum[i] / f64::from(trained_count[i])),
             training: training[i],
             held_out_cosines: held_out_cosines[i].take(),
             training_cosines: training_cosines[i].take(),
@@ -287,6 +302,33 @@ mod tests {
             folds,
             assign_folds(&classes, 2, 10),
             "another seed deals anew"
+        );
+    }
+
+    #[test]
+    fn a_part_folder_that_is_already_there_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        crate::engine::synthetic::write_dataset(&data, 2, 4, 16, 1).expect("data");
+        let work = dir.path().join("work");
+        let someone_elses = work.join("part-0").join("keep.txt");
+        std::fs::create_dir_all(work.join("part-0")).expect("mkdir");
+        std::fs::write(&someone_elses, "mine").expect("write");
+        let result = cross_fit(
+            &data,
+            &work,
+            2,
+            &crate::engine::train::Preset::Default.settings(),
+            &AtomicBool::new(false),
+            &|_, _| {},
+        );
+        let error = result
+            .expect_err("an existing part folder is refused")
+            .to_string();
+        assert!(error.contains("part-0"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&someone_elses).expect("kept"),
+            "mine"
         );
     }
 

@@ -17,7 +17,9 @@ use crate::engine::eval::{
 };
 use crate::engine::index::embed_files;
 use crate::engine::model::EmbeddingModel;
-use crate::engine::train::margins::{MarginEvidence, SUSPECT_SPREADS_BELOW, suspect_threshold};
+use crate::engine::train::margins::{
+    MarginEvidence, SUSPECT_SPREADS_BELOW, mean_and_spread, suspect_threshold,
+};
 use crate::engine::train::{TrainEvent, TrainJob, TrainSettings, train};
 use crate::engine::{EngineError, Result};
 
@@ -310,16 +312,9 @@ pub fn run_benchmark(
 /// One photo of the planted copy, with the cross-fit's evidence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrossFitBenchPhoto {
-    pub path: PathBuf,
-    pub class: usize,
     pub planted: bool,
-    pub fold: usize,
-    pub held_out_cosines: Option<Vec<f64>>,
-    pub training_cosines: Option<Vec<f64>>,
-    pub held_out_margin: Option<f64>,
-    pub trained_margin: Option<f64>,
-    pub late_margin: Option<f64>,
-    pub area_under_margin: Option<f64>,
+    #[serde(flatten)]
+    pub photo: super::cross_fit::FoldedPhoto,
 }
 
 /// What the planted-mistake benchmark found with cross-fitting.
@@ -340,20 +335,16 @@ pub struct CrossFitBenchmark {
     pub photos: Vec<CrossFitBenchPhoto>,
 }
 
-/// Each value in standard deviations from the mean of them all (`None` stays `None`).
+/// Each value in standard deviations from the mean of them all (`None` stays `None`;
+/// all `None` with fewer than 2 values).
 pub fn standardised(values: &[Option<f64>]) -> Vec<Option<f64>> {
     let present: Vec<f64> = values.iter().flatten().copied().collect();
-    if present.len() < 2 {
+    let Some((mean, spread)) = mean_and_spread(&present) else {
         return vec![None; values.len()];
-    }
-    let n = present.len() as f64;
-    let mean = present.iter().sum::<f64>() / n;
-    let spread = (present.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n)
-        .sqrt()
-        .max(1e-12);
+    };
     values
         .iter()
-        .map(|v| v.map(|v| (v - mean) / spread))
+        .map(|v| v.map(|v| (v - mean) / spread.max(1e-12)))
         .collect()
 }
 
@@ -426,16 +417,8 @@ pub fn run_cross_fit_benchmark(
             .photos
             .iter()
             .map(|p| CrossFitBenchPhoto {
-                path: p.path.clone(),
-                class: p.class,
-                held_out_cosines: p.held_out_cosines.clone(),
-                training_cosines: p.training_cosines.clone(),
                 planted: planted_paths.contains(p.path.as_path()),
-                fold: p.fold,
-                held_out_margin: p.held_out_margin,
-                trained_margin: p.trained_margin,
-                late_margin: p.training.map(|e| e.late_margin),
-                area_under_margin: p.training.map(|e| e.area_under_margin),
+                photo: p.clone(),
             })
             .collect(),
     })

@@ -25,13 +25,19 @@ pub const SUSPECT_SPREADS_BELOW: f64 = 2.5;
 /// margins minus `spreads` standard deviations (`None` with fewer than 2 photos).
 pub fn suspect_threshold(evidence: &[Option<MarginEvidence>], spreads: f64) -> Option<f64> {
     let margins: Vec<f64> = evidence.iter().flatten().map(|e| e.late_margin).collect();
-    if margins.len() < 2 {
+    let (mean, spread) = mean_and_spread(&margins)?;
+    Some(mean - spreads * spread)
+}
+
+/// The mean of `values` and their standard deviation (`None` with fewer than 2).
+pub fn mean_and_spread(values: &[f64]) -> Option<(f64, f64)> {
+    if values.len() < 2 {
         return None;
     }
-    let n = margins.len() as f64;
-    let mean = margins.iter().sum::<f64>() / n;
-    let spread = (margins.iter().map(|m| (m - mean) * (m - mean)).sum::<f64>() / n).sqrt();
-    Some(mean - spreads * spread)
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let spread = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    Some((mean, spread))
 }
 
 /// A photo whose label training doubts.
