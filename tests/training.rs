@@ -233,24 +233,33 @@ fn a_collapsed_embedding_is_reported_and_no_model_comes_back() {
     );
 }
 
+/// Four generated classes of 20 photos, 40 px, with 8 of them (10 %) moved into a wrong
+/// class folder.
+fn planted_generated_classes(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    Vec<likeness::engine::collection::mislabels::PlantedMistake>,
+) {
+    let source = dir.join("source");
+    write_dataset(&source, 4, 20, 40, 21).expect("data");
+    let planted_folder = dir.join("planted");
+    let planted =
+        likeness::engine::collection::mislabels::plant_mislabels(&source, &planted_folder, 0.1, 3)
+            .expect("plant");
+    (planted_folder, planted)
+}
+
 #[test]
 fn the_mislabel_finder_finds_planted_mistakes() {
-    use likeness::engine::collection::mislabels::{
-        mislabel_evidence_for_folder, plant_mislabels, score_finder,
-    };
+    use likeness::engine::collection::mislabels::{mislabel_evidence_for_folder, score_finder};
     use likeness::engine::eval::MISLABEL_CONFIDENCE;
     let dir = tempfile::tempdir().expect("temp dir");
-    let source = dir.path().join("source");
-    write_dataset(&source, 4, 20, 40, 21).expect("data");
-    let planted_folder = dir.path().join("planted");
-    let planted = plant_mislabels(&source, &planted_folder, 0.1, 3).expect("plant");
+    let (planted_folder, planted) = planted_generated_classes(dir.path());
     assert_eq!(planted.len(), 8);
 
-    let mut settings = Preset::Default.settings();
-    settings.image_size_px = 32;
+    let mut settings = small_default_settings();
     settings.epochs = Some(25);
-    settings.batch_size = 16;
-    settings.device = DeviceChoice::Cpu;
     let outcome = train(
         &TrainJob::new(planted_folder.clone(), settings),
         &AtomicBool::new(false),
@@ -272,17 +281,10 @@ fn the_mislabel_finder_finds_planted_mistakes() {
 #[test]
 fn cross_fitting_judges_every_photo_by_a_network_that_did_not_train_on_it() {
     use likeness::engine::collection::cross_fit::cross_fit;
-    use likeness::engine::collection::mislabels::plant_mislabels;
     let dir = tempfile::tempdir().expect("temp dir");
-    let source = dir.path().join("source");
-    write_dataset(&source, 4, 20, 40, 21).expect("data");
-    let planted_folder = dir.path().join("planted");
-    let planted = plant_mislabels(&source, &planted_folder, 0.1, 3).expect("plant");
-    let mut settings = Preset::Default.settings();
-    settings.image_size_px = 32;
+    let (planted_folder, planted) = planted_generated_classes(dir.path());
+    let mut settings = small_default_settings();
     settings.epochs = Some(25);
-    settings.batch_size = 16;
-    settings.device = DeviceChoice::Cpu;
     let parts_heard = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let work = dir.path().join("work");
     let fit = cross_fit(
