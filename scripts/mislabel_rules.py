@@ -11,6 +11,7 @@ range). A low score means a doubtful label. Needs numpy.
 """
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -46,7 +47,14 @@ def main():
         sys.exit(__doc__)
     results = {}
     for path in sys.argv[1:]:
-        run = json.loads(open(path).read().strip().splitlines()[-1])
+        # A FIFO or a device would block or never end; only a plain file is read.
+        if not os.path.isfile(path):
+            sys.exit(f"{path}: not a file")
+        lines = open(path).read().strip().splitlines()
+        try:
+            run = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            sys.exit(f"{path}: its last line is not the JSON of `likeness bench --json`")
         photos = [p for p in run["photos"] if p["late_margin"] is not None and p["late_cosines"]]
         planted = np.array([p["planted"] for p in photos])
         total_planted = run["planted"]

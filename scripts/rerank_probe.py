@@ -20,6 +20,7 @@ per probe.
 """
 
 import json
+import os
 import struct
 import sys
 
@@ -31,6 +32,9 @@ MAGIC_LENGTHS = range(4, 16)
 
 def load_index(path):
     """The header (JSON) and the vectors (n × d, float32) of an exact Likeness index."""
+    # A FIFO or a device would block or never end; only a plain file is read.
+    if not os.path.isfile(path):
+        sys.exit(f"{path}: not a file")
     data = open(path, "rb").read()
     for magic_length in MAGIC_LENGTHS:
         try:
