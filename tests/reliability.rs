@@ -1383,3 +1383,532 @@ fn case_22_16_ctrl_c_during_indexing_saves_what_was_embedded_and_the_next_run_co
     assert_eq!(json["images"], 3000);
     assert_eq!(json["kept"].as_u64(), Some(saved), "{json}");
 }
+
+// Issue #38 (data safety IV): sort, export and resume never delete what Likeness did not
+// write, and never leave a model nothing opens.
+
+/// A library of two class folders (4 photos each), its index with the tiny model, and an
+/// inbox of `inbox_count` new photos: every photo's neighbours vote, and with
+/// `--min-confidence 0` every one is filed.
+struct SortFixture {
+    fixture: Fixture,
+    library: PathBuf,
+    inbox: PathBuf,
+    index: PathBuf,
+}
+
+impl SortFixture {
+    fn new(inbox_count: usize) -> Self {
+        let fixture = Fixture::new();
+        let library = fixture.path("library");
+        let mut rng = fastrand::Rng::with_seed(7);
+        for (class, name) in ["daisy", "rose"].iter().enumerate() {
+            let folder = library.join(name);
+            std::fs::create_dir_all(&folder).expect("mkdir");
+            for i in 0..4 {
+                class_image(class, 2, 32, &mut rng)
+                    .save(folder.join(format!("{name}_{i}.png")))
+                    .expect("save");
+            }
+        }
+        let inbox = fixture.path("inbox");
+        std::fs::create_dir_all(&inbox).expect("mkdir");
+        for i in 0..inbox_count {
+            class_image(i % 2, 2, 32, &mut rng)
+                .save(inbox.join(format!("new_{i}.png")))
+                .expect("save");
+        }
+        let index = fixture.path("library.likeness-index");
+        assert_exit(&fixture.index(&library, &index), 0);
+        Self {
+            fixture,
+            library,
+            inbox,
+            index,
+        }
+    }
+
+    fn sort_with(&self, inbox: &Path, library: &Path, index: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "sort",
+            "--model",
+            s(&self.fixture.model),
+            "--inbox",
+            s(inbox),
+            "--library",
+            s(library),
+            "--index",
+            s(index),
+            "--min-confidence",
+            "0",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        likeness(&args)
+    }
+
+    fn sort(&self, extra: &[&str]) -> Output {
+        self.sort_with(&self.inbox, &self.library, &self.index, extra)
+    }
+
+    /// Every file under the library, with its bytes.
+    fn library_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        for folder in std::fs::read_dir(&self.library).expect("list").flatten() {
+            if let Ok(entries) = std::fs::read_dir(folder.path()) {
+                for entry in entries.flatten() {
+                    files.push((
+                        entry.path(),
+                        std::fs::read(entry.path()).unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+}
+
+#[test]
+fn case_38_01_undoing_a_copy_sort_keeps_copies_whose_original_is_gone() {
+    let sort = SortFixture::new(6);
+    let journal = sort.fixture.path("copies.jsonl");
+    assert_exit(&sort.sort(&["--copy", "--journal", s(&journal)]), 0);
+    let filed = sort.library_files();
+    assert_eq!(filed.len(), 8 + 6);
+    std::fs::remove_dir_all(&sort.inbox).expect("the person deletes the inbox");
+    let output = likeness(&["sort", "--undo", s(&journal)]);
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("may be the only one"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        sort.library_files(),
+        filed,
+        "the copies are the only ones left: undo keeps them"
+    );
+}
+
+#[test]
+fn case_38_02_a_second_export_keeps_an_exported_file_the_person_edited() {
+    let fixture = Fixture::new();
+    let (_, index, files) = fixture.indexed();
+    let out = fixture.path("out");
+    assert_exit(&fixture.export(&index, &files[0], 3, &out), 0);
+    let edited = out.join("01_photo_0.png");
+    std::fs::write(&edited, b"the person's edit").expect("edit");
+    let output = fixture.export(&index, &files[0], 3, &out);
+    assert_exit(&output, 0);
+    assert_eq!(
+        std::fs::read(&edited).expect("kept"),
+        b"the person's edit",
+        "an edited export is the person's"
+    );
+    assert!(stderr(&output).contains("kept"), "{}", stderr(&output));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("manifest"))
+            .expect("json");
+    let first = manifest["results"][0]["file"].as_str().expect("file");
+    assert_ne!(first, "01_photo_0.png", "the new copy took another name");
+    assert_eq!(
+        std::fs::read(out.join(first)).expect("new copy"),
+        std::fs::read(&files[0]).expect("photo")
+    );
+    // An unedited file of the earlier export is replaced as before, and a smaller export
+    // removes only what is still as it was written.
+    std::fs::write(out.join("03_photo_2.png"), b"edited too").expect("edit");
+    assert_exit(&fixture.export(&index, &files[0], 1, &out), 0);
+    assert_eq!(
+        std::fs::read(out.join("03_photo_2.png")).expect("kept"),
+        b"edited too"
+    );
+    assert!(!out.join("02_photo_1.png").exists(), "unedited: removed");
+}
+
+#[test]
+fn case_38_03_a_crafted_manifest_never_leads_export_out_of_its_folder() {
+    let fixture = Fixture::new();
+    let (_, index, files) = fixture.indexed();
+    let keep = fixture.path("x");
+    std::fs::create_dir_all(&keep).expect("mkdir");
+    std::fs::write(keep.join("keep.jpg"), b"precious").expect("write");
+    let absolute = fixture.path("absolute.jpg");
+    std::fs::write(&absolute, b"precious too").expect("write");
+    let out = fixture.path("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    for journal in [false, true] {
+        let manifest = serde_json::json!({
+            "generator": "Likeness",
+            "query": "q.jpg",
+            "results": [
+                {"rank": 1, "distance": 0.0, "source": "a", "class": null, "file": "../x/keep.jpg"},
+                {"rank": 2, "distance": 0.0, "source": "b", "class": null, "file": s(&absolute)},
+            ],
+        });
+        let name = if journal {
+            ".likeness-export-in-progress.json"
+        } else {
+            "results.json"
+        };
+        std::fs::write(out.join(name), manifest.to_string()).expect("craft");
+        let _ = fixture.export(&index, &files[0], 3, &out);
+        assert_eq!(
+            std::fs::read(keep.join("keep.jpg")).expect("kept"),
+            b"precious"
+        );
+        assert_eq!(std::fs::read(&absolute).expect("kept"), b"precious too");
+    }
+}
+
+#[test]
+fn case_38_04_a_crafted_journal_deletes_nothing() {
+    let sort = SortFixture::new(2);
+    let precious = sort.fixture.path("precious.jpg");
+    std::fs::write(&precious, b"precious").expect("write");
+    let content = xxhash_rust::xxh3::xxh3_64(b"precious");
+    let inside = sort.library.join("..").join("precious.jpg");
+    for to in [precious.clone(), inside] {
+        let journal = sort.fixture.path("crafted.jsonl");
+        let line = serde_json::json!({"mode": "copy", "from": "x", "to": to, "content": content});
+        std::fs::write(&journal, format!("{line}\n")).expect("craft");
+        let output = likeness(&["sort", "--undo", s(&journal)]);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("journals Likeness wrote"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(std::fs::read(&precious).expect("kept"), b"precious");
+    }
+    // A line added to a journal Likeness wrote makes the whole journal refused.
+    let journal = sort.fixture.path("real.jsonl");
+    assert_exit(&sort.sort(&["--copy", "--journal", s(&journal)]), 0);
+    let before = sort.library_files();
+    let forged = serde_json::json!({
+        "mode": "copy", "from": s(&sort.inbox.join("new_0.png")),
+        "to": s(&sort.library.join("rose").join("..").join("..").join("precious.jpg")),
+        "content": content, "mac": "00".repeat(32),
+    });
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    text.push_str(&format!("{forged}\n"));
+    std::fs::write(&journal, text).expect("forge");
+    assert_exit(&likeness(&["sort", "--undo", s(&journal)]), 1);
+    assert_eq!(std::fs::read(&precious).expect("kept"), b"precious");
+    assert_eq!(sort.library_files(), before, "nothing was undone");
+}
+
+#[cfg(unix)]
+#[test]
+fn case_38_05_a_move_of_a_linked_inbox_entry_files_no_link() {
+    let sort = SortFixture::new(2);
+    // A link inside the inbox to one of its photos (relative, as a file manager makes).
+    std::os::unix::fs::symlink("new_0.png", sort.inbox.join("link.png")).expect("link");
+    let output = sort.sort(&["--move", "--journal", s(&sort.fixture.path("j.jsonl"))]);
+    assert!(
+        stderr(&output).contains("symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    for (path, _) in sort.library_files() {
+        let meta = std::fs::symlink_metadata(&path).expect("meta");
+        assert!(
+            !meta.file_type().is_symlink(),
+            "{} is a link",
+            path.display()
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(sort.inbox.join("link.png")).is_ok(),
+        "the link stays in the inbox"
+    );
+    let output = likeness(&["sort", "--undo", s(&sort.fixture.path("j.jsonl"))]);
+    assert_exit(&output, 0);
+    assert!(
+        sort.inbox.join("new_0.png").is_file(),
+        "undo put the photo back"
+    );
+}
+
+/// `likeness train` on 2 classes of 6 photos in `dir/data` (made once), to
+/// `dir/model.safetensors`: a new tiny run with `new_run` (32 px, 1 epoch), or `--resume`.
+fn trained_model(dir: &Path, new_run: &[&str]) -> (PathBuf, Output) {
+    let data = dir.join("data");
+    if !data.exists() {
+        likeness::engine::synthetic::write_dataset(&data, 2, 6, 32, 3).expect("photos");
+    }
+    let model = dir.join("model.safetensors");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    if new_run.first() == Some(&"--resume") {
+        args.extend_from_slice(new_run);
+    } else {
+        args.extend_from_slice(&["--out", s(&model)]);
+        for (flag, default) in [("--image-size", "32"), ("--batch-size", "4")] {
+            if !new_run.contains(&flag) {
+                args.extend_from_slice(&[flag, default]);
+            }
+        }
+        args.extend_from_slice(new_run);
+    }
+    let output = likeness(&args);
+    (model, output)
+}
+
+fn state_of(model: &Path) -> PathBuf {
+    likeness::engine::train::resume::state_path(model)
+}
+
+#[test]
+fn case_38_06_a_damaged_training_state_is_refused_and_the_model_kept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (model, output) = trained_model(dir.path(), &[]);
+    assert_exit(&output, 0);
+    let state = state_of(&model);
+    let mut bytes = std::fs::read(&state).expect("state");
+    // 64 bytes flipped inside the tensor data (after the JSON header).
+    let at = bytes.len() - 4096;
+    for byte in &mut bytes[at..at + 64] {
+        *byte ^= 0xa5;
+    }
+    std::fs::write(&state, &bytes).expect("damage");
+    let model_before = std::fs::read(&model).expect("model");
+    let (_, output) = trained_model(dir.path(), &["--resume", s(&model)]);
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains("damaged"), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&model).expect("model"), model_before);
+}
+
+#[test]
+fn case_38_07_a_run_that_diverges_in_its_first_step_writes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (model, output) = trained_model(
+        dir.path(),
+        // One step: 12 photos in one batch.
+        &["--lr", "1e30", "--image-size", "64", "--batch-size", "12"],
+    );
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains("diverged"), "{}", stderr(&output));
+    assert!(!model.exists(), "a diverged run wrote a model");
+    assert!(!state_of(&model).exists());
+}
+
+#[test]
+fn case_38_08_a_resume_killed_between_model_and_state_goes_on_next_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (model, output) = trained_model(dir.path(), &[]);
+    assert_exit(&output, 0);
+    let old_state = std::fs::read(state_of(&model)).expect("state");
+    let (_, output) = trained_model(dir.path(), &["--resume", s(&model)]);
+    assert_exit(&output, 0);
+    // What a kill -9 after the new model was renamed into place, and before its state
+    // was, leaves: the new model, the old state, the new state still pending.
+    let pending = likeness::engine::train::resume::pending_state_path(&model);
+    std::fs::rename(state_of(&model), &pending).expect("pending");
+    std::fs::write(state_of(&model), &old_state).expect("old state");
+    let (_, output) = trained_model(dir.path(), &["--resume", s(&model)]);
+    assert_exit(&output, 0);
+    assert!(!pending.exists());
+}
+
+/// Runs `mount ARGS`; false where this machine does not allow it (no privilege).
+#[cfg(target_os = "linux")]
+fn mount(args: &[&str]) -> bool {
+    Command::new("mount")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(target_os = "linux")]
+struct Unmount(PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        Command::new("umount").arg(&self.0).status().ok();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn case_38_09_a_bind_mount_of_the_library_is_not_an_inbox() {
+    let sort = SortFixture::new(1);
+    let bound = sort.fixture.path("bound");
+    std::fs::create_dir_all(&bound).expect("mkdir");
+    if !mount(&["--bind", s(&sort.library), s(&bound)]) {
+        eprintln!("bind mounts need privileges this machine does not give; nothing to check");
+        return;
+    }
+    let _unmount = Unmount(bound.clone());
+    let before = sort.library_files();
+    let output = sort.sort_with(&bound, &sort.library, &sort.index, &["--move"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("separate folders"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sort.library_files(), before);
+}
+
+#[test]
+fn case_38_10_an_export_into_a_class_folder_is_refused() {
+    let sort = SortFixture::new(1);
+    let rose = sort.library.join("rose");
+    let query = rose.join("rose_0.png");
+    let output = sort.fixture.export(&sort.index, &query, 3, &rose);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("a folder of the indexed library"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!rose.join("results.json").exists());
+    let output = sort.fixture.index(&sort.library, &sort.index);
+    assert_exit(&output, 0);
+    assert_eq!(last_json(&output)["images"], 8, "rose is still indexed");
+}
+
+#[test]
+fn case_38_11_sort_refuses_the_index_of_another_library() {
+    let sort = SortFixture::new(2);
+    let other = sort.fixture.path("other");
+    std::fs::create_dir_all(other.join("tulip")).expect("mkdir");
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..3 {
+        class_image(0, 2, 32, &mut rng)
+            .save(other.join("tulip").join(format!("t{i}.png")))
+            .expect("save");
+    }
+    let other_index = sort.fixture.path("other.likeness-index");
+    assert_exit(&sort.fixture.index(&other, &other_index), 0);
+    let output = sort.sort_with(&sort.inbox, &sort.library, &other_index, &[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not of the library"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!sort.library.join("tulip").exists());
+}
+
+#[test]
+fn case_38_12_two_copy_sorts_of_one_inbox_at_once_file_each_photo_once() {
+    let sort = SortFixture::new(40);
+    let spawn = |journal: &str| {
+        Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .args([
+                "sort",
+                "--model",
+                s(&sort.fixture.model),
+                "--inbox",
+                s(&sort.inbox),
+                "--library",
+                s(&sort.library),
+                "--index",
+                s(&sort.index),
+                "--min-confidence",
+                "0",
+                "--device",
+                "cpu",
+                "--journal",
+                s(&sort.fixture.path(journal)),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (first, second) = (spawn("a.jsonl"), spawn("b.jsonl"));
+    first.wait_with_output().expect("wait");
+    second.wait_with_output().expect("wait");
+    let files = sort.library_files();
+    assert_eq!(files.len(), 8 + 40, "each photo filed once");
+    let names: Vec<String> = files
+        .iter()
+        .map(|(p, _)| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(" (2)")), "{names:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn case_38_13_a_read_only_inbox_with_move_files_nothing_and_fails() {
+    let sort = SortFixture::new(3);
+    let read_only = sort.fixture.path("read-only-inbox");
+    std::fs::create_dir_all(&read_only).expect("mkdir");
+    if !mount(&["--bind", s(&sort.inbox), s(&read_only)]) {
+        eprintln!("bind mounts need privileges this machine does not give; nothing to check");
+        return;
+    }
+    let _unmount = Unmount(read_only.clone());
+    assert!(
+        mount(&["-o", "remount,bind,ro", s(&read_only)]),
+        "read-only"
+    );
+    let before = sort.library_files();
+    let output = sort.sort_with(&read_only, &sort.library, &sort.index, &["--move"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("could not be filed"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sort.library_files(), before, "no copy left in the library");
+    assert_eq!(std::fs::read_dir(&sort.inbox).expect("list").count(), 3);
+}
+
+#[test]
+fn case_38_14_a_sort_names_its_journal_before_it_files() {
+    let sort = SortFixture::new(2);
+    let journal = sort.fixture.path("named.jsonl");
+    let output = sort.sort(&["--journal", s(&journal)]);
+    assert_exit(&output, 0);
+    let message = stderr(&output);
+    let named = message
+        .find("journal of this sort:")
+        .expect("the journal is named");
+    let filed = message.find("copied").expect("the summary");
+    assert!(named < filed, "{message}");
+    assert!(message.contains(s(&journal)), "{message}");
+}
+
+#[test]
+fn case_38_15_the_room_asked_for_follows_the_real_size() {
+    use likeness::engine::output::bytes_needed_with_margin;
+    // A 1-photo index (2.6 kB), a 5.6-kB CSV and a 140-kB map all fit in 430 kB free.
+    for bytes in [2_600, 5_600, 140_000] {
+        assert!(bytes_needed_with_margin(bytes) < 430_000, "{bytes}");
+    }
+    assert!(bytes_needed_with_margin(100 << 20) > 100 << 20);
+    let estimate = likeness::engine::index::format::index_bytes_estimate(1, 8);
+    assert!(
+        estimate < 4096,
+        "a 1-photo index estimated at {estimate} bytes"
+    );
+}
+
+#[test]
+fn case_38_notes_a_photo_already_in_another_class_folder_is_not_filed_again() {
+    let sort = SortFixture::new(0);
+    std::fs::copy(
+        sort.library.join("rose").join("rose_0.png"),
+        sort.inbox.join("again.png"),
+    )
+    .expect("copy");
+    let output = sort.sort(&["--journal", s(&sort.fixture.path("j.jsonl")), "--json"]);
+    assert_exit(&output, 0);
+    let json = last_json(&output);
+    assert_eq!(json["filed"].as_array().map(Vec::len), Some(0), "{json}");
+    assert_eq!(json["already_there"].as_array().map(Vec::len), Some(1));
+}

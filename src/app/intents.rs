@@ -308,6 +308,9 @@ impl LikenessApp {
             }
             Intent::FileSort => {
                 let choices = self.state.sort.choices();
+                let Some(plan) = self.state.sort.plan.clone() else {
+                    return;
+                };
                 if choices.is_empty() {
                     return;
                 }
@@ -315,6 +318,7 @@ impl LikenessApp {
                     Ok(journal) => {
                         let mode = self.state.sort.mode;
                         self.send(Request::FileSort {
+                            inbox: plan.inbox.clone(),
                             choices,
                             mode,
                             journal,

@@ -326,6 +326,12 @@ impl AppState {
                 file_name_of(given)
             ));
         }
+        for folder in &report.created_folders {
+            text.push_str(&format!(
+                "\nThe library had no folder {}: it was made.",
+                file_name_of(folder)
+            ));
+        }
         if report.failed.is_empty() {
             self.info(text);
         } else {
@@ -511,11 +517,30 @@ impl AppState {
                 refined_by,
                 missing,
             } => self.refined(query, hits, refined_by, missing),
-            Outcome::Exported { folder, manifest } => self.info(format!(
-                "Exported {} images with results.csv and results.json to {}",
-                manifest.results.len(),
-                folder.display()
-            )),
+            Outcome::Exported { folder, report } => {
+                let kept = if report.kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ". Kept {} file(s) you changed since the last export: {}",
+                        report.kept.len(),
+                        report
+                            .kept
+                            .iter()
+                            .map(|k| k
+                                .path
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                self.info(format!(
+                    "Exported {} images with their list to {}{kept}",
+                    report.manifest.results.len(),
+                    folder.display()
+                ))
+            }
             Outcome::WeightsReady { path, tensors } => {
                 self.info(format!(
                     "ImageNet ResNet18 weights downloaded and checked ({tensors} tensors); \

@@ -18,7 +18,7 @@ pub struct DuplicatesArgs {
     pub index: PathBuf,
     /// Photos closer than this (squared distance, as printed) whose layouts also agree are
     /// grouped. The default is 10 × the median distance from a photo to its nearest other
-    /// photo in the index, and is printed.
+    /// photo in the index, and is printed. 0 groups exact copies only.
     #[arg(long, value_name = "D", value_parser = super::choices::distance)]
     pub threshold: Option<f32>,
     /// Write the photos that are not the suggested keeper of their group (the largest

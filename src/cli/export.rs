@@ -48,15 +48,24 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         folder: &session.gallery.header.folder,
         index: Some(&index),
     };
-    let manifest = export_results(&absolute(&args.image), &hits, &args.to, &source)
+    let report = export_results(&absolute(&args.image), &hits, &args.to, &source)
         .context("export failed")?;
+    let manifest = &report.manifest;
     eprintln!(
-        "exported {} images to {} (with results.csv and results.json)",
+        "exported {} images to {} (with {}results.json)",
         manifest.results.len(),
-        absolute(&args.to).display()
+        absolute(&args.to).display(),
+        if manifest.csv_content.is_some() {
+            "results.csv and "
+        } else {
+            ""
+        }
     );
+    for kept in &report.kept {
+        eprintln!("kept: {}", super::shown(kept));
+    }
     if args.output.json {
-        print_json(&manifest)?;
+        print_json(&report)?;
     }
     Ok(())
 }

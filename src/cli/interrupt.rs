@@ -14,6 +14,8 @@ static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Whether the first signal should end the process (after removing the scratch) rather
 /// than ask the job to stop.
 static EXIT_AT_ONCE: AtomicBool = AtomicBool::new(false);
+/// A line the handler prints at the first signal (where a sort's journal is).
+static NOTE: Mutex<Option<String>> = Mutex::new(None);
 
 /// Exit code after an interrupt (128 + SIGINT), as shells expect.
 pub const INTERRUPTED_EXIT_CODE: i32 = 130;
@@ -24,6 +26,11 @@ pub fn flag() -> &'static AtomicBool {
     INSTALLED.call_once(|| {
         let installed = ctrlc::set_handler(|| {
             let second = INTERRUPTED.swap(true, Ordering::SeqCst);
+            if let Ok(note) = NOTE.lock()
+                && let Some(note) = note.as_deref()
+            {
+                eprintln!("\n{note}");
+            }
             if second || EXIT_AT_ONCE.load(Ordering::SeqCst) {
                 remove_scratch();
                 std::process::exit(INTERRUPTED_EXIT_CODE);
@@ -37,6 +44,15 @@ pub fn flag() -> &'static AtomicBool {
         }
     });
     &INTERRUPTED
+}
+
+/// Prints `note` when the process is interrupted (what a person needs to know to pick up
+/// the pieces, such as the journal that undoes a sort).
+pub fn note_on_interrupt(note: String) {
+    flag();
+    if let Ok(mut slot) = NOTE.lock() {
+        *slot = Some(note);
+    }
 }
 
 /// Removes `folder` if the process is ended by Ctrl+C or SIGTERM, and makes the first

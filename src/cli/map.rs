@@ -62,11 +62,14 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
         flag: "--index",
         path: &args.index,
     };
-    let size_estimate = u64::from(args.width) * u64::from(args.height) * 3;
-    check_output(&args.out, kind, &[input], size_estimate)?;
+    // The kind and the folder are checked before the work; the room once the bytes are
+    // drawn, from their real size (a PNG is far smaller than its pixels).
+    check_output(&args.out, kind, &[input], 0)?;
     let mut gallery = Gallery::load(&args.index).context("could not open the index")?;
     let map = EmbeddingMap::of_gallery(&mut gallery).context("could not draw the map")?;
-    crate::engine::atomic::write_atomic(&args.out, &bytes_of(&map)?)
+    let bytes = bytes_of(&map)?;
+    crate::engine::output::check_room(&args.out, bytes.len() as u64)?;
+    crate::engine::atomic::write_atomic(&args.out, &bytes)
         .with_context(|| format!("could not write {}", args.out.display()))?;
     eprintln!(
         "drew {} photos in {} classes ({} likely mislabelled; the axes hold {:.0}% and {:.0}% of \

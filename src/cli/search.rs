@@ -76,7 +76,19 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
                         );
                     }
                 }
-                let mut result = json!({ "query": query, "results": hits });
+                let gone = hits
+                    .iter()
+                    .filter(|hit| std::fs::symlink_metadata(&hit.path).is_err())
+                    .count();
+                if gone > 0 {
+                    eprintln!(
+                        "warning: {gone} of these {} results no longer exist on disk (deleted or \
+                         moved since the folder was indexed); update the index with `likeness \
+                         index`",
+                        hits.len()
+                    );
+                }
+                let mut result = json!({ "query": query, "results": hits, "missing": gone });
                 if let Some(n) = refined_by {
                     result["refined_by"] = json!(n);
                 }

@@ -83,10 +83,13 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}: no photos to sort", inbox.display());
     }
     let mut gallery = match &args.index {
-        Some(path) => Some(
-            Gallery::load(path)
-                .with_context(|| format!("could not open the index {}", path.display()))?,
-        ),
+        Some(path) => {
+            let gallery = Gallery::load(path)
+                .with_context(|| format!("could not open the index {}", path.display()))?;
+            sort::check_index_library(&gallery.header.folder, &library)
+                .with_context(|| format!("{} is not this library's index", path.display()))?;
+            Some(gallery)
+        }
         None => None,
     };
     let bar = progress::bar(folder.images.len() as u64, "looking at the inbox");
@@ -122,19 +125,36 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => sort::new_journal_path(&sort::journals_folder())?,
     };
-    let report = sort::file_photos(&choices, &library, mode, &journal, &AtomicBool::new(false))?;
+    let undo_line = format!(
+        "undo with: likeness sort --undo {}",
+        shown(absolute(&journal).display())
+    );
+    // Said before the first photo is filed, and again if the sort is interrupted: the
+    // journal is how a person takes a sort back, whatever stops it.
+    eprintln!(
+        "journal of this sort: {}",
+        shown(absolute(&journal).display())
+    );
+    super::interrupt::note_on_interrupt(format!("the sort stops after this photo; {undo_line}"));
+    let interrupted = super::interrupt::flag();
+    let report = sort::file_photos(&choices, &inbox, &library, mode, &journal, interrupted)?;
     let verb = if mode == FileMode::Move {
         "moved"
     } else {
         "copied"
     };
     eprintln!(
-        "{verb} {} of {} photos into {}; undo with: likeness sort --undo {}",
+        "{verb} {} of {} photos into {}; {undo_line}",
         report.filed.len(),
-        plan.suggestions.len(),
+        choices.len(),
         library.display(),
-        shown(absolute(&journal).display())
     );
+    for folder in &report.created_folders {
+        eprintln!(
+            "note: the library had no folder {}; it was made",
+            shown(folder.display())
+        );
+    }
     for (photo, existing) in &report.already_there {
         eprintln!(
             "already in the library: {} (the same bytes as {}); not filed",
@@ -150,6 +170,12 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         );
     }
     warn_skipped(&report.failed);
+    if report.cancelled {
+        eprintln!(
+            "interrupted: {} photos were not filed",
+            choices.len() - report.filed.len() - report.already_there.len() - report.failed.len()
+        );
+    }
     let updated = match (&args.index, gallery, report.filed.is_empty()) {
         (Some(path), Some(gallery), false) => Some(update_index(path, &gallery, &loaded)?),
         _ => None,
@@ -161,9 +187,21 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
             "already_there": report.already_there,
             "renamed": report.renamed,
             "failed": report.failed,
+            "created_folders": report.created_folders,
             "journal": absolute(&journal),
             "index_added": updated,
+            "cancelled": report.cancelled,
         }))?;
+    }
+    if report.cancelled {
+        std::process::exit(super::interrupt::INTERRUPTED_EXIT_CODE);
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} photos could not be filed (listed above); the others were",
+            report.failed.len(),
+            choices.len()
+        );
     }
     Ok(())
 }
@@ -235,6 +273,12 @@ fn undo(args: &SortArgs, journal: &Path) -> anyhow::Result<()> {
         report.removed.len(),
         report.restored.len()
     );
+    if report.cut_off_last_line {
+        eprintln!(
+            "note: the journal's last line was cut off (the sort was killed as it wrote it); \
+             that photo was never filed"
+        );
+    }
     for left in &report.left {
         eprintln!("left as it is: {}", shown(left));
     }

@@ -10,7 +10,9 @@ use super::choices::{AugmentArg, DeviceArg, LossArg, MiningArg, PresetArg, Sched
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::model::{model_file_bytes_estimate, save_model};
 use crate::engine::output::{Input, OutputKind, check_output};
-use crate::engine::train::resume::{save_train_state, state_file_bytes_estimate, state_path};
+use crate::engine::train::resume::{
+    pending_state_path, save_model_and_state, state_file_bytes_estimate, state_path,
+};
 use crate::engine::train::{Preset, TrainEvent, TrainJob, train};
 
 #[derive(Debug, clap::Args)]
@@ -184,6 +186,31 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
         crate::engine::data::scan_folder(&args.data, crate::engine::data::DEFAULT_MAX_PIXELS)
             .context("could not scan the library")?;
     let library: Vec<PathBuf> = library.images.into_iter().map(|i| i.path).collect();
+    // Marks of another library would train on photos outside --data: only the marks of
+    // photos in this library are used.
+    let data_root = std::fs::canonicalize(&args.data)
+        .with_context(|| format!("could not open {}", args.data.display()))?;
+    let in_library = |photo: &std::path::Path| {
+        std::fs::canonicalize(photo).is_ok_and(|p| p.starts_with(&data_root))
+    };
+    let total_marks = marks.marks.len();
+    let mut marks = marks;
+    marks.marks.retain(|mark| in_library(&mark.photo));
+    anyhow::ensure!(
+        !marks.marks.is_empty(),
+        "none of the {total_marks} marks of {} is of a photo in {}: they belong to another \
+         library (nothing was trained)",
+        marks_path.display(),
+        args.data.display()
+    );
+    if marks.marks.len() < total_marks {
+        eprintln!(
+            "note: {} of the {total_marks} marks are of photos outside {} (another library, or \
+             deleted since); they were left out",
+            total_marks - marks.marks.len(),
+            args.data.display()
+        );
+    }
     let options = FineTune {
         seconds: args
             .max_seconds
@@ -327,12 +354,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     .collect();
     let model_bytes = model_file_bytes_estimate(&settings.model_config());
     check_output(&out, OutputKind::Model, &inputs, model_bytes)?;
-    check_output(
-        &state_path(&out),
-        OutputKind::TrainState,
-        &[],
-        state_file_bytes_estimate(model_bytes),
-    )?;
+    for state in [state_path(&out), pending_state_path(&out)] {
+        check_output(
+            &state,
+            OutputKind::TrainState,
+            &[],
+            state_file_bytes_estimate(model_bytes),
+        )?;
+    }
     // Under a time budget the progress bar counts seconds; otherwise steps.
     let bar_counts_seconds = settings.max_seconds.is_some();
     let mut job = TrainJob::new(args.data.clone(), settings);
@@ -353,14 +382,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     .with_context(|| format!("training on {} failed", args.data.display()))?;
     bar.finish_and_clear();
 
-    let model_id = save_model(&out, &outcome.model, &outcome.summary)
-        .with_context(|| format!("could not write the model to {}", out.display()))?
-        .model_id;
-    if let Err(error) = save_train_state(&state_path(&out), &outcome.state, &model_id) {
-        eprintln!(
-            "warning: the model is saved, but its training state could not be written ({error}); \
-             `--resume` will not be able to go on from it"
-        );
+    let (info, state_warning) =
+        save_model_and_state(&out, &outcome.model, &outcome.summary, &outcome.state)
+            .with_context(|| format!("could not write the model to {}", out.display()))?;
+    let model_id = info.model_id;
+    if let Some(warning) = state_warning {
+        eprintln!("warning: the model is saved, but {warning}");
     }
     let summary = &outcome.summary;
     let stopped = if summary.cancelled {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::data::SkippedFile;
 use super::index::SearchHit;
+use super::signature::RecordKey;
 use super::{EngineError, Result};
 
 /// Name of the JSON manifest; a Likeness manifest marks a folder as an earlier export.
@@ -34,6 +36,17 @@ pub struct ExportManifest {
     pub index: Option<PathBuf>,
     pub query: PathBuf,
     pub results: Vec<ExportedResult>,
+    /// The export folder it was written into (canonical): a manifest copied into another
+    /// folder proves nothing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<PathBuf>,
+    /// XXH3 of the `results.csv` written beside it (`None`: none was written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_content: Option<u64>,
+    /// The keyed MAC of everything above ([`super::signature`]): the proof that Likeness
+    /// wrote this manifest, and so that the files it lists are Likeness' to replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// One exported image.
@@ -45,6 +58,59 @@ pub struct ExportedResult {
     pub class: Option<String>,
     /// File name inside the export folder.
     pub file: String,
+    /// XXH3 of the bytes written: a later export replaces the file only while its bytes
+    /// are still these (a person's edit is theirs to keep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<u64>,
+}
+
+/// What an export did: its manifest, and the files of an earlier export it kept because
+/// they changed since (with why, and where the new copy went instead).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportReport {
+    pub manifest: ExportManifest,
+    pub kept: Vec<super::data::SkippedFile>,
+}
+
+/// The MAC purpose of export manifests.
+const MANIFEST_PURPOSE: &str = "likeness export manifest";
+
+impl ExportManifest {
+    /// Signs the manifest with the user's record key.
+    fn sign(&mut self, key: &RecordKey) -> Result<()> {
+        self.mac = None;
+        let bytes = serde_json::to_vec(self).map_err(|e| EngineError::Config(e.to_string()))?;
+        self.mac = Some(key.sign(MANIFEST_PURPOSE, &bytes));
+        Ok(())
+    }
+
+    /// Whether Likeness wrote this manifest for `folder` (canonical): its MAC holds under
+    /// the user's key, it names this folder, and every file it lists is a plain name in it.
+    fn is_own(&self, key: &RecordKey, folder: &Path) -> bool {
+        let Some(mac) = &self.mac else {
+            return false;
+        };
+        let mut unsigned = self.clone();
+        unsigned.mac = None;
+        let Ok(bytes) = serde_json::to_vec(&unsigned) else {
+            return false;
+        };
+        self.generator == GENERATOR
+            && self.folder.as_deref() == Some(folder)
+            && key.verify(MANIFEST_PURPOSE, &bytes, mac)
+            && self.results.iter().all(|r| plain_name(&r.file))
+    }
+}
+
+/// A single plain file name: no folder, no `..`, not absolute, not hidden.
+fn plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.contains('\\')
 }
 
 /// The file name an exported hit gets: its rank, zero-padded so names sort by rank, then
@@ -84,54 +150,93 @@ pub struct ExportSource<'a> {
 
 /// Copies `hits` into `folder` with a CSV and a JSON manifest.
 ///
-/// Nothing is overwritten that Likeness did not write: the files listed by an earlier
-/// Likeness export in that folder are replaced (and those the new export does not have
-/// are removed), and any other file that would be overwritten makes the export stop
-/// before it writes anything. The copies are made in a temporary folder first and moved
-/// into place only when all of them succeeded, so a failure (a full disk, a photo that
-/// vanished) leaves the folder as it was. Copies keep their source's permissions.
+/// Nothing is replaced or removed that Likeness cannot prove it wrote (house style 21):
+/// a file is replaced only when an earlier export's manifest (or the journal of one
+/// killed half-way), signed with the user's record key for this very folder, lists it
+/// under a plain name and its bytes are still those written. A listed file that changed
+/// since is kept, and the new copy takes a free name beside it (the report says so); any
+/// other file in the way makes the export stop before it writes anything. Inside the
+/// indexed folder an export goes only into a new, empty or earlier export folder: scans
+/// leave export folders out, so an export into a class folder would hide its photos.
+///
+/// The copies are made in a temporary folder first and moved into place only when all
+/// of them succeeded, so a failure (a full disk, a photo that vanished) leaves the folder
+/// as it was. Copies keep their source's permissions.
 pub fn export_results(
     query: &Path,
     hits: &[SearchHit],
     folder: &Path,
     source: &ExportSource<'_>,
-) -> Result<ExportManifest> {
+) -> Result<ExportReport> {
+    check_not_a_library_folder(folder, source.folder)?;
+    let key = RecordKey::load_or_create()?;
     std::fs::create_dir_all(folder).map_err(|e| EngineError::io(folder, e))?;
-    let earlier = earlier_export(folder)?;
-    // An export killed while moving its photos in: its files are ours to replace.
-    let interrupted = interrupted_export(folder);
-    let results: Vec<ExportedResult> = hits
-        .iter()
-        .map(|hit| ExportedResult {
+    let canonical_folder = std::fs::canonicalize(folder).map_err(|e| EngineError::io(folder, e))?;
+    let earlier = earlier_export(folder).filter(|m| m.is_own(&key, &canonical_folder));
+    // An export killed while moving its photos in: its files are ours to replace too.
+    let interrupted = interrupted_export(folder).filter(|m| m.is_own(&key, &canonical_folder));
+    let replaced: Vec<&ExportManifest> = earlier.iter().chain(&interrupted).collect();
+    let own = OwnFiles::new(folder, &replaced);
+    let foreign = |name: &str| {
+        EngineError::bad_file(
+            folder.join(name),
+            "already exists and was not written by a Likeness export (or by an earlier \
+             version, which did not sign its exports); choose another folder (nothing was \
+             exported)",
+        )
+    };
+    let mut kept = Vec::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut results = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let mut file = exported_file_name(hit, hits.len());
+        if folder.join(&file).symlink_metadata().is_ok() && !own.replaceable(&file) {
+            // In a folder of Likeness' own exports, a file in the way (edited since, or
+            // put there) is kept and the new copy takes a free name; in any other folder
+            // the export stops before it writes anything.
+            if replaced.is_empty() {
+                return Err(foreign(&file));
+            }
+            let free = free_export_name(folder, &file, &taken, &own);
+            let why = if own.listed(&file) {
+                "changed since Likeness exported it, so it is yours now"
+            } else {
+                "not written by a Likeness export"
+            };
+            kept.push(SkippedFile {
+                path: folder.join(&file),
+                reason: format!("{why}: kept, and this export's copy is {free}"),
+            });
+            file = free;
+        }
+        taken.insert(file.clone());
+        results.push(ExportedResult {
             rank: hit.rank,
             distance: hit.distance,
             source: hit.path.clone(),
             class: hit.class.clone(),
-            file: exported_file_name(hit, hits.len()),
-        })
-        .collect();
-    let ours: HashSet<&str> = earlier
-        .iter()
-        .chain(&interrupted)
-        .flat_map(|m| m.results.iter().map(|r| r.file.as_str()))
-        .chain(
-            [MANIFEST_CSV, MANIFEST_JSON]
-                .into_iter()
-                .filter(|_| earlier.is_some() || interrupted.is_some()),
-        )
-        .collect();
-    if let Some(clash) = results
-        .iter()
-        .map(|r| r.file.as_str())
-        .chain([MANIFEST_CSV, MANIFEST_JSON])
-        .find(|name| !ours.contains(name) && folder.join(name).symlink_metadata().is_ok())
-    {
-        return Err(EngineError::bad_file(
-            folder.join(clash),
-            "already exists and was not written by a Likeness export; choose another folder \
-             (nothing was exported)",
-        ));
+            file,
+            content: None,
+        });
     }
+    if folder.join(MANIFEST_JSON).symlink_metadata().is_ok() && earlier.is_none() {
+        return Err(foreign(MANIFEST_JSON));
+    }
+    let write_csv =
+        if folder.join(MANIFEST_CSV).symlink_metadata().is_err() || own.csv_replaceable() {
+            true
+        } else if earlier.is_some() || interrupted.is_some() {
+            kept.push(SkippedFile {
+                path: folder.join(MANIFEST_CSV),
+                reason: format!(
+                    "changed since Likeness exported it, so it is yours now: kept, and no new \
+                 CSV was written ({MANIFEST_JSON} lists this export)"
+                ),
+            });
+            false
+        } else {
+            return Err(foreign(MANIFEST_CSV));
+        };
     let allowed =
         std::fs::canonicalize(source.folder).map_err(|e| EngineError::io(source.folder, e))?;
     for result in &results {
@@ -141,18 +246,129 @@ pub fn export_results(
     let staging = folder.join(super::atomic::temporary_name());
     super::atomic::remove_stale_temporaries(folder);
     std::fs::create_dir(&staging).map_err(|e| EngineError::io(&staging, e))?;
-    let manifest = ExportManifest {
+    let mut manifest = ExportManifest {
         generator: GENERATOR.into(),
         index: source.index.map(Path::to_path_buf),
         query: query.to_path_buf(),
         results,
+        folder: Some(canonical_folder),
+        csv_content: None,
+        mac: None,
     };
-    let staged = stage(&manifest, &staging);
-    let replaced: Vec<&ExportManifest> = earlier.iter().chain(&interrupted).collect();
-    let committed =
-        staged.and_then(|()| commit(&manifest, &replaced, &staging, folder, &mut |_| Ok(())));
+    let staged = stage(&mut manifest, &staging, write_csv)
+        .and_then(|()| seal(&mut manifest, &key, &staging));
+    let committed = staged.and_then(|()| {
+        commit(
+            &manifest,
+            &own,
+            &staging,
+            folder,
+            &mut kept,
+            &mut |_| Ok(()),
+        )
+    });
     std::fs::remove_dir_all(&staging).ok();
-    committed.map(|()| manifest)
+    committed.map(|()| ExportReport { manifest, kept })
+}
+
+/// The files earlier Likeness exports (proven by their signed manifests) wrote into a
+/// folder, with the bytes each had.
+struct OwnFiles<'a> {
+    folder: &'a Path,
+    /// File name → XXH3 written (`None` in a manifest that did not record it).
+    written: std::collections::HashMap<&'a str, Option<u64>>,
+    csv_written: Vec<u64>,
+}
+
+impl<'a> OwnFiles<'a> {
+    fn new(folder: &'a Path, manifests: &[&'a ExportManifest]) -> Self {
+        let mut written = std::collections::HashMap::new();
+        for result in manifests.iter().flat_map(|m| &m.results) {
+            written.insert(result.file.as_str(), result.content);
+        }
+        Self {
+            folder,
+            written,
+            csv_written: manifests.iter().filter_map(|m| m.csv_content).collect(),
+        }
+    }
+
+    /// Whether a signed manifest lists `name`.
+    fn listed(&self, name: &str) -> bool {
+        self.written.contains_key(name)
+    }
+
+    /// Whether `name` is listed and its bytes are still those Likeness wrote.
+    fn replaceable(&self, name: &str) -> bool {
+        matches!(self.written.get(name), Some(Some(content)) if file_content(&self.folder.join(name)) == Some(*content))
+    }
+
+    fn csv_replaceable(&self) -> bool {
+        file_content(&self.folder.join(MANIFEST_CSV)).is_some_and(|c| self.csv_written.contains(&c))
+    }
+}
+
+/// The XXH3 of a regular file's bytes (`None`: not a regular file, or unreadable).
+fn file_content(path: &Path) -> Option<u64> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    super::files::read_regular(path, 1 << 30, "an exported file")
+        .ok()
+        .map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
+}
+
+/// `NAME (2).EXT`, `NAME (3).EXT`… the first name not `taken` that is free in `folder` or
+/// holds an earlier export's file still as it was written.
+fn free_export_name(
+    folder: &Path,
+    name: &str,
+    taken: &HashSet<String>,
+    own: &OwnFiles<'_>,
+) -> String {
+    let path = Path::new(name);
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let extension = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2..)
+        .map(|n| format!("{stem} ({n}){extension}"))
+        .find(|candidate| {
+            !taken.contains(candidate)
+                && (folder.join(candidate).symlink_metadata().is_err()
+                    || own.replaceable(candidate))
+        })
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Refuses an export into a folder of the indexed library that holds files of its own:
+/// scans leave export folders out, so the library's photos there would drop out of the
+/// index and of training. A new folder, an empty one or an earlier export may be used.
+fn check_not_a_library_folder(folder: &Path, library: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(folder).is_err()
+        || !super::files::folder_within(folder, library)
+        || super::files::is_export_folder(folder)
+    {
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(folder)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false);
+    if empty {
+        return Ok(());
+    }
+    Err(EngineError::bad_file(
+        folder,
+        format!(
+            "is a folder of the indexed library {} and holds its files: an export folder is \
+             left out of the library's index and training, so those photos would drop out. \
+             Export into a new folder (nothing was exported)",
+            library.display()
+        ),
+    ))
 }
 
 /// The manifest of an export that was killed while moving its photos in, if its journal
@@ -177,16 +393,12 @@ pub fn inside_library(to: &Path, library: &Path) -> bool {
 
 /// The manifest of an earlier Likeness export in `folder`, if there is one. A
 /// `results.json` that is not one (the user's own file) is not taken for one.
-fn earlier_export(folder: &Path) -> Result<Option<ExportManifest>> {
+fn earlier_export(folder: &Path) -> Option<ExportManifest> {
     let path = folder.join(MANIFEST_JSON);
     // Bounded, and only a regular file: a pipe or a link to /dev/zero named results.json
     // must not hang the export or fill memory; such a file is simply not a manifest.
-    let Ok(bytes) = super::files::read_regular(&path, MAX_MANIFEST_BYTES, "a manifest") else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice::<ExportManifest>(&bytes)
-        .ok()
-        .filter(|m| m.generator == GENERATOR || m.generator.is_empty() && !m.results.is_empty()))
+    let bytes = super::files::read_regular(&path, MAX_MANIFEST_BYTES, "a manifest").ok()?;
+    serde_json::from_slice::<ExportManifest>(&bytes).ok()
 }
 
 /// Errors unless `source` is a regular file inside `allowed` (canonical paths).
@@ -222,13 +434,21 @@ fn check_source(source: &Path, allowed: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies every photo and writes both manifests into `staging`.
-fn stage(manifest: &ExportManifest, staging: &Path) -> Result<()> {
-    for result in &manifest.results {
+/// Copies every photo into `staging`, recording the bytes of each, and the CSV when
+/// `write_csv`.
+fn stage(manifest: &mut ExportManifest, staging: &Path, write_csv: bool) -> Result<()> {
+    for result in &mut manifest.results {
         let destination = staging.join(&result.file);
         // `copy` keeps the source's permission bits (a private photo stays private).
         std::fs::copy(&result.source, &destination)
             .map_err(|e| EngineError::io(&result.source, e))?;
+        result.content = Some(
+            file_content(&destination)
+                .ok_or_else(|| EngineError::bad_file(&destination, "could not be read back"))?,
+        );
+    }
+    if !write_csv {
+        return Ok(());
     }
     let mut csv = String::from("rank,distance,source,class,file\n");
     for result in &manifest.results {
@@ -242,41 +462,63 @@ fn stage(manifest: &ExportManifest, staging: &Path) -> Result<()> {
         ));
     }
     let csv_path = staging.join(MANIFEST_CSV);
-    std::fs::write(&csv_path, csv).map_err(|e| EngineError::io(&csv_path, e))?;
-    let json =
-        serde_json::to_vec_pretty(manifest).map_err(|e| EngineError::Config(e.to_string()))?;
-    let json_path = staging.join(MANIFEST_JSON);
-    std::fs::write(&json_path, json).map_err(|e| EngineError::io(&json_path, e))?;
+    std::fs::write(&csv_path, &csv).map_err(|e| EngineError::io(&csv_path, e))?;
+    manifest.csv_content = Some(xxhash_rust::xxh3::xxh3_64(csv.as_bytes()));
     Ok(())
 }
 
-/// Moves the staged export into `folder`. The journal (the new manifest) is written
-/// first, so that a kill at any later point leaves a folder the next export recognises
-/// as its own; then the files of `replaced` exports that this one does not have are
-/// removed, the photos moved in, then the manifests (so a folder with a manifest always
+/// Signs the manifest and writes it into `staging`.
+fn seal(manifest: &mut ExportManifest, key: &RecordKey, staging: &Path) -> Result<()> {
+    manifest.sign(key)?;
+    let json =
+        serde_json::to_vec_pretty(manifest).map_err(|e| EngineError::Config(e.to_string()))?;
+    let json_path = staging.join(MANIFEST_JSON);
+    std::fs::write(&json_path, json).map_err(|e| EngineError::io(&json_path, e))
+}
+
+/// Moves the staged export into `folder`. The journal (the new, signed manifest) is
+/// written first, so that a kill at any later point leaves a folder the next export
+/// recognises as its own; then the files of earlier exports that this one does not have
+/// are removed (only those still as Likeness wrote them; changed ones are kept and added
+/// to `kept`), the photos moved in, then the manifests (so a folder with a manifest always
 /// holds what it lists), and the journal removed last. `after_move` is called after each
 /// move (tests stop the commit there, as a kill would).
 fn commit(
     manifest: &ExportManifest,
-    replaced: &[&ExportManifest],
+    own: &OwnFiles<'_>,
     staging: &Path,
     folder: &Path,
+    kept: &mut Vec<SkippedFile>,
     after_move: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<()> {
     let journal = folder.join(JOURNAL_JSON);
     let json = serde_json::to_vec(manifest).map_err(|e| EngineError::Config(e.to_string()))?;
     super::atomic::write_atomic(&journal, &json)?;
     let new: HashSet<&str> = manifest.results.iter().map(|r| r.file.as_str()).collect();
-    for result in replaced.iter().flat_map(|m| &m.results) {
-        if !new.contains(result.file.as_str()) {
-            std::fs::remove_file(folder.join(&result.file)).ok();
+    let mut earlier: Vec<&str> = own.written.keys().copied().collect();
+    earlier.sort_unstable();
+    for name in earlier {
+        let path = folder.join(name);
+        if new.contains(name) || path.symlink_metadata().is_err() {
+            continue;
+        }
+        if own.replaceable(name) {
+            std::fs::remove_file(&path).ok();
+        } else {
+            kept.push(SkippedFile {
+                path,
+                reason: "from an earlier export, but changed since, so it is yours now: kept"
+                    .into(),
+            });
         }
     }
+    let csv = manifest.csv_content.map(|_| MANIFEST_CSV);
     let names = manifest
         .results
         .iter()
         .map(|r| r.file.as_str())
-        .chain([MANIFEST_CSV, MANIFEST_JSON]);
+        .chain(csv)
+        .chain([MANIFEST_JSON]);
     for (moved, name) in names.enumerate() {
         let destination = folder.join(name);
         std::fs::rename(staging.join(name), &destination)
@@ -323,7 +565,7 @@ mod tests {
         std::fs::create_dir(&out).expect("mkdir");
         // The killed export, up to its 53rd move: what export_results does, with the
         // commit stopped there and nothing cleaned up after it (a kill runs no cleanup).
-        let manifest = ExportManifest {
+        let mut manifest = ExportManifest {
             generator: GENERATOR.into(),
             index: None,
             query: "q.jpg".into(),
@@ -335,19 +577,33 @@ mod tests {
                     source: hit.path.clone(),
                     class: None,
                     file: exported_file_name(hit, hits.len()),
+                    content: None,
                 })
                 .collect(),
+            folder: Some(std::fs::canonicalize(&out).expect("canonical")),
+            csv_content: None,
+            mac: None,
         };
         let staging = out.join(super::super::atomic::temporary_name());
         std::fs::create_dir(&staging).expect("mkdir");
-        stage(&manifest, &staging).expect("stage");
-        let killed = commit(&manifest, &[], &staging, &out, &mut |moved| {
-            if moved == 53 {
-                Err(EngineError::Cancelled)
-            } else {
-                Ok(())
-            }
-        });
+        let key = RecordKey::load_or_create().expect("key");
+        stage(&mut manifest, &staging, true).expect("stage");
+        seal(&mut manifest, &key, &staging).expect("seal");
+        let own = OwnFiles::new(&out, &[]);
+        let killed = commit(
+            &manifest,
+            &own,
+            &staging,
+            &out,
+            &mut Vec::new(),
+            &mut |moved| {
+                if moved == 53 {
+                    Err(EngineError::Cancelled)
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert!(matches!(killed, Err(EngineError::Cancelled)), "{killed:?}");
         // Its process is gone: its staging folder now bears a dead process's id (one
         // above the kernel's pid_max).
@@ -364,7 +620,8 @@ mod tests {
         // The next export (of fewer results) finishes: no refusal, the folder holds
         // exactly the new export, and neither the journal nor the staging folder is left.
         let again = export_results(Path::new("q.jpg"), &hits[..10], &out, &source)
-            .expect("the next export recovers the folder");
+            .expect("the next export recovers the folder")
+            .manifest;
         assert_eq!(again.results.len(), 10);
         let mut left: Vec<String> = std::fs::read_dir(&out)
             .expect("list")
@@ -393,7 +650,9 @@ mod tests {
             folder: dir.path(),
             index: None,
         };
-        let manifest = export_results(Path::new("q.jpg"), &hits, &out, &source).expect("export");
+        let manifest = export_results(Path::new("q.jpg"), &hits, &out, &source)
+            .expect("export")
+            .manifest;
         assert_eq!(manifest.results[0].file, "01_src, with comma.png");
         assert_eq!(
             std::fs::read(out.join("01_src, with comma.png")).expect("copy"),

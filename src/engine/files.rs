@@ -164,6 +164,47 @@ pub fn sniff(bytes: &[u8]) -> FileKind {
     }
 }
 
+/// Whether the folder `inner` is `outer` or lies inside it, told by each folder's device
+/// and inode rather than by its path: a bind mount, a link or a second name of the same
+/// folder is caught (two paths may differ and still be one folder). A path that does not
+/// exist is neither.
+pub fn folder_within(inner: &Path, outer: &Path) -> bool {
+    let Some(outer) = folder_identity(outer) else {
+        return false;
+    };
+    let Ok(inner) = std::fs::canonicalize(inner) else {
+        return false;
+    };
+    inner
+        .ancestors()
+        .any(|ancestor| folder_identity(ancestor) == Some(outer))
+}
+
+/// Whether two paths name the same folder (device and inode).
+pub fn same_folder(a: &Path, b: &Path) -> bool {
+    matches!((folder_identity(a), folder_identity(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// A folder's device and inode (through links).
+fn folder_identity(path: &Path) -> Option<(u64, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        std::fs::canonicalize(path).ok().map(|p| {
+            (
+                0,
+                xxhash_rust::xxh3::xxh3_64(p.as_os_str().as_encoded_bytes()),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod index;
 pub mod model;
 pub mod output;
 pub mod progress;
+pub mod signature;
 pub mod sort;
 pub mod synthetic;
 pub mod train;

@@ -68,8 +68,17 @@ impl OutputKind {
 /// large (one entry per tensor), everything else is told by its first bytes.
 const SNIFF_BYTES: u64 = 4 << 20;
 
-/// Room left on the disk beyond the output itself, so a save does not fill it to the brim.
-const SPARE_BYTES: u64 = 16 << 20;
+/// Room left on the disk beyond the output itself, so a save does not fill it to the brim:
+/// an eighth of the output, and at least this much. Proportional, so a 3-kB index asks for
+/// about 67 kB, not the 16 MB a fixed margin once asked (and a small disk was refused).
+const MIN_SPARE_BYTES: u64 = 64 << 10;
+
+/// The bytes an output of `bytes` needs free: itself and its margin.
+pub fn bytes_needed_with_margin(bytes: u64) -> u64 {
+    bytes
+        .saturating_add(bytes / 8)
+        .saturating_add(MIN_SPARE_BYTES)
+}
 
 /// One of a command's inputs, named for messages (`--model`, `--folder`).
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +327,7 @@ pub fn check_writable(path: &Path, bytes_needed: u64) -> Result<()> {
 pub fn check_room(path: &Path, bytes_needed: u64) -> Result<()> {
     let folder = output_folder(path);
     if let Some(free) = free_bytes(&folder) {
-        let needed = bytes_needed.saturating_add(SPARE_BYTES);
+        let needed = bytes_needed_with_margin(bytes_needed);
         if free < needed {
             return Err(EngineError::bad_file(
                 path,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{ImageFolder, SkippedFile};
 use super::index::{Gallery, ProgressFn, embed_files};
 use super::model::EmbeddingModel;
+use super::signature::RecordKey;
 use super::{EngineError, Result};
 
 /// How the folders were suggested.
@@ -95,7 +96,8 @@ pub struct SortPlan {
 }
 
 /// Refuses an inbox and a library that overlap: filing would then touch the inbox's
-/// own photos as library photos, or the other way round.
+/// own photos as library photos, or the other way round. Folders are compared by device
+/// and inode, so a bind mount or a link of one inside the other is caught too.
 pub fn check_folders(inbox: &Path, library: &Path) -> Result<(PathBuf, PathBuf)> {
     let canonical = |folder: &Path| {
         std::fs::canonicalize(folder).map_err(|e| match e.kind() {
@@ -104,14 +106,33 @@ pub fn check_folders(inbox: &Path, library: &Path) -> Result<(PathBuf, PathBuf)>
         })
     };
     let (inbox, library) = (canonical(inbox)?, canonical(library)?);
-    if inbox.starts_with(&library) || library.starts_with(&inbox) {
+    if inbox.starts_with(&library)
+        || library.starts_with(&inbox)
+        || super::files::folder_within(&inbox, &library)
+        || super::files::folder_within(&library, &inbox)
+    {
         return Err(EngineError::Config(format!(
-            "the inbox ({}) and the library ({}) must be separate folders, neither inside the other",
+            "the inbox ({}) and the library ({}) must be separate folders, neither inside the \
+             other (nor the same folder under another name, as a bind mount or a link makes)",
             inbox.display(),
             library.display()
         )));
     }
     Ok((inbox, library))
+}
+
+/// Refuses an index of another folder than `library`: its photos' neighbours would vote
+/// for that folder's classes, and filing would make them in the person's library.
+pub fn check_index_library(index_folder: &Path, library: &Path) -> Result<()> {
+    if super::files::same_folder(index_folder, library) {
+        return Ok(());
+    }
+    Err(EngineError::Config(format!(
+        "the index is of {}, not of the library {}: sort with the library's own index \
+         (nothing was done)",
+        index_folder.display(),
+        library.display()
+    )))
 }
 
 /// Suggests a folder of `library` for every photo of `inbox` (already scanned). With
@@ -287,11 +308,14 @@ pub struct Filed {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FilingReport {
     pub filed: Vec<Filed>,
-    /// Photos left in the inbox because the same bytes are already in their folder:
-    /// (the inbox photo, the library file).
+    /// Photos left in the inbox because the same bytes are already in the library (in
+    /// any of its folders): (the inbox photo, the library file).
     pub already_there: Vec<(PathBuf, PathBuf)>,
     /// Photos given a new name because theirs was taken: (the taken name, the new one).
     pub renamed: Vec<(PathBuf, PathBuf)>,
+    /// Class folders the library did not have, made for the photos filed into them.
+    #[serde(default)]
+    pub created_folders: Vec<PathBuf>,
     pub failed: Vec<SkippedFile>,
     /// The journal that [`undo`] reverses.
     pub journal: PathBuf,
@@ -299,10 +323,74 @@ pub struct FilingReport {
     pub cancelled: bool,
 }
 
-/// Files each `(photo, folder)` into `library/folder`, writing each filing to `journal`
-/// (a new file) first.
+/// The first line of a journal: which library and inbox it files between, signed with
+/// Likeness' record key ([`super::signature`]), with a nonce that every filing line's MAC
+/// covers too, so that no line passes from one journal into another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct JournalHeader {
+    likeness: String,
+    version: u32,
+    library: PathBuf,
+    inbox: PathBuf,
+    nonce: String,
+}
+
+/// What the first line of every journal says it is.
+const JOURNAL_KIND: &str = "sort-journal";
+const JOURNAL_VERSION: u32 = 2;
+/// The MAC purposes of a journal's lines.
+const HEADER_PURPOSE: &str = "likeness sort journal header";
+const FILING_PURPOSE: &str = "likeness sort journal filing";
+
+/// A journal line: the record and its MAC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Signed<T> {
+    #[serde(flatten)]
+    record: T,
+    mac: String,
+}
+
+fn json_line<T: Serialize>(record: &T) -> Result<String> {
+    serde_json::to_string(record).map_err(|e| EngineError::Config(e.to_string()))
+}
+
+/// The MAC of a filing of the journal with `nonce`.
+fn filing_mac(key: &RecordKey, nonce: &str, filed: &Filed) -> Result<String> {
+    let line = json_line(filed)?;
+    Ok(key.sign(FILING_PURPOSE, format!("{nonce}\n{line}").as_bytes()))
+}
+
+/// Holds the library for one sort or undo: a second one at the same time (another
+/// window, a second command) is refused instead of filing the same photos twice. The lock
+/// is the operating system's lock on the library folder itself, so nothing is written into
+/// the library for it and a killed sort leaves no stale lock behind.
+pub struct LibraryLock {
+    _folder: std::fs::File,
+}
+
+impl LibraryLock {
+    pub fn acquire(library: &Path) -> Result<Self> {
+        let folder = std::fs::File::open(library).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::MissingFolder(library.to_path_buf()),
+            _ => EngineError::io(library, e),
+        })?;
+        match folder.try_lock() {
+            Ok(()) => Ok(Self { _folder: folder }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Config(format!(
+                "another sort (or undo) is filing into {} right now; wait until it ends and \
+                 sort again (nothing was done)",
+                library.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(EngineError::io(library, e)),
+        }
+    }
+}
+
+/// Files each `(photo, folder)` of `inbox` into `library/folder`, writing each filing to
+/// `journal` (a new file) first. The library is locked for the whole sort.
 pub fn file_photos(
     choices: &[(PathBuf, String)],
+    inbox: &Path,
     library: &Path,
     mode: FileMode,
     journal: &Path,
@@ -311,6 +399,15 @@ pub fn file_photos(
     let mut report = FilingReport {
         journal: journal.to_path_buf(),
         ..Default::default()
+    };
+    let key = RecordKey::load_or_create()?;
+    let _lock = LibraryLock::acquire(library)?;
+    let header = JournalHeader {
+        likeness: JOURNAL_KIND.into(),
+        version: JOURNAL_VERSION,
+        library: std::fs::canonicalize(library).map_err(|e| EngineError::io(library, e))?,
+        inbox: std::fs::canonicalize(inbox).map_err(|e| EngineError::io(inbox, e))?,
+        nonce: super::signature::random_hex(16)?,
     };
     // A new file only: a journal never writes into a file that is already there.
     let mut journal_file = std::fs::OpenOptions::new()
@@ -324,51 +421,72 @@ pub fn file_photos(
             )),
             _ => EngineError::io(journal, e),
         })?;
-    let mut known: HashMap<PathBuf, FolderContents> = HashMap::new();
+    let header_mac = key.sign(HEADER_PURPOSE, json_line(&header)?.as_bytes());
+    let header_line = json_line(&Signed {
+        record: &header,
+        mac: header_mac,
+    })?;
+    writeln!(journal_file, "{header_line}")
+        .and_then(|()| journal_file.sync_data())
+        .map_err(|e| EngineError::io(journal, e))?;
+    let mut contents = LibraryContents::list(library);
     for (photo, folder) in choices {
         if cancel.load(Ordering::Relaxed) {
             report.cancelled = true;
             break;
         }
+        let fail = |reason: String| SkippedFile {
+            path: photo.clone(),
+            reason,
+        };
         if folder.is_empty()
             || Path::new(folder).components().count() != 1
             || folder.starts_with('.')
         {
-            report.failed.push(SkippedFile {
-                path: photo.clone(),
-                reason: format!("'{folder}' is not a folder name of the library"),
-            });
+            report.failed.push(fail(format!(
+                "'{folder}' is not a folder name of the library"
+            )));
             continue;
         }
-        let destination_folder = library.join(folder);
+        if !filed_inside(photo, &header.inbox, usize::MAX) {
+            report
+                .failed
+                .push(fail("it is not in the inbox, so it is not filed".into()));
+            continue;
+        }
+        if mode == FileMode::Move
+            && std::fs::symlink_metadata(photo).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            report.failed.push(fail(
+                "it is a symbolic link: a move would file the link, not the photo it points \
+                 to; left in the inbox (sort with --copy to file a copy of the photo)"
+                    .into(),
+            ));
+            continue;
+        }
+        let destination_folder = header.library.join(folder);
         let bytes = match super::files::read_regular(photo, 1 << 30, "a photo") {
             Ok(bytes) => bytes,
             Err(error) => {
-                report.failed.push(SkippedFile {
-                    path: photo.clone(),
-                    reason: error.to_string(),
-                });
+                report.failed.push(fail(error.to_string()));
                 continue;
             }
         };
         let content = xxhash_rust::xxh3::xxh3_64(&bytes);
-        let contents = known
-            .entry(destination_folder.clone())
-            .or_insert_with(|| FolderContents::list(&destination_folder));
         if let Some(existing) = contents.same_bytes(bytes.len() as u64, content) {
             report.already_there.push((photo.clone(), existing.clone()));
             continue;
         }
-        std::fs::create_dir_all(&destination_folder)
-            .map_err(|e| EngineError::io(&destination_folder, e))?;
+        if std::fs::symlink_metadata(&destination_folder).is_err() {
+            std::fs::create_dir_all(&destination_folder)
+                .map_err(|e| EngineError::io(&destination_folder, e))?;
+            report.created_folders.push(destination_folder.clone());
+        }
         let name = photo
             .file_name()
             .ok_or_else(|| EngineError::bad_file(photo, "no file name"))?;
         let wanted = destination_folder.join(name);
         let to = free_name(&wanted);
-        if to != wanted {
-            report.renamed.push((wanted, to.clone()));
-        }
         let filed = Filed {
             mode,
             from: photo.clone(),
@@ -376,7 +494,10 @@ pub fn file_photos(
             content,
         };
         // The journal line first: a sort killed after it undoes cleanly.
-        let line = serde_json::to_string(&filed).map_err(|e| EngineError::Config(e.to_string()))?;
+        let line = json_line(&Signed {
+            record: &filed,
+            mac: filing_mac(&key, &header.nonce, &filed)?,
+        })?;
         writeln!(journal_file, "{line}")
             .and_then(|()| journal_file.sync_data())
             .map_err(|e| EngineError::io(journal, e))?;
@@ -386,29 +507,39 @@ pub fn file_photos(
         };
         match result {
             Ok(()) => {
+                if to != wanted {
+                    report.renamed.push((wanted, to.clone()));
+                }
                 contents.add(bytes.len() as u64, content, to);
                 report.filed.push(filed);
             }
-            Err(error) => report.failed.push(SkippedFile {
-                path: photo.clone(),
-                reason: error.to_string(),
-            }),
+            Err(error) => report.failed.push(fail(error.to_string())),
         }
     }
     Ok(report)
 }
 
-/// The files of a library folder by size, each hashed only when a photo of the same size
-/// is filed there: a folder of thousands of photos is listed, not read.
-struct FolderContents {
+/// The files of a library's class folders by size, each hashed only when a photo of the
+/// same size is filed: a library of thousands of photos is listed, not read. A photo
+/// already in any class folder is not filed again into another.
+struct LibraryContents {
     /// Size → (file, its XXH3 once computed).
     by_size: HashMap<u64, Vec<(PathBuf, Option<u64>)>>,
 }
 
-impl FolderContents {
-    fn list(folder: &Path) -> Self {
+impl LibraryContents {
+    fn list(library: &Path) -> Self {
         let mut by_size: HashMap<u64, Vec<(PathBuf, Option<u64>)>> = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(folder) {
+        let folders = std::fs::read_dir(library)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'));
+        for folder in folders {
+            let Ok(entries) = std::fs::read_dir(folder.path()) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 if let Ok(metadata) = entry.metadata()
                     && metadata.is_file()
@@ -423,7 +554,7 @@ impl FolderContents {
         Self { by_size }
     }
 
-    /// A file with these bytes (this size and XXH3), if the folder has one. Files that
+    /// A file with these bytes (this size and XXH3), if the library has one. Files that
     /// cannot be read are not the same photo as far as anyone can tell.
     fn same_bytes(&mut self, size: u64, content: u64) -> Option<PathBuf> {
         let candidates = self.by_size.get_mut(&size)?;
@@ -469,7 +600,9 @@ fn free_name(wanted: &Path) -> PathBuf {
 
 /// Moves `from` to `to`: a hard link, or across file systems a copy written whole
 /// ([`write_new`]), then the original removed. Never replaces a file at `to` (a rename
-/// would, were one to appear there after the name was chosen).
+/// would, were one to appear there after the name was chosen). When the original cannot
+/// be removed (a read-only inbox), the new file is removed again: the photo stays where
+/// it was, once, and the error says why.
 fn move_file(from: &Path, to: &Path, bytes: &[u8]) -> Result<()> {
     match std::fs::hard_link(from, to) {
         Ok(()) => {}
@@ -478,7 +611,17 @@ fn move_file(from: &Path, to: &Path, bytes: &[u8]) -> Result<()> {
         }
         Err(_) => write_new(to, bytes)?,
     }
-    std::fs::remove_file(from).map_err(|e| EngineError::io(from, e))
+    std::fs::remove_file(from).map_err(|e| {
+        std::fs::remove_file(to).ok();
+        EngineError::bad_file(
+            from,
+            format!(
+                "cannot be moved out of its folder ({}); it was left where it is and \
+                 nothing was filed",
+                super::error::io_reason(&e)
+            ),
+        )
+    })
 }
 
 /// Writes `bytes` to `to`, which must not exist: whole into a temporary file beside it,
@@ -529,74 +672,221 @@ pub struct UndoReport {
     pub removed: Vec<PathBuf>,
     /// Moved photos put back: (where it was filed, where it is again).
     pub restored: Vec<(PathBuf, PathBuf)>,
-    /// Filings left as they are, and why (the file changed since, or is gone).
+    /// Filings left as they are, and why (the file changed since, or is gone, or its
+    /// inbox original is gone so the copy is the only one).
     pub left: Vec<SkippedFile>,
+    /// The journal's last line was cut off (a sort killed as it wrote it): that filing
+    /// never happened, and the line was passed over.
+    #[serde(default)]
+    pub cut_off_last_line: bool,
 }
 
-/// Reverses the filings of `journal`, last first. A file is removed or moved back only
-/// when its bytes are still those filed; a photo whose inbox place is taken again stays
-/// in the library.
-pub fn undo(journal: &Path) -> Result<UndoReport> {
-    let text = String::from_utf8(super::files::read_regular(
-        journal,
-        256 << 20,
-        "a sort journal",
-    )?)
-    .map_err(|_| EngineError::bad_file(journal, "not a sort journal (not text)"))?;
-    let mut filings = Vec::new();
-    for (number, line) in text
+/// A journal read back and checked: its header and filings, each with a valid MAC.
+struct CheckedJournal {
+    header: JournalHeader,
+    filings: Vec<Filed>,
+    cut_off_last_line: bool,
+}
+
+/// Reads `journal` and checks that Likeness wrote every line of it: the header's MAC and
+/// each filing's (which covers the header's nonce) under the user's record key. A journal
+/// with any line that fails is refused whole, touching nothing.
+fn read_journal(journal: &Path) -> Result<CheckedJournal> {
+    let refuse = |why: String| {
+        EngineError::bad_file(
+            journal,
+            format!("{why}; undo acts only on journals Likeness wrote (nothing was undone)"),
+        )
+    };
+    let bytes = super::files::read_regular(journal, 256 << 20, "a sort journal")?;
+    let text = String::from_utf8_lossy(&bytes);
+    let ends_whole = text.ends_with('\n');
+    let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let filed: Filed = serde_json::from_str(line).map_err(|e| {
-            EngineError::bad_file(
-                journal,
-                format!(
-                    "line {} is not a filing of a sort journal ({e})",
-                    number + 1
-                ),
+        .collect();
+    let Some(&(_, first)) = lines.first() else {
+        return Err(refuse("not a sort journal (it is empty)".into()));
+    };
+    let key = RecordKey::load()?.ok_or_else(|| {
+        refuse(format!(
+            "Likeness' record key ({}) is gone, so this journal cannot be checked",
+            super::signature::key_path().display()
+        ))
+    })?;
+    let header: Signed<JournalHeader> = serde_json::from_str(first).map_err(|_| {
+        if serde_json::from_str::<Filed>(first).is_ok() {
+            refuse(
+                "written by an earlier version of Likeness, before journals were signed, so \
+                 it cannot be told from an edited one"
+                    .into(),
             )
-        })?;
+        } else {
+            refuse("not a sort journal (its first line is not a journal header)".into())
+        }
+    })?;
+    if header.record.likeness != JOURNAL_KIND || header.record.version != JOURNAL_VERSION {
+        return Err(refuse(format!(
+            "not a sort journal this version reads ({} version {})",
+            header.record.likeness, header.record.version
+        )));
+    }
+    if !key.verify(
+        HEADER_PURPOSE,
+        json_line(&header.record)?.as_bytes(),
+        &header.mac,
+    ) {
+        return Err(refuse(
+            "its header's signature does not match: it was edited, or written by another \
+             user's Likeness"
+                .into(),
+        ));
+    }
+    let nonce = &header.record.nonce;
+    let mut filings = Vec::new();
+    let mut cut_off_last_line = false;
+    for (position, &(number, line)) in lines.iter().enumerate().skip(1) {
+        let last = position + 1 == lines.len();
+        let Ok(signed) = serde_json::from_str::<Signed<Filed>>(line) else {
+            if last && !ends_whole {
+                // Cut off by a kill as it was written: the filing it announced never began.
+                cut_off_last_line = true;
+                continue;
+            }
+            return Err(refuse(format!(
+                "line {} is not a filing of a sort journal",
+                number + 1
+            )));
+        };
+        let signed_bytes = format!("{nonce}\n{}", json_line(&signed.record)?);
+        if !key.verify(FILING_PURPOSE, signed_bytes.as_bytes(), &signed.mac) {
+            return Err(refuse(format!(
+                "line {}'s signature does not match: it was edited or added",
+                number + 1
+            )));
+        }
+        let filed = signed.record;
+        // Signed, yet naming places outside the journal's own folders (only a journal
+        // written by hand with the key could): refused all the same.
+        if !filed_inside(&filed.to, &header.record.library, 2)
+            || !filed_inside(&filed.from, &header.record.inbox, usize::MAX)
+        {
+            return Err(refuse(format!(
+                "line {} names {} → {}, outside its library {} or inbox {}",
+                number + 1,
+                filed.from.display(),
+                filed.to.display(),
+                header.record.library.display(),
+                header.record.inbox.display()
+            )));
+        }
         filings.push(filed);
     }
-    let mut report = UndoReport::default();
-    let still_ours = |path: &Path, content: u64| {
-        super::files::read_regular(path, 1 << 30, "a photo")
-            .is_ok_and(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes) == content)
+    Ok(CheckedJournal {
+        header: header.record,
+        filings,
+        cut_off_last_line,
+    })
+}
+
+/// Whether `path` lies below `folder` by plain names only (no `..`, `.` or root after
+/// it), and at most `depth` names below it (a filed photo is `library/class/name`).
+fn filed_inside(path: &Path, folder: &Path, depth: usize) -> bool {
+    let Ok(rest) = path.strip_prefix(folder) else {
+        return false;
     };
-    for filed in filings.iter().rev() {
-        let leave = |reason: &str| SkippedFile {
+    let parts: Vec<_> = rest.components().collect();
+    !parts.is_empty()
+        && parts.len() <= depth
+        && (depth == usize::MAX || parts.len() == depth)
+        && parts
+            .iter()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Reverses the filings of `journal`, last first, after checking that Likeness wrote it
+/// ([`read_journal`]). A file is removed or moved back only when it lies inside the
+/// journal's library, its bytes are still those filed, and, for a copy, its original is
+/// still in the inbox with the same bytes (otherwise the copy may be the only one, and
+/// stays). A photo whose inbox place is taken again stays in the library. A filing that
+/// cannot be undone is listed in `left`, and undo goes on with the others.
+pub fn undo(journal: &Path) -> Result<UndoReport> {
+    let checked = read_journal(journal)?;
+    let library = &checked.header.library;
+    let _lock = LibraryLock::acquire(library)?;
+    let mut report = UndoReport {
+        cut_off_last_line: checked.cut_off_last_line,
+        ..Default::default()
+    };
+    let still_ours = |path: &Path, content: u64| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+            && super::files::read_regular(path, 1 << 30, "a photo")
+                .is_ok_and(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes) == content)
+    };
+    // The class folder must still be a folder of the library, not a link to elsewhere.
+    let in_library = |to: &Path| {
+        to.parent()
+            .is_some_and(|folder| super::files::folder_within(folder, library))
+    };
+    for filed in checked.filings.iter().rev() {
+        let leave = |reason: String| SkippedFile {
             path: filed.to.clone(),
-            reason: reason.to_string(),
+            reason,
         };
-        if !still_ours(&filed.to, filed.content) {
-            // Never filed (killed before), or changed or removed since: not ours to touch.
-            if std::fs::symlink_metadata(&filed.to).is_ok() {
-                report.left.push(leave("it changed since it was filed"));
+        let filed_exists = std::fs::symlink_metadata(&filed.to).is_ok();
+        if !filed_exists {
+            if filed.mode == FileMode::Move && !still_ours(&filed.from, filed.content) {
+                report.left.push(leave(format!(
+                    "it is no longer in the library (deleted or moved since), so {} cannot be \
+                     put back",
+                    filed.from.display()
+                )));
             }
+            // Otherwise it was never filed (the sort was stopped first): nothing to undo.
             continue;
         }
-        match filed.mode {
-            FileMode::Copy => {
-                std::fs::remove_file(&filed.to).map_err(|e| EngineError::io(&filed.to, e))?;
-                report.removed.push(filed.to.clone());
+        if !in_library(&filed.to) {
+            report.left.push(leave(format!(
+                "its folder is no longer inside the library {}",
+                library.display()
+            )));
+            continue;
+        }
+        if !still_ours(&filed.to, filed.content) {
+            report
+                .left
+                .push(leave("it changed since it was filed".into()));
+            continue;
+        }
+        let undone = match filed.mode {
+            FileMode::Copy if still_ours(&filed.from, filed.content) => {
+                std::fs::remove_file(&filed.to)
+                    .map(|()| report.removed.push(filed.to.clone()))
+                    .map_err(|e| super::error::io_reason(&e))
             }
+            FileMode::Copy => Err(format!(
+                "its original {} is gone or changed, so this copy may be the only one; kept",
+                filed.from.display()
+            )),
             FileMode::Move if still_ours(&filed.from, filed.content) => {
                 // Killed between the copy and the removal of the original: the copy goes.
-                std::fs::remove_file(&filed.to).map_err(|e| EngineError::io(&filed.to, e))?;
-                report.removed.push(filed.to.clone());
+                std::fs::remove_file(&filed.to)
+                    .map(|()| report.removed.push(filed.to.clone()))
+                    .map_err(|e| super::error::io_reason(&e))
             }
             FileMode::Move if std::fs::symlink_metadata(&filed.from).is_ok() => {
-                report
-                    .left
-                    .push(leave("another file now has its name in the inbox"));
+                Err("another file now has its name in the inbox".into())
             }
-            FileMode::Move => {
-                let bytes = super::files::read_regular(&filed.to, 1 << 30, "a photo")?;
-                move_file(&filed.to, &filed.from, &bytes)?;
-                report.restored.push((filed.to.clone(), filed.from.clone()));
-            }
+            FileMode::Move => super::files::read_regular(&filed.to, 1 << 30, "a photo")
+                .and_then(|bytes| move_file(&filed.to, &filed.from, &bytes))
+                .map(|()| {
+                    report.restored.push((filed.to.clone(), filed.from.clone()));
+                })
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = undone {
+            report.left.push(leave(reason));
         }
     }
     Ok(report)
@@ -605,6 +895,17 @@ pub fn undo(journal: &Path) -> Result<UndoReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filing line as Likeness signs it for `journal` (what a sort killed after writing
+    /// it leaves).
+    pub(super) fn signed_line(journal: &Path, filed: &Filed) -> String {
+        let text = std::fs::read_to_string(journal).expect("journal");
+        let header: Signed<JournalHeader> =
+            serde_json::from_str(text.lines().next().expect("header")).expect("header");
+        let key = RecordKey::load_or_create().expect("key");
+        let mac = filing_mac(&key, &header.record.nonce, filed).expect("mac");
+        json_line(&Signed { record: filed, mac }).expect("line")
+    }
 
     fn write(path: &Path, bytes: &[u8]) {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -734,6 +1035,7 @@ mod tests {
         ];
         let report = file_photos(
             &choices,
+            &inbox,
             &library,
             FileMode::Copy,
             &journal,
@@ -763,6 +1065,7 @@ mod tests {
         // A journal is always a new file: one that exists is never written into.
         let error = file_photos(
             &escape,
+            &inbox,
             &library,
             FileMode::Copy,
             &journal,
@@ -773,6 +1076,7 @@ mod tests {
         let journal = dir.path().join("escape.jsonl");
         let report = file_photos(
             &escape,
+            &inbox,
             &library,
             FileMode::Copy,
             &journal,
@@ -797,6 +1101,7 @@ mod tests {
         ];
         let report = file_photos(
             &choices,
+            &inbox,
             &library,
             FileMode::Move,
             &journal,
@@ -830,6 +1135,7 @@ mod tests {
         let journal = dir.path().join("copies.jsonl");
         let report = file_photos(
             &choices,
+            &inbox,
             &library,
             FileMode::Copy,
             &journal,
@@ -852,6 +1158,7 @@ mod tests {
     fn a_killed_sort_leaves_no_half_filed_photo() {
         let dir = tempfile::tempdir().expect("dir");
         let (inbox, library) = (dir.path().join("inbox"), dir.path().join("library"));
+        std::fs::create_dir_all(&library).expect("library");
         let mut choices = Vec::new();
         for i in 0..6 {
             let photo = inbox.join(format!("{i}.jpg"));
@@ -863,6 +1170,7 @@ mod tests {
         // was removed: what a cross-device move looks like when killed mid-way.
         file_photos(
             &choices[..3],
+            &inbox,
             &library,
             FileMode::Move,
             &journal,
@@ -879,13 +1187,20 @@ mod tests {
             .append(true)
             .open(&journal)
             .expect("open");
-        writeln!(file, "{}", serde_json::to_string(&half).expect("json")).expect("write");
+        writeln!(file, "{}", signed_line(&journal, &half)).expect("write");
         std::fs::copy(&half.from, &half.to).expect("copy");
         // And a cancel stops between photos, never inside one.
         let cancel = AtomicBool::new(true);
         let later = dir.path().join("later.jsonl");
-        let report =
-            file_photos(&choices[4..], &library, FileMode::Move, &later, &cancel).expect("file");
+        let report = file_photos(
+            &choices[4..],
+            &inbox,
+            &library,
+            FileMode::Move,
+            &later,
+            &cancel,
+        )
+        .expect("file");
         assert!(report.cancelled && report.filed.is_empty());
         let leftovers: Vec<_> = std::fs::read_dir(library.join("rose"))
             .expect("list")
@@ -906,5 +1221,53 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// A journal is Likeness' only with every line signed for it: a filing copied from
+    /// another journal is refused (the nonce differs), and a last line cut off by a kill
+    /// is passed over, since the filing it announced never began.
+    #[test]
+    fn only_lines_signed_for_the_journal_are_undone_and_a_cut_off_tail_is_passed_over() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (inbox, library) = (dir.path().join("inbox"), dir.path().join("library"));
+        write(&inbox.join("one.jpg"), b"first");
+        write(&inbox.join("two.jpg"), b"second");
+        std::fs::create_dir_all(&library).expect("library");
+        let file = |photo: &str, journal: &Path| {
+            file_photos(
+                &[(inbox.join(photo), "rose".to_string())],
+                &inbox,
+                &library,
+                FileMode::Copy,
+                journal,
+                &AtomicBool::new(false),
+            )
+            .expect("file")
+        };
+        let (first, second) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        file("one.jpg", &first);
+        file("two.jpg", &second);
+        let line_of_second = std::fs::read_to_string(&second)
+            .expect("read")
+            .lines()
+            .nth(1)
+            .expect("filing")
+            .to_string();
+        let spliced = dir.path().join("spliced.jsonl");
+        let mut text = std::fs::read_to_string(&first).expect("read");
+        text.push_str(&line_of_second);
+        text.push('\n');
+        std::fs::write(&spliced, &text).expect("write");
+        let error = undo(&spliced).expect_err("a line of another journal");
+        assert!(error.to_string().contains("signature"), "{error}");
+
+        let mut cut = std::fs::read_to_string(&first).expect("read");
+        cut.push_str(&line_of_second[..line_of_second.len() / 2]);
+        let cut_path = dir.path().join("cut.jsonl");
+        std::fs::write(&cut_path, &cut).expect("write");
+        let undone = undo(&cut_path).expect("undo");
+        assert!(undone.cut_off_last_line);
+        assert_eq!(undone.removed, vec![library.join("rose/one.jpg")]);
+        assert!(library.join("rose/two.jpg").exists());
     }
 }

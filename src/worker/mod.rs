@@ -42,7 +42,7 @@ use crate::engine::model::{
 };
 use crate::engine::output::{OutputKind, check_output};
 use crate::engine::sort;
-use crate::engine::train::resume::{save_train_state, state_path};
+use crate::engine::train::resume::save_model_and_state;
 use crate::engine::train::{TrainJob, train};
 
 /// Commands can queue this deep before `send` refuses.
@@ -328,18 +328,16 @@ impl Worker {
         let outcome = train(&training, cancel, &|event| {
             progress(Progress::Training(event));
         })?;
-        let info = save_model(&model_path, &outcome.model, &outcome.summary)?;
-        // Beside the model, so that a later run can go on from this one; without it the
-        // model still works, it just cannot be resumed (the summary says so).
+        // The state goes beside the model, so that a later run can go on from this one;
+        // without it the model still works, it just cannot be resumed (the summary says so).
+        let (info, state_warning) = save_model_and_state(
+            &model_path,
+            &outcome.model,
+            &outcome.summary,
+            &outcome.state,
+        )?;
         let mut summary = outcome.summary;
-        if let Err(error) =
-            save_train_state(&state_path(&model_path), &outcome.state, &info.model_id)
-        {
-            summary.warnings.push(format!(
-                "the training state could not be written ({error}); this model cannot be \
-                 trained further, only replaced by a new run"
-            ));
-        }
+        summary.warnings.extend(state_warning);
         // Keep training: the new model replaces the current one only when it retrieves
         // the held-out photos (the same ones: the split is fixed by the library) better
         // than the model it went on from.
@@ -678,6 +676,7 @@ impl Worker {
     fn file_sort(
         &mut self,
         job: JobId,
+        inbox: &Path,
         choices: &[(PathBuf, String)],
         mode: sort::FileMode,
         journal: &Path,
@@ -689,7 +688,7 @@ impl Worker {
             ));
         };
         let library = open.gallery.header.folder.clone();
-        let report = sort::file_photos(choices, &library, mode, journal, cancel)?;
+        let report = sort::file_photos(choices, inbox, &library, mode, journal, cancel)?;
         let (index, _) = self.refresh_index(job, &AtomicBool::new(false))?;
         Ok(Outcome::SortFiled { report, index })
     }
@@ -863,8 +862,8 @@ impl Worker {
                     folder: &open.gallery.header.folder,
                     index: Some(&open.path),
                 };
-                let manifest = export_results(Path::new(&query), &hits, &folder, &source)?;
-                Outcome::Exported { folder, manifest }
+                let report = export_results(Path::new(&query), &hits, &folder, &source)?;
+                Outcome::Exported { folder, report }
             }
             Request::FindDuplicates => {
                 let Some(open) = self.index.as_mut() else {
@@ -902,10 +901,11 @@ impl Worker {
                 min_confidence,
             } => return self.plan_sort(job, &inbox, min_confidence, cancel),
             Request::FileSort {
+                inbox,
                 choices,
                 mode,
                 journal,
-            } => return self.file_sort(job, &choices, mode, &journal, cancel),
+            } => return self.file_sort(job, &inbox, &choices, mode, &journal, cancel),
             Request::UndoSort { journal } => return self.undo_sort(job, &journal),
             Request::CopyPhotos { paths, folder } => {
                 let count = copy_photos(&paths, &folder)?;

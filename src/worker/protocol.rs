@@ -14,7 +14,7 @@ use crate::engine::collection::duplicates::{Candidates, OtherCopy};
 use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{ImageFolder, SkippedFile};
 use crate::engine::eval::RetrievalReport;
-use crate::engine::export::ExportManifest;
+use crate::engine::export::ExportReport;
 use crate::engine::feedback::Marks;
 use crate::engine::index::{IndexChanges, SearchHit};
 use crate::engine::model::FineTuneSummary;
@@ -202,6 +202,8 @@ pub enum Request {
     /// File each photo into its folder of the current index's library, then bring the
     /// index up to date.
     FileSort {
+        /// The inbox the photos are filed from (the plan's).
+        inbox: PathBuf,
         choices: Vec<(PathBuf, String)>,
         mode: FileMode,
         /// The new journal to write (Undo reverses it).
@@ -372,7 +374,7 @@ pub enum Outcome {
     /// Results were exported into `folder`.
     Exported {
         folder: PathBuf,
-        manifest: ExportManifest,
+        report: ExportReport,
     },
     /// Pretrained weights are downloaded, checked, and ready at `path`.
     WeightsReady { path: PathBuf, tensors: usize },

@@ -89,10 +89,11 @@ impl Pair {
     /// model makes of an edit: brightening or a crop can move a weak model's embedding
     /// far); or embeddings within the threshold and layouts that agree (at least
     /// `layout_match`). Pairs from indexes without fingerprints go by the embedding alone.
+    /// A threshold of 0 asks for exact copies: then the hash, a looser rule, does not join.
     pub fn joins(&self, threshold: f32, layout_match: f32) -> bool {
         let same_layout = self.layout.is_none_or(|l| l >= layout_match);
         self.identical
-            || self.hash_distance.is_some_and(|h| h <= HASH_MATCH)
+            || (threshold > 0.0 && self.hash_distance.is_some_and(|h| h <= HASH_MATCH))
             || (self.distance <= threshold && same_layout)
     }
 }
@@ -581,6 +582,13 @@ mod tests {
         assert!(!pair(Some(0.80), None).joins(1.0, LAYOUT_MATCH));
         // Before fingerprints: the embedding alone.
         assert!(pair(None, None).joins(1.0, LAYOUT_MATCH));
+        // Threshold 0 asks for exact copies: the hash does not join (issue #38's note).
+        assert!(!pair(Some(0.80), Some(0)).joins(0.0, LAYOUT_MATCH));
+        let identical = Pair {
+            identical: true,
+            ..pair(Some(0.80), Some(0))
+        };
+        assert!(identical.joins(0.0, LAYOUT_MATCH));
     }
     use crate::engine::data::ImageFile;
     use crate::engine::index::GalleryHeader;

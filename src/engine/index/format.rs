@@ -81,8 +81,11 @@ fn checksum_matches(recorded: &str, bytes: &[u8]) -> bool {
 /// vectors as f32, plus each photo's path, class and fingerprint in the header), for
 /// checking the disk has room before the work.
 pub fn index_bytes_estimate(images: usize, dimension: usize) -> u64 {
-    const HEADER_BYTES_PER_PHOTO: u64 = 512;
-    images as u64 * (dimension as u64 * 4 + HEADER_BYTES_PER_PHOTO)
+    // A photo's header entry is its path, class and fingerprint: about 200 bytes on a
+    // real library; 320 leaves room for long paths without asking 100 times too much.
+    const HEADER_BYTES_PER_PHOTO: u64 = 320;
+    const FILE_HEADER_BYTES: u64 = 1024;
+    FILE_HEADER_BYTES + images as u64 * (dimension as u64 * 4 + HEADER_BYTES_PER_PHOTO)
 }
 
 impl Gallery {

@@ -645,6 +645,7 @@ pub fn model_file_bytes(
         // The id hashes the tensors in name order, as the checksum check reads them.
         buffers.sort_by(|a, b| a.0.cmp(&b.0));
     }
+    check_finite_weights(&buffers)?;
     let model_id = weights_hash(buffers.iter().map(|(n, _, b)| (n.as_str(), b.as_slice())));
     let info = ModelInfo {
         format_version: MODEL_FORMAT_VERSION,
@@ -653,14 +654,38 @@ pub fn model_file_bytes(
         summary: summary.clone(),
         classifier: model.classifier.as_ref().map(|c| c.info.clone()),
     };
+    let info_json = serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?;
+    // JSON has no NaN or infinity: serde writes them as null, and every later reader then
+    // refuses the model. A run whose figures are not finite numbers has diverged.
+    if serde_json::from_str::<ModelInfo>(&info_json).is_err() {
+        return Err(EngineError::Training(
+            "training diverged: the run's figures (losses, spreads) are no longer finite \
+             numbers; nothing was written. Lower the learning rate (--lr) and train again"
+                .into(),
+        ));
+    }
     let mut metadata = HashMap::new();
     metadata.insert("likeness.format".to_string(), MODEL_FORMAT.to_string());
-    metadata.insert(
-        "likeness.info".to_string(),
-        serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?,
-    );
+    metadata.insert("likeness.info".to_string(), info_json);
     let bytes = serialize_f32(&buffers, metadata)?;
     Ok((bytes, model_id))
+}
+
+/// Refuses weights that are not all finite numbers: such a network embeds every photo as
+/// NaN, and a file of it would replace a working model with one that finds nothing.
+pub(crate) fn check_finite_weights(buffers: &F32Buffers) -> Result<()> {
+    let not_finite = buffers.iter().find(|(_, _, bytes)| {
+        bytes
+            .chunks_exact(4)
+            .any(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
+    });
+    match not_finite {
+        Some((name, _, _)) => Err(EngineError::Training(format!(
+            "training diverged: the weights of '{name}' are no longer finite numbers; nothing \
+             was written. Lower the learning rate (--lr) and train again"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Tensors as little-endian f32 bytes with their names and shapes, ready to serialise.

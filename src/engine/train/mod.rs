@@ -225,6 +225,12 @@ pub fn train(
         Some(resumption) => {
             resumed_job = TrainJob {
                 settings: resumption.settings(&job.settings),
+                // The photos the earlier run held out stay held out (the split is fixed
+                // by the library): trained on now, they would no longer calibrate.
+                holdout_share: job.holdout_share.or(match job.validation {
+                    None => resumption.saved.info.holdout_share,
+                    Some(_) => None,
+                }),
                 ..job.clone()
             };
             &resumed_job
@@ -309,10 +315,11 @@ pub fn train(
     let earlier = summary.resumed_from.as_ref();
     summary.steps = trainer.global_step() - earlier.map_or(0, |e| e.steps);
     summary.train_secs = clock.elapsed().as_secs_f64();
-    let state = trainer.state(
+    let mut state = trainer.state(
         summary.epochs + earlier.map_or(0, |e| e.epochs),
         &data.training.dataset.classes,
     );
+    state.info.holdout_share = job.holdout_share;
     let label_evidence = check_labels(&trainer, &data, &mut summary);
     let label_cosines = trainer.margin_cosines();
     trainer.show_average(true);

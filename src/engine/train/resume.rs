@@ -5,7 +5,13 @@
 //! The state is a `.safetensors` file named after the model
 //! (`flowers.safetensors` → `flowers.train-state.safetensors`), marked with its own
 //! `likeness.format` and version, and tied to the model file by the model's id: a state
-//! beside another model is refused, never silently used.
+//! beside another model is refused, never silently used. Its tensors carry a checksum
+//! (format 2), so a damaged state is refused instead of training on garbage.
+//!
+//! A model and its state are saved as one step ([`save_model_and_state`]): the new state
+//! is written under a pending name first, then the model, then the state renamed into
+//! place. A kill at any point leaves either the old pair, or the new model with its state
+//! still pending, which the next `--resume` takes ([`load_train_state`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,9 @@ use crate::engine::{EngineError, Result};
 /// The `likeness.format` metadata value of training-state files.
 pub const TRAIN_STATE_FORMAT: &str = "likeness-train-state";
 /// Newest training-state format this build reads and the one it writes.
-pub const TRAIN_STATE_FORMAT_VERSION: u32 = 1;
+pub const TRAIN_STATE_FORMAT_VERSION: u32 = 2;
+/// The metadata key of the tensors' checksum (from format 2).
+const CHECKSUM_KEY: &str = "likeness.checksum";
 /// A state holds about four copies of the network (live weights, average, two moments).
 const MAX_STATE_FILE_BYTES: u64 = 4 << 30;
 
@@ -49,6 +57,9 @@ pub struct TrainStateInfo {
     pub proxy_optimizer_steps: u64,
     /// The learning-rate factor left by a collapse that was undone (1 otherwise).
     pub lr_scale: f64,
+    /// The share of the library the run held out (a resumed run holds out the same).
+    #[serde(default)]
+    pub holdout_share: Option<f64>,
 }
 
 /// A trainer's state in memory: its description and named tensors (copies).
@@ -80,13 +91,88 @@ pub fn state_path(model: &Path) -> PathBuf {
     model.with_file_name(format!("{stem}.train-state.safetensors"))
 }
 
+/// Where a new state waits while its model is written ([`save_model_and_state`]).
+pub fn pending_state_path(model: &Path) -> PathBuf {
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    model.with_file_name(format!("{stem}.train-state.pending.safetensors"))
+}
+
+/// XXH3 over the tensors in name order: each name, shape and bytes.
+fn tensors_checksum<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (name, shape, bytes) in sorted {
+        hasher.update(&(name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        for &dimension in shape {
+            hasher.update(&(dimension as u64).to_le_bytes());
+        }
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    format!("{:016x}", hasher.digest())
+}
+
+/// Writes the model file and its training state as one step (see the module's notes).
+/// Returns the model's description, and a warning when the state could not be written
+/// (the model is saved; it just cannot be resumed). A model whose weights or figures are
+/// not finite is refused before anything is written.
+pub fn save_model_and_state(
+    path: &Path,
+    model: &crate::engine::model::EmbeddingModel,
+    summary: &crate::engine::model::TrainingSummary,
+    state: &TrainState,
+) -> Result<(crate::engine::model::ModelInfo, Option<String>)> {
+    let (bytes, model_id) = crate::engine::model::model_file_bytes(model, summary)?;
+    let pending = pending_state_path(path);
+    let state_written = write_train_state(&pending, state, &model_id, false);
+    if let Err(error) = crate::engine::output::write_or_rescue(path, &bytes) {
+        if state_written.is_ok() {
+            std::fs::remove_file(&pending).ok();
+        }
+        return Err(error);
+    }
+    let warning = state_written
+        .and_then(|()| {
+            let final_path = state_path(path);
+            std::fs::rename(&pending, &final_path).map_err(|e| EngineError::io(&final_path, e))
+        })
+        .err()
+        .map(|error| {
+            format!(
+                "the training state could not be written ({error}); this model cannot be \
+                 trained further, only replaced by a new run"
+            )
+        });
+    let info = crate::engine::model::ModelInfo {
+        format_version: crate::engine::model::MODEL_FORMAT_VERSION,
+        model_id,
+        config: model.config.clone(),
+        summary: summary.clone(),
+        classifier: model.classifier.as_ref().map(|c| c.info.clone()),
+    };
+    Ok((info, warning))
+}
+
 /// About how many bytes the state of a model of `model_bytes` takes on disk.
 pub fn state_file_bytes_estimate(model_bytes: u64) -> u64 {
     4 * model_bytes
 }
 
-/// Writes `state` for the model `model_id` atomically to `path`.
+/// Writes `state` for the model `model_id` atomically to `path` (or, failing that, into
+/// the rescue folder).
 pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Result<()> {
+    write_train_state(path, state, model_id, true)
+}
+
+fn write_train_state(path: &Path, state: &TrainState, model_id: &str, rescue: bool) -> Result<()> {
     let mut info = state.info.clone();
     info.model_id = model_id.to_string();
     info.format_version = TRAIN_STATE_FORMAT_VERSION;
@@ -96,7 +182,16 @@ pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Resu
         .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
         .collect();
     let buffers = f32_buffers(tensors)?;
+    crate::engine::model::check_finite_weights(&buffers)?;
     let mut metadata = HashMap::new();
+    metadata.insert(
+        CHECKSUM_KEY.to_string(),
+        tensors_checksum(
+            buffers
+                .iter()
+                .map(|(name, shape, bytes)| (name.as_str(), shape.as_slice(), bytes.as_slice())),
+        ),
+    );
     metadata.insert(
         "likeness.format".to_string(),
         TRAIN_STATE_FORMAT.to_string(),
@@ -106,7 +201,11 @@ pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Resu
         serde_json::to_string(&info).map_err(|e| EngineError::Config(e.to_string()))?,
     );
     let bytes = serialize_f32(&buffers, metadata)?;
-    crate::engine::output::write_or_rescue(path, &bytes)
+    if rescue {
+        crate::engine::output::write_or_rescue(path, &bytes)
+    } else {
+        crate::engine::atomic::write_atomic(path, &bytes)
+    }
 }
 
 /// Reads the training state of the model `model_id` (whose file is `model_path`).
@@ -114,6 +213,16 @@ pub fn save_train_state(path: &Path, state: &TrainState, model_id: &str) -> Resu
 /// Likeness, or belongs to another model.
 pub fn load_train_state(model_path: &Path, model_id: &str) -> Result<SavedTrainState> {
     let path = state_path(model_path);
+    // A save killed after the model was written and before its state was renamed into
+    // place: the pending state is this model's, and finishing the rename completes the pair.
+    let pending = pending_state_path(model_path);
+    if std::fs::symlink_metadata(&pending).is_ok()
+        && let Ok(saved) = read_train_state(&pending)
+        && saved.info.model_id == model_id
+    {
+        std::fs::rename(&pending, &path).map_err(|e| EngineError::io(&path, e))?;
+        return Ok(saved);
+    }
     if !path.exists() {
         return Err(EngineError::bad_file(
             &path,
@@ -125,6 +234,28 @@ pub fn load_train_state(model_path: &Path, model_id: &str) -> Result<SavedTrainS
             ),
         ));
     }
+    let saved = read_train_state(&path)?;
+    let info = &saved.info;
+    if info.model_id != model_id {
+        return Err(EngineError::bad_file(
+            &path,
+            format!(
+                "belongs to another model (it continues model {}, {} is model {}); the model \
+                 was replaced after that run. Resume the model it belongs to, or start a new \
+                 run with --init-model",
+                info.model_id,
+                model_path.display(),
+                model_id
+            ),
+        ));
+    }
+    Ok(saved)
+}
+
+/// Reads a training-state file and checks it: its format, its version and the checksum
+/// of its tensors.
+fn read_train_state(path: &Path) -> Result<SavedTrainState> {
+    let path = path.to_path_buf();
     let bytes = read_regular(&path, MAX_STATE_FILE_BYTES, "a training state")?;
     let not_state = || {
         EngineError::bad_file(
@@ -156,18 +287,21 @@ pub fn load_train_state(model_path: &Path, model_id: &str) -> Result<SavedTrainS
     }
     let info: TrainStateInfo = serde_json::from_value(version)
         .map_err(|e| EngineError::bad_file(&path, format!("training state unreadable ({e})")))?;
-    if info.model_id != model_id {
-        return Err(EngineError::bad_file(
-            &path,
-            format!(
-                "belongs to another model (it continues model {}, {} is model {}); the model \
-                 was replaced after that run. Resume the model it belongs to, or start a new \
-                 run with --init-model",
-                info.model_id,
-                model_path.display(),
-                model_id
-            ),
-        ));
+    if format_version >= 2 {
+        let views = file.tensors();
+        let checksum = tensors_checksum(
+            views
+                .iter()
+                .map(|(name, view)| (name.as_str(), view.shape(), view.data())),
+        );
+        if metadata.get(CHECKSUM_KEY) != Some(&checksum) {
+            return Err(EngineError::bad_file(
+                &path,
+                "the training state is damaged (its checksum does not match its tensors); \
+                 the model beside it is fine, but cannot be resumed: start a new run from it \
+                 with --init-model",
+            ));
+        }
     }
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {

@@ -316,6 +316,7 @@ impl Trainer {
                 optimizer_steps: self.optimizer.steps(),
                 proxy_optimizer_steps: self.proxies.as_ref().map_or(0, |p| p.optimizer.steps()),
                 lr_scale: self.lr_scale,
+                holdout_share: None,
             },
             tensors,
         }
