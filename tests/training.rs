@@ -21,7 +21,7 @@ fn four_generated_classes(dir: &std::path::Path) -> (std::path::PathBuf, std::pa
 
 /// The default preset, small enough for a test: 32 px, 15 epochs of 16 photos, on the CPU.
 fn small_default_settings() -> likeness::engine::train::TrainSettings {
-    let mut settings = Preset::Default.settings();
+    let mut settings = Preset::Scratch.settings();
     settings.image_size_px = 32;
     settings.epochs = Some(15);
     settings.batch_size = 16;
@@ -356,7 +356,7 @@ fn train_and_save(
     epochs: usize,
 ) -> likeness::engine::train::TrainOutcome {
     use likeness::engine::train::resume::{save_train_state, state_path};
-    let mut settings = Preset::Default.settings();
+    let mut settings = Preset::Scratch.settings();
     settings.image_size_px = 16;
     settings.batch_size = 8;
     settings.epochs = Some(epochs);
@@ -437,7 +437,7 @@ fn resuming_refuses_a_missing_foreign_or_mismatched_state_with_a_clear_message()
     train_and_save(&train_dir, &first, 1);
     train_and_save(&train_dir, &second, 2);
     let resume = |model: &std::path::Path, data: &std::path::Path| {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.epochs = Some(1);
         settings.device = DeviceChoice::Cpu;
         let mut job = TrainJob::new(data.to_path_buf(), settings);

@@ -34,7 +34,7 @@ pub use window::run_window;
 
 use crate::engine::data::is_image_extension;
 use crate::engine::index::SearchHit;
-use crate::engine::train::TrainJob;
+use crate::engine::train::{Preset, TrainJob};
 use crate::worker::{DuplicateExport, Query, Request, Wake, WorkerHandle};
 use desktop::{Action, Desktop};
 use marks::MarksNotice;
@@ -240,7 +240,9 @@ impl LikenessApp {
         // Without a validation folder, a few photos per class are held out so the run
         // can still say how well it retrieves.
         job.holdout_share = Some(HOLDOUT_SHARE);
-        if job.resume.is_none() {
+        // The default starts from the shipped EfficientNet-Lite0 weights by itself; a
+        // ResNet18 weights file is where the ResNet18 presets start.
+        if job.resume.is_none() && self.state.settings.train.preset != Preset::Default {
             job.weights = self.state.settings.train.weights.clone();
         }
         let name = library.file_name().map_or_else(
@@ -291,16 +293,18 @@ impl LikenessApp {
         }
     }
 
-    /// Makes the ImageNet feature model current (downloading its weights the first time)
-    /// and indexes the library with it: search without training.
+    /// Makes the ImageNet feature model current (the shipped EfficientNet-Lite0's; the
+    /// ResNet18 one, downloaded the first time, only when those are missing) and indexes
+    /// the library with it: search without training.
     pub fn use_imagenet_features(&mut self) {
+        let name = if self.state.shipped_weights.is_some() {
+            crate::engine::model::pretrained::LITE0_FEATURES_MODEL
+        } else {
+            crate::engine::model::pretrained::IMAGENET_FEATURES_MODEL
+        };
         let request = Request::UseImagenetFeatures {
             source: self.state.dirs.weights.clone(),
-            model_path: self
-                .state
-                .dirs
-                .models
-                .join(crate::engine::model::pretrained::IMAGENET_FEATURES_MODEL),
+            model_path: self.state.dirs.models.join(name),
         };
         if let Some(job) = self.send(request) {
             self.state.jobs.index_after = Some(job);

@@ -372,6 +372,9 @@ pub struct AppState {
     pub training: TrainingView,
     /// The downloaded ImageNet weights, once they are in the cache.
     pub imagenet_weights: Option<PathBuf>,
+    /// The ImageNet EfficientNet-Lite0 weights that ship with Likeness, where they are
+    /// (looked up once at start; `None`: missing, and the default trains from scratch).
+    pub shipped_weights: Option<PathBuf>,
     pub search: SearchState,
     /// Alike / not-alike marks of the current index's library.
     pub marks: MarksView,
@@ -412,6 +415,7 @@ impl AppState {
             jobs: JobsView::default(),
             training: TrainingView::default(),
             imagenet_weights,
+            shipped_weights: crate::engine::model::pretrained::find_lite0_weights(),
             search: SearchState::default(),
             marks: MarksView::default(),
             view: CentralView::default(),

@@ -4,7 +4,7 @@
 
 use crate::engine::data::Augment;
 use crate::engine::device::DeviceChoice;
-use crate::engine::train::{Loss, Mining, Preset, Schedule};
+use crate::engine::train::{Backbone, Loss, Mining, Preset, Schedule};
 
 /// Declares a clap value enum with the same variants as an engine enum, and the mapping.
 macro_rules! cli_choice {
@@ -30,8 +30,21 @@ cli_choice!(
     PresetArg => Preset {
         /// The tutorial recipe exactly: 224 px, random triplets, margin 1, Adam 1e-3, batch 32.
         Seed,
-        /// What retrieved best at the same time budget: normalised softmax at 112 px.
+        /// EfficientNet-Lite0 from the ImageNet weights that ship with Likeness, fine-tuned
+        /// with normalised softmax at 128 px.
         Default,
+        /// The best recipe from scratch: ResNet18, normalised softmax at 112 px.
+        Scratch,
+    }
+);
+
+cli_choice!(
+    /// The network that is trained.
+    BackboneArg => Backbone {
+        /// ResNet18 (11.2 M weights; ImageNet weights by download: `likeness weights`).
+        Resnet18,
+        /// EfficientNet-Lite0 (3.4 M weights; its ImageNet weights ship with Likeness).
+        EfficientnetLite0,
     }
 );
 

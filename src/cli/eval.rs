@@ -13,6 +13,8 @@ use crate::engine::model::load_model;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
+    /// The model to judge, or `imagenet`: the features of the shipped ImageNet
+    /// EfficientNet-Lite0, with no training.
     #[arg(long)]
     pub model: PathBuf,
     /// Class-folder set to search among (usually the training folder).
@@ -59,8 +61,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             super::shown(missing.join(", "))
         );
     }
-    let (mut model, mut info) =
-        load_model(&args.model, args.device.resolve()?).context("could not open the model")?;
+    let (mut model, mut info) = load_model(
+        &super::weights::resolve_model_argument(&args.model)?,
+        args.device.resolve()?,
+    )
+    .context("could not open the model")?;
     if let Some(size) = args.image_size {
         model.config.preprocess.image_size_px = size;
     }

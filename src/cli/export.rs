@@ -31,9 +31,16 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let mut session =
-        SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
-            .context("could not open the index")?;
+    let mut session = SearchSession::open(
+        &args.index,
+        args.model
+            .as_deref()
+            .map(super::weights::resolve_model_argument)
+            .transpose()?
+            .as_deref(),
+        args.device.resolve()?,
+    )
+    .context("could not open the index")?;
     let hits = session.search_file(&args.image, args.k)?;
     let index = absolute(&args.index);
     if crate::engine::export::inside_library(&args.to, &session.gallery.header.folder) {

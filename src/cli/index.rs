@@ -6,22 +6,18 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::choices::DeviceArg;
-use super::weights::resolve_weights_argument;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
 use crate::engine::index::ann::MethodChoice;
 use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
 use crate::engine::model::LoadedModel;
-use crate::engine::model::pretrained::{
-    IMAGENET_FEATURES_MODEL, imagenet_feature_model, user_data_dir,
-};
 use crate::engine::output::{Input, OutputKind, check_output, check_room};
 
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
-    /// The model to embed with (written by `likeness train`), or `imagenet`: the
-    /// ImageNet-pretrained ResNet18's features, so photos are searchable without training
-    /// (its weights are downloaded and checked the first time).
+    /// The model to embed with (written by `likeness train`), or `imagenet`: the features
+    /// of the ImageNet-pretrained EfficientNet-Lite0 that ships with Likeness, so photos
+    /// are searchable without training and without network.
     #[arg(long)]
     pub model: PathBuf,
     /// The folder to index; images anywhere below it are included.
@@ -57,13 +53,7 @@ pub fn run(mut args: IndexArgs) -> anyhow::Result<()> {
     // From the start: a Ctrl+C during the scan stops the job too, rather than the process.
     let interrupted = super::interrupt::flag();
     let device = args.device.resolve()?;
-    if args.model.as_os_str() == "imagenet" && !args.model.exists() {
-        let weights = resolve_weights_argument(&args.model)?;
-        let path = user_data_dir().join("models").join(IMAGENET_FEATURES_MODEL);
-        imagenet_feature_model(&weights, &path)
-            .context("could not make the ImageNet feature model")?;
-        args.model = path;
-    }
+    args.model = super::weights::resolve_model_argument(&args.model)?;
     let loaded = LoadedModel::load(&args.model, device).context("could not open the model")?;
     // Refused before the scan: a model, a photo or anything not an index is never replaced.
     check_output(

@@ -40,9 +40,16 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let mut session =
-        SearchSession::open(&args.index, args.model.as_deref(), args.device.resolve()?)
-            .context("could not open the index")?;
+    let mut session = SearchSession::open(
+        &args.index,
+        args.model
+            .as_deref()
+            .map(super::weights::resolve_model_argument)
+            .transpose()?
+            .as_deref(),
+        args.device.resolve()?,
+    )
+    .context("could not open the index")?;
     let marks =
         match &args.marks {
             Some(path) if !path.is_file() => {

@@ -75,6 +75,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         anyhow::bail!("--model, --inbox and --library are needed to sort");
     };
     let (inbox, library) = sort::check_folders(inbox, library)?;
+    let model_path = &super::weights::resolve_model_argument(model_path)?;
     let loaded = LoadedModel::load(model_path, args.device.resolve()?)
         .with_context(|| format!("could not open the model {}", model_path.display()))?;
     let folder = scan_folder(&inbox, DEFAULT_MAX_PIXELS).context("could not scan the inbox")?;

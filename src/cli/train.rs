@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use serde_json::json;
 
-use super::choices::{AugmentArg, DeviceArg, LossArg, MiningArg, PresetArg, ScheduleArg};
+use super::choices::{
+    AugmentArg, BackboneArg, DeviceArg, LossArg, MiningArg, PresetArg, ScheduleArg,
+};
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::model::{model_file_bytes_estimate, save_model};
 use crate::engine::output::{Input, OutputKind, check_output};
@@ -108,9 +110,18 @@ pub struct TrainArgs {
     /// indexing and searching (true/false; twice the network work per photo).
     #[arg(long, value_name = "BOOL")]
     pub mirror_average: Option<bool>,
-    /// Start from torchvision ResNet18 weights in a .safetensors file; `imagenet` means the
-    /// standard ImageNet weights (downloaded the first time, see `likeness weights`).
-    #[arg(long)]
+    /// The backbone learns at this share of --lr (0 to 1); the embedding layer and the
+    /// class proxies at --lr itself. The default preset: 0.3.
+    #[arg(long, value_name = "SHARE")]
+    pub backbone_lr_factor: Option<f64>,
+    /// The network: `efficientnet-lite0` (the default preset's) or `resnet18`.
+    #[arg(long, value_enum)]
+    pub backbone: Option<BackboneArg>,
+    /// Where training starts: `imagenet` (the backbone's ImageNet weights: shipped with
+    /// Likeness for EfficientNet-Lite0, downloaded the first time for ResNet18, see
+    /// `likeness weights`), `none` (from scratch), or a .safetensors file of the
+    /// backbone's weights. Default: the preset's (the default preset: imagenet).
+    #[arg(long, value_name = "imagenet|none|FILE")]
     pub weights: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
@@ -316,6 +327,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         loss <- loss, temperature <- temperature, label_smoothing <- label_smoothing,
         warmup_fraction <- warmup, ema_decay <- ema, mixup_alpha <- mixup, cutmix_alpha <- cutmix,
         channels_last <- channels_last, mirror_average <- mirror_average,
+        backbone_lr_factor <- backbone_lr_factor,
     );
     if let Some(from) = args.progressive_from {
         settings.progressive_from_px = (from > 0).then_some(from);
@@ -326,6 +338,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.freeze_bn {
         settings.freeze_batch_norm = true;
     }
+    if let Some(backbone) = args.backbone {
+        settings.backbone = backbone.into();
+    }
+    // `--weights imagenet|none` say where the run starts; a file is read as weights.
+    let weights_file = match args.weights.as_deref() {
+        Some(path) if path.as_os_str() == "none" && !path.exists() => {
+            settings.pretrained = false;
+            None
+        }
+        Some(path) if path.as_os_str() == "imagenet" && !path.exists() => {
+            settings.pretrained = true;
+            // The shipped EfficientNet-Lite0 weights are found by training itself; the
+            // ResNet18 ones are downloaded now, the first time.
+            (settings.backbone == crate::engine::train::Backbone::Resnet18)
+                .then(|| super::weights::resolve_weights_argument(path))
+                .transpose()?
+        }
+        Some(path) => Some(path.to_path_buf()),
+        None => None,
+    };
     if args.max_seconds.is_some() {
         settings.max_seconds = args.max_seconds;
     }
@@ -343,7 +375,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .is_some_and(|resumed| crate::engine::output::same_file(resumed, &out));
     let inputs: Vec<Input<'_>> = [
         ("--init-model", args.init_model.as_deref()),
-        ("--weights", args.weights.as_deref()),
+        ("--weights", weights_file.as_deref()),
         (
             "--resume",
             args.resume.as_deref().filter(|_| !resumed_in_place),
@@ -369,10 +401,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     job.holdout_share = args.holdout;
     job.init_model = args.init_model.clone();
     job.resume = args.resume.clone();
-    job.weights = match &args.weights {
-        Some(argument) => Some(super::weights::resolve_weights_argument(argument)?),
-        None => None,
-    };
+    job.weights = weights_file;
 
     let bar = progress::bar(0, "preparing");
     let cancel = AtomicBool::new(false);

@@ -131,3 +131,36 @@ pub fn resolve_weights_argument(argument: &std::path::Path) -> anyhow::Result<Pa
     }
     Ok(source.cache_path)
 }
+
+/// What `--model` names: a model file, or `imagenet` for ImageNet features with no
+/// training: the shipped EfficientNet-Lite0's, made once into the user's models folder.
+/// When those weights are missing it says so and uses the ResNet18 features (their weights
+/// downloaded the first time).
+pub fn resolve_model_argument(argument: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use crate::engine::model::pretrained::{
+        IMAGENET_FEATURES_MODEL, LITE0_FEATURES_MODEL, imagenet_feature_model, lite0_feature_model,
+        shipped_lite0_weights,
+    };
+    if argument.as_os_str() != "imagenet" || argument.exists() {
+        return Ok(argument.to_path_buf());
+    }
+    let models = user_data_dir().join("models");
+    match shipped_lite0_weights() {
+        Ok(_) => {
+            let path = models.join(LITE0_FEATURES_MODEL);
+            lite0_feature_model(&path).context("could not make the ImageNet feature model")?;
+            Ok(path)
+        }
+        Err(error) => {
+            eprintln!(
+                "note: {error}; searching with the ImageNet ResNet18 features instead \
+                 (downloaded the first time)"
+            );
+            let weights = resolve_weights_argument(argument)?;
+            let path = models.join(IMAGENET_FEATURES_MODEL);
+            imagenet_feature_model(&weights, &path)
+                .context("could not make the ImageNet feature model")?;
+            Ok(path)
+        }
+    }
+}

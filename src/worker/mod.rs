@@ -36,7 +36,9 @@ use crate::engine::feedback::{FineTune, Marks, class_loss_temperature, fine_tune
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
-use crate::engine::model::pretrained::{download_weights, imagenet_feature_model};
+use crate::engine::model::pretrained::{
+    download_weights, imagenet_feature_model, lite0_feature_model, shipped_lite0_weights,
+};
 use crate::engine::model::{
     LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
 };
@@ -795,11 +797,17 @@ impl Worker {
         model_path: PathBuf,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
-        if source.cached().is_none() {
-            let progress = progress_reporter(&self.events, &*self.wake, job);
-            download_weights(source, cancel, &|p| progress(p.into()))?;
+        // The EfficientNet-Lite0 weights ship with Likeness: no download. Only when they
+        // are missing does it fall back to the ResNet18 weights, downloaded once.
+        if shipped_lite0_weights().is_ok() {
+            lite0_feature_model(&model_path)?;
+        } else {
+            if source.cached().is_none() {
+                let progress = progress_reporter(&self.events, &*self.wake, job);
+                download_weights(source, cancel, &|p| progress(p.into()))?;
+            }
+            imagenet_feature_model(&source.cache_path, &model_path)?;
         }
-        imagenet_feature_model(&source.cache_path, &model_path)?;
         let (model, info) = load_model(&model_path, self.device)?;
         self.model = Some(Rc::new(LoadedModel {
             path: model_path.clone(),
@@ -1142,7 +1150,7 @@ mod tests {
         assert_eq!(after, current);
 
         // Training cancelled before its first step produces no model.
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.image_size_px = 32;
         settings.epochs = Some(50);
         let job = worker
@@ -1166,7 +1174,7 @@ mod tests {
         // training, not after the budget (a file stands where its folder would be).
         let blocker = dir.path().join("not-a-folder");
         std::fs::write(&blocker, b"x").expect("write");
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.image_size_px = 32;
         settings.epochs = Some(50);
         let (_, events, after) = run_job(
@@ -1329,7 +1337,7 @@ mod tests {
         let photos = dir.path().join("photos");
         write_dataset(&photos, 2, 3, 16, 2).expect("photos");
         let worker = WorkerHandle::spawn_on(|_| {}, Some(tch::Device::Cpu));
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.image_size_px = 16;
         settings.epochs = Some(3);
         let training = worker

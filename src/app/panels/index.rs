@@ -81,11 +81,16 @@ pub fn index_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inten
             ui.label("No model yet?");
             if ui
                 .add_enabled(state.is_idle(), egui::Button::new("Use ImageNet features"))
-                .on_hover_text(
+                .on_hover_text(if state.shipped_weights.is_some() {
                     "Search without training: embed the library with the ImageNet-pretrained \
-                     ResNet18 (its weights, about 45 MB, are downloaded and checked the first \
-                     time). Training on class folders teaches Likeness your own notion of alike.",
-                )
+                     EfficientNet-Lite0 that ships with Likeness (no download). Training on \
+                     class folders teaches Likeness your own notion of alike."
+                } else {
+                    "Search without training: embed the library with the ImageNet-pretrained \
+                     ResNet18 (the shipped EfficientNet-Lite0 weights are missing, so its \
+                     weights, about 45 MB, are downloaded and checked the first time). \
+                     Training on class folders teaches Likeness your own notion of alike."
+                })
                 .clicked()
             {
                 intents.push(Intent::UseImagenetFeatures);

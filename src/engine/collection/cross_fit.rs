@@ -318,7 +318,7 @@ mod tests {
             &data,
             &work,
             2,
-            &crate::engine::train::Preset::Default.settings(),
+            &crate::engine::train::Preset::Scratch.settings(),
             &AtomicBool::new(false),
             &|_, _| {},
         );

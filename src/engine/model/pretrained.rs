@@ -70,15 +70,19 @@ pub fn pretrained_folders() -> Vec<PathBuf> {
     folders
 }
 
+/// Where the shipped weights file is, if it is anywhere (not checked: for showing).
+pub fn find_lite0_weights() -> Option<PathBuf> {
+    pretrained_folders()
+        .into_iter()
+        .map(|folder| folder.join(LITE0_WEIGHTS_FILE))
+        .find(|path| path.is_file())
+}
+
 /// The shipped ImageNet EfficientNet-Lite0 weights, checked. Errors with what to do when
 /// they are missing or damaged.
 pub fn shipped_lite0_weights() -> Result<PathBuf> {
     let folders = pretrained_folders();
-    let Some(path) = folders
-        .iter()
-        .map(|folder| folder.join(LITE0_WEIGHTS_FILE))
-        .find(|path| path.is_file())
-    else {
+    let Some(path) = find_lite0_weights() else {
         return Err(EngineError::Config(format!(
             "the ImageNet EfficientNet-Lite0 weights that ship with Likeness are missing \
              (looked for {LITE0_WEIGHTS_FILE} in {}); get them back with `make setup` \
@@ -280,6 +284,45 @@ pub fn imagenet_feature_model(weights: &Path, out: &Path) -> Result<ModelInfo> {
     };
     let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
     model.import_torchvision(weights)?;
+    model.set_identity_head()?;
+    let summary = TrainingSummary {
+        data_folder: "ImageNet (not trained on your photos)".into(),
+        preset: IMAGENET_PRESET.into(),
+        pretrained_weights: Some(weights.display().to_string()),
+        ..Default::default()
+    };
+    save_model(out, &model, &summary)
+}
+
+/// File name of the shipped EfficientNet-Lite0 feature model, kept with the models.
+pub const LITE0_FEATURES_MODEL: &str = "imagenet-efficientnet-lite0-features.safetensors";
+
+/// Writes (once) a model that embeds photos as the shipped ImageNet EfficientNet-Lite0
+/// sees them: its 1280 pooled features, unit length, from 224-px inputs. It needs no
+/// training and no network, so any folder is searchable out of the box; training on your
+/// classes is how Likeness learns your notion of alike on top of it. An existing file
+/// made from the same weights is reused.
+pub fn lite0_feature_model(out: &Path) -> Result<ModelInfo> {
+    let weights = shipped_lite0_weights()?;
+    if let Ok(info) = read_model_info(out)
+        && info.summary.preset == IMAGENET_PRESET
+        && info.config.architecture == crate::engine::model::efficientnet::ARCHITECTURE
+    {
+        return Ok(info);
+    }
+    let config = ModelConfig {
+        architecture: crate::engine::model::efficientnet::ARCHITECTURE.into(),
+        embedding_dim: crate::engine::model::efficientnet::FEATURES as usize,
+        l2_normalize: true,
+        mirror_average: false,
+        preprocess: Preprocess {
+            image_size_px: 224,
+            mean: Preprocess::TFLITE_MEAN,
+            std: Preprocess::TFLITE_STD,
+        },
+    };
+    let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
+    model.import_torchvision(&weights)?;
     model.set_identity_head()?;
     let summary = TrainingSummary {
         data_folder: "ImageNet (not trained on your photos)".into(),

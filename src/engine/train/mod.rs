@@ -19,7 +19,7 @@ pub mod schedule;
 pub mod settings;
 pub mod trainer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::engine::model::classifier::Classifier;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,22 +35,30 @@ use super::{EngineError, Result};
 pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
 pub use settings::{
-    DEFAULT_EPOCHS, Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, Preset, Schedule, TrainSettings,
+    Backbone, DEFAULT_EPOCHS, Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, Preset, Schedule,
+    TrainSettings,
 };
 use trainer::{EpochEnd, Trainer};
 
 impl TrainSettings {
     /// The model these settings train.
     pub fn model_config(&self) -> ModelConfig {
+        // EfficientNet-Lite's weights were trained on TensorFlow Lite's normalisation; a
+        // ResNet18 from scratch keeps the seed's, and ImageNet ResNet18 weights change it to
+        // ImageNet's when they are imported ([`build_model`]).
+        let (mean, std) = match self.backbone {
+            Backbone::EfficientnetLite0 => (Preprocess::TFLITE_MEAN, Preprocess::TFLITE_STD),
+            Backbone::Resnet18 => (Preprocess::SEED_MEAN, Preprocess::SEED_STD),
+        };
         ModelConfig {
-            architecture: "resnet18".into(),
+            architecture: self.backbone.architecture().into(),
             embedding_dim: self.embedding_dim,
             l2_normalize: self.l2_normalize,
             mirror_average: self.mirror_average,
             preprocess: Preprocess {
                 image_size_px: self.image_size_px,
-                mean: Preprocess::SEED_MEAN,
-                std: Preprocess::SEED_STD,
+                mean,
+                std,
             },
         }
     }
@@ -216,6 +224,8 @@ pub fn train(
     job.settings.validate()?;
     let device = job.settings.device.resolve()?;
     let clock = Instant::now();
+    let (started_job, start_note) = resolve_start(job);
+    let job = &started_job;
     let mut resumption = match &job.resume {
         Some(path) => Some(Resumption::open(path, device)?),
         None => None,
@@ -250,6 +260,7 @@ pub fn train(
         None => build_model(job, device)?,
     };
     let mut notes = data.notes.clone();
+    notes.extend(start_note);
     notes.extend(pretrained_note(import.as_ref(), job));
     let mut trainer = Trainer::new(model, settings, &data, job.loader_threads)?;
     if let Some(resumption) = &resumption {
@@ -431,6 +442,65 @@ fn run_epochs(
     Ok(())
 }
 
+/// The job a run really starts: a `pretrained` run without a weights file of its own
+/// starts from the backbone's ImageNet weights (shipped with Likeness for
+/// EfficientNet-Lite0, downloaded on request for ResNet18). When they are missing or
+/// damaged it trains from scratch with the [`Preset::Scratch`] recipe instead (same
+/// budget, seed and device), and the note says why and how to get the weights back.
+fn resolve_start(job: &TrainJob) -> (TrainJob, Option<String>) {
+    let settings = &job.settings;
+    if !settings.pretrained
+        || job.weights.is_some()
+        || job.init_model.is_some()
+        || job.resume.is_some()
+    {
+        return (job.clone(), None);
+    }
+    let found = match settings.backbone {
+        Backbone::EfficientnetLite0 => super::model::pretrained::shipped_lite0_weights(),
+        Backbone::Resnet18 => {
+            let source = super::model::pretrained::WeightsSource::imagenet_resnet18(
+                &super::model::pretrained::user_data_dir(),
+            );
+            source.cached().map(Path::to_path_buf).ok_or_else(|| {
+                EngineError::Config(
+                    "the ImageNet ResNet18 weights are not downloaded (`likeness weights \
+                     download` fetches them)"
+                        .into(),
+                )
+            })
+        }
+    };
+    match found {
+        Ok(path) => (
+            TrainJob {
+                weights: Some(path),
+                ..job.clone()
+            },
+            None,
+        ),
+        Err(error) => {
+            let scratch = TrainSettings {
+                epochs: settings.epochs,
+                max_seconds: settings.max_seconds,
+                device: settings.device,
+                seed: settings.seed,
+                ..Preset::Scratch.settings()
+            };
+            (
+                TrainJob {
+                    settings: scratch,
+                    ..job.clone()
+                },
+                Some(format!(
+                    "{error}. Training from scratch instead (ResNet18, the `--preset scratch` \
+                     recipe)"
+                )),
+            )
+        }
+    }
+}
+
 /// What the run says about the pretrained weights it started from.
 fn pretrained_note(import: Option<&ImportReport>, job: &TrainJob) -> Option<String> {
     let (report, path) = (import?, job.weights.as_ref()?);
@@ -493,7 +563,7 @@ fn build_model(
         return Ok((model, None));
     }
     let mut config = job.settings.model_config();
-    if job.weights.is_some() {
+    if job.weights.is_some() && job.settings.backbone == Backbone::Resnet18 {
         // Pretrained weights learned their features on ImageNet-normalised pixels; the
         // model file records this, so indexing and search normalise the same way.
         config.preprocess.mean = Preprocess::IMAGENET_MEAN;
@@ -606,7 +676,7 @@ mod tests {
 
     #[test]
     fn a_time_budget_without_epochs_trains_until_the_budget() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         assert_eq!(settings.epoch_limit(), Some(DEFAULT_EPOCHS));
         settings.max_seconds = Some(600.0);
         assert_eq!(settings.epoch_limit(), None, "no silent epoch cap");

@@ -578,7 +578,7 @@ mod tests {
             assert!(detector.check(step, 1.0, 0.5).is_none());
         }
         // Normalised softmax has no margin to park at.
-        let detector = CollapseDetector::new(&Preset::Default.settings());
+        let detector = CollapseDetector::new(&Preset::Scratch.settings());
         assert_eq!(detector.margin_scale(), 0.0);
     }
 

@@ -10,6 +10,8 @@ use tch::{Kind, Tensor};
 /// AdamW over a fixed list of variables.
 pub struct AdamW {
     variables: Vec<Tensor>,
+    /// Each variable's share of the learning rate (1 unless [`Self::with_lr_factors`]).
+    lr_factors: Vec<f64>,
     /// First and second moment estimates, one of each per variable.
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
@@ -27,6 +29,7 @@ impl AdamW {
     pub fn new(variables: Vec<Tensor>, lr: f64, weight_decay: f64) -> Self {
         let zeros = |v: &Tensor| v.zeros_like().set_requires_grad(false);
         Self {
+            lr_factors: vec![1.0; variables.len()],
             first_moments: variables.iter().map(zeros).collect(),
             second_moments: variables.iter().map(zeros).collect(),
             variables,
@@ -37,6 +40,18 @@ impl AdamW {
             beta2: 0.999,
             epsilon: 1e-8,
         }
+    }
+
+    /// Gives each variable its own share of the learning rate (and of the weight decay,
+    /// which AdamW scales by the learning rate): parameter groups, as PyTorch's.
+    pub fn with_lr_factors(mut self, factors: Vec<f64>) -> Self {
+        assert_eq!(
+            factors.len(),
+            self.variables.len(),
+            "one factor per variable"
+        );
+        self.lr_factors = factors;
+        self
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -59,20 +74,22 @@ impl AdamW {
         let step = self.steps as f64;
         let bias_correction1 = 1.0 - self.beta1.powf(step);
         let bias_correction2_sqrt = (1.0 - self.beta2.powf(step)).sqrt();
-        let step_size = self.lr / bias_correction1;
         tch::no_grad(|| {
-            for ((variable, first), second) in self
+            for (((variable, first), second), factor) in self
                 .variables
                 .iter_mut()
                 .zip(&mut self.first_moments)
                 .zip(&mut self.second_moments)
+                .zip(&self.lr_factors)
             {
                 let gradient = variable.grad();
                 if !gradient.defined() {
                     continue;
                 }
+                let lr = self.lr * factor;
+                let step_size = lr / bias_correction1;
                 if self.weight_decay > 0.0 {
-                    let _ = variable.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                    let _ = variable.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }
                 let _ = first.lerp_(&gradient, 1.0 - self.beta1);
                 let _ = second.g_mul_scalar_(self.beta2);
@@ -161,6 +178,21 @@ mod tests {
         let got = weight.double_value(&[0]);
         assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
         assert_eq!(optimizer.steps(), 2);
+    }
+
+    /// Parameter groups: a variable at a share of the rate moves by that share of the
+    /// step (Adam's first step is lr · sign of the gradient), and decays by it too.
+    #[test]
+    fn a_variable_learns_at_its_share_of_the_rate() {
+        let head = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let body = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let mut optimizer = AdamW::new(vec![head.shallow_clone(), body.shallow_clone()], 0.1, 0.0)
+            .with_lr_factors(vec![1.0, 0.3]);
+        optimizer.zero_grad();
+        (&head * 2.0 + &body * 2.0).sum(Kind::Float).backward();
+        optimizer.step();
+        assert!((head.double_value(&[0]) - 0.9).abs() < 1e-6);
+        assert!((body.double_value(&[0]) - 0.97).abs() < 1e-6);
     }
 
     #[test]

@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn warm_up_then_cosine_decay() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.lr = 1.0;
         settings.warmup_fraction = 0.1;
         assert!(learning_rate(&settings, 0.0) < 0.05);
@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn progress_follows_the_time_budget_when_there_is_one() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.max_seconds = Some(100.0);
         assert!(
             (progress(&settings, 10, None, 25.0, SchedulePosition::default()) - 0.25).abs() < 1e-9
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn a_resumed_run_continues_the_schedule_instead_of_warming_up_again() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.max_seconds = Some(600.0);
         let resumed = SchedulePosition {
             secs: 600.0,

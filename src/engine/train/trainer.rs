@@ -160,13 +160,24 @@ impl Trainer {
         loader_threads: usize,
     ) -> Result<Self> {
         // In name order, so that saved optimiser state lines up with the same variables.
-        let trainable: Vec<Tensor> = model
+        let (names, trainable): (Vec<String>, Vec<Tensor>) = model
             .named_tensors()
             .into_iter()
-            .map(|(_, tensor)| tensor)
-            .filter(Tensor::requires_grad)
+            .filter(|(_, tensor)| tensor.requires_grad())
+            .unzip();
+        // The backbone at its share of the rate, the embedding layer (`fc`) at the full one.
+        let lr_factors = names
+            .iter()
+            .map(|name| {
+                if name.starts_with("fc.") {
+                    1.0
+                } else {
+                    settings.backbone_lr_factor
+                }
+            })
             .collect();
-        let optimizer = AdamW::new(trainable, settings.lr, settings.weight_decay);
+        let optimizer =
+            AdamW::new(trainable, settings.lr, settings.weight_decay).with_lr_factors(lr_factors);
         let proxies = match settings.loss {
             Loss::Triplet => None,
             Loss::NormalizedSoftmax => {
@@ -938,7 +949,7 @@ mod tests {
 
     #[test]
     fn progressive_resizing_grows_to_full_size_by_seventy_percent_of_the_run() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.progressive_from_px = None;
         assert_eq!(
             epoch_image_size(&settings, 0.0),
@@ -1033,7 +1044,7 @@ mod tests {
 
     #[test]
     fn the_weight_average_trades_places_with_the_live_weights_and_back() {
-        let mut settings = Preset::Default.settings();
+        let mut settings = Preset::Scratch.settings();
         settings.embedding_dim = 4;
         settings.image_size_px = 16;
         let model = EmbeddingModel::new(settings.model_config(), tch::Device::Cpu).expect("model");
