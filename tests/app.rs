@@ -55,6 +55,17 @@ fn run_until(
     harness.step();
 }
 
+/// Settings whose training form is the ResNet18 recipe from scratch: the presets that
+/// offer the downloaded ResNet18 ImageNet weights (the default starts from the shipped
+/// EfficientNet-Lite0 ones).
+fn resnet18_settings() -> AppSettings {
+    let mut settings = AppSettings::default();
+    settings.train = likeness::app::TrainForm::from_preset(
+        likeness::engine::train::Preset::Scratch,
+    );
+    settings
+}
+
 fn small_training(settings: &mut AppSettings) {
     let form = &mut settings.train;
     form.image_size_px = 32;
@@ -297,7 +308,7 @@ fn imagenet_weights_are_offered_downloaded_checked_and_used() {
     let mut dirs = DataDirs::under(dir.path().join("data"));
     dirs.weights.url = url;
     let cache = dirs.weights.cache_path.clone();
-    let mut harness = harness_with_dirs(AppSettings::default(), dirs);
+    let mut harness = harness_with_dirs(resnet18_settings(), dirs);
     harness.step();
 
     // A bad download is refused with a message, keeps nothing, and training stays from scratch.
@@ -1929,7 +1940,7 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     };
 
     // Declined: no download, training from scratch, and the offer does not come back.
-    let mut settings = AppSettings::default();
+    let mut settings = resnet18_settings();
     small_training(&mut settings);
     let mut dirs = DataDirs::under(dir.path().join("declined"));
     dirs.weights.url = common::serve(vec![]); // never answers: it must not be asked
@@ -1952,7 +1963,7 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     drop(harness);
 
     // Accepted: downloaded, checked, and the training starts from the weights.
-    let mut settings = AppSettings::default();
+    let mut settings = resnet18_settings();
     small_training(&mut settings);
     let mut dirs = DataDirs::under(dir.path().join("accepted"));
     dirs.weights.url = common::serve(vec![common::http_ok(&bytes)]);
