@@ -60,9 +60,8 @@ fn run_until(
 /// EfficientNet-Lite0 ones).
 fn resnet18_settings() -> AppSettings {
     let mut settings = AppSettings::default();
-    settings.train = likeness::app::TrainForm::from_preset(
-        likeness::engine::train::Preset::Scratch,
-    );
+    settings.train =
+        likeness::app::TrainForm::from_preset(likeness::engine::train::Preset::Scratch);
     settings
 }
 

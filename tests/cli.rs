@@ -341,6 +341,8 @@ fn imagenet_weights_download_is_checked_cached_and_used_by_train() {
             s(&data),
             "--out",
             s(&model),
+            "--backbone",
+            "resnet18",
             "--weights",
             "imagenet",
             "--epochs",
@@ -524,7 +526,8 @@ fn a_flat_folder_is_searchable_with_imagenet_features_without_training() {
         .expect("run likeness");
     assert_ok(&output);
     assert_eq!(last_json(&output)["images"], 4);
-    let model = data_home.join("likeness/models/imagenet-resnet18-features.safetensors");
+    // The shipped EfficientNet-Lite0's features: nothing is downloaded.
+    let model = data_home.join("likeness/models/imagenet-efficientnet-lite0-features.safetensors");
     assert!(model.is_file(), "the feature model is kept for the index");
     // Search works from the index alone (it names its model), nearest first.
     let output = likeness(&[
@@ -906,6 +909,8 @@ fn train_resume_goes_on_in_place_and_a_killed_resume_leaves_the_model_intact() {
         s(&train),
         "--out",
         s(&model),
+        "--preset",
+        "scratch",
         "--image-size",
         "16",
         "--epochs",

@@ -67,6 +67,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     )
     .context("could not open the model")?;
     if let Some(size) = args.image_size {
+        anyhow::ensure!(
+            model.config.architecture != crate::engine::model::efficientnet::ARCHITECTURE
+                || size >= crate::engine::train::settings::LITE0_MIN_IMAGE_PX,
+            "EfficientNet-Lite0 needs images of at least 32 pixels (--image-size {size})"
+        );
         model.config.preprocess.image_size_px = size;
     }
     if let Some(mirror) = args.mirror_average {

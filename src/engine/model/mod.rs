@@ -890,6 +890,13 @@ fn check_description(
         ));
     }
     let size = config.preprocess.image_size_px;
+    if config.architecture == efficientnet::ARCHITECTURE
+        && size < crate::engine::train::settings::LITE0_MIN_IMAGE_PX
+    {
+        return Err(format!(
+            "it describes {size}-px inputs (EfficientNet-Lite0 needs at least 32 px)"
+        ));
+    }
     if !IMAGE_SIZE_RANGE.contains(&size) {
         return Err(format!(
             "it describes {size}-px inputs ({} to {} px are possible)",

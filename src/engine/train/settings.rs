@@ -160,6 +160,10 @@ pub struct TrainSettings {
     pub seed: u64,
 }
 
+/// EfficientNet-Lite0 halves its input five times, and its last 5×5 stride-2 convolution
+/// needs at least 2 pixels left: 32-px images at the least.
+pub const LITE0_MIN_IMAGE_PX: u32 = 32;
+
 /// Share of a progressively resized run after which every epoch trains at full size.
 pub const PROGRESSIVE_FULL_SIZE_AT: f64 = 0.7;
 
@@ -279,6 +283,13 @@ impl TrainSettings {
             Some("image size must be between 16 and 1024 pixels")
         } else if self.batch_size < 2 {
             Some("batch size must be at least 2")
+        } else if self.backbone == Backbone::EfficientnetLite0
+            && (self.image_size_px < LITE0_MIN_IMAGE_PX
+                || self
+                    .progressive_from_px
+                    .is_some_and(|px| px < LITE0_MIN_IMAGE_PX))
+        {
+            Some("EfficientNet-Lite0 needs images of at least 32 pixels")
         } else if !(self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 1.0) {
             Some("the backbone's share of the learning rate must be more than 0 and at most 1")
         } else if !(self.lr > 0.0 && self.lr.is_finite()) {
