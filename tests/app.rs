@@ -59,10 +59,10 @@ fn run_until(
 /// offer the downloaded ResNet18 ImageNet weights (the default starts from the shipped
 /// EfficientNet-Lite0 ones).
 fn resnet18_settings() -> AppSettings {
-    let mut settings = AppSettings::default();
-    settings.train =
-        likeness::app::TrainForm::from_preset(likeness::engine::train::Preset::Scratch);
-    settings
+    AppSettings {
+        train: likeness::app::TrainForm::from_preset(likeness::engine::train::Preset::Scratch),
+        ..AppSettings::default()
+    }
 }
 
 fn small_training(settings: &mut AppSettings) {
