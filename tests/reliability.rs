@@ -1805,7 +1805,7 @@ fn case_38_11_sort_refuses_the_index_of_another_library() {
 
 #[test]
 fn case_38_12_two_copy_sorts_of_one_inbox_at_once_file_each_photo_once() {
-    let sort = SortFixture::new(40);
+    let sort = SortFixture::new(200);
     let spawn = |journal: &str| {
         Command::new(env!("CARGO_BIN_EXE_likeness"))
             .args([
@@ -1833,7 +1833,7 @@ fn case_38_12_two_copy_sorts_of_one_inbox_at_once_file_each_photo_once() {
     first.wait_with_output().expect("wait");
     second.wait_with_output().expect("wait");
     let files = sort.library_files();
-    assert_eq!(files.len(), 8 + 40, "each photo filed once");
+    assert_eq!(files.len(), 8 + 200, "each photo filed once");
     let names: Vec<String> = files
         .iter()
         .map(|(p, _)| p.file_name().expect("name").to_string_lossy().into_owned())
