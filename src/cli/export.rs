@@ -33,11 +33,7 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let mut session = SearchSession::open(
         &args.index,
-        args.model
-            .as_deref()
-            .map(super::weights::resolve_model_argument)
-            .transpose()?
-            .as_deref(),
+        super::weights::resolve_optional_model(args.model.as_deref())?.as_deref(),
         args.device.resolve()?,
     )
     .context("could not open the index")?;

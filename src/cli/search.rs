@@ -42,11 +42,7 @@ pub struct SearchArgs {
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut session = SearchSession::open(
         &args.index,
-        args.model
-            .as_deref()
-            .map(super::weights::resolve_model_argument)
-            .transpose()?
-            .as_deref(),
+        super::weights::resolve_optional_model(args.model.as_deref())?.as_deref(),
         args.device.resolve()?,
     )
     .context("could not open the index")?;

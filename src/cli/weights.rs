@@ -164,3 +164,11 @@ pub fn resolve_model_argument(argument: &std::path::Path) -> anyhow::Result<Path
         }
     }
 }
+
+/// [`resolve_model_argument`] for an optional `--model` (search and export take the
+/// index's own model when none is given).
+pub fn resolve_optional_model(
+    argument: Option<&std::path::Path>,
+) -> anyhow::Result<Option<PathBuf>> {
+    argument.map(resolve_model_argument).transpose()
+}

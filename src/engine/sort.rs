@@ -364,14 +364,26 @@ fn filing_mac(key: &RecordKey, nonce: &str, filed: &Filed) -> Result<String> {
 /// window, a second command) is refused instead of filing the same photos twice. The lock
 /// is the operating system's lock on the library folder itself, so nothing is written into
 /// the library for it and a killed sort leaves no stale lock behind.
+#[derive(Debug)]
 pub struct LibraryLock {
     _folder: std::fs::File,
 }
 
 impl LibraryLock {
     pub fn acquire(library: &Path) -> Result<Self> {
-        let folder = std::fs::File::open(library).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => EngineError::MissingFolder(library.to_path_buf()),
+        // Opened as a folder only, without waiting: a pipe named as the library must not
+        // hang the sort.
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK);
+        }
+        let folder = options.open(library).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+                EngineError::MissingFolder(library.to_path_buf())
+            }
             _ => EngineError::io(library, e),
         })?;
         match folder.try_lock() {
@@ -1005,6 +1017,25 @@ mod tests {
         assert!(dir.path().join("renamed").is_dir() && !unlinkable.exists());
 
         assert_eq!(std::fs::read(&taken).expect("read"), b"the person's photo");
+    }
+
+    /// A library that is a pipe or a file is refused at once, never waited on; a second
+    /// lock on the same library is refused while the first is held.
+    #[cfg(unix)]
+    #[test]
+    fn the_library_lock_takes_only_a_folder_and_only_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        assert!(LibraryLock::acquire(&fifo).is_err());
+        write(&dir.path().join("file.jpg"), b"x");
+        assert!(LibraryLock::acquire(&dir.path().join("file.jpg")).is_err());
+        let held = LibraryLock::acquire(dir.path()).expect("a folder");
+        let error = LibraryLock::acquire(dir.path()).expect_err("held");
+        assert!(error.to_string().contains("another sort"), "{error}");
+        drop(held);
+        LibraryLock::acquire(dir.path()).expect("free again");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
 use crate::engine::model::pretrained::{
-    download_weights, imagenet_feature_model, lite0_feature_model, shipped_lite0_weights,
+    download_weights, find_lite0_weights, imagenet_feature_model, lite0_feature_model,
 };
 use crate::engine::model::{
     LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
@@ -799,7 +799,7 @@ impl Worker {
     ) -> Result<Outcome, EngineError> {
         // The EfficientNet-Lite0 weights ship with Likeness: no download. Only when they
         // are missing does it fall back to the ResNet18 weights, downloaded once.
-        if shipped_lite0_weights().is_ok() {
+        if find_lite0_weights().is_some() {
             lite0_feature_model(&model_path)?;
         } else {
             if source.cached().is_none() {

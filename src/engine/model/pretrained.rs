@@ -282,6 +282,12 @@ pub fn imagenet_feature_model(weights: &Path, out: &Path) -> Result<ModelInfo> {
             std: Preprocess::IMAGENET_STD,
         },
     };
+    save_feature_model(config, weights, out)
+}
+
+/// Builds the network of `config` from ImageNet `weights`, makes its final layer pass the
+/// pooled features through, and writes it to `out` as an ImageNet feature model.
+fn save_feature_model(config: ModelConfig, weights: &Path, out: &Path) -> Result<ModelInfo> {
     let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
     model.import_torchvision(weights)?;
     model.set_identity_head()?;
@@ -303,7 +309,8 @@ pub const LITE0_FEATURES_MODEL: &str = "imagenet-efficientnet-lite0-features.saf
 /// classes is how Likeness learns your notion of alike on top of it. An existing file
 /// made from the same weights is reused.
 pub fn lite0_feature_model(out: &Path) -> Result<ModelInfo> {
-    let weights = shipped_lite0_weights()?;
+    // Reused before the weights are read: checking them hashes 18 MB, worth it only when
+    // the model is made from them.
     if let Ok(info) = read_model_info(out)
         && info.summary.preset == IMAGENET_PRESET
         && info.config.architecture == crate::engine::model::efficientnet::ARCHITECTURE
@@ -321,16 +328,7 @@ pub fn lite0_feature_model(out: &Path) -> Result<ModelInfo> {
             std: Preprocess::TFLITE_STD,
         },
     };
-    let mut model = EmbeddingModel::new(config, tch::Device::Cpu)?;
-    model.import_torchvision(&weights)?;
-    model.set_identity_head()?;
-    let summary = TrainingSummary {
-        data_folder: "ImageNet (not trained on your photos)".into(),
-        preset: IMAGENET_PRESET.into(),
-        pretrained_weights: Some(weights.display().to_string()),
-        ..Default::default()
-    };
-    save_model(out, &model, &summary)
+    save_feature_model(config, &shipped_lite0_weights()?, out)
 }
 
 /// The recipe name an ImageNet feature model records.
