@@ -433,6 +433,8 @@ fn scale() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    likeness::engine::device::keep_freed_memory();
     scale()?;
     if std::env::var_os("LIKENESS_BENCH_SCALE_ONLY").is_some() {
         return Ok(());

@@ -130,6 +130,8 @@ fn measure_resident(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    likeness::engine::device::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, dir] = args.as_slice()
         && flag == "--measure-resident"

@@ -27,6 +27,8 @@ use likeness::engine::synthetic::{class_image, jpeg_with_exif_preview};
 use likeness::engine::train::Preset;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    likeness::engine::device::keep_freed_memory();
     let photos: usize = std::env::var("LIBRARY_PHOTOS")
         .ok()
         .and_then(|v| v.parse().ok())

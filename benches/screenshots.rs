@@ -46,6 +46,8 @@ fn save(harness: &mut Harness<'_, LikenessApp>, name: &str) {
 }
 
 fn main() {
+    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    likeness::engine::device::keep_freed_memory();
     let (Some(library), Some(query)) = (
         std::env::var_os("LIKENESS_SCREENSHOT_DATA").map(PathBuf::from),
         std::env::var_os("LIKENESS_SCREENSHOT_QUERY").map(PathBuf::from),

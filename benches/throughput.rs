@@ -1,12 +1,15 @@
 //! `cargo bench`: indexing and training throughput next to the pure-tch ceiling, for the
 //! seed and default presets, on a generated data set (or `LIKENESS_BENCH_DATA=DIR`).
-//! Prints figures and ratios measured side by side in one run.
+//! Prints figures and ratios measured side by side in one run; with
+//! `LIKENESS_BENCH_PYTORCH=PYTHON`, PyTorch's rates for the same network and shapes too.
 
 use likeness::engine::bench;
 use likeness::engine::synthetic::write_dataset;
 use likeness::engine::train::{Preset, TrainSettings};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    likeness::engine::device::keep_freed_memory();
     let generated = tempfile::tempdir()?;
     let data = match std::env::var_os("LIKENESS_BENCH_DATA") {
         Some(dir) => std::path::PathBuf::from(dir),
@@ -19,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    // LIKENESS_BENCH_PYTORCH=PYTHON: PyTorch's rates for the same shapes, in the same run.
+    let pytorch = std::env::var_os("LIKENESS_BENCH_PYTORCH").map(std::path::PathBuf::from);
     // The presets, and the default with each throughput lever switched the other way:
     // channels-last batches (training) and the mirrored embedding (indexing).
     let default = Preset::Default.settings();
@@ -41,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (name, settings) in variants {
-        let report = bench::run(&data, &settings, steps)?;
+        let report = bench::run(&data, &settings, steps, pytorch.as_deref())?;
         println!(
             "{:<28} {:>4} px on {}: indexing {:>8.1} img/s vs forward {:>8.1} img/s (ratio {:.2}); \
              training {:>7.1} anchors/s vs pure step {:>7.1} (ratio {:.2})",

@@ -6,6 +6,7 @@ use clap::Parser;
 use likeness::cli::Cli;
 
 fn main() -> ExitCode {
+    likeness::engine::device::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => likeness::cli::run(command),

@@ -1273,6 +1273,8 @@ fn the_default_starts_from_the_shipped_imagenet_weights_or_says_why_not() {
     assert_ok(&output);
     let info = likeness::engine::model::read_model_info(&pretrained).expect("model");
     assert_eq!(info.config.architecture, "efficientnet-lite0");
+    // Trained at 32 px, it embeds photos at 1.125 times that.
+    assert_eq!(info.config.preprocess.image_size_px, 36);
     let weights = info
         .summary
         .pretrained_weights
@@ -1295,4 +1297,80 @@ fn the_default_starts_from_the_shipped_imagenet_weights_or_says_why_not() {
     let info = likeness::engine::model::read_model_info(&scratch).expect("model");
     assert_eq!(info.config.architecture, "resnet18");
     assert!(info.summary.pretrained_weights.is_none());
+}
+
+/// `bench --pytorch PYTHON` runs the built-in PyTorch script with that interpreter and
+/// reports Likeness' rates over the ones it prints; an interpreter that cannot run it is
+/// named with its reason. (Here a stand-in interpreter prints fixed rates: the real
+/// comparison needs PyTorch's network packages, which tests do not install.)
+#[cfg(unix)]
+#[test]
+fn bench_compares_with_the_rates_pytorch_prints() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    write_dataset(&data, 2, 4, 40, 3).expect("data");
+    let interpreter = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    // The stand-in checks it was handed the script and the settings of this very run.
+    let pytorch = interpreter(
+        "fake-python",
+        r#"[ "$1" = "-c" ] || exit 3
+case "$2" in *"def main"*) ;; *) exit 4;; esac
+case "$3" in *'"backbone":"efficientnet-lite0"'*'"image_size":32'*) ;; *) echo "$3" >&2; exit 5;; esac
+echo '{"torch": "2.13.0+fake", "threads": 2, "step_anchors_per_s": 0.5, "forward_images_per_s": 0.25}'"#,
+    );
+    let bench = |python: &Path| {
+        likeness(&[
+            "bench",
+            "--data",
+            s(&data),
+            "--image-size",
+            "32",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--pytorch",
+            s(python),
+            "--json",
+        ])
+    };
+    let output = bench(&pytorch);
+    assert_ok(&output);
+    let report = last_json(&output);
+    let rates = &report["pytorch"];
+    assert_eq!(rates["torch"], "2.13.0+fake");
+    let ours = report["step_triplets_per_s"].as_f64().expect("step rate");
+    let ratio = rates["step_vs_pytorch"].as_f64().expect("ratio");
+    assert!(
+        (ratio - ours / 0.5).abs() < 1e-9 * ratio,
+        "{ratio} vs {ours}"
+    );
+    let ours = report["forward_images_per_s"]
+        .as_f64()
+        .expect("forward rate");
+    let ratio = rates["forward_vs_pytorch"].as_f64().expect("ratio");
+    assert!(
+        (ratio - ours / 0.25).abs() < 1e-9 * ratio,
+        "{ratio} vs {ours}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Likeness/PyTorch"));
+
+    let broken = interpreter(
+        "no-torch-python",
+        "echo 'this Python has no torch (No module named torch)' >&2; exit 1",
+    );
+    let output = bench(&broken);
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("no-torch-python could not run the PyTorch benchmark"),
+        "{message}"
+    );
+    assert!(message.contains("has no torch"), "{message}");
 }

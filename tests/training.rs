@@ -195,7 +195,7 @@ fn a_collapsed_embedding_is_reported_and_no_model_comes_back() {
     // and a learning rate too small to move it keeps it there.
     let source =
         EmbeddingModel::new(ModelConfig::torchvision_resnet18(), tch::Device::Cpu).expect("model");
-    let mut tensors = source.named_tensors();
+    let mut tensors = source.contiguous_tensors();
     for (name, tensor) in tensors.iter_mut() {
         if name == "fc.weight" {
             *tensor = tensor.zeros_like();

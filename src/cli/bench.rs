@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Which photos are planted, and the training seed, for --plant-mislabels.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also time PyTorch on the same network, batch and image size in this run, with this
+    /// Python interpreter (it needs torch, and efficientnet-lite-pytorch or torchvision
+    /// for the network), and print Likeness' rates over PyTorch's. CPU only.
+    #[arg(long, value_name = "PYTHON", conflicts_with = "plant_mislabels")]
+    pub pytorch: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -57,10 +62,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         return mislabel_benchmark(&args, settings, fraction);
     }
-    let report = bench::run(&args.data, &settings, args.steps.max(1))?;
+    let report = bench::run(
+        &args.data,
+        &settings,
+        args.steps.max(1),
+        args.pytorch.as_deref(),
+    )
+    .with_context(|| format!("benchmarking on {}", args.data.display()))?;
     println!(
-        "device: {}  preset: {}  image size: {} px",
-        report.device, report.preset, report.image_size_px
+        "device: {}  preset: {}  training at {} px, embedding at {} px",
+        report.device, report.preset, report.image_size_px, report.embed_size_px
     );
     println!(
         "indexing  {:>9.1} images/s   pure forward {:>9.1} images/s   ratio {:.2}",
@@ -70,6 +81,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "training  {:>9.1} triplets/s pure step    {:>9.1} triplets/s ratio {:.2}",
         report.train_triplets_per_s, report.step_triplets_per_s, report.train_vs_step
     );
+    if let Some(pytorch) = &report.pytorch {
+        println!(
+            "PyTorch {} ({} threads), same network, batch and size:",
+            pytorch.torch, pytorch.threads
+        );
+        println!(
+            "  pure step     {:>9.1} anchors/s  Likeness/PyTorch {:.2}",
+            pytorch.step_anchors_per_s, pytorch.step_vs_pytorch
+        );
+        println!(
+            "  pure forward  {:>9.1} images/s   Likeness/PyTorch {:.2}  (Likeness indexing, decoding included: {:.2})",
+            pytorch.forward_images_per_s,
+            pytorch.forward_vs_pytorch,
+            pytorch.index_vs_pytorch_forward
+        );
+    }
     if args.output.json {
         print_json(&report)?;
     }

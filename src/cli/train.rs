@@ -110,6 +110,11 @@ pub struct TrainArgs {
     /// indexing and searching (true/false; twice the network work per photo).
     #[arg(long, value_name = "BOOL")]
     pub mirror_average: Option<bool>,
+    /// The model embeds photos (indexing, search, validation) at this multiple of
+    /// --image-size, from 1 to 2: training's crops show things larger than a whole photo
+    /// does at the same size. The default preset: 1.125 (128-px training, 144-px photos).
+    #[arg(long, value_name = "MULTIPLE")]
+    pub embed_scale: Option<f64>,
     /// The backbone learns at this share of --lr (0 to 1); the embedding layer and the
     /// class proxies at --lr itself. The default preset: 0.3.
     #[arg(long, value_name = "SHARE")]
@@ -154,6 +159,7 @@ pub struct TrainArgs {
         "loss", "margin", "temperature", "label_smoothing", "warmup", "embedding_dim",
         "normalize", "mining", "images_per_class", "augment", "weight_decay", "schedule",
         "freeze_bn", "ema", "progressive_from", "mixup", "cutmix", "channels_last", "mirror_average",
+        "embed_scale",
     ])]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
@@ -327,7 +333,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         loss <- loss, temperature <- temperature, label_smoothing <- label_smoothing,
         warmup_fraction <- warmup, ema_decay <- ema, mixup_alpha <- mixup, cutmix_alpha <- cutmix,
         channels_last <- channels_last, mirror_average <- mirror_average,
-        backbone_lr_factor <- backbone_lr_factor,
+        backbone_lr_factor <- backbone_lr_factor, embed_scale <- embed_scale,
     );
     if let Some(from) = args.progressive_from {
         settings.progressive_from_px = (from > 0).then_some(from);

@@ -21,7 +21,10 @@ use super::{EngineError, Result};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
     pub device: String,
+    /// Training's image size, and the size indexing embeds at.
     pub image_size_px: u32,
+    #[serde(default)]
+    pub embed_size_px: u32,
     pub preset: String,
     pub images: usize,
     /// Indexing a folder: decode + preprocess (worker threads) + forward, images/s.
@@ -35,6 +38,46 @@ pub struct BenchReport {
     pub step_triplets_per_s: f64,
     pub train_vs_step: f64,
     pub train_steps_timed: usize,
+    /// PyTorch's rates for the same network, batch and size, timed in the same run
+    /// (`likeness bench --pytorch PYTHON`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch: Option<PytorchRates>,
+}
+
+/// PyTorch's pure step and pure forward on the same shapes as Likeness' (the script
+/// `scripts/bench_pytorch.py`, built into the binary), and Likeness' rates over them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PytorchRates {
+    /// The torch version that ran.
+    pub torch: String,
+    pub threads: usize,
+    /// One training step (forward, loss, backward, AdamW) on random tensors, anchors/s.
+    pub step_anchors_per_s: f64,
+    /// Forward passes alone, batch of [`EMBED_BATCH`] at the embedding size, images/s.
+    pub forward_images_per_s: f64,
+    /// Likeness' pure step rate over PyTorch's (above 1: Likeness is faster).
+    pub step_vs_pytorch: f64,
+    /// Likeness' pure forward rate over PyTorch's.
+    pub forward_vs_pytorch: f64,
+    /// Likeness' real indexing (decoding included) over PyTorch's pure forward.
+    pub index_vs_pytorch_forward: f64,
+}
+
+/// The PyTorch side of the comparison, run by the interpreter the person names.
+const PYTORCH_SCRIPT: &str = include_str!("../../scripts/bench_pytorch.py");
+
+/// The class folders among `images` (at least 2, the fewest a training run has).
+fn class_count(images: &[super::data::ImageFile]) -> usize {
+    let classes: std::collections::BTreeSet<_> = images
+        .iter()
+        .filter_map(|image| image.class.as_deref())
+        .collect();
+    classes.len().max(2)
+}
+
+/// Forward batches timed for the pure forward rate, on both sides.
+fn forward_rounds(photos: usize) -> usize {
+    (photos / EMBED_BATCH).clamp(2, 20)
 }
 
 /// Images a second through the network alone, in batches of [`EMBED_BATCH`] as indexing
@@ -44,7 +87,7 @@ fn pure_forward_rate(model: &EmbeddingModel, floats: usize, photos: usize) -> Re
         .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
         .collect();
     model.embed_pixels(&random_batch, EMBED_BATCH)?; // warm-up
-    let rounds = (photos / EMBED_BATCH).clamp(2, 20);
+    let rounds = forward_rounds(photos);
     let clock = Instant::now();
     for _ in 0..rounds {
         model.embed_pixels(&random_batch, EMBED_BATCH)?;
@@ -53,8 +96,14 @@ fn pure_forward_rate(model: &EmbeddingModel, floats: usize, photos: usize) -> Re
 }
 
 /// Runs the benchmark on a class-folder `data` set with `settings`, timing `steps`
-/// training steps (after one warm-up step).
-pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchReport> {
+/// training steps (after one warm-up step); with `pytorch` (a Python interpreter), also
+/// PyTorch's rates for the same network, batch and size.
+pub fn run(
+    data: &Path,
+    settings: &TrainSettings,
+    steps: usize,
+    pytorch: Option<&Path>,
+) -> Result<BenchReport> {
     let device = settings.device.resolve()?;
     let folder = scan_folder(data, DEFAULT_MAX_PIXELS)?;
     if folder.images.is_empty() {
@@ -77,9 +126,34 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
 
     let step_triplets_per_s = pure_step_rate(settings, device, steps)?;
     let train_triplets_per_s = real_training_rate(data, settings, steps)?;
+    // PyTorch last, on the CPU only: the same threads, nothing of Likeness' running beside it.
+    let pytorch = match pytorch {
+        Some(python) if device == tch::Device::Cpu => {
+            let rates = pytorch_rates(
+                python,
+                settings,
+                steps,
+                class_count(&folder.images),
+                forward_rounds(folder.images.len()),
+            )?;
+            Some(PytorchRates {
+                step_vs_pytorch: step_triplets_per_s / rates.step_anchors_per_s,
+                forward_vs_pytorch: forward_images_per_s / rates.forward_images_per_s,
+                index_vs_pytorch_forward: index_images_per_s / rates.forward_images_per_s,
+                ..rates
+            })
+        }
+        Some(_) => {
+            return Err(EngineError::Config(
+                "--pytorch compares on the CPU only; add --device cpu".into(),
+            ));
+        }
+        None => None,
+    };
     Ok(BenchReport {
         device: super::device::describe(device),
         image_size_px: settings.image_size_px,
+        embed_size_px: settings.embed_size_px(),
         preset: settings.preset.label().into(),
         images: embedded.embedded.len(),
         index_images_per_s,
@@ -89,6 +163,91 @@ pub fn run(data: &Path, settings: &TrainSettings, steps: usize) -> Result<BenchR
         step_triplets_per_s,
         train_vs_step: train_triplets_per_s / step_triplets_per_s,
         train_steps_timed: steps,
+        pytorch,
+    })
+}
+
+/// Runs [`PYTORCH_SCRIPT`] with `python` on the shapes of `settings` and reads its rates.
+fn pytorch_rates(
+    python: &Path,
+    settings: &TrainSettings,
+    steps: usize,
+    classes: usize,
+    forward_rounds: usize,
+) -> Result<PytorchRates> {
+    let backbone = settings.backbone.architecture();
+    let request = serde_json::json!({
+        "backbone": backbone,
+        "image_size": settings.image_size_px,
+        "embed_size": settings.embed_size_px(),
+        "batch": settings.batch_size,
+        "embed_batch": EMBED_BATCH,
+        "steps": steps,
+        "forward_rounds": forward_rounds,
+        "embedding_dim": settings.embedding_dim,
+        "normalize": settings.l2_normalize,
+        "classes": classes,
+        "channels_last": settings.channels_last,
+        "threads": tch::get_num_threads(),
+        "lr": settings.lr,
+        "weight_decay": settings.weight_decay,
+        "loss": match settings.loss {
+            Loss::Triplet => "triplet",
+            Loss::NormalizedSoftmax => "normalized-softmax",
+        },
+        "margin": settings.margin,
+        "temperature": settings.temperature,
+        "label_smoothing": settings.label_smoothing,
+    });
+    if settings.loss == Loss::Triplet && settings.mining == Mining::BatchHard {
+        return Err(EngineError::Config(
+            "--pytorch compares random-triplet and normalised-softmax steps, not batch-hard".into(),
+        ));
+    }
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(PYTORCH_SCRIPT)
+        .arg(request.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|error| EngineError::Io {
+            path: python.to_path_buf(),
+            error,
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let last_lines: Vec<&str> = stderr.lines().rev().take(3).collect();
+        let reason: Vec<&str> = last_lines.into_iter().rev().collect();
+        return Err(EngineError::Config(format!(
+            "{} could not run the PyTorch benchmark ({}): {}",
+            python.display(),
+            output.status,
+            reason.join(" / ")
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    #[derive(Deserialize)]
+    struct Printed {
+        torch: String,
+        threads: usize,
+        step_anchors_per_s: f64,
+        forward_images_per_s: f64,
+    }
+    let printed: Printed = serde_json::from_str(last).map_err(|error| {
+        EngineError::Config(format!(
+            "{}: the PyTorch benchmark printed {last:?}, not its rates ({error})",
+            python.display()
+        ))
+    })?;
+    Ok(PytorchRates {
+        torch: printed.torch,
+        threads: printed.threads,
+        step_anchors_per_s: printed.step_anchors_per_s,
+        forward_images_per_s: printed.forward_images_per_s,
+        step_vs_pytorch: 0.0,
+        forward_vs_pytorch: 0.0,
+        index_vs_pytorch_forward: 0.0,
     })
 }
 

@@ -89,7 +89,7 @@ pub fn write_dataset(
 pub fn write_resnet18_weights(path: &Path) -> Result<()> {
     use super::model::{EmbeddingModel, ModelConfig};
     let model = EmbeddingModel::new(ModelConfig::torchvision_resnet18(), tch::Device::Cpu)?;
-    let mut named = model.named_tensors();
+    let mut named = model.contiguous_tensors();
     let counters: Vec<String> = named
         .iter()
         .filter_map(|(name, _)| name.strip_suffix(".running_mean"))

@@ -272,6 +272,7 @@ impl Worker {
                 }),
             }
             self.emit(Event::Current(self.snapshot()));
+            crate::engine::device::release_free_memory();
         }
     }
 

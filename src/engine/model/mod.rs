@@ -134,6 +134,14 @@ impl EmbeddingModel {
                     let fan_out = (size[0] * size[2] * size[3]) as f64;
                     let std = (2.0 / fan_out).sqrt();
                     variable.copy_(&(variable.randn_like() * std));
+                    // On the CPU the convolutions' weights are kept channels-last, as every
+                    // batch is (`embed_once`): oneDNN then runs the whole network in NHWC,
+                    // which forwards EfficientNet-Lite0's depthwise convolutions 2.8 times
+                    // as fast as NCHW (docs/benchmarks.md). Weights loaded later are copied
+                    // into these strides; saving reads them contiguous again.
+                    if device == Device::Cpu {
+                        variable.set_data(&channels_last(variable.detach()));
+                    }
                 }
             }
         });
@@ -166,7 +174,15 @@ impl EmbeddingModel {
     }
 
     fn embed_once(&self, images: &Tensor, train: bool) -> Tensor {
-        self.normalized(self.backbone.forward_t(images, train).apply(&self.fc))
+        let pooled = if self.device() == Device::Cpu && images.dim() == 4 {
+            // The layout of the weights (see `new`); a no-op copy-free view when the
+            // batch is channels-last already.
+            self.backbone
+                .forward_t(&channels_last(images.shallow_clone()), train)
+        } else {
+            self.backbone.forward_t(images, train)
+        };
+        self.normalized(pooled.apply(&self.fc))
     }
 
     fn normalized(&self, embeddings: Tensor) -> Tensor {
@@ -230,6 +246,15 @@ impl EmbeddingModel {
         let mut tensors: Vec<_> = self.var_store.variables().into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         tensors
+    }
+
+    /// Row-major copies of [`Self::named_tensors`], for `Tensor::write_safetensors`
+    /// (which refuses the channels-last convolution weights the CPU keeps).
+    pub fn contiguous_tensors(&self) -> Vec<(String, Tensor)> {
+        self.named_tensors()
+            .into_iter()
+            .map(|(name, tensor)| (name, tensor.contiguous()))
+            .collect()
     }
 
     /// Loads torchvision-named ImageNet weights (e.g. `resnet18` saved as safetensors).
@@ -769,11 +794,23 @@ pub(crate) fn serialize_f32(
 
 /// The same images (N × 3 × S × S) with channels-last (NHWC) strides: oneDNN's CPU
 /// convolutions then keep every activation channels-last, which runs faster.
+///
+/// The strides are written out (channel stride 1) rather than left to `contiguous()`,
+/// which keeps any strides when a dimension has size 1: a depthwise convolution's
+/// C = 1 weight would then stay NCHW-strided and send every depthwise convolution
+/// through a layout conversion (a third of the forward's time on the CPU).
 pub fn channels_last(images: Tensor) -> Tensor {
-    images
-        .permute([0, 2, 3, 1])
-        .contiguous()
-        .permute([0, 3, 1, 2])
+    let size = images.size();
+    let [n, c, h, w] = size[..] else {
+        return images;
+    };
+    let strides = [h * w * c, 1, w * c, c];
+    if images.stride() == strides {
+        return images;
+    }
+    let mut out = Tensor::empty_strided([n, c, h, w], strides, (images.kind(), images.device()));
+    out.copy_(&images);
+    out
 }
 
 /// About how many bytes a model file of `config` takes (ResNet18's 11.2 M weights plus
@@ -1243,7 +1280,7 @@ mod tests {
         let path = dir.path().join("resnet18.safetensors");
         // A torchvision-style file: our tensors plus BatchNorm counters, fc of 1000.
         let source = EmbeddingModel::new(tiny_config(1000), Device::Cpu).expect("model");
-        let mut named = source.named_tensors();
+        let mut named = source.contiguous_tensors();
         named.push((
             "bn1.num_batches_tracked".into(),
             Tensor::from_slice(&[7i64]),
@@ -1261,7 +1298,7 @@ mod tests {
         assert!(source_conv.equal(&target_conv));
 
         // A file missing a tensor, or with a wrong shape, is refused.
-        let mut broken = source.named_tensors();
+        let mut broken = source.contiguous_tensors();
         broken.retain(|(n, _)| n != "layer2.0.conv1.weight");
         for (name, tensor) in broken.iter_mut() {
             if name == "layer1.0.bn1.weight" {

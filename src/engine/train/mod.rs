@@ -42,6 +42,11 @@ use trainer::{EpochEnd, Trainer};
 
 impl TrainSettings {
     /// The model these settings train.
+    /// The size photos are embedded at: the training size times `embed_scale`.
+    pub fn embed_size_px(&self) -> u32 {
+        (f64::from(self.image_size_px) * self.embed_scale).round() as u32
+    }
+
     pub fn model_config(&self) -> ModelConfig {
         // EfficientNet-Lite's weights were trained on TensorFlow Lite's normalisation; a
         // ResNet18 from scratch keeps the seed's, and ImageNet ResNet18 weights change it to
@@ -56,7 +61,7 @@ impl TrainSettings {
             l2_normalize: self.l2_normalize,
             mirror_average: self.mirror_average,
             preprocess: Preprocess {
-                image_size_px: self.image_size_px,
+                image_size_px: self.embed_size_px(),
                 mean,
                 std,
             },

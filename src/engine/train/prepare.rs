@@ -147,11 +147,13 @@ pub fn prepare(
         _ => None,
     };
 
-    // Decode everything once; augmentation then works on the cached square images.
+    // Decode everything once; augmentation then works on the cached square images, and
+    // validation embeds them at the model's (possibly larger) embedding size.
     let cache_side = job
         .settings
         .augment
-        .cache_side_px(job.settings.image_size_px);
+        .cache_side_px(job.settings.image_size_px)
+        .max(job.settings.embed_size_px());
     let mut all_paths: Vec<PathBuf> = training_set.images.iter().map(|(p, _)| p.clone()).collect();
     let training_count = all_paths.len();
     if let Some(set) = &validation_set {

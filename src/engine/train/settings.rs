@@ -156,6 +156,12 @@ pub struct TrainSettings {
     /// (indexing and queries alike): twice the network work per photo.
     #[serde(default)]
     pub mirror_average: bool,
+    /// The model embeds photos (indexing, queries, validation) at this multiple of
+    /// `image_size_px`: training's random crops show things larger than a whole photo at
+    /// the same size does, and a slightly larger whole photo matches them (FixRes,
+    /// Touvron et al. 2019; docs/quality.md). 1: the training size.
+    #[serde(default = "default_embed_scale")]
+    pub embed_scale: f64,
     pub device: DeviceChoice,
     pub seed: u64,
 }
@@ -174,6 +180,13 @@ fn default_temperature() -> f64 {
 fn default_lr_factor() -> f64 {
     1.0
 }
+
+fn default_embed_scale() -> f64 {
+    1.0
+}
+
+/// The largest [`TrainSettings::embed_scale`]: past it the network sees mostly upscaling.
+pub const MAX_EMBED_SCALE: f64 = 2.0;
 
 impl Preset {
     /// The settings of this preset.
@@ -208,6 +221,7 @@ impl Preset {
                 cutmix_alpha: 0.0,
                 channels_last: false,
                 mirror_average: false,
+                embed_scale: 1.0,
                 device: DeviceChoice::Auto,
                 seed: 0,
             },
@@ -260,6 +274,7 @@ impl Preset {
                 warmup_fraction: 0.03,
                 ema_decay: 0.0,
                 progressive_from_px: None,
+                embed_scale: 1.125,
                 ..Self::Scratch.settings()
             },
         }
@@ -290,6 +305,8 @@ impl TrainSettings {
                     .is_some_and(|px| px < LITE0_MIN_IMAGE_PX))
         {
             Some("EfficientNet-Lite0 needs images of at least 32 pixels")
+        } else if !(self.embed_scale >= 1.0 && self.embed_scale <= MAX_EMBED_SCALE) {
+            Some("the embedding size's multiple of the training size must be from 1 to 2")
         } else if !(self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 1.0) {
             Some("the backbone's share of the learning rate must be more than 0 and at most 1")
         } else if !(self.lr > 0.0 && self.lr.is_finite()) {
