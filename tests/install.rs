@@ -10,6 +10,11 @@ use std::process::{Command, Output};
 
 use likeness::engine::synthetic::{write_dataset, write_tiny_model};
 
+#[path = "common/binary.rs"]
+#[allow(dead_code)] // each test crate uses its own subset
+mod binary;
+use binary::assert_ok_doing;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -23,15 +28,6 @@ fn package(args: &[&str], extra: &[&Path]) -> Output {
         .arg(env!("CARGO_BIN_EXE_likeness"))
         .output()
         .expect("scripts/package.sh runs")
-}
-
-fn assert_ok(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Runs an installed or unpacked binary as on another account: no inherited environment,
@@ -52,7 +48,7 @@ fn works_without_the_build_cache(binary: &Path, dir: &Path) {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).expect("home");
     let help = run_elsewhere(binary, &home, &["--help"]);
-    assert_ok(&help, "--help");
+    assert_ok_doing(&help, "--help");
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: likeness"));
     let photos = dir.join("photos");
     write_dataset(&photos, 2, 3, 32, 5).expect("photos");
@@ -75,7 +71,7 @@ fn works_without_the_build_cache(binary: &Path, dir: &Path) {
             "cpu",
         ],
     );
-    assert_ok(&indexed, "index");
+    assert_ok_doing(&indexed, "index");
     let query = photos.join("class_01/img_001.png");
     let searched = run_elsewhere(
         binary,
@@ -90,7 +86,7 @@ fn works_without_the_build_cache(binary: &Path, dir: &Path) {
             "--json",
         ],
     );
-    assert_ok(&searched, "search");
+    assert_ok_doing(&searched, "search");
     let stdout = String::from_utf8_lossy(&searched.stdout);
     assert!(stdout.contains("img_001.png"), "{stdout}");
     // Search without training, out of the box: the ImageNet EfficientNet-Lite0 weights
@@ -111,7 +107,7 @@ fn works_without_the_build_cache(binary: &Path, dir: &Path) {
             "--json",
         ],
     );
-    assert_ok(&evaluated, "eval --model imagenet");
+    assert_ok_doing(&evaluated, "eval --model imagenet");
     let stdout = String::from_utf8_lossy(&evaluated.stdout);
     assert!(stdout.contains("recall@1"), "{stdout}");
 }
@@ -122,7 +118,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
     let prefix = dir.path().join("prefix");
     let started = std::time::Instant::now();
     let installed = package(&["install", "--prefix"], &[&prefix]);
-    assert_ok(&installed, "install");
+    assert_ok_doing(&installed, "install");
     eprintln!("install took {:.1} s", started.elapsed().as_secs_f64());
     let binary = prefix.join("bin/likeness");
     let readelf = Command::new("readelf")
@@ -159,7 +155,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
         .arg(&entry)
         .output()
         .expect("desktop-file-validate (make setup installs it)");
-    assert_ok(&validated, "desktop-file-validate");
+    assert_ok_doing(&validated, "desktop-file-validate");
     assert!(
         std::fs::read_to_string(&entry)
             .expect("entry")
@@ -179,7 +175,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
 
     let out = dir.path().join("dist");
     let packed = package(&["dist", "--out"], &[&out]);
-    assert_ok(&packed, "dist");
+    assert_ok_doing(&packed, "dist");
     let archive = std::fs::read_dir(&out)
         .expect("dist folder")
         .filter_map(|e| Some(e.ok()?.path()))
@@ -200,7 +196,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
         .arg(&unpacked)
         .output()
         .expect("tar");
-    assert_ok(&untar, "unpacking");
+    assert_ok_doing(&untar, "unpacking");
     let top = std::fs::read_dir(&unpacked)
         .expect("unpacked")
         .filter_map(|e| Some(e.ok()?.path()))
@@ -220,7 +216,7 @@ fn install_and_dist_run_without_the_build_cache_and_uninstall_removes_everything
         .arg(&prefix)
         .output()
         .expect("uninstall");
-    assert_ok(&removed, "uninstall");
+    assert_ok_doing(&removed, "uninstall");
     let left: Vec<PathBuf> = walk(&prefix);
     assert!(left.is_empty(), "left behind: {left:?}");
 }

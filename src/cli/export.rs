@@ -4,15 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::choices::DeviceArg;
+use super::search::IndexArgs;
 use super::{OutputArgs, absolute, print_json};
 use crate::engine::export::{ExportSource, export_results};
-use crate::engine::index::SearchSession;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    #[arg(long)]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub session: IndexArgs,
     /// The query image.
     pub image: PathBuf,
     /// Number of nearest images to export.
@@ -21,24 +20,14 @@ pub struct ExportArgs {
     /// Folder to copy the images and manifests into (created if needed).
     #[arg(long)]
     pub to: PathBuf,
-    /// The model, if it moved since the index was built.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let mut session = SearchSession::open(
-        &args.index,
-        super::weights::resolve_optional_model(args.model.as_deref())?.as_deref(),
-        args.device.resolve()?,
-    )
-    .context("could not open the index")?;
+    let mut session = args.session.open()?;
     let hits = session.search_file(&args.image, args.k)?;
-    let index = absolute(&args.index);
+    let index = absolute(&args.session.index);
     if crate::engine::export::inside_library(&args.to, &session.gallery.header.folder) {
         eprintln!(
             "warning: {} is inside the indexed folder {}; the copies are left out of its \

@@ -53,7 +53,8 @@ pub enum Command {
     Duplicates(duplicates::DuplicatesArgs),
     /// Draw an index's photos on a plane (PCA of the embeddings) as a PNG or CSV.
     Map(map::MapArgs),
-    /// Measure indexing and training throughput against the pure tch ceiling.
+    /// Measure indexing and training throughput against the pure tch ceiling (and, with
+    /// --pytorch, against PyTorch on the same network).
     Bench(bench::BenchArgs),
     /// Get (or check) the ImageNet-pretrained ResNet18 weights training can start from.
     Weights(weights::WeightsArgs),

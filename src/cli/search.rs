@@ -13,9 +13,8 @@ use crate::engine::index::{SearchHit, SearchSession};
 
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
-    /// The index to search (written by `likeness index`).
-    #[arg(long)]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub session: IndexArgs,
     /// Query images.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -30,22 +29,38 @@ pub struct SearchArgs {
     /// from those marked not alike, which are left out.
     #[arg(long, value_name = "FILE")]
     pub marks: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The index a query runs against, the model that embeds the query, and where it runs:
+/// what `search` and `export` share.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// The index to search (written by `likeness index`).
+    #[arg(long)]
+    pub index: PathBuf,
     /// The model, if it moved since the index was built.
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    #[command(flatten)]
-    pub output: OutputArgs,
+}
+
+impl IndexArgs {
+    /// Opens the index with its model (`--model imagenet`: the shipped ImageNet features).
+    pub fn open(&self) -> anyhow::Result<SearchSession> {
+        SearchSession::open(
+            &self.index,
+            super::weights::resolve_optional_model(self.model.as_deref())?.as_deref(),
+            self.device.resolve()?,
+        )
+        .context("could not open the index")
+    }
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let mut session = SearchSession::open(
-        &args.index,
-        super::weights::resolve_optional_model(args.model.as_deref())?.as_deref(),
-        args.device.resolve()?,
-    )
-    .context("could not open the index")?;
+    let mut session = args.session.open()?;
     let marks =
         match &args.marks {
             Some(path) if !path.is_file() => {

@@ -209,15 +209,15 @@ pub fn find_mislabels(
 
 /// Each gallery image's nearest other gallery images (leave-one-out), nearest first.
 pub fn gallery_neighbours(gallery: &mut Gallery, k: usize) -> Result<Vec<Vec<usize>>> {
-    let mut vectors = Vec::with_capacity(gallery.len() * gallery.header.dimension);
-    for i in 0..gallery.len() {
-        vectors.extend_from_slice(gallery.vector(i).ok_or_else(|| {
+    let vectors = gallery
+        .all_vectors()
+        .ok_or_else(|| {
             EngineError::Config(
                 "an approximate index keeps no vectors to compare its photos with each other"
                     .to_string(),
             )
-        })?);
-    }
+        })?
+        .to_vec();
     let hits = gallery.nearest(&vectors, (k + 1).min(gallery.len()))?;
     Ok(hits
         .into_iter()
@@ -364,12 +364,7 @@ pub fn evaluate_model(
     // gallery neighbours. Queries are not judged: their labels are not what a person
     // would fix here, and flagging every hard query made the list noise.
     let neighbours = gallery_neighbours(&mut gallery, MISLABEL_NEIGHBOURS)?;
-    let paths: Vec<PathBuf> = gallery
-        .header
-        .images
-        .iter()
-        .map(|i| i.path.clone())
-        .collect();
+    let paths: Vec<PathBuf> = gallery.paths();
     report.suspects = find_mislabels(
         &paths,
         &gallery_classes,

@@ -435,13 +435,7 @@ impl Worker {
             ));
         };
         let (mut model, info) = load_model(&current.path, self.device)?;
-        let library: Vec<PathBuf> = open
-            .gallery
-            .header
-            .images
-            .iter()
-            .map(|i| i.path.clone())
-            .collect();
+        let library: Vec<PathBuf> = open.gallery.paths();
         let folder = open.gallery.header.folder.clone();
         let exclude = open.gallery.header.exclude.clone();
         let index_path = open.path.clone();

@@ -29,9 +29,14 @@ pub fn last_json(output: &Output) -> serde_json::Value {
 
 /// Exit 0, or a failure that shows what was printed.
 pub fn assert_ok(output: &Output) {
+    assert_ok_doing(output, "likeness");
+}
+
+/// Exit 0, or a failure that names what ran (`what`) and shows what it printed.
+pub fn assert_ok_doing(output: &Output, what: &str) {
     assert!(
         output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
+        "{what}: exit {:?}\nstdout: {}\nstderr: {}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)

@@ -150,16 +150,16 @@ impl Candidates {
     ) -> Result<Self> {
         let count = gallery.len();
         let dimension = gallery.header.dimension;
-        let mut vectors = Vec::with_capacity(count * dimension);
-        for i in 0..count {
-            vectors.extend_from_slice(gallery.vector(i).ok_or_else(|| {
+        let vectors = gallery
+            .all_vectors()
+            .ok_or_else(|| {
                 EngineError::Config(
                     "this index is approximate and keeps no vectors to compare photos with \
                      each other; build it with `likeness index --exact` to find duplicates"
                         .to_string(),
                 )
-            })?);
-        }
+            })?
+            .to_vec();
         let k = (NEIGHBOURS + 1).min(count);
         let mut rows: Vec<Vec<(usize, f32)>> = Vec::with_capacity(count);
         for start in (0..count).step_by(QUERY_BATCH) {
@@ -216,12 +216,7 @@ impl Candidates {
             }
         }
         let sizes: Vec<u64> = gallery.header.images.iter().map(|i| i.bytes).collect();
-        let paths: Vec<PathBuf> = gallery
-            .header
-            .images
-            .iter()
-            .map(|i| i.path.clone())
-            .collect();
+        let paths: Vec<PathBuf> = gallery.paths();
         // Hash only files that could be copies: same size, in a pair.
         let mut hashes: HashMap<usize, Option<u64>> = HashMap::new();
         let mut hash_of = |i: usize| *hashes.entry(i).or_insert_with(|| content_hash(&paths[i]));

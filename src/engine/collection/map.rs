@@ -58,16 +58,16 @@ impl EmbeddingMap {
     pub fn of_gallery(gallery: &mut Gallery) -> Result<Self> {
         let count = gallery.len();
         let dimension = gallery.header.dimension;
-        let mut vectors = Vec::with_capacity(count * dimension);
-        for i in 0..count {
-            vectors.extend_from_slice(gallery.vector(i).ok_or_else(|| {
+        let vectors = gallery
+            .all_vectors()
+            .ok_or_else(|| {
                 EngineError::Config(
                     "this index is approximate and keeps no vectors to draw; build it with \
                      `likeness index --exact` to draw its map"
                         .to_string(),
                 )
-            })?);
-        }
+            })?
+            .to_vec();
         let mut names: Vec<String> = gallery
             .header
             .images
@@ -82,12 +82,7 @@ impl EmbeddingMap {
             .iter()
             .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
             .collect();
-        let paths = gallery
-            .header
-            .images
-            .iter()
-            .map(|i| i.path.clone())
-            .collect();
+        let paths = gallery.paths();
         let mut map = Self::of_vectors(paths, classes, names, &vectors, dimension)?;
         if map.class_names.len() >= 2 && count > MISLABEL_NEIGHBOURS {
             let neighbours = gallery_neighbours(gallery, MISLABEL_NEIGHBOURS)?;

@@ -167,6 +167,20 @@ impl Gallery {
             Store::Approximate(_) => None,
         }
     }
+
+    /// The photos' paths, in index order.
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.header.images.iter().map(|i| i.path.clone()).collect()
+    }
+
+    /// Every stored vector, image after image (`len() × dimension` floats), or `None` for
+    /// an approximate gallery, which keeps none.
+    pub fn all_vectors(&self) -> Option<&[f32]> {
+        match &self.store {
+            Store::Exact { vectors, .. } => Some(vectors),
+            Store::Approximate(_) => None,
+        }
+    }
 }
 
 /// A 2-d exact gallery of `vectors` for tests: photo `i` is `photos/{even|odd}/{i}.jpg`,
