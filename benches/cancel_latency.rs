@@ -127,6 +127,7 @@ fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<
 fn main() {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let scratch = tempfile::tempdir().expect("temp dir");
     let (data, queries) = match std::env::var_os("LIKENESS_BENCH_DATA") {
         Some(data) => (

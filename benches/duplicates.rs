@@ -435,6 +435,7 @@ fn scale() -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     scale()?;
     if std::env::var_os("LIKENESS_BENCH_SCALE_ONLY").is_some() {
         return Ok(());

@@ -42,6 +42,7 @@ fn frames_until(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let dir = tempfile::tempdir()?;
     let library = dir.path().join("photos");
     let mut rng = fastrand::Rng::with_seed(1);

@@ -29,6 +29,7 @@ use likeness::engine::train::Preset;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let photos: usize = std::env::var("LIBRARY_PHOTOS")
         .ok()
         .and_then(|v| v.parse().ok())

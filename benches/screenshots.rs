@@ -48,6 +48,7 @@ fn save(harness: &mut Harness<'_, LikenessApp>, name: &str) {
 fn main() {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let (Some(library), Some(query)) = (
         std::env::var_os("LIKENESS_SCREENSHOT_DATA").map(PathBuf::from),
         std::env::var_os("LIKENESS_SCREENSHOT_QUERY").map(PathBuf::from),

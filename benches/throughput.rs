@@ -10,6 +10,7 @@ use likeness::engine::train::{Preset, TrainSettings};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let generated = tempfile::tempdir()?;
     let data = match std::env::var_os("LIKENESS_BENCH_DATA") {
         Some(dir) => std::path::PathBuf::from(dir),

@@ -41,6 +41,7 @@ struct WindowRun {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let photos: usize = env_or("PACE_PHOTOS", 600);
     let epochs: usize = env_or("PACE_EPOCHS", 2);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_likeness"));

@@ -7,6 +7,7 @@ use likeness::cli::Cli;
 
 fn main() -> ExitCode {
     likeness::engine::device::keep_freed_memory();
+    likeness::engine::device::blas_on_calling_thread();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => likeness::cli::run(command),

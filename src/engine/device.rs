@@ -121,3 +121,27 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Makes the system OpenBLAS, when the process has one, compute on the calling thread.
+///
+/// faiss links the system BLAS (OpenBLAS), which loads before libtorch, so libtorch's own
+/// matrix products (`sgemm_`: the embedding layer, forward and backward) bind to it rather
+/// than to the MKL inside libtorch. OpenBLAS then runs its own pool of threads, which spin
+/// waiting for work on the same cores libtorch's OpenMP threads need for the convolutions
+/// next: the default preset's forward lost about a third of its speed to that
+/// (docs/benchmarks.md, "One pool of threads"). On one thread, OpenBLAS' small products
+/// cost less than the contention did. Looked up at run time, so a build whose BLAS is not
+/// OpenBLAS is left alone. Call it first thing in `main`.
+#[allow(unsafe_code)] // a dlsym lookup and one call into OpenBLAS; nothing else needs it
+pub fn blas_on_calling_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the symbol, when present, is OpenBLAS' `void openblas_set_num_threads(int)`;
+    // glibc's RTLD_DEFAULT is the null handle (search the whole process).
+    unsafe {
+        let symbol = libc::dlsym(std::ptr::null_mut(), c"openblas_set_num_threads".as_ptr());
+        if !symbol.is_null() {
+            let set_threads: extern "C" fn(libc::c_int) = std::mem::transmute(symbol);
+            set_threads(1);
+        }
+    }
+}
