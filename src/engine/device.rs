@@ -98,7 +98,7 @@ pub fn guard_libtorch<T>(work: impl FnOnce() -> T) -> Result<T> {
 /// about a fifth more peak memory (docs/benchmarks.md, "Freed memory kept"). Call it
 /// first thing in `main`, before threads start; [`release_free_memory`] gives the
 /// memory back after a job.
-#[allow(unsafe_code)] // two calls into glibc; nothing else in this crate's engine needs it
+#[allow(unsafe_code)] // two calls into glibc
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's tuning; it is called before other threads run.
@@ -132,7 +132,7 @@ pub fn release_free_memory() {
 /// (docs/benchmarks.md, "One pool of threads"). On one thread, OpenBLAS' small products
 /// cost less than the contention did. Looked up at run time, so a build whose BLAS is not
 /// OpenBLAS is left alone. Call it first thing in `main`.
-#[allow(unsafe_code)] // a dlsym lookup and one call into OpenBLAS; nothing else needs it
+#[allow(unsafe_code)] // a dlsym lookup and one call into OpenBLAS
 pub fn blas_on_calling_thread() {
     #[cfg(target_os = "linux")]
     // SAFETY: the symbol, when present, is OpenBLAS' `void openblas_set_num_threads(int)`;
