@@ -1895,7 +1895,7 @@ fn keep_training_goes_on_and_makes_the_model_current_only_when_it_is_better() {
         end.lines
     );
     harness.get_by_label_contains(&line);
-    if after.map_at_r > before.map_at_r {
+    if after.improves_on(&before) {
         assert_eq!(
             current.path, second_path,
             "better: the new model is current"

@@ -497,6 +497,13 @@ impl HeldOutScore {
             recall_at_1: summary.validation_recall_at_1?,
         })
     }
+
+    /// Better than `before` on the held-out photos: a higher mAP@R by more than the last
+    /// bits a figure can lose on its way through a model file's JSON. An equal score (the
+    /// held-out mAP@R is a ratio of small counts, so ties happen) is no improvement.
+    pub fn improves_on(&self, before: &Self) -> bool {
+        self.map_at_r > before.map_at_r + 1e-9
+    }
 }
 
 /// A Keep-training run: the model it went on from, and the held-out scores before and
@@ -512,6 +519,6 @@ impl KeptTraining {
     /// Better on the held-out photos than the model it went on from. Without both
     /// scores nothing says it is, so it is not.
     pub fn improved(&self) -> bool {
-        matches!((self.before, self.after), (Some(b), Some(a)) if a.map_at_r > b.map_at_r)
+        matches!((self.before, self.after), (Some(b), Some(a)) if a.improves_on(&b))
     }
 }
