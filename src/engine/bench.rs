@@ -105,6 +105,20 @@ pub fn run(
     pytorch: Option<&Path>,
 ) -> Result<BenchReport> {
     let device = settings.device.resolve()?;
+    // Refused before minutes of Likeness' own figures, not after them.
+    if pytorch.is_some() {
+        if device != tch::Device::Cpu {
+            return Err(EngineError::Config(
+                "--pytorch compares on the CPU only; add --device cpu".into(),
+            ));
+        }
+        if settings.loss == Loss::Triplet && settings.mining == Mining::BatchHard {
+            return Err(EngineError::Config(
+                "--pytorch compares random-triplet and normalised-softmax steps, not batch-hard"
+                    .into(),
+            ));
+        }
+    }
     let folder = scan_folder(data, DEFAULT_MAX_PIXELS)?;
     if folder.images.is_empty() {
         return Err(EngineError::Dataset(format!(
@@ -126,10 +140,10 @@ pub fn run(
 
     let step_triplets_per_s = pure_step_rate(settings, device, steps)?;
     let train_triplets_per_s = real_training_rate(data, settings, steps)?;
-    // PyTorch last, on the CPU only: the same threads, nothing of Likeness' running beside it.
+    // PyTorch last: the same threads, nothing of Likeness' running beside it.
     let pytorch = match pytorch {
-        Some(python) if device == tch::Device::Cpu => {
-            let rates = pytorch_rates(
+        Some(python) => {
+            let printed = pytorch_rates(
                 python,
                 settings,
                 steps,
@@ -137,16 +151,14 @@ pub fn run(
                 forward_rounds(folder.images.len()),
             )?;
             Some(PytorchRates {
-                step_vs_pytorch: step_triplets_per_s / rates.step_anchors_per_s,
-                forward_vs_pytorch: forward_images_per_s / rates.forward_images_per_s,
-                index_vs_pytorch_forward: index_images_per_s / rates.forward_images_per_s,
-                ..rates
+                step_vs_pytorch: step_triplets_per_s / printed.step_anchors_per_s,
+                forward_vs_pytorch: forward_images_per_s / printed.forward_images_per_s,
+                index_vs_pytorch_forward: index_images_per_s / printed.forward_images_per_s,
+                torch: printed.torch,
+                threads: printed.threads,
+                step_anchors_per_s: printed.step_anchors_per_s,
+                forward_images_per_s: printed.forward_images_per_s,
             })
-        }
-        Some(_) => {
-            return Err(EngineError::Config(
-                "--pytorch compares on the CPU only; add --device cpu".into(),
-            ));
         }
         None => None,
     };
@@ -167,6 +179,15 @@ pub fn run(
     })
 }
 
+/// What [`PYTORCH_SCRIPT`] prints: PyTorch's own rates.
+#[derive(Deserialize)]
+struct PytorchPrinted {
+    torch: String,
+    threads: usize,
+    step_anchors_per_s: f64,
+    forward_images_per_s: f64,
+}
+
 /// Runs [`PYTORCH_SCRIPT`] with `python` on the shapes of `settings` and reads its rates.
 fn pytorch_rates(
     python: &Path,
@@ -174,7 +195,7 @@ fn pytorch_rates(
     steps: usize,
     classes: usize,
     forward_rounds: usize,
-) -> Result<PytorchRates> {
+) -> Result<PytorchPrinted> {
     let backbone = settings.backbone.architecture();
     let request = serde_json::json!({
         "backbone": backbone,
@@ -199,11 +220,6 @@ fn pytorch_rates(
         "temperature": settings.temperature,
         "label_smoothing": settings.label_smoothing,
     });
-    if settings.loss == Loss::Triplet && settings.mining == Mining::BatchHard {
-        return Err(EngineError::Config(
-            "--pytorch compares random-triplet and normalised-softmax steps, not batch-hard".into(),
-        ));
-    }
     let output = std::process::Command::new(python)
         .arg("-c")
         .arg(PYTORCH_SCRIPT)
@@ -227,27 +243,11 @@ fn pytorch_rates(
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    #[derive(Deserialize)]
-    struct Printed {
-        torch: String,
-        threads: usize,
-        step_anchors_per_s: f64,
-        forward_images_per_s: f64,
-    }
-    let printed: Printed = serde_json::from_str(last).map_err(|error| {
+    serde_json::from_str(last).map_err(|error| {
         EngineError::Config(format!(
             "{}: the PyTorch benchmark printed {last:?}, not its rates ({error})",
             python.display()
         ))
-    })?;
-    Ok(PytorchRates {
-        torch: printed.torch,
-        threads: printed.threads,
-        step_anchors_per_s: printed.step_anchors_per_s,
-        forward_images_per_s: printed.forward_images_per_s,
-        step_vs_pytorch: 0.0,
-        forward_vs_pytorch: 0.0,
-        index_vs_pytorch_forward: 0.0,
     })
 }
 

@@ -41,12 +41,12 @@ pub use settings::{
 use trainer::{EpochEnd, Trainer};
 
 impl TrainSettings {
-    /// The model these settings train.
     /// The size photos are embedded at: the training size times `embed_scale`.
     pub fn embed_size_px(&self) -> u32 {
         (f64::from(self.image_size_px) * self.embed_scale).round() as u32
     }
 
+    /// The model these settings train.
     pub fn model_config(&self) -> ModelConfig {
         // EfficientNet-Lite's weights were trained on TensorFlow Lite's normalisation; a
         // ResNet18 from scratch keeps the seed's, and ImageNet ResNet18 weights change it to
