@@ -8,6 +8,7 @@
 #    the AUROC of the unsure score (1 - confidence, or 1 when it fits no folder).
 # One JSON line per measurement on stdout.
 # usage: scripts/sort_quality.sh CLASS_FOLDER TRAIN BUDGET_S "SEEDS"
+# RUNS="closed" (or "open") measures only that run (default: both).
 # With KEEP=DIR set, each run's model and plan are also copied there (model-RUN-SEED.*), and
 # the work folder's photo layout (train/, train4/, inbox/, inbox-open/) is kept in DIR/photos.
 set -euo pipefail
@@ -81,12 +82,16 @@ else:
            "unknown_unsure": sum(unsure(r) for r in unknown_rows) / len(unknown_rows),
            "unknown_fits_none": sum(r[3] for r in unknown_rows) / len(unknown_rows),
            "known_unsure": sum(unsure(r) for r in known_rows) / len(known_rows),
+           # The known photos filed at the default, and the share of them filed right.
+           "known_filed": sum(not unsure(r) for r in known_rows) / len(known_rows),
+           "known_filed_precision": (sum(r[0] == r[1] for r in known_rows if not unsure(r))
+                                     / max(1, sum(not unsure(r) for r in known_rows))),
            "auroc_unsure_score": auroc}
 print(json.dumps(out))
 PY
 }
 for seed in $seeds; do
-  for run in closed open; do
+  for run in ${RUNS:-closed open}; do
     if [[ $run == closed ]]; then data=$work/train inbox=$work/inbox; else data=$work/train4 inbox=$work/inbox-open; fi
     train=$("$likeness" train --data "$data" --holdout 0.1 --out "$work/model.safetensors" \
       --max-seconds "$budget" --seed "$seed" --json 2>"$work/train.log" | tail -n 1)

@@ -34,15 +34,13 @@ pub use window::run_window;
 
 use crate::engine::data::is_image_extension;
 use crate::engine::index::SearchHit;
-use crate::engine::train::{Preset, TrainJob};
+use crate::engine::train::{DEFAULT_HOLDOUT_SHARE, Preset, TrainJob};
 use crate::worker::{DuplicateExport, Query, Request, Wake, WorkerHandle};
 use desktop::{Action, Desktop};
 use marks::MarksNotice;
 use thumbnails::{DEFAULT_BUDGET_BYTES, color_image};
 use widgets::BUSY_REPAINT;
 
-/// Share of each class held out to measure training when no validation folder is chosen.
-const HOLDOUT_SHARE: f64 = 0.1;
 /// Events handled per frame at most, so a burst never makes a frame long.
 const EVENTS_PER_FRAME: usize = 512;
 
@@ -239,7 +237,7 @@ impl LikenessApp {
         job.validation = self.state.settings.validation.clone();
         // Without a validation folder, a few photos per class are held out so the run
         // can still say how well it retrieves.
-        job.holdout_share = Some(HOLDOUT_SHARE);
+        job.holdout_share = Some(DEFAULT_HOLDOUT_SHARE);
         // The default starts from the shipped EfficientNet-Lite0 weights by itself; a
         // ResNet18 weights file is where the ResNet18 presets start.
         if job.resume.is_none() && self.state.settings.train.preset != Preset::Default {

@@ -712,6 +712,11 @@ pub fn describe_training(
         lines.push(format!(
             "Kept epoch {epoch}, the best on the validation photos (mAP@R {map:.3})."
         ));
+    } else if let Some(map) = summary.validation_map_at_r.last() {
+        lines.push(format!(
+            "Kept the last epoch (mAP@R {map:.3} on the validation photos): no earlier one \
+             was clearly better."
+        ));
     }
     if per_epoch > 0 && steps < per_epoch && (summary.cancelled || summary.stopped_by_time_budget) {
         // Seconds per step so far, for about ten passes over the photos.

@@ -26,8 +26,10 @@ pub struct TrainArgs {
     /// and mAP@R (gallery: the training folder) at the end.
     #[arg(long)]
     pub val: Option<PathBuf>,
-    /// Without --val: hold this share of each class's photos out of training (e.g. 0.1)
-    /// to validate the run and to calibrate the confidences `likeness sort` gives.
+    /// Without --val: hold this share of each class's photos out of training (e.g. 0.1,
+    /// as the window does) to validate the run and to calibrate the confidences `likeness
+    /// sort` gives. Not the default: a tenth held out costs the pretrained default about
+    /// 0.03 recall@1 (docs/quality.md).
     #[arg(long, value_parser = holdout_share, conflicts_with = "val")]
     pub holdout: Option<f64>,
     /// Where to write the model (a .safetensors file; its training state goes beside it,
@@ -445,8 +447,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let (Some(epoch), Some(map)) = (summary.best_epoch, summary.best_validation_map_at_r) {
         eprintln!(
-            "kept the weights of epoch {epoch} of {}, the best on the validation folder (mAP@R {map:.3})",
+            "kept the weights of epoch {epoch} of {}, the best on the validation photos (mAP@R {map:.3})",
             summary.epochs
+        );
+    } else if let Some(map) = summary.validation_map_at_r.last() {
+        eprintln!(
+            "kept the last epoch's weights (mAP@R {map:.3} on the validation photos): no earlier \
+             epoch was clearly better"
         );
     }
     if let Some(report) = &outcome.validation {

@@ -135,6 +135,8 @@ pub struct BenchPhoto {
     pub planted: bool,
     pub area_under_margin: Option<f64>,
     pub late_margin: Option<f64>,
+    #[serde(default)]
+    pub early_margin: Option<f64>,
     pub beaten_share: Option<f64>,
     pub vote_confidence: Option<f64>,
     /// Its progress-weighted mean cosine to every class proxy while it trained.
@@ -144,7 +146,7 @@ pub struct BenchPhoto {
 /// Areas under the margin the benchmark scores the margin finder at.
 const MARGIN_THRESHOLDS: [f64; 10] = [0.1, 0.05, 0.0, -0.05, -0.1, -0.15, -0.2, -0.25, -0.3, -0.4];
 /// Standard deviations below the mean margin the benchmark scores the finder at.
-const SPREADS: [f64; 6] = [1.5, 2.0, 2.25, 2.5, 2.75, 3.0];
+const SPREADS: [f64; 7] = [1.5, 2.0, 2.25, 2.4, 2.5, 2.75, 3.0];
 
 /// Scores the finder at `min_confidence`, given each image's evidence.
 pub fn score_finder(
@@ -244,6 +246,7 @@ pub fn run_benchmark(
     };
     let uniform = by(|e| e.area_under_margin);
     let late = by(|e| e.late_margin);
+    let judged = by(MarginEvidence::judged);
     let margin_evidence: Vec<Option<MarginEvidence>> =
         outcome.label_evidence.iter().map(|(_, e)| *e).collect();
     let spreads_below =
@@ -280,6 +283,7 @@ pub fn run_benchmark(
             planted: planted_paths.contains(path.as_path()),
             area_under_margin: e.map(|e| e.area_under_margin),
             late_margin: e.map(|e| e.late_margin),
+            early_margin: e.map(|e| e.early_margin),
             beaten_share: e.map(|e| f64::from(e.beaten) / f64::from(e.seen.max(1))),
             vote_confidence: votes.get(path.as_path()).copied().flatten(),
         })
@@ -290,10 +294,10 @@ pub fn run_benchmark(
         planted: planted.len(),
         train_secs: outcome.summary.train_secs,
         steps: outcome.summary.steps,
-        margin_chosen: margin_score(&late, spreads_below(SUSPECT_SPREADS_BELOW)),
+        margin_chosen: margin_score(&judged, spreads_below(SUSPECT_SPREADS_BELOW)),
         spreads_curve: SPREADS
             .iter()
-            .map(|&k| (k, margin_score(&late, spreads_below(k))))
+            .map(|&k| (k, margin_score(&judged, spreads_below(k))))
             .collect(),
         margin_curve: MARGIN_THRESHOLDS
             .iter()

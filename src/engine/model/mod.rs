@@ -449,7 +449,9 @@ pub struct TrainingSummary {
     /// Validation mAP@R after each observed epoch, when a validation folder was given.
     #[serde(default)]
     pub validation_map_at_r: Vec<f64>,
-    /// The epoch whose weights were kept (best validation mAP@R), when validated.
+    /// The earlier epoch whose weights were kept, when validated and clearly better than
+    /// the last epoch (`engine::train::monitor::keeps_an_earlier_epoch`); `None`: the
+    /// weights training ended with were kept.
     #[serde(default)]
     pub best_epoch: Option<usize>,
     #[serde(default)]
