@@ -6,7 +6,9 @@
 //! the right folder is pulled to its proxy by the photos like it and its margin grows
 //! early. A photo filed in the wrong folder is pulled the other way by every photo of its
 //! true class, and its margin stays below zero until the network memorises it. Averaged
-//! over the run, the margin ranks wrong labels well below hard but right ones. The
+//! over the run, weighted toward its start ([`MarginEvidence::judged`]: a network that
+//! starts from ImageNet memorises the odd labels within minutes), the margin ranks wrong
+//! labels well below hard but right ones. The
 //! normalised-softmax loss computes those cosines at every step already; recording them
 //! costs one copy of a batch × classes matrix per step.
 
