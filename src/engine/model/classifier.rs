@@ -222,11 +222,6 @@ fn fit_biases(labelled: &[(&Vec<f64>, usize)], temperature: f64, bias: &mut [f64
     }
 }
 
-/// Softmax of `values / temperature`.
-pub fn softmax(values: &[f64], temperature: f64) -> Vec<f64> {
-    biased_softmax(values, temperature, &[])
-}
-
 /// Softmax of `values / temperature + bias` (a missing bias is 0).
 pub fn biased_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
     let temperature = temperature.max(1e-6);
@@ -271,22 +266,8 @@ mod tests {
     #[test]
     fn calibration_fits_the_temperature_to_how_often_the_nearest_proxy_is_right() {
         let mut classifier = two_classes();
-        let mut rng = fastrand::Rng::with_seed(4);
-        let (mut embeddings, mut classes) = (Vec::new(), Vec::new());
-        for i in 0..500 {
-            let class = i % 2;
-            // Four in five lean to their own proxy, one in five to the other.
-            let leans_right = rng.f64() < 0.8;
-            let toward = if leans_right { class } else { 1 - class };
-            let lean = 0.6 + rng.f32() * 0.3;
-            let (x, y) = if toward == 0 {
-                (lean, 1.0 - lean)
-            } else {
-                (1.0 - lean, lean)
-            };
-            embeddings.extend([x, y, 0.2]);
-            classes.push(class);
-        }
+        // Four in five lean to their own proxy, one in five to the other.
+        let (embeddings, classes) = leaning_photos(4, 500, [0.8, 0.8], 0.6..0.9);
         let before = mean_top_probability(&classifier, &embeddings);
         assert!(before > 0.97, "over-confident before: {before}");
         classifier.calibrate(&embeddings, &classes);
@@ -307,25 +288,7 @@ mod tests {
     #[test]
     fn calibration_makes_each_guessed_class_as_sure_as_it_is_right() {
         let mut classifier = two_classes();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let (mut embeddings, mut classes) = (Vec::new(), Vec::new());
-        for i in 0..1200 {
-            let class = i % 2;
-            let right_share = if class == 0 { 0.95 } else { 0.6 };
-            let toward = if rng.f64() < right_share {
-                class
-            } else {
-                1 - class
-            };
-            let lean = 0.55 + rng.f32() * 0.35;
-            let (x, y) = if toward == 0 {
-                (lean, 1.0 - lean)
-            } else {
-                (1.0 - lean, lean)
-            };
-            embeddings.extend([x, y, 0.2]);
-            classes.push(class);
-        }
+        let (embeddings, classes) = leaning_photos(7, 1200, [0.95, 0.6], 0.55..0.9);
         classifier.calibrate(&embeddings, &classes);
         let bias = &classifier.info.class_bias;
         assert_eq!(bias.len(), 2);
@@ -346,6 +309,36 @@ mod tests {
                 "guesses of class {guessed}: mean probability {probability:.3}, right {accuracy:.3}"
             );
         }
+    }
+
+    /// `count` held-out photos of the two classes of [`two_classes`], alternating: a photo
+    /// of class `c` leans to its own proxy with probability `right_share[c]`, otherwise to
+    /// the other, by a lean drawn from `lean`. Embeddings (3 values each) and classes.
+    fn leaning_photos(
+        seed: u64,
+        count: usize,
+        right_share: [f64; 2],
+        lean: std::ops::Range<f32>,
+    ) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut embeddings, mut classes) = (Vec::new(), Vec::new());
+        for i in 0..count {
+            let class = i % 2;
+            let toward = if rng.f64() < right_share[class] {
+                class
+            } else {
+                1 - class
+            };
+            let amount = lean.start + rng.f32() * (lean.end - lean.start);
+            let (x, y) = if toward == 0 {
+                (amount, 1.0 - amount)
+            } else {
+                (1.0 - amount, amount)
+            };
+            embeddings.extend([x, y, 0.2]);
+            classes.push(class);
+        }
+        (embeddings, classes)
     }
 
     fn mean_top_probability(classifier: &Classifier, embeddings: &[f32]) -> f64 {
