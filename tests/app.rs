@@ -449,6 +449,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
             beaten: 17,
         }],
         checked: check.checked,
+        passes: 20,
     });
     harness.step();
     harness.step();
@@ -2154,5 +2155,161 @@ fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
             .expect("index")
             .images,
         indexed
+    );
+}
+
+/// Issue #41 item 1: every stretch of a run says what it is doing: loading, measuring the
+/// starting model, the first step (never "Epoch 0: step 0 · 0s left"), the steps, the
+/// measuring between epochs and the work after the last step.
+#[test]
+fn training_names_each_phase_before_between_and_after_the_steps() {
+    use likeness::engine::train::{TrainEvent, TrainPhase};
+    use likeness::worker::protocol::{Event, JobId, JobKind, Progress};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut harness = app_harness(AppSettings::default(), dir.path());
+    let job = JobId(90);
+    harness.state_mut().state.training.job = Some(job);
+    harness.state_mut().state.apply(Event::Started {
+        job,
+        kind: JobKind::Train,
+    });
+    let show = |harness: &mut Harness<'_, LikenessApp>, event: TrainEvent, expected: &str| {
+        harness.state_mut().state.apply(Event::Progress {
+            job,
+            progress: Progress::Training(event),
+        });
+        harness.step();
+        harness.step();
+        harness.get_by_label_contains(expected);
+    };
+    show(
+        &mut harness,
+        TrainEvent::Preparing { done: 5, total: 10 },
+        "Loading images 5/10",
+    );
+    show(
+        &mut harness,
+        TrainEvent::Phase(TrainPhase::MeasuringStart),
+        "Measuring the starting model before the first step",
+    );
+    show(
+        &mut harness,
+        TrainEvent::Started {
+            device: "CPU (2 threads)".into(),
+            classes: 2,
+            images: 10,
+            steps_per_epoch: 36,
+            epochs: None,
+            budget_secs: Some(120.0),
+            skipped: Vec::new(),
+            notes: Vec::new(),
+        },
+        "Running the first step",
+    );
+    assert!(
+        harness.query_by_label_contains("step 0 of").is_none(),
+        "no step 0 before the first step"
+    );
+    show(
+        &mut harness,
+        TrainEvent::Step {
+            epoch: 1,
+            step: 1,
+            steps_per_epoch: 36,
+            global_step: 1,
+            anchors: 8,
+            loss: 1.5,
+            lr: 1e-3,
+            elapsed_secs: 20.0,
+            remaining_secs: 100.0,
+        },
+        "Epoch 1: step 1 of 36",
+    );
+    show(
+        &mut harness,
+        TrainEvent::Phase(TrainPhase::Validating { epoch: 1 }),
+        "Measuring the model after epoch 1",
+    );
+    show(
+        &mut harness,
+        TrainEvent::Phase(TrainPhase::Finishing),
+        "Last step done: measuring the trained model and calibrating it",
+    );
+}
+
+/// Issue #41 item 2: "Sure from" goes below 50 %, and the cards, the groups and the
+/// expected share filed right follow the level as it moves, with no new Suggest; a folder
+/// the person chose stays chosen; with nothing sure, it says why.
+#[test]
+fn the_sort_level_goes_below_half_and_the_cards_follow_it_at_once() {
+    use likeness::engine::sort::{SortMethod, SortPlan, Suggestion};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 81).expect("photos");
+    let query = library.join("class_00/img_000.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let photo = |i: usize| library.join(format!("class_0{}/img_00{}.png", i % 2, i / 2));
+    let suggestion = |i: usize, confidence: f64| Suggestion {
+        photo: photo(i),
+        best_folder: "class_00".into(),
+        confidence,
+        unsure: (confidence < 0.9).then(|| {
+            format!(
+                "'class_00' at {:.0}% is below the 90% asked for",
+                confidence * 100.0
+            )
+        }),
+        fits_none: false,
+    };
+    let plan = SortPlan {
+        inbox: dir.path().join("inbox"),
+        library: library.clone(),
+        method: SortMethod::ClassProxies,
+        min_confidence: 0.9,
+        folders: vec!["class_00".into(), "class_01".into()],
+        suggestions: vec![suggestion(0, 0.46), suggestion(1, 0.4), suggestion(2, 0.35)],
+        skipped: Vec::new(),
+    };
+    {
+        let sort = &mut harness.state_mut().state.sort;
+        sort.inbox = Some(dir.path().join("inbox"));
+        sort.chosen = vec![None, None, Some("class_01".into())];
+        sort.plan = Some(std::sync::Arc::new(plan));
+    }
+    harness.state_mut().state.view = likeness::app::CentralView::Sort;
+    harness.step();
+    harness.step();
+    harness
+        .get_by_label_contains("No photo is 90% sure: the model is right about 40% of this inbox");
+    harness.get_by_label("Unsure: 'class_00' at 46% is below the 90% asked for");
+
+    harness
+        .get_by_role(egui::accesskit::Role::Slider)
+        .set_value_accesskit(38.0);
+    harness.step();
+    harness.step();
+    let sort = &harness.state().state.sort;
+    assert!(
+        (sort.min_confidence - 0.38).abs() < 1e-9,
+        "{}",
+        sort.min_confidence
+    );
+    assert_eq!(
+        sort.chosen,
+        vec![
+            Some("class_00".to_string()),
+            Some("class_00".to_string()),
+            Some("class_01".to_string())
+        ],
+        "the first two follow the level; the third keeps the person's folder"
+    );
+    harness.get_by_label("class_00 · 46% sure");
+    harness.get_by_label("class_00 · 40% sure");
+    harness.get_by_label_contains("At 38%: 2 filed, about 43% of them into the right folder");
+    assert!(
+        harness
+            .query_by_label_contains("below the 90% asked for")
+            .is_none(),
+        "no card still speaks of the old level"
     );
 }

@@ -1374,3 +1374,61 @@ echo '{"torch": "2.13.0+fake", "threads": 2, "step_anchors_per_s": 0.5, "forward
     );
     assert!(message.contains("has no torch"), "{message}");
 }
+
+/// Issue #41 item 1: libtorch's OpenMP threads sleep while they wait for each other
+/// (spinning, they took the busy cores' time from the thread they waited for). The
+/// binary starts itself again with the setting, keeping its arguments, unless a person
+/// chose a policy of their own.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = dir.path().join("train");
+    write_dataset(&train, 2, 6, 32, 71).expect("photos");
+    let model = dir.path().join("model.safetensors");
+    let environ_of = |policy: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
+        command
+            .args(["train", "--data", s(&train), "--out", s(&model)])
+            .args(["--epochs", "100000", "--device", "cpu"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        match policy {
+            Some(policy) => command.env("OMP_WAIT_POLICY", policy),
+            None => command.env_remove("OMP_WAIT_POLICY"),
+        };
+        let mut child = command.spawn().expect("spawn");
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
+        // The new process image replaces the first within milliseconds; its arguments stay.
+        let mut seen = (String::new(), String::new());
+        for _ in 0..200 {
+            let read = |name: &str| {
+                std::fs::read(proc_dir.join(name))
+                    .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+                    .unwrap_or_default()
+            };
+            seen = (read("environ"), read("cmdline"));
+            if seen.0.contains("OMP_WAIT_POLICY=") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill().ok();
+        child.wait().ok();
+        seen
+    };
+    let (environ, cmdline) = environ_of(None);
+    assert!(
+        environ.contains("OMP_WAIT_POLICY=PASSIVE"),
+        "the setting is missing: {environ}"
+    );
+    assert!(
+        cmdline.contains("train --data") && cmdline.contains("--epochs 100000"),
+        "the arguments changed: {cmdline}"
+    );
+    let (environ, _) = environ_of(Some("ACTIVE"));
+    assert!(
+        environ.contains("OMP_WAIT_POLICY=ACTIVE") && !environ.contains("PASSIVE"),
+        "a person's own policy stands: {environ}"
+    );
+}

@@ -123,6 +123,7 @@ fn sort_tab_snapshot() {
                         confidence * 100.0
                     )
                 }),
+                fits_none: false,
             }
         })
         .collect();

@@ -469,3 +469,74 @@ fn resuming_refuses_a_missing_foreign_or_mismatched_state_with_a_clear_message()
     let error = resume(&second, &other_classes);
     assert!(error.contains("same class folders"), "{error}");
 }
+
+/// Issue #41 item 1: a cancel before the first step ends the run at once, in loading and
+/// in measuring the starting model alike: no more photos are decoded than the loader
+/// threads had in hand, nothing is measured after it, and no step runs. Counted, not
+/// timed.
+#[test]
+fn a_cancel_before_the_first_step_stops_loading_and_measuring_at_once() {
+    use likeness::engine::train::TrainPhase;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train_dir = dir.path().join("train");
+    write_dataset(&train_dir, 2, 60, 40, 21).expect("train");
+    let mut settings = small_default_settings();
+    settings.epochs = Some(2);
+    let mut job = TrainJob::new(train_dir, settings);
+    job.holdout_share = Some(0.2);
+    job.loader_threads = 2;
+
+    // During loading.
+    let cancel = AtomicBool::new(false);
+    let decoded_after_cancel = std::sync::Mutex::new(Vec::new());
+    let later_events = std::sync::Mutex::new(Vec::new());
+    let outcome = train(&job, &cancel, &|event| match event {
+        TrainEvent::Preparing { done, .. } if !cancel.load(Ordering::Relaxed) => {
+            cancel.store(true, Ordering::Relaxed);
+            decoded_after_cancel.lock().expect("lock").push(done);
+        }
+        TrainEvent::Preparing { done, .. } => decoded_after_cancel.lock().expect("lock").push(done),
+        other => later_events
+            .lock()
+            .expect("lock")
+            .push(format!("{other:?}")),
+    });
+    assert!(
+        matches!(outcome, Err(likeness::engine::EngineError::Cancelled)),
+        "cancelled while loading: nothing to keep"
+    );
+    let decoded = decoded_after_cancel.lock().expect("lock").clone();
+    // Progress is reported every 16 photos. Each loader thread finishes the photo in its
+    // hands and takes no other, so no further report comes.
+    assert_eq!(
+        decoded.len(),
+        1,
+        "decoding went on after the cancel: {decoded:?} reported (of 120)"
+    );
+    assert!(
+        later_events.lock().expect("lock").is_empty(),
+        "nothing after loading: {:?}",
+        later_events.lock().expect("lock")
+    );
+
+    // While the starting model is measured.
+    let cancel = AtomicBool::new(false);
+    let events = std::sync::Mutex::new(Vec::new());
+    let outcome = train(&job, &cancel, &|event| {
+        if event == TrainEvent::Phase(TrainPhase::MeasuringStart) {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        events.lock().expect("lock").push(event);
+    });
+    assert!(
+        matches!(outcome, Err(likeness::engine::EngineError::Cancelled)),
+        "cancelled while measuring the starting model"
+    );
+    let events = events.lock().expect("lock");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Started { .. } | TrainEvent::Step { .. })),
+        "no step after the cancel: {events:?}"
+    );
+}

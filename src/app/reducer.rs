@@ -66,6 +66,7 @@ impl AppState {
                 if self.training.job == Some(job) {
                     self.training.preparing = None;
                     self.training.evaluating = None;
+                    self.training.phase = None;
                 }
                 let unsearched = self.unsearched_query_note();
                 self.error(format!(
@@ -170,6 +171,7 @@ impl AppState {
         if self.training.job == Some(job) {
             self.training.preparing = None;
             self.training.evaluating = None;
+            self.training.phase = None;
         }
     }
 
@@ -391,10 +393,13 @@ impl AppState {
                     self.training.outcome = Some(end);
                     self.training.validation = validation.map(|report| *report);
                     self.training.before_after = before_after;
-                    self.training.label_check = (summary.labels_checked > 0).then(|| LabelCheck {
-                        suspects: summary.label_suspects.clone(),
-                        checked: summary.labels_checked,
-                    });
+                    self.training.label_check = (summary.labels_checked > 0
+                        || summary.label_passes > 0)
+                        .then(|| LabelCheck {
+                            suspects: summary.label_suspects.clone(),
+                            checked: summary.labels_checked,
+                            passes: summary.label_passes,
+                        });
                 }
                 if self.jobs.index_after == Some(job) {
                     self.jobs.index_after = None;
@@ -574,6 +579,7 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
             ..
         } => {
             view.preparing = None;
+            view.phase = None;
             view.time_budget_secs = budget_secs;
             view.device = device;
             view.steps_per_epoch = steps_per_epoch;
@@ -608,6 +614,7 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
             remaining_secs,
             ..
         } => {
+            view.phase = None;
             view.epoch = epoch;
             view.step = step;
             view.global_step = global_step;
@@ -632,7 +639,15 @@ fn apply_training(view: &mut TrainingView, event: TrainEvent) {
             }
         }
         TrainEvent::Warning { message } => view.notes.push(format!("Warning: {message}")),
-        TrainEvent::Evaluating { done, total } => view.evaluating = Some((done, total)),
+        TrainEvent::Evaluating { done, total } => {
+            view.phase = None;
+            view.evaluating = Some((done, total));
+        }
+        TrainEvent::Phase(phase) => {
+            // Loading is over once the starting model is measured.
+            view.preparing = None;
+            view.phase = Some(phase);
+        }
     }
 }
 

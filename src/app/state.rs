@@ -87,6 +87,8 @@ pub struct TrainingView {
     pub job: Option<JobId>,
     pub preparing: Option<(usize, usize)>,
     pub evaluating: Option<(usize, usize)>,
+    /// The work between steps that is running now, if any (cleared by the next step).
+    pub phase: Option<crate::engine::train::TrainPhase>,
     pub device: String,
     pub epoch: usize,
     /// The most epochs the run may take; `None`: until the time budget is spent.
@@ -123,8 +125,11 @@ pub struct TrainingView {
 pub struct LabelCheck {
     /// Most doubtful first.
     pub suspects: Vec<crate::engine::train::margins::LabelSuspect>,
-    /// Photos checked: the ones trained on (photos held out for validation are not).
+    /// Photos checked: the ones trained on often enough to judge (photos held out for
+    /// validation are not).
     pub checked: usize,
+    /// The most times any photo was trained on: with `checked` 0, the run was too short.
+    pub passes: u32,
 }
 
 /// The end of a training run in words: a headline, what it did and how good the model
@@ -178,6 +183,30 @@ pub struct SortView {
     pub chosen: Vec<Option<String>>,
     /// The journal of the last sort: Undo reverses it.
     pub last_journal: Option<PathBuf>,
+}
+
+impl SortView {
+    /// Moves the "sure from" level: the plan's photos become sure or unsure at once, and
+    /// each photo still in the folder the old level gave it follows the new one (a folder
+    /// the person chose stays chosen).
+    pub fn set_min_confidence(&mut self, level: f64) {
+        self.min_confidence = level;
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let moved = plan.at_level(level);
+        for ((chosen, before), after) in self
+            .chosen
+            .iter_mut()
+            .zip(&plan.suggestions)
+            .zip(&moved.suggestions)
+        {
+            if chosen.as_deref() == before.folder() {
+                *chosen = after.folder().map(String::from);
+            }
+        }
+        self.plan = Some(Arc::new(moved));
+    }
 }
 
 impl Default for SortView {

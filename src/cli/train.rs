@@ -486,6 +486,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "validation": outcome.validation,
             "labels_checked": summary.labels_checked,
             "label_suspects": summary.label_suspects,
+            "finish_work": outcome.finish_work,
         }))?;
     }
     Ok(())
@@ -495,6 +496,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 fn print_label_check(summary: &crate::engine::model::TrainingSummary) {
     const SHOWN: usize = 10;
     if summary.labels_checked == 0 {
+        if summary.label_passes > 0 {
+            eprintln!(
+                "labels: not judged: this run trained on each photo at most {} time(s), and a \
+                 label is judged after {}; a longer run checks them",
+                summary.label_passes,
+                crate::engine::train::margins::MIN_PASSES_TO_JUDGE
+            );
+        }
         return;
     }
     if summary.label_suspects.is_empty() {
@@ -505,9 +514,11 @@ fn print_label_check(summary: &crate::engine::model::TrainingSummary) {
         return;
     }
     eprintln!(
-        "check these labels ({} of the {} photos trained on; --json lists them all):",
+        "check these labels ({} of the {} photos trained on at least {} times; --json lists \
+         them all):",
         summary.label_suspects.len(),
-        summary.labels_checked
+        summary.labels_checked,
+        crate::engine::train::margins::MIN_PASSES_TO_JUDGE
     );
     for suspect in summary.label_suspects.iter().take(SHOWN) {
         let line = format!("  {}: {}", suspect.path.display(), suspect.reason());
@@ -596,6 +607,7 @@ fn show_train_event(bar: &indicatif::ProgressBar, bar_counts_seconds: bool, even
             );
         }
         TrainEvent::Warning { message } => progress::say(bar, format!("warning: {message}")),
+        TrainEvent::Phase(phase) => bar.set_message(phase.describe()),
         TrainEvent::Evaluating { done, total } => {
             bar.set_prefix("evaluating");
             bar.set_length(total as u64);

@@ -89,6 +89,46 @@ pub fn guard_libtorch<T>(work: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
+/// The OpenMP setting that makes libtorch's threads sleep, instead of spinning, while
+/// they wait for each other.
+pub const OPENMP_WAIT_POLICY: (&str, &str) = ("OMP_WAIT_POLICY", "PASSIVE");
+
+/// Starts the program again with [`OPENMP_WAIT_POLICY`] set, unless it is set already
+/// (a person's own choice stands). Returns only when it is set, or when starting again
+/// failed (the program then goes on as it is).
+///
+/// libtorch's OpenMP threads meet at a barrier after every operation, and by default a
+/// thread that arrives first spins there for a while. On a machine whose cores are busy
+/// with other programs the thread it waits for is not running, so the spinning one burns
+/// the time slice that thread needed: with two busy processes beside it on 2 cores, a
+/// 60-s run trained 28 steps spinning and 103 sleeping, and measured its photos 6.5 times
+/// as fast (`scripts/busy_bench.sh`, docs/benchmarks.md "A busy machine"). libgomp reads
+/// the setting once, when it is loaded with libtorch before `main` runs, so it can only be
+/// set for a new process image. Call it first thing in `main`.
+pub fn openmp_threads_sleep_while_waiting() {
+    let (name, value) = OPENMP_WAIT_POLICY;
+    if std::env::var_os(name).is_some() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let Ok(program) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let shown_name = args
+            .next()
+            .unwrap_or_else(|| program.clone().into_os_string());
+        // `exec` replaces this process (same id, same terminal); it returns only on failure.
+        let _failed = std::process::Command::new(program)
+            .arg0(shown_name)
+            .args(args)
+            .env(name, value)
+            .exec();
+    }
+}
+
 /// Makes the C allocator keep freed memory for reuse instead of handing every large
 /// block back to the system. libtorch allocates each activation anew and frees it
 /// within the step; glibc serves blocks over its mmap threshold with `mmap` and unmaps

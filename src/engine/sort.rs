@@ -71,6 +71,9 @@ pub struct Suggestion {
     pub confidence: f64,
     /// Why it is left in the inbox rather than filed; `None` when it is sure.
     pub unsure: Option<String>,
+    /// It looks like none of the folders, however sure the level asked for.
+    #[serde(default)]
+    pub fits_none: bool,
 }
 
 impl Suggestion {
@@ -78,6 +81,42 @@ impl Suggestion {
     pub fn folder(&self) -> Option<&str> {
         self.unsure.is_none().then_some(self.best_folder.as_str())
     }
+
+    /// Why a photo guessed `folder` at `confidence` waits in the inbox at the level
+    /// `min_confidence`; `None` when it is filed.
+    fn unsure_reason(
+        folder: &str,
+        confidence: f64,
+        fits_none: bool,
+        min_confidence: f64,
+    ) -> Option<String> {
+        if fits_none {
+            Some(format!(
+                "it looks like none of the folders (not even '{folder}', the nearest)"
+            ))
+        } else if confidence < min_confidence {
+            Some(format!(
+                "'{folder}' at {:.0}% is below the {:.0}% asked for",
+                confidence * 100.0,
+                min_confidence * 100.0
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// What filing at one confidence level would do, from the plan's confidences.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelOutlook {
+    /// Photos filed at that level.
+    pub filed: usize,
+    /// Their mean confidence: with calibrated confidences, the share of them expected
+    /// to land in the right folder (`None` when none is filed).
+    pub expected_precision: Option<f64>,
+    /// Every photo's mean confidence: with calibrated confidences, how often the model
+    /// is right about this inbox (`None` for an empty plan).
+    pub expected_accuracy: Option<f64>,
 }
 
 /// Where each inbox photo would go.
@@ -93,6 +132,51 @@ pub struct SortPlan {
     pub suggestions: Vec<Suggestion>,
     /// Inbox files that could not be read, and why.
     pub skipped: Vec<SkippedFile>,
+}
+
+impl SortPlan {
+    /// The same plan at another confidence level: each photo sure or unsure again (in the
+    /// same order, so choices made beside it keep their places). No photo is embedded
+    /// again: the confidences do not depend on the level.
+    pub fn at_level(&self, min_confidence: f64) -> SortPlan {
+        let mut plan = self.clone();
+        plan.min_confidence = min_confidence;
+        for suggestion in &mut plan.suggestions {
+            suggestion.unsure = Suggestion::unsure_reason(
+                &suggestion.best_folder,
+                suggestion.confidence,
+                suggestion.fits_none,
+                min_confidence,
+            );
+        }
+        plan
+    }
+
+    /// What filing at `min_confidence` would do: how many photos, and how many of them
+    /// would be right if the confidences are calibrated.
+    pub fn outlook(&self, min_confidence: f64) -> LevelOutlook {
+        let filed: Vec<f64> = self
+            .suggestions
+            .iter()
+            .filter(|s| !s.fits_none && s.confidence >= min_confidence)
+            .map(|s| s.confidence)
+            .collect();
+        let mean = |values: &[f64]| {
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        };
+        let all: Vec<f64> = self.suggestions.iter().map(|s| s.confidence).collect();
+        LevelOutlook {
+            filed: filed.len(),
+            expected_precision: mean(&filed),
+            expected_accuracy: mean(&all),
+        }
+    }
+
+    /// Whether the confidences are calibrated probabilities (their mean over the filed
+    /// photos then estimates how many are right).
+    pub fn calibrated(&self) -> bool {
+        self.method == SortMethod::ClassProxies
+    }
 }
 
 /// Refuses an inbox and a library that overlap: filing would then touch the inbox's
@@ -209,24 +293,12 @@ pub fn plan(
             confidence,
             fits_none,
         } = guess(embedding)?;
-        let unsure = if fits_none {
-            Some(format!(
-                "it looks like none of the folders (not even '{folder}', the nearest)"
-            ))
-        } else if confidence < min_confidence {
-            Some(format!(
-                "'{folder}' at {:.0}% is below the {:.0}% asked for",
-                confidence * 100.0,
-                min_confidence * 100.0
-            ))
-        } else {
-            None
-        };
         suggestions.push(Suggestion {
             photo: paths[input].clone(),
+            unsure: Suggestion::unsure_reason(&folder, confidence, fits_none, min_confidence),
             best_folder: folder,
             confidence,
-            unsure,
+            fits_none,
         });
     }
     suggestions.sort_by(|a, b| {
@@ -917,6 +989,68 @@ mod tests {
         let key = RecordKey::load_or_create().expect("key");
         let mac = filing_mac(&key, &header.record.nonce, filed).expect("mac");
         json_line(&Signed { record: filed, mac }).expect("line")
+    }
+
+    /// Issue #41 item 2: the level moves without embedding again, below 50 % too; the
+    /// photos that fit no folder stay unsure at any level; the outlook is the filed
+    /// photos' mean calibrated confidence.
+    #[test]
+    fn a_plan_moves_to_another_level_and_says_what_filing_there_gives() {
+        let suggestion = |name: &str, confidence: f64, fits_none: bool| Suggestion {
+            photo: PathBuf::from(name),
+            best_folder: "rose".into(),
+            confidence,
+            unsure: Suggestion::unsure_reason("rose", confidence, fits_none, 0.9),
+            fits_none,
+        };
+        let plan = SortPlan {
+            inbox: "inbox".into(),
+            library: "library".into(),
+            method: SortMethod::ClassProxies,
+            min_confidence: 0.9,
+            folders: vec!["rose".into(), "tulip".into()],
+            suggestions: vec![
+                suggestion("a", 0.95, false),
+                suggestion("b", 0.6, false),
+                suggestion("c", 0.4, false),
+                suggestion("d", 0.97, true),
+            ],
+            skipped: Vec::new(),
+        };
+        let sure = |plan: &SortPlan| -> Vec<bool> {
+            plan.suggestions
+                .iter()
+                .map(|s| s.unsure.is_none())
+                .collect()
+        };
+        assert_eq!(sure(&plan), [true, false, false, false]);
+        let lower = plan.at_level(0.35);
+        assert_eq!(lower.min_confidence, 0.35);
+        assert_eq!(sure(&lower), [true, true, true, false], "d fits no folder");
+        assert!(
+            lower.suggestions[3]
+                .unsure
+                .as_deref()
+                .is_some_and(|w| w.contains("none"))
+        );
+        assert_eq!(
+            lower
+                .suggestions
+                .iter()
+                .map(|s| &s.photo)
+                .collect::<Vec<_>>(),
+            plan.suggestions
+                .iter()
+                .map(|s| &s.photo)
+                .collect::<Vec<_>>(),
+            "same order"
+        );
+        assert_eq!(sure(&lower.at_level(0.9)), sure(&plan), "and back");
+        let outlook = plan.outlook(0.5);
+        assert_eq!(outlook.filed, 2);
+        assert!((outlook.expected_precision.expect("filed") - 0.775).abs() < 1e-12);
+        assert!((outlook.expected_accuracy.expect("photos") - 0.73).abs() < 1e-12);
+        assert_eq!(plan.outlook(0.99).expected_precision, None);
     }
 
     fn write(path: &Path, bytes: &[u8]) {

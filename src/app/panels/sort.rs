@@ -39,14 +39,14 @@ pub fn sort_ui(
         let mut percent = state.sort.min_confidence * 100.0;
         ui.label("Sure from");
         if ui
-            .add(egui::Slider::new(&mut percent, 50.0..=100.0).suffix(" %"))
+            .add(egui::Slider::new(&mut percent, 0.0..=100.0).suffix(" %"))
             .on_hover_text(
                 "Photos less sure than this wait as unsure until you choose a folder for \
-                 them; a change applies when you Suggest folders again",
+                 them. Lower files more photos, and more of them in the wrong folder",
             )
             .changed()
         {
-            state.sort.min_confidence = percent / 100.0;
+            state.sort.set_min_confidence(percent / 100.0);
         }
         let planning = state.running(JobKind::PlanSort).is_some();
         if ui
@@ -109,6 +109,7 @@ fn plan_ui(
         plan.suggestions.len() - sure,
         plan.method.describe()
     ));
+    ui.label(outlook_line(&plan));
     let to_file = view.chosen.iter().filter(|c| c.is_some()).count();
     ui.horizontal(|ui| {
         ui.radio_value(&mut view.mode, FileMode::Copy, "Copy")
@@ -155,6 +156,37 @@ fn plan_ui(
                     });
             }
         });
+}
+
+/// What the chosen level is expected to give, and why nothing is filed when nothing is.
+pub fn outlook_line(plan: &crate::engine::sort::SortPlan) -> String {
+    let level = plan.min_confidence * 100.0;
+    let outlook = plan.outlook(plan.min_confidence);
+    let accuracy = outlook.expected_accuracy.unwrap_or(0.0) * 100.0;
+    match (outlook.expected_precision, plan.calibrated()) {
+        (Some(precision), true) => format!(
+            "At {level:.0}%: {} filed, about {:.0}% of them into the right folder (the \
+             model's calibrated confidence)",
+            outlook.filed,
+            precision * 100.0
+        ),
+        (Some(_), false) => format!(
+            "At {level:.0}%: {} filed. These confidences are not calibrated, so how many \
+             are right is not known",
+            outlook.filed
+        ),
+        (None, _) if plan.suggestions.is_empty() => String::new(),
+        (None, true) => format!(
+            "No photo is {level:.0}% sure: the model is right about {accuracy:.0}% of this \
+             inbox. Lower the level to file some, or teach it the folders better: more \
+             photos in each folder, or a longer training"
+        ),
+        (None, false) => format!(
+            "No photo is {level:.0}% sure (they average {accuracy:.0}%). Lower the level to \
+             file some, or teach the model the folders better: more photos in each folder, \
+             or a longer training"
+        ),
+    }
 }
 
 /// One photo: its thumbnail, name, what was suggested and how sure, and its folder.

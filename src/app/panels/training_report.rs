@@ -8,6 +8,7 @@ use crate::app::state::{AppState, LabelCheck};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{busy_label, file_name, format_secs, progress_bar, thumbnail};
 use crate::engine::eval::{RetrievalReport, SuspectImage};
+use crate::engine::train::margins::MIN_PASSES_TO_JUDGE;
 
 pub fn training_report_ui(
     ui: &mut egui::Ui,
@@ -24,6 +25,15 @@ pub fn training_report_ui(
             Some(total as u64),
             format!("Loading images {done}/{total}"),
         );
+    } else if let (true, Some(phase)) = (running, view.phase) {
+        // Work between the steps has no count of its own: it says what it is.
+        ui.horizontal(|ui| busy_label(ui, format!("{}…", phase.describe())));
+        if view.steps_per_epoch > 0 {
+            ui.label(&view.device);
+        }
+    } else if running && view.steps_per_epoch > 0 && view.global_step == 0 {
+        ui.horizontal(|ui| busy_label(ui, "Running the first step…"));
+        ui.label(&view.device);
     } else if running && view.steps_per_epoch > 0 {
         let by_steps = view.epochs.map_or(0.0, |epochs| {
             view.global_step as f64 / (view.steps_per_epoch * epochs).max(1) as f64
@@ -81,6 +91,10 @@ fn label_check_ui(
     thumbnails: &mut ThumbnailCache,
     intents: &mut Vec<Intent>,
 ) {
+    if check.checked == 0 {
+        ui.label(too_short_to_judge(check.passes));
+        return;
+    }
     if check.suspects.is_empty() {
         ui.label(format!(
             "Labels: training took none of the {} photos it trained on for another class.",
@@ -95,7 +109,8 @@ fn label_check_ui(
             ui.small(format!(
                 "While it trained, the model kept taking these photos for another class than \
                  their folder's. Most such photos are in the wrong folder; some show both \
-                 subjects. Checked the {} photos it trained on.",
+                 subjects. Checked the {} photos it trained on at least {MIN_PASSES_TO_JUDGE} \
+                 times; each says in how many of its passes it looked like another class.",
                 check.checked
             ));
             let rows: Vec<(&std::path::Path, String)> = check
@@ -105,6 +120,15 @@ fn label_check_ui(
                 .collect();
             photo_rows_ui(ui, thumbnails, &rows, "label_check_list", intents);
         });
+}
+
+/// Why a run listed no labels to check: it was too short.
+pub fn too_short_to_judge(passes: u32) -> String {
+    format!(
+        "Labels: not judged. This run trained on each photo at most {passes} {}, and a \
+         label is judged after {MIN_PASSES_TO_JUDGE}: a longer run checks them.",
+        if passes == 1 { "time" } else { "times" }
+    )
 }
 
 /// The end-of-run summary, "Use this model" after a cancel, and the before/after figures.
@@ -321,6 +345,8 @@ fn photo_rows_ui(
     const ROW_HEIGHT: f32 = 68.0;
     egui::ScrollArea::vertical()
         .max_height(ROW_HEIGHT * 4.0)
+        // Room for a few rows even low in a full column (it was one row tall).
+        .min_scrolled_height(ROW_HEIGHT * rows.len().min(3) as f32)
         .id_salt(id)
         .show_rows(ui, ROW_HEIGHT, rows.len(), |ui, range| {
             for (path, why) in &rows[range] {

@@ -488,6 +488,11 @@ pub struct TrainingSummary {
     /// class proxies (0 otherwise; photos held out for validation are not checked).
     #[serde(default)]
     pub labels_checked: usize,
+    /// The most times any photo was trained on with its margin recorded: below
+    /// [`crate::engine::train::margins::MIN_PASSES_TO_JUDGE`] the run was too short to
+    /// judge any label (0: no label check, or no step).
+    #[serde(default)]
+    pub label_passes: u32,
 }
 
 /// The run a resumed training went on from.

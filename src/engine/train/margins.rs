@@ -25,6 +25,21 @@ use serde::{Deserialize, Serialize};
 /// (precision 0.59, recall 0.56 on the mean; 2.5 left one seed's recall at 0.49).
 pub const SUSPECT_SPREADS_BELOW: f64 = 2.4;
 
+/// A photo's label is judged only after it was trained on this many times: one or two
+/// passes of a network that is still learning say little (issue #41: after a 17-step run
+/// the list held plain roses seen "in 1 of 1 passes"), and three are the fewest where
+/// most of them can disagree with the folder.
+pub const MIN_PASSES_TO_JUDGE: u32 = 3;
+
+/// `evidence` with the photos trained on fewer than [`MIN_PASSES_TO_JUDGE`] times left
+/// out (`None`), as the label check judges them.
+pub fn judgeable(evidence: &[Option<MarginEvidence>]) -> Vec<Option<MarginEvidence>> {
+    evidence
+        .iter()
+        .map(|e| e.filter(|e| e.seen >= MIN_PASSES_TO_JUDGE))
+        .collect()
+}
+
 /// The margin below which a photo is listed: the mean of `evidence`'s judged margins
 /// ([`MarginEvidence::judged`]) minus `spreads` standard deviations (`None` with fewer
 /// than 2 photos).

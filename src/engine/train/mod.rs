@@ -13,6 +13,7 @@ pub mod loss;
 pub mod margins;
 pub mod monitor;
 pub mod optimizer;
+pub mod pace;
 pub mod prepare;
 pub mod resume;
 pub mod schedule;
@@ -168,6 +169,64 @@ pub enum TrainEvent {
     Warning { message: String },
     /// Measuring retrieval on the validation folder: `done` of `total` images embedded.
     Evaluating { done: usize, total: usize },
+    /// A stretch of work between the steps that has no count of its own to show: the
+    /// progress the person sees names it instead of standing still.
+    Phase(TrainPhase),
+}
+
+/// The work a run does around its steps, each shown as its own phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainPhase {
+    /// The photos are decoded; the starting model is measured before the first step
+    /// (the spread probe, the validation photos' picture).
+    MeasuringStart,
+    /// An epoch ended: the model is measured on the validation photos.
+    Validating { epoch: usize },
+    /// The last step ran: the final measures, the before/after picture, calibration.
+    Finishing,
+}
+
+impl TrainPhase {
+    /// What the progress line says while it runs.
+    pub fn describe(self) -> String {
+        match self {
+            Self::MeasuringStart => "Measuring the starting model before the first step".into(),
+            Self::Validating { epoch } => format!("Measuring the model after epoch {epoch}"),
+            Self::Finishing => {
+                "Last step done: measuring the trained model and calibrating it".into()
+            }
+        }
+    }
+}
+
+/// The work after the last step: what the reserve planned for it, and what was done.
+/// Images are counted, not timed, so a test can check that every phase is planned for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FinishWork {
+    /// Images the last reserve priced (the final observation, the before/after
+    /// picture, the calibration photos).
+    pub planned_images: usize,
+    /// Images run through the network after the last step.
+    pub embedded_images: usize,
+    /// The seconds kept for it at the end: (`planned_images` × `secs_per_image` +
+    /// `read_secs`) × `slowdown`, at most 0.9 of the budget.
+    pub reserve_secs: f64,
+    /// How many times slower the last steps ran than those just after the pricing (1 or
+    /// more): the machine got busier, and the work after the steps will take longer.
+    pub slowdown: f64,
+    /// The seconds per image that priced it: the rate of the last measuring pass before
+    /// the last step (the starting model's, or the last observation's).
+    pub secs_per_image: f64,
+    /// Seconds for reading the folders again (the final evaluation of a validation
+    /// folder: as long as preparing took).
+    pub read_secs: f64,
+    /// Where the run's time went, in seconds from its start: the photos were loaded, the
+    /// starting model measured (the first step began), the last step ended, and the run
+    /// ended (with its final evaluation).
+    pub loaded_at_secs: f64,
+    pub first_step_at_secs: f64,
+    pub last_step_at_secs: f64,
+    pub ended_at_secs: f64,
 }
 
 /// What a training run produced.
@@ -189,6 +248,8 @@ pub struct TrainOutcome {
     /// In the same order, each photo's progress-weighted mean cosine to every class
     /// proxy while it trained (empty when the loss has no class proxies).
     pub label_cosines: Vec<Option<Vec<f64>>>,
+    /// The work after the last step, planned and done.
+    pub finish_work: FinishWork,
 }
 
 /// A run to go on from: its model (as saved) and the state saved beside it.
@@ -278,19 +339,23 @@ pub fn train(
     if let Some(resumption) = &resumption {
         notes.push(go_on_from(&mut trainer, resumption, job, &data)?);
     }
-    let mut monitor = Monitor::new(settings, &data, &trainer)?;
-    // The budget covers the whole run: the steps end early enough for what follows them.
-    let images = data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
-    let final_evaluation_secs = if job.validation.is_some() {
-        // It reads both folders from disk again (as long as preparing did) and embeds them.
-        prepare_secs + images as f64 * monitor.embed_secs_per_image
-    } else {
-        0.0
+    on_event(TrainEvent::Phase(TrainPhase::MeasuringStart));
+    let mut monitor = Monitor::new(settings, &data, &trainer, cancel)?;
+    // The budget covers the whole run: the steps end early enough for what follows them,
+    // priced image by image at the rate the last measuring pass ran at.
+    let plan = FinishPlan {
+        calibration_images: calibration_images(&data, settings, &monitor),
+        // The final evaluation reads both folders from disk again (as long as preparing
+        // did) and embeds them.
+        evaluation_images: job.validation.as_ref().map_or(0, |_| {
+            data.training.len() + data.validation.as_ref().map_or(0, |v| v.len())
+        }),
+        evaluation_read_secs: job.validation.as_ref().map_or(0.0, |_| prepare_secs),
+        priced_secs_per_image: std::cell::Cell::new(0.0),
     };
-    // The last observation and the before/after picture redo most of what measuring the
-    // starting model did (1.5× was measured on flowers5-train: docs/benchmarks.md).
-    trainer.reserve_for_finish(1.5 * monitor.setup_secs + final_evaluation_secs);
+    plan.reserve(&mut trainer, &monitor);
     let device_label = describe(device);
+    let first_step_at_secs = clock.elapsed().as_secs_f64();
     on_event(TrainEvent::Started {
         device: device_label.clone(),
         classes: data.training.dataset.classes.len(),
@@ -321,15 +386,27 @@ pub fn train(
         }),
         ..Default::default()
     };
-    run_epochs(
+    let last_step = run_epochs(
         &mut trainer,
         &mut monitor,
         settings,
+        &plan,
         &clock,
         cancel,
         on_event,
         &mut summary,
     )?;
+    let mut finish_work = FinishWork {
+        planned_images: plan.images(&monitor),
+        reserve_secs: trainer.finish_reserve_secs(),
+        slowdown: trainer.slowdown(),
+        secs_per_image: plan.priced_secs_per_image.get(),
+        read_secs: plan.evaluation_read_secs,
+        loaded_at_secs: prepare_secs,
+        first_step_at_secs,
+        last_step_at_secs: last_step.map_or(clock.elapsed().as_secs_f64(), |l| l.at_secs),
+        ..FinishWork::default()
+    };
     let steps_before = summary.resumed_from.as_ref().map_or(0, |e| e.steps);
     if trainer.global_step() == steps_before && cancel.load(Ordering::Relaxed) {
         // Nothing was trained: there is no model worth keeping.
@@ -350,18 +427,35 @@ pub fn train(
     let before_after = if summary.cancelled || cancel.load(Ordering::Relaxed) {
         None
     } else {
-        monitor.before_after(trainer.model())?
+        // A cancel now keeps the trained model, without its picture.
+        match monitor.before_after(trainer.model(), cancel) {
+            Err(EngineError::Cancelled) => None,
+            picture => picture?,
+        }
     };
     let proxies = trainer.class_proxies()?;
     let mut model = trainer.into_model();
+    let mut calibration_embedded = 0;
     if let Some(proxies) = proxies {
-        model.classifier = Some(calibrated_classifier(&model, &proxies, &data, settings)?);
+        let (classifier, embedded) = calibrated_classifier(
+            &model,
+            &proxies,
+            &data,
+            settings,
+            monitor.final_validation_embeddings(),
+        )?;
+        calibration_embedded = embedded;
+        model.classifier = Some(classifier);
     }
+    finish_work.embedded_images = monitor.embedded_images
+        - last_step.map_or(monitor.embedded_images, |l| l.embedded_images)
+        + calibration_embedded;
 
     let validation = match (&job.validation, summary.cancelled) {
         (Some(folder), false) => final_evaluation(job, folder, &model, cancel, on_event)?,
         _ => None,
     };
+    finish_work.ended_at_secs = clock.elapsed().as_secs_f64();
     Ok(TrainOutcome {
         model,
         summary,
@@ -371,20 +465,84 @@ pub fn train(
         state,
         label_evidence,
         label_cosines,
+        finish_work,
     })
+}
+
+/// What the work after the last step will run through the network, besides the
+/// monitor's own passes.
+struct FinishPlan {
+    /// Held-out photos the classifier is calibrated on.
+    calibration_images: usize,
+    /// Photos the final evaluation embeds (both folders, with a validation folder).
+    evaluation_images: usize,
+    /// Seconds the final evaluation spends reading the folders from disk again.
+    evaluation_read_secs: f64,
+    /// The rate the last reserve was priced at.
+    priced_secs_per_image: std::cell::Cell<f64>,
+}
+
+impl FinishPlan {
+    /// Every image the work after the last step runs through the network.
+    fn images(&self, monitor: &Monitor) -> usize {
+        monitor.images_after_steps() + self.calibration_images + self.evaluation_images
+    }
+
+    /// Keeps the seconds it needs at the monitor's last measured rate (replacing the
+    /// last reserve): a machine that got busier since the last pass makes it grow.
+    fn reserve(&self, trainer: &mut Trainer, monitor: &Monitor) {
+        self.priced_secs_per_image.set(monitor.embed_secs_per_image);
+        trainer.reserve_for_finish(
+            self.images(monitor) as f64 * monitor.embed_secs_per_image + self.evaluation_read_secs,
+        );
+    }
+}
+
+/// Held-out photos calibration will embed: those of a validation set of the training
+/// classes, when the loss trains class proxies ([`calibrated_classifier`]), unless the
+/// final observation embeds them all already.
+fn calibration_images(
+    data: &prepare::PreparedData,
+    settings: &TrainSettings,
+    monitor: &Monitor,
+) -> usize {
+    match &data.validation {
+        Some(validation)
+            if settings.loss == Loss::NormalizedSoftmax
+                && validation.dataset.classes == data.training.dataset.classes
+                && !monitor.looks_at_every_validation_photo() =>
+        {
+            validation.len()
+        }
+        _ => 0,
+    }
 }
 
 /// Trains epoch after epoch until the epochs, the time budget or a cancel end the run,
 /// observing each epoch (validation, collapse) and recording it in `summary`.
+/// When the final observation began (after the last step).
+#[derive(Debug, Clone, Copy)]
+struct LastStep {
+    /// Seconds from the start of the run.
+    at_secs: f64,
+    /// Images the monitor had embedded by then.
+    embedded_images: usize,
+}
+
+/// Re-prices the work after the last step after every observation (`plan`). Returns when
+/// the final observation began (`None` when the run ended without one).
+#[allow(clippy::too_many_arguments)] // the run's parts, each used here
 fn run_epochs(
     trainer: &mut Trainer,
     monitor: &mut Monitor,
     settings: &TrainSettings,
+    plan: &FinishPlan,
     clock: &Instant,
     cancel: &AtomicBool,
     on_event: &(dyn Fn(TrainEvent) + Sync),
     summary: &mut TrainingSummary,
-) -> Result<()> {
+) -> Result<Option<LastStep>> {
+    let mut last_step = None;
     let mut epoch = 0;
     while !cancel.load(Ordering::Relaxed) && settings.epoch_limit().is_none_or(|n| epoch < n) {
         epoch += 1;
@@ -411,9 +569,19 @@ fn run_epochs(
         let final_epoch = stop.is_some() || settings.epoch_limit() == Some(epoch);
         // The run is judged by what it would save: the weight average, when it keeps one.
         trainer.show_average(true);
+        on_event(TrainEvent::Phase(if final_epoch {
+            last_step = Some(LastStep {
+                at_secs: clock.elapsed().as_secs_f64(),
+                embedded_images: monitor.embedded_images,
+            });
+            TrainPhase::Finishing
+        } else {
+            TrainPhase::Validating { epoch }
+        }));
         let observed = monitor.observe(epoch, mean_loss, final_epoch, trainer, cancel);
         if !final_epoch {
             trainer.show_average(false);
+            plan.reserve(trainer, monitor);
         }
         let observed = match observed {
             // Cancelled during validation: it ends now, as after a step.
@@ -451,7 +619,7 @@ fn run_epochs(
     if cancel.load(Ordering::Relaxed) {
         summary.cancelled = true;
     }
-    Ok(())
+    Ok(last_step)
 }
 
 /// The job a run really starts: a `pretrained` run without a weights file of its own
@@ -610,6 +778,8 @@ fn check_labels(
         )
         .collect();
     let (photos, evidence): (Vec<_>, Vec<_>) = label_evidence.iter().cloned().unzip();
+    summary.label_passes = evidence.iter().flatten().map(|e| e.seen).max().unwrap_or(0);
+    let evidence = margins::judgeable(&evidence);
     summary.labels_checked = evidence.iter().filter(|e| e.is_some()).count();
     summary.label_suspects = margins::suspect_threshold(&evidence, margins::SUSPECT_SPREADS_BELOW)
         .map_or_else(Vec::new, |below| {
@@ -619,13 +789,15 @@ fn check_labels(
 }
 
 /// The run's class proxies as a classifier, calibrated on the photos it held out when it
-/// has them (and they are of the same classes).
+/// has them (and they are of the same classes), with the number of photos it embedded:
+/// none when `embedded` already holds every held-out photo's embedding under `model`.
 fn calibrated_classifier(
     model: &EmbeddingModel,
     proxies: &[f32],
     data: &prepare::PreparedData,
     settings: &TrainSettings,
-) -> Result<Classifier> {
+    embedded: Option<&tch::Tensor>,
+) -> Result<(Classifier, usize)> {
     let classes = data.training.dataset.classes.clone();
     let mut classifier = Classifier::new(
         classes.clone(),
@@ -638,13 +810,19 @@ fn calibrated_classifier(
         .as_ref()
         .filter(|v| v.dataset.classes == classes && !v.is_empty())
     {
-        let indices: Vec<usize> = (0..validation.len()).collect();
-        let embedded = trainer::embed_prepared(model, &validation.images, &indices)?;
-        let embeddings = crate::engine::model::tensor_to_f32(&embedded)?;
+        let (embeddings, embedded_now) = match embedded {
+            Some(all) => (crate::engine::model::tensor_to_f32(all)?, 0),
+            None => {
+                let indices: Vec<usize> = (0..validation.len()).collect();
+                let all = trainer::embed_prepared(model, &validation.images, &indices)?;
+                (crate::engine::model::tensor_to_f32(&all)?, indices.len())
+            }
+        };
         let labels: Vec<usize> = validation.dataset.images.iter().map(|(_, c)| *c).collect();
         classifier.calibrate(&embeddings, &labels);
+        return Ok((classifier, embedded_now));
     }
-    Ok(classifier)
+    Ok((classifier, 0))
 }
 
 /// What the in-memory gallery of the final evaluation says made it: the model is saved,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::prepare::PreparedData;
-use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared, embed_prepared_until};
+use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared_until};
 use super::{Loss, TrainSettings};
 use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{PreparedImages, shuffled_epoch};
@@ -39,6 +39,39 @@ const SPREAD_PROBE_IMAGES: usize = 64;
 /// that measuring it costs a small share of an epoch.
 const VALIDATION_GALLERY_IMAGES: usize = 1000;
 const VALIDATION_QUERY_IMAGES: usize = 500;
+/// Share of the time budget one measuring pass (a retrieval measure: the gallery and the
+/// queries) may take at the measured rate. Three passes at least (the starting model,
+/// the end, and one between when epochs are long) would otherwise fill a short budget on
+/// a busy machine: 2 954 images, 45 of 60 s, left one step (issue #41). At 600 s on a
+/// quiet machine the limits below bind first, as before.
+const MEASURE_SHARE: f64 = 0.05;
+/// A measuring pass keeps at least this many images (or all there are), so its figures
+/// still mean something.
+const MIN_IMAGES_PER_PASS: usize = 120;
+
+/// The most images one measuring pass may run through the network, from the time budget
+/// and the measured seconds per image (`None`: no budget, no limit but the fixed ones).
+pub fn images_per_pass(budget_secs: Option<f64>, secs_per_image: f64) -> Option<usize> {
+    let budget = budget_secs?;
+    let fits = MEASURE_SHARE * budget / secs_per_image.max(1e-9);
+    Some((fits.min(1e9) as usize).max(MIN_IMAGES_PER_PASS))
+}
+
+/// The most gallery and query images of a retrieval measure: the fixed limits, or
+/// within `per_pass` a third of it for the queries and the rest for the gallery.
+fn retrieval_limits(per_pass: Option<usize>) -> (usize, usize) {
+    match per_pass {
+        None => (VALIDATION_GALLERY_IMAGES, VALIDATION_QUERY_IMAGES),
+        Some(images) => {
+            let queries = (images / 3).clamp(1, VALIDATION_QUERY_IMAGES);
+            let gallery = images
+                .saturating_sub(queries)
+                .clamp(1, VALIDATION_GALLERY_IMAGES);
+            (gallery, queries)
+        }
+    }
+}
+
 /// Epochs shorter than this are observed together, so tiny epochs (the seed's 40
 /// triplets) do not spend their time measuring.
 const MIN_SECONDS_BETWEEN_OBSERVATIONS: f64 = 30.0;
@@ -162,7 +195,8 @@ fn evenly(count: usize, limit: usize) -> Vec<usize> {
 }
 
 impl ValidationProbe {
-    fn new(settings: &TrainSettings, data: &PreparedData) -> Option<Self> {
+    /// `per_pass`: the most images one retrieval measure may embed ([`images_per_pass`]).
+    fn new(settings: &TrainSettings, data: &PreparedData, per_pass: Option<usize>) -> Option<Self> {
         let validation = data.validation.as_ref()?;
         if validation.is_empty() {
             return None;
@@ -175,12 +209,13 @@ impl ValidationProbe {
             }
         }
         let id_of = |name: &str| class_names.iter().position(|c| c == name).unwrap_or(0);
-        let gallery = evenly(training.len(), VALIDATION_GALLERY_IMAGES);
+        let (gallery_limit, query_limit) = retrieval_limits(per_pass);
+        let gallery = evenly(training.len(), gallery_limit);
         let gallery_classes = gallery
             .iter()
             .map(|&i| training.dataset.images[i].1)
             .collect();
-        let queries = evenly(validation.len(), VALIDATION_QUERY_IMAGES);
+        let queries = evenly(validation.len(), query_limit);
         let validation_class_ids: Vec<usize> = validation
             .dataset
             .classes
@@ -248,10 +283,21 @@ impl ValidationProbe {
         &self,
         model: &EmbeddingModel,
         training_images: &PreparedImages,
+        cancel: &AtomicBool,
     ) -> Result<TrainingPicture> {
-        let (map_at_r, recall_at_1) =
-            self.retrieval(model, training_images, &AtomicBool::new(false))?;
-        let embedded = embed_prepared(model, &self.images, &self.queries)?;
+        let (map_at_r, recall_at_1, embedded) = self.retrieval(model, training_images, cancel)?;
+        self.picture_of(model, &embedded, map_at_r, recall_at_1)
+    }
+
+    /// The picture of the queries' embeddings `embedded` (as [`Self::retrieval`] gives
+    /// them) with its retrieval figures.
+    fn picture_of(
+        &self,
+        model: &EmbeddingModel,
+        embedded: &Tensor,
+        map_at_r: f64,
+        recall_at_1: f64,
+    ) -> Result<TrainingPicture> {
         let dimension = model.config.embedding_dim;
         let vectors = Vec::<f32>::try_from(
             embedded
@@ -296,13 +342,24 @@ impl ValidationProbe {
         Ok(Some(sum / self.loss_batches.len() as f64))
     }
 
-    /// mAP@R and recall@1 of the validation queries against the training gallery.
+    /// Images one retrieval measure embeds: the gallery and the queries.
+    fn retrieval_images(&self) -> usize {
+        self.gallery.len() + self.queries.len()
+    }
+
+    /// Images one validation-loss measure runs through the network.
+    fn loss_images(&self) -> usize {
+        self.loss_batches.iter().map(|(batch, _)| batch.len()).sum()
+    }
+
+    /// mAP@R and recall@1 of the validation queries against the training gallery, with
+    /// the queries' embeddings.
     fn retrieval(
         &self,
         model: &EmbeddingModel,
         training_images: &PreparedImages,
         cancel: &AtomicBool,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<(f64, f64, Tensor)> {
         let gallery = embed_prepared_until(model, training_images, &self.gallery, cancel)?;
         let queries = embed_prepared_until(model, &self.images, &self.queries, cancel)?;
         let largest_class = (0..self.class_names.len())
@@ -332,7 +389,7 @@ impl ValidationProbe {
             &self.query_classes,
             &ranked,
         );
-        Ok((report.map_at_r, report.recall_at_1))
+        Ok((report.map_at_r, report.recall_at_1, queries))
     }
 }
 
@@ -373,11 +430,17 @@ pub struct Monitor {
     before: Option<TrainingPicture>,
     /// What to try after a collapse, for the loss this run uses.
     collapse_advice: &'static str,
-    /// How long measuring the starting model took (probe, validation picture): about
-    /// what the final observation and the before/after picture cost again at the end.
-    pub setup_secs: f64,
-    /// Seconds to embed one prepared image, measured on the probe.
+    /// Seconds per image of the last measuring pass (the starting model's, then each
+    /// observation's): the work after the last step is priced at this rate, so a machine
+    /// that got busier while training ran makes the reserve grow with it.
     pub embed_secs_per_image: f64,
+    /// Images this monitor has run through the network, all passes together.
+    pub embedded_images: usize,
+    /// The final observation's picture of the validation photos and their embeddings
+    /// (all of them, in order, when the queries are every validation photo): the
+    /// before/after view and calibration use them instead of embedding again, unless an
+    /// earlier epoch's weights were put back.
+    last_look: Option<(TrainingPicture, Option<Tensor>)>,
 }
 
 /// What to try after a collapse: the default preset cannot be advised to a run that
@@ -394,26 +457,41 @@ fn collapse_advice(settings: &TrainSettings) -> &'static str {
 }
 
 impl Monitor {
-    pub fn new(settings: &TrainSettings, data: &PreparedData, trainer: &Trainer) -> Result<Self> {
+    /// Measures the starting model (the spread probe, and the validation photos'
+    /// picture when there are some). A cancel stops it at the next batch.
+    pub fn new(
+        settings: &TrainSettings,
+        data: &PreparedData,
+        trainer: &Trainer,
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
         let setup_started = Instant::now();
         let training_images = Arc::clone(&data.training.images);
         let probe = evenly(data.training.len(), SPREAD_PROBE_IMAGES);
         let detector = CollapseDetector::new(settings);
-        let start = embed_prepared(trainer.model(), &training_images, &probe)?;
-        let embed_secs_per_image =
-            setup_started.elapsed().as_secs_f64() / probe.len().max(1) as f64;
+        let start = embed_prepared_until(trainer.model(), &training_images, &probe, cancel)?;
         // A start that is already one point (broken imported weights) is no place to
         // come back to.
         let start_spread = relative_spread(&start, detector.margin_scale());
         let last_healthy = (start_spread >= COLLAPSED_SPREAD).then(|| trainer.checkpoint());
-        let validation = ValidationProbe::new(settings, data);
+        // The probe's rate sizes the validation measures to the budget.
+        let per_pass = images_per_pass(
+            settings.max_seconds,
+            setup_started.elapsed().as_secs_f64() / probe.len().max(1) as f64,
+        );
+        let validation = ValidationProbe::new(settings, data, per_pass);
         let before = validation
             .as_ref()
-            .map(|v| v.picture(trainer.model(), &training_images))
+            .map(|v| v.picture(trainer.model(), &training_images, cancel))
             .transpose()?;
+        let embedded_images = probe.len()
+            + validation
+                .as_ref()
+                .map_or(0, ValidationProbe::retrieval_images);
         Ok(Self {
-            setup_secs: setup_started.elapsed().as_secs_f64(),
-            embed_secs_per_image,
+            embed_secs_per_image: setup_started.elapsed().as_secs_f64()
+                / embedded_images.max(1) as f64,
+            embedded_images,
             collapse_advice: collapse_advice(settings),
             training_images,
             probe,
@@ -424,6 +502,7 @@ impl Monitor {
             best: None,
             last_recall_at_1: None,
             last_validated_map: None,
+            last_look: None,
             recoveries: 0,
             last_observed: None,
             last_spread: start_spread,
@@ -452,15 +531,25 @@ impl Monitor {
                 verdict: EpochVerdict::Skipped,
             });
         }
+        let observation_started = Instant::now();
         let embeddings =
             embed_prepared_until(trainer.model(), &self.training_images, &self.probe, cancel)?;
         let spread = relative_spread(&embeddings, self.detector.margin_scale());
         self.last_spread = spread;
         let (validation_loss, retrieval) = match &self.validation {
-            Some(validation) => (
-                validation.loss(trainer, cancel)?,
-                Some(validation.retrieval(trainer.model(), &self.training_images, cancel)?),
-            ),
+            Some(validation) => {
+                let loss = validation.loss(trainer, cancel)?;
+                let (map, recall, queries) =
+                    validation.retrieval(trainer.model(), &self.training_images, cancel)?;
+                self.last_look = if final_epoch {
+                    let picture = validation.picture_of(trainer.model(), &queries, map, recall)?;
+                    let every_photo = validation.queries.len() == validation.images.len();
+                    Some((picture, every_photo.then_some(queries)))
+                } else {
+                    None
+                };
+                (loss, Some((map, recall)))
+            }
             None => (None, None),
         };
         let validation_map_at_r = retrieval.map(|(map, _)| map);
@@ -490,6 +579,10 @@ impl Monitor {
             }
         };
         self.last_observed = Some(Instant::now());
+        let images = self.observation_images();
+        self.embedded_images += images;
+        self.embed_secs_per_image =
+            observation_started.elapsed().as_secs_f64() / images.max(1) as f64;
         Ok(Observation {
             validation_loss,
             validation_map_at_r,
@@ -523,24 +616,68 @@ impl Monitor {
     }
 
     /// The validation photos before training and under `model` (the trained one).
-    pub fn before_after(&self, model: &EmbeddingModel) -> Result<Option<BeforeAfter>> {
+    pub fn before_after(
+        &mut self,
+        model: &EmbeddingModel,
+        cancel: &AtomicBool,
+    ) -> Result<Option<BeforeAfter>> {
         let (Some(before), Some(validation)) = (&self.before, &self.validation) else {
             return Ok(None);
         };
+        let after = match &self.last_look {
+            Some((picture, _)) => picture.clone(),
+            None => {
+                self.embedded_images += validation.retrieval_images();
+                validation.picture(model, &self.training_images, cancel)?
+            }
+        };
         Ok(Some(BeforeAfter {
             before: before.clone(),
-            after: validation.picture(model, &self.training_images)?,
+            after,
         }))
+    }
+
+    /// Images one observation runs through the network: the spread probe, and with
+    /// validation photos the loss batches and one retrieval measure.
+    pub fn observation_images(&self) -> usize {
+        self.probe.len()
+            + self
+                .validation
+                .as_ref()
+                .map_or(0, |v| v.loss_images() + v.retrieval_images())
+    }
+
+    /// Images the monitor runs through the network after the last step: the final
+    /// observation (whose picture and embeddings the before/after view and calibration
+    /// reuse).
+    pub fn images_after_steps(&self) -> usize {
+        self.observation_images()
+    }
+
+    /// Whether the final observation embeds every validation photo, so calibration can
+    /// reuse them ([`Self::final_validation_embeddings`]).
+    pub fn looks_at_every_validation_photo(&self) -> bool {
+        self.validation
+            .as_ref()
+            .is_some_and(|v| v.queries.len() == v.images.len())
+    }
+
+    /// Every validation photo's embedding (in order) under the weights training ended
+    /// with, when the final observation made them and those weights were kept.
+    pub fn final_validation_embeddings(&self) -> Option<&Tensor> {
+        self.last_look.as_ref().and_then(|(_, all)| all.as_ref())
     }
 
     /// Puts the best validated weights back when they were clearly better than the last
     /// ones ([`keeps_an_earlier_epoch`]), and records the run's monitoring in the summary.
-    pub fn finish(&self, trainer: &mut Trainer, summary: &mut TrainingSummary) -> Result<()> {
+    pub fn finish(&mut self, trainer: &mut Trainer, summary: &mut TrainingSummary) -> Result<()> {
         summary.validation_recall_at_1 = self.last_recall_at_1;
         if let Some((epoch, map, recall, checkpoint)) = &self.best
             && keeps_an_earlier_epoch(*map, self.last_validated_map)
         {
             trainer.restore(checkpoint)?;
+            // The final look was of other weights.
+            self.last_look = None;
             summary.best_epoch = Some(*epoch);
             summary.best_validation_map_at_r = Some(*map);
             summary.validation_recall_at_1 = Some(*recall);
@@ -568,6 +705,28 @@ pub fn keeps_an_earlier_epoch(best: f64, last: Option<f64>) -> bool {
 mod tests {
     use super::*;
     use crate::engine::train::Preset;
+
+    #[test]
+    fn measuring_takes_a_bounded_share_of_a_short_budget_and_all_of_its_limits_at_600_s() {
+        // Issue #41's busy machine: 15 ms an image. A 60-s budget gets 200 images a pass
+        // (3 s), not 1 228 (19 s).
+        assert_eq!(images_per_pass(Some(60.0), 0.015), Some(200));
+        assert_eq!(retrieval_limits(Some(200)), (134, 66));
+        // A quiet machine at 600 s: the fixed limits bind, as before.
+        assert_eq!(images_per_pass(Some(600.0), 0.006), Some(5000));
+        assert_eq!(
+            retrieval_limits(Some(5000)),
+            (VALIDATION_GALLERY_IMAGES, VALIDATION_QUERY_IMAGES)
+        );
+        // Never fewer than a floor, however slow; no budget, no limit but the fixed ones.
+        assert_eq!(images_per_pass(Some(10.0), 1.0), Some(MIN_IMAGES_PER_PASS));
+        assert_eq!(images_per_pass(None, 0.015), None);
+        assert_eq!(
+            retrieval_limits(None),
+            (VALIDATION_GALLERY_IMAGES, VALIDATION_QUERY_IMAGES)
+        );
+        assert_eq!(images_per_pass(Some(60.0), 0.0), Some(1_000_000_000));
+    }
 
     #[test]
     fn an_earlier_epoch_is_kept_only_when_clearly_better_than_the_last() {

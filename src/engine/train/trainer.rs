@@ -139,6 +139,12 @@ pub struct Trainer {
     /// picture, the final evaluation): training stops this much before the budget so
     /// that the whole run, not only the steps, fits in it.
     finish_reserve_secs: f64,
+    /// The whole run's time budget, as the settings gave it (the steps' own budget,
+    /// `settings.max_seconds`, is this less the reserve).
+    budget_secs: Option<f64>,
+    /// Whether the machine slowed down since the reserve was priced: the reserve grows
+    /// with it ([`Self::steps_budget_secs`]).
+    pace: super::pace::Pace,
     average: Option<WeightAverage>,
     /// The side of the images the current epoch trains on (progressive resizing).
     epoch_size_px: u32,
@@ -218,6 +224,8 @@ impl Trainer {
             global_step: 0,
             lr_scale: 1.0,
             finish_reserve_secs: 0.0,
+            budget_secs: settings.max_seconds,
+            pace: super::pace::Pace::default(),
             average: None,
             epoch_size_px: settings.image_size_px,
             resumed: SchedulePosition::default(),
@@ -408,14 +416,38 @@ impl Trainer {
 
     /// Keeps `secs` of the time budget for the work after the last step: the steps (and
     /// the learning-rate schedule) end that much earlier, and the countdown still counts
-    /// to the end of the whole run.
+    /// to the end of the whole run. Called again as the estimate is measured again (a
+    /// machine that got busier makes that work slower): the latest reserve replaces the
+    /// earlier one, out of the whole budget.
     pub fn reserve_for_finish(&mut self, secs: f64) {
-        if let Some(budget) = self.settings.max_seconds {
+        if let Some(budget) = self.budget_secs {
             // At least a tenth of the budget stays for training, however slow the rest.
             let reserve = secs.clamp(0.0, budget * 0.9);
             self.settings.max_seconds = Some(budget - reserve);
             self.finish_reserve_secs = reserve;
+            self.pace.reset();
         }
+    }
+
+    /// Seconds kept for the work after the last step: the priced reserve
+    /// ([`Self::reserve_for_finish`]) times how much slower the steps have become since
+    /// (at most 0.9 of the budget).
+    pub fn finish_reserve_secs(&self) -> f64 {
+        let grown = self.finish_reserve_secs * self.pace.slowdown();
+        self.budget_secs
+            .map_or(grown, |budget| grown.min(budget * 0.9))
+    }
+
+    /// How many times slower the steps run than just after the reserve was priced.
+    pub fn slowdown(&self) -> f64 {
+        self.pace.slowdown()
+    }
+
+    /// Seconds from the run's start by which the last step must have ended (`None`
+    /// without a time budget).
+    fn steps_budget_secs(&self) -> Option<f64> {
+        self.budget_secs
+            .map(|budget| budget - self.finish_reserve_secs())
     }
 
     /// Lowers every later learning rate by `factor` (after a collapse was undone).
@@ -463,7 +495,13 @@ impl Trainer {
             );
             let lr = learning_rate(&self.settings, at) * self.lr_scale;
             let labels: Vec<i64> = batch.loaded.iter().map(|&i| self.labels[i]).collect();
+            let step_started = std::time::Instant::now();
             let loss = self.step(&batch.pixels, &labels, lr)?;
+            let side = f64::from(self.epoch_size_px);
+            self.pace.record(
+                step_started.elapsed().as_secs_f64(),
+                labels.len() as f64 * side * side,
+            );
             if let (Some(ledger), Some(cosines)) = (&mut self.margins, self.last_cosines.take()) {
                 ledger.record(&batch.loaded, &labels, &cosines, at);
             }
@@ -496,8 +534,7 @@ impl Trainer {
             if cancel.load(Ordering::Relaxed) {
                 stop = Some(Stop::Cancelled);
             } else if self
-                .settings
-                .max_seconds
+                .steps_budget_secs()
                 .is_some_and(|budget| elapsed_secs >= budget)
             {
                 stop = Some(Stop::TimeBudget);
