@@ -19,13 +19,15 @@ use likeness::engine::feedback::{FineTune, Mark, Marks, fine_tune};
 use likeness::engine::index::{Gallery, IndexOptions};
 use likeness::engine::model::{LoadedModel, TrainingSummary, load_model, save_model};
 use likeness::engine::synthetic::write_dataset;
-use likeness::engine::train::{Preset, TrainEvent, TrainJob, train};
+use likeness::engine::train::{Preset, TrainEvent, TrainJob, TrainPhase, train};
 
 /// When, in a training run, the cancel is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     /// While the photos are being decoded.
     Loading,
+    /// While the starting model is measured, before the first step.
+    MeasuringStart,
     /// During the third training step.
     Step,
     /// A moment after the last step of the first epoch, while it is being validated.
@@ -95,6 +97,14 @@ fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<
     };
     let on_event = |event: TrainEvent| match (phase, event) {
         (Phase::Loading, TrainEvent::Preparing { done, total }) if done > total / 4 => fire(),
+        (Phase::MeasuringStart, TrainEvent::Phase(TrainPhase::MeasuringStart)) => {
+            // Inside the measuring, not before it starts.
+            let fire = fire.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                fire();
+            });
+        }
         (Phase::Step, TrainEvent::Step { global_step: 3, .. }) => fire(),
         (
             Phase::Validation,
@@ -125,7 +135,9 @@ fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<
 }
 
 fn main() {
-    // As the binary does (src/main.rs): freed memory is kept for reuse.
+    // As the binary does (src/main.rs): OpenMP threads sleep while waiting, and freed
+    // memory is kept for reuse.
+    likeness::engine::device::openmp_threads_sleep_while_waiting();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let scratch = tempfile::tempdir().expect("temp dir");
@@ -146,6 +158,7 @@ fn main() {
     println!("{:<28} {:>10}", "phase", "seconds");
     for phase in [
         Phase::Loading,
+        Phase::MeasuringStart,
         Phase::Step,
         Phase::Validation,
         Phase::FinalEvaluation,

@@ -1375,10 +1375,10 @@ echo '{"torch": "2.13.0+fake", "threads": 2, "step_anchors_per_s": 0.5, "forward
     assert!(message.contains("has no torch"), "{message}");
 }
 
-/// Issue #41 item 1: libtorch's OpenMP threads sleep while they wait for each other
-/// (spinning, they took the busy cores' time from the thread they waited for). The
-/// binary starts itself again with the setting, keeping its arguments, unless a person
-/// chose a policy of their own.
+/// Issue #41 item 1: libtorch's OpenMP threads stop spinning soon while they wait for
+/// each other (spinning, they took the busy cores' time from the thread they waited for).
+/// The binary starts itself again with libgomp's spin count set, keeping its arguments,
+/// unless a person chose a wait setting of their own.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
@@ -1386,17 +1386,18 @@ fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
     let train = dir.path().join("train");
     write_dataset(&train, 2, 6, 32, 71).expect("photos");
     let model = dir.path().join("model.safetensors");
-    let environ_of = |policy: Option<&str>| {
+    let environ_of = |setting: Option<(&str, &str)>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
         command
             .args(["train", "--data", s(&train), "--out", s(&model)])
             .args(["--epochs", "100000", "--device", "cpu"])
+            .env_remove("OMP_WAIT_POLICY")
+            .env_remove("GOMP_SPINCOUNT")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        match policy {
-            Some(policy) => command.env("OMP_WAIT_POLICY", policy),
-            None => command.env_remove("OMP_WAIT_POLICY"),
-        };
+        if let Some((name, value)) = setting {
+            command.env(name, value);
+        }
         let mut child = command.spawn().expect("spawn");
         let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
         // The new process image replaces the first within milliseconds; its arguments stay.
@@ -1408,7 +1409,7 @@ fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
                     .unwrap_or_default()
             };
             seen = (read("environ"), read("cmdline"));
-            if seen.0.contains("OMP_WAIT_POLICY=") {
+            if seen.0.contains("GOMP_SPINCOUNT=") || setting.is_some() && !seen.1.is_empty() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -1419,16 +1420,19 @@ fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
     };
     let (environ, cmdline) = environ_of(None);
     assert!(
-        environ.contains("OMP_WAIT_POLICY=PASSIVE"),
+        environ.contains("GOMP_SPINCOUNT=10000"),
         "the setting is missing: {environ}"
     );
     assert!(
         cmdline.contains("train --data") && cmdline.contains("--epochs 100000"),
         "the arguments changed: {cmdline}"
     );
-    let (environ, _) = environ_of(Some("ACTIVE"));
-    assert!(
-        environ.contains("OMP_WAIT_POLICY=ACTIVE") && !environ.contains("PASSIVE"),
-        "a person's own policy stands: {environ}"
-    );
+    for own in [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "5")] {
+        let (environ, _) = environ_of(Some(own));
+        assert!(
+            environ.contains(&format!("{}={}", own.0, own.1))
+                && !environ.contains("GOMP_SPINCOUNT=10000"),
+            "a person's own setting stands: {environ}"
+        );
+    }
 }

@@ -89,25 +89,33 @@ pub fn guard_libtorch<T>(work: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
-/// The OpenMP setting that makes libtorch's threads sleep, instead of spinning, while
-/// they wait for each other.
-pub const OPENMP_WAIT_POLICY: (&str, &str) = ("OMP_WAIT_POLICY", "PASSIVE");
+/// The OpenMP setting that makes libtorch's threads stop spinning soon when they wait for
+/// each other: libgomp's spin count (its default is 300 000 turns before a waiting thread
+/// sleeps).
+pub const OPENMP_SPIN_COUNT: (&str, &str) = ("GOMP_SPINCOUNT", "10000");
+/// Settings a person may have chosen; when one is set, Likeness leaves the waiting alone.
+const OPENMP_WAIT_SETTINGS: [&str; 2] = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"];
 
-/// Starts the program again with [`OPENMP_WAIT_POLICY`] set, unless it is set already
-/// (a person's own choice stands). Returns only when it is set, or when starting again
-/// failed (the program then goes on as it is).
+/// Starts the program again with [`OPENMP_SPIN_COUNT`] set, unless a wait setting is set
+/// already (a person's own choice stands). Returns only when one is set, or when starting
+/// again failed (the program then goes on as it is).
 ///
 /// libtorch's OpenMP threads meet at a barrier after every operation, and by default a
-/// thread that arrives first spins there for a while. On a machine whose cores are busy
-/// with other programs the thread it waits for is not running, so the spinning one burns
-/// the time slice that thread needed: with two busy processes beside it on 2 cores, a
-/// 60-s run trained 28 steps spinning and 103 sleeping, and measured its photos 6.5 times
-/// as fast (`scripts/busy_bench.sh`, docs/benchmarks.md "A busy machine"). libgomp reads
-/// the setting once, when it is loaded with libtorch before `main` runs, so it can only be
-/// set for a new process image. Call it first thing in `main`.
+/// thread that arrives first spins there for 300 000 turns. On a machine whose cores are
+/// busy with other programs the thread it waits for is not running, so the spinning one
+/// burns the time slice that thread needed: beside two busy processes on 2 cores, a 60-s run
+/// trained 8 to 28 steps spinning, 76 with 10 000 turns and 89 to 103 sleeping at once
+/// (`OMP_WAIT_POLICY=PASSIVE`). On a quiet machine sleeping at once cost a fifth of the
+/// steps (about 167 against 210), 10 000 turns about a tenth at most (190, within the
+/// runs' spread): the short spin keeps most of both (`scripts/busy_bench.sh`,
+/// docs/benchmarks.md "A busy machine"). libgomp reads the setting once, when it is loaded
+/// with libtorch before `main` runs, so it can only be set for a new process image. Call
+/// it first thing in `main`.
 pub fn openmp_threads_sleep_while_waiting() {
-    let (name, value) = OPENMP_WAIT_POLICY;
-    if std::env::var_os(name).is_some() {
+    if OPENMP_WAIT_SETTINGS
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
         return;
     }
     #[cfg(unix)]
@@ -116,6 +124,7 @@ pub fn openmp_threads_sleep_while_waiting() {
         let Ok(program) = std::env::current_exe() else {
             return;
         };
+        let (name, value) = OPENMP_SPIN_COUNT;
         let mut args = std::env::args_os();
         let shown_name = args
             .next()

@@ -9,6 +9,10 @@
 //! [`TrainEvent`]s; a cancel flag (checked after every step) and a time budget stop
 //! training cleanly, and the model trained so far is returned either way.
 
+mod average;
+mod blend;
+pub mod embed;
+pub mod finish;
 pub mod loss;
 pub mod margins;
 pub mod monitor;
@@ -33,6 +37,8 @@ use super::device::describe;
 use super::eval::{RetrievalReport, evaluate_model};
 use super::model::{EmbeddingModel, ImportReport, ModelConfig, TrainingSummary};
 use super::{EngineError, Result};
+use finish::{FinishPlan, LastStep, calibration_images};
+pub use finish::{FinishWork, TrainPhase};
 pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
 pub use settings::{
@@ -172,61 +178,6 @@ pub enum TrainEvent {
     /// A stretch of work between the steps that has no count of its own to show: the
     /// progress the person sees names it instead of standing still.
     Phase(TrainPhase),
-}
-
-/// The work a run does around its steps, each shown as its own phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TrainPhase {
-    /// The photos are decoded; the starting model is measured before the first step
-    /// (the spread probe, the validation photos' picture).
-    MeasuringStart,
-    /// An epoch ended: the model is measured on the validation photos.
-    Validating { epoch: usize },
-    /// The last step ran: the final measures, the before/after picture, calibration.
-    Finishing,
-}
-
-impl TrainPhase {
-    /// What the progress line says while it runs.
-    pub fn describe(self) -> String {
-        match self {
-            Self::MeasuringStart => "Measuring the starting model before the first step".into(),
-            Self::Validating { epoch } => format!("Measuring the model after epoch {epoch}"),
-            Self::Finishing => {
-                "Last step done: measuring the trained model and calibrating it".into()
-            }
-        }
-    }
-}
-
-/// The work after the last step: what the reserve planned for it, and what was done.
-/// Images are counted, not timed, so a test can check that every phase is planned for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct FinishWork {
-    /// Images the last reserve priced (the final observation, the before/after
-    /// picture, the calibration photos).
-    pub planned_images: usize,
-    /// Images run through the network after the last step.
-    pub embedded_images: usize,
-    /// The seconds kept for it at the end: (`planned_images` × `secs_per_image` +
-    /// `read_secs`) × `slowdown`, at most 0.9 of the budget.
-    pub reserve_secs: f64,
-    /// How many times slower the last steps ran than those just after the pricing (1 or
-    /// more): the machine got busier, and the work after the steps will take longer.
-    pub slowdown: f64,
-    /// The seconds per image that priced it: the rate of the last measuring pass before
-    /// the last step (the starting model's, or the last observation's).
-    pub secs_per_image: f64,
-    /// Seconds for reading the folders again (the final evaluation of a validation
-    /// folder: as long as preparing took).
-    pub read_secs: f64,
-    /// Where the run's time went, in seconds from its start: the photos were loaded, the
-    /// starting model measured (the first step began), the last step ended, and the run
-    /// ended (with its final evaluation).
-    pub loaded_at_secs: f64,
-    pub first_step_at_secs: f64,
-    pub last_step_at_secs: f64,
-    pub ended_at_secs: f64,
 }
 
 /// What a training run produced.
@@ -469,66 +420,8 @@ pub fn train(
     })
 }
 
-/// What the work after the last step will run through the network, besides the
-/// monitor's own passes.
-struct FinishPlan {
-    /// Held-out photos the classifier is calibrated on.
-    calibration_images: usize,
-    /// Photos the final evaluation embeds (both folders, with a validation folder).
-    evaluation_images: usize,
-    /// Seconds the final evaluation spends reading the folders from disk again.
-    evaluation_read_secs: f64,
-    /// The rate the last reserve was priced at.
-    priced_secs_per_image: std::cell::Cell<f64>,
-}
-
-impl FinishPlan {
-    /// Every image the work after the last step runs through the network.
-    fn images(&self, monitor: &Monitor) -> usize {
-        monitor.images_after_steps() + self.calibration_images + self.evaluation_images
-    }
-
-    /// Keeps the seconds it needs at the monitor's last measured rate (replacing the
-    /// last reserve): a machine that got busier since the last pass makes it grow.
-    fn reserve(&self, trainer: &mut Trainer, monitor: &Monitor) {
-        self.priced_secs_per_image.set(monitor.embed_secs_per_image);
-        trainer.reserve_for_finish(
-            self.images(monitor) as f64 * monitor.embed_secs_per_image + self.evaluation_read_secs,
-        );
-    }
-}
-
-/// Held-out photos calibration will embed: those of a validation set of the training
-/// classes, when the loss trains class proxies ([`calibrated_classifier`]), unless the
-/// final observation embeds them all already.
-fn calibration_images(
-    data: &prepare::PreparedData,
-    settings: &TrainSettings,
-    monitor: &Monitor,
-) -> usize {
-    match &data.validation {
-        Some(validation)
-            if settings.loss == Loss::NormalizedSoftmax
-                && validation.dataset.classes == data.training.dataset.classes
-                && !monitor.looks_at_every_validation_photo() =>
-        {
-            validation.len()
-        }
-        _ => 0,
-    }
-}
-
 /// Trains epoch after epoch until the epochs, the time budget or a cancel end the run,
 /// observing each epoch (validation, collapse) and recording it in `summary`.
-/// When the final observation began (after the last step).
-#[derive(Debug, Clone, Copy)]
-struct LastStep {
-    /// Seconds from the start of the run.
-    at_secs: f64,
-    /// Images the monitor had embedded by then.
-    embedded_images: usize,
-}
-
 /// Re-prices the work after the last step after every observation (`plan`). Returns when
 /// the final observation began (`None` when the run ended without one).
 #[allow(clippy::too_many_arguments)] // the run's parts, each used here

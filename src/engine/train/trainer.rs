@@ -11,6 +11,9 @@ use std::time::Instant;
 use tch::nn;
 use tch::{Kind, Tensor};
 
+use super::average::WeightAverage;
+use super::blend::{Blend, cutmix_box, sample_beta};
+pub use super::embed::{embed_prepared, embed_prepared_until};
 use super::optimizer::AdamW;
 use super::prepare::{LabeledImages, PreparedData};
 use super::resume::{SavedTrainState, SchedulePosition, TrainState, TrainStateInfo};
@@ -57,66 +60,6 @@ pub struct Checkpoint {
     tensors: Vec<(String, Tensor)>,
     proxies: Option<Tensor>,
     average: Option<Vec<Tensor>>,
-}
-
-/// An exponential moving average of every model tensor (weights and BatchNorm
-/// statistics). The average and the live weights trade places while the run is judged
-/// (validation, the best epoch, the saved model), so everything that reads the model
-/// reads the average, and training goes on from the live weights.
-struct WeightAverage {
-    decay: f64,
-    /// The model's variables (shallow handles) and their averages, in the same order.
-    variables: Vec<Tensor>,
-    averages: Vec<Tensor>,
-    /// Whether the model's variables hold the averages right now.
-    shown: bool,
-}
-
-impl WeightAverage {
-    fn new(model: &EmbeddingModel, decay: f64) -> Self {
-        let variables: Vec<Tensor> = model
-            .named_tensors()
-            .into_iter()
-            .map(|(_, tensor)| tensor)
-            .collect();
-        let averages = tch::no_grad(|| variables.iter().map(Tensor::copy).collect());
-        Self {
-            decay,
-            variables,
-            averages,
-            shown: false,
-        }
-    }
-
-    /// Moves the average towards the live weights after step `step` (1-based). Early on
-    /// the decay is smaller, so the average is not dominated by the random start.
-    fn update(&mut self, step: usize) {
-        let decay = self.decay.min((1.0 + step as f64) / (10.0 + step as f64));
-        tch::no_grad(|| {
-            for (average, variable) in self.averages.iter_mut().zip(&self.variables) {
-                if variable.is_floating_point() {
-                    let _ = average.lerp_(variable, 1.0 - decay);
-                } else {
-                    average.copy_(variable);
-                }
-            }
-        });
-    }
-
-    /// Puts the averages into the model (`true`) or the live weights back (`false`).
-    fn show(&mut self, average: bool) {
-        if self.shown == average {
-            return;
-        }
-        tch::no_grad(|| {
-            for (stored, variable) in self.averages.iter_mut().zip(&self.variables) {
-                let live = variable.copy();
-                variable.shallow_clone().copy_(stored);
-                stored.copy_(&live);
-            }
-        });
-        self.shown = average;
-    }
 }
 
 /// The network with everything that trains it.
@@ -831,82 +774,6 @@ pub fn epoch_image_size(settings: &TrainSettings, progress: f64) -> u32 {
     ((size as u32) / 8 * 8).clamp(from.min(full), full)
 }
 
-/// How a batch is blended with a shuffled copy of itself.
-enum Blend {
-    /// The whole images, this much of each image's own.
-    Mixup { weight: f64 },
-    /// A box of the partner pasted into each image.
-    Cutmix(CutBox),
-}
-
-/// CutMix's box, the same for the whole batch (as in the paper's reference code), in
-/// pixels of a square image `size` on a side.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct CutBox {
-    top: i64,
-    left: i64,
-    height: i64,
-    width: i64,
-    size: i64,
-}
-
-impl CutBox {
-    /// The share of each image that stays its own: what its own class's loss is weighed by.
-    fn kept_share(&self) -> f64 {
-        1.0 - (self.height * self.width) as f64 / (self.size * self.size) as f64
-    }
-
-    /// `images` with the box replaced by the same box of `partners` (NCHW or channels-last:
-    /// `narrow` works on the logical dimensions either way).
-    fn paste(&self, images: &Tensor, partners: &Tensor) -> Tensor {
-        let mixed = images.copy();
-        if self.height > 0 && self.width > 0 {
-            let region = |t: &Tensor| {
-                t.narrow(2, self.top, self.height)
-                    .narrow(3, self.left, self.width)
-            };
-            region(&mixed).copy_(&region(partners));
-        }
-        mixed
-    }
-}
-
-/// CutMix's box: its area is 1 − λ of the image for λ ~ Beta(α, α), its centre anywhere
-/// in the image, clipped at the borders (so the kept share is measured after clipping).
-fn cutmix_box(rng: &mut fastrand::Rng, alpha: f64, size: i64) -> CutBox {
-    let lambda = sample_beta(rng, alpha);
-    let side = ((1.0 - lambda).sqrt() * size as f64).round() as i64;
-    let centre_y = rng.i64(0..size);
-    let centre_x = rng.i64(0..size);
-    let span = |centre: i64| {
-        let start = (centre - side / 2).clamp(0, size);
-        let end = (centre + side - side / 2).clamp(0, size);
-        (start, end - start)
-    };
-    let (top, height) = span(centre_y);
-    let (left, width) = span(centre_x);
-    CutBox {
-        top,
-        left,
-        height,
-        width,
-        size,
-    }
-}
-
-/// A draw from Beta(α, α) (Jöhnk's method: exact for any α, quick for the small α
-/// mixup uses).
-fn sample_beta(rng: &mut fastrand::Rng, alpha: f64) -> f64 {
-    for _ in 0..1000 {
-        let x = rng.f64().powf(1.0 / alpha);
-        let y = rng.f64().powf(1.0 / alpha);
-        if x + y <= 1.0 && x + y > 0.0 {
-            return x / (x + y);
-        }
-    }
-    0.5
-}
-
 /// The sampler each loss needs: the seed's random triplets, P × K batches for batch-hard
 /// mining, every image once in random order for normalised softmax.
 pub(super) fn batches_for(
@@ -927,56 +794,6 @@ pub(super) fn batches_for(
             rng,
         ),
     }
-}
-
-/// Embeds `indices` of `images` (cached squares) without augmentation, in inference mode.
-pub fn embed_prepared(
-    model: &EmbeddingModel,
-    images: &PreparedImages,
-    indices: &[usize],
-) -> Result<Tensor> {
-    embed_prepared_until(model, images, indices, &AtomicBool::new(false))
-}
-
-/// [`embed_prepared`], stopping with [`EngineError::Cancelled`] at the next batch of 64
-/// once `cancel` is set (validation must not hold up a cancel for tens of seconds).
-pub fn embed_prepared_until(
-    model: &EmbeddingModel,
-    images: &PreparedImages,
-    indices: &[usize],
-    cancel: &AtomicBool,
-) -> Result<Tensor> {
-    let preprocess = &model.config.preprocess;
-    let floats = preprocess.floats_per_image();
-    let size = i64::from(preprocess.image_size_px);
-    let mut parts = Vec::new();
-    for chunk in indices.chunks(64) {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
-        let mut pixels = vec![0.0f32; chunk.len() * floats];
-        for (slot, &item) in chunk.iter().enumerate() {
-            preprocess.write_plain(
-                images.get(item),
-                &mut pixels[slot * floats..(slot + 1) * floats],
-            );
-        }
-        parts.push(guard_libtorch(|| {
-            tch::no_grad(|| {
-                let batch = Tensor::from_slice(&pixels)
-                    .view([chunk.len() as i64, 3, size, size])
-                    .to_device(model.device());
-                model.forward_t(&batch, false).to_kind(Kind::Float)
-            })
-        })?);
-    }
-    if parts.is_empty() {
-        return Ok(Tensor::zeros(
-            [0, model.config.embedding_dim as i64],
-            (Kind::Float, model.device()),
-        ));
-    }
-    Ok(Tensor::cat(&parts, 0))
 }
 
 #[cfg(test)]
@@ -1009,74 +826,6 @@ mod tests {
             .collect();
         assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
         assert!(sizes.iter().all(|s| s % 8 == 0), "{sizes:?}");
-    }
-
-    #[test]
-    fn mixup_weights_follow_a_symmetric_beta() {
-        let mut rng = fastrand::Rng::with_seed(3);
-        let draws: Vec<f64> = (0..4000).map(|_| sample_beta(&mut rng, 0.2)).collect();
-        assert!(draws.iter().all(|w| (0.0..=1.0).contains(w)));
-        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
-        assert!((mean - 0.5).abs() < 0.03, "symmetric: mean {mean}");
-        // Beta(0.2, 0.2) puts most of its weight near 0 and 1 (the variance is
-        // 1/(4·1.4) ≈ 0.18), so most batches stay close to one image.
-        let variance = draws.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / draws.len() as f64;
-        assert!((variance - 0.1786).abs() < 0.02, "variance {variance}");
-        let uniform: Vec<f64> = (0..4000).map(|_| sample_beta(&mut rng, 1.0)).collect();
-        let variance = uniform.iter().map(|w| (w - 0.5).powi(2)).sum::<f64>() / 4000.0;
-        assert!(
-            (variance - 1.0 / 12.0).abs() < 0.01,
-            "Beta(1,1) is uniform: {variance}"
-        );
-    }
-
-    #[test]
-    fn a_cutmix_box_stays_inside_the_image_and_its_kept_share_is_what_is_left() {
-        let mut rng = fastrand::Rng::with_seed(5);
-        let mut kept = Vec::new();
-        for _ in 0..2000 {
-            let cut = cutmix_box(&mut rng, 1.0, 32);
-            assert!(cut.top >= 0 && cut.left >= 0, "{cut:?}");
-            assert!(
-                cut.top + cut.height <= 32 && cut.left + cut.width <= 32,
-                "{cut:?}"
-            );
-            let share = cut.kept_share();
-            assert!((0.0..=1.0).contains(&share), "{cut:?}");
-            kept.push(share);
-        }
-        // λ ~ Beta(1, 1) has mean 0.5; clipping at the borders only shrinks boxes, so
-        // the mean kept share is a little above it.
-        let mean = kept.iter().sum::<f64>() / kept.len() as f64;
-        assert!((0.5..0.75).contains(&mean), "mean kept share {mean}");
-
-        // Pasting: the box holds the partner's pixels, the rest the image's own, in both
-        // memory orders.
-        let cut = CutBox {
-            top: 1,
-            left: 2,
-            height: 2,
-            width: 3,
-            size: 6,
-        };
-        assert!((cut.kept_share() - (1.0 - 6.0 / 36.0)).abs() < 1e-12);
-        let own = Tensor::zeros([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu));
-        let partners = Tensor::ones([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu));
-        for images in [
-            own.shallow_clone(),
-            crate::engine::model::channels_last(own.copy()),
-        ] {
-            let mixed = cut.paste(&images, &partners);
-            assert_eq!(mixed.sum(Kind::Float).double_value(&[]), 2.0 * 3.0 * 6.0);
-            assert_eq!(mixed.double_value(&[1, 2, 2, 4]), 1.0, "inside the box");
-            assert_eq!(mixed.double_value(&[1, 2, 3, 4]), 0.0, "below the box");
-            assert_eq!(mixed.double_value(&[0, 0, 1, 1]), 0.0, "left of the box");
-            assert_eq!(
-                images.sum(Kind::Float).double_value(&[]),
-                0.0,
-                "the batch is not changed"
-            );
-        }
     }
 
     #[test]

@@ -1,0 +1,183 @@
+//! The worker's training jobs: train a model (and make it current when it is better), and
+//! retrain one from the person's marks.
+
+use super::*;
+
+impl Worker {
+    /// Trains and writes the model file. A finished run's model becomes current; a
+    /// cancelled run's model is only kept as a file (the person may choose to use it).
+    pub(super) fn train(
+        &mut self,
+        job: JobId,
+        mut training: TrainJob,
+        model_path: PathBuf,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, EngineError> {
+        // Found now, not after the whole budget: a data folder that takes no new file or
+        // has no room for the model.
+        check_output(
+            &model_path,
+            OutputKind::Model,
+            &[],
+            model_file_bytes_estimate(&training.settings.model_config()),
+        )?;
+        if training.settings.device == DeviceChoice::Auto {
+            training.settings.device = if self.device.is_cuda() {
+                DeviceChoice::Cuda
+            } else {
+                DeviceChoice::Cpu
+            };
+        }
+        let progress = progress_reporter(&self.events, &*self.wake, job);
+        let outcome = train(&training, cancel, &|event| {
+            progress(Progress::Training(event));
+        })?;
+        // The state goes beside the model, so that a later run can go on from this one;
+        // without it the model still works, it just cannot be resumed (the summary says so).
+        let (info, state_warning) = save_model_and_state(
+            &model_path,
+            &outcome.model,
+            &outcome.summary,
+            &outcome.state,
+        )?;
+        let mut summary = outcome.summary;
+        summary.warnings.extend(state_warning);
+        // Keep training: the new model replaces the current one only when it retrieves
+        // the held-out photos (the same ones: the split is fixed by the library) better
+        // than the model it went on from.
+        let kept_training = training.resume.as_ref().map(|from| KeptTraining {
+            from: from.clone(),
+            before: read_model_description(from)
+                .ok()
+                .and_then(|info| HeldOutScore::of(&info.summary)),
+            after: HeldOutScore::of(&summary),
+        });
+        let became_current =
+            !summary.cancelled && kept_training.as_ref().is_none_or(KeptTraining::improved);
+        if became_current {
+            self.model = Some(Rc::new(LoadedModel {
+                path: model_path.clone(),
+                model: outcome.model,
+                info,
+            }));
+        }
+        Ok(Outcome::Trained {
+            model_path,
+            became_current,
+            summary: Box::new(summary),
+            validation: outcome.validation.map(Box::new),
+            before_after: outcome.before_after.map(Arc::new),
+            kept_training,
+        })
+    }
+
+    /// Fine-tunes a fresh copy of the current model from marks, writes it as a new file,
+    /// and embeds the current index's folder with it into the same index file. Both
+    /// become current only once both are written. Until then the current index keeps
+    /// answering searches: the slow part runs on a thread of its own
+    /// ([`Worker::answering_searches_while`]).
+    pub(super) fn fine_tune(
+        &mut self,
+        job: JobId,
+        marks: &Marks,
+        seconds: f64,
+        model_path: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, EngineError> {
+        // Where each marked photo ranks for its query now, to say what retraining did.
+        let ranks_before = match (self.model.clone(), self.index.as_mut()) {
+            (Some(current), Some(open)) => marked_ranks(&current.model, &mut open.gallery, marks),
+            _ => HashMap::new(),
+        };
+        let (Some(current), Some(open)) = (self.model.as_ref(), self.index.as_ref()) else {
+            return Err(EngineError::Config(
+                "retraining needs a model and an index: index a folder first".into(),
+            ));
+        };
+        let (mut model, info) = load_model(&current.path, self.device)?;
+        let library: Vec<PathBuf> = open.gallery.paths();
+        let folder = open.gallery.header.folder.clone();
+        let exclude = open.gallery.header.exclude.clone();
+        let index_path = open.path.clone();
+        let options = FineTune {
+            seconds,
+            // With class folders, their loss goes on alongside the marked pairs (as
+            // `--with-classes`): measured, that keeps the base model's quality on queries
+            // nobody marked, where the pairs alone lose a little (docs/quality.md).
+            class_temperature: class_loss_temperature(&model, &info.summary),
+            ..FineTune::default()
+        };
+        let (events, wake) = (self.events.clone(), Arc::clone(&self.wake));
+        let new_model_path = model_path.to_path_buf();
+        let retrained = self.answering_searches_while(move || {
+            let progress = progress_reporter(&events, &*wake, job);
+            let done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
+                progress(p.into())
+            })?;
+            if done.refusal().is_some() {
+                // Refused before anything is written or embedded again: the current model
+                // and index stay, and the slow part (embedding the library again) is not
+                // paid.
+                return Ok((done, None));
+            }
+            let mut summary = info.summary.clone();
+            summary.fine_tuned_from_marks.push(done.clone());
+            // Fine-tuning moved the embeddings away from the class proxies: sorting falls
+            // back to the neighbours in the index.
+            model.classifier = None;
+            let saved = save_model(&new_model_path, &model, &summary)?;
+            let loaded = LoadedModel {
+                path: new_model_path,
+                model,
+                info: saved,
+            };
+            let scanned = scan_folder_excluding(&folder, DEFAULT_MAX_PIXELS, &exclude)?;
+            let gallery = Gallery::build(
+                &loaded,
+                &scanned,
+                &IndexOptions::new(DEFAULT_MAX_PIXELS),
+                &|p| progress(p.into()),
+                cancel,
+            )?;
+            Ok((done, Some((loaded, gallery))))
+        })?;
+        let (mut done, kept) = retrained;
+        let Some((loaded, mut gallery)) = kept else {
+            return Ok(Outcome::FineTuned {
+                model_path: model_path.to_path_buf(),
+                summary: done,
+                index: None,
+            });
+        };
+        let ranks_after = marked_ranks(&loaded.model, &mut gallery, marks);
+        for change in &mut done.pair_changes {
+            let key = (change.query.clone(), change.photo.clone());
+            change.rank_before = ranks_before.get(&key).copied().flatten();
+            change.rank_after = ranks_after.get(&key).copied().flatten();
+        }
+        let loaded = Rc::new(loaded);
+        let index = self.save_and_make_current(index_path, gallery, Rc::clone(&loaded))?;
+        self.model = Some(loaded);
+        Ok(Outcome::FineTuned {
+            model_path: model_path.to_path_buf(),
+            summary: done,
+            index: Some(index),
+        })
+    }
+
+    /// Writes `gallery` to `path` and makes it the current index, embedded with `model`:
+    /// build, retrain and update all end here. When the write fails nothing current
+    /// changes.
+    pub(super) fn save_and_make_current(
+        &mut self,
+        path: PathBuf,
+        gallery: Gallery,
+        model: Rc<LoadedModel>,
+    ) -> Result<IndexSummary, EngineError> {
+        gallery.save(&path)?;
+        let open = OpenIndex::new(path, gallery, model);
+        let summary = index_summary(&open);
+        self.index = Some(open);
+        Ok(summary)
+    }
+}
