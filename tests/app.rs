@@ -1773,6 +1773,21 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
         .as_ref()
         .and_then(|end| end.unused_model.clone())
         .expect("an offer");
+    // A label list to come back with the charts (issue #41: only the summary did).
+    let check = likeness::app::LabelCheck {
+        suspects: vec![likeness::engine::train::margins::LabelSuspect {
+            path: library.join("class_01/img_001.png"),
+            class: "class_01".into(),
+            likely_class: "class_00".into(),
+            margin: -0.2,
+            seen: 9,
+            beaten: 7,
+        }],
+        checked: 8,
+        passes: 9,
+    };
+    harness.state_mut().state.training.label_check = Some(check.clone());
+    let losses_before = harness.state().state.training.step_losses.clone();
     // eframe saves the settings on exit; the restart reads them.
     harness.state_mut().remember_session();
     let settings = harness.state().state.settings.clone();
@@ -1781,6 +1796,17 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
     run_until(&mut harness, "the last results", |app| {
         app.state.is_idle() && app.state.search.shown.is_some()
     });
+    let training = &harness.state().state.training;
+    assert_eq!(
+        training.step_losses, losses_before,
+        "the loss chart came back"
+    );
+    assert_eq!(
+        training.label_check,
+        Some(check),
+        "the label list came back"
+    );
+    harness.get_by_label("Check these labels (1)");
     assert_eq!(
         harness
             .state()

@@ -180,4 +180,72 @@ fn sort_tab_snapshot() {
     harness.state_mut().state.device = "CPU".into();
     harness.run_steps(3);
     harness.snapshot("sort_tab");
+
+    // Issue #41 item 2: the level lowered to 50 %: the cards follow at once, and the tab
+    // says what filing there is expected to give.
+    harness.state_mut().state.sort.set_min_confidence(0.5);
+    harness.run_steps(3);
+    harness.snapshot("sort_tab_low_level");
+}
+
+/// Issue #41 item 1: between steps the training panel names the phase that runs (here
+/// the measuring after an epoch), with the run's charts so far.
+#[test]
+fn training_phase_snapshot() {
+    use likeness::engine::train::{TrainEvent, TrainPhase};
+    use likeness::worker::protocol::{Event, JobId, JobKind, Progress};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dirs = DataDirs::under(dir.path().join("data"));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .renderer(SoftwareRenderer::default())
+        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
+        .build_eframe(move |cc| {
+            LikenessApp::with_settings(&cc.egui_ctx, AppSettings::default(), dirs)
+        });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while harness.state().state.device == "detecting…" && Instant::now() < deadline {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let job = JobId(7);
+    let state = &mut harness.state_mut().state;
+    state.device = "CPU".into();
+    state.training.job = Some(job);
+    state.apply(Event::Started {
+        job,
+        kind: JobKind::Train,
+    });
+    let mut events = vec![TrainEvent::Started {
+        device: "CPU (2 threads)".into(),
+        classes: 5,
+        images: 2280,
+        steps_per_epoch: 72,
+        epochs: None,
+        budget_secs: Some(120.0),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    }];
+    for step in 1..=72 {
+        events.push(TrainEvent::Step {
+            epoch: 1,
+            step,
+            steps_per_epoch: 72,
+            global_step: step,
+            anchors: 32,
+            loss: 3.0 - 1.6 * (step as f64 / 72.0).sqrt(),
+            lr: 1e-3,
+            elapsed_secs: 4.0 + step as f64 * 0.6,
+            remaining_secs: 116.0 - step as f64 * 0.6,
+        });
+    }
+    events.push(TrainEvent::Phase(TrainPhase::Validating { epoch: 1 }));
+    for event in events {
+        state.apply(Event::Progress {
+            job,
+            progress: Progress::Training(event),
+        });
+    }
+    harness.run_steps(3);
+    harness.snapshot("training_phase");
 }

@@ -239,21 +239,27 @@ fn planted_generated_classes(
     dir: &std::path::Path,
 ) -> (
     std::path::PathBuf,
-    Vec<likeness::engine::collection::mislabels::PlantedMistake>,
+    Vec<likeness::engine::collection::planted_mislabels::PlantedMistake>,
 ) {
     let source = dir.join("source");
     write_dataset(&source, 4, 20, 40, 21).expect("data");
     let planted_folder = dir.join("planted");
-    let planted =
-        likeness::engine::collection::mislabels::plant_mislabels(&source, &planted_folder, 0.1, 3)
-            .expect("plant");
+    let planted = likeness::engine::collection::planted_mislabels::plant_mislabels(
+        &source,
+        &planted_folder,
+        0.1,
+        3,
+    )
+    .expect("plant");
     (planted_folder, planted)
 }
 
 #[test]
 fn the_mislabel_finder_finds_planted_mistakes() {
-    use likeness::engine::collection::mislabels::{mislabel_evidence_for_folder, score_finder};
-    use likeness::engine::eval::MISLABEL_CONFIDENCE;
+    use likeness::engine::collection::mislabels::MISLABEL_CONFIDENCE;
+    use likeness::engine::collection::planted_mislabels::{
+        mislabel_evidence_for_folder, score_finder,
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (planted_folder, planted) = planted_generated_classes(dir.path());
     assert_eq!(planted.len(), 8);

@@ -100,6 +100,11 @@ impl LikenessApp {
             .last_run
             .clone()
             .filter(|end| end.unused_model.as_ref().is_none_or(|m| m.is_file()));
+        if app.state.training.outcome.is_some()
+            && let Some(saved) = app.state.settings.last_run_charts.clone()
+        {
+            app.state.training.show_saved_run(&saved);
+        }
         match (
             app.state.settings.index.clone(),
             app.state.settings.model.clone(),
@@ -143,6 +148,12 @@ impl LikenessApp {
             };
         }
         self.state.settings.last_run = self.state.training.outcome.clone();
+        self.state.settings.last_run_charts = self
+            .state
+            .training
+            .outcome
+            .is_some()
+            .then(|| self.state.training.saved_run());
     }
 
     /// Sends a request; the job waits in `queued` until the worker starts it.

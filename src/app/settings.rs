@@ -140,6 +140,9 @@ pub struct AppSettings {
     pub last_query: Option<PathBuf>,
     /// The last training run's summary, with a cancelled run's "Use this model" offer.
     pub last_run: Option<crate::app::state::TrainingEnd>,
+    /// The last training run's charts and label list.
+    #[serde(default)]
+    pub last_run_charts: Option<crate::app::state::SavedRun>,
 }
 
 impl Default for AppSettings {
@@ -159,6 +162,7 @@ impl Default for AppSettings {
             max_distance: 0.5,
             last_query: None,
             last_run: None,
+            last_run_charts: None,
         }
     }
 }

@@ -120,8 +120,44 @@ pub struct TrainingView {
     pub log_scale: bool,
 }
 
+/// The last run's charts and label list as the settings keep them across a restart
+/// (points as [x, y]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedRun {
+    pub step_losses: Vec<[f64; 2]>,
+    pub epoch_losses: Vec<[f64; 2]>,
+    pub validation_losses: Vec<[f64; 2]>,
+    pub validation_map: Vec<[f64; 2]>,
+    pub label_check: Option<LabelCheck>,
+}
+
+impl TrainingView {
+    /// The charts and the label list, to keep across a restart.
+    pub fn saved_run(&self) -> SavedRun {
+        let points = |points: &[PlotPoint]| points.iter().map(|p| [p.x, p.y]).collect();
+        SavedRun {
+            step_losses: points(&self.step_losses),
+            epoch_losses: points(&self.epoch_losses),
+            validation_losses: points(&self.validation_losses),
+            validation_map: points(&self.validation_map),
+            label_check: self.label_check.clone(),
+        }
+    }
+
+    /// Shows a run's charts and label list again (after a restart).
+    pub fn show_saved_run(&mut self, saved: &SavedRun) {
+        let points =
+            |points: &[[f64; 2]]| points.iter().map(|&[x, y]| PlotPoint::new(x, y)).collect();
+        self.step_losses = points(&saved.step_losses);
+        self.epoch_losses = points(&saved.epoch_losses);
+        self.validation_losses = points(&saved.validation_losses);
+        self.validation_map = points(&saved.validation_map);
+        self.label_check = saved.label_check.clone();
+    }
+}
+
 /// What a training run said about the labels of the photos it trained on.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelCheck {
     /// Most doubtful first.
     pub suspects: Vec<crate::engine::train::margins::LabelSuspect>,

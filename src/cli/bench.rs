@@ -9,7 +9,7 @@ use super::choices::DeviceArg;
 use super::choices::PresetArg;
 use super::{OutputArgs, print_json};
 use crate::engine::bench;
-use crate::engine::collection::mislabels;
+use crate::engine::collection::planted_mislabels;
 use crate::engine::train::Preset;
 
 #[derive(Debug, clap::Args)]
@@ -117,7 +117,7 @@ fn mislabel_benchmark(
         args.data.display(),
         args.max_seconds
     );
-    let result = mislabels::run_benchmark(&args.data, &work, fraction, &settings, &|_| {});
+    let result = planted_mislabels::run_benchmark(&args.data, &work, fraction, &settings, &|_| {});
     std::fs::remove_dir_all(&work).ok();
     let report =
         result.with_context(|| format!("mislabel benchmark on {} failed", args.data.display()))?;
@@ -183,7 +183,7 @@ fn cross_fit_benchmark(
         args.data.display(),
         args.max_seconds / folds as f64
     );
-    let result = mislabels::run_cross_fit_benchmark(
+    let result = planted_mislabels::run_cross_fit_benchmark(
         &args.data,
         &work,
         fraction,

@@ -15,7 +15,7 @@ use crate::engine::output::{Input, OutputKind, check_output};
 use crate::engine::train::resume::{
     pending_state_path, save_model_and_state, state_file_bytes_estimate, state_path,
 };
-use crate::engine::train::{Preset, TrainEvent, TrainJob, train};
+use crate::engine::train::{Preset, TrainEvent, TrainJob, TrainSettings, train};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -318,10 +318,12 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    if let Some(marks) = &args.feedback {
-        return run_feedback(&args, marks);
-    }
+/// The run's settings: the preset's, with each flag given overriding it, and the weights
+/// file `--weights` names (`None` for `none`, for the shipped EfficientNet-Lite0 weights,
+/// which training finds itself, and without the flag).
+fn settings_from_args(
+    args: &TrainArgs,
+) -> anyhow::Result<(TrainSettings, Option<std::path::PathBuf>)> {
     let mut settings = Preset::from(args.preset).settings();
     // Explicit flags override the preset.
     macro_rules! take {
@@ -370,6 +372,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         settings.max_seconds = args.max_seconds;
     }
     settings.validate()?;
+    Ok((settings, weights_file))
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(marks) = &args.feedback {
+        return run_feedback(&args, marks);
+    }
+    let (settings, weights_file) = settings_from_args(&args)?;
     let out = args
         .out
         .clone()

@@ -1,4 +1,5 @@
-//! Retrieval quality: recall@K, mAP@R, per-class figures, confusions, likely mislabels.
+//! Retrieval quality: recall@K, mAP@R, per-class figures, confusions, and the photos whose
+//! neighbours doubt their label ([`crate::engine::collection::mislabels`]).
 //!
 //! The protocol is the seed's: the gallery is a class-folder set (usually the training
 //! split), the queries are held-out photos of the same classes; a hit is a gallery image
@@ -10,8 +11,12 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::collection::mislabels::SuspectImage;
+use super::collection::mislabels::{
+    MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, find_mislabels, gallery_neighbours,
+};
 use super::data::{LabeledDataset, SkippedFile, scan_folder};
-use super::index::{Gallery, GalleryHeader, INDEX_FORMAT_VERSION, ProgressFn, embed_files};
+use super::index::{ProgressFn, embed_files, labelled_gallery};
 use super::model::EmbeddingModel;
 use super::progress::Embedding;
 use super::{EngineError, Result};
@@ -23,22 +28,6 @@ pub struct ConfusedPair {
     pub retrieved_class: String,
     /// Queries of `query_class` whose nearest neighbour is of `retrieved_class`.
     pub count: usize,
-}
-
-/// A labelled image whose nearest neighbours say another class: possibly mislabelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SuspectImage {
-    pub path: PathBuf,
-    /// The class of its folder.
-    pub class: String,
-    /// The class its neighbours say.
-    pub neighbours_class: String,
-    /// Share of its neighbours in `neighbours_class`.
-    pub share: f64,
-    /// How sure the finder is, 0..=1: the share of neighbours in `neighbours_class` minus
-    /// the share in the image's own class. The list is sorted by it, highest first.
-    #[serde(default)]
-    pub confidence: f64,
 }
 
 /// The figures `likeness eval` prints.
@@ -64,14 +53,6 @@ pub struct RetrievalReport {
     /// Files that could not be used, in either folder.
     pub skipped: Vec<SkippedFile>,
 }
-
-/// Neighbours (other than itself) that judge whether a labelled image is mislabelled.
-pub const MISLABEL_NEIGHBOURS: usize = 10;
-/// The lowest confidence that puts an image on the "check its label" list: at least 8 of
-/// 10 neighbours agree on one other class and few or none share its own. Measured on
-/// planted mistakes (`likeness bench --plant-mislabels`, docs/quality.md): it keeps the list
-/// to about 5% of a real folder, at the price of finding about 4 in 10 planted mistakes.
-pub const MISLABEL_CONFIDENCE: f64 = 0.8;
 
 /// Computes the metrics from ranked neighbour lists. `ranked[q]` lists gallery positions
 /// nearest first; it must hold at least R entries (R = gallery images of the query's
@@ -151,119 +132,6 @@ pub fn retrieval_metrics(
         suspects: Vec::new(),
         skipped: Vec::new(),
     }
-}
-
-/// How strongly an image's neighbours say another class than its own: the most common
-/// other class among `neighbour_classes`, its share, and the confidence (that share minus
-/// the own class's share). `None` when no neighbour is of another class.
-pub fn mislabel_evidence(class: usize, neighbour_classes: &[usize]) -> Option<(usize, f64, f64)> {
-    if neighbour_classes.is_empty() {
-        return None;
-    }
-    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-    for &c in neighbour_classes {
-        *counts.entry(c).or_default() += 1;
-    }
-    let own = counts.get(&class).copied().unwrap_or(0);
-    let (&other, &other_count) = counts
-        .iter()
-        .filter(|(c, _)| **c != class)
-        .max_by_key(|(_, count)| **count)?;
-    let n = neighbour_classes.len() as f64;
-    let share = other_count as f64 / n;
-    Some((other, share, share - own as f64 / n))
-}
-
-/// The images of a labelled set whose neighbours say another class with at least
-/// `min_confidence`, most confident first. `neighbours[i]` lists image `i`'s nearest other
-/// images (not itself), nearest first.
-pub fn find_mislabels(
-    paths: &[PathBuf],
-    classes: &[usize],
-    class_names: &[String],
-    neighbours: &[Vec<usize>],
-    min_confidence: f64,
-) -> Vec<SuspectImage> {
-    let mut suspects: Vec<SuspectImage> = neighbours
-        .iter()
-        .enumerate()
-        .filter_map(|(i, near)| {
-            let near_classes: Vec<usize> = near.iter().map(|&g| classes[g]).collect();
-            let (other, share, confidence) = mislabel_evidence(classes[i], &near_classes)?;
-            (confidence >= min_confidence).then(|| SuspectImage {
-                path: paths[i].clone(),
-                class: class_names[classes[i]].clone(),
-                neighbours_class: class_names[other].clone(),
-                share,
-                confidence,
-            })
-        })
-        .collect();
-    suspects.sort_by(|a, b| {
-        b.confidence
-            .total_cmp(&a.confidence)
-            .then(a.path.cmp(&b.path))
-    });
-    suspects
-}
-
-/// Each gallery image's nearest other gallery images (leave-one-out), nearest first.
-pub fn gallery_neighbours(gallery: &mut Gallery, k: usize) -> Result<Vec<Vec<usize>>> {
-    let vectors = gallery
-        .all_vectors()
-        .ok_or_else(|| {
-            EngineError::Config(
-                "an approximate index keeps no vectors to compare its photos with each other"
-                    .to_string(),
-            )
-        })?
-        .to_vec();
-    let hits = gallery.nearest(&vectors, (k + 1).min(gallery.len()))?;
-    Ok(hits
-        .into_iter()
-        .enumerate()
-        .map(|(i, row)| {
-            row.into_iter()
-                .map(|(g, _)| g)
-                .filter(|&g| g != i)
-                .take(k)
-                .collect()
-        })
-        .collect())
-}
-
-/// An in-memory gallery (for measuring, not for saving) of the images of `set` that were
-/// embedded: `embedded[j]` is the position in `set.images` of the `j`-th vector.
-pub fn labelled_gallery(
-    folder: &Path,
-    model_id: &str,
-    set: &LabeledDataset,
-    embedded: &[usize],
-    vectors: Vec<f32>,
-    dimension: usize,
-) -> Result<Gallery> {
-    let header = GalleryHeader {
-        format_version: INDEX_FORMAT_VERSION,
-        model_id: model_id.to_string(),
-        model_path: PathBuf::new(),
-        folder: folder.to_path_buf(),
-        dimension,
-        images: embedded
-            .iter()
-            .map(|&i| {
-                super::data::ImageFile::new(
-                    set.images[i].0.clone(),
-                    Some(set.classes[set.images[i].1].clone()),
-                )
-            })
-            .collect(),
-        skipped: Vec::new(),
-        vectors_checksum: None,
-        exclude: Vec::new(),
-        search: Default::default(),
-        ids: Vec::new(),
-    };
-    Gallery::from_parts(header, vectors)
 }
 
 /// Embeds a class-folder gallery and query set with `model` and measures retrieval.
@@ -407,33 +275,5 @@ mod tests {
                 count: 1
             }]
         );
-    }
-
-    #[test]
-    fn mislabels_need_neighbours_agreeing_on_another_class() {
-        let names = vec!["a".to_string(), "b".to_string()];
-        let (other, share, confidence) =
-            mislabel_evidence(0, &[1, 1, 1, 1, 1, 1, 1, 1, 1, 0]).expect("evidence");
-        assert_eq!(other, 1);
-        assert!((share - 0.9).abs() < 1e-9 && (confidence - 0.8).abs() < 1e-9);
-        assert!(mislabel_evidence(0, &[0, 0, 0]).is_none());
-
-        // Six images: 0..=2 class a, 3..=5 class b; image 2 sits among the b's.
-        let paths: Vec<PathBuf> = (0..6).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
-        let classes = [0, 0, 0, 1, 1, 1];
-        let neighbours = vec![
-            vec![1, 2, 3],
-            vec![0, 2, 3],
-            vec![3, 4, 0], // two b's, one a: confidence 1/3
-            vec![4, 5, 2],
-            vec![3, 5, 2],
-            vec![3, 4, 2],
-        ];
-        let strict = find_mislabels(&paths, &classes, &names, &neighbours, 0.8);
-        assert!(strict.is_empty(), "{strict:?}");
-        let loose = find_mislabels(&paths, &classes, &names, &neighbours, 0.3);
-        assert_eq!(loose.len(), 1);
-        assert_eq!(loose[0].path, PathBuf::from("2.jpg"));
-        assert_eq!(loose[0].neighbours_class, "b");
     }
 }

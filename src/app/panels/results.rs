@@ -173,38 +173,52 @@ pub fn results_ui(
                 });
             }
         });
-    // Keys on the card under the pointer: A alike, N not alike, U unmark; Ctrl+Z undoes.
-    if !ui.ctx().egui_wants_keyboard_input() {
-        let (alike, not_alike, unmark, undo) = ui.input(|i| {
-            (
-                i.key_pressed(egui::Key::A) && i.modifiers.is_none(),
-                i.key_pressed(egui::Key::N) && i.modifiers.is_none(),
-                i.key_pressed(egui::Key::U) && i.modifiers.is_none(),
-                i.key_pressed(egui::Key::Z) && i.modifiers.command,
-            )
-        });
-        if let (Some(i), Some(query)) = (hovered_card, &query_file) {
-            let photo = search.hits[i].path.clone();
-            let now = state.marks.get(query, &photo);
-            let wanted = if alike {
-                Some((now != Some(true)).then_some(true))
-            } else if not_alike {
-                Some((now != Some(false)).then_some(false))
-            } else if unmark {
-                Some(None)
-            } else {
-                None
-            };
-            if let Some(alike) = wanted {
-                intents.push(Intent::Mark { photo, alike });
-            }
-        }
-        if undo {
-            intents.push(Intent::UndoMark);
-        }
-    }
+    let hovered = hovered_card
+        .and_then(|i| search.hits.get(i))
+        .map(|hit| hit.path.clone());
+    mark_keys_ui(ui, &state.marks, hovered, query_file.as_deref(), intents);
     if open_preview.is_some() {
         state.search.preview = open_preview;
+    }
+}
+
+/// Keys on the card under the pointer (`hovered`): A alike, N not alike, U unmark (each a
+/// second time takes the mark off); Ctrl+Z undoes the last mark.
+fn mark_keys_ui(
+    ui: &egui::Ui,
+    marks: &crate::app::marks::MarksView,
+    hovered: Option<std::path::PathBuf>,
+    query_file: Option<&std::path::Path>,
+    intents: &mut Vec<Intent>,
+) {
+    if ui.ctx().egui_wants_keyboard_input() {
+        return;
+    }
+    let (alike, not_alike, unmark, undo) = ui.input(|i| {
+        (
+            i.key_pressed(egui::Key::A) && i.modifiers.is_none(),
+            i.key_pressed(egui::Key::N) && i.modifiers.is_none(),
+            i.key_pressed(egui::Key::U) && i.modifiers.is_none(),
+            i.key_pressed(egui::Key::Z) && i.modifiers.command,
+        )
+    });
+    if let (Some(photo), Some(query)) = (hovered, query_file) {
+        let now = marks.get(query, &photo);
+        let wanted = if alike {
+            Some((now != Some(true)).then_some(true))
+        } else if not_alike {
+            Some((now != Some(false)).then_some(false))
+        } else if unmark {
+            Some(None)
+        } else {
+            None
+        };
+        if let Some(alike) = wanted {
+            intents.push(Intent::Mark { photo, alike });
+        }
+    }
+    if undo {
+        intents.push(Intent::UndoMark);
     }
 }
 

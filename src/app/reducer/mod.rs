@@ -23,6 +23,16 @@ use crate::worker::{
 };
 pub use training::*;
 
+/// A finished training run, as [`Outcome::Trained`] brings it.
+struct TrainedRun {
+    model_path: std::path::PathBuf,
+    became_current: bool,
+    summary: Box<TrainingSummary>,
+    validation: Option<Box<crate::engine::eval::RetrievalReport>>,
+    before_after: Option<Arc<crate::engine::train::BeforeAfter>>,
+    kept_training: Option<KeptTraining>,
+}
+
 /// What the app must do after an event.
 #[derive(Debug)]
 pub enum Effect {
@@ -387,43 +397,19 @@ impl AppState {
                 validation,
                 before_after,
                 kept_training,
-            } => {
-                if self.training.job == Some(job) {
-                    let mut end = describe_training(&summary, &model_path, became_current);
-                    if let Some(kept) = &kept_training {
-                        describe_kept_training(&mut end, kept, became_current);
-                    }
-                    self.training.outcome = Some(end);
-                    self.training.validation = validation.map(|report| *report);
-                    self.training.before_after = before_after;
-                    self.training.label_check = (summary.labels_checked > 0
-                        || summary.label_passes > 0)
-                        .then(|| LabelCheck {
-                            suspects: summary.label_suspects.clone(),
-                            checked: summary.labels_checked,
-                            passes: summary.label_passes,
-                        });
-                }
-                if self.jobs.index_after == Some(job) {
-                    self.jobs.index_after = None;
-                    if became_current && let Some(library) = self.settings.library.clone() {
-                        effects.push(Effect::StartIndexing(library));
-                    }
-                }
-            }
-            Outcome::ModelOpened(path) => {
-                if let Some(end) = &mut self.training.outcome
-                    && end.unused_model.as_ref() == Some(&path)
-                {
-                    end.unused_model = None;
-                }
-                if self.jobs.index_after == Some(job) {
-                    self.jobs.index_after = None;
-                    if let Some(library) = self.settings.library.clone() {
-                        effects.push(Effect::StartIndexing(library));
-                    }
-                }
-            }
+            } => self.trained(
+                job,
+                TrainedRun {
+                    model_path,
+                    became_current,
+                    summary,
+                    validation,
+                    before_after,
+                    kept_training,
+                },
+                effects,
+            ),
+            Outcome::ModelOpened(path) => self.model_opened(job, path, effects),
             Outcome::IndexReady(summary) => {
                 if !summary.skipped.is_empty() {
                     self.info(format!(
@@ -469,86 +455,21 @@ impl AppState {
                 folder.display()
             )),
             Outcome::IndexUpdated { summary, changes } => {
-                self.duplicates = None;
-                self.map.shown = None;
-                let changed = changes.added + changes.updated + changes.removed;
-                self.info(format!(
-                    "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",
-                    changes.added,
-                    changes.updated,
-                    changes.removed,
-                    changes.kept,
-                    plural(summary.images, "photo", "photos")
-                ));
-                // The path is the same, so the snapshot will not say the index changed:
-                // results that may list removed photos are asked again here.
-                if changed > 0
-                    && let Some(search) = &self.search.shown
-                {
-                    effects.push(Effect::Search(search.query.clone()));
-                }
+                self.index_updated(&summary, &changes, effects);
             }
             Outcome::Results {
                 query,
                 preview,
                 hits,
                 vector,
-            } => {
-                if self.search.preview.is_some_and(|i| i >= hits.len()) {
-                    self.search.preview = None;
-                }
-                let same_query = self.search.shown.as_ref().is_some_and(|s| s.query == query);
-                if !same_query {
-                    self.search.show_original = false;
-                }
-                // A query the person marked results of comes back refined by its marks.
-                let marked = match &query {
-                    Query::File(path) => !self.marks.all().for_query(path).is_empty(),
-                    Query::Rgb { .. } => false,
-                };
-                self.search.shown = Some(SearchView {
-                    selected: vec![true; hits.len()],
-                    query,
-                    preview: None,
-                    hits,
-                    vector,
-                    refined_by: 0,
-                });
-                effects.push(Effect::UploadPreview(preview));
-                if marked && !self.search.show_original {
-                    effects.push(Effect::Refine);
-                }
-            }
+            } => self.results_arrived(query, preview, hits, vector, effects),
             Outcome::Refined {
                 query,
                 hits,
                 refined_by,
                 missing,
             } => self.refined(query, hits, refined_by, missing),
-            Outcome::Exported { folder, report } => {
-                let kept = if report.kept.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ". Kept {} file(s) you changed since the last export: {}",
-                        report.kept.len(),
-                        report
-                            .kept
-                            .iter()
-                            .map(|k| k
-                                .path
-                                .file_name()
-                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                self.info(format!(
-                    "Exported {} images with their list to {}{kept}",
-                    report.manifest.results.len(),
-                    folder.display()
-                ))
-            }
+            Outcome::Exported { folder, report } => self.exported(&folder, &report),
             Outcome::WeightsReady { path, tensors } => {
                 self.info(format!(
                     "ImageNet ResNet18 weights downloaded and checked ({tensors} tensors); \
@@ -559,6 +480,145 @@ impl AppState {
                 self.imagenet_weights = Some(path);
             }
         }
+    }
+
+    /// A training run ended with a model: its summary in words, its charts, its label
+    /// check, and indexing when it became current.
+    fn trained(&mut self, job: JobId, run: TrainedRun, effects: &mut Vec<Effect>) {
+        let TrainedRun {
+            model_path,
+            became_current,
+            summary,
+            validation,
+            before_after,
+            kept_training,
+        } = run;
+        if self.training.job == Some(job) {
+            let mut end = describe_training(&summary, &model_path, became_current);
+            if let Some(kept) = &kept_training {
+                describe_kept_training(&mut end, kept, became_current);
+            }
+            self.training.outcome = Some(end);
+            self.training.validation = validation.map(|report| *report);
+            self.training.before_after = before_after;
+            self.training.label_check = (summary.labels_checked > 0 || summary.label_passes > 0)
+                .then(|| LabelCheck {
+                    suspects: summary.label_suspects.clone(),
+                    checked: summary.labels_checked,
+                    passes: summary.label_passes,
+                });
+        }
+        if self.jobs.index_after == Some(job) {
+            self.jobs.index_after = None;
+            if became_current && let Some(library) = self.settings.library.clone() {
+                effects.push(Effect::StartIndexing(library));
+            }
+        }
+    }
+
+    /// A model was opened (or chosen after a cancelled run): index the library with it
+    /// when that was asked for.
+    fn model_opened(&mut self, job: JobId, path: std::path::PathBuf, effects: &mut Vec<Effect>) {
+        if let Some(end) = &mut self.training.outcome
+            && end.unused_model.as_ref() == Some(&path)
+        {
+            end.unused_model = None;
+        }
+        if self.jobs.index_after == Some(job) {
+            self.jobs.index_after = None;
+            if let Some(library) = self.settings.library.clone() {
+                effects.push(Effect::StartIndexing(library));
+            }
+        }
+    }
+
+    /// The index took what changed in its folder: say so, and ask the results on screen
+    /// again when photos came or went.
+    fn index_updated(
+        &mut self,
+        summary: &crate::worker::IndexSummary,
+        changes: &crate::engine::index::IndexChanges,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.duplicates = None;
+        self.map.shown = None;
+        let changed = changes.added + changes.updated + changes.removed;
+        self.info(format!(
+            "Index updated: {} added, {} changed, {} removed, {} unchanged ({} in all).",
+            changes.added,
+            changes.updated,
+            changes.removed,
+            changes.kept,
+            plural(summary.images, "photo", "photos")
+        ));
+        // The path is the same, so the snapshot will not say the index changed:
+        // results that may list removed photos are asked again here.
+        if changed > 0
+            && let Some(search) = &self.search.shown
+        {
+            effects.push(Effect::Search(search.query.clone()));
+        }
+    }
+
+    /// Search results: the grid, the query's preview, and the refinement by its marks.
+    fn results_arrived(
+        &mut self,
+        query: Query,
+        preview: Arc<image::RgbImage>,
+        hits: Vec<SearchHit>,
+        vector: Arc<Vec<f32>>,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.search.preview.is_some_and(|i| i >= hits.len()) {
+            self.search.preview = None;
+        }
+        let same_query = self.search.shown.as_ref().is_some_and(|s| s.query == query);
+        if !same_query {
+            self.search.show_original = false;
+        }
+        // A query the person marked results of comes back refined by its marks.
+        let marked = match &query {
+            Query::File(path) => !self.marks.all().for_query(path).is_empty(),
+            Query::Rgb { .. } => false,
+        };
+        self.search.shown = Some(SearchView {
+            selected: vec![true; hits.len()],
+            query,
+            preview: None,
+            hits,
+            vector,
+            refined_by: 0,
+        });
+        effects.push(Effect::UploadPreview(preview));
+        if marked && !self.search.show_original {
+            effects.push(Effect::Refine);
+        }
+    }
+
+    /// An export finished: where, and which files the person changed were kept.
+    fn exported(&mut self, folder: &std::path::Path, report: &crate::engine::export::ExportReport) {
+        let kept = if report.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ". Kept {} file(s) you changed since the last export: {}",
+                report.kept.len(),
+                report
+                    .kept
+                    .iter()
+                    .map(|k| k
+                        .path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        self.info(format!(
+            "Exported {} images with their list to {}{kept}",
+            report.manifest.results.len(),
+            folder.display()
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::eval::{
+use crate::engine::collection::mislabels::{
     MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence,
 };
 use crate::engine::index::Gallery;
@@ -19,15 +19,18 @@ use crate::engine::{EngineError, Result};
 
 /// Distinct colours for classes, cycled when there are more: Okabe and Ito's palette for
 /// colour-blind readers, ordered so that the first five (the size of a typical library)
-/// are the easiest to tell apart, light and dark blue never both among them.
+/// are the five most unlike each other and both backgrounds (the window's dark one, the
+/// PNG's white one): at least 53 apart in CIE L*a*b* (ΔE 1976), where orange and
+/// vermillion, both among the first five before, were 33 apart and a trial took dandelion
+/// and tulip for one class (issue #41).
 pub const CLASS_COLOURS: [[u8; 3]; 10] = [
     [0, 114, 178],
-    [230, 159, 0],
+    [213, 94, 0],
     [0, 158, 115],
     [204, 121, 167],
-    [213, 94, 0],
-    [86, 180, 233],
     [240, 228, 66],
+    [86, 180, 233],
+    [230, 159, 0],
     [120, 120, 120],
     [148, 103, 189],
     [140, 86, 75],
@@ -388,6 +391,50 @@ mod text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CIE L*a*b* of an sRGB colour (D65).
+    fn lab(rgb: [u8; 3]) -> [f64; 3] {
+        let linear = |u: u8| {
+            let u = f64::from(u) / 255.0;
+            if u > 0.04045 {
+                ((u + 0.055) / 1.055).powf(2.4)
+            } else {
+                u / 12.92
+            }
+        };
+        let [r, g, b] = rgb.map(linear);
+        let x = (r * 0.4124 + g * 0.3576 + b * 0.1805) / 0.95047;
+        let y = r * 0.2126 + g * 0.7152 + b * 0.0722;
+        let z = (r * 0.0193 + g * 0.1192 + b * 0.9505) / 1.08883;
+        let f = |t: f64| {
+            if t > 0.008856 {
+                t.cbrt()
+            } else {
+                7.787 * t + 16.0 / 116.0
+            }
+        };
+        [
+            116.0 * f(y) - 16.0,
+            500.0 * (f(x) - f(y)),
+            200.0 * (f(y) - f(z)),
+        ]
+    }
+
+    #[test]
+    fn the_first_five_class_colours_are_clearly_different_from_each_other_and_the_background() {
+        let distance = |a: [u8; 3], b: [u8; 3]| {
+            let (a, b) = (lab(a), lab(b));
+            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+        };
+        for (i, &a) in CLASS_COLOURS[..5].iter().enumerate() {
+            for &b in &CLASS_COLOURS[i + 1..5] {
+                assert!(distance(a, b) > 50.0, "{a:?} and {b:?}: {}", distance(a, b));
+            }
+            for background in [[255, 255, 255], [27, 27, 27]] {
+                assert!(distance(a, background) > 50.0, "{a:?} on {background:?}");
+            }
+        }
+    }
     use crate::engine::data::ImageFile;
     use crate::engine::index::GalleryHeader;
 

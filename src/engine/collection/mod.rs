@@ -5,3 +5,4 @@ pub mod cross_fit;
 pub mod duplicates;
 pub mod map;
 pub mod mislabels;
+pub mod planted_mislabels;

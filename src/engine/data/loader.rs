@@ -69,6 +69,11 @@ impl BatchStream {
                         let mut loaded = Vec::with_capacity(items.len());
                         let mut failed = Vec::new();
                         for &item in &items {
+                            // A stream dropped mid-batch (the time budget ran out, a
+                            // cancel) does not wait for the rest of the batch.
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
                             let slot = loaded.len();
                             let out =
                                 &mut pixels[slot * floats_per_item..(slot + 1) * floats_per_item];

@@ -18,8 +18,9 @@ pub mod update;
 use faiss::Index;
 use faiss::index::flat::FlatIndex;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::engine::data::LabeledDataset;
 use crate::engine::{EngineError, Result};
 use ann::{ApproximateIndex, MethodChoice, SearchMethod};
 
@@ -185,6 +186,40 @@ impl Gallery {
 
 /// A 2-d exact gallery of `vectors` for tests: photo `i` is `photos/{even|odd}/{i}.jpg`,
 /// of the class "even" or "odd".
+/// An in-memory gallery (for measuring, not for saving) of the images of `set` that were
+/// embedded: `embedded[j]` is the position in `set.images` of the `j`-th vector.
+pub fn labelled_gallery(
+    folder: &Path,
+    model_id: &str,
+    set: &LabeledDataset,
+    embedded: &[usize],
+    vectors: Vec<f32>,
+    dimension: usize,
+) -> Result<Gallery> {
+    let header = GalleryHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        model_id: model_id.to_string(),
+        model_path: PathBuf::new(),
+        folder: folder.to_path_buf(),
+        dimension,
+        images: embedded
+            .iter()
+            .map(|&i| {
+                crate::engine::data::ImageFile::new(
+                    set.images[i].0.clone(),
+                    Some(set.classes[set.images[i].1].clone()),
+                )
+            })
+            .collect(),
+        skipped: Vec::new(),
+        vectors_checksum: None,
+        exclude: Vec::new(),
+        search: Default::default(),
+        ids: Vec::new(),
+    };
+    Gallery::from_parts(header, vectors)
+}
+
 #[cfg(test)]
 pub(crate) fn test_gallery(vectors: &[[f32; 2]]) -> Gallery {
     let header = GalleryHeader {

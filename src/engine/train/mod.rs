@@ -227,6 +227,21 @@ impl Resumption {
         })
     }
 
+    /// The job `this_run` becomes when it goes on from this run: the earlier settings
+    /// with this run's budget, epochs and device, and the earlier run's photos held out.
+    fn job(&self, this_run: &TrainJob) -> TrainJob {
+        TrainJob {
+            settings: self.settings(&this_run.settings),
+            // The photos the earlier run held out stay held out (the split is fixed by the
+            // library): trained on now, they would no longer calibrate.
+            holdout_share: this_run.holdout_share.or(match this_run.validation {
+                None => self.saved.info.holdout_share,
+                Some(_) => None,
+            }),
+            ..this_run.clone()
+        }
+    }
+
     /// The earlier run's settings with this run's budget, epochs and device.
     fn settings(&self, this_run: &TrainSettings) -> TrainSettings {
         TrainSettings {
@@ -254,23 +269,8 @@ pub fn train(
         Some(path) => Some(Resumption::open(path, device)?),
         None => None,
     };
-    let resumed_job;
-    let job = match &resumption {
-        Some(resumption) => {
-            resumed_job = TrainJob {
-                settings: resumption.settings(&job.settings),
-                // The photos the earlier run held out stay held out (the split is fixed
-                // by the library): trained on now, they would no longer calibrate.
-                holdout_share: job.holdout_share.or(match job.validation {
-                    None => resumption.saved.info.holdout_share,
-                    Some(_) => None,
-                }),
-                ..job.clone()
-            };
-            &resumed_job
-        }
-        None => job,
-    };
+    let resumed_job = resumption.as_ref().map(|r| r.job(job));
+    let job = resumed_job.as_ref().unwrap_or(job);
     let settings = &job.settings;
     tch::manual_seed(settings.seed as i64);
 
