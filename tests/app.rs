@@ -1044,6 +1044,23 @@ fn duplicates_view_groups_regroups_opens_and_exports_the_others() {
     };
     assert!(group_of_copies(harness.state()).is_some());
     harness.get_by_label_contains("Group 1 ·");
+    // Issue #41: the keeper is the copy a person would keep, and says why: these copies are
+    // alike in every way but their age, and the original is the earliest file.
+    {
+        let app = harness.state();
+        let view = app.state.duplicates.as_ref().expect("view");
+        let group = &view.groups[group_of_copies(app).expect("the copies")];
+        assert!(
+            view.candidates.paths[group.members[0]].ends_with("class_00/img_000.png"),
+            "{:?}",
+            view.candidates.paths[group.members[0]]
+        );
+        assert_eq!(
+            view.candidates.why_kept(group, group.members[0]),
+            "kept: the earliest file"
+        );
+    }
+    harness.get_by_label_contains("· kept: the earliest file");
 
     // The slider regroups live: at its lowest only identical files stay grouped.
     harness

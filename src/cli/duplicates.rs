@@ -21,8 +21,9 @@ pub struct DuplicatesArgs {
     /// photo in the index, and is printed. 0 groups exact copies only.
     #[arg(long, value_name = "D", value_parser = super::choices::distance)]
     pub threshold: Option<f32>,
-    /// Write the photos that are not the suggested keeper of their group (the largest
-    /// file) to this CSV file. Nothing is deleted or moved.
+    /// Write the photos that are not the suggested keeper of their group (the one without
+    /// an added border, with the most pixels, the camera's EXIF, the earliest, the
+    /// largest) to this CSV file. Nothing is deleted or moved.
     #[arg(long, value_name = "FILE")]
     pub others_csv: Option<PathBuf>,
     #[command(flatten)]
@@ -86,6 +87,7 @@ pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
                     "class": candidates.classes[m],
                 })).collect::<Vec<_>>(),
                 "identical": group.all_identical(),
+                "why_kept": candidates.why_kept(group, group.members[0]),
                 "pairs": group.pairs.iter().map(|p| json!({
                     "a": candidates.paths[p.a],
                     "b": candidates.paths[p.b],
@@ -110,7 +112,12 @@ pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
             } else {
                 "near-duplicates"
             };
-            println!("group {} ({} photos, {kind})", g + 1, group.members.len());
+            println!(
+                "group {} ({} photos, {kind}; the first {})",
+                g + 1,
+                group.members.len(),
+                candidates.why_kept(group, group.members[0])
+            );
             for (i, &m) in group.members.iter().enumerate() {
                 let distance = if i == 0 {
                     "keep".to_string()

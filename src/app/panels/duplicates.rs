@@ -119,7 +119,11 @@ pub fn duplicates_ui(
                                 ui.label(format!("{folder}/{}", file_name(path)))
                                     .on_hover_text(path.display().to_string());
                                 let detail = if member == kept {
-                                    format!("{} · kept", size(candidates.sizes[member]))
+                                    format!(
+                                        "{} · {}",
+                                        size(candidates.sizes[member]),
+                                        candidates.why_kept(group, member)
+                                    )
                                 } else {
                                     let pair = group.pairs.iter().find(|p| {
                                         (p.a, p.b) == (member.min(kept), member.max(kept))

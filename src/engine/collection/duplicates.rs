@@ -28,6 +28,7 @@
 //! other photo in the index.
 //! Likeness never deletes or moves a photo; it lists them.
 
+use super::keeper::{KeeperFacts, why_kept};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +107,10 @@ pub struct Candidates {
     pub classes: Vec<Option<String>>,
     /// File sizes in bytes, as indexed.
     pub sizes: Vec<u64>,
+    /// What decides which copy to keep, for each photo in a pair (`None` for the others,
+    /// and for a photo that could not be read).
+    #[serde(default)]
+    pub keeper_facts: Vec<Option<KeeperFacts>>,
     /// Nearest first.
     pub pairs: Vec<Pair>,
     /// Median squared distance from a photo to its nearest other photo (identical files
@@ -119,7 +124,8 @@ pub struct Candidates {
 /// Photos that are near-duplicates of one another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
-    /// Positions in the index; the first is the one suggested to keep (the largest file).
+    /// Positions in the index; the first is the one suggested to keep (the one a person
+    /// would keep: [`super::keeper`]).
     pub members: Vec<usize>,
     /// The pairs inside the group that joined it, nearest first.
     pub pairs: Vec<Pair>,
@@ -242,6 +248,18 @@ impl Candidates {
                 .then(x.a.cmp(&y.a))
                 .then(x.b.cmp(&y.b))
         });
+        // Only photos in a pair can be in a group: each is read once, its header and a
+        // small decode for the corners.
+        let mut keeper_facts: Vec<Option<KeeperFacts>> = vec![None; count];
+        let in_pairs: std::collections::BTreeSet<usize> =
+            pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+        for i in in_pairs {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let image = &gallery.header.images[i];
+            keeper_facts[i] = KeeperFacts::read(&paths[i], image.bytes, image.modified_ns);
+        }
         Ok(Self {
             classes: gallery
                 .header
@@ -251,6 +269,7 @@ impl Candidates {
                 .collect(),
             paths,
             sizes,
+            keeper_facts,
             pairs,
             typical_distance,
             default_threshold,
@@ -333,10 +352,16 @@ impl Candidates {
         let mut groups: Vec<Group> = by_group
             .into_values()
             .map(|mut group| {
-                // Largest file first (most likely the original), then by path.
+                // The one a person would keep first (no added border, most pixels, the
+                // camera's EXIF, earliest, largest), then by path.
                 group.members.sort_by(|&x, &y| {
-                    self.sizes[y]
-                        .cmp(&self.sizes[x])
+                    let facts = |i: usize| self.keeper_facts.get(i).copied().flatten();
+                    let by_facts = match (facts(x), facts(y)) {
+                        (Some(a), Some(b)) => a.compare(&b),
+                        _ => std::cmp::Ordering::Equal,
+                    };
+                    by_facts
+                        .then(self.sizes[y].cmp(&self.sizes[x]))
                         .then(self.paths[x].cmp(&self.paths[y]))
                 });
                 group
@@ -351,6 +376,25 @@ impl Candidates {
             )
         });
         groups
+    }
+
+    /// Why `kept` (a member of `group`) is the one kept, in words ("kept: no added border,
+    /// the earliest file").
+    pub fn why_kept(&self, group: &Group, kept: usize) -> String {
+        let facts = |i: usize| self.keeper_facts.get(i).copied().flatten();
+        let others: Option<Vec<KeeperFacts>> = group
+            .members
+            .iter()
+            .filter(|&&m| m != kept)
+            .map(|&m| facts(m))
+            .collect();
+        if group.members.first() != Some(&kept) {
+            return "kept: your choice".into();
+        }
+        match (facts(kept), others) {
+            (Some(kept), Some(others)) => why_kept(&kept, &others),
+            _ => "kept: the largest file".into(),
+        }
     }
 
     /// Distance between two members of a group (from its pairs; `None` when they were

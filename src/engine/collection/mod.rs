@@ -3,6 +3,7 @@
 
 pub mod cross_fit;
 pub mod duplicates;
+pub mod keeper;
 pub mod map;
 pub mod mislabels;
 pub mod planted_mislabels;
