@@ -2356,3 +2356,78 @@ fn the_sort_level_goes_below_half_and_the_cards_follow_it_at_once() {
         "no card still speaks of the old level"
     );
 }
+
+/// Issue #41 item 4: three runs left 656 MB in the models folder with no word of it. The
+/// window says what the folder keeps and offers to remove the training states no model in
+/// the window can go on from; the models stay, and so does any file that is not a state.
+#[test]
+fn the_models_folder_says_what_it_keeps_and_old_training_states_can_go() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dirs = DataDirs::under(dir.path().join("data"));
+    std::fs::create_dir_all(&dirs.models).expect("models folder");
+    // Files as Likeness writes them, told apart by their format (their size is padding).
+    let write = |name: &str, format: &str, bytes: usize| {
+        let metadata =
+            std::collections::HashMap::from([("likeness.format".to_string(), format.to_string())]);
+        let weights = vec![0u8; bytes];
+        let tensor =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![bytes], &weights)
+                .expect("tensor");
+        let data =
+            safetensors::serialize(vec![("weights", tensor)], Some(metadata)).expect("serialize");
+        std::fs::write(dirs.models.join(name), data).expect("write");
+    };
+    for run in ["first", "second"] {
+        write(&format!("{run}.safetensors"), "likeness-model", 2_000_000);
+        write(
+            &format!("{run}.train-state.safetensors"),
+            "likeness-train-state",
+            8_000_000,
+        );
+    }
+    std::fs::write(dirs.models.join("notes.train-state.safetensors"), b"mine").expect("write");
+    let models = dirs.models.clone();
+    let mut harness = harness_with_dirs(AppSettings::default(), dirs);
+    // As after every training run.
+    harness.state_mut().look_at_models_folder();
+    run_until(&mut harness, "a look at the models folder", |app| {
+        app.state.training.models_folder.is_some() && app.state.is_idle()
+    });
+    harness.step();
+    harness.get_by_label_contains(
+        "The models folder keeps 2 models and 2 training states (20 MB; the states 16 MB)",
+    );
+    harness
+        .get_by_label("Remove 2 old training states (16 MB)")
+        .click();
+    run_until(&mut harness, "the states removed", |app| {
+        app.state.is_idle()
+            && app
+                .state
+                .notices
+                .iter()
+                .any(|n| n.text.starts_with("Removed 2 old training states (16 MB)"))
+    });
+    for run in ["first", "second"] {
+        assert!(
+            models.join(format!("{run}.safetensors")).exists(),
+            "the model stays"
+        );
+        assert!(
+            !models
+                .join(format!("{run}.train-state.safetensors"))
+                .exists()
+        );
+    }
+    assert!(
+        models.join("notes.train-state.safetensors").exists(),
+        "not a state: stays"
+    );
+    harness.step();
+    assert!(
+        harness
+            .query_by_label_contains("Remove 2 old training states")
+            .is_none(),
+        "nothing left to offer"
+    );
+}

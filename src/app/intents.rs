@@ -95,6 +95,19 @@ impl LikenessApp {
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }
+            Intent::RemoveOldStates => {
+                let keep: Vec<std::path::PathBuf> = self
+                    .state
+                    .current
+                    .model
+                    .iter()
+                    .map(|m| m.path.clone())
+                    .collect();
+                self.send(Request::RemoveOldStates {
+                    folder: self.state.dirs.models.clone(),
+                    keep,
+                });
+            }
             Intent::PickInbox | Intent::PlanSort | Intent::FileSort | Intent::UndoSort => {
                 self.sort_intent(&intent);
             }

@@ -156,6 +156,12 @@ impl LikenessApp {
             .then(|| self.state.training.saved_run());
     }
 
+    /// Asks the worker what the models folder keeps (shown under the training summary).
+    pub fn look_at_models_folder(&mut self) {
+        let folder = self.state.dirs.models.clone();
+        self.send(Request::DiskUse { folder });
+    }
+
     /// Sends a request; the job waits in `queued` until the worker starts it.
     fn send(&mut self, request: Request) -> Option<crate::worker::JobId> {
         let kind = request.kind();
@@ -199,6 +205,7 @@ impl LikenessApp {
                     Effect::Search(query) => self.search_with(query),
                     Effect::OpenMarks => self.open_marks(),
                     Effect::Refine => self.refine_on_screen(),
+                    Effect::LookAtModelsFolder => self.look_at_models_folder(),
                 }
             }
         }

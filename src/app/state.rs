@@ -118,6 +118,8 @@ pub struct TrainingView {
     pub label_check: Option<LabelCheck>,
     /// Show the loss chart on a log scale.
     pub log_scale: bool,
+    /// What the models folder keeps (models and training states), as last looked at.
+    pub models_folder: Option<crate::engine::train::kept::KeptFiles>,
 }
 
 /// The last run's charts and label list as the settings keep them across a restart

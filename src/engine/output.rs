@@ -64,6 +64,13 @@ impl OutputKind {
     }
 }
 
+/// Whether the regular file at `path` is `kind`'s own output (a file Likeness wrote of
+/// that kind): what may be removed or replaced as such.
+pub fn is_own(path: &Path, kind: OutputKind) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+        && read_head(path, SNIFF_BYTES).is_ok_and(|head| kind.recognises(&head))
+}
+
 /// How much of an existing file is read to tell what it is: a model's JSON header can be
 /// large (one entry per tensor), everything else is told by its first bytes.
 const SNIFF_BYTES: u64 = 4 << 20;

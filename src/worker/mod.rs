@@ -486,6 +486,17 @@ impl Worker {
                 journal,
             } => return self.file_sort(job, &inbox, &choices, mode, &journal, cancel),
             Request::UndoSort { journal } => return self.undo_sort(job, &journal),
+            Request::DiskUse { folder } => Outcome::ModelsFolder {
+                kept: crate::engine::train::kept::kept_files(&folder)?,
+                removed: None,
+            },
+            Request::RemoveOldStates { folder, keep } => {
+                let removed = crate::engine::train::kept::remove_old_states(&folder, &keep)?;
+                Outcome::ModelsFolder {
+                    kept: crate::engine::train::kept::kept_files(&folder)?,
+                    removed: Some(removed),
+                }
+            }
             Request::CopyPhotos { paths, folder } => {
                 let count = copy_photos(&paths, &folder)?;
                 Outcome::PhotosCopied { count, folder }

@@ -55,6 +55,7 @@ pub enum JobKind {
     PlanSort,
     FileSort,
     UndoSort,
+    ModelsFolder,
 }
 
 impl JobKind {
@@ -79,6 +80,7 @@ impl JobKind {
             Self::PlanSort => "looking at the inbox",
             Self::FileSort => "filing photos",
             Self::UndoSort => "undoing the last sort",
+            Self::ModelsFolder => "looking at the models folder",
         }
     }
 }
@@ -211,6 +213,11 @@ pub enum Request {
     },
     /// Reverse the sort `journal` records, then bring the index up to date.
     UndoSort { journal: PathBuf },
+    /// Say what the models folder keeps (models and training states, with their sizes).
+    DiskUse { folder: PathBuf },
+    /// Remove the training states of the folder's models other than `keep` (the models
+    /// that can still go on training), then say what the folder keeps.
+    RemoveOldStates { folder: PathBuf, keep: Vec<PathBuf> },
 }
 
 /// Where the list of duplicates not kept goes.
@@ -251,6 +258,7 @@ impl Request {
             Self::PlanSort { .. } => JobKind::PlanSort,
             Self::FileSort { .. } => JobKind::FileSort,
             Self::UndoSort { .. } => JobKind::UndoSort,
+            Self::DiskUse { .. } | Self::RemoveOldStates { .. } => JobKind::ModelsFolder,
         }
     }
 }
@@ -375,6 +383,12 @@ pub enum Outcome {
     Exported {
         folder: PathBuf,
         report: ExportReport,
+    },
+    /// What the models folder keeps; `removed`: the old training states just removed
+    /// (how many, and their bytes).
+    ModelsFolder {
+        kept: crate::engine::train::kept::KeptFiles,
+        removed: Option<(usize, u64)>,
     },
     /// Pretrained weights are downloaded, checked, and ready at `path`.
     WeightsReady { path: PathBuf, tensors: usize },

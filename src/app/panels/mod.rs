@@ -86,6 +86,9 @@ pub enum Intent {
     FileSort,
     /// Reverse the last sort.
     UndoSort,
+    /// Remove the training states of the models that are not current (they cannot go on
+    /// training from the window).
+    RemoveOldStates,
     /// Ask where to write the list of duplicates not kept (or copy them), then do it.
     PickDuplicatesExport(duplicates::ExportKind),
     /// Place the current index's photos on the map.

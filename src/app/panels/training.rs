@@ -2,6 +2,7 @@
 //! weights), Train / Cancel, and the ImageNet weights download.
 
 use super::Intent;
+use crate::app::reducer::{megabytes, plural};
 use crate::app::settings::TrainForm;
 use crate::app::state::AppState;
 use crate::app::thumbnails::ThumbnailCache;
@@ -53,6 +54,48 @@ pub fn training_ui(
         }
     });
     super::training_report::training_report_ui(ui, state, thumbnails, intents);
+    models_folder_ui(ui, state, intents);
+}
+
+/// What the models folder keeps, and the offer to remove the training states no model in
+/// the window can go on from.
+fn models_folder_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
+    let Some(kept) = &state.training.models_folder else {
+        return;
+    };
+    if kept.models.is_empty() {
+        return;
+    }
+    let states = kept.models.iter().filter(|m| m.state.is_some()).count();
+    ui.small(format!(
+        "The models folder keeps {} and {} ({}; the states {}).",
+        plural(kept.models.len(), "model", "models"),
+        plural(states, "training state", "training states"),
+        megabytes(kept.total_bytes()),
+        megabytes(kept.state_bytes()),
+    ))
+    .on_hover_text(kept.folder.display().to_string());
+    let current: Vec<std::path::PathBuf> =
+        state.current.model.iter().map(|m| m.path.clone()).collect();
+    let (old, old_bytes) = kept.old_states(&current);
+    if !old.is_empty()
+        && ui
+            .add_enabled(
+                state.is_idle(),
+                egui::Button::new(format!(
+                    "Remove {} ({})",
+                    plural(old.len(), "old training state", "old training states"),
+                    megabytes(old_bytes)
+                )),
+            )
+            .on_hover_text(
+                "Only the current model can go on training (Keep training); the other models' \
+                 states are not needed to search with them. The models stay.",
+            )
+            .clicked()
+    {
+        intents.push(Intent::RemoveOldStates);
+    }
 }
 
 /// Keep training: offered when the current model was trained here and its training state

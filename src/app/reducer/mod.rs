@@ -46,6 +46,8 @@ pub enum Effect {
     Refine,
     /// Open the marks of the current index's library (the index changed).
     OpenMarks,
+    /// Look at what the models folder keeps again (a run wrote a model and its state).
+    LookAtModelsFolder,
 }
 
 impl AppState {
@@ -470,6 +472,16 @@ impl AppState {
                 missing,
             } => self.refined(query, hits, refined_by, missing),
             Outcome::Exported { folder, report } => self.exported(&folder, &report),
+            Outcome::ModelsFolder { kept, removed } => {
+                if let Some((count, bytes)) = removed {
+                    self.info(format!(
+                        "Removed {} ({}); every model stays.",
+                        plural(count, "old training state", "old training states"),
+                        megabytes(bytes)
+                    ));
+                }
+                self.training.models_folder = Some(kept);
+            }
             Outcome::WeightsReady { path, tensors } => {
                 self.info(format!(
                     "ImageNet ResNet18 weights downloaded and checked ({tensors} tensors); \
@@ -514,6 +526,8 @@ impl AppState {
                 effects.push(Effect::StartIndexing(library));
             }
         }
+        // A run wrote a model and its training state: say what the folder keeps now.
+        effects.push(Effect::LookAtModelsFolder);
     }
 
     /// A model was opened (or chosen after a cancelled run): index the library with it
@@ -627,6 +641,16 @@ impl AppState {
 /// and drops the far ones from the first click.
 pub fn default_distance_limit(typical: f32) -> f32 {
     3.0 * typical
+}
+
+/// "12 MB", "1.3 GB".
+pub fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb >= 1000.0 {
+        format!("{:.1} GB", mb / 1000.0)
+    } else {
+        format!("{mb:.0} MB")
+    }
 }
 
 pub fn capitalise(text: &str) -> String {
@@ -796,7 +820,7 @@ mod tests {
         });
         assert!(!app.training_running());
         assert!(
-            matches!(effects.as_slice(), [Effect::StartIndexing(folder)] if folder.as_path() == std::path::Path::new("photos"))
+            matches!(effects.as_slice(), [Effect::StartIndexing(folder), Effect::LookAtModelsFolder] if folder.as_path() == std::path::Path::new("photos"))
         );
         assert!(
             app.training
@@ -890,7 +914,10 @@ mod tests {
                 kept_training: None,
             }),
         });
-        assert!(effects.is_empty(), "no indexing with an unused model");
+        assert!(
+            matches!(effects.as_slice(), [Effect::LookAtModelsFolder]),
+            "no indexing with an unused model (only a look at the models folder it grew)"
+        );
         let end = app.training.outcome.clone().expect("outcome");
         assert_eq!(end.headline, "Training cancelled");
         assert_eq!(end.unused_model, Some("half.safetensors".into()));

@@ -13,6 +13,7 @@ mod average;
 mod blend;
 pub mod embed;
 pub mod finish;
+pub mod kept;
 pub mod loss;
 pub mod margins;
 pub mod monitor;
