@@ -21,26 +21,8 @@ impl LikenessApp {
                 }
             }
             Intent::ChooseLibrary(folder) => self.choose_library(folder),
-            Intent::PickModelFile => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .set_title("Open a Likeness model")
-                    .set_directory(&self.state.dirs.models)
-                    .add_filter("Likeness model", &["safetensors"])
-                    .pick_file()
-                {
-                    self.send(Request::OpenModel(path));
-                }
-            }
-            Intent::PickIndexFile => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .set_title("Open a Likeness index")
-                    .set_directory(&self.state.dirs.indexes)
-                    .add_filter("Likeness index", &["likeness-index"])
-                    .pick_file()
-                {
-                    self.send(Request::OpenIndex(path));
-                }
-            }
+            Intent::PickModelFile => self.pick_model_file(),
+            Intent::PickIndexFile => self.pick_index_file(),
             Intent::OpenModel(path) => {
                 self.send(Request::OpenModel(path));
             }
@@ -60,25 +42,8 @@ impl LikenessApp {
             Intent::Mark { photo, alike } => self.mark(photo, alike),
             Intent::UndoMark => self.undo_mark(),
             Intent::RemoveMark(position) => self.remove_mark(position),
-            Intent::ExportMarks => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .set_title("Export your marks")
-                    .set_file_name("likeness-marks.json")
-                    .add_filter("JSON", &["json"])
-                    .save_file()
-                {
-                    self.export_marks(&path);
-                }
-            }
-            Intent::ImportMarks => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .set_title("Import marks")
-                    .add_filter("JSON", &["json"])
-                    .pick_file()
-                {
-                    self.import_marks(&path);
-                }
-            }
+            Intent::ExportMarks => self.pick_marks_export(),
+            Intent::ImportMarks => self.pick_marks_import(),
             Intent::RetrainWithMarks => self.retrain_with_marks(),
             Intent::DrawMap => {
                 self.send(Request::DrawMap);
@@ -95,19 +60,7 @@ impl LikenessApp {
             Intent::FindDuplicates => {
                 self.send(Request::FindDuplicates);
             }
-            Intent::RemoveOldStates => {
-                let keep: Vec<std::path::PathBuf> = self
-                    .state
-                    .current
-                    .model
-                    .iter()
-                    .map(|m| m.path.clone())
-                    .collect();
-                self.send(Request::RemoveOldStates {
-                    folder: self.state.dirs.models.clone(),
-                    keep,
-                });
-            }
+            Intent::RemoveOldStates => self.remove_old_states(),
             Intent::PickInbox | Intent::PlanSort | Intent::FileSort | Intent::UndoSort => {
                 self.sort_intent(&intent);
             }
@@ -172,6 +125,68 @@ impl LikenessApp {
             Intent::Open(path) => self.launch(ctx, Action::Open, &path),
             Intent::ShowInFolder(path) => self.launch(ctx, Action::ShowInFolder, &path),
         }
+    }
+
+    /// Asks for a model file in a dialog (starting in the models folder) and opens it.
+    fn pick_model_file(&mut self) {
+        if let Some(path) = rfd::FileDialog::new()
+            .set_title("Open a Likeness model")
+            .set_directory(&self.state.dirs.models)
+            .add_filter("Likeness model", &["safetensors"])
+            .pick_file()
+        {
+            self.send(Request::OpenModel(path));
+        }
+    }
+
+    /// Asks for an index file in a dialog (starting in the indexes folder) and opens it.
+    fn pick_index_file(&mut self) {
+        if let Some(path) = rfd::FileDialog::new()
+            .set_title("Open a Likeness index")
+            .set_directory(&self.state.dirs.indexes)
+            .add_filter("Likeness index", &["likeness-index"])
+            .pick_file()
+        {
+            self.send(Request::OpenIndex(path));
+        }
+    }
+
+    /// Asks where to export the marks, then writes them.
+    fn pick_marks_export(&mut self) {
+        if let Some(path) = rfd::FileDialog::new()
+            .set_title("Export your marks")
+            .set_file_name("likeness-marks.json")
+            .add_filter("JSON", &["json"])
+            .save_file()
+        {
+            self.export_marks(&path);
+        }
+    }
+
+    /// Asks for a marks file to import, then imports it.
+    fn pick_marks_import(&mut self) {
+        if let Some(path) = rfd::FileDialog::new()
+            .set_title("Import marks")
+            .add_filter("JSON", &["json"])
+            .pick_file()
+        {
+            self.import_marks(&path);
+        }
+    }
+
+    /// Removes the training states of the models other than the current one.
+    fn remove_old_states(&mut self) {
+        let keep: Vec<std::path::PathBuf> = self
+            .state
+            .current
+            .model
+            .iter()
+            .map(|m| m.path.clone())
+            .collect();
+        self.send(Request::RemoveOldStates {
+            folder: self.state.dirs.models.clone(),
+            keep,
+        });
     }
 
     /// Asks where the duplicates not kept go (a list or a folder), then writes them.

@@ -14,6 +14,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
+use crate::engine::files::open_regular;
 
 /// What decides which copy to keep, read from the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +44,15 @@ const EXIF_SEARCH_BYTES: u64 = 64 * 1024;
 
 impl KeeperFacts {
     /// Reads the facts of `path` (its size and time as the index recorded them). `None`
-    /// when it cannot be read as a photo.
+    /// when it cannot be read as a photo. Only a regular file is opened (a photo swapped
+    /// for a pipe since it was indexed must not hang the search for copies).
     pub fn read(path: &Path, bytes: u64, modified_ns: u64) -> Option<Self> {
-        let (width, height) = image::image_dimensions(path).ok()?;
+        let (file, _) = open_regular(path).ok()?;
+        let (width, height) = image::ImageReader::new(std::io::BufReader::new(file))
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()?;
         let small = decode_rgb_sized(
             path,
             DEFAULT_MAX_PIXELS,
@@ -115,7 +122,7 @@ fn has_added_border(picture: &RgbImage) -> bool {
 /// Whether the file's first bytes hold an EXIF block ("Exif\0\0", JPEG's APP1, or a TIFF
 /// or HEIF/PNG eXIf chunk's marker).
 fn has_exif(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok((file, _)) = open_regular(path) else {
         return false;
     };
     let mut head = Vec::new();

@@ -319,25 +319,7 @@ pub fn train(
         notes,
     });
 
-    let mut summary = TrainingSummary {
-        data_folder: job.data.display().to_string(),
-        classes: data.training.dataset.classes.clone(),
-        images: data.training.dataset.images.len(),
-        skipped_files: data.skipped.len(),
-        preset: settings.preset.label().into(),
-        settings: Some(settings.clone()),
-        device: device_label,
-        pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
-        steps_per_epoch: trainer.steps_per_epoch(),
-        validation_source: data.validation_source.clone(),
-        resumed_from: resumption.as_ref().map(|r| super::model::ResumedFrom {
-            model_id: r.model_id.clone(),
-            steps: r.saved.info.position.steps,
-            secs: r.saved.info.position.secs,
-            epochs: r.saved.info.epochs,
-        }),
-        ..Default::default()
-    };
+    let mut summary = starting_summary(job, &data, &trainer, device_label, resumption.as_ref());
     let last_step = run_epochs(
         &mut trainer,
         &mut monitor,
@@ -419,6 +401,36 @@ pub fn train(
         label_cosines,
         finish_work,
     })
+}
+
+/// The summary a run starts with: what it trains on, how, and what it went on from.
+fn starting_summary(
+    job: &TrainJob,
+    data: &prepare::PreparedData,
+    trainer: &Trainer,
+    device_label: String,
+    resumption: Option<&Resumption>,
+) -> TrainingSummary {
+    let settings = &job.settings;
+    TrainingSummary {
+        data_folder: job.data.display().to_string(),
+        classes: data.training.dataset.classes.clone(),
+        images: data.training.dataset.images.len(),
+        skipped_files: data.skipped.len(),
+        preset: settings.preset.label().into(),
+        settings: Some(settings.clone()),
+        device: device_label,
+        pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
+        steps_per_epoch: trainer.steps_per_epoch(),
+        validation_source: data.validation_source.clone(),
+        resumed_from: resumption.map(|r| super::model::ResumedFrom {
+            model_id: r.model_id.clone(),
+            steps: r.saved.info.position.steps,
+            secs: r.saved.info.position.secs,
+            epochs: r.saved.info.epochs,
+        }),
+        ..Default::default()
+    }
 }
 
 /// Trains epoch after epoch until the epochs, the time budget or a cancel end the run,
