@@ -128,18 +128,7 @@ fn sort_tab_snapshot() {
         })
         .collect();
     let dirs = DataDirs::under(dir.path().join("data"));
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 820.0))
-        .renderer(SoftwareRenderer::default())
-        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
-        .build_eframe(move |cc| {
-            LikenessApp::with_settings(&cc.egui_ctx, AppSettings::default(), dirs)
-        });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while harness.state().state.device == "detecting…" && Instant::now() < deadline {
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut harness = window_with_default_settings(dirs);
     let state = &mut harness.state_mut().state;
     state.current.index = Some(likeness::worker::IndexSummary {
         path: "library.likeness-index".into(),
@@ -196,18 +185,7 @@ fn training_phase_snapshot() {
     use likeness::worker::protocol::{Event, JobId, JobKind, Progress};
     let dir = tempfile::tempdir().expect("temp dir");
     let dirs = DataDirs::under(dir.path().join("data"));
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 820.0))
-        .renderer(SoftwareRenderer::default())
-        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
-        .build_eframe(move |cc| {
-            LikenessApp::with_settings(&cc.egui_ctx, AppSettings::default(), dirs)
-        });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while harness.state().state.device == "detecting…" && Instant::now() < deadline {
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut harness = window_with_default_settings(dirs);
     let job = JobId(7);
     let state = &mut harness.state_mut().state;
     state.device = "CPU".into();
@@ -248,4 +226,21 @@ fn training_phase_snapshot() {
     }
     harness.run_steps(3);
     harness.snapshot("training_phase");
+}
+
+/// The window with default settings, software-rendered, once it has found its device.
+fn window_with_default_settings(dirs: DataDirs) -> Harness<'static, LikenessApp> {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .renderer(SoftwareRenderer::default())
+        .with_options(SnapshotOptions::new().threshold(2.0).max_failed_pixels(300))
+        .build_eframe(move |cc| {
+            LikenessApp::with_settings(&cc.egui_ctx, AppSettings::default(), dirs)
+        });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while harness.state().state.device == "detecting…" && Instant::now() < deadline {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness
 }

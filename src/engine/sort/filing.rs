@@ -78,6 +78,10 @@ pub(super) fn filing_mac(key: &RecordKey, nonce: &str, filed: &Filed) -> Result<
     Ok(key.sign(FILING_PURPOSE, format!("{nonce}\n{line}").as_bytes()))
 }
 
+/// Tries of the library's lock before a sort is refused, and the wait between them.
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Holds the library for one sort or undo: a second one at the same time (another
 /// window, a second command) is refused instead of filing the same photos twice. The lock
 /// is the operating system's lock on the library folder itself, so nothing is written into
@@ -104,15 +108,24 @@ impl LibraryLock {
             }
             _ => EngineError::io(library, e),
         })?;
-        match folder.try_lock() {
-            Ok(()) => Ok(Self { _folder: folder }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Config(format!(
-                "another sort (or undo) is filing into {} right now; wait until it ends and \
-                 sort again (nothing was done)",
-                library.display()
-            ))),
-            Err(std::fs::TryLockError::Error(e)) => Err(EngineError::io(library, e)),
+        // A lock held for a moment only is waited out: a process started from another
+        // thread holds a copy of the folder's handle (and so its lock) between its fork
+        // and its exec. A sort holds it for seconds.
+        for attempt in 0..=LOCK_RETRIES {
+            match folder.try_lock() {
+                Ok(()) => return Ok(Self { _folder: folder }),
+                Err(std::fs::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(LOCK_RETRY_WAIT);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => break,
+                Err(std::fs::TryLockError::Error(e)) => return Err(EngineError::io(library, e)),
+            }
         }
+        Err(EngineError::Config(format!(
+            "another sort (or undo) is filing into {} right now; wait until it ends and sort \
+             again (nothing was done)",
+            library.display()
+        )))
     }
 }
 
