@@ -31,9 +31,11 @@ pub struct KeeperFacts {
     pub bytes: u64,
 }
 
-/// Side of the small picture the corners are judged on.
-const BORDER_PICTURE_SIDE: u32 = 96;
-/// Side of each corner's square, in pixels of that picture.
+/// Side of the small picture the corners are judged on: a 2° turn of a photo fills
+/// triangles of about 3.5 % of its side at the corners, 9 pixels here.
+const BORDER_PICTURE_SIDE: u32 = 256;
+/// Each corner's triangle judged (the pixels with x + y below this, counted from the
+/// corner): inside what a turn of 1.5° or more fills.
 const CORNER: u32 = 5;
 /// A channel within this of 0 or 255 counts as flat black or white.
 const FLAT: u8 = 12;
@@ -93,9 +95,18 @@ fn has_added_border(picture: &RgbImage) -> bool {
     if width < 2 * CORNER || height < 2 * CORNER {
         return false;
     }
-    let corner_is = |x0: u32, y0: u32, level: u8| {
-        (y0..y0 + CORNER).all(|y| {
-            (x0..x0 + CORNER).all(|x| {
+    // Each corner as (x, y) of the corner pixel and the directions inward.
+    let corners = [
+        (0, 0, 1i64, 1i64),
+        (width - 1, 0, -1, 1),
+        (0, height - 1, 1, -1),
+        (width - 1, height - 1, -1, -1),
+    ];
+    let corner_is = |(x0, y0, dx, dy): (u32, u32, i64, i64), level: u8| {
+        (0..CORNER).all(|a| {
+            (0..CORNER - a).all(|b| {
+                let x = (i64::from(x0) + dx * i64::from(a)) as u32;
+                let y = (i64::from(y0) + dy * i64::from(b)) as u32;
                 picture
                     .get_pixel(x, y)
                     .0
@@ -104,16 +115,10 @@ fn has_added_border(picture: &RgbImage) -> bool {
             })
         })
     };
-    let corners = [
-        (0, 0),
-        (width - CORNER, 0),
-        (0, height - CORNER),
-        (width - CORNER, height - CORNER),
-    ];
     [255u8, 0].into_iter().any(|level| {
         corners
             .iter()
-            .filter(|&&(x, y)| corner_is(x, y, level))
+            .filter(|&&corner| corner_is(corner, level))
             .count()
             >= FLAT_CORNERS
     })
@@ -241,6 +246,18 @@ mod tests {
             }
         }
         assert!(has_added_border(&rotated));
+        // A 2° turn of a 4000-px photo, seen at 256 px: triangles 9 pixels on a side.
+        let mut rng = fastrand::Rng::with_seed(4);
+        let mut turned = crate::engine::synthetic::class_image(2, 3, 256, &mut rng);
+        for y in 0..256u32 {
+            for x in 0..256u32 {
+                let near = |a: u32, b: u32| a + b < 9;
+                if near(x, y) || near(255 - x, y) || near(x, 255 - y) || near(255 - x, 255 - y) {
+                    turned.put_pixel(x, y, image::Rgb([250, 250, 250]));
+                }
+            }
+        }
+        assert!(has_added_border(&turned));
         // A black frame.
         let mut framed = photo.clone();
         for y in 0..96u32 {
