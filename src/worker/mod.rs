@@ -305,6 +305,7 @@ impl Worker {
                 path: loaded.path.clone(),
                 info: Box::new(loaded.info.clone()),
                 modified: modified(&loaded.path),
+                resumable: crate::engine::train::resume::state_path(&loaded.path).is_file(),
             }),
             index: self.index.as_ref().map(index_summary),
         }

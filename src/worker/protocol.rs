@@ -459,6 +459,9 @@ pub struct CurrentModel {
     pub info: Box<ModelInfo>,
     /// When the file was written.
     pub modified: Option<std::time::SystemTime>,
+    /// Its training state is beside it, so it can go on training (looked at by the
+    /// worker when it sends the snapshot, not by the window on every frame).
+    pub resumable: bool,
 }
 
 /// What is current in the worker: the window's only copy of it.

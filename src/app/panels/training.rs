@@ -10,7 +10,6 @@ use crate::app::widgets::{file_name, progress_bar};
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::pretrained::IMAGENET_RESNET18_APPROX_MB;
 use crate::engine::train::Preset;
-use crate::engine::train::resume::state_path;
 use crate::worker::JobKind;
 
 pub fn training_ui(
@@ -115,7 +114,7 @@ fn keep_training_button(
     } else {
         format!("{} epochs", form.epochs)
     };
-    let resumable = state_path(&current.path).exists();
+    let resumable = current.resumable;
     let button = ui
         .add_enabled(can_train && resumable, egui::Button::new("Keep training"))
         .on_hover_text(format!(

@@ -696,6 +696,7 @@ mod tests {
                     classifier: None,
                 }),
                 modified: None,
+                resumable: false,
             }),
             index: Some(IndexSummary {
                 path: "i.likeness-index".into(),
