@@ -141,7 +141,6 @@ pub fn fine_tune(
         size,
         device,
     };
-    let batch = |paths: &[&PathBuf]| photos_in.batch(paths);
     let embed = |model: &EmbeddingModel, paths: &[&PathBuf]| photos_in.embed(model, paths);
 
     // The anchors' places under the starting model, and the typical distance.
@@ -198,52 +197,21 @@ pub fn fine_tune(
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        let chosen_rows = pairs_of_some_queries(&by_query, PAIRS_PER_STEP, &mut rng);
-        let chosen: Vec<&Mark> = chosen_rows.iter().map(|&row| &pairs[row]).collect();
-        // `measured` starts with the trained pairs, so their rows match.
-        let step_before: Vec<f32> = chosen_rows
-            .iter()
-            .map(|&row| trained_from[row] as f32)
-            .collect();
-        let step_queries: Vec<&PathBuf> = chosen.iter().map(|m| &m.query).collect();
-        let step_photos: Vec<&PathBuf> = chosen.iter().map(|m| &m.photo).collect();
-        let step_alike: Vec<f32> = chosen
-            .iter()
-            .map(|m| if m.alike { 1.0 } else { 0.0 })
-            .collect();
-        let anchors: Vec<usize> = if anchor_paths.is_empty() {
-            Vec::new()
-        } else {
-            (0..ANCHORS_PER_STEP)
-                .map(|_| rng.usize(..anchor_paths.len()))
-                .collect()
-        };
-        guard_libtorch(|| {
-            let q = model.forward_t(&batch(&step_queries), false);
-            let p = model.forward_t(&batch(&step_photos), false);
-            let d = squared(&q, &p) / typical;
-            let is_alike = Tensor::from_slice(&step_alike).to_device(device);
-            let before = Tensor::from_slice(&step_before).to_device(device);
-            let mut loss = marked_pairs_loss(&d, &before, &is_alike, ALIKE_TARGET);
-            if let Some(term) = &class_term {
-                let (paths, labels) = term.sample(&mut rng);
-                let now = model.forward_t(&batch(&paths), false);
-                loss += term.loss(&now, &labels);
-            }
-            if let Some(targets) = &anchor_targets
-                && !anchors.is_empty()
-            {
-                let paths: Vec<&PathBuf> = anchors.iter().map(|&i| &anchor_paths[i]).collect();
-                let now = model.forward_t(&batch(&paths), false);
-                let index =
-                    Tensor::from_slice(&anchors.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                        .to_device(device);
-                loss += kept_in_place_loss(&now, &targets.index_select(0, &index), typical);
-            }
-            optimizer.zero_grad();
-            loss.backward();
-            optimizer.step();
-        })?;
+        fine_tune_step(
+            model,
+            &mut optimizer,
+            &StepInputs {
+                photos: &photos_in,
+                pairs: &pairs,
+                by_query: &by_query,
+                trained_from: &trained_from,
+                anchor_paths: &anchor_paths,
+                anchor_targets: anchor_targets.as_ref(),
+                class_term: class_term.as_ref(),
+                typical,
+            },
+            &mut rng,
+        )?;
         steps += 1;
         on_progress(FineTuning {
             secs: started.elapsed().as_secs_f64().min(options.seconds),
@@ -267,6 +235,87 @@ pub fn fine_tune(
         alike_after,
         not_alike_before,
         not_alike_after,
+    })
+}
+
+/// What every fine-tuning step reads: the decoded photos, the marked pairs to train on
+/// (grouped by query) with their distances before training, the anchors held in place and
+/// their places, the class term, and the typical distance that scales them all.
+struct StepInputs<'a> {
+    photos: &'a DecodedPhotos<'a>,
+    pairs: &'a [Mark],
+    by_query: &'a [Vec<usize>],
+    trained_from: &'a [f64],
+    anchor_paths: &'a [PathBuf],
+    anchor_targets: Option<&'a Tensor>,
+    class_term: Option<&'a ClassTerm>,
+    typical: f64,
+}
+
+/// One step of fine-tuning: some queries' marked pairs pulled or pushed a share of where
+/// they started, a sample of anchors held in place, and the class term when there is one.
+fn fine_tune_step(
+    model: &EmbeddingModel,
+    optimizer: &mut AdamW,
+    inputs: &StepInputs<'_>,
+    rng: &mut fastrand::Rng,
+) -> Result<()> {
+    let StepInputs {
+        photos,
+        pairs,
+        by_query,
+        trained_from,
+        anchor_paths,
+        anchor_targets,
+        class_term,
+        typical,
+    } = *inputs;
+    let device = photos.device;
+    let batch = |paths: &[&PathBuf]| photos.batch(paths);
+    let chosen_rows = pairs_of_some_queries(by_query, PAIRS_PER_STEP, rng);
+    let chosen: Vec<&Mark> = chosen_rows.iter().map(|&row| &pairs[row]).collect();
+    // `measured` starts with the trained pairs, so their rows match.
+    let step_before: Vec<f32> = chosen_rows
+        .iter()
+        .map(|&row| trained_from[row] as f32)
+        .collect();
+    let step_queries: Vec<&PathBuf> = chosen.iter().map(|m| &m.query).collect();
+    let step_photos: Vec<&PathBuf> = chosen.iter().map(|m| &m.photo).collect();
+    let step_alike: Vec<f32> = chosen
+        .iter()
+        .map(|m| if m.alike { 1.0 } else { 0.0 })
+        .collect();
+    let anchors: Vec<usize> = if anchor_paths.is_empty() {
+        Vec::new()
+    } else {
+        (0..ANCHORS_PER_STEP)
+            .map(|_| rng.usize(..anchor_paths.len()))
+            .collect()
+    };
+    guard_libtorch(|| {
+        let q = model.forward_t(&batch(&step_queries), false);
+        let p = model.forward_t(&batch(&step_photos), false);
+        let d = squared(&q, &p) / typical;
+        let is_alike = Tensor::from_slice(&step_alike).to_device(device);
+        let before = Tensor::from_slice(&step_before).to_device(device);
+        let mut loss = marked_pairs_loss(&d, &before, &is_alike, ALIKE_TARGET);
+        if let Some(term) = class_term {
+            let (paths, labels) = term.sample(rng);
+            let now = model.forward_t(&batch(&paths), false);
+            loss += term.loss(&now, &labels);
+        }
+        if let Some(targets) = anchor_targets
+            && !anchors.is_empty()
+        {
+            let paths: Vec<&PathBuf> = anchors.iter().map(|&i| &anchor_paths[i]).collect();
+            let now = model.forward_t(&batch(&paths), false);
+            let index = Tensor::from_slice(&anchors.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to_device(device);
+            loss += kept_in_place_loss(&now, &targets.index_select(0, &index), typical);
+        }
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
     })
 }
 
