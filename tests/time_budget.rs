@@ -44,7 +44,8 @@ fn the_time_budget_covers_the_work_after_the_steps() {
             "{case}: the final evaluation runs with a validation folder"
         );
         // Every phase after the last step is planned for: the final observation, the
-        // before/after picture and, with held-out photos, the calibration.
+        // before/after picture and, with held-out photos, the calibration (both embedded
+        // again when an earlier epoch's weights came back).
         assert!(work.planned_images > 0, "{case}: {work:?}");
         let evaluated = match &outcome.validation {
             Some(_) => 40 * 2 + 20 * 2,
@@ -68,7 +69,7 @@ fn the_time_budget_covers_the_work_after_the_steps() {
         assert!(work.secs_per_image > 0.0, "{case}: a rate was measured");
         assert!(work.slowdown >= 1.0, "{case}: {work:?}");
         let priced =
-            (work.planned_images as f64 * work.secs_per_image + work.read_secs) * work.slowdown;
+            (work.priced_images as f64 * work.secs_per_image + work.read_secs) * work.slowdown;
         assert!(
             (work.reserve_secs - priced.min(0.9 * budget)).abs() < 1e-9,
             "{case}: reserve {} s, priced {priced} s",

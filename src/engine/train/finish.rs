@@ -43,12 +43,16 @@ impl TrainPhase {
 /// Images are counted, not timed, so a test can check that every phase is planned for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct FinishWork {
-    /// Images the last reserve priced (the final observation, the before/after
-    /// picture, the calibration photos).
+    /// Images the work after the last step runs through the network, as the run ended (the
+    /// final observation, the before/after picture and calibration again when an earlier
+    /// epoch's weights came back, the final evaluation).
     pub planned_images: usize,
+    /// Images the last reserve priced (before the final observation, which may change
+    /// whether an earlier epoch comes back).
+    pub priced_images: usize,
     /// Images run through the network after the last step.
     pub embedded_images: usize,
-    /// The seconds kept for it at the end: (`planned_images` × `secs_per_image` +
+    /// The seconds kept for it at the end: (`priced_images` × `secs_per_image` +
     /// `read_secs`) × `slowdown`, at most 0.9 of the budget.
     pub reserve_secs: f64,
     /// How many times slower the last steps ran than those just after the pricing (1 or
@@ -78,39 +82,43 @@ pub(super) struct FinishPlan {
     pub(super) evaluation_images: usize,
     /// Seconds the final evaluation spends reading the folders from disk again.
     pub(super) evaluation_read_secs: f64,
-    /// The rate the last reserve was priced at.
+    /// The rate and the images the last reserve was priced at.
     pub(super) priced_secs_per_image: std::cell::Cell<f64>,
+    pub(super) priced_images: std::cell::Cell<usize>,
 }
 
 impl FinishPlan {
     /// Every image the work after the last step runs through the network.
     pub(super) fn images(&self, monitor: &Monitor) -> usize {
-        monitor.images_after_steps() + self.calibration_images + self.evaluation_images
+        // Calibration reuses the final observation's embeddings when it has every held-out
+        // photo and its weights are the ones kept.
+        let calibration = if monitor.looks_at_every_validation_photo() && !monitor.will_restore() {
+            0
+        } else {
+            self.calibration_images
+        };
+        monitor.images_after_steps() + calibration + self.evaluation_images
     }
 
     /// Keeps the seconds it needs at the monitor's last measured rate (replacing the
     /// last reserve): a machine that got busier since the last pass makes it grow.
     pub(super) fn reserve(&self, trainer: &mut Trainer, monitor: &Monitor) {
+        let images = self.images(monitor);
         self.priced_secs_per_image.set(monitor.embed_secs_per_image);
+        self.priced_images.set(images);
         trainer.reserve_for_finish(
-            self.images(monitor) as f64 * monitor.embed_secs_per_image + self.evaluation_read_secs,
+            images as f64 * monitor.embed_secs_per_image + self.evaluation_read_secs,
         );
     }
 }
 
-/// Held-out photos calibration will embed: those of a validation set of the training
-/// classes, when the loss trains class proxies (`calibrated_classifier`), unless the
-/// final observation embeds them all already.
-pub(super) fn calibration_images(
-    data: &PreparedData,
-    settings: &TrainSettings,
-    monitor: &Monitor,
-) -> usize {
+/// Held-out photos calibration is fitted on: those of a validation set of the training
+/// classes, when the loss trains class proxies (`calibrated_classifier`).
+pub(super) fn calibration_images(data: &PreparedData, settings: &TrainSettings) -> usize {
     match &data.validation {
         Some(validation)
             if settings.loss == Loss::NormalizedSoftmax
-                && validation.dataset.classes == data.training.dataset.classes
-                && !monitor.looks_at_every_validation_photo() =>
+                && validation.dataset.classes == data.training.dataset.classes =>
         {
             validation.len()
         }

@@ -296,7 +296,7 @@ pub fn train(
     // The budget covers the whole run: the steps end early enough for what follows them,
     // priced image by image at the rate the last measuring pass ran at.
     let plan = FinishPlan {
-        calibration_images: calibration_images(&data, settings, &monitor),
+        calibration_images: calibration_images(&data, settings),
         // The final evaluation reads both folders from disk again (as long as preparing
         // did) and embeds them.
         evaluation_images: job.validation.as_ref().map_or(0, |_| {
@@ -304,6 +304,7 @@ pub fn train(
         }),
         evaluation_read_secs: job.validation.as_ref().map_or(0.0, |_| prepare_secs),
         priced_secs_per_image: std::cell::Cell::new(0.0),
+        priced_images: std::cell::Cell::new(0),
     };
     plan.reserve(&mut trainer, &monitor);
     let device_label = describe(device);
@@ -332,6 +333,7 @@ pub fn train(
     )?;
     let mut finish_work = FinishWork {
         planned_images: plan.images(&monitor),
+        priced_images: plan.priced_images.get(),
         reserve_secs: trainer.finish_reserve_secs(),
         slowdown: trainer.slowdown(),
         secs_per_image: plan.priced_secs_per_image.get(),

@@ -649,9 +649,21 @@ impl Monitor {
 
     /// Images the monitor runs through the network after the last step: the final
     /// observation (whose picture and embeddings the before/after view and calibration
-    /// reuse).
+    /// reuse), and the picture again when an earlier epoch's weights will come back.
     pub fn images_after_steps(&self) -> usize {
-        self.observation_images()
+        let picture_again = match (&self.before, &self.validation) {
+            (Some(_), Some(validation)) if self.will_restore() => validation.retrieval_images(),
+            _ => 0,
+        };
+        self.observation_images() + picture_again
+    }
+
+    /// Whether, as things stand, the weights of an earlier epoch will be put back at the
+    /// end ([`keeps_an_earlier_epoch`]): the final look is then of other weights.
+    pub fn will_restore(&self) -> bool {
+        self.best
+            .as_ref()
+            .is_some_and(|(_, map, _, _)| keeps_an_earlier_epoch(*map, self.last_validated_map))
     }
 
     /// Whether the final observation embeds every validation photo, so calibration can
