@@ -135,9 +135,9 @@ fn cancel_training(data: &Path, queries: Option<&Path>, phase: Phase) -> Option<
 }
 
 fn main() {
-    // As the binary does (src/main.rs): OpenMP threads sleep while waiting, and freed
+    // As the binary does (src/main.rs): OpenMP threads spin only briefly, and freed
     // memory is kept for reuse.
-    likeness::engine::device::openmp_threads_sleep_while_waiting();
+    likeness::engine::device::openmp_threads_spin_briefly();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let scratch = tempfile::tempdir().expect("temp dir");

@@ -41,7 +41,7 @@ fn frames_until(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
-    likeness::engine::device::openmp_threads_sleep_while_waiting();
+    likeness::engine::device::openmp_threads_spin_briefly();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let dir = tempfile::tempdir()?;

@@ -131,7 +131,7 @@ fn measure_resident(dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
-    likeness::engine::device::openmp_threads_sleep_while_waiting();
+    likeness::engine::device::openmp_threads_spin_briefly();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let args: Vec<String> = std::env::args().collect();

@@ -47,7 +47,7 @@ fn save(harness: &mut Harness<'_, LikenessApp>, name: &str) {
 
 fn main() {
     // As the binary does (src/main.rs): freed memory is kept for reuse.
-    likeness::engine::device::openmp_threads_sleep_while_waiting();
+    likeness::engine::device::openmp_threads_spin_briefly();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let (Some(library), Some(query)) = (

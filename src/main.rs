@@ -6,7 +6,7 @@ use clap::Parser;
 use likeness::cli::Cli;
 
 fn main() -> ExitCode {
-    likeness::engine::device::openmp_threads_sleep_while_waiting();
+    likeness::engine::device::openmp_threads_spin_briefly();
     likeness::engine::device::keep_freed_memory();
     likeness::engine::device::blas_on_calling_thread();
     let cli = Cli::parse();

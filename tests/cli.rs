@@ -1381,7 +1381,7 @@ echo '{"torch": "2.13.0+fake", "threads": 2, "step_anchors_per_s": 0.5, "forward
 /// unless a person chose a wait setting of their own.
 #[cfg(target_os = "linux")]
 #[test]
-fn the_binary_runs_with_openmp_threads_that_sleep_while_waiting() {
+fn the_binary_runs_with_openmp_threads_that_spin_briefly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let train = dir.path().join("train");
     write_dataset(&train, 2, 6, 32, 71).expect("photos");

@@ -111,7 +111,7 @@ const OPENMP_WAIT_SETTINGS: [&str; 2] = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"];
 /// docs/benchmarks.md "A busy machine"). libgomp reads the setting once, when it is loaded
 /// with libtorch before `main` runs, so it can only be set for a new process image. Call
 /// it first thing in `main`.
-pub fn openmp_threads_sleep_while_waiting() {
+pub fn openmp_threads_spin_briefly() {
     if OPENMP_WAIT_SETTINGS
         .iter()
         .any(|name| std::env::var_os(name).is_some())
