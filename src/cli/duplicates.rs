@@ -113,7 +113,7 @@ pub fn run(args: DuplicatesArgs) -> anyhow::Result<()> {
                 "near-duplicates"
             };
             println!(
-                "group {} ({} photos, {kind}; the first {})",
+                "group {} ({} photos, {kind}; the first is {})",
                 g + 1,
                 group.members.len(),
                 candidates.why_kept(group, group.members[0])

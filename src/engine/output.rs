@@ -173,14 +173,22 @@ fn what_is_there(path: &Path) -> Existing {
     }
 }
 
-/// Reads at most `limit` bytes of a regular file, checked on the opened handle.
+/// Reads at most `limit` bytes of a regular file, checked on the opened handle. A
+/// `.safetensors` file (a model, a training state) says in its first 8 bytes how long its
+/// JSON header is: only that much is read, not megabytes of weights.
 fn read_head(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let (file, _) = super::files::open_regular(path).map_err(|e| match e {
         super::files::OpenError::Io(e) => e,
         not_regular => std::io::Error::other(not_regular.to_string()),
     })?;
+    let mut file = file.take(limit);
     let mut head = Vec::new();
-    file.take(limit).read_to_end(&mut head)?;
+    (&mut file).take(8).read_to_end(&mut head)?;
+    let header_end = <[u8; 8]>::try_from(head.as_slice()).map_or(limit, |length| {
+        8u64.saturating_add(u64::from_le_bytes(length))
+    });
+    file.take(header_end.min(limit).saturating_sub(8))
+        .read_to_end(&mut head)?;
     Ok(head)
 }
 

@@ -47,12 +47,13 @@ impl KeptFiles {
     }
 
     /// The states of models other than `keep` (those that can still go on training), and
-    /// their bytes.
+    /// their bytes. Paths are compared as given (no file is looked at: the window calls
+    /// this while it draws); [`remove_old_states`] compares them on disk.
     pub fn old_states(&self, keep: &[PathBuf]) -> (Vec<PathBuf>, u64) {
         let old: Vec<&(PathBuf, u64)> = self
             .models
             .iter()
-            .filter(|m| !keep.iter().any(|k| same_path(k, &m.model)))
+            .filter(|m| !keep.contains(&m.model))
             .filter_map(|m| m.state.as_ref())
             .collect();
         (
@@ -60,14 +61,6 @@ impl KeptFiles {
             old.iter().map(|(_, b)| *b).sum(),
         )
     }
-}
-
-fn same_path(a: &Path, b: &Path) -> bool {
-    a == b
-        || std::fs::canonicalize(a)
-            .ok()
-            .zip(std::fs::canonicalize(b).ok())
-            .is_some_and(|(a, b)| a == b)
 }
 
 /// The models Likeness wrote in `folder` (not the folders below it) with their training
@@ -119,7 +112,16 @@ pub fn kept_files(folder: &Path) -> Result<KeptFiles> {
 /// is still a training state Likeness wrote. Returns how many went and their bytes.
 pub fn remove_old_states(folder: &Path, keep: &[PathBuf]) -> Result<(usize, u64)> {
     let kept = kept_files(folder)?;
-    let (old, _) = kept.old_states(keep);
+    // The same model under another name (a link, `..`) is still kept.
+    let on_disk = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let keep: Vec<PathBuf> = kept
+        .models
+        .iter()
+        .map(|m| &m.model)
+        .filter(|model| keep.iter().any(|k| on_disk(k) == on_disk(model)))
+        .cloned()
+        .collect();
+    let (old, _) = kept.old_states(&keep);
     let (mut removed, mut bytes) = (0, 0);
     for state in old {
         if !is_own(&state, OutputKind::TrainState) {
