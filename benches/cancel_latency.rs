@@ -17,7 +17,8 @@ use likeness::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use likeness::engine::device::DeviceChoice;
 use likeness::engine::feedback::{FineTune, Mark, Marks, fine_tune};
 use likeness::engine::index::{Gallery, IndexOptions};
-use likeness::engine::model::{LoadedModel, TrainingSummary, load_model, save_model};
+use likeness::engine::model::{LoadedModel, load_model, save_model};
+use likeness::engine::run::TrainingSummary;
 use likeness::engine::synthetic::write_dataset;
 use likeness::engine::train::{Preset, TrainEvent, TrainJob, TrainPhase, train};
 

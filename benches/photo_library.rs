@@ -22,7 +22,8 @@ use likeness::engine::data::{
     DEFAULT_MAX_PIXELS, ImageFolder, TargetSize, decode_rgb, decode_rgb_sized, scan_folder,
 };
 use likeness::engine::index::{Gallery, IndexOptions};
-use likeness::engine::model::{EmbeddingModel, TrainingSummary, save_model};
+use likeness::engine::model::{EmbeddingModel, save_model};
+use likeness::engine::run::TrainingSummary;
 use likeness::engine::synthetic::{class_image, jpeg_with_exif_preview};
 use likeness::engine::train::Preset;
 

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
-use likeness::engine::model::{EmbeddingModel, TrainingSummary, save_model};
+use likeness::engine::model::{EmbeddingModel, save_model};
+use likeness::engine::run::TrainingSummary;
 use likeness::engine::synthetic::class_image;
 use likeness::engine::train::Preset;
 

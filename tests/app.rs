@@ -440,7 +440,7 @@ fn validation_retrieval_is_charted_the_best_epoch_kept_and_suspect_labels_listed
     assert!(check.checked > 0, "{check:?}");
     let photo = library.join("class_01/img_002.png");
     harness.state_mut().state.training.label_check = Some(likeness::app::LabelCheck {
-        suspects: vec![likeness::engine::train::margins::LabelSuspect {
+        suspects: vec![likeness::engine::run::LabelSuspect {
             path: photo.clone(),
             class: "class_01".into(),
             likely_class: "class_02".into(),
@@ -1437,6 +1437,9 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         assert_eq!(marks.get(&query, &hits[1]), Some(true));
         assert_eq!(marks.get(&query, &hits[2]), Some(false));
     }
+    run_until(&mut harness, "the marks saved", |app| {
+        app.state.marks.is_settled()
+    });
     let marks_file = harness
         .state()
         .state
@@ -1466,6 +1469,9 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
     // Export, then a restart finds the marks with the index.
     let exported = dir.path().join("exported-marks.json");
     harness.state_mut().export_marks(&exported);
+    run_until(&mut harness, "the marks exported", |app| {
+        app.state.marks.is_settled()
+    });
     assert_eq!(
         likeness::engine::feedback::Marks::load(&exported)
             .expect("export")
@@ -1485,8 +1491,8 @@ fn marks_on_results_persist_undo_export_and_retrain_the_model() {
         .clone();
     drop(harness);
     let mut harness = app_harness(settings, &dir.path().join("data"));
-    run_until(&mut harness, "the reopened index", |app| {
-        app.state.current.index.is_some() && app.state.is_idle()
+    run_until(&mut harness, "the reopened index and its marks", |app| {
+        app.state.current.index.is_some() && app.state.is_idle() && app.state.marks.is_open()
     });
     assert_eq!(
         harness.state().state.marks.list().len(),
@@ -1792,7 +1798,7 @@ fn a_restart_brings_back_the_last_results_and_a_cancelled_runs_offer() {
         .expect("an offer");
     // A label list to come back with the charts (issue #41: only the summary did).
     let check = likeness::app::LabelCheck {
-        suspects: vec![likeness::engine::train::margins::LabelSuspect {
+        suspects: vec![likeness::engine::run::LabelSuspect {
             path: library.join("class_01/img_001.png"),
             class: "class_01".into(),
             likely_class: "class_00".into(),

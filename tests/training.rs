@@ -239,12 +239,12 @@ fn planted_generated_classes(
     dir: &std::path::Path,
 ) -> (
     std::path::PathBuf,
-    Vec<likeness::engine::collection::planted_mislabels::PlantedMistake>,
+    Vec<likeness::engine::bench::planted_mislabels::PlantedMistake>,
 ) {
     let source = dir.join("source");
     write_dataset(&source, 4, 20, 40, 21).expect("data");
     let planted_folder = dir.join("planted");
-    let planted = likeness::engine::collection::planted_mislabels::plant_mislabels(
+    let planted = likeness::engine::bench::planted_mislabels::plant_mislabels(
         &source,
         &planted_folder,
         0.1,
@@ -256,10 +256,8 @@ fn planted_generated_classes(
 
 #[test]
 fn the_mislabel_finder_finds_planted_mistakes() {
+    use likeness::engine::bench::planted_mislabels::{mislabel_evidence_for_folder, score_finder};
     use likeness::engine::collection::mislabels::MISLABEL_CONFIDENCE;
-    use likeness::engine::collection::planted_mislabels::{
-        mislabel_evidence_for_folder, score_finder,
-    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (planted_folder, planted) = planted_generated_classes(dir.path());
     assert_eq!(planted.len(), 8);
@@ -286,7 +284,7 @@ fn the_mislabel_finder_finds_planted_mistakes() {
 /// class and the photo's held-out margin is below zero.
 #[test]
 fn cross_fitting_judges_every_photo_by_a_network_that_did_not_train_on_it() {
-    use likeness::engine::collection::cross_fit::cross_fit;
+    use likeness::engine::bench::cross_fit::cross_fit;
     let dir = tempfile::tempdir().expect("temp dir");
     let (planted_folder, planted) = planted_generated_classes(dir.path());
     let mut settings = small_default_settings();
@@ -345,7 +343,7 @@ fn cross_fitting_judges_every_photo_by_a_network_that_did_not_train_on_it() {
         "only {taken_for_another} of {} planted mistakes were taken for another class",
         mistakes.len()
     );
-    let mean = |photos: &[&likeness::engine::collection::cross_fit::FoldedPhoto]| {
+    let mean = |photos: &[&likeness::engine::bench::cross_fit::FoldedPhoto]| {
         photos.iter().filter_map(|p| p.held_out_margin).sum::<f64>() / photos.len() as f64
     };
     assert!(

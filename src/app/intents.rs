@@ -21,6 +21,7 @@ impl LikenessApp {
                 }
             }
             Intent::ChooseLibrary(folder) => self.choose_library(folder),
+            Intent::LookAtRecentFiles => self.look_at_recent_files(false),
             Intent::PickModelFile => self.pick_model_file(),
             Intent::PickIndexFile => self.pick_index_file(),
             Intent::OpenModel(path) => {

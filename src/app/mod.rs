@@ -6,10 +6,13 @@
 //! the panels returned: dialogs and jobs start here, never in drawing code.
 
 pub mod desktop;
+mod disk;
 mod frame_stats;
 mod intents;
 pub mod marks;
+mod marks_file;
 pub mod panels;
+mod recent;
 mod reducer;
 mod settings;
 mod state;
@@ -37,6 +40,7 @@ use crate::engine::index::SearchHit;
 use crate::engine::train::{DEFAULT_HOLDOUT_SHARE, Preset, TrainJob};
 use crate::worker::{DuplicateExport, Query, Request, Wake, WorkerHandle};
 use desktop::{Action, Desktop};
+use disk::{DiskAnswer, DiskThread};
 use marks::MarksNotice;
 use thumbnails::{DEFAULT_BUDGET_BYTES, color_image};
 use widgets::BUSY_REPAINT;
@@ -52,6 +56,10 @@ pub struct LikenessApp {
     /// Opens files and folders with the desktop's applications.
     pub desktop: Desktop,
     pub frame_stats: FrameStats,
+    /// Reads and writes the window's own files (marks, the Recent menu's), off the frame.
+    disk: DiskThread,
+    /// When the Recent menu's files were last looked at.
+    recent_looked_at: Option<Instant>,
     /// When this frame's `logic` began: frame times cover `logic` and `ui` together.
     frame_started: Option<Instant>,
 }
@@ -81,8 +89,12 @@ impl LikenessApp {
             Some(dirs.thumbnails.clone()),
             move || thumbnail_repaint.request_repaint_after(Duration::from_millis(30)),
         );
+        let disk_repaint = ctx.clone();
+        let disk = DiskThread::spawn(move || disk_repaint.request_repaint());
         let mut app = Self {
             worker,
+            disk,
+            recent_looked_at: None,
             state: AppState::new(settings, dirs),
             thumbnails,
             desktop: Desktop::default(),
@@ -92,6 +104,7 @@ impl LikenessApp {
         if let Some(library) = app.state.settings.library.clone() {
             app.send(Request::ScanLibrary(library));
         }
+        app.look_at_recent_files(true);
         // What the person last saw comes back: the last run's summary (and a cancelled
         // run's offer while its model file is there), and the last query's results.
         app.state.training.outcome = app
@@ -414,6 +427,64 @@ impl LikenessApp {
         self.change_mark(query, photo, alike);
     }
 
+    /// Hands the window's file work to the disk thread and takes in its answers: the
+    /// marks' notices, the results on screen refined again when the library's marks (or
+    /// imported ones) arrive, and the Recent menu's names.
+    pub fn sync_disk(&mut self, ctx: &egui::Context) {
+        let disk = &mut self.disk;
+        self.state.marks.hand_over(|job| disk.try_send_marks(job));
+        for answer in self.disk.answers() {
+            match answer {
+                DiskAnswer::Marks(done) => {
+                    let marks_changed = matches!(
+                        done,
+                        marks_file::MarksDone::Opened { .. }
+                            | marks_file::MarksDone::Imported { .. }
+                    );
+                    let notice = self.state.marks.apply(done);
+                    self.tell(notice);
+                    if marks_changed {
+                        self.refine_on_screen();
+                    }
+                }
+                DiskAnswer::Recent(files) => {
+                    for file in files {
+                        self.state.recent_files.insert(file.path.clone(), file);
+                    }
+                }
+            }
+        }
+        if !self.state.marks.is_settled() {
+            // An answer wakes the window; a full queue is tried again shortly.
+            ctx.request_repaint_after(Duration::from_millis(50));
+        }
+    }
+
+    /// Asks the disk thread to name the Recent menu's files and see which are still
+    /// there: at start (`now`), and while the menu is open at most every two seconds.
+    fn look_at_recent_files(&mut self, now: bool) {
+        const AGAIN_AFTER: Duration = Duration::from_secs(2);
+        if !now
+            && self
+                .recent_looked_at
+                .is_some_and(|t| t.elapsed() < AGAIN_AFTER)
+        {
+            return;
+        }
+        let settings = &self.state.settings;
+        let files: Vec<_> = [
+            (&settings.recent_folders, recent::RecentKind::Library),
+            (&settings.recent_models, recent::RecentKind::Model),
+            (&settings.recent_indexes, recent::RecentKind::Index),
+        ]
+        .into_iter()
+        .flat_map(|(paths, kind)| paths.iter().map(move |path| (path.clone(), kind)))
+        .collect();
+        if !files.is_empty() && self.disk.try_describe_recent(files) {
+            self.recent_looked_at = Some(Instant::now());
+        }
+    }
+
     /// Sets one mark, remembers it for undo, and saves the marks; the results on screen
     /// follow at once.
     pub fn change_mark(&mut self, query: PathBuf, photo: PathBuf, alike: Option<bool>) {
@@ -424,8 +495,7 @@ impl LikenessApp {
 
     /// Takes back the last mark change.
     pub fn undo_mark(&mut self) {
-        let notice = self.state.marks.undo();
-        self.tell(notice);
+        self.state.marks.undo();
         self.refine_on_screen();
     }
 
@@ -466,16 +536,16 @@ impl LikenessApp {
         self.send(request);
     }
 
-    /// Writes the marks to `path` as JSON (the same format they are kept in).
+    /// Writes the marks to `path` as JSON (the same format they are kept in), on the
+    /// disk thread; the notice comes with its answer.
     pub fn export_marks(&mut self, path: &Path) {
-        let notice = self.state.marks.export(path);
-        self.tell(Some(notice));
+        self.state.marks.export(path);
     }
 
-    /// Adds the marks of a marks file (its judgement wins where both marked a pair).
+    /// Adds the marks of a marks file (its judgement wins where both marked a pair) once
+    /// the disk thread has read it.
     pub fn import_marks(&mut self, path: &Path) {
-        let notice = self.state.marks.import(path);
-        self.tell(Some(notice));
+        self.state.marks.import(path);
     }
 
     /// Opens the marks of the current index's library (after the index changed).
@@ -486,13 +556,12 @@ impl LikenessApp {
             .index
             .as_ref()
             .map(|index| (index.folder.clone(), index.path.clone()));
-        let notice = self.state.marks.open(
+        self.state.marks.open(
             &self.state.dirs.marks,
             index
                 .as_ref()
                 .map(|(folder, path)| (folder.as_path(), path.as_path())),
         );
-        self.tell(notice);
     }
 
     /// Posts what an operation on the marks has to say.
@@ -594,6 +663,7 @@ impl eframe::App for LikenessApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.frame_started = Some(Instant::now());
         self.drain_events(ctx);
+        self.sync_disk(ctx);
         self.handle_drops(ctx);
         self.handle_paste(ctx);
         for failure in self.desktop.failures() {
@@ -662,6 +732,7 @@ impl eframe::App for LikenessApp {
         for intent in intents {
             self.carry_out(&ctx, intent);
         }
+        self.sync_disk(&ctx);
         self.frame_stats.record(started.elapsed());
     }
 

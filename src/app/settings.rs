@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::device::DeviceChoice;
-use crate::engine::model::pretrained::{WeightsSource, user_data_dir};
+use crate::engine::files::user_data_dir;
+use crate::engine::model::pretrained::WeightsSource;
 use crate::engine::train::{DEFAULT_EPOCHS, Preset, TrainSettings};
 
 /// Key of the settings in eframe's storage.

@@ -2,18 +2,20 @@
 //! reported (its snapshot of the current model and index, the running job as one
 //! [`Activity`], the views of the last scan, training run and search).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui_plot::PlotPoint;
 
 use super::marks::MarksView;
+use super::recent::RecentFile;
 use super::settings::{AppSettings, DataDirs};
 use crate::engine::collection::duplicates::{Candidates, Group, OtherCopy, others};
-use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::ImageFolder;
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
+use crate::engine::projection::EmbeddingMap;
 use crate::engine::train::BeforeAfter;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
 
@@ -162,7 +164,7 @@ impl TrainingView {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelCheck {
     /// Most doubtful first.
-    pub suspects: Vec<crate::engine::train::margins::LabelSuspect>,
+    pub suspects: Vec<crate::engine::run::LabelSuspect>,
     /// Photos checked: the ones trained on often enough to judge (photos held out for
     /// validation are not).
     pub checked: usize,
@@ -452,6 +454,8 @@ pub struct AppState {
     pub sort: SortView,
     /// The details window open from the status bar.
     pub details: Option<Details>,
+    /// The Recent menu's files, named and looked at on the disk thread.
+    pub recent_files: HashMap<PathBuf, RecentFile>,
 }
 
 impl AppState {
@@ -488,6 +492,7 @@ impl AppState {
             view: CentralView::default(),
             duplicates: None,
             map: MapState::default(),
+            recent_files: HashMap::new(),
             sort: SortView::default(),
             details: None,
         }

@@ -9,7 +9,7 @@ use super::choices::DeviceArg;
 use super::choices::PresetArg;
 use super::{OutputArgs, print_json};
 use crate::engine::bench;
-use crate::engine::collection::planted_mislabels;
+use crate::engine::bench::planted_mislabels;
 use crate::engine::train::Preset;
 
 #[derive(Debug, clap::Args)]

@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::{OutputArgs, print_json, progress};
 use crate::engine::collection::duplicates::{Candidates, others, others_csv};
+use crate::engine::files::OutputKind;
 use crate::engine::index::Gallery;
-use crate::engine::output::{Input, OutputKind, check_output};
+use crate::engine::output::{Input, check_output};
 
 #[derive(Debug, clap::Args)]
 pub struct DuplicatesArgs {

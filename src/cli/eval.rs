@@ -69,7 +69,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(size) = args.image_size {
         anyhow::ensure!(
             model.config.architecture != crate::engine::model::efficientnet::ARCHITECTURE
-                || size >= crate::engine::train::settings::LITE0_MIN_IMAGE_PX,
+                || size >= crate::engine::run::LITE0_MIN_IMAGE_PX,
             "EfficientNet-Lite0 needs images of at least 32 pixels (--image-size {size})"
         );
         model.config.preprocess.image_size_px = size;

@@ -8,10 +8,11 @@ use serde_json::json;
 use super::choices::DeviceArg;
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder_excluding};
+use crate::engine::files::OutputKind;
 use crate::engine::index::ann::MethodChoice;
 use crate::engine::index::{Gallery, IndexChanges, IndexOptions, index_bytes_estimate};
 use crate::engine::model::LoadedModel;
-use crate::engine::output::{Input, OutputKind, check_output, check_room};
+use crate::engine::output::{Input, check_output, check_room};
 
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {

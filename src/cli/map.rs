@@ -6,9 +6,10 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{OutputArgs, print_json};
-use crate::engine::collection::map::EmbeddingMap;
+use crate::engine::files::OutputKind;
 use crate::engine::index::Gallery;
-use crate::engine::output::{Input, OutputKind, check_output, mark_png};
+use crate::engine::output::{Input, check_output, mark_png};
+use crate::engine::projection::EmbeddingMap;
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {

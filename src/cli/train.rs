@@ -10,8 +10,9 @@ use super::choices::{
     AugmentArg, BackboneArg, DeviceArg, LossArg, MiningArg, PresetArg, ScheduleArg,
 };
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
+use crate::engine::files::OutputKind;
 use crate::engine::model::{model_file_bytes_estimate, save_model};
-use crate::engine::output::{Input, OutputKind, check_output};
+use crate::engine::output::{Input, check_output};
 use crate::engine::train::resume::{
     pending_state_path, save_model_and_state, state_file_bytes_estimate, state_path,
 };
@@ -503,7 +504,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// The photos whose labels training doubts: the first few with why, and how many in all.
-fn print_label_check(summary: &crate::engine::model::TrainingSummary) {
+fn print_label_check(summary: &crate::engine::run::TrainingSummary) {
     const SHOWN: usize = 10;
     if summary.labels_checked == 0 {
         if summary.label_passes > 0 {

@@ -7,9 +7,9 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{OutputArgs, absolute, print_json, progress};
+use crate::engine::files::user_data_dir;
 use crate::engine::model::pretrained::{
     IMAGENET_RESNET18_APPROX_MB, WeightsSource, check_resnet18_weights, download_weights,
-    user_data_dir,
 };
 
 #[derive(Debug, clap::Args)]

@@ -3,77 +3,10 @@
 //! the command's inputs, and must be writable with room to spare. A save that fails anyway
 //! keeps its bytes in a rescue folder the error names, so an hour of work is not lost.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::files::INDEX_MAGIC;
+use super::files::{OutputKind, PNG_SOFTWARE, SNIFF_BYTES, describe, human_bytes, read_head};
 use super::{EngineError, Result};
-
-/// What an output file is for. Each kind recognises only its own earlier files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    /// A Likeness index (`likeness index --index`).
-    Index,
-    /// A Likeness model (`likeness train --out`).
-    Model,
-    /// A map picture (`likeness map --out x.png`), marked as Likeness' in a PNG text chunk.
-    MapPng,
-    /// A map table (`likeness map --out x.csv`), known by its header line.
-    MapCsv,
-    /// The duplicates list (`likeness duplicates --others-csv`), known by its header line.
-    DuplicatesCsv,
-    /// The state a training run leaves beside its model, for `likeness train --resume`.
-    TrainState,
-}
-
-/// Header line of `likeness map --out x.csv`.
-pub const MAP_CSV_HEADER: &str = "path,class,x,y,likely_mislabelled";
-/// Header line of `likeness duplicates --others-csv`.
-pub const DUPLICATES_CSV_HEADER: &str = "group,path,bytes,kept,distance_to_kept,identical_to_kept";
-/// The PNG text chunk (keyword `Software`) that marks a picture Likeness drew.
-pub const PNG_SOFTWARE: &str = "Likeness";
-
-impl OutputKind {
-    /// What the kind is called in messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Index => "an index",
-            Self::Model => "a model",
-            Self::MapPng => "a map picture",
-            Self::MapCsv => "a map table",
-            Self::DuplicatesCsv => "a duplicates list",
-            Self::TrainState => "a training state",
-        }
-    }
-
-    /// Whether the file's first bytes show it is this kind's own earlier output.
-    fn recognises(self, head: &[u8]) -> bool {
-        match self {
-            Self::Index => head.starts_with(INDEX_MAGIC),
-            Self::Model => {
-                likeness_format(head).as_deref() == Some(crate::engine::model::MODEL_FORMAT)
-            }
-            Self::TrainState => {
-                likeness_format(head).as_deref()
-                    == Some(crate::engine::train::resume::TRAIN_STATE_FORMAT)
-            }
-            Self::MapPng => png_software(head).is_some_and(|s| s.starts_with(PNG_SOFTWARE)),
-            Self::MapCsv => first_line(head) == Some(MAP_CSV_HEADER),
-            Self::DuplicatesCsv => first_line(head) == Some(DUPLICATES_CSV_HEADER),
-        }
-    }
-}
-
-/// Whether the regular file at `path` is `kind`'s own output (a file Likeness wrote of
-/// that kind): what may be removed or replaced as such.
-pub fn is_own(path: &Path, kind: OutputKind) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
-        && read_head(path, SNIFF_BYTES).is_ok_and(|head| kind.recognises(&head))
-}
-
-/// How much of an existing file is read to tell what it is: a model's JSON header can be
-/// large (one entry per tensor), everything else is told by its first bytes.
-const SNIFF_BYTES: u64 = 4 << 20;
 
 /// Room left on the disk beyond the output itself, so a save does not fill it to the brim:
 /// an eighth of the output, and at least this much. Proportional, so a 3-kB index asks for
@@ -173,96 +106,6 @@ fn what_is_there(path: &Path) -> Existing {
     }
 }
 
-/// Reads at most `limit` bytes of a regular file, checked on the opened handle. A
-/// `.safetensors` file (a model, a training state) says in its first 8 bytes how long its
-/// JSON header is: only that much is read, not megabytes of weights.
-fn read_head(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let (file, _) = super::files::open_regular(path).map_err(|e| match e {
-        super::files::OpenError::Io(e) => e,
-        not_regular => std::io::Error::other(not_regular.to_string()),
-    })?;
-    let mut file = file.take(limit);
-    let mut head = Vec::new();
-    (&mut file).take(8).read_to_end(&mut head)?;
-    let header_end = <[u8; 8]>::try_from(head.as_slice()).map_or(limit, |length| {
-        8u64.saturating_add(u64::from_le_bytes(length))
-    });
-    file.take(header_end.min(limit).saturating_sub(8))
-        .read_to_end(&mut head)?;
-    Ok(head)
-}
-
-/// What a file is, in words, from its first bytes.
-fn describe(head: &[u8]) -> String {
-    if head.starts_with(INDEX_MAGIC) {
-        return "a Likeness index".into();
-    }
-    match likeness_format(head).as_deref() {
-        Some(crate::engine::train::resume::TRAIN_STATE_FORMAT) => {
-            return "a Likeness training state".into();
-        }
-        Some(_) => return "a Likeness model".into(),
-        None => {}
-    }
-    if safetensors_header(head).is_some() {
-        return "a weights file (.safetensors) Likeness did not write".into();
-    }
-    if png_software(head).is_some_and(|s| s.starts_with(PNG_SOFTWARE)) {
-        return "a map picture Likeness drew".into();
-    }
-    match first_line(head) {
-        Some(MAP_CSV_HEADER) => return "a map table Likeness wrote".into(),
-        Some(DUPLICATES_CSV_HEADER) => return "a duplicates list Likeness wrote".into(),
-        _ => {}
-    }
-    if let Ok(format) = image::guess_format(head) {
-        return format!("a photo ({format:?})");
-    }
-    if head.is_empty() {
-        return "an empty file Likeness did not write".into();
-    }
-    "a file Likeness did not write".into()
-}
-
-/// The JSON header of a `.safetensors` file, if `head` starts one.
-fn safetensors_header(head: &[u8]) -> Option<serde_json::Value> {
-    let length = u64::from_le_bytes(head.get(..8)?.try_into().ok()?);
-    let end = 8usize.checked_add(usize::try_from(length).ok()?)?;
-    serde_json::from_slice(head.get(8..end)?).ok()
-}
-
-/// Whether `head` starts a Likeness model file (its metadata names the format).
-/// The `likeness.format` of a safetensors file Likeness wrote (a model, a training state).
-fn likeness_format(head: &[u8]) -> Option<String> {
-    safetensors_header(head).and_then(|header| {
-        header
-            .get("__metadata__")
-            .and_then(|m| m.get("likeness.format"))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string)
-    })
-}
-
-/// The text of a PNG's `Software` text chunk, looked for before the image data.
-fn png_software(head: &[u8]) -> Option<String> {
-    let mut rest = head.strip_prefix(b"\x89PNG\r\n\x1a\n")?;
-    while rest.len() >= 8 {
-        let length = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
-        let kind = &rest[4..8];
-        let data = rest.get(8..8 + length)?;
-        if kind == b"tEXt"
-            && let Some(text) = data.strip_prefix(b"Software\0")
-        {
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        if kind == b"IDAT" {
-            return None;
-        }
-        rest = rest.get(8 + length + 4..)?;
-    }
-    None
-}
-
 /// Adds a `Software: Likeness` text chunk right after a PNG's header chunk, so that a
 /// later run recognises the picture as its own.
 pub fn mark_png(png: &[u8]) -> Vec<u8> {
@@ -285,13 +128,6 @@ pub fn mark_png(png: &[u8]) -> Vec<u8> {
     marked.extend_from_slice(&chunk);
     marked.extend_from_slice(&png[SIGNATURE_AND_IHDR..]);
     marked
-}
-
-fn first_line(head: &[u8]) -> Option<&str> {
-    let end = head.iter().position(|&b| b == b'\n')?;
-    std::str::from_utf8(&head[..end])
-        .ok()
-        .map(|line| line.trim_end_matches('\r'))
 }
 
 /// Whether two paths name the same file on disk (through links, `..` or hard links).
@@ -386,26 +222,10 @@ fn free_bytes(folder: &Path) -> Option<u64> {
     }
 }
 
-/// A byte count for people: "3.2 GB", "512 kB".
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// Where a result whose save failed is kept: the user data folder's `rescued/`, or the
 /// temporary folder when that cannot be made.
 pub fn rescue_folder() -> PathBuf {
-    let folder = crate::engine::model::pretrained::user_data_dir().join("rescued");
+    let folder = super::files::user_data_dir().join("rescued");
     if std::fs::create_dir_all(&folder).is_ok() {
         folder
     } else {
@@ -443,6 +263,7 @@ pub fn write_or_rescue(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::files::{DUPLICATES_CSV_HEADER, INDEX_MAGIC};
 
     #[test]
     fn a_new_path_or_an_own_earlier_output_may_be_written_and_nothing_else() {

@@ -27,7 +27,7 @@ impl std::fmt::Debug for RecordKey {
 
 /// Where the user's key is kept.
 pub fn key_path() -> PathBuf {
-    super::model::pretrained::user_data_dir().join(KEY_FILE_NAME)
+    super::files::user_data_dir().join(KEY_FILE_NAME)
 }
 
 impl RecordKey {

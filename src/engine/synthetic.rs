@@ -107,7 +107,8 @@ pub fn write_resnet18_weights(path: &Path) -> Result<()> {
 /// so two calls give two different models.
 pub fn write_tiny_model(path: &Path) -> Result<crate::engine::model::ModelInfo> {
     use crate::engine::data::Preprocess;
-    use crate::engine::model::{EmbeddingModel, ModelConfig, TrainingSummary, save_model};
+    use crate::engine::model::{EmbeddingModel, ModelConfig, save_model};
+    use crate::engine::run::TrainingSummary;
     let config = ModelConfig {
         architecture: "resnet18".into(),
         embedding_dim: 8,

@@ -31,7 +31,7 @@ pub use protocol::{
 use crate::engine::EngineError;
 use crate::engine::atomic::write_atomic;
 use crate::engine::collection::duplicates::{Candidates, copy_others, others_csv};
-use crate::engine::collection::map::{EmbeddingMap, copy_photos};
+use crate::engine::collection::map::copy_photos;
 use crate::engine::data::decode::{decode_rgb_bytes_sized, read_photo};
 use crate::engine::data::{
     DEFAULT_MAX_PIXELS, TargetSize, scan_folder, scan_folder_excluding, shrink_to_fit,
@@ -40,6 +40,7 @@ use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::refine::{Rocchio, refined_search};
 use crate::engine::feedback::{FineTune, Marks, class_loss_temperature, fine_tune};
+use crate::engine::files::OutputKind;
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
 };
@@ -49,7 +50,8 @@ use crate::engine::model::pretrained::{
 use crate::engine::model::{
     LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
 };
-use crate::engine::output::{OutputKind, check_output};
+use crate::engine::output::check_output;
+use crate::engine::projection::EmbeddingMap;
 use crate::engine::sort;
 use crate::engine::train::resume::save_model_and_state;
 use crate::engine::train::{TrainJob, train};

@@ -11,16 +11,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::collection::duplicates::{Candidates, OtherCopy};
-use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{ImageFolder, SkippedFile};
 use crate::engine::eval::RetrievalReport;
 use crate::engine::export::ExportReport;
 use crate::engine::feedback::Marks;
 use crate::engine::index::{IndexChanges, SearchHit};
-use crate::engine::model::FineTuneSummary;
+use crate::engine::model::ModelInfo;
 use crate::engine::model::pretrained::WeightsSource;
-use crate::engine::model::{ModelInfo, TrainingSummary};
 use crate::engine::progress;
+use crate::engine::projection::EmbeddingMap;
+use crate::engine::run::FineTuneSummary;
+use crate::engine::run::TrainingSummary;
 use crate::engine::sort::{FileMode, FilingReport, SortPlan, UndoReport};
 use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
 

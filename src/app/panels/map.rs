@@ -9,7 +9,7 @@ use super::Intent;
 use crate::app::state::{AppState, MapView};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{file_name, thumbnail};
-use crate::engine::collection::map::EmbeddingMap;
+use crate::engine::projection::EmbeddingMap;
 use crate::engine::train::BeforeAfter;
 use crate::worker::JobKind;
 

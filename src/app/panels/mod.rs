@@ -27,6 +27,8 @@ pub enum Intent {
     PickLibrary,
     /// Use this folder as the library.
     ChooseLibrary(PathBuf),
+    /// The Recent menu is open: name its files and see which are still there.
+    LookAtRecentFiles,
     /// Ask for a model file in a dialog and open it.
     PickModelFile,
     /// Ask for an index file in a dialog and open it.

@@ -2,9 +2,10 @@
 //! opening a model or an index.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Intent;
+use crate::app::recent::{RecentFile, file_name_of};
 use crate::app::state::AppState;
 
 pub fn toolbar_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>) {
@@ -23,32 +24,24 @@ pub fn toolbar_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>
             && settings.recent_models.is_empty()
             && settings.recent_indexes.is_empty());
         ui.add_enabled_ui(anything_recent, |ui| {
-            ui.menu_button("Recent", |ui| {
-                recent_section(
-                    ui,
-                    "Libraries",
-                    &settings.recent_folders,
-                    Intent::ChooseLibrary,
-                    intents,
-                    describe_library,
-                );
-                recent_section(
-                    ui,
-                    "Models",
-                    &settings.recent_models,
-                    Intent::OpenModel,
-                    intents,
-                    describe_model,
-                );
-                recent_section(
-                    ui,
-                    "Indexes",
-                    &settings.recent_indexes,
-                    Intent::OpenIndex,
-                    intents,
-                    describe_index,
-                );
+            let menu = ui.menu_button("Recent", |ui| {
+                let recent = &state.recent_files;
+                let sections = [
+                    (
+                        "Libraries",
+                        &settings.recent_folders,
+                        Intent::ChooseLibrary as fn(_) -> _,
+                    ),
+                    ("Models", &settings.recent_models, Intent::OpenModel),
+                    ("Indexes", &settings.recent_indexes, Intent::OpenIndex),
+                ];
+                for (heading, paths, intent) in sections {
+                    recent_section(ui, heading, paths, recent, intent, intents);
+                }
             });
+            if menu.inner.is_some() {
+                intents.push(Intent::LookAtRecentFiles);
+            }
         });
         if ui
             .button("Open model…")
@@ -74,29 +67,26 @@ pub fn toolbar_ui(ui: &mut egui::Ui, state: &AppState, intents: &mut Vec<Intent>
 }
 
 /// One list of the Recent menu: a heading and an entry per path (missing files greyed),
-/// named by `describe` the way a person recognises it (the full path on hover). Names are
-/// worked out once per path and kept in egui's memory: a model's is read from its file.
+/// named the way a person recognises it (the full path on hover). Names and presence are
+/// worked out on the window's disk thread ([`crate::app::recent`]) when the menu opens; a
+/// path not described yet shows its file name.
 fn recent_section(
     ui: &mut egui::Ui,
     heading: &str,
     paths: &[PathBuf],
+    recent: &HashMap<PathBuf, RecentFile>,
     intent: impl Fn(PathBuf) -> Intent,
     intents: &mut Vec<Intent>,
-    describe: fn(&Path) -> String,
 ) {
     if paths.is_empty() {
         return;
     }
     ui.label(egui::RichText::new(heading).strong());
-    let cache = egui::Id::unique("recent_names");
     for path in paths {
-        let name = ui.ctx().data_mut(|data| {
-            data.get_temp_mut_or_insert_with(cache, HashMap::<PathBuf, String>::new)
-                .entry(path.clone())
-                .or_insert_with(|| describe(path))
-                .clone()
-        });
-        let exists = path.exists();
+        let (name, exists) = recent.get(path).map_or_else(
+            || (file_name_of(path), true),
+            |file| (file.name.clone(), file.exists),
+        );
         let button = ui
             .add_enabled(exists, egui::Button::new(name))
             .on_hover_text(path.display().to_string())
@@ -107,101 +97,4 @@ fn recent_section(
         }
     }
     ui.separator();
-}
-
-fn file_name_of(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
-/// "flowers (in /home/ann/Pictures)": two libraries called "train" are told apart.
-fn describe_library(path: &Path) -> String {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => format!("{} (in {})", file_name_of(path), parent.display()),
-        None => file_name_of(path),
-    }
-}
-
-/// "flowers5-train · 2026-11-30 09:41 UTC · recall@1 0.81": what it learned from, when,
-/// and how well, instead of `flowers5-train-1795998419.safetensors`.
-fn describe_model(path: &Path) -> String {
-    let Ok(info) = crate::engine::model::read_model_description(path) else {
-        return file_name_of(path);
-    };
-    let summary = &info.summary;
-    let mut parts = Vec::new();
-    let folder = Path::new(&summary.data_folder);
-    if summary.data_folder.is_empty() {
-        parts.push(name_without_timestamp(path));
-    } else {
-        parts.push(file_name_of(folder));
-    }
-    if !summary.fine_tuned_from_marks.is_empty() {
-        parts.push("retrained with marks".into());
-    }
-    parts.push(super::status::when(modified(path)));
-    if let Some(recall) = summary.validation_recall_at_1 {
-        parts.push(format!("recall@1 {recall:.2}"));
-    }
-    parts.join(" · ")
-}
-
-/// "flowers5-train · 2026-11-30 09:43 UTC": the folder it indexes (its file is named after
-/// it) and when it was built.
-fn describe_index(path: &Path) -> String {
-    format!(
-        "{} · {}",
-        name_without_timestamp(path),
-        super::status::when(modified(path))
-    )
-}
-
-/// A file name without its extension and the "-<unix seconds>" the window adds to the
-/// models and indexes it makes.
-fn name_without_timestamp(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match stem.rsplit_once('-') {
-        Some((name, secs))
-            if !name.is_empty() && !secs.is_empty() && secs.chars().all(|c| c.is_ascii_digit()) =>
-        {
-            name.to_string()
-        }
-        _ => stem,
-    }
-}
-
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_entries_are_named_as_a_person_recognises_them() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let library = dir.path().join("train");
-        assert_eq!(
-            describe_library(&library),
-            format!("train (in {})", dir.path().display())
-        );
-        let model = dir.path().join("train-1795998419.safetensors");
-        crate::engine::synthetic::write_tiny_model(&model).expect("model");
-        let named = describe_model(&model);
-        assert!(named.contains(" UTC"), "{named}");
-        assert!(!named.contains("1795998419"), "{named}");
-        let index = dir.path().join("flowers-1795998419.likeness-index");
-        std::fs::write(&index, b"x").expect("write");
-        assert!(
-            describe_index(&index).starts_with("flowers · 20"),
-            "{}",
-            describe_index(&index)
-        );
-    }
 }

@@ -16,7 +16,7 @@ use super::state::{
 };
 use crate::engine::data::NOT_IN_A_CLASS;
 use crate::engine::index::SearchHit;
-use crate::engine::model::TrainingSummary;
+use crate::engine::run::TrainingSummary;
 use crate::engine::train::TrainEvent;
 use crate::worker::{
     DuplicateExport, Event, JobId, JobKind, KeptTraining, Outcome, Progress, Query,
@@ -220,7 +220,7 @@ impl AppState {
     fn retrained(
         &mut self,
         model_path: &std::path::Path,
-        summary: &crate::engine::model::FineTuneSummary,
+        summary: &crate::engine::run::FineTuneSummary,
         index: Option<&crate::worker::IndexSummary>,
         effects: &mut Vec<Effect>,
     ) {
@@ -672,7 +672,8 @@ fn file_name_of(path: &std::path::Path) -> String {
 mod tests {
     use super::*;
     use crate::app::settings::{AppSettings, DataDirs};
-    use crate::engine::model::{ModelInfo, TrainingSummary};
+    use crate::engine::model::ModelInfo;
+    use crate::engine::run::TrainingSummary;
     use crate::worker::{CurrentModel, IndexSummary, Snapshot};
 
     fn state() -> AppState {
@@ -979,7 +980,7 @@ mod tests {
     /// as "Alike pairs: 0.05 to 0.05", as a success.
     #[test]
     fn a_retrain_that_moves_a_pair_against_its_mark_is_refused_and_says_so() {
-        use crate::engine::model::{FineTuneSummary, PairChange};
+        use crate::engine::run::{FineTuneSummary, PairChange};
         let change = |photo: &str, alike, before, after, ranks: (usize, usize)| PairChange {
             query: "/photos/rose_1.jpg".into(),
             photo: format!("/photos/{photo}").into(),

@@ -553,7 +553,7 @@ pub fn others(candidates: &Candidates, groups: &[Group], keep: &[usize]) -> Vec<
 /// The list as CSV (a header row, then one row per photo not kept).
 pub fn others_csv(rows: &[OtherCopy]) -> String {
     use crate::engine::csv::field;
-    let mut csv = format!("{}\n", crate::engine::output::DUPLICATES_CSV_HEADER);
+    let mut csv = format!("{}\n", crate::engine::files::DUPLICATES_CSV_HEADER);
     for row in rows {
         csv.push_str(&format!(
             "{},{},{},{},{},{}\n",

@@ -2,31 +2,14 @@
 //! judged by its nearest other photos, and listed when most of them agree on another
 //! class (the finder for models without class proxies; the default preset's training
 //! margins, [`crate::engine::train::margins`], give the list worth reading).
-//! [`super::planted_mislabels`] scores it on mistakes planted on purpose.
+//! [`crate::engine::bench::planted_mislabels`] scores it on mistakes planted on purpose.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::index::Gallery;
+pub use crate::engine::metrics::SuspectImage;
 use crate::engine::{EngineError, Result};
-
-/// A labelled image whose nearest neighbours say another class: possibly mislabelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SuspectImage {
-    pub path: PathBuf,
-    /// The class of its folder.
-    pub class: String,
-    /// The class its neighbours say.
-    pub neighbours_class: String,
-    /// Share of its neighbours in `neighbours_class`.
-    pub share: f64,
-    /// How sure the finder is, 0..=1: the share of neighbours in `neighbours_class` minus
-    /// the share in the image's own class. The list is sorted by it, highest first.
-    #[serde(default)]
-    pub confidence: f64,
-}
 
 /// Neighbours (other than itself) that judge whether a labelled image is mislabelled.
 pub const MISLABEL_NEIGHBOURS: usize = 10;

@@ -3,8 +3,7 @@
 
 use super::*;
 
-/// What a marks file says it is.
-pub const MARKS_FORMAT: &str = "likeness-marks";
+pub use crate::engine::files::MARKS_FORMAT;
 pub const MARKS_VERSION: u32 = 1;
 
 /// One judgement: is `photo` like `query`?

@@ -33,8 +33,8 @@ use super::data::{
 };
 use super::device::guard_libtorch;
 use super::model::EmbeddingModel;
-use super::model::{FineTuneSummary, PairChange, TrainingSummary};
 use super::progress::{FineTuning, OnProgress};
+use super::run::{FineTuneSummary, PairChange, TrainingSummary};
 use super::train::loss::{
     kept_in_place_loss, marked_pairs_loss, normalized_softmax_from_cosines, proxy_cosines,
 };
@@ -639,7 +639,7 @@ mod tests {
     /// not train on, and refused when either says it went the wrong way.
     #[test]
     fn a_retrain_is_refused_when_a_pair_or_the_held_out_marks_went_the_wrong_way() {
-        use crate::engine::model::{FineTuneSummary, PairChange};
+        use crate::engine::run::{FineTuneSummary, PairChange};
         let change = |alike, before, after| PairChange {
             query: "q.jpg".into(),
             photo: "p.jpg".into(),

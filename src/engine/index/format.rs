@@ -17,11 +17,9 @@ use crate::engine::model::ModelInfo;
 use crate::engine::{EngineError, Result};
 
 pub use crate::engine::files::INDEX_MAGIC;
-/// Newest index format this build reads: 1 holds raw vectors (exact search), 2 an
-/// approximate faiss index. Exact indexes are still written as format 1 so that earlier
-/// builds keep reading them.
-pub const INDEX_FORMAT_VERSION: u32 = 2;
-pub(super) const EXACT_FORMAT_VERSION: u32 = 1;
+pub use crate::engine::files::{
+    EXACT_INDEX_FORMAT_VERSION as EXACT_FORMAT_VERSION, INDEX_FORMAT_VERSION,
+};
 
 /// What an index covers and which model made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use tch::{Kind, Tensor};
 /// Width of the pooled features (the head convolution's output).
 pub const FEATURES: i64 = 1280;
 /// The network's name in model files.
-pub const ARCHITECTURE: &str = "efficientnet-lite0";
+pub const ARCHITECTURE: &str = crate::engine::run::Backbone::EfficientnetLite0.architecture();
 
 /// One stage of blocks: (repeats, kernel, stride of its first block, expansion, input
 /// channels, output channels), from the Lite builder of the TensorFlow reference.

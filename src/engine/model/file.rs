@@ -3,6 +3,7 @@
 //! checksum of the weights) before anything is built from it.
 
 use super::*;
+use crate::engine::run::TrainingSummary;
 
 /// A model file's description, read without building the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,8 +237,7 @@ pub(super) fn parse_model_file<'a>(
 /// 180 MB; a file much larger is not one.
 pub(super) const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
 
-/// Largest embedding a model file may describe (and so the largest training may make).
-pub const MAX_EMBEDDING_DIM: usize = 65_536;
+pub use crate::engine::run::MAX_EMBEDDING_DIM;
 /// The range of input sizes a model file may describe (ResNet18 needs at least 16 px to
 /// keep a pixel after its five halvings; beyond 2048 px a batch no longer fits in memory).
 pub(super) const IMAGE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 16..=2048;
@@ -264,7 +264,7 @@ pub(super) fn check_description(
     }
     let size = config.preprocess.image_size_px;
     if config.architecture == efficientnet::ARCHITECTURE
-        && size < crate::engine::train::settings::LITE0_MIN_IMAGE_PX
+        && size < crate::engine::run::LITE0_MIN_IMAGE_PX
     {
         return Err(format!(
             "it describes {size}-px inputs (EfficientNet-Lite0 needs at least 32 px)"

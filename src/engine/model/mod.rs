@@ -14,7 +14,6 @@ pub mod efficientnet;
 mod file;
 pub use file::*;
 pub mod pretrained;
-pub mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,7 +25,6 @@ use tch::{Device, Kind, Tensor};
 use super::data::Preprocess;
 use super::files::{FileKind, Fnv1a, read_regular, sniff};
 use super::{EngineError, Result};
-pub use summary::{FineTuneSummary, PairChange, ResumedFrom, TrainingSummary};
 
 /// Width of ResNet18's pooled features.
 pub const BACKBONE_FEATURES: i64 = 512;
@@ -42,10 +40,7 @@ pub fn backbone_features(architecture: &str) -> Option<i64> {
         _ => None,
     }
 }
-/// The `likeness.format` metadata value of model files.
-pub const MODEL_FORMAT: &str = "likeness-model";
-/// Newest model format this build reads and the one it writes.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+pub use crate::engine::files::{MODEL_FORMAT, MODEL_FORMAT_VERSION};
 
 /// What a model is: enough to rebuild it and to preprocess images for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -438,6 +433,7 @@ pub fn channels_last(images: Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::run::TrainingSummary;
 
     #[test]
     fn training_settings_are_typed_and_unknown_ones_never_stop_a_model_opening() {

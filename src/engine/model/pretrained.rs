@@ -20,10 +20,10 @@ use std::time::Duration;
 use crate::engine::atomic::write_atomic_with;
 use crate::engine::data::Preprocess;
 use crate::engine::model::{
-    EmbeddingModel, ImportReport, ModelConfig, ModelInfo, TrainingSummary, read_model_info,
-    save_model,
+    EmbeddingModel, ImportReport, ModelConfig, ModelInfo, read_model_info, save_model,
 };
 use crate::engine::progress::{Downloading, OnProgress};
+use crate::engine::run::TrainingSummary;
 use crate::engine::{EngineError, Result};
 
 /// Where the standard weights are downloaded from.
@@ -110,14 +110,6 @@ pub fn check_lite0_weights(path: &Path) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Likeness's folder in the user's data directory (e.g. `~/.local/share/likeness`).
-pub fn user_data_dir() -> PathBuf {
-    directories::ProjectDirs::from("", "", "Likeness").map_or_else(
-        || PathBuf::from(".likeness"),
-        |dirs| dirs.data_dir().to_path_buf(),
-    )
 }
 
 /// Where the standard weights come from and where they are kept.

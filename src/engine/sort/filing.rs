@@ -53,9 +53,7 @@ pub(super) struct JournalHeader {
     pub(super) nonce: String,
 }
 
-/// What the first line of every journal says it is.
-pub(super) const JOURNAL_KIND: &str = "sort-journal";
-pub(super) const JOURNAL_VERSION: u32 = 2;
+pub(super) use crate::engine::files::{JOURNAL_KIND, JOURNAL_VERSION};
 /// The MAC purposes of a journal's lines.
 pub(super) const HEADER_PURPOSE: &str = "likeness sort journal header";
 pub(super) const FILING_PURPOSE: &str = "likeness sort journal filing";
@@ -396,7 +394,7 @@ pub(super) fn place_new(temporary: &Path, to: &Path) -> Result<()> {
 
 /// Where journals go in Likeness' data folder.
 pub fn journals_folder() -> PathBuf {
-    crate::engine::model::pretrained::user_data_dir().join("sort-journals")
+    crate::engine::files::user_data_dir().join("sort-journals")
 }
 
 /// A new journal file in `folder` (created if needed).

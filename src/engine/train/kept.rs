@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::resume::{pending_state_path, state_path};
-use crate::engine::output::{OutputKind, is_own};
+use crate::engine::files::{OutputKind, is_own};
 use crate::engine::{EngineError, Result};
 
 /// A model in the folder and, when it has one, its training state.
@@ -138,7 +138,8 @@ pub fn remove_old_states(folder: &Path, keep: &[PathBuf]) -> Result<(usize, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::model::{EmbeddingModel, TrainingSummary, save_model};
+    use crate::engine::model::{EmbeddingModel, save_model};
+    use crate::engine::run::TrainingSummary;
     use crate::engine::train::Preset;
     use crate::engine::train::resume::save_model_and_state;
 

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::run::LabelSuspect;
+
 /// A photo goes on the "check its label" list when its judged margin
 /// ([`MarginEvidence::judged`]) is this many standard deviations below the mean of every
 /// photo's: an outlier of the folder's own margins, whatever their scale (it moves with the
@@ -62,34 +64,6 @@ pub fn mean_and_spread(values: &[f64]) -> Option<(f64, f64)> {
     let mean = values.iter().sum::<f64>() / n;
     let spread = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
     Some((mean, spread))
-}
-
-/// A photo whose label training doubts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelSuspect {
-    pub path: PathBuf,
-    /// The class of its folder.
-    pub class: String,
-    /// The class it looked most like while training.
-    pub likely_class: String,
-    /// Its judged margin ([`MarginEvidence::judged`]).
-    pub margin: f64,
-    /// Times it was trained on.
-    pub seen: u32,
-    /// Times `likely_class` or another scored above its own class.
-    pub beaten: u32,
-}
-
-impl LabelSuspect {
-    /// Why it is listed, in words a person reads: "In folder 'rose', but training took it
-    /// for another class in 17 of 20 passes, most often 'tulip'".
-    pub fn reason(&self) -> String {
-        format!(
-            "In folder '{}', but training took it for another class in {} of {} passes, \
-             most like '{}'",
-            self.class, self.beaten, self.seen, self.likely_class
-        )
-    }
 }
 
 /// The photos whose progress-weighted margin is below `below` (see

@@ -22,7 +22,6 @@ pub mod pace;
 pub mod prepare;
 pub mod resume;
 pub mod schedule;
-pub mod settings;
 pub mod trainer;
 
 use std::path::{Path, PathBuf};
@@ -36,16 +35,17 @@ use serde::{Deserialize, Serialize};
 use super::data::{DEFAULT_MAX_PIXELS, Preprocess, SkippedFile, default_loader_threads};
 use super::device::describe;
 use super::eval::{RetrievalReport, evaluate_model};
-use super::model::{EmbeddingModel, ImportReport, ModelConfig, TrainingSummary};
+use super::model::{EmbeddingModel, ImportReport, ModelConfig};
+use super::run::TrainingSummary;
 use super::{EngineError, Result};
+pub use crate::engine::run::settings::{
+    Backbone, DEFAULT_EPOCHS, Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, Preset, Schedule,
+    TrainSettings,
+};
 use finish::{FinishPlan, LastStep, calibration_images};
 pub use finish::{FinishWork, TrainPhase};
 pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
-pub use settings::{
-    Backbone, DEFAULT_EPOCHS, Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, Preset, Schedule,
-    TrainSettings,
-};
 use trainer::{EpochEnd, Trainer};
 
 impl TrainSettings {
@@ -425,7 +425,7 @@ fn starting_summary(
         pretrained_weights: job.weights.as_ref().map(|p| p.display().to_string()),
         steps_per_epoch: trainer.steps_per_epoch(),
         validation_source: data.validation_source.clone(),
-        resumed_from: resumption.map(|r| super::model::ResumedFrom {
+        resumed_from: resumption.map(|r| super::run::ResumedFrom {
             model_id: r.model_id.clone(),
             steps: r.saved.info.position.steps,
             secs: r.saved.info.position.secs,
@@ -548,7 +548,7 @@ fn resolve_start(job: &TrainJob) -> (TrainJob, Option<String>) {
         Backbone::EfficientnetLite0 => super::model::pretrained::shipped_lite0_weights(),
         Backbone::Resnet18 => {
             let source = super::model::pretrained::WeightsSource::imagenet_resnet18(
-                &super::model::pretrained::user_data_dir(),
+                &super::files::user_data_dir(),
             );
             source.cached().map(Path::to_path_buf).ok_or_else(|| {
                 EngineError::Config(

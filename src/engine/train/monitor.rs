@@ -16,10 +16,11 @@ use tch::{Kind, Tensor};
 use super::prepare::PreparedData;
 use super::trainer::{Checkpoint, Trainer, batches_for, embed_prepared_until};
 use super::{Loss, TrainSettings};
-use crate::engine::collection::map::EmbeddingMap;
 use crate::engine::data::{PreparedImages, shuffled_epoch};
-use crate::engine::eval::retrieval_metrics;
-use crate::engine::model::{EmbeddingModel, TrainingSummary};
+use crate::engine::metrics::retrieval_metrics;
+use crate::engine::model::EmbeddingModel;
+use crate::engine::projection::EmbeddingMap;
+use crate::engine::run::TrainingSummary;
 use crate::engine::{EngineError, Result};
 
 /// Below this relative spread the embedding has collapsed.

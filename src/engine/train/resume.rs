@@ -24,10 +24,7 @@ use crate::engine::files::read_regular;
 use crate::engine::model::{f32_buffers, serialize_f32, view_to_f32};
 use crate::engine::{EngineError, Result};
 
-/// The `likeness.format` metadata value of training-state files.
-pub const TRAIN_STATE_FORMAT: &str = "likeness-train-state";
-/// Newest training-state format this build reads and the one it writes.
-pub const TRAIN_STATE_FORMAT_VERSION: u32 = 2;
+pub use crate::engine::files::{TRAIN_STATE_FORMAT, TRAIN_STATE_FORMAT_VERSION};
 /// The metadata key of the tensors' checksum (from format 2).
 const CHECKSUM_KEY: &str = "likeness.checksum";
 /// A state holds about four copies of the network (live weights, average, two moments).
@@ -127,7 +124,7 @@ fn tensors_checksum<'a>(
 pub fn save_model_and_state(
     path: &Path,
     model: &crate::engine::model::EmbeddingModel,
-    summary: &crate::engine::model::TrainingSummary,
+    summary: &crate::engine::run::TrainingSummary,
     state: &TrainState,
 ) -> Result<(crate::engine::model::ModelInfo, Option<String>)> {
     let (bytes, model_id) = crate::engine::model::model_file_bytes(model, summary)?;

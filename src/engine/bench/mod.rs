@@ -1,6 +1,12 @@
-//! Throughput figures: the real pipelines (indexing, training) next to the pure tch
+//! Measurements that run the whole engine, above training and the collection tools.
+//!
+//! Here: throughput figures, the real pipelines (indexing, training) next to the pure tch
 //! forward (and forward + backward) on random tensors of the same shape — the ceiling
-//! the pipeline can reach on this machine.
+//! the pipeline can reach on this machine. [`planted_mislabels`] scores the label list on
+//! mistakes planted on purpose, with out-of-fold evidence from [`cross_fit`].
+
+pub mod cross_fit;
+pub mod planted_mislabels;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,7 +70,7 @@ pub struct PytorchRates {
 }
 
 /// The PyTorch side of the comparison, run by the interpreter the person names.
-const PYTORCH_SCRIPT: &str = include_str!("../../scripts/bench_pytorch.py");
+const PYTORCH_SCRIPT: &str = include_str!("../../../scripts/bench_pytorch.py");
 
 /// The class folders among `images` (at least 2, the fewest a training run has).
 fn class_count(images: &[super::data::ImageFile]) -> usize {

@@ -7,6 +7,9 @@ use crate::engine::data::Augment;
 use crate::engine::device::DeviceChoice;
 use crate::engine::{EngineError, Result};
 
+/// Largest embedding a model file may describe (and so the largest training may make).
+pub const MAX_EMBEDDING_DIM: usize = 65_536;
+
 /// Epochs trained when neither an epoch count nor a time budget is given (the tutorial's).
 pub const DEFAULT_EPOCHS: usize = 20;
 
@@ -40,10 +43,10 @@ pub enum Backbone {
 
 impl Backbone {
     /// The name a model file records.
-    pub fn architecture(self) -> &'static str {
+    pub const fn architecture(self) -> &'static str {
         match self {
             Self::Resnet18 => "resnet18",
-            Self::EfficientnetLite0 => crate::engine::model::efficientnet::ARCHITECTURE,
+            Self::EfficientnetLite0 => "efficientnet-lite0",
         }
     }
 }
@@ -319,11 +322,11 @@ impl TrainSettings {
             Some("label smoothing must be at least 0 and below 1")
         } else if !(0.0..1.0).contains(&self.warmup_fraction) {
             Some("warm-up must be a fraction of the run, at least 0 and below 1")
-        } else if !(1..=crate::engine::model::MAX_EMBEDDING_DIM).contains(&self.embedding_dim) {
+        } else if !(1..=MAX_EMBEDDING_DIM).contains(&self.embedding_dim) {
             // The bound every loader enforces: a model it would call damaged is never made.
             return Err(EngineError::Config(format!(
                 "embedding size must be between 1 and {}",
-                crate::engine::model::MAX_EMBEDDING_DIM
+                MAX_EMBEDDING_DIM
             )));
         } else if !(0.0..1.0).contains(&self.ema_decay) {
             Some("the weight average's decay (--ema) must be at least 0 and below 1")

@@ -1,11 +1,12 @@
 //! What a run did, as the model file keeps it for people and the app: the training
-//! summary and the fine-tuning summary with each marked pair's change.
+//! summary (with the photos whose labels training doubts) and the fine-tuning summary with
+//! each marked pair's change.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::train::settings::TrainSettings;
+use super::settings::TrainSettings;
 
 /// Reads a model file's training settings, or `None` when they are of a shape this build
 /// does not know: they describe the past and must never stop a model from opening.
@@ -79,7 +80,7 @@ pub struct TrainingSummary {
     /// Training photos whose labels training itself doubts (area under the margin), most
     /// doubtful first.
     #[serde(default)]
-    pub label_suspects: Vec<crate::engine::train::margins::LabelSuspect>,
+    pub label_suspects: Vec<LabelSuspect>,
     /// How many photos that check covered: the photos trained on, with a loss that has
     /// class proxies (0 otherwise; photos held out for validation are not checked).
     #[serde(default)]
@@ -247,5 +248,33 @@ impl FineTuneSummary {
                 self.held_out_changes.len()
             )
         })
+    }
+}
+
+/// A photo whose label training doubts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSuspect {
+    pub path: PathBuf,
+    /// The class of its folder.
+    pub class: String,
+    /// The class it looked most like while training.
+    pub likely_class: String,
+    /// Its judged margin (`MarginEvidence::judged` in `train::margins`).
+    pub margin: f64,
+    /// Times it was trained on.
+    pub seen: u32,
+    /// Times `likely_class` or another scored above its own class.
+    pub beaten: u32,
+}
+
+impl LabelSuspect {
+    /// Why it is listed, in words a person reads: "In folder 'rose', but training took it
+    /// for another class in 17 of 20 passes, most often 'tulip'".
+    pub fn reason(&self) -> String {
+        format!(
+            "In folder '{}', but training took it for another class in {} of {} passes, \
+             most like '{}'",
+            self.class, self.beaten, self.seen, self.likely_class
+        )
     }
 }
