@@ -11,12 +11,12 @@ use super::choices::{
 };
 use super::{OutputArgs, absolute, print_json, progress, warn_skipped};
 use crate::engine::files::OutputKind;
-use crate::engine::model::{model_file_bytes_estimate, save_model};
+use crate::engine::model::model_file_bytes_estimate;
 use crate::engine::output::{Input, check_output};
-use crate::engine::train::resume::{
-    pending_state_path, save_model_and_state, state_file_bytes_estimate, state_path,
+use crate::engine::train::resume::{pending_state_path, state_file_bytes_estimate, state_path};
+use crate::engine::train::{
+    HeldOutScore, KeptTraining, Preset, TrainEvent, TrainJob, TrainSettings, save_run, train,
 };
-use crate::engine::train::{Preset, TrainEvent, TrainJob, TrainSettings, train};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -284,19 +284,15 @@ fn run_feedback(args: &TrainArgs, marks_path: &std::path::Path) -> anyhow::Resul
             eprintln!("  {}", super::terminal_safe(&change.describe()));
         }
     }
-    if let Some(why) = done.refusal() {
+    let saved = crate::engine::feedback::save_fine_tuned(&mut model, &info.summary, &done, out)
+        .with_context(|| format!("could not write the model to {}", out.display()))?;
+    let Some(saved) = saved else {
         anyhow::bail!(
-            "the retrained model was not written: {why}; {} is unchanged",
+            "the retrained model was not written: {}; {} is unchanged",
+            done.refusal().unwrap_or_default(),
             absolute(model_path).display()
         );
-    }
-    let mut summary = info.summary.clone();
-    summary.fine_tuned_from_marks.push(done.clone());
-    // Fine-tuning moved the embeddings away from the class proxies: sorting falls back to
-    // the neighbours in the index.
-    model.classifier = None;
-    let saved = save_model(out, &model, &summary)
-        .with_context(|| format!("could not write the model to {}", out.display()))?;
+    };
     eprintln!(
         "{} steps on {} pairs ({} marks skipped): alike pairs {:.2} → {:.2}, not-alike pairs {:.2} → {:.2} of the typical distance; wrote {}",
         done.steps,
@@ -430,13 +426,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     .with_context(|| format!("training on {} failed", args.data.display()))?;
     bar.finish_and_clear();
 
-    let (info, state_warning) =
-        save_model_and_state(&out, &outcome.model, &outcome.summary, &outcome.state)
-            .with_context(|| format!("could not write the model to {}", out.display()))?;
-    let model_id = info.model_id;
-    if let Some(warning) = state_warning {
+    // A run that went on from a model in place replaces it only when it is measured better
+    // on the held-out photos (the window's Keep training rule).
+    let saved = save_run(&outcome, &out, args.resume.as_deref())
+        .with_context(|| format!("could not write the model to {}", out.display()))?;
+    for warning in &saved.summary.warnings[outcome.summary.warnings.len()..] {
         eprintln!("warning: the model is saved, but {warning}");
     }
+    report_run(&args, &out, &outcome, &saved)
+}
+
+/// What a finished run says: where its model went (or why the earlier one stayed), its
+/// steps and figures, the labels it doubts, and with `--json` all of it as JSON.
+fn report_run(
+    args: &TrainArgs,
+    out: &std::path::Path,
+    outcome: &crate::engine::train::TrainOutcome,
+    saved: &crate::engine::train::SavedRun,
+) -> anyhow::Result<()> {
+    let model_id = saved.info.as_ref().map(|info| info.model_id.clone());
     let summary = &outcome.summary;
     let stopped = if summary.cancelled {
         " (cancelled)"
@@ -445,13 +453,39 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
+    let written = match &saved.kept_training {
+        None if saved.info.is_some() => format!("model written to {}", absolute(out).display()),
+        Some(kept) if saved.info.is_none() => format!(
+            "not better on the held-out photos than the model it went on from ({}), \
+             so {} is unchanged",
+            held_out_change(kept),
+            absolute(out).display()
+        ),
+        Some(kept) => format!(
+            "model written to {} ({})",
+            absolute(out).display(),
+            if kept.improved() {
+                format!(
+                    "better than the model it went on from: {}",
+                    held_out_change(kept)
+                )
+            } else if kept.measured_no_better() {
+                format!(
+                    "not better than {}: {}",
+                    absolute(&kept.from).display(),
+                    held_out_change(kept)
+                )
+            } else {
+                "no held-out score to compare with the model it went on from; train with \
+                 --holdout to keep only a better one"
+                    .to_string()
+            }
+        ),
+        None => format!("model not written to {}", absolute(out).display()),
+    };
     eprintln!(
-        "trained {} epochs, {} steps in {:.0}s on {}{stopped}; model written to {}",
-        summary.epochs,
-        summary.steps,
-        summary.train_secs,
-        summary.device,
-        absolute(&out).display()
+        "trained {} epochs, {} steps in {:.0}s on {}{stopped}; {written}",
+        summary.epochs, summary.steps, summary.train_secs, summary.device,
     );
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
@@ -476,9 +510,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     print_label_check(summary);
     if args.output.json {
         print_json(&json!({
-            "model": absolute(&out),
+            "model": absolute(out),
             "resumed_from": summary.resumed_from,
             "model_id": model_id,
+            "written": saved.info.is_some(),
+            "improved_on_resumed": saved.kept_training.as_ref().map(KeptTraining::improved),
             "epochs": summary.epochs,
             "steps": summary.steps,
             "train_secs": summary.train_secs,
@@ -501,6 +537,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }))?;
     }
     Ok(())
+}
+
+/// "mAP@R 0.412 → 0.398" on the held-out photos.
+fn held_out_change(kept: &KeptTraining) -> String {
+    let show = |score: Option<HeldOutScore>| {
+        score.map_or_else(|| "unknown".to_string(), |s| format!("{:.3}", s.map_at_r))
+    };
+    format!("mAP@R {} → {}", show(kept.before), show(kept.after))
 }
 
 /// The photos whose labels training doubts: the first few with why, and how many in all.

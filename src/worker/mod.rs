@@ -39,7 +39,9 @@ use crate::engine::data::{
 use crate::engine::device::{DeviceChoice, describe, guard_libtorch};
 use crate::engine::export::{ExportSource, export_results};
 use crate::engine::feedback::refine::{Rocchio, refined_search};
-use crate::engine::feedback::{FineTune, Marks, class_loss_temperature, fine_tune};
+use crate::engine::feedback::{
+    FineTune, Marks, class_loss_temperature, fine_tune, save_fine_tuned,
+};
 use crate::engine::files::OutputKind;
 use crate::engine::index::{
     FolderDiff, Gallery, IndexOptions, SearchSession, embed_image, index_bytes_estimate,
@@ -47,13 +49,11 @@ use crate::engine::index::{
 use crate::engine::model::pretrained::{
     download_weights, find_lite0_weights, imagenet_feature_model, lite0_feature_model,
 };
-use crate::engine::model::{
-    LoadedModel, load_model, model_file_bytes_estimate, read_model_description, save_model,
-};
+use crate::engine::model::{LoadedModel, load_model, model_file_bytes_estimate};
 use crate::engine::output::check_output;
 use crate::engine::projection::EmbeddingMap;
 use crate::engine::sort;
-use crate::engine::train::resume::save_model_and_state;
+use crate::engine::train::save_run;
 use crate::engine::train::{TrainJob, train};
 
 /// Commands can queue this deep before `send` refuses.

@@ -24,6 +24,7 @@ use crate::engine::run::FineTuneSummary;
 use crate::engine::run::TrainingSummary;
 use crate::engine::sort::{FileMode, FilingReport, SortPlan, UndoReport};
 use crate::engine::train::{BeforeAfter, TrainEvent, TrainJob};
+pub use crate::engine::train::{HeldOutScore, KeptTraining};
 
 /// Names one job from the request that started it to its last event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -494,49 +495,4 @@ pub struct IndexSummary {
     /// other photo), for distance controls; `None` for approximate indexes.
     #[serde(default)]
     pub typical_distance: Option<f32>,
-}
-
-/// How well a model retrieves the photos held out of its training (or the validation
-/// folder): mAP@R decides, recall@1 is what a person reads first.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HeldOutScore {
-    pub map_at_r: f64,
-    pub recall_at_1: f64,
-}
-
-impl HeldOutScore {
-    /// The score a training summary records for the model it describes.
-    pub fn of(summary: &TrainingSummary) -> Option<Self> {
-        let map_at_r = summary
-            .best_validation_map_at_r
-            .or_else(|| summary.validation_map_at_r.last().copied())?;
-        Some(Self {
-            map_at_r,
-            recall_at_1: summary.validation_recall_at_1?,
-        })
-    }
-
-    /// Better than `before` on the held-out photos: a higher mAP@R by more than the last
-    /// bits a figure can lose on its way through a model file's JSON. An equal score (the
-    /// held-out mAP@R is a ratio of small counts, so ties happen) is no improvement.
-    pub fn improves_on(&self, before: &Self) -> bool {
-        self.map_at_r > before.map_at_r + 1e-9
-    }
-}
-
-/// A Keep-training run: the model it went on from, and the held-out scores before and
-/// after. The new model becomes current only when it is better.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeptTraining {
-    pub from: PathBuf,
-    pub before: Option<HeldOutScore>,
-    pub after: Option<HeldOutScore>,
-}
-
-impl KeptTraining {
-    /// Better on the held-out photos than the model it went on from. Without both
-    /// scores nothing says it is, so it is not.
-    pub fn improved(&self) -> bool {
-        matches!((self.before, self.after), (Some(b), Some(a)) if a.improves_on(&b))
-    }
 }

@@ -32,29 +32,11 @@ impl Worker {
         let outcome = train(&training, cancel, &|event| {
             progress(Progress::Training(event));
         })?;
-        // The state goes beside the model, so that a later run can go on from this one;
-        // without it the model still works, it just cannot be resumed (the summary says so).
-        let (info, state_warning) = save_model_and_state(
-            &model_path,
-            &outcome.model,
-            &outcome.summary,
-            &outcome.state,
-        )?;
-        let mut summary = outcome.summary;
-        summary.warnings.extend(state_warning);
-        // Keep training: the new model replaces the current one only when it retrieves
-        // the held-out photos (the same ones: the split is fixed by the library) better
-        // than the model it went on from.
-        let kept_training = training.resume.as_ref().map(|from| KeptTraining {
-            from: from.clone(),
-            before: read_model_description(from)
-                .ok()
-                .and_then(|info| HeldOutScore::of(&info.summary)),
-            after: HeldOutScore::of(&summary),
-        });
-        let became_current =
-            !summary.cancelled && kept_training.as_ref().is_none_or(KeptTraining::improved);
-        if became_current {
+        // Keep training: the new model replaces the current one only when it is better
+        // (the window always writes a new file, so it is always written).
+        let saved = save_run(&outcome, &model_path, training.resume.as_deref())?;
+        let became_current = saved.is_an_improvement();
+        if became_current && let Some(info) = saved.info {
             self.model = Some(Rc::new(LoadedModel {
                 path: model_path.clone(),
                 model: outcome.model,
@@ -64,10 +46,10 @@ impl Worker {
         Ok(Outcome::Trained {
             model_path,
             became_current,
-            summary: Box::new(summary),
+            summary: Box::new(saved.summary),
             validation: outcome.validation.map(Box::new),
             before_after: outcome.before_after.map(Arc::new),
-            kept_training,
+            kept_training: saved.kept_training,
         })
     }
 
@@ -114,18 +96,13 @@ impl Worker {
             let done = fine_tune(&mut model, marks, &library, &options, cancel, &|p| {
                 progress(p.into())
             })?;
-            if done.refusal().is_some() {
+            let Some(saved) = save_fine_tuned(&mut model, &info.summary, &done, &new_model_path)?
+            else {
                 // Refused before anything is written or embedded again: the current model
                 // and index stay, and the slow part (embedding the library again) is not
                 // paid.
                 return Ok((done, None));
-            }
-            let mut summary = info.summary.clone();
-            summary.fine_tuned_from_marks.push(done.clone());
-            // Fine-tuning moved the embeddings away from the class proxies: sorting falls
-            // back to the neighbours in the index.
-            model.classifier = None;
-            let saved = save_model(&new_model_path, &model, &summary)?;
+            };
             let loaded = LoadedModel {
                 path: new_model_path,
                 model,

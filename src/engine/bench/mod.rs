@@ -19,7 +19,7 @@ use super::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use super::device::guard_libtorch;
 use super::index::{EMBED_BATCH, embed_files};
 use super::model::EmbeddingModel;
-use super::train::optimizer::AdamW;
+use super::train::trainer::Trainer;
 use super::train::{Loss, Mining, TrainEvent, TrainJob, TrainSettings, train};
 use super::{EngineError, Result};
 
@@ -268,69 +268,29 @@ fn pure_step_rate(settings: &TrainSettings, device: tch::Device, steps: usize) -
     };
     // Random triplets: batch_size triplets; batch-hard: every image is an anchor.
     let anchors_per_step = settings.batch_size;
-    let step_model = EmbeddingModel::new(settings.model_config(), device)?;
-    // The optimiser training uses.
-    let mut optimizer = AdamW::new(
-        step_model.var_store.trainable_variables(),
-        settings.lr,
-        settings.weight_decay,
-    );
-    let images = Tensor::randn(
-        [images_per_step as i64, 3, size, size],
-        (tch::Kind::Float, device),
-    );
-    // The same memory format the real steps hand libtorch.
-    let images = if settings.channels_last {
-        crate::engine::model::channels_last(images)
-    } else {
-        images
-    };
-    let labels = Tensor::from_slice(
-        &(0..images_per_step as i64)
-            .map(|i| i / settings.images_per_class.max(1) as i64)
-            .collect::<Vec<_>>(),
-    )
-    .to_device(device);
-    let proxies = Tensor::randn(
-        [
-            labels.max().int64_value(&[]) + 1,
-            settings.embedding_dim as i64,
-        ],
-        (tch::Kind::Float, device),
-    );
-    let mut one_step = || {
-        guard_libtorch(|| {
-            let loss = match (settings.loss, settings.mining) {
-                (Loss::NormalizedSoftmax, _) => {
-                    crate::engine::train::loss::normalized_softmax_loss(
-                        &step_model.forward_t(&images, true),
-                        &proxies,
-                        &labels,
-                        settings.temperature,
-                        settings.label_smoothing,
-                    )
-                }
-                (Loss::Triplet, Mining::RandomTriplets) => {
-                    let n = settings.batch_size as i64;
-                    crate::engine::train::loss::triplet_loss(
-                        &step_model.forward_t(&images.narrow(0, 0, n), true),
-                        &step_model.forward_t(&images.narrow(0, n, n), true),
-                        &step_model.forward_t(&images.narrow(0, 2 * n, n), true),
-                        settings.margin,
-                    )
-                }
-                (Loss::Triplet, Mining::BatchHard) => crate::engine::train::loss::batch_hard_loss(
-                    &step_model.forward_t(&images, true),
-                    &labels,
-                    settings.margin,
-                ),
-            };
-            optimizer.zero_grad();
-            loss.backward();
-            optimizer.step();
-            loss.double_value(&[])
-        })
-    };
+    let labels: Vec<i64> = (0..images_per_step as i64)
+        .map(|i| i / settings.images_per_class.max(1) as i64)
+        .collect();
+    let classes = labels.last().map_or(1, |&last| last as usize + 1);
+    // The step training takes, loss and optimiser included, on random images.
+    let mut trainer = Trainer::for_tensors(
+        EmbeddingModel::new(settings.model_config(), device)?,
+        settings,
+        classes,
+    )?;
+    let images = guard_libtorch(|| {
+        let images = Tensor::randn(
+            [images_per_step as i64, 3, size, size],
+            (tch::Kind::Float, device),
+        );
+        // The same memory format the real steps hand libtorch.
+        if settings.channels_last {
+            crate::engine::model::channels_last(images)
+        } else {
+            images
+        }
+    })?;
+    let mut one_step = || trainer.step_on(&images, &labels, settings.lr);
     one_step()?;
     let clock = Instant::now();
     for _ in 0..steps {

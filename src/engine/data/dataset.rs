@@ -145,6 +145,7 @@ impl LabeledDataset {
 type DecodeSlot = std::sync::Mutex<Option<Result<Arc<RgbImage>, String>>>;
 
 /// Training images decoded once and kept in memory, resized to a square `side_px`.
+#[derive(Default)]
 pub struct PreparedImages {
     images: Vec<Arc<RgbImage>>,
 }

@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -32,13 +31,14 @@ use super::data::{
     default_loader_threads,
 };
 use super::device::guard_libtorch;
-use super::model::EmbeddingModel;
+use super::model::{EmbeddingModel, ModelInfo, save_model};
 use super::progress::{FineTuning, OnProgress};
 use super::run::{FineTuneSummary, PairChange, TrainingSummary};
 use super::train::loss::{
     kept_in_place_loss, marked_pairs_loss, normalized_softmax_from_cosines, proxy_cosines,
 };
 use super::train::optimizer::AdamW;
+use super::train::step::{descend, for_a_budget};
 use super::{EngineError, Result};
 
 /// Default fine-tuning budget.
@@ -100,149 +100,228 @@ pub fn fine_tune(
     cancel: &AtomicBool,
     on_progress: OnProgress<'_, FineTuning>,
 ) -> Result<FineTuneSummary> {
-    if marks.marks.is_empty() {
-        return Err(EngineError::Config(
-            "there are no marks to learn from: mark results as alike or not alike first".into(),
-        ));
-    }
-    // Memory follows the distinct pairs (and photos), never the length of the file.
-    let (marks, _) = marks.deduplicated();
-    let marks = &marks;
-    let preprocess = model.config.preprocess.clone();
-    let floats = preprocess.floats_per_image();
-    let size = i64::from(preprocess.image_size_px);
-    // Decode every photo once, on the loader threads: the marked ones and the anchors.
-    let anchor_candidates = spread(library, options.anchors);
-    let mut wanted: Vec<PathBuf> = marks
-        .marks
-        .iter()
-        .flat_map(|m| [m.query.clone(), m.photo.clone()])
-        .chain(anchor_candidates.iter().cloned())
-        .collect();
-    wanted.sort();
-    wanted.dedup();
-    let pixels = decode_all(wanted, &preprocess, cancel)?;
-    // Every pair is measured before and after; only `pairs` are trained on.
-    let (pairs, measured, skipped_marks) = marked_pairs(marks, &pixels)?;
-    let anchor_paths: Vec<PathBuf> = anchor_candidates
-        .into_iter()
-        .filter(|p| pixels.contains_key(p))
-        .collect();
-    let device = model.device();
-    let class_term = match (options.class_temperature, &model.classifier) {
-        (Some(temperature), Some(classifier)) => {
-            ClassTerm::new(classifier, temperature, &anchor_paths, &pairs, device)
-        }
-        _ => None,
-    };
-    let photos_in = DecodedPhotos {
-        pixels: &pixels,
-        floats,
-        size,
-        device,
-    };
-    let embed = |model: &EmbeddingModel, paths: &[&PathBuf]| photos_in.embed(model, paths);
-
-    // The anchors' places under the starting model, and the typical distance.
-    let anchor_refs: Vec<&PathBuf> = anchor_paths.iter().collect();
-    let anchor_targets = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
-    let queries: Vec<&PathBuf> = measured.iter().map(|m| &m.query).collect();
-    let photos: Vec<&PathBuf> = measured.iter().map(|m| &m.photo).collect();
-    let alike: Vec<f32> = measured
-        .iter()
-        .map(|m| if m.alike { 1.0 } else { 0.0 })
-        .collect();
-    // Training measures pairs in the typical distance between library photos.
-    let typical = guard_libtorch(|| match &anchor_targets {
-        Some(embedded) if embedded.size()[0] >= 2 => typical_distance(embedded),
-        _ => typical_distance(&Tensor::cat(
-            &[embed(model, &queries), embed(model, &photos)],
-            0,
-        )),
-    })?;
-    // Each pair's squared distance under a model, in two scales. Training measures it in
-    // the typical distance between library photos. The check judges it over its query's
-    // median distance to the library sample under the same model: what decides where the
-    // photo ranks for its query, so a neighbourhood that only grew around a query (its
-    // not-alike photos pushed away) moves none of its pairs.
-    let pair_distances =
-        |model: &EmbeddingModel, anchors: Option<&Tensor>| -> Result<(Vec<f64>, Vec<f64>)> {
-            guard_libtorch(|| -> Result<(Vec<f64>, Vec<f64>)> {
-                let (q, p) = (embed(model, &queries), embed(model, &photos));
-                let d = squared(&q, &p);
-                let scale = match anchors {
-                    Some(anchors) if anchors.size()[0] >= 2 => median_distances(&q, anchors),
-                    _ => Tensor::from(typical).to_device(q.device()),
-                };
-                let values = |t: Tensor| {
-                    Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu))
-                };
-                Ok((values(&d / typical)?, values(d / scale)?))
-            })?
-        };
-    let (trained_from, distances_before) = pair_distances(model, anchor_targets.as_ref())?;
-    let (alike_before, not_alike_before) = pair_means(&distances_before, &alike);
-
-    // The same AdamW training uses (torch's defaults, weight decay 0.01).
+    let prepared = Preparation::new(model, marks, library, options, cancel)?;
+    // The same AdamW training uses (torch's defaults, weight decay 0.01), and the same
+    // step and budgeted loop ([`crate::engine::train::step`]).
     let mut optimizer = AdamW::new(
         model.var_store.trainable_variables(),
         options.learning_rate,
         FINE_TUNE_WEIGHT_DECAY,
     );
     let mut rng = fastrand::Rng::with_seed(options.seed);
-    let by_query = rows_by_query(&pairs);
-    let started = Instant::now();
-    let mut steps = 0;
-    while started.elapsed().as_secs_f64() < options.seconds {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
+    let inputs = prepared.step_inputs();
+    let (steps, seconds) = for_a_budget(
+        options.seconds,
+        cancel,
+        || fine_tune_step(model, &mut optimizer, &inputs, &mut rng),
+        |secs| {
+            on_progress(FineTuning {
+                secs,
+                budget_secs: options.seconds,
+            })
+        },
+    )?;
+    prepared.measure(model, steps, seconds)
+}
+
+/// Everything fine-tuning reads, prepared once before the first step: the decoded
+/// photos, the marked pairs (those trained on, and every pair measured), the anchors held
+/// in place with their places under the starting model, the class term, the typical
+/// distance that scales them all, and where the pairs stood before.
+struct Preparation {
+    pixels: HashMap<PathBuf, Vec<f32>>,
+    floats: usize,
+    size: i64,
+    device: tch::Device,
+    pairs: Vec<Mark>,
+    measured: Vec<Mark>,
+    skipped_marks: usize,
+    by_query: Vec<Vec<usize>>,
+    anchor_paths: Vec<PathBuf>,
+    anchor_targets: Option<Tensor>,
+    class_term: Option<ClassTerm>,
+    typical: f64,
+    /// Each measured pair's squared distance before, in the typical distance (what the
+    /// steps pull or push a share of) and over its query's median distance (the check).
+    trained_from: Vec<f64>,
+    distances_before: Vec<f64>,
+}
+
+impl Preparation {
+    fn new(
+        model: &EmbeddingModel,
+        marks: &Marks,
+        library: &[PathBuf],
+        options: &FineTune,
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
+        if marks.marks.is_empty() {
+            return Err(EngineError::Config(
+                "there are no marks to learn from: mark results as alike or not alike first".into(),
+            ));
         }
-        fine_tune_step(
-            model,
-            &mut optimizer,
-            &StepInputs {
-                photos: &photos_in,
-                pairs: &pairs,
-                by_query: &by_query,
-                trained_from: &trained_from,
-                anchor_paths: &anchor_paths,
-                anchor_targets: anchor_targets.as_ref(),
-                class_term: class_term.as_ref(),
-                typical,
-            },
-            &mut rng,
-        )?;
-        steps += 1;
-        on_progress(FineTuning {
-            secs: started.elapsed().as_secs_f64().min(options.seconds),
-            budget_secs: options.seconds,
-        });
+        // Memory follows the distinct pairs (and photos), never the length of the file.
+        let (marks, _) = marks.deduplicated();
+        let preprocess = model.config.preprocess.clone();
+        // Decode every photo once, on the loader threads: the marked ones and the anchors.
+        let anchor_candidates = spread(library, options.anchors);
+        let mut wanted: Vec<PathBuf> = marks
+            .marks
+            .iter()
+            .flat_map(|m| [m.query.clone(), m.photo.clone()])
+            .chain(anchor_candidates.iter().cloned())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let pixels = decode_all(wanted, &preprocess, cancel)?;
+        // Every pair is measured before and after; only `pairs` are trained on.
+        let (pairs, measured, skipped_marks) = marked_pairs(&marks, &pixels)?;
+        let anchor_paths: Vec<PathBuf> = anchor_candidates
+            .into_iter()
+            .filter(|p| pixels.contains_key(p))
+            .collect();
+        let device = model.device();
+        let class_term = match (options.class_temperature, &model.classifier) {
+            (Some(temperature), Some(classifier)) => {
+                ClassTerm::new(classifier, temperature, &anchor_paths, &pairs, device)
+            }
+            _ => None,
+        };
+        let mut prepared = Self {
+            pixels,
+            floats: preprocess.floats_per_image(),
+            size: i64::from(preprocess.image_size_px),
+            device,
+            by_query: rows_by_query(&pairs),
+            pairs,
+            measured,
+            skipped_marks,
+            anchor_paths,
+            anchor_targets: None,
+            class_term,
+            typical: 1.0,
+            trained_from: Vec::new(),
+            distances_before: Vec::new(),
+        };
+        // The anchors' places under the starting model, and the typical distance.
+        let photos = prepared.photos();
+        let anchor_refs: Vec<&PathBuf> = prepared.anchor_paths.iter().collect();
+        let anchor_targets = guard_libtorch(|| photos.embed_in_chunks(model, &anchor_refs))?;
+        let (queries, marked) = prepared.measured_photos();
+        // Training measures pairs in the typical distance between library photos.
+        let typical = guard_libtorch(|| match &anchor_targets {
+            Some(embedded) if embedded.size()[0] >= 2 => typical_distance(embedded),
+            _ => typical_distance(&Tensor::cat(
+                &[photos.embed(model, &queries), photos.embed(model, &marked)],
+                0,
+            )),
+        })?;
+        prepared.typical = typical;
+        let (trained_from, distances_before) =
+            prepared.pair_distances(model, anchor_targets.as_ref())?;
+        prepared.anchor_targets = anchor_targets;
+        prepared.trained_from = trained_from;
+        prepared.distances_before = distances_before;
+        Ok(prepared)
     }
-    let anchors_after = guard_libtorch(|| photos_in.embed_in_chunks(model, &anchor_refs))?;
-    let (_, distances_after) = pair_distances(model, anchors_after.as_ref())?;
-    let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
-    let mut changes = pair_changes(&measured, &distances_before, &distances_after);
-    let held_out_changes = changes.split_off(pairs.len());
-    Ok(FineTuneSummary {
-        pair_changes: changes,
-        held_out_changes,
-        steps,
-        seconds: started.elapsed().as_secs_f64(),
-        pairs: pairs.len(),
-        skipped_marks,
-        anchors: anchor_paths.len(),
-        alike_before,
-        alike_after,
-        not_alike_before,
-        not_alike_after,
-    })
+
+    fn photos(&self) -> DecodedPhotos<'_> {
+        DecodedPhotos {
+            pixels: &self.pixels,
+            floats: self.floats,
+            size: self.size,
+            device: self.device,
+        }
+    }
+
+    /// The queries and the photos of the measured pairs, row by row.
+    fn measured_photos(&self) -> (Vec<&PathBuf>, Vec<&PathBuf>) {
+        self.measured.iter().map(|m| (&m.query, &m.photo)).unzip()
+    }
+
+    /// 1 for an alike pair, 0 for a not-alike one, row by row.
+    fn alike(&self) -> Vec<f32> {
+        self.measured
+            .iter()
+            .map(|m| if m.alike { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    /// Each pair's squared distance under a model, in two scales. Training measures it in
+    /// the typical distance between library photos. The check judges it over its query's
+    /// median distance to the library sample under the same model: what decides where
+    /// the photo ranks for its query, so a neighbourhood that only grew around a query
+    /// (its not-alike photos pushed away) moves none of its pairs.
+    fn pair_distances(
+        &self,
+        model: &EmbeddingModel,
+        anchors: Option<&Tensor>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let photos = self.photos();
+        let (queries, marked) = self.measured_photos();
+        guard_libtorch(|| -> Result<(Vec<f64>, Vec<f64>)> {
+            let (q, p) = (photos.embed(model, &queries), photos.embed(model, &marked));
+            let d = squared(&q, &p);
+            let scale = match anchors {
+                Some(anchors) if anchors.size()[0] >= 2 => median_distances(&q, anchors),
+                _ => Tensor::from(self.typical).to_device(q.device()),
+            };
+            let values = |t: Tensor| {
+                Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+            };
+            Ok((values(&d / self.typical)?, values(d / scale)?))
+        })?
+    }
+
+    fn step_inputs(&self) -> StepInputs<'_> {
+        StepInputs {
+            photos: self.photos(),
+            pairs: &self.pairs,
+            by_query: &self.by_query,
+            trained_from: &self.trained_from,
+            anchor_paths: &self.anchor_paths,
+            anchor_targets: self.anchor_targets.as_ref(),
+            class_term: self.class_term.as_ref(),
+            typical: self.typical,
+        }
+    }
+
+    /// Where the pairs stand after `steps` steps in `seconds`: the run's summary.
+    fn measure(
+        &self,
+        model: &EmbeddingModel,
+        steps: usize,
+        seconds: f64,
+    ) -> Result<FineTuneSummary> {
+        let alike = self.alike();
+        let (alike_before, not_alike_before) = pair_means(&self.distances_before, &alike);
+        let anchor_refs: Vec<&PathBuf> = self.anchor_paths.iter().collect();
+        let anchors_after = guard_libtorch(|| self.photos().embed_in_chunks(model, &anchor_refs))?;
+        let (_, distances_after) = self.pair_distances(model, anchors_after.as_ref())?;
+        let (alike_after, not_alike_after) = pair_means(&distances_after, &alike);
+        let mut changes = pair_changes(&self.measured, &self.distances_before, &distances_after);
+        let held_out_changes = changes.split_off(self.pairs.len());
+        Ok(FineTuneSummary {
+            pair_changes: changes,
+            held_out_changes,
+            steps,
+            seconds,
+            pairs: self.pairs.len(),
+            skipped_marks: self.skipped_marks,
+            anchors: self.anchor_paths.len(),
+            alike_before,
+            alike_after,
+            not_alike_before,
+            not_alike_after,
+        })
+    }
 }
 
 /// What every fine-tuning step reads: the decoded photos, the marked pairs to train on
 /// (grouped by query) with their distances before training, the anchors held in place and
 /// their places, the class term, and the typical distance that scales them all.
 struct StepInputs<'a> {
-    photos: &'a DecodedPhotos<'a>,
+    photos: DecodedPhotos<'a>,
     pairs: &'a [Mark],
     by_query: &'a [Vec<usize>],
     trained_from: &'a [f64],
@@ -261,7 +340,7 @@ fn fine_tune_step(
     rng: &mut fastrand::Rng,
 ) -> Result<()> {
     let StepInputs {
-        photos,
+        ref photos,
         pairs,
         by_query,
         trained_from,
@@ -313,9 +392,7 @@ fn fine_tune_step(
                 .to_device(device);
             loss += kept_in_place_loss(&now, &targets.index_select(0, &index), typical);
         }
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
+        descend(&mut [&mut *optimizer], &loss);
     })
 }
 
@@ -629,6 +706,26 @@ fn spread(items: &[PathBuf], count: usize) -> Vec<PathBuf> {
     (0..count)
         .map(|i| items[i * items.len() / count].clone())
         .collect()
+}
+
+/// What follows fine-tuning, for the window and the command line alike. A refused run
+/// ([`FineTuneSummary::refusal`]) writes nothing and gives `None`. Otherwise the base
+/// model's summary gains this run, the class proxies are dropped (fine-tuning moved the
+/// embeddings away from them: sorting falls back to the neighbours in the index) and the
+/// model is written to `out`.
+pub fn save_fine_tuned(
+    model: &mut EmbeddingModel,
+    base: &TrainingSummary,
+    done: &FineTuneSummary,
+    out: &Path,
+) -> Result<Option<ModelInfo>> {
+    if done.refusal().is_some() {
+        return Ok(None);
+    }
+    let mut summary = base.clone();
+    summary.fine_tuned_from_marks.push(done.clone());
+    model.classifier = None;
+    save_model(out, model, &summary).map(Some)
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ pub mod optimizer;
 pub mod pace;
 pub mod prepare;
 pub mod resume;
+pub mod save;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,7 @@ use finish::{FinishPlan, LastStep, calibration_images};
 pub use finish::{FinishWork, TrainPhase};
 pub use monitor::{BeforeAfter, TrainingPicture};
 use monitor::{EpochVerdict, Monitor};
+pub use save::{HeldOutScore, KeptTraining, SavedRun, save_run};
 use trainer::{EpochEnd, Trainer};
 
 impl TrainSettings {

@@ -4,6 +4,10 @@
 //! thread pool augments them ahead of the network, and each step is forward, loss,
 //! backward, optimiser step.
 
+mod saved;
+
+pub use saved::Checkpoint;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -18,6 +22,7 @@ use super::optimizer::AdamW;
 use super::prepare::{LabeledImages, PreparedData};
 use super::resume::{SavedTrainState, SchedulePosition, TrainState, TrainStateInfo};
 use super::schedule::{learning_rate, progress};
+use super::step::descend;
 use super::{Loss, Mining, PROGRESSIVE_FULL_SIZE_AT, TrainEvent, TrainSettings};
 use crate::engine::data::{
     BatchStream, PreparedImages, Preprocess, pk_epoch, seed_triplet_epoch, shuffled_epoch,
@@ -53,13 +58,6 @@ struct ClassProxies {
     _var_store: nn::VarStore,
     weights: Tensor,
     optimizer: AdamW,
-}
-
-/// A copy of every trained tensor, to go back to (best epoch, before a collapse).
-pub struct Checkpoint {
-    tensors: Vec<(String, Tensor)>,
-    proxies: Option<Tensor>,
-    average: Option<Vec<Tensor>>,
 }
 
 /// The network with everything that trains it.
@@ -108,6 +106,45 @@ impl Trainer {
         data: &PreparedData,
         loader_threads: usize,
     ) -> Result<Self> {
+        let training: &LabeledImages = &data.training;
+        Self::with_images(
+            model,
+            settings,
+            training.dataset.classes.len(),
+            Arc::clone(&training.images),
+            training.labels(),
+            training.dataset.indices_by_class(),
+            loader_threads,
+        )
+    }
+
+    /// A trainer with no photos, for steps on tensors made elsewhere ([`Self::step_on`]):
+    /// the benchmark's pure-step ceiling runs the same step as training.
+    pub fn for_tensors(
+        model: EmbeddingModel,
+        settings: &TrainSettings,
+        classes: usize,
+    ) -> Result<Self> {
+        Self::with_images(
+            model,
+            settings,
+            classes,
+            Arc::new(PreparedImages::default()),
+            Vec::new(),
+            vec![Vec::new(); classes],
+            0,
+        )
+    }
+
+    fn with_images(
+        model: EmbeddingModel,
+        settings: &TrainSettings,
+        classes: usize,
+        images: Arc<PreparedImages>,
+        labels: Vec<i64>,
+        by_class: Vec<Vec<usize>>,
+        loader_threads: usize,
+    ) -> Result<Self> {
         // In name order, so that saved optimiser state lines up with the same variables.
         let (names, trainable): (Vec<String>, Vec<Tensor>) = model
             .named_tensors()
@@ -131,10 +168,9 @@ impl Trainer {
             Loss::Triplet => None,
             Loss::NormalizedSoftmax => {
                 let var_store = nn::VarStore::new(model.device());
-                let classes = data.training.dataset.classes.len() as i64;
                 let weights = var_store.root().var(
                     "proxies",
-                    &[classes, settings.embedding_dim as i64],
+                    &[classes as i64, settings.embedding_dim as i64],
                     nn::Init::Randn {
                         mean: 0.0,
                         stdev: 1.0,
@@ -148,19 +184,18 @@ impl Trainer {
                 })
             }
         };
-        let training: &LabeledImages = &data.training;
         let margins = proxies
             .as_ref()
-            .map(|_| MarginLedger::new(training.len(), training.dataset.classes.len()));
+            .map(|_| MarginLedger::new(labels.len(), classes));
         let mut trainer = Self {
             preprocess: model.config.preprocess.clone(),
             model,
             optimizer,
             proxies,
             settings: settings.clone(),
-            images: Arc::clone(&training.images),
-            labels: training.labels(),
-            by_class: training.dataset.indices_by_class(),
+            images,
+            labels,
+            by_class,
             rng: fastrand::Rng::with_seed(settings.seed),
             loader_threads,
             steps_per_epoch: 0,
@@ -188,7 +223,6 @@ impl Trainer {
         &self.model
     }
 
-    /// The trained model: the weight average when the run keeps one.
     /// The class proxies (classes × embedding dimension, row-major), when the loss has
     /// them.
     pub fn class_proxies(&self) -> Result<Option<Vec<f32>>> {
@@ -198,6 +232,7 @@ impl Trainer {
             .transpose()
     }
 
+    /// The trained model: the weight average when the run keeps one.
     pub fn into_model(mut self) -> EmbeddingModel {
         self.show_average(true);
         self.model
@@ -215,138 +250,6 @@ impl Trainer {
     /// The side of the images this epoch trains on.
     pub fn epoch_size_px(&self) -> u32 {
         self.epoch_size_px
-    }
-
-    /// Everything a later run needs to go on from here (copies): the live weights, the
-    /// weight average, the proxies, the optimisers' moments and the schedule's position.
-    pub fn state(&self, epochs: usize, classes: &[String]) -> TrainState {
-        let names: Vec<String> = self
-            .model
-            .named_tensors()
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        let (live, average): (Vec<Tensor>, Option<Vec<Tensor>>) = tch::no_grad(|| {
-            let model: Vec<Tensor> = self
-                .model
-                .named_tensors()
-                .into_iter()
-                .map(|(_, t)| t.copy())
-                .collect();
-            match &self.average {
-                None => (model, None),
-                Some(a) => {
-                    let stored: Vec<Tensor> = a.averages.iter().map(Tensor::copy).collect();
-                    // While the average is shown the live weights wait in its place.
-                    if a.shown {
-                        (stored, Some(model))
-                    } else {
-                        (model, Some(stored))
-                    }
-                }
-            }
-        });
-        let mut tensors: Vec<(String, Tensor)> = names
-            .iter()
-            .zip(live)
-            .map(|(name, t)| (format!("live.{name}"), t))
-            .collect();
-        if let Some(average) = average {
-            tensors.extend(
-                names
-                    .iter()
-                    .zip(average)
-                    .map(|(name, t)| (format!("average.{name}"), t)),
-            );
-        }
-        tensors.extend(self.optimizer.state_tensors("optimizer"));
-        if let Some(proxies) = &self.proxies {
-            tensors.push(("proxies".into(), proxies.weights.copy()));
-            tensors.extend(proxies.optimizer.state_tensors("proxy_optimizer"));
-        }
-        TrainState {
-            info: TrainStateInfo {
-                format_version: super::resume::TRAIN_STATE_FORMAT_VERSION,
-                model_id: String::new(),
-                settings: self.settings.clone(),
-                classes: classes.to_vec(),
-                position: SchedulePosition {
-                    secs: self.resumed.secs + self.last_step_secs,
-                    steps: self.global_step,
-                },
-                epochs,
-                optimizer_steps: self.optimizer.steps(),
-                proxy_optimizer_steps: self.proxies.as_ref().map_or(0, |p| p.optimizer.steps()),
-                lr_scale: self.lr_scale,
-                holdout_share: None,
-            },
-            tensors,
-        }
-    }
-
-    /// Puts a saved state back: the run goes on where that one stopped. Errors (naming
-    /// what does not fit) when the state is not this network's.
-    pub fn resume(&mut self, saved: &SavedTrainState) -> Result<()> {
-        let damaged = |what: String| {
-            EngineError::Config(format!(
-                "the training state does not fit this model ({what}); start a new run with --init-model instead"
-            ))
-        };
-        tch::no_grad(|| -> Result<()> {
-            for (name, variable) in self.model.named_tensors() {
-                let saved_live = saved
-                    .tensor(&format!("live.{name}"))
-                    .ok_or_else(|| damaged(format!("'{name}' is missing")))?;
-                if saved_live.size() != variable.size() {
-                    return Err(damaged(format!("'{name}' has another shape")));
-                }
-                variable
-                    .shallow_clone()
-                    .f_copy_(&saved_live.to_device(variable.device()))?;
-            }
-            if let Some(average) = &mut self.average {
-                for ((name, _), stored) in
-                    self.model.named_tensors().iter().zip(&mut average.averages)
-                {
-                    let saved_average = saved
-                        .tensor(&format!("average.{name}"))
-                        .ok_or_else(|| damaged(format!("the average of '{name}' is missing")))?;
-                    stored.f_copy_(&saved_average.to_device(stored.device()))?;
-                }
-                average.shown = false;
-            }
-            if let Some(proxies) = &self.proxies {
-                let saved_proxies = saved
-                    .tensor("proxies")
-                    .filter(|t| t.size() == proxies.weights.size())
-                    .ok_or_else(|| {
-                        damaged("the class proxies are missing or of another size".into())
-                    })?;
-                proxies
-                    .weights
-                    .shallow_clone()
-                    .f_copy_(&saved_proxies.to_device(proxies.weights.device()))?;
-            }
-            Ok(())
-        })?;
-        let info = &saved.info;
-        self.optimizer
-            .load_state("optimizer", info.optimizer_steps, &|n| saved.tensor(n))
-            .map_err(damaged)?;
-        if let Some(proxies) = &mut self.proxies {
-            proxies
-                .optimizer
-                .load_state("proxy_optimizer", info.proxy_optimizer_steps, &|n| {
-                    saved.tensor(n)
-                })
-                .map_err(damaged)?;
-        }
-        self.global_step = info.position.steps;
-        self.resumed = info.position;
-        self.lr_scale = info.lr_scale;
-        // New shuffles, not a replay of the first run's.
-        self.rng = fastrand::Rng::with_seed(self.settings.seed ^ (info.position.steps as u64));
-        Ok(())
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -534,6 +437,14 @@ impl Trainer {
 
     /// One optimisation step on a batch of preprocessed images. Returns its loss.
     pub fn step(&mut self, pixels: &[f32], labels: &[i64], lr: f64) -> Result<f64> {
+        let images =
+            guard_libtorch(|| self.images_tensor(pixels, labels.len(), self.epoch_size_px))?;
+        self.step_on(&images, labels, lr)
+    }
+
+    /// One step on images already on the device (`step` makes them from pixels; the
+    /// benchmark's pure-step ceiling hands it random ones).
+    pub fn step_on(&mut self, images: &Tensor, labels: &[i64], lr: f64) -> Result<f64> {
         self.optimizer.set_lr(lr);
         if let Some(proxies) = &mut self.proxies {
             proxies.optimizer.set_lr(lr);
@@ -560,23 +471,17 @@ impl Trainer {
             order
         });
         let (loss, cosines) = guard_libtorch(|| {
-            let images = self.images_tensor(pixels, labels.len(), self.epoch_size_px);
             let (loss, cosines) = match (&blend, &partners) {
                 // A blended image has no one label to measure a margin against.
                 (Some(blend), Some(order)) => {
-                    (self.blended_loss(&images, labels, blend, order), None)
+                    (self.blended_loss(images, labels, blend, order), None)
                 }
-                _ => self.loss_and_cosines(&images, labels, batch_norm_learns),
+                _ => self.loss_and_cosines(images, labels, batch_norm_learns),
             };
-            self.optimizer.zero_grad();
-            if let Some(proxies) = &mut self.proxies {
-                proxies.optimizer.zero_grad();
-            }
-            loss.backward();
-            self.optimizer.step();
-            if let Some(proxies) = &mut self.proxies {
-                proxies.optimizer.step();
-            }
+            let loss = match &mut self.proxies {
+                Some(proxies) => descend(&mut [&mut self.optimizer, &mut proxies.optimizer], &loss),
+                None => descend(&mut [&mut self.optimizer], &loss),
+            };
             let cosines = cosines.and_then(|c| {
                 Vec::<f32>::try_from(
                     c.to_kind(Kind::Float)
@@ -585,7 +490,7 @@ impl Trainer {
                 )
                 .ok()
             });
-            (loss.double_value(&[]), cosines)
+            (loss, cosines)
         })?;
         self.last_cosines = cosines;
         if let Some(average) = &mut self.average {
@@ -720,44 +625,6 @@ impl Trainer {
         self.margins
             .as_ref()
             .map_or_else(Vec::new, MarginLedger::late_cosines)
-    }
-
-    /// Copies every trained tensor.
-    pub fn checkpoint(&self) -> Checkpoint {
-        tch::no_grad(|| Checkpoint {
-            tensors: self
-                .model
-                .named_tensors()
-                .into_iter()
-                .map(|(name, tensor)| (name, tensor.copy()))
-                .collect(),
-            proxies: self.proxies.as_ref().map(|p| p.weights.copy()),
-            average: self
-                .average
-                .as_ref()
-                .map(|a| a.averages.iter().map(Tensor::copy).collect()),
-        })
-    }
-
-    /// Puts the tensors of `checkpoint` back.
-    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        let variables = self.model.var_store.variables();
-        tch::no_grad(|| -> Result<()> {
-            for (name, saved) in &checkpoint.tensors {
-                if let Some(variable) = variables.get(name) {
-                    variable.shallow_clone().f_copy_(saved)?;
-                }
-            }
-            if let (Some(proxies), Some(saved)) = (&self.proxies, &checkpoint.proxies) {
-                proxies.weights.shallow_clone().f_copy_(saved)?;
-            }
-            if let (Some(average), Some(saved)) = (&mut self.average, &checkpoint.average) {
-                for (stored, saved) in average.averages.iter_mut().zip(saved) {
-                    stored.f_copy_(saved)?;
-                }
-            }
-            Ok(())
-        })
     }
 }
 
