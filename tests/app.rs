@@ -2437,3 +2437,128 @@ fn the_models_folder_says_what_it_keeps_and_old_training_states_can_go() {
         "nothing left to offer"
     );
 }
+
+/// Issue #41 item 1: Cancel while the photos are still loading (before the first step)
+/// brings the window back to idle, names no model, and leaves what was current.
+#[test]
+fn cancel_while_the_photos_load_comes_back_to_idle_and_keeps_what_was_current() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    // Large enough that loading takes a while: 160 photos of 512 px.
+    write_dataset(&library, 2, 80, 512, 83).expect("photos");
+    let mut settings = resnet18_settings();
+    small_training(&mut settings);
+    settings.library = Some(library.clone());
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    run_until(&mut harness, "the library scan", |app| {
+        app.state.library.scanned.is_some() && app.state.is_idle()
+    });
+    let before = harness.state().state.current.clone();
+    harness.get_by_label("Train").click();
+    run_until(&mut harness, "the photos loading", |app| {
+        app.state.training.preparing.is_some()
+    });
+    harness.get_by_label_contains("Loading images");
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    let job = harness
+        .state()
+        .state
+        .training
+        .job
+        .expect("the training job");
+    assert!(harness.state().state.is_cancelling(job));
+    run_until(&mut harness, "idle after the cancel", |app| {
+        app.state.is_idle()
+    });
+    let state = &harness.state().state;
+    assert_eq!(state.training.global_step, 0, "no step was trained");
+    assert_eq!(state.current, before, "what was current stays");
+    assert!(
+        state
+            .training
+            .outcome
+            .as_ref()
+            .is_none_or(|end| end.unused_model.is_none()),
+        "a run cancelled while loading offers no model"
+    );
+    harness.step();
+    assert!(
+        harness.query_by_label_contains("Loading images").is_none(),
+        "the loading bar is gone"
+    );
+}
+
+/// Issue #41 item 3: a photo is listed only after enough passes; a run too short to judge
+/// says so, and the list says how much evidence each entry has.
+#[test]
+fn the_label_list_shows_its_evidence_and_a_short_run_says_it_could_not_judge() {
+    use likeness::engine::run::{LabelSuspect, TrainingSummary};
+    use likeness::engine::train::margins::MIN_PASSES_TO_JUDGE;
+    use likeness::worker::protocol::{Event, JobId, JobKind, Outcome};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut harness = app_harness(AppSettings::default(), dir.path());
+    let finish = |harness: &mut Harness<'_, LikenessApp>, id: u64, summary: TrainingSummary| {
+        let job = JobId(id);
+        let state = &mut harness.state_mut().state;
+        state.training.job = Some(job);
+        state.apply(Event::Started {
+            job,
+            kind: JobKind::Train,
+        });
+        state.apply(Event::Finished {
+            job,
+            outcome: Box::new(Outcome::Trained {
+                model_path: dir.path().join(format!("m{id}.safetensors")),
+                became_current: true,
+                summary: Box::new(summary),
+                validation: None,
+                before_after: None,
+                kept_training: None,
+            }),
+        });
+        harness.step();
+        harness.step();
+    };
+    // One pass over each photo: nothing is listed, and the window says why.
+    finish(
+        &mut harness,
+        91,
+        TrainingSummary {
+            label_passes: 1,
+            labels_checked: 0,
+            ..Default::default()
+        },
+    );
+    harness.get_by_label_contains("Labels: not judged");
+    harness.get_by_label_contains(&format!("is judged after {MIN_PASSES_TO_JUDGE}"));
+    assert!(
+        harness
+            .query_by_label_contains("Check these labels")
+            .is_none()
+    );
+    // A longer run lists its suspects with their evidence.
+    let suspect = LabelSuspect {
+        path: dir.path().join("rose/orange.jpg"),
+        class: "rose".into(),
+        likely_class: "tulip".into(),
+        margin: -0.4,
+        seen: 20,
+        beaten: 17,
+    };
+    finish(
+        &mut harness,
+        92,
+        TrainingSummary {
+            label_passes: 20,
+            labels_checked: 40,
+            label_suspects: vec![suspect],
+            ..Default::default()
+        },
+    );
+    harness.get_by_label_contains("Check these labels (1)");
+    harness.get_by_label_contains(&format!("at least {MIN_PASSES_TO_JUDGE}"));
+    harness.get_by_label_contains("in 17 of 20 passes");
+}

@@ -343,18 +343,14 @@ impl LikenessApp {
                 if choices.is_empty() {
                     return;
                 }
-                match crate::engine::sort::new_journal_path(&self.state.dirs.sort_journals) {
-                    Ok(journal) => {
-                        let mode = self.state.sort.mode;
-                        self.send(Request::FileSort {
-                            inbox: plan.inbox.clone(),
-                            choices,
-                            mode,
-                            journal,
-                        });
-                    }
-                    Err(error) => self.state.error(format!("Nothing was filed: {error}")),
-                }
+                let mode = self.state.sort.mode;
+                let journals = self.state.dirs.sort_journals.clone();
+                self.send(Request::FileSort {
+                    inbox: plan.inbox.clone(),
+                    choices,
+                    mode,
+                    journals,
+                });
             }
             Intent::UndoSort => {
                 if let Some(journal) = self.state.sort.last_journal.clone() {

@@ -486,8 +486,8 @@ impl Worker {
                 inbox,
                 choices,
                 mode,
-                journal,
-            } => return self.file_sort(job, &inbox, &choices, mode, &journal, cancel),
+                journals,
+            } => return self.file_sort(job, &inbox, &choices, mode, &journals, cancel),
             Request::UndoSort { journal } => return self.undo_sort(job, &journal),
             Request::DiskUse { folder } => Outcome::ModelsFolder {
                 kept: crate::engine::train::kept::kept_files(&folder)?,

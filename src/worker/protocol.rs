@@ -210,8 +210,9 @@ pub enum Request {
         inbox: PathBuf,
         choices: Vec<(PathBuf, String)>,
         mode: FileMode,
-        /// The new journal to write (Undo reverses it).
-        journal: PathBuf,
+        /// The folder of sort journals: the worker makes it if needed and writes a new
+        /// journal in it (Undo reverses it).
+        journals: PathBuf,
     },
     /// Reverse the sort `journal` records, then bring the index up to date.
     UndoSort { journal: PathBuf },

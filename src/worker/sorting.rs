@@ -45,7 +45,7 @@ impl Worker {
         inbox: &Path,
         choices: &[(PathBuf, String)],
         mode: sort::FileMode,
-        journal: &Path,
+        journals: &Path,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
         let Some(open) = self.index.as_ref() else {
@@ -54,7 +54,8 @@ impl Worker {
             ));
         };
         let library = open.gallery.header.folder.clone();
-        let report = sort::file_photos(choices, inbox, &library, mode, journal, cancel)?;
+        let journal = sort::new_journal_path(journals)?;
+        let report = sort::file_photos(choices, inbox, &library, mode, &journal, cancel)?;
         let (index, _) = self.refresh_index(job, &AtomicBool::new(false))?;
         Ok(Outcome::SortFiled { report, index })
     }
