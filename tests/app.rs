@@ -2562,3 +2562,124 @@ fn the_label_list_shows_its_evidence_and_a_short_run_says_it_could_not_judge() {
     harness.get_by_label_contains(&format!("at least {MIN_PASSES_TO_JUDGE}"));
     harness.get_by_label_contains("in 17 of 20 passes");
 }
+
+/// Issue #43: the Map tab draws the map as it forms (the worker's reports), Cancel gives
+/// back the map that was there, and the method chosen is the one drawn.
+#[test]
+fn the_map_forms_before_the_eyes_cancel_restores_the_last_one_and_the_method_is_chosen() {
+    use likeness::engine::projection::{EmbeddingMap, MapMethod};
+    use likeness::worker::protocol::{Event, JobId, JobKind, Progress};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 12, 32, 91).expect("photos");
+    let query = library.join("class_01/img_002.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    harness.get_by_label("Map").click();
+    harness.step();
+    // UMAP is the default; PCA is chosen from the list.
+    let choose = |harness: &mut Harness<'_, LikenessApp>, shown: &str, wanted: &str| {
+        harness
+            .get(
+                egui_kittest::kittest::By::new()
+                    .role(egui::accesskit::Role::ComboBox)
+                    .value(shown),
+            )
+            .click_accesskit();
+        harness.step();
+        harness.step();
+        harness.get_by_label(wanted).click_accesskit();
+        harness.step();
+        harness.step();
+    };
+    choose(&mut harness, "UMAP", "PCA");
+    assert_eq!(harness.state().state.map.method, MapMethod::Pca);
+    harness.get_by_label("Draw map").click();
+    run_until(&mut harness, "the PCA map", |app| {
+        app.state.is_idle() && app.state.map.shown.is_some()
+    });
+    let pca = Arc::clone(&harness.state().state.map.shown.as_ref().expect("map").map);
+    assert_eq!(pca.method, MapMethod::Pca);
+    harness.step();
+    harness.get_by_label_contains("PCA: the axes hold");
+
+    // A UMAP map forming: each report is drawn, with how far it got.
+    let job = JobId(700);
+    let forming = |epoch: usize, shift: f32| {
+        let mut map = EmbeddingMap::clone(&pca);
+        map.method = MapMethod::Umap;
+        for point in &mut map.points {
+            point[0] += shift;
+        }
+        Progress::MapForming {
+            epoch,
+            epochs: 200,
+            map: Arc::new(map),
+        }
+    };
+    {
+        let state = &mut harness.state_mut().state;
+        state.apply(Event::Started {
+            job,
+            kind: JobKind::DrawMap,
+        });
+        state.apply(Event::Progress {
+            job,
+            progress: forming(40, 5.0),
+        });
+    }
+    harness.step();
+    harness.step();
+    harness.get_by_label("Forming… epoch 40 of 200");
+    harness.get_by_label_contains("UMAP: nearest photos kept near");
+    let drawn = harness
+        .state()
+        .state
+        .map
+        .shown
+        .as_ref()
+        .expect("forming map")
+        .map
+        .points[0];
+    assert_eq!(
+        drawn[0],
+        pca.points[0][0] + 5.0,
+        "the forming map is the one drawn"
+    );
+    harness.state_mut().state.apply(Event::Progress {
+        job,
+        progress: forming(50, 9.0),
+    });
+    harness.step();
+    harness.get_by_label("Forming… epoch 50 of 200");
+    // Cancel: asked from the tab, and the map that was there comes back.
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    assert!(harness.state().state.is_cancelling(job));
+    harness.state_mut().state.apply(Event::Cancelled {
+        job,
+        kind: JobKind::DrawMap,
+    });
+    harness.step();
+    harness.step();
+    let back = &harness.state().state.map.shown.as_ref().expect("map").map;
+    assert_eq!(**back, *pca, "the PCA map is back");
+    assert!(harness.state().state.map.forming.is_none());
+    assert!(harness.query_by_label_contains("Forming…").is_none());
+
+    // UMAP drawn by the worker for real.
+    choose(&mut harness, "PCA", "UMAP");
+    assert_eq!(harness.state().state.map.method, MapMethod::Umap);
+    harness.get_by_label("Draw again").click();
+    run_until(&mut harness, "the UMAP map", |app| {
+        app.state.is_idle()
+            && app
+                .state
+                .map
+                .shown
+                .as_ref()
+                .is_some_and(|view| view.map.method == MapMethod::Umap)
+    });
+    let umap = &harness.state().state.map.shown.as_ref().expect("map").map;
+    assert_eq!(umap.len(), 24);
+    assert_ne!(umap.points, pca.points, "laid out, not the PCA picture");
+}

@@ -228,6 +228,66 @@ fn training_phase_snapshot() {
     harness.snapshot("training_phase");
 }
 
+/// Issue #43: the Map tab with a UMAP map of five clusters (the neighbourhoods apart).
+#[test]
+fn map_tab_umap_snapshot() {
+    use likeness::app::CentralView;
+    use likeness::engine::projection::{EmbeddingMap, MapInput, MapMethod};
+    use likeness::worker::protocol::{Event, JobId, JobKind, Outcome};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dirs = DataDirs::under(dir.path().join("data"));
+    let mut harness = window_with_default_settings(dirs);
+    let (count, dimension) = (400, 32);
+    let mut rng = fastrand::Rng::with_seed(5);
+    let centres: Vec<Vec<f32>> = (0..5)
+        .map(|_| (0..dimension).map(|_| rng.f32() * 4.0 - 2.0).collect())
+        .collect();
+    let classes: Vec<Option<usize>> = (0..count).map(|i| Some(i % 5)).collect();
+    let vectors: Vec<f32> = classes
+        .iter()
+        .flat_map(|c| {
+            let centre = &centres[c.unwrap_or(0)];
+            centre
+                .iter()
+                .map(|v| v + rng.f32() - 0.5)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"];
+    let input = MapInput {
+        paths: (0..count)
+            .map(|i| PathBuf::from(format!("/photos/{}/{i}.jpg", names[i % 5])))
+            .collect(),
+        classes,
+        class_names: names.iter().map(|n| n.to_string()).collect(),
+        vectors: &vectors,
+        dimension,
+    };
+    let map = EmbeddingMap::of_vectors_with(
+        input,
+        MapMethod::Umap,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .expect("map");
+    let state = &mut harness.state_mut().state;
+    let job = JobId(9);
+    state.apply(Event::Started {
+        job,
+        kind: JobKind::DrawMap,
+    });
+    state.apply(Event::Finished {
+        job,
+        outcome: Box::new(Outcome::Map {
+            index: "/photos.likeness-index".into(),
+            map: std::sync::Arc::new(map),
+        }),
+    });
+    state.view = CentralView::Map;
+    harness.run_steps(3);
+    harness.snapshot("map_tab_umap");
+}
+
 /// The window with default settings, software-rendered, once it has found its device.
 fn window_with_default_settings(dirs: DataDirs) -> Harness<'static, LikenessApp> {
     let mut harness = Harness::builder()

@@ -47,7 +47,8 @@ impl LikenessApp {
             Intent::ImportMarks => self.pick_marks_import(),
             Intent::RetrainWithMarks => self.retrain_with_marks(),
             Intent::DrawMap => {
-                self.send(Request::DrawMap);
+                let method = self.state.map.method;
+                self.send(Request::DrawMap { method });
             }
             Intent::SearchFile(path) => self.search_with(Query::File(path)),
             Intent::PickMapExportFolder => {

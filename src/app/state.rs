@@ -15,7 +15,7 @@ use crate::engine::collection::duplicates::{Candidates, Group, OtherCopy, others
 use crate::engine::data::ImageFolder;
 use crate::engine::eval::RetrievalReport;
 use crate::engine::index::SearchHit;
-use crate::engine::projection::EmbeddingMap;
+use crate::engine::projection::{EmbeddingMap, MapMethod};
 use crate::engine::train::BeforeAfter;
 use crate::worker::{JobId, JobKind, Query, Snapshot};
 
@@ -420,10 +420,25 @@ pub struct SearchState {
 /// The Map tab.
 #[derive(Default)]
 pub struct MapState {
-    /// The map of the current index, once drawn.
+    /// The map of the current index, once drawn (while it forms, as it stands).
     pub shown: Option<MapView>,
+    /// While a map forms: the epochs done of all.
+    pub forming: Option<(usize, usize)>,
+    /// The map shown before this one began forming: back on a cancel or a failure.
+    pub replaced: Option<MapView>,
+    /// How the next map is drawn.
+    pub method: MapMethod,
     /// Show the validation photos before and after training instead of the index.
     pub before_after: bool,
+}
+
+impl MapState {
+    /// A map that stopped forming (cancelled, failed) gives way to the one it replaced.
+    pub fn stop_forming(&mut self) {
+        if self.forming.take().is_some() {
+            self.shown = self.replaced.take();
+        }
+    }
 }
 
 /// Everything the window shows, grouped by the view it belongs to; changed only by the

@@ -1,15 +1,16 @@
 //! `likeness map`.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use serde_json::json;
 
-use super::{OutputArgs, print_json};
+use super::{OutputArgs, print_json, progress};
 use crate::engine::files::OutputKind;
 use crate::engine::index::Gallery;
 use crate::engine::output::{Input, check_output, mark_png};
-use crate::engine::projection::EmbeddingMap;
+use crate::engine::projection::{EmbeddingMap, MapMethod};
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {
@@ -20,6 +21,11 @@ pub struct MapArgs {
     /// mislabelled photos ringed in red), `.csv` lists path, class, x, y per photo.
     #[arg(long)]
     pub out: PathBuf,
+    /// How photos are placed: `umap` keeps each photo's nearest photos near it on the
+    /// plane (from 10 000 photos, a sample is laid out and the rest placed among their
+    /// nearest); `pca` is the two main directions of the embeddings (instant, linear).
+    #[arg(long, value_enum, default_value_t = MethodArg::Umap)]
+    pub method: MethodArg,
     /// Size of the PNG in pixels.
     #[arg(long, default_value_t = 1200)]
     pub width: u32,
@@ -27,6 +33,22 @@ pub struct MapArgs {
     pub height: u32,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MethodArg {
+    Umap,
+    Pca,
+}
+
+impl From<MethodArg> for MapMethod {
+    fn from(method: MethodArg) -> Self {
+        match method {
+            MethodArg::Umap => Self::Umap,
+            MethodArg::Pca => Self::Pca,
+        }
+    }
 }
 
 pub fn run(args: MapArgs) -> anyhow::Result<()> {
@@ -67,19 +89,39 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
     // drawn, from their real size (a PNG is far smaller than its pixels).
     check_output(&args.out, kind, &[input], 0)?;
     let mut gallery = Gallery::load(&args.index).context("could not open the index")?;
-    let map = EmbeddingMap::of_gallery(&mut gallery).context("could not draw the map")?;
+    let method = MapMethod::from(args.method);
+    let bar = progress::bar(0, "laying out the map");
+    let map = EmbeddingMap::of_gallery(
+        &mut gallery,
+        method,
+        &AtomicBool::new(false),
+        &mut |forming| {
+            bar.set_length(forming.epochs as u64);
+            bar.set_position(forming.epoch as u64);
+        },
+    )
+    .context("could not draw the map")?;
+    bar.finish_and_clear();
     let bytes = bytes_of(&map)?;
     crate::engine::output::check_room(&args.out, bytes.len() as u64)?;
     crate::engine::atomic::write_atomic(&args.out, &bytes)
         .with_context(|| format!("could not write {}", args.out.display()))?;
+    let placed = match (map.method, map.sampled) {
+        (MapMethod::Pca, _) => format!(
+            "by PCA (the axes hold {:.0}% and {:.0}% of the variance)",
+            map.explained[0] * 100.0,
+            map.explained[1] * 100.0
+        ),
+        (MapMethod::Umap, None) => "by UMAP (nearest photos kept near)".to_string(),
+        (MapMethod::Umap, Some(laid_out)) => {
+            format!("by UMAP ({laid_out} photos laid out, the others placed among their nearest)")
+        }
+    };
     eprintln!(
-        "drew {} photos in {} classes ({} likely mislabelled; the axes hold {:.0}% and {:.0}% of \
-         the variance) to {}",
+        "drew {} photos in {} classes {placed} ({} likely mislabelled) to {}",
         map.len(),
         map.class_names.len(),
         map.suspects.len(),
-        map.explained[0] * 100.0,
-        map.explained[1] * 100.0,
         args.out.display()
     );
     if args.output.json {
@@ -88,6 +130,8 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
             "photos": map.len(),
             "classes": map.class_names,
             "likely_mislabelled": map.suspects.iter().map(|&i| &map.paths[i]).collect::<Vec<_>>(),
+            "method": map.method,
+            "laid_out": map.sampled,
             "explained_variance": map.explained,
         }))?;
     }

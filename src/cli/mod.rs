@@ -51,7 +51,7 @@ pub enum Command {
     Export(export::ExportArgs),
     /// List groups of near-duplicate photos in an index (nothing is deleted or moved).
     Duplicates(duplicates::DuplicatesArgs),
-    /// Draw an index's photos on a plane (PCA of the embeddings) as a PNG or CSV.
+    /// Draw an index's photos on a plane (UMAP: nearest photos kept near; or PCA) as a PNG or CSV.
     Map(map::MapArgs),
     /// Measure indexing and training throughput against the pure tch ceiling (and, with
     /// --pytorch, against PyTorch on the same network).

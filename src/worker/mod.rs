@@ -461,13 +461,21 @@ impl Worker {
                     candidates: Arc::new(candidates),
                 }
             }
-            Request::DrawMap => {
+            Request::DrawMap { method } => {
                 let Some(open) = self.index.as_mut() else {
                     return Err(EngineError::Config(
                         "there is no index to draw: index a folder first".into(),
                     ));
                 };
-                let map = EmbeddingMap::of_gallery(&mut open.gallery)?;
+                let progress = progress_reporter(&self.events, &*self.wake, job);
+                let map =
+                    EmbeddingMap::of_gallery(&mut open.gallery, method, cancel, &mut |forming| {
+                        progress(Progress::MapForming {
+                            epoch: forming.epoch,
+                            epochs: forming.epochs,
+                            map: Arc::new(forming.map.clone()),
+                        })
+                    })?;
                 Outcome::Map {
                     index: open.path.clone(),
                     map: Arc::new(map),

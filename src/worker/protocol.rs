@@ -19,7 +19,7 @@ use crate::engine::index::{IndexChanges, SearchHit};
 use crate::engine::model::ModelInfo;
 use crate::engine::model::pretrained::WeightsSource;
 use crate::engine::progress;
-use crate::engine::projection::EmbeddingMap;
+use crate::engine::projection::{EmbeddingMap, MapMethod};
 use crate::engine::run::FineTuneSummary;
 use crate::engine::run::TrainingSummary;
 use crate::engine::sort::{FileMode, FilingReport, SortPlan, UndoReport};
@@ -186,8 +186,9 @@ pub enum Request {
         others: Vec<OtherCopy>,
         to: DuplicateExport,
     },
-    /// Place the current index's photos on a plane (PCA), with likely-mislabelled marks.
-    DrawMap,
+    /// Place the current index's photos on a plane by `method`, with likely-mislabelled
+    /// marks; a UMAP map is reported as it forms.
+    DrawMap { method: MapMethod },
     /// Copy photos (a selection on the map) into `folder`, with a `photos.csv` list.
     CopyPhotos {
         paths: Vec<PathBuf>,
@@ -255,7 +256,7 @@ impl Request {
             Self::UseImagenetFeatures { .. } => JobKind::PrepareImagenet,
             Self::FindDuplicates => JobKind::FindDuplicates,
             Self::ExportDuplicates { .. } => JobKind::ExportDuplicates,
-            Self::DrawMap => JobKind::DrawMap,
+            Self::DrawMap { .. } => JobKind::DrawMap,
             Self::CopyPhotos { .. } => JobKind::CopyPhotos,
             Self::FineTune { .. } => JobKind::FineTune,
             Self::PlanSort { .. } => JobKind::PlanSort,
@@ -296,6 +297,12 @@ pub enum Progress {
     Comparing {
         done: usize,
         total: usize,
+    },
+    /// The map as it forms: after `epoch` of `epochs`, every photo's place so far.
+    MapForming {
+        epoch: usize,
+        epochs: usize,
+        map: Arc<EmbeddingMap>,
     },
 }
 

@@ -1,5 +1,5 @@
-//! The Map view: the current index's photos on a plane (PCA of their embeddings),
-//! coloured by class folder with a legend. Hovering shows a photo, clicking searches with
+//! The Map view: the current index's photos on a plane (UMAP, drawn as it forms, or PCA
+//! of their embeddings), coloured by class folder with a legend. Hovering shows a photo, clicking searches with
 //! it, a box selection can be copied out, the query on screen and its results are marked,
 //! and photos whose neighbours say another class are ringed.
 
@@ -9,7 +9,7 @@ use super::Intent;
 use crate::app::state::{AppState, MapView};
 use crate::app::thumbnails::ThumbnailCache;
 use crate::app::widgets::{file_name, thumbnail};
-use crate::engine::projection::EmbeddingMap;
+use crate::engine::projection::{EmbeddingMap, MapMethod};
 use crate::engine::train::BeforeAfter;
 use crate::worker::JobKind;
 
@@ -26,21 +26,55 @@ pub fn map_ui(
         return;
     }
     let has_index = state.current.index.is_some();
-    let drawing = state.running(JobKind::DrawMap).is_some();
+    let drawing = state.running(JobKind::DrawMap).map(|a| a.job);
     ui.horizontal(|ui| {
         ui.heading("Embedding map");
+        ui.add_enabled_ui(drawing.is_none(), |ui| {
+            egui::ComboBox::from_id_salt("map_method")
+                .selected_text(state.map.method.label())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut state.map.method, MapMethod::Umap, "UMAP")
+                        .on_hover_text(
+                            "Each photo's nearest photos stay near it: neighbourhoods and \
+                             classes show; distances between far groups mean little",
+                        );
+                    ui.selectable_value(&mut state.map.method, MapMethod::Pca, "PCA")
+                        .on_hover_text(
+                            "The two directions the embeddings vary most along: instant and \
+                             linear, but neighbourhoods overlap",
+                        );
+                })
+                .response
+                .on_hover_text("How the photos are placed");
+        });
         let label = if state.map.shown.is_some() {
             "Draw again"
         } else {
             "Draw map"
         };
         if ui
-            .add_enabled(has_index && !drawing, egui::Button::new(label))
-            .on_hover_text("Place every photo of the current index on a plane (PCA)")
+            .add_enabled(has_index && drawing.is_none(), egui::Button::new(label))
+            .on_hover_text(format!(
+                "Place every photo of the current index on a plane ({})",
+                state.map.method.label()
+            ))
             .on_disabled_hover_text("Index a folder first")
             .clicked()
         {
             intents.push(Intent::DrawMap);
+        }
+        if let Some(job) = drawing
+            && crate::app::widgets::cancel_button(
+                ui,
+                state.is_cancelling(job),
+                "Cancel",
+                "Stop laying out; the map you had is shown again",
+            )
+        {
+            intents.push(Intent::Cancel(job));
+        }
+        if let Some((epoch, epochs)) = state.map.forming {
+            ui.label(format!("Forming… epoch {epoch} of {epochs}"));
         }
     });
     let query = state.search.shown.as_ref().map(|s| {
@@ -205,17 +239,25 @@ fn empty_hint_ui(ui: &mut egui::Ui, has_index: bool) {
 fn map_controls_ui(ui: &mut egui::Ui, view: &mut MapView, intents: &mut Vec<Intent>) {
     let map = &view.map;
     ui.horizontal(|ui| {
+        let placed = match (map.method, map.sampled) {
+            (MapMethod::Pca, _) => format!(
+                "PCA: the axes hold {:.0}% and {:.0}% of the variance",
+                map.explained[0] * 100.0,
+                map.explained[1] * 100.0
+            ),
+            (MapMethod::Umap, None) => "UMAP: nearest photos kept near".to_string(),
+            (MapMethod::Umap, Some(laid_out)) => {
+                format!("UMAP of {laid_out} photos; the others placed among their nearest")
+            }
+        };
         ui.label(format!(
-            "{} photos · {} · the axes hold {:.0}% and {:.0}% of the variance · {} likely \
-             mislabelled",
+            "{} photos · {} · {placed} · {} likely mislabelled",
             map.len(),
             match map.class_names.len() {
                 0 => "no class folders".to_string(),
                 1 => "1 class".to_string(),
                 n => format!("{n} classes"),
             },
-            map.explained[0] * 100.0,
-            map.explained[1] * 100.0,
             map.suspects.len()
         ));
     });

@@ -72,6 +72,9 @@ impl AppState {
             }
             Event::Failed { job, kind, message } => {
                 self.end(job);
+                if kind == JobKind::DrawMap {
+                    self.map.stop_forming();
+                }
                 if kind == JobKind::ScanLibrary && self.library.scanned.is_none() {
                     self.library.error = Some(message.clone());
                 }
@@ -91,6 +94,9 @@ impl AppState {
             }
             Event::Cancelled { job, kind } => {
                 self.end(job);
+                if kind == JobKind::DrawMap {
+                    self.map.stop_forming();
+                }
                 let unsearched = self.unsearched_query_note();
                 if !unsearched.is_empty() {
                     self.info(unsearched.trim_start().to_string());
@@ -102,6 +108,7 @@ impl AppState {
                     JobKind::DownloadWeights => "Download cancelled; nothing was kept.",
                     JobKind::BuildIndex => "Indexing cancelled; the index you had is still open.",
                     JobKind::UpdateIndex => "Index update cancelled; the index is as it was.",
+                    JobKind::DrawMap => "Map cancelled; the map you had is shown again.",
                     JobKind::Train => {
                         "Training cancelled before its first step; the current model and \
                          index are unchanged."
@@ -204,6 +211,18 @@ impl AppState {
                 done_secs,
                 total_secs,
             } => self.set_activity_progress(job, done_secs, Some(total_secs)),
+            Progress::MapForming { epoch, epochs, map } => {
+                self.set_activity_progress(job, epoch as u64, Some(epochs as u64));
+                // Drawn as it forms; the index is the current one (the map's job needs it).
+                if let Some(index) = self.current.index.as_ref().map(|i| i.path.clone()) {
+                    if self.map.forming.is_none() {
+                        self.map.replaced = self.map.shown.take();
+                    }
+                    self.map.shown = Some(MapView::new(index, map));
+                    self.map.forming = Some((epoch, epochs));
+                    self.view = CentralView::Map;
+                }
+            }
         }
     }
 
@@ -441,6 +460,8 @@ impl AppState {
             }),
             Outcome::Map { index, map } => {
                 self.map.shown = Some(MapView::new(index, map));
+                self.map.forming = None;
+                self.map.replaced = None;
                 self.view = CentralView::Map;
             }
             Outcome::FineTuned {

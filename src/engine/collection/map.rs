@@ -3,17 +3,25 @@
 //! photos a person picked on it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use crate::engine::collection::mislabels::{
     MISLABEL_CONFIDENCE, MISLABEL_NEIGHBOURS, gallery_neighbours, mislabel_evidence,
 };
 use crate::engine::index::Gallery;
-use crate::engine::projection::EmbeddingMap;
+use crate::engine::projection::{EmbeddingMap, Forming, MapInput, MapMethod};
 use crate::engine::{EngineError, Result};
 
 impl EmbeddingMap {
-    /// The map of an exact index (an approximate one keeps no vectors to project).
-    pub fn of_gallery(gallery: &mut Gallery) -> Result<Self> {
+    /// The map of an exact index (an approximate one keeps no vectors to project) by
+    /// `method`, reported as it forms, with the photos its neighbours say are
+    /// mislabelled.
+    pub fn of_gallery(
+        gallery: &mut Gallery,
+        method: MapMethod,
+        cancel: &AtomicBool,
+        on_forming: &mut dyn FnMut(Forming<'_>),
+    ) -> Result<Self> {
         let count = gallery.len();
         let dimension = gallery.header.dimension;
         let vectors = gallery
@@ -41,7 +49,14 @@ impl EmbeddingMap {
             .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
             .collect();
         let paths = gallery.paths();
-        let mut map = Self::of_vectors(paths, classes, names, &vectors, dimension)?;
+        let input = MapInput {
+            paths,
+            classes,
+            class_names: names,
+            vectors: &vectors,
+            dimension,
+        };
+        let mut map = Self::of_vectors_with(input, method, cancel, on_forming)?;
         if map.class_names.len() >= 2 && count > MISLABEL_NEIGHBOURS {
             let neighbours = gallery_neighbours(gallery, MISLABEL_NEIGHBOURS)?;
             for (i, near) in neighbours.iter().enumerate() {
@@ -126,7 +141,9 @@ mod tests {
         }
         points.push(([0.05, 0.1, 0.0], "b"));
         let mut g = gallery(&points);
-        let map = EmbeddingMap::of_gallery(&mut g).expect("map");
+        let map =
+            EmbeddingMap::of_gallery(&mut g, MapMethod::Pca, &AtomicBool::new(false), &mut |_| {})
+                .expect("map");
         assert_eq!(map.len(), 25);
         assert_eq!(map.class_names, ["a", "b"]);
         assert!(map.explained[0] > 0.9, "{:?}", map.explained);

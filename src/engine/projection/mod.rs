@@ -1,19 +1,69 @@
 //! Placing embeddings on a plane: the map of a library, a training run's before/after
 //! view, and the window's Map tab all draw an [`EmbeddingMap`].
 //!
-//! Today's projection is PCA: the two directions along which the embeddings vary most. The
-//! projection is kept (mean and axes), so a query embedded later lands where it belongs
-//! on the same map. Written as CSV or drawn as a PNG with a legend for reports made
+//! Two ways ([`MapMethod`]), through one function ([`EmbeddingMap::of_vectors_with`]):
+//! PCA, the two directions along which the embeddings vary most (instant, linear: what the
+//! before/after view compares), and UMAP ([`layout`]), which keeps each photo's neighbours
+//! its neighbours on the plane, reported as it forms. Either way a query embedded later
+//! lands where it belongs on the same map (PCA: along the kept axes; UMAP: among its
+//! nearest photos). Written as CSV or drawn as a PNG with a legend for reports made
 //! without the window. Below training and the collection tools: it knows vectors, classes
 //! and paths, no index or model.
 
+pub mod layout;
 mod picture;
+pub mod quality;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineError, Result};
+use layout::Reduced;
+
+/// Photos laid out by UMAP at most; past it a sample is laid out and the rest placed
+/// among their nearest sampled photos (the map says so).
+pub const MAP_SAMPLE: usize = 10_000;
+/// Nearest sampled photos that place a photo left out of the layout, or a query.
+const PLACING_NEIGHBOURS: usize = 5;
+
+/// How a map places the photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapMethod {
+    /// The two main directions of the embeddings: instant, but a linear picture mixes
+    /// neighbourhoods that the embedding keeps apart.
+    Pca,
+    /// UMAP: neighbours stay neighbours (docs/benchmarks.md, "The map").
+    #[default]
+    Umap,
+}
+
+impl MapMethod {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pca => "PCA",
+            Self::Umap => "UMAP",
+        }
+    }
+}
+
+/// A map forming: after `epoch` of `epochs`, the map with every photo's place so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Forming<'a> {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub map: &'a EmbeddingMap,
+}
+
+/// What places a query on a UMAP map: the reduced photos that were laid out, and where.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Placement {
+    reduced: Reduced,
+    /// Positions (in the map) of the laid-out photos, row by row of `reduced`.
+    laid_out: Vec<usize>,
+}
 
 /// Distinct colours for classes, cycled when there are more: Okabe and Ito's palette for
 /// colour-blind readers, ordered so that the first five (the size of a typical library)
@@ -48,15 +98,27 @@ pub struct EmbeddingMap {
     pub class_names: Vec<String>,
     /// Photos whose nearest neighbours mostly say another class (positions).
     pub suspects: Vec<usize>,
-    /// Share of the embeddings' variance along each axis.
+    /// Share of the embeddings' variance along each PCA axis.
     pub explained: [f32; 2],
+    #[serde(default = "pca")]
+    pub method: MapMethod,
+    /// Photos UMAP laid out when the library had more than [`MAP_SAMPLE`]; the others
+    /// were placed among their nearest sampled photos.
+    #[serde(default)]
+    pub sampled: Option<usize>,
     mean: Vec<f32>,
     axes: [Vec<f32>; 2],
+    #[serde(default)]
+    placement: Option<Placement>,
+}
+
+/// Maps saved before the method was recorded were PCA maps.
+fn pca() -> MapMethod {
+    MapMethod::Pca
 }
 
 impl EmbeddingMap {
-    /// The map of `vectors` (rows of `dimension` floats), one per path, with their
-    /// classes (indices into `class_names`). No mislabelled marks.
+    /// The PCA map of `vectors` (the before/after view's; see [`Self::of_vectors_with`]).
     pub fn of_vectors(
         paths: Vec<PathBuf>,
         classes: Vec<Option<usize>>,
@@ -64,6 +126,32 @@ impl EmbeddingMap {
         vectors: &[f32],
         dimension: usize,
     ) -> Result<Self> {
+        let input = MapInput {
+            paths,
+            classes,
+            class_names,
+            vectors,
+            dimension,
+        };
+        Self::of_vectors_with(input, MapMethod::Pca, &AtomicBool::new(false), &mut |_| {})
+    }
+
+    /// The map of `vectors` (rows of `dimension` floats), one per path, with their
+    /// classes (indices into `class_names`), by `method`; no mislabelled marks. UMAP
+    /// reports its layout as it forms (the PCA picture first) and stops on `cancel`.
+    pub fn of_vectors_with(
+        input: MapInput<'_>,
+        method: MapMethod,
+        cancel: &AtomicBool,
+        on_forming: &mut dyn FnMut(Forming<'_>),
+    ) -> Result<Self> {
+        let MapInput {
+            paths,
+            classes,
+            class_names,
+            vectors,
+            dimension,
+        } = input;
         let count = vectors.len() / dimension.max(1);
         if paths.len() != count || classes.len() != count {
             return Err(EngineError::Config(format!(
@@ -80,18 +168,127 @@ impl EmbeddingMap {
             class_names,
             suspects: Vec::new(),
             explained,
+            method: MapMethod::Pca,
+            sampled: None,
             mean,
             axes,
+            placement: None,
         };
         for i in 0..count {
             let point = map.project(&vectors[i * dimension..(i + 1) * dimension]);
             map.points.push(point);
         }
+        if method == MapMethod::Umap {
+            map.lay_out_neighbours(vectors, dimension, cancel, on_forming)?;
+        }
         Ok(map)
+    }
+
+    /// Moves the PCA points to the UMAP layout (of a sample past [`MAP_SAMPLE`] photos,
+    /// the others placed among their nearest sampled photos).
+    fn lay_out_neighbours(
+        &mut self,
+        vectors: &[f32],
+        dimension: usize,
+        cancel: &AtomicBool,
+        on_forming: &mut dyn FnMut(Forming<'_>),
+    ) -> Result<()> {
+        let count = self.points.len();
+        // The PCA picture is the first one shown, at once; the layout moves it after.
+        let mut forming = self.clone();
+        forming.method = MapMethod::Umap;
+        forming.sampled = (count > MAP_SAMPLE).then_some(MAP_SAMPLE);
+        on_forming(Forming {
+            epoch: 0,
+            epochs: layout::EPOCHS,
+            map: &forming,
+        });
+        let mut reduced = layout::reduce(vectors, dimension)?;
+        let laid_out: Vec<usize> = if count > MAP_SAMPLE {
+            (0..MAP_SAMPLE).map(|i| i * count / MAP_SAMPLE).collect()
+        } else {
+            (0..count).collect()
+        };
+        let rest: Vec<usize> = if count > MAP_SAMPLE {
+            let mut chosen = vec![false; count];
+            laid_out.iter().for_each(|&i| chosen[i] = true);
+            (0..count).filter(|&i| !chosen[i]).collect()
+        } else {
+            Vec::new()
+        };
+        let rows_of = |positions: &[usize], reduced: &Reduced| -> Vec<f32> {
+            positions
+                .iter()
+                .flat_map(|&i| reduced.row(i).iter().copied())
+                .collect()
+        };
+        let rest_rows = rows_of(&rest, &reduced);
+        reduced.rows = rows_of(&laid_out, &reduced);
+        let near = layout::nearest(&reduced, layout::NEIGHBOURS)?;
+        let edges = layout::neighbour_graph(&near);
+        let start: Vec<[f32; 2]> = laid_out.iter().map(|&i| self.points[i]).collect();
+        // Each photo left out follows its nearest laid-out photos, weighted by nearness.
+        let followers = layout::k_nearest(
+            &reduced.rows,
+            reduced.dimensions,
+            &rest_rows,
+            PLACING_NEIGHBOURS,
+            false,
+        )?;
+        let place = |laid: &[[f32; 2]], points: &mut Vec<[f32; 2]>| {
+            for (row, &i) in laid_out.iter().enumerate() {
+                points[i] = laid[row];
+            }
+            for (near, &i) in followers.iter().zip(&rest) {
+                points[i] = weighted_place(near, laid);
+            }
+        };
+        let laid = layout::lay_out(
+            &edges,
+            layout::scaled_start(&start, 1),
+            1,
+            cancel,
+            &mut |epoch, laid| {
+                place(laid, &mut forming.points);
+                on_forming(Forming {
+                    epoch,
+                    epochs: layout::EPOCHS,
+                    map: &forming,
+                });
+            },
+        )?;
+        place(&laid, &mut self.points);
+        self.method = MapMethod::Umap;
+        self.sampled = (count > MAP_SAMPLE).then_some(MAP_SAMPLE);
+        self.placement = Some(Placement { reduced, laid_out });
+        Ok(())
     }
 
     /// Where an embedding (of the model that made the index) lands on this map.
     pub fn project(&self, vector: &[f32]) -> [f32; 2] {
+        if let Some(placement) = &self.placement {
+            let reduced = placement.reduced.reduce(vector);
+            let mut near: Vec<(usize, f32)> = (0..placement.reduced.count())
+                .map(|row| {
+                    let d2: f32 = placement
+                        .reduced
+                        .row(row)
+                        .iter()
+                        .zip(&reduced)
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum();
+                    (row, d2.sqrt())
+                })
+                .collect();
+            let keep = PLACING_NEIGHBOURS.min(near.len());
+            if keep == 0 {
+                return [0.0, 0.0];
+            }
+            near.select_nth_unstable_by(keep - 1, |a, b| a.1.total_cmp(&b.1));
+            near.truncate(keep);
+            let laid: Vec<[f32; 2]> = placement.laid_out.iter().map(|&i| self.points[i]).collect();
+            return weighted_place(&near, &laid);
+        }
         let along = |axis: &[f32]| -> f32 {
             vector
                 .iter()
@@ -149,6 +346,32 @@ impl EmbeddingMap {
             ));
         }
         csv
+    }
+}
+
+/// What a map is made of: one path and class per row of `vectors` (`dimension` floats).
+pub struct MapInput<'a> {
+    pub paths: Vec<PathBuf>,
+    pub classes: Vec<Option<usize>>,
+    pub class_names: Vec<String>,
+    pub vectors: &'a [f32],
+    pub dimension: usize,
+}
+
+/// The place of a photo among `near` laid-out photos (row, distance): their places
+/// weighted by nearness (an exact match takes its place).
+fn weighted_place(near: &[(usize, f32)], laid: &[[f32; 2]]) -> [f32; 2] {
+    let (mut x, mut y, mut total) = (0.0f32, 0.0f32, 0.0f32);
+    for &(row, distance) in near {
+        let weight = 1.0 / (distance + 1e-6);
+        x += laid[row][0] * weight;
+        y += laid[row][1] * weight;
+        total += weight;
+    }
+    if total > 0.0 {
+        [x / total, y / total]
+    } else {
+        [0.0, 0.0]
     }
 }
 

@@ -69,8 +69,24 @@ impl EmbeddingMap {
         if !self.suspects.is_empty() {
             rows.push(("likely mislabelled".to_string(), [220, 30, 30]));
         }
+        // The method heads the legend (in the corner without one), so a picture says how
+        // it was drawn.
+        let mut heading = vec![format!("Map: {}", self.method.label())];
+        if let Some(laid_out) = self.sampled {
+            heading.push(format!("{laid_out} of {} laid out,", self.len()));
+            heading.push("the rest by their nearest".to_string());
+        }
+        let heading_left = if legend_width == 0 {
+            margin as i64
+        } else {
+            left
+        };
+        for (row, line) in heading.iter().enumerate() {
+            text::draw(&mut picture, line, heading_left, 2 + row as i64 * 20, 16.0);
+        }
+        let first_row = heading.len() as i64 * 20 + 14;
         for (row, (name, colour)) in rows.iter().enumerate() {
-            let top = 24 + row as i64 * 24;
+            let top = first_row + row as i64 * 24;
             dot(&mut picture, left + 6, top + 6, 6, *colour);
             text::draw(&mut picture, name, left + 20, top - 2, 16.0);
         }

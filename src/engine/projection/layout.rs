@@ -1,0 +1,340 @@
+//! The neighbour-preserving map: UMAP (McInnes, Healy and Melville, 2018), written out so
+//! that it reports its layout as it forms and stops on a cancel.
+//!
+//! The embeddings are reduced to their [`REDUCED_DIMENSIONS`] main directions first (PCA:
+//! the rest is mostly noise, and every distance after is cheap). Each photo's
+//! [`NEIGHBOURS`] nearest photos make a graph whose edges weigh how surely they are
+//! neighbours (each photo's distances measured from its nearest one, scaled so that its
+//! neighbourhood holds log2(k) of weight; the two directions of an edge joined as a fuzzy
+//! union). The layout starts from the 2-D PCA picture and is pulled along the edges and
+//! pushed apart by random other photos, with a step that shrinks to nothing over the
+//! epochs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tch::{Kind, Tensor};
+
+use crate::engine::device::guard_libtorch;
+use crate::engine::{EngineError, Result};
+
+/// Dimensions kept before the layout (PCA).
+pub const REDUCED_DIMENSIONS: usize = 50;
+/// Neighbours of each photo in the graph (UMAP's default).
+pub const NEIGHBOURS: usize = 15;
+/// Epochs of the layout (UMAP's default for libraries of more than 10 000 points; the
+/// measured quality on flowers5-train does not grow with more, docs/benchmarks.md).
+pub const EPOCHS: usize = 200;
+/// The layout is reported every this many epochs, for the window to draw it forming.
+pub const REPORT_EVERY: usize = 10;
+/// Random other photos each edge pushes away per sample (UMAP's default).
+const NEGATIVE_SAMPLES: usize = 5;
+/// The curve of the low-dimensional similarity, 1 / (1 + a d^2b), for UMAP's defaults
+/// `min_dist` 0.1 and `spread` 1 (fitted as UMAP fits them).
+const CURVE_A: f32 = 1.577;
+const CURVE_B: f32 = 0.8951;
+/// A single move is at most this long (UMAP clips the gradient at 4).
+const CLIP: f32 = 4.0;
+
+/// The reduced photos: `rows` of `dimensions` floats, with the basis that made them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reduced {
+    pub dimensions: usize,
+    pub rows: Vec<f32>,
+    pub mean: Vec<f32>,
+    /// `dimensions` unit vectors of the original dimension, most variance first.
+    pub basis: Vec<Vec<f32>>,
+}
+
+impl Reduced {
+    pub fn count(&self) -> usize {
+        self.rows.len() / self.dimensions.max(1)
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.rows[i * self.dimensions..(i + 1) * self.dimensions]
+    }
+
+    /// A vector of the original space in the reduced one.
+    pub fn reduce(&self, vector: &[f32]) -> Vec<f32> {
+        self.basis
+            .iter()
+            .map(|axis| {
+                vector
+                    .iter()
+                    .zip(&self.mean)
+                    .zip(axis)
+                    .map(|((v, m), a)| (v - m) * a)
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+/// `vectors` (rows of `dimension`) along their main directions, at most
+/// [`REDUCED_DIMENSIONS`] of them.
+pub fn reduce(vectors: &[f32], dimension: usize) -> Result<Reduced> {
+    let count = vectors.len() / dimension.max(1);
+    if count == 0 {
+        return Err(EngineError::Config("an empty index has no map".to_string()));
+    }
+    let kept = REDUCED_DIMENSIONS.min(dimension);
+    let failed = |e: tch::TchError| EngineError::Config(format!("computing the map: {e}"));
+    guard_libtorch(|| -> Result<Reduced> {
+        let matrix = Tensor::from_slice(vectors)
+            .view([count as i64, dimension as i64])
+            .to_kind(Kind::Double);
+        let mean = matrix.mean_dim(0, false, Kind::Double);
+        let centred = &matrix - mean.unsqueeze(0);
+        let covariance = centred.tr().matmul(&centred) / (count.max(2) - 1) as f64;
+        let (_, eigenvectors) = covariance.f_linalg_eigh("L").map_err(failed)?;
+        // eigh lists the directions by growing variance: the last `kept`, reversed.
+        let basis = eigenvectors
+            .narrow(1, (dimension - kept) as i64, kept as i64)
+            .flip([1]);
+        let rows = centred.matmul(&basis).to_kind(Kind::Float);
+        let to_f32 = |t: &Tensor| -> Result<Vec<f32>> {
+            Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(failed)
+        };
+        let basis_t = basis.tr().contiguous();
+        let flat_basis = to_f32(&basis_t)?;
+        Ok(Reduced {
+            dimensions: kept,
+            rows: to_f32(&rows)?,
+            mean: to_f32(&mean)?,
+            basis: flat_basis.chunks(dimension).map(<[f32]>::to_vec).collect(),
+        })
+    })?
+}
+
+/// Each row's `k` nearest other rows (positions and Euclidean distances, nearest first).
+pub fn nearest(reduced: &Reduced, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+    k_nearest(&reduced.rows, reduced.dimensions, &reduced.rows, k, true)
+}
+
+/// For each row of `queries`, its `k` nearest rows of `base` (both rows of `dimensions`
+/// floats), computed in blocks so that memory stays at a block of distances;
+/// `skip_self` leaves out the row of the query's own position.
+pub fn k_nearest(
+    base: &[f32],
+    dimensions: usize,
+    queries: &[f32],
+    k: usize,
+    skip_self: bool,
+) -> Result<Vec<Vec<(usize, f32)>>> {
+    const BLOCK: usize = 1024;
+    let dims = dimensions.max(1);
+    let count = base.len() / dims;
+    let wanted = (k + usize::from(skip_self)).min(count) as i64;
+    let query_count = queries.len() / dims;
+    let failed = |e: tch::TchError| EngineError::Config(format!("computing the map: {e}"));
+    guard_libtorch(|| -> Result<Vec<Vec<(usize, f32)>>> {
+        let all = Tensor::from_slice(base).view([count as i64, dims as i64]);
+        let all_norms = all
+            .pow_tensor_scalar(2)
+            .sum_dim_intlist(1, false, Kind::Float);
+        let mut found = Vec::with_capacity(query_count);
+        for start in (0..query_count).step_by(BLOCK) {
+            let rows = BLOCK.min(query_count - start);
+            let block = Tensor::from_slice(&queries[start * dims..(start + rows) * dims])
+                .view([rows as i64, dims as i64]);
+            let norms = block
+                .pow_tensor_scalar(2)
+                .sum_dim_intlist(1, true, Kind::Float);
+            let squared =
+                (norms + all_norms.unsqueeze(0) - block.matmul(&all.tr()) * 2.0).clamp_min(0.0);
+            let (distances, positions) = squared.topk(wanted, 1, false, true);
+            let distances =
+                Vec::<f32>::try_from(distances.sqrt().flatten(0, -1)).map_err(failed)?;
+            let positions = Vec::<i64>::try_from(positions.flatten(0, -1)).map_err(failed)?;
+            for row in 0..rows {
+                let me = start + row;
+                let near: Vec<(usize, f32)> = (0..wanted as usize)
+                    .map(|j| {
+                        let at = row * wanted as usize + j;
+                        (positions[at] as usize, distances[at])
+                    })
+                    .filter(|&(position, _)| !(skip_self && position == me))
+                    .take(k)
+                    .collect();
+                found.push(near);
+            }
+        }
+        Ok(found)
+    })?
+}
+
+/// The fuzzy neighbour graph: undirected edges (i < j) with their weights in 0..=1.
+pub fn neighbour_graph(near: &[Vec<(usize, f32)>]) -> Vec<(usize, usize, f32)> {
+    let target = (near.first().map_or(1, Vec::len).max(2) as f32).log2();
+    let mut directed: std::collections::HashMap<(usize, usize), f32> =
+        std::collections::HashMap::new();
+    for (i, neighbours) in near.iter().enumerate() {
+        let rho = neighbours
+            .iter()
+            .map(|&(_, d)| d)
+            .find(|&d| d > 0.0)
+            .unwrap_or(0.0);
+        let weights = |sigma: f32| -> f32 {
+            neighbours
+                .iter()
+                .map(|&(_, d)| (-(d - rho).max(0.0) / sigma).exp())
+                .sum()
+        };
+        // The scale at which the neighbourhood holds log2(k) of weight (bisection, as
+        // UMAP's smooth_knn_dist).
+        let (mut low, mut high, mut sigma) = (0.0f32, f32::INFINITY, 1.0f32);
+        for _ in 0..64 {
+            let sum = weights(sigma);
+            if (sum - target).abs() < 1e-5 {
+                break;
+            }
+            if sum > target {
+                high = sigma;
+                sigma = (low + high) / 2.0;
+            } else {
+                low = sigma;
+                sigma = if high.is_finite() {
+                    (low + high) / 2.0
+                } else {
+                    sigma * 2.0
+                };
+            }
+        }
+        let sigma = sigma.max(1e-3 * mean_distance(neighbours));
+        for &(j, d) in neighbours {
+            if j != i {
+                directed.insert((i, j), (-(d - rho).max(0.0) / sigma).exp());
+            }
+        }
+    }
+    let mut edges: Vec<(usize, usize, f32)> = Vec::new();
+    for (&(i, j), &w) in &directed {
+        let back = directed.get(&(j, i)).copied();
+        if i < j || back.is_none() {
+            let back = back.unwrap_or(0.0);
+            let (a, b) = (i.min(j), i.max(j));
+            edges.push((a, b, w + back - w * back));
+        }
+    }
+    edges.sort_by_key(|e| (e.0, e.1));
+    edges
+}
+
+fn mean_distance(neighbours: &[(usize, f32)]) -> f32 {
+    if neighbours.is_empty() {
+        return 1.0;
+    }
+    neighbours.iter().map(|&(_, d)| d).sum::<f32>() / neighbours.len() as f32
+}
+
+/// Lays the graph out on the plane from `start` (one point per photo), for [`EPOCHS`]
+/// epochs; `on_forming(epoch, points)` every [`REPORT_EVERY`] epochs. Deterministic for a
+/// seed.
+pub fn lay_out(
+    edges: &[(usize, usize, f32)],
+    start: Vec<[f32; 2]>,
+    seed: u64,
+    cancel: &AtomicBool,
+    on_forming: &mut dyn FnMut(usize, &[[f32; 2]]),
+) -> Result<Vec<[f32; 2]>> {
+    let mut points = start;
+    let count = points.len();
+    let heaviest = edges.iter().map(|e| e.2).fold(0.0f32, f32::max);
+    if count < 2 || heaviest <= 0.0 {
+        return Ok(points);
+    }
+    // Each edge is sampled in proportion to its weight: every `per_sample` epochs.
+    let per_sample: Vec<f32> = edges
+        .iter()
+        .map(|e| {
+            if e.2 * EPOCHS as f32 >= heaviest {
+                heaviest / e.2
+            } else {
+                f32::INFINITY
+            }
+        })
+        .collect();
+    let per_negative: Vec<f32> = per_sample
+        .iter()
+        .map(|p| p / NEGATIVE_SAMPLES as f32)
+        .collect();
+    let mut next_sample = per_sample.clone();
+    let mut next_negative = per_negative.clone();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let clip = |v: f32| v.clamp(-CLIP, CLIP);
+    for epoch in 0..EPOCHS {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let alpha = 1.0 - epoch as f32 / EPOCHS as f32;
+        let now = epoch as f32;
+        for (e, &(i, j, _)) in edges.iter().enumerate() {
+            if next_sample[e] > now {
+                continue;
+            }
+            let (pi, pj) = (points[i], points[j]);
+            let delta = [pi[0] - pj[0], pi[1] - pj[1]];
+            let dist2 = delta[0] * delta[0] + delta[1] * delta[1];
+            if dist2 > 0.0 {
+                let coefficient = -2.0 * CURVE_A * CURVE_B * dist2.powf(CURVE_B - 1.0)
+                    / (1.0 + CURVE_A * dist2.powf(CURVE_B));
+                for d in 0..2 {
+                    let step = clip(coefficient * delta[d]) * alpha;
+                    points[i][d] += step;
+                    points[j][d] -= step;
+                }
+            }
+            next_sample[e] += per_sample[e];
+            let negatives = ((now - next_negative[e]) / per_negative[e]).max(0.0) as usize;
+            for _ in 0..negatives {
+                let k = rng.usize(..count);
+                if k == i {
+                    continue;
+                }
+                let (pi, pk) = (points[i], points[k]);
+                let delta = [pi[0] - pk[0], pi[1] - pk[1]];
+                let dist2 = delta[0] * delta[0] + delta[1] * delta[1];
+                let coefficient = if dist2 > 0.0 {
+                    2.0 * CURVE_B / ((0.001 + dist2) * (1.0 + CURVE_A * dist2.powf(CURVE_B)))
+                } else {
+                    0.0
+                };
+                for d in 0..2 {
+                    let step = if coefficient > 0.0 {
+                        clip(coefficient * delta[d])
+                    } else {
+                        CLIP
+                    };
+                    points[i][d] += step * alpha;
+                }
+            }
+            next_negative[e] += negatives as f32 * per_negative[e];
+        }
+        if (epoch + 1) % REPORT_EVERY == 0 {
+            on_forming(epoch + 1, &points);
+        }
+    }
+    Ok(points)
+}
+
+/// Scales `points` into a 20-wide square around the origin (UMAP starts from a layout
+/// of that size), keeping their shape.
+pub fn scaled_start(points: &[[f32; 2]], seed: u64) -> Vec<[f32; 2]> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let extent = points
+        .iter()
+        .flat_map(|p| p.iter().map(|v| v.abs()))
+        .fold(0.0f32, f32::max)
+        .max(f32::EPSILON);
+    points
+        .iter()
+        .map(|p| {
+            // A little noise, so that photos at one point can part.
+            let mut noise = || (rng.f32() - 0.5) * 1e-4;
+            [
+                p[0] / extent * 10.0 + noise(),
+                p[1] / extent * 10.0 + noise(),
+            ]
+        })
+        .collect()
+}
