@@ -903,10 +903,14 @@ fn train_resume_goes_on_in_place_and_a_killed_resume_leaves_the_model_intact() {
     let train = dir.path().join("train");
     write_dataset(&train, 2, 8, 24, 31).expect("train set");
     let model = dir.path().join("model.safetensors");
+    // Every photo trained on: no held-out score, so each resumed run replaces the model
+    // in place (with scores, only a better one would; `save_run`'s test covers that).
     let output = likeness(&[
         "train",
         "--data",
         s(&train),
+        "--holdout",
+        "0",
         "--out",
         s(&model),
         "--preset",
@@ -1435,4 +1439,69 @@ fn the_binary_runs_with_openmp_threads_that_spin_briefly() {
             "a person's own setting stands: {environ}"
         );
     }
+}
+
+/// Issue #40: a model trained by `likeness train` with no hold-out or validation flag sorts
+/// with calibrated confidences (a tenth held out, as the window does); `--holdout 0` trains
+/// on every photo and sorts with the training temperature alone, and says so.
+#[test]
+fn a_model_trained_with_default_flags_sorts_with_calibrated_confidences() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("library");
+    // 40 photos a class: a tenth held out is 12 photos, enough to calibrate on (10).
+    write_dataset(&library, 3, 40, 40, 15).expect("library");
+    let inbox = dir.path().join("inbox");
+    write_dataset(&inbox, 3, 2, 40, 16).expect("inbox");
+    let method_after = |holdout: Option<&str>, name: &str| {
+        let model = dir.path().join(name);
+        let mut args = vec!["train", "--data", s(&library), "--out", s(&model)];
+        if let Some(share) = holdout {
+            args.extend_from_slice(&["--holdout", share]);
+        }
+        args.extend_from_slice(&[
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--json",
+        ]);
+        let trained = likeness(&args);
+        assert_ok(&trained);
+        let images = last_json(&trained)["images"].as_u64().expect("images");
+        let output = likeness(&[
+            "sort",
+            "--model",
+            s(&model),
+            "--inbox",
+            s(&inbox),
+            "--library",
+            s(&library),
+            "--device",
+            "cpu",
+            "--dry-run",
+            "--json",
+        ]);
+        assert_ok(&output);
+        let method = last_json(&output)["plan"]["method"]
+            .as_str()
+            .expect("method")
+            .to_string();
+        (images, method)
+    };
+    let (held_out_images, held_out) = method_after(None, "default.safetensors");
+    assert_eq!(
+        held_out, "class_proxies",
+        "calibrated on the held-out tenth"
+    );
+    let (all_images, every_photo) = method_after(Some("0"), "every-photo.safetensors");
+    assert_eq!(every_photo, "uncalibrated_proxies");
+    assert_eq!(all_images, 120, "--holdout 0 trains on every photo");
+    assert!(
+        held_out_images < all_images,
+        "{held_out_images} of {all_images}"
+    );
 }

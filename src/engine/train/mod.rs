@@ -80,11 +80,11 @@ impl TrainSettings {
     }
 }
 
-/// Share of each class's photos the window holds out of training when no validation folder
-/// is chosen (`likeness train --holdout 0.1` does the same): they measure the run, and they
-/// calibrate the confidences sorting gives. It is not free: on the split of flowers5-train
-/// a tenth held out cost the pretrained default 0.027 recall@1 at 600 s (docs/quality.md),
-/// so the command line holds none out unless asked.
+/// Share of each class's photos the window and `likeness train` hold out of training when
+/// no validation folder is chosen: they measure the run, and they calibrate the
+/// confidences sorting gives, so a model sorts the same however it was trained. It is not
+/// free: on the split of flowers5-train a tenth held out cost the pretrained default 0.027
+/// recall@1 at 600 s (docs/quality.md); `likeness train --holdout 0` trains on every photo.
 pub const DEFAULT_HOLDOUT_SHARE: f64 = 0.1;
 
 /// A training job: where the data is and how to train.
