@@ -18,7 +18,7 @@ export TORCH_VERSION
 
 CARGO ?= cargo
 
-.PHONY: setup build run test bench fmt clippy clean-cache install uninstall dist
+.PHONY: setup build run test bench fmt clippy clean-cache install uninstall dist deb
 
 # Where `make install` puts Likeness (no root needed): bin/, lib/likeness/, share/.
 PREFIX ?= $(HOME)/.local
@@ -55,6 +55,10 @@ uninstall:
 # A relocatable archive in target/dist/ (LIKENESS_CUDA=1 for the CUDA build).
 dist: build
 	scripts/package.sh dist --out target/dist
+
+# target/dist/likeness_<version>_amd64.deb: `sudo apt install ./target/dist/likeness_*.deb`.
+deb: build
+	scripts/package.sh deb --out target/dist
 
 clean-cache:
 	rm -rf "$(TORCH_VENV)"

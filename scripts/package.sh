@@ -4,8 +4,9 @@
 #   scripts/package.sh install   [--prefix DIR] [--binary FILE]   (make install)
 #   scripts/package.sh uninstall [--prefix DIR]                   (make uninstall)
 #   scripts/package.sh dist      [--out DIR]    [--binary FILE]   (make dist)
+#   scripts/package.sh deb       [--out DIR]    [--binary FILE]   (make deb)
 #
-# Layout (the same under PREFIX and inside the archive):
+# Layout (the same under PREFIX, inside the archive, and under /usr in the .deb):
 #   bin/likeness                           rpath $ORIGIN/../lib/likeness
 #   lib/likeness/*.so*                     the libtorch and BLAS libraries it loads
 #   share/applications/likeness.desktop    "Open with Likeness" for photos and folders
@@ -256,6 +257,22 @@ EOF
     tar -C "$work" -cf - "$name" | zstd -q -T0 -10 -o "$out/$name.tar.zst.tmp" -f
     mv "$out/$name.tar.zst.tmp" "$out/$name.tar.zst"
     echo "wrote $out/$name.tar.zst ($(du -h "$out/$name.tar.zst" | cut -f1); unpacked $(du -sh "$work/$name" | cut -f1))"
+    ;;
+  deb)
+    # The same tree under /usr, packed by cargo-deb from target/deb-stage (the assets in
+    # Cargo.toml's [package.metadata.deb]), with the man page, the Debian changelog, a
+    # copyright file naming every bundled library's licence and the lintian overrides
+    # (packaging/README.md says why each is expected).
+    [[ "$CUDA" != 1 ]] || die "the .deb is the CPU build (LIKENESS_CUDA=1 is for make dist)"
+    command -v cargo-deb >/dev/null || die "cargo-deb is missing: run make setup"
+    stage="$root/target/deb-stage"
+    rm -rf "$stage"
+    stage_tree "$stage/usr"
+    mkdir -p "$stage/usr/share/man/man1"
+    gzip -9n <"$root/packaging/likeness.1" >"$stage/usr/share/man/man1/likeness.1.gz"
+    mkdir -p "$out"
+    (cd "$root" && cargo deb --no-build --no-strip --fast --output "$out" --quiet)
+    rm -rf "$stage"
     ;;
   *)
     echo "usage: scripts/package.sh install|uninstall|dist [--prefix DIR] [--out DIR] [--binary FILE]" >&2

@@ -5,7 +5,7 @@
 #     python3-venv (for the libtorch wheel), GTK 3 (native file dialogs through rfd), the
 #     X11/Wayland/OpenGL libraries the window opens with, and for `make install` / `make
 #     dist`: patchelf (relative rpaths), desktop-file-utils (checks the launcher entry) and
-#     zstd (the archive).
+#     zstd (the archive); for `make deb`: lintian (its test checks the package).
 #  2. libtorch: the PyPI `torch` wheel in a virtual environment in the user cache directory,
 #     keyed by version, shared by every clone and CI run on this machine.
 set -euo pipefail
@@ -19,7 +19,7 @@ debian_packages=(
   libgtk-3-dev
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
   libwayland-client0 libwayland-cursor0 libwayland-egl1 libgl1 libegl1 libgl1-mesa-dri
-  patchelf desktop-file-utils zstd procps
+  patchelf desktop-file-utils zstd procps lintian
 )
 
 missing=()
@@ -88,4 +88,12 @@ if [[ ! -f "$lite0" || ! -f "$PRETRAINED_DIR/efficientnet-lite0-LICENSE.txt" ]];
     rm -rf "$download"
     trap - EXIT
   fi
+fi
+
+#  4. cargo-deb for `make deb`, from crates.io at a fixed version, once (a few minutes of
+#     building; the binary stays in ~/.cargo/bin for every clone).
+CARGO_DEB_VERSION="3.8.0"
+if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+  echo "setup: installing cargo-deb $CARGO_DEB_VERSION (make deb)"
+  cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
 fi

@@ -230,3 +230,110 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .flat_map(|p| if p.is_dir() { walk(&p) } else { vec![p] })
         .collect()
 }
+
+/// Issue #44: `make deb`'s package (scripts/package.sh deb) says what it is and needs,
+/// installs into a scratch root with dpkg, runs from there with no inherited environment
+/// (the ImageNet weights found beside it), and purges without a trace; lintian reports no
+/// error or warning on it (packaging/README.md explains each override).
+#[test]
+fn the_deb_installs_into_a_scratch_root_runs_and_purges_without_a_trace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("dist");
+    let built = package(&["deb", "--out"], &[&out]);
+    assert_ok_doing(&built, "deb");
+    let deb = std::fs::read_dir(&out)
+        .expect("dist folder")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.to_string_lossy().ends_with("_amd64.deb"))
+        .expect("likeness_VERSION_amd64.deb");
+    eprintln!(
+        "{} is {:.0} MB",
+        deb.display(),
+        std::fs::metadata(&deb).map_or(0, |m| m.len()) as f64 / 1e6
+    );
+    let field = |name: &str| {
+        let output = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .arg(name)
+            .output()
+            .expect("dpkg-deb");
+        assert_ok_doing(&output, "dpkg-deb -f");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(field("Package"), "likeness");
+    assert_eq!(field("Architecture"), "amd64");
+    assert_eq!(field("Version"), format!("{}-1", env!("CARGO_PKG_VERSION")));
+    let depends = field("Depends");
+    for needed in ["libc6 (>= 2.35)", "libstdc++6", "libgtk-3-0", "libgl1"] {
+        assert!(depends.contains(needed), "{needed} in {depends}");
+    }
+    assert!(!depends.contains("torch"), "libtorch is private: {depends}");
+
+    // A scratch root with an empty dpkg database.
+    let root = dir.path().join("root");
+    for folder in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        std::fs::create_dir_all(root.join(folder)).expect("dpkg folders");
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").expect("status");
+    let dpkg = |args: &[&str]| {
+        Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .arg("--force-not-root")
+            // The scratch root has no libc6 or GTK registered; the host provides them.
+            .arg("--force-depends")
+            .args(args)
+            .output()
+            .expect("dpkg")
+    };
+    assert_ok_doing(&dpkg(&["-i", &deb.to_string_lossy()]), "dpkg -i");
+    for file in [
+        "usr/bin/likeness",
+        "usr/lib/likeness/libtorch_cpu.so",
+        "usr/share/likeness/pretrained/efficientnet-lite0-imagenet.safetensors",
+        "usr/share/applications/likeness.desktop",
+        "usr/share/icons/hicolor/256x256/apps/likeness.png",
+        "usr/share/man/man1/likeness.1.gz",
+        "usr/share/doc/likeness/copyright",
+        "usr/share/doc/likeness/changelog.Debian.gz",
+    ] {
+        assert!(root.join(file).is_file(), "{file} installed");
+    }
+    let copyright =
+        std::fs::read_to_string(root.join("usr/share/doc/likeness/copyright")).expect("copyright");
+    for licence in ["BSD-3-Clause", "Apache-2.0", "GPL-3+", "NVIDIA-CUDA", "MIT"] {
+        assert!(
+            copyright.contains(licence),
+            "{licence} in the copyright file"
+        );
+    }
+    let binary = root.join("usr/bin/likeness");
+    let home = dir.path().join("version-home");
+    std::fs::create_dir_all(&home).expect("home");
+    let version = run_elsewhere(&binary, &home, &["--version"]);
+    assert_ok_doing(&version, "--version");
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    works_without_the_build_cache(&binary, &dir.path().join("deb-run"));
+
+    assert_ok_doing(&dpkg(&["--purge", "likeness"]), "dpkg --purge");
+    let left: Vec<PathBuf> = walk(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("var")))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!root.join("usr").exists(), "its folders are gone too");
+    assert!(!root.join("usr").exists(), "its folders are gone too");
+
+    // lintian (make setup installs it): no error, no warning.
+    let lintian = Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .expect("lintian (make setup installs it)");
+    let report = String::from_utf8_lossy(&lintian.stdout);
+    let complaints: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+        .collect();
+    assert!(complaints.is_empty(), "lintian: {complaints:?}");
+}
