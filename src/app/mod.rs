@@ -266,6 +266,9 @@ impl LikenessApp {
         let mut job = TrainJob::new(library.clone(), self.state.settings.train.settings());
         job.resume = resume;
         job.validation = self.state.settings.validation.clone();
+        job.decoded_cache = Some(crate::engine::data::decoded_cache::DecodedCache::new(
+            self.state.dirs.decoded.clone(),
+        ));
         // Without a validation folder, a few photos per class are held out so the run
         // can still say how well it retrieves.
         job.holdout_share = Some(DEFAULT_HOLDOUT_SHARE);

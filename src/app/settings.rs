@@ -28,15 +28,18 @@ pub struct DataDirs {
     pub marks: PathBuf,
     /// The journals of sorts, which Undo last sort reverses.
     pub sort_journals: PathBuf,
+    /// The library's photos as training decoded them, kept between runs.
+    pub decoded: PathBuf,
 }
 
 impl DataDirs {
-    /// The user's data directory (e.g. ~/.local/share/likeness on Linux); thumbnails go
-    /// in the cache directory (~/.cache/likeness/thumbnails).
+    /// The user's data directory (e.g. ~/.local/share/likeness on Linux); thumbnails and
+    /// decoded photos go in the cache directory (~/.cache/likeness/thumbnails, decoded).
     pub fn user() -> Self {
         let mut dirs = Self::under(user_data_dir());
         if let Some(project) = directories::ProjectDirs::from("", "", "Likeness") {
             dirs.thumbnails = project.cache_dir().join("thumbnails");
+            dirs.decoded = project.cache_dir().join("decoded");
         }
         dirs
     }
@@ -49,6 +52,7 @@ impl DataDirs {
             weights: WeightsSource::imagenet_resnet18(&base),
             marks: base.join("marks"),
             sort_journals: base.join("sort-journals"),
+            decoded: base.join("decoded"),
         }
     }
 }

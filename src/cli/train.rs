@@ -423,6 +423,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (None, _, _) => None,
     };
     job.init_model = args.init_model.clone();
+    job.decoded_cache = crate::engine::data::decoded_cache::DecodedCache::in_user_cache();
     job.resume = args.resume.clone();
     job.weights = weights_file;
 

@@ -151,13 +151,15 @@ pub struct PreparedImages {
 }
 
 impl PreparedImages {
-    /// Decodes every image of `paths` on `workers` threads. Returns the prepared images in
-    /// order of the paths that succeeded, and the files that failed.
+    /// Decodes every image of `paths` on `workers` threads (reading it from `cache` when
+    /// an earlier run decoded it, and keeping it there otherwise). Returns the prepared
+    /// images in order of the paths that succeeded, and the files that failed.
     pub fn decode_all(
         paths: &[PathBuf],
         side_px: u32,
         max_pixels: u64,
         workers: usize,
+        cache: Option<&super::decoded_cache::DecodedCache>,
         on_progress: &(dyn Fn(usize) + Sync),
         cancel: &AtomicBool,
     ) -> (Vec<Option<Arc<RgbImage>>>, Vec<SkippedFile>) {
@@ -173,9 +175,20 @@ impl PreparedImages {
                         }
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = paths.get(index) else { break };
-                        let decoded =
-                            decode_rgb_sized(path, max_pixels, TargetSize::ShortSide(side_px))
-                                .map(|image| Arc::new(resize(&image, side_px, side_px)));
+                        let kept = cache.and_then(|c| c.get(path, side_px, max_pixels));
+                        let decoded = match kept {
+                            Some(image) => Ok(image),
+                            None => {
+                                decode_rgb_sized(path, max_pixels, TargetSize::ShortSide(side_px))
+                                    .map(|image| {
+                                        let square = resize(&image, side_px, side_px);
+                                        if let Some(cache) = cache {
+                                            cache.put(path, max_pixels, &square);
+                                        }
+                                        Arc::new(square)
+                                    })
+                            }
+                        };
                         if let Ok(mut slot) = results[index].lock() {
                             *slot = Some(decoded);
                         }

@@ -7,6 +7,7 @@
 
 pub mod dataset;
 pub mod decode;
+pub mod decoded_cache;
 pub mod fingerprint;
 pub mod loader;
 pub mod preprocess;

@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::data::decoded_cache::DecodedCache;
 use super::data::{DEFAULT_MAX_PIXELS, Preprocess, SkippedFile, default_loader_threads};
 use super::device::describe;
 use super::eval::{RetrievalReport, evaluate_model};
@@ -110,6 +111,9 @@ pub struct TrainJob {
     pub settings: TrainSettings,
     pub max_pixels: u64,
     pub loader_threads: usize,
+    /// Where the photos decoded for training are kept between runs (the window and
+    /// `likeness train` use the user cache; `None` decodes every photo every run).
+    pub decoded_cache: Option<DecodedCache>,
 }
 
 impl TrainJob {
@@ -124,6 +128,7 @@ impl TrainJob {
             settings,
             max_pixels: DEFAULT_MAX_PIXELS,
             loader_threads: default_loader_threads(),
+            decoded_cache: None,
         }
     }
 }

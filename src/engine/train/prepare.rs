@@ -165,6 +165,7 @@ pub fn prepare(
         cache_side,
         job.max_pixels,
         job.loader_threads,
+        job.decoded_cache.as_ref(),
         &|done| {
             if done % 16 == 0 || done == total {
                 on_event(TrainEvent::Preparing { done, total });
@@ -174,6 +175,9 @@ pub fn prepare(
     );
     if cancel.load(std::sync::atomic::Ordering::Relaxed) && decoded.iter().any(Option::is_none) {
         return Err(EngineError::Cancelled);
+    }
+    if let Some(cache) = &job.decoded_cache {
+        cache.trim(crate::engine::data::decoded_cache::MAX_CACHE_BYTES);
     }
     let (training_decoded, validation_decoded) = decoded.split_at(training_count);
     let training = LabeledImages::pair(training_set, training_decoded, &failed);
