@@ -55,20 +55,7 @@ fn from_index(path: &Path) -> Result<Source, Box<dyn std::error::Error>> {
         .all_vectors()
         .ok_or("the index is approximate: build it with --exact")?
         .to_vec();
-    let mut names: Vec<String> = gallery
-        .header
-        .images
-        .iter()
-        .filter_map(|i| i.class.clone())
-        .collect();
-    names.sort();
-    names.dedup();
-    let classes = gallery
-        .header
-        .images
-        .iter()
-        .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
-        .collect();
+    let (_, classes) = gallery.class_labels();
     Ok(Source {
         vectors,
         dimension: gallery.header.dimension,

@@ -14,7 +14,6 @@ use crossbeam_channel::{Receiver, Sender};
 use image::RgbImage;
 
 use crate::engine::data::{DEFAULT_MAX_PIXELS, TargetSize, decode_rgb_sized};
-use crate::engine::files::Fnv1a;
 
 /// Longest sides a thumbnail is made at: a request is rounded up to the next one, so a
 /// photo shown at similar sizes is decoded once.
@@ -272,17 +271,7 @@ fn load_thumbnail(
 /// modification time, so a changed photo gets a new thumbnail. `None` when the photo's
 /// metadata cannot be read.
 pub fn disk_cache_file(folder: &Path, path: &Path, side: u32) -> Option<PathBuf> {
-    let metadata = std::fs::metadata(path).ok()?;
-    let modified = metadata
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    let mut hash = Fnv1a::default();
-    hash.write(path.as_os_str().as_encoded_bytes());
-    hash.write(&metadata.len().to_le_bytes());
-    hash.write(&modified.as_nanos().to_le_bytes());
-    hash.write(&side.to_le_bytes());
+    let hash = crate::engine::files::stamp_hash(path, &[&side.to_le_bytes()])?;
     Some(folder.join(format!("{}.jpg", hash.hex())))
 }
 

@@ -227,6 +227,26 @@ pub const MODEL_FORMAT: &str = "likeness-model";
 /// The `likeness.format` metadata value of training-state files.
 pub const TRAIN_STATE_FORMAT: &str = "likeness-train-state";
 
+/// A hash of what the file at `path` is now: its path, size and modification time, then
+/// `extra`; a changed file hashes differently (the names of cache entries). `None` when
+/// its metadata cannot be read.
+pub fn stamp_hash(path: &Path, extra: &[&[u8]]) -> Option<Fnv1a> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let mut hash = Fnv1a::default();
+    hash.write(path.as_os_str().as_encoded_bytes());
+    hash.write(&metadata.len().to_le_bytes());
+    hash.write(&modified.as_nanos().to_le_bytes());
+    for part in extra {
+        hash.write(part);
+    }
+    Some(hash)
+}
+
 /// Likeness's folder in the user's data directory (e.g. `~/.local/share/likeness`): the
 /// shipped weights, models, sort journals, rescued saves.
 pub fn user_data_dir() -> PathBuf {

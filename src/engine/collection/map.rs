@@ -34,20 +34,7 @@ impl EmbeddingMap {
                 )
             })?
             .to_vec();
-        let mut names: Vec<String> = gallery
-            .header
-            .images
-            .iter()
-            .filter_map(|i| i.class.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        let classes = gallery
-            .header
-            .images
-            .iter()
-            .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
-            .collect();
+        let (names, classes) = gallery.class_labels();
         let paths = gallery.paths();
         let input = MapInput {
             paths,

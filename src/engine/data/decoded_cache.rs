@@ -15,7 +15,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::engine::atomic::write_atomic;
-use crate::engine::files::Fnv1a;
+use crate::engine::files::stamp_hash;
 
 /// The cache folder is kept under this many bytes (about 16 000 photos at 144 px).
 pub const MAX_CACHE_BYTES: u64 = 1 << 30;
@@ -47,25 +47,15 @@ impl DecodedCache {
     /// The entry for `path` decoded to `side_px`, named by what the photo is now; `None`
     /// when the photo cannot be looked at (it is then decoded, and fails there if it must).
     fn entry(&self, path: &Path, side_px: u32, max_pixels: u64) -> Option<PathBuf> {
-        let metadata = std::fs::metadata(path).ok()?;
-        let modified = metadata
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        let mut hash = Fnv1a::default();
-        for part in [
-            FORMAT.as_bytes(),
-            path.as_os_str().as_encoded_bytes(),
-            &metadata.len().to_le_bytes(),
-            &modified.as_nanos().to_le_bytes(),
-            &side_px.to_le_bytes(),
-            &max_pixels.to_le_bytes(),
-        ] {
-            hash.write(part);
-            hash.write(&[0xff]);
-        }
-        Some(self.folder.join(format!("{:016x}.rgb", hash.finish())))
+        let hash = stamp_hash(
+            path,
+            &[
+                FORMAT.as_bytes(),
+                &side_px.to_le_bytes(),
+                &max_pixels.to_le_bytes(),
+            ],
+        )?;
+        Some(self.folder.join(format!("{}.rgb", hash.hex())))
     }
 
     /// The photo as it was decoded before (to `side_px` under a limit of `max_pixels`), if

@@ -174,6 +174,26 @@ impl Gallery {
         self.header.images.iter().map(|i| i.path.clone()).collect()
     }
 
+    /// The class folders in name order, and each photo's class (an index into them; `None`
+    /// for a photo in no class folder), in index order.
+    pub fn class_labels(&self) -> (Vec<String>, Vec<Option<usize>>) {
+        let mut names: Vec<String> = self
+            .header
+            .images
+            .iter()
+            .filter_map(|i| i.class.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        let classes = self
+            .header
+            .images
+            .iter()
+            .map(|i| i.class.as_ref().and_then(|c| names.binary_search(c).ok()))
+            .collect();
+        (names, classes)
+    }
+
     /// Every stored vector, image after image (`len() × dimension` floats), or `None` for
     /// an approximate gallery, which keeps none.
     pub fn all_vectors(&self) -> Option<&[f32]> {
