@@ -338,3 +338,67 @@ pub fn scaled_start(points: &[[f32; 2]], seed: u64) -> Vec<[f32; 2]> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::projection::{EmbeddingMap, MapInput, MapMethod};
+
+    fn umap(vectors: &[f32], dimension: usize) -> Vec<[f32; 2]> {
+        let count = vectors.len() / dimension;
+        let input = MapInput {
+            paths: vec![std::path::PathBuf::new(); count],
+            classes: vec![None; count],
+            class_names: Vec::new(),
+            vectors,
+            dimension,
+        };
+        EmbeddingMap::of_vectors_with(input, MapMethod::Umap, &AtomicBool::new(false), &mut |_| {})
+            .expect("map")
+            .points
+    }
+
+    #[test]
+    fn odd_libraries_still_get_a_map_of_finite_points() {
+        // Every photo the same, fewer photos than neighbours, one photo, two.
+        for (vectors, dimension) in [
+            (vec![0.5f32; 40 * 8], 8),
+            ((0..3 * 4).map(|i| i as f32).collect::<Vec<_>>(), 4),
+            (vec![1.0, 2.0], 2),
+            (vec![1.0, 2.0, 3.0, 4.0], 2),
+        ] {
+            let points = umap(&vectors, dimension);
+            assert_eq!(points.len(), vectors.len() / dimension);
+            assert!(points.iter().flatten().all(|v| v.is_finite()), "{points:?}");
+        }
+    }
+
+    #[test]
+    fn two_far_groups_stay_apart_and_a_cancel_stops_the_layout() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        let vectors: Vec<f32> = (0..200)
+            .flat_map(|i| {
+                let centre = if i < 100 { 0.0 } else { 20.0 };
+                (0..6).map(|_| centre + rng.f32()).collect::<Vec<_>>()
+            })
+            .collect();
+        let points = umap(&vectors, 6);
+        let mean = |range: std::ops::Range<usize>| {
+            let n = range.len() as f32;
+            range.fold([0.0f32; 2], |acc, i| {
+                [acc[0] + points[i][0] / n, acc[1] + points[i][1] / n]
+            })
+        };
+        let (a, b) = (mean(0..100), mean(100..200));
+        let between = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+        let spread = (0..100)
+            .map(|i| ((points[i][0] - a[0]).powi(2) + (points[i][1] - a[1]).powi(2)).sqrt())
+            .fold(0.0f32, f32::max);
+        assert!(between > spread, "{between} against {spread}");
+        let reduced = reduce(&vectors, 6).expect("reduced");
+        let edges = neighbour_graph(&nearest(&reduced, NEIGHBOURS).expect("near"));
+        let cancel = AtomicBool::new(true);
+        let stopped = lay_out(&edges, vec![[0.0, 0.0]; 200], 1, &cancel, &mut |_, _| {});
+        assert!(matches!(stopped, Err(EngineError::Cancelled)));
+    }
+}
