@@ -69,7 +69,7 @@ pub fn carry_out(job: MarksJob) -> MarksDone {
         },
         MarksJob::Export { path, marks } => MarksDone::Exported {
             count: marks.marks.len(),
-            problem: marks.save(&path).err().map(|error| error.to_string()),
+            problem: export(&marks, &path),
             path,
         },
         MarksJob::Import { path } => MarksDone::Imported {
@@ -77,6 +77,18 @@ pub fn carry_out(job: MarksJob) -> MarksDone {
             path,
         },
     }
+}
+
+/// Writes `marks` to `path`, which must be new or an earlier marks file (an export never
+/// replaces a photo or any other file picked by mistake). Returns what went wrong.
+fn export(marks: &Marks, path: &Path) -> Option<String> {
+    if std::fs::symlink_metadata(path).is_ok() && Marks::load(path).is_err() {
+        return Some(format!(
+            "{} is not a marks file, and it was left as it is; choose a new name",
+            path.display()
+        ));
+    }
+    marks.save(path).err().map(|error| error.to_string())
 }
 
 /// Marks that earlier versions kept next to the index file move to the library's marks
@@ -91,4 +103,39 @@ fn take_over_from_beside(index: &Path, library_marks: &Path) -> Option<String> {
         .and_then(|marks| marks.save(library_marks))
         .err()
         .map(|error| format!("Your marks next to the index could not be taken over: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_replaces_only_an_earlier_marks_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut marks = Marks::default();
+        marks.set(Path::new("q"), Path::new("p"), Some(true));
+        let photo = dir.path().join("rose.jpg");
+        std::fs::write(&photo, b"a photo's bytes").expect("photo");
+        let done = carry_out(MarksJob::Export {
+            path: photo.clone(),
+            marks: marks.clone(),
+        });
+        assert!(
+            matches!(&done, MarksDone::Exported { problem: Some(p), .. } if p.contains("not a marks file")),
+            "{done:?}"
+        );
+        assert_eq!(std::fs::read(&photo).expect("photo"), b"a photo's bytes");
+        let file = dir.path().join("marks.json");
+        for _ in 0..2 {
+            let done = carry_out(MarksJob::Export {
+                path: file.clone(),
+                marks: marks.clone(),
+            });
+            assert!(
+                matches!(done, MarksDone::Exported { problem: None, .. }),
+                "{done:?}"
+            );
+        }
+        assert_eq!(Marks::load(&file).expect("marks").marks.len(), 1);
+    }
 }

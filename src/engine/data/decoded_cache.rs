@@ -15,7 +15,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::engine::atomic::write_atomic;
-use crate::engine::files::stamp_hash;
+use crate::engine::files::{read_regular, stamp_hash};
 
 /// The cache folder is kept under this many bytes (about 16 000 photos at 144 px).
 pub const MAX_CACHE_BYTES: u64 = 1 << 30;
@@ -63,7 +63,9 @@ impl DecodedCache {
     pub fn get(&self, path: &Path, side_px: u32, max_pixels: u64) -> Option<Arc<RgbImage>> {
         let entry = self.entry(path, side_px, max_pixels)?;
         let expected = (side_px as usize).pow(2) * 3;
-        let bytes = std::fs::read(&entry).ok()?;
+        // A regular file of at most the image's size: a pipe or a huge file put in its
+        // place is not read.
+        let bytes = read_regular(&entry, expected as u64, "a decoded photo").ok()?;
         if bytes.len() != expected {
             return None;
         }
@@ -85,7 +87,8 @@ impl DecodedCache {
     }
 
     /// Removes the entries written longest ago until the folder holds at most
-    /// `max_bytes`; returns how many were removed. Only `.rgb` entries are touched.
+    /// `max_bytes`; returns how many were removed. Only regular files named as entries
+    /// are (16 hexadecimal digits and `.rgb`): nothing a person put there.
     pub fn trim(&self, max_bytes: u64) -> usize {
         let Ok(listing) = std::fs::read_dir(&self.folder) else {
             return 0;
@@ -95,7 +98,7 @@ impl DecodedCache {
                 let entry = e.ok()?;
                 let path = entry.path();
                 let metadata = entry.metadata().ok()?;
-                (metadata.is_file() && path.extension().is_some_and(|x| x == "rgb"))
+                (metadata.is_file() && is_entry_name(&path))
                     .then(|| Some((metadata.modified().ok()?, metadata.len(), path)))
                     .flatten()
             })
@@ -114,6 +117,14 @@ impl DecodedCache {
         }
         removed
     }
+}
+
+/// Whether `path` is named as this cache names its entries.
+fn is_entry_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".rgb"))
+        .is_some_and(|stem| stem.len() == 16 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -153,9 +164,11 @@ mod tests {
 
         // Trimming removes the oldest entries first, and nothing but entries.
         std::fs::write(cache.folder().join("notes.txt"), b"mine").expect("other file");
+        std::fs::write(cache.folder().join("holiday.rgb"), b"mine too").expect("other file");
         cache.put(&photo, LIMIT, &image);
         assert_eq!(cache.trim(0), 2);
         assert!(cache.folder().join("notes.txt").is_file());
+        assert!(cache.folder().join("holiday.rgb").is_file());
     }
 
     #[test]
