@@ -1,6 +1,6 @@
 //! `cargo bench --bench photo_library`: indexing 12-megapixel photos against the same
 //! photos at 128 px, side by side in one run, with the model the default preset trains
-//! (112 px inputs, untrained weights: the speed does not depend on them). Also times
+//! (its input size, 144 px; untrained weights: the speed does not depend on them). Also times
 //! decoding one 12-MP JPEG whole against decoding it scaled in the DCT.
 //!
 //! Three 12-MP sets, all 4000×3000 JPEGs written like a phone's (chroma 4:2:0, quality 90)
@@ -12,7 +12,7 @@
 //! per second for every set and the 12-MP / 128-px ratios (the aim: ≥ 0.5). Options
 //! (environment): `LIBRARY_SOURCE`, a folder of photos to start from (e.g.
 //! ../shared/data/flowers5-dev; default: synthetic patterns), `LIBRARY_PHOTOS` (default
-//! 48), `LIBRARY_UPDATE_PHOTOS` (default 10 000).
+//! 48), `LIBRARY_UPDATE_PHOTOS` (default 10 000; 0 leaves the update out).
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -124,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
 
-    // One photo of each 12-MP set to the network's 112-px input: decoded whole and
+    // One photo of each 12-MP set to the network's input: decoded whole and
     // resized, decoded scaled (libjpeg-turbo, what Likeness does), and the pure-Rust
     // decoder this replaced, also scaled in the DCT. Best of three runs each.
     let preprocess = &loaded.model.config.preprocess;
@@ -144,7 +144,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         })?;
         let scaled = best_of_three(|| {
-            let image = decode_rgb_sized(&one, DEFAULT_MAX_PIXELS, TargetSize::ShortSide(112))?;
+            let side = TargetSize::ShortSide(preprocess.image_size_px);
+            let image = decode_rgb_sized(&one, DEFAULT_MAX_PIXELS, side)?;
             preprocess.write_plain(&image, &mut input);
             Ok(())
         })?;
@@ -158,9 +159,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         })?;
         println!(
-            "one 12-MP JPEG {name} ({megabytes:.1} MB) to a 112-px input: decoded whole and \
+            "one 12-MP JPEG {name} ({megabytes:.1} MB) to a {}-px input: decoded whole and \
              resized {:.0} ms · decoded as Likeness does {:.0} ms ({:.1}× faster; \
              by jpeg-decoder, used before, {:.0} ms)",
+            preprocess.image_size_px,
             whole * 1e3,
             scaled * 1e3,
             whole / scaled,
@@ -228,6 +230,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    if count == 0 {
+        return Ok(());
+    }
     let folder = dir.path().join("library");
     println!("writing {count} photos of 96×72 for the update…");
     for i in 0..count {

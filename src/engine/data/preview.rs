@@ -193,6 +193,43 @@ mod tests {
             .expect("decodes")
     }
 
+    /// Issue #39 item 5: the default model's 144-px input takes a phone's 160×120 preview
+    /// (5/6 of the 192×144 it needs; enlarged by the input's resize), as retrieval from
+    /// such previews measured as good as from the photos; a smaller one is refused, and a
+    /// thumbnail box, which a person looks at, is never filled from a smaller preview.
+    #[test]
+    fn a_preview_a_little_smaller_than_a_network_input_serves_it_but_not_a_thumbnail() {
+        let (picture, jpeg) = photo(2400, 1800);
+        let with_preview = |width: u32, height: u32| {
+            let preview = encode(&resize(&picture, width, height, FilterType::Triangle), 75);
+            jpeg_with_exif_preview(&jpeg, &preview, 1).expect("fits")
+        };
+        let decoded = |jpeg: &[u8], target: TargetSize| {
+            decode_rgb_bytes_sized(jpeg, DEFAULT_MAX_PIXELS, target)
+                .expect("decodes")
+                .dimensions()
+        };
+        let phone = with_preview(160, 120);
+        assert_eq!(decoded(&phone, TargetSize::ShortSide(144)), (160, 120));
+        assert_eq!(
+            decoded(&phone, TargetSize::ShortSide(160)),
+            (300, 225),
+            "120 rows are under 5/6 of 160: the photo at 1/8"
+        );
+        assert_eq!(
+            decoded(&phone, TargetSize::LongSide(176)),
+            (300, 225),
+            "a thumbnail of 176 px is not made from a 160-px preview"
+        );
+        assert_eq!(decoded(&phone, TargetSize::LongSide(160)), (160, 120));
+        let smaller = with_preview(128, 96);
+        assert_eq!(
+            decoded(&smaller, TargetSize::ShortSide(144)),
+            (300, 225),
+            "96 rows are too few for a 144-px input"
+        );
+    }
+
     #[test]
     fn a_matching_preview_is_used_and_a_stale_or_misshapen_one_is_not() {
         let (picture, jpeg) = photo(2400, 1800);
