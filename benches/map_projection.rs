@@ -106,7 +106,13 @@ fn child(method: &str, source: &str) -> Result<(), Box<dyn std::error::Error>> {
             map.points
         }
         "tsne" => {
-            let reduced = layout::reduce(&data.vectors, data.dimension)?;
+            let reduced = layout::principal_directions(
+                &data.vectors,
+                data.dimension,
+                layout::REDUCED_DIMENSIONS,
+                true,
+            )?
+            .reduced;
             let rows: Vec<&[f32]> = reduced.rows.chunks(reduced.dimensions).collect();
             let mut tsne = bhtsne::tSNE::new(&rows);
             tsne.embedding_dim(2)

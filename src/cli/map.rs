@@ -106,23 +106,13 @@ pub fn run(args: MapArgs) -> anyhow::Result<()> {
     crate::engine::output::check_room(&args.out, bytes.len() as u64)?;
     crate::engine::atomic::write_atomic(&args.out, &bytes)
         .with_context(|| format!("could not write {}", args.out.display()))?;
-    let placed = match (map.method, map.sampled) {
-        (MapMethod::Pca, _) => format!(
-            "by PCA (the axes hold {:.0}% and {:.0}% of the variance)",
-            map.explained[0] * 100.0,
-            map.explained[1] * 100.0
-        ),
-        (MapMethod::Umap, None) => "by UMAP (nearest photos kept near)".to_string(),
-        (MapMethod::Umap, Some(laid_out)) => {
-            format!("by UMAP ({laid_out} photos laid out, the others placed among their nearest)")
-        }
-    };
     eprintln!(
-        "drew {} photos in {} classes {placed} ({} likely mislabelled) to {}",
+        "drew {} photos in {} classes to {} ({}; {} likely mislabelled)",
         map.len(),
         map.class_names.len(),
+        args.out.display(),
+        map.describe_placement(),
         map.suspects.len(),
-        args.out.display()
     );
     if args.output.json {
         print_json(&json!({

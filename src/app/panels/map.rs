@@ -239,17 +239,7 @@ fn empty_hint_ui(ui: &mut egui::Ui, has_index: bool) {
 fn map_controls_ui(ui: &mut egui::Ui, view: &mut MapView, intents: &mut Vec<Intent>) {
     let map = &view.map;
     ui.horizontal(|ui| {
-        let placed = match (map.method, map.sampled) {
-            (MapMethod::Pca, _) => format!(
-                "PCA: the axes hold {:.0}% and {:.0}% of the variance",
-                map.explained[0] * 100.0,
-                map.explained[1] * 100.0
-            ),
-            (MapMethod::Umap, None) => "UMAP: nearest photos kept near".to_string(),
-            (MapMethod::Umap, Some(laid_out)) => {
-                format!("UMAP of {laid_out} photos; the others placed among their nearest")
-            }
-        };
+        let placed = map.describe_placement();
         ui.label(format!(
             "{} photos · {} · {placed} · {} likely mislabelled",
             map.len(),

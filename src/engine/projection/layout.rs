@@ -58,50 +58,89 @@ impl Reduced {
     pub fn reduce(&self, vector: &[f32]) -> Vec<f32> {
         self.basis
             .iter()
-            .map(|axis| {
-                vector
-                    .iter()
-                    .zip(&self.mean)
-                    .zip(axis)
-                    .map(|((v, m), a)| (v - m) * a)
-                    .sum()
-            })
+            .map(|axis| along(vector, &self.mean, axis))
             .collect()
     }
 }
 
-/// `vectors` (rows of `dimension`) along their main directions, at most
-/// [`REDUCED_DIMENSIONS`] of them.
-pub fn reduce(vectors: &[f32], dimension: usize) -> Result<Reduced> {
+/// How far `vector` lies along `axis` (a unit vector) from `mean`.
+pub fn along(vector: &[f32], mean: &[f32], axis: &[f32]) -> f32 {
+    vector
+        .iter()
+        .zip(mean)
+        .zip(axis)
+        .map(|((v, m), a)| (v - m) * a)
+        .sum()
+}
+
+/// Main directions of a set of vectors, from one eigendecomposition of their covariance:
+/// the PCA map takes the first two, UMAP's graph all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directions {
+    /// The vectors' mean, the directions (most variance first) and, when asked for, the
+    /// vectors along them (`rows` empty otherwise).
+    pub reduced: Reduced,
+    /// The share of all the variance along each direction.
+    pub shares: Vec<f32>,
+}
+
+/// The mean of `vectors` (rows of `dimension`) and at most `kept` of their main
+/// directions; with `along_them`, the vectors themselves along those directions.
+pub fn principal_directions(
+    vectors: &[f32],
+    dimension: usize,
+    kept: usize,
+    along_them: bool,
+) -> Result<Directions> {
     let count = vectors.len() / dimension.max(1);
-    if count == 0 {
+    if count == 0 || dimension == 0 {
         return Err(EngineError::Config("an empty index has no map".to_string()));
     }
-    let kept = REDUCED_DIMENSIONS.min(dimension);
+    let kept = kept.clamp(1, dimension);
     let failed = |e: tch::TchError| EngineError::Config(format!("computing the map: {e}"));
-    guard_libtorch(|| -> Result<Reduced> {
+    guard_libtorch(|| -> Result<Directions> {
         let matrix = Tensor::from_slice(vectors)
             .view([count as i64, dimension as i64])
             .to_kind(Kind::Double);
         let mean = matrix.mean_dim(0, false, Kind::Double);
         let centred = &matrix - mean.unsqueeze(0);
         let covariance = centred.tr().matmul(&centred) / (count.max(2) - 1) as f64;
-        let (_, eigenvectors) = covariance.f_linalg_eigh("L").map_err(failed)?;
+        let (values, eigenvectors) = covariance.f_linalg_eigh("L").map_err(failed)?;
+        let values: Vec<f64> = Vec::<f64>::try_from(values).map_err(failed)?;
+        let total = values
+            .iter()
+            .map(|v| v.max(0.0))
+            .sum::<f64>()
+            .max(f64::EPSILON);
         // eigh lists the directions by growing variance: the last `kept`, reversed.
+        let shares = values
+            .iter()
+            .rev()
+            .take(kept)
+            .map(|v| (v.max(0.0) / total) as f32)
+            .collect();
         let basis = eigenvectors
             .narrow(1, (dimension - kept) as i64, kept as i64)
             .flip([1]);
-        let rows = centred.matmul(&basis).to_kind(Kind::Float);
         let to_f32 = |t: &Tensor| -> Result<Vec<f32>> {
             Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(failed)
         };
-        let basis_t = basis.tr().contiguous();
-        let flat_basis = to_f32(&basis_t)?;
-        Ok(Reduced {
-            dimensions: kept,
-            rows: to_f32(&rows)?,
-            mean: to_f32(&mean)?,
-            basis: flat_basis.chunks(dimension).map(<[f32]>::to_vec).collect(),
+        let rows = if along_them {
+            to_f32(&centred.matmul(&basis))?
+        } else {
+            Vec::new()
+        };
+        Ok(Directions {
+            reduced: Reduced {
+                dimensions: kept,
+                rows,
+                mean: to_f32(&mean)?,
+                basis: to_f32(&basis.tr().contiguous())?
+                    .chunks(dimension)
+                    .map(<[f32]>::to_vec)
+                    .collect(),
+            },
+            shares,
         })
     })?
 }
@@ -395,7 +434,9 @@ mod tests {
             .map(|i| ((points[i][0] - a[0]).powi(2) + (points[i][1] - a[1]).powi(2)).sqrt())
             .fold(0.0f32, f32::max);
         assert!(between > spread, "{between} against {spread}");
-        let reduced = reduce(&vectors, 6).expect("reduced");
+        let reduced = principal_directions(&vectors, 6, REDUCED_DIMENSIONS, true)
+            .expect("reduced")
+            .reduced;
         let edges = neighbour_graph(&nearest(&reduced, NEIGHBOURS).expect("near"));
         let cancel = AtomicBool::new(true);
         let stopped = lay_out(&edges, vec![[0.0, 0.0]; 200], 1, &cancel, &mut |_, _| {});

@@ -160,7 +160,21 @@ impl EmbeddingMap {
                 classes.len()
             )));
         }
-        let (mean, axes, explained) = principal_axes(vectors, dimension)?;
+        // One decomposition for both pictures: UMAP starts from the PCA one and builds
+        // its graph in the same reduced space.
+        let umap = method == MapMethod::Umap;
+        let directions =
+            layout::principal_directions(vectors, dimension, layout::REDUCED_DIMENSIONS, umap)?;
+        let axis = |i: usize| {
+            directions
+                .reduced
+                .basis
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| vec![0.0; dimension])
+        };
+        let share = |i: usize| directions.shares.get(i).copied().unwrap_or(0.0);
+        let (axes, explained) = ([axis(0), axis(1)], [share(0), share(1)]);
         let mut map = Self {
             paths,
             points: Vec::with_capacity(count),
@@ -170,7 +184,7 @@ impl EmbeddingMap {
             explained,
             method: MapMethod::Pca,
             sampled: None,
-            mean,
+            mean: directions.reduced.mean.clone(),
             axes,
             placement: None,
         };
@@ -178,8 +192,8 @@ impl EmbeddingMap {
             let point = map.project(&vectors[i * dimension..(i + 1) * dimension]);
             map.points.push(point);
         }
-        if method == MapMethod::Umap {
-            map.lay_out_neighbours(vectors, dimension, cancel, on_forming)?;
+        if umap {
+            map.lay_out_neighbours(directions.reduced, cancel, on_forming)?;
         }
         Ok(map)
     }
@@ -188,8 +202,7 @@ impl EmbeddingMap {
     /// the others placed among their nearest sampled photos).
     fn lay_out_neighbours(
         &mut self,
-        vectors: &[f32],
-        dimension: usize,
+        mut reduced: Reduced,
         cancel: &AtomicBool,
         on_forming: &mut dyn FnMut(Forming<'_>),
     ) -> Result<()> {
@@ -203,7 +216,6 @@ impl EmbeddingMap {
             epochs: layout::EPOCHS,
             map: &forming,
         });
-        let mut reduced = layout::reduce(vectors, dimension)?;
         let laid_out: Vec<usize> = if count > MAP_SAMPLE {
             (0..MAP_SAMPLE).map(|i| i * count / MAP_SAMPLE).collect()
         } else {
@@ -289,15 +301,25 @@ impl EmbeddingMap {
             let laid: Vec<[f32; 2]> = placement.laid_out.iter().map(|&i| self.points[i]).collect();
             return weighted_place(&near, &laid);
         }
-        let along = |axis: &[f32]| -> f32 {
-            vector
-                .iter()
-                .zip(&self.mean)
-                .zip(axis)
-                .map(|((v, m), a)| (v - m) * a)
-                .sum()
-        };
-        [along(&self.axes[0]), along(&self.axes[1])]
+        [
+            layout::along(vector, &self.mean, &self.axes[0]),
+            layout::along(vector, &self.mean, &self.axes[1]),
+        ]
+    }
+
+    /// How the photos were placed, for the window and the command line alike.
+    pub fn describe_placement(&self) -> String {
+        match (self.method, self.sampled) {
+            (MapMethod::Pca, _) => format!(
+                "PCA: the axes hold {:.0}% and {:.0}% of the variance",
+                self.explained[0] * 100.0,
+                self.explained[1] * 100.0
+            ),
+            (MapMethod::Umap, None) => "UMAP: nearest photos kept near".to_string(),
+            (MapMethod::Umap, Some(laid_out)) => {
+                format!("UMAP of {laid_out} photos; the others placed among their nearest")
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -373,55 +395,6 @@ fn weighted_place(near: &[(usize, f32)], laid: &[[f32; 2]]) -> [f32; 2] {
     } else {
         [0.0, 0.0]
     }
-}
-
-/// The mean, the two principal axes (unit vectors) and the share of variance along each.
-type Projection = (Vec<f32>, [Vec<f32>; 2], [f32; 2]);
-
-fn principal_axes(vectors: &[f32], dimension: usize) -> Result<Projection> {
-    let count = vectors.len() / dimension;
-    if count == 0 {
-        return Err(EngineError::Config("an empty index has no map".to_string()));
-    }
-    let failed = |e: tch::TchError| EngineError::Config(format!("computing the map: {e}"));
-    let matrix = tch::Tensor::from_slice(vectors)
-        .view([count as i64, dimension as i64])
-        .to_kind(tch::Kind::Double);
-    let mean = matrix.mean_dim(0, false, tch::Kind::Double);
-    let centred = &matrix - mean.unsqueeze(0);
-    let covariance = centred.tr().matmul(&centred) / (count.max(2) - 1) as f64;
-    let (values, vectors_t) = covariance.f_linalg_eigh("L").map_err(failed)?;
-    let values: Vec<f64> = Vec::<f64>::try_from(values).map_err(failed)?;
-    let total: f64 = values
-        .iter()
-        .map(|v| v.max(0.0))
-        .sum::<f64>()
-        .max(f64::EPSILON);
-    let last = dimension as i64 - 1;
-    let axis = |column: i64| -> Result<Vec<f32>> {
-        if column < 0 {
-            return Ok(vec![0.0; dimension]);
-        }
-        Vec::<f64>::try_from(vectors_t.select(1, column))
-            .map(|v| v.into_iter().map(|x| x as f32).collect())
-            .map_err(failed)
-    };
-    let share = |i: i64| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| values.get(i))
-            .map_or(0.0, |v| (v.max(0.0) / total) as f32)
-    };
-    let mean: Vec<f32> = Vec::<f64>::try_from(mean)
-        .map_err(failed)?
-        .into_iter()
-        .map(|x| x as f32)
-        .collect();
-    Ok((
-        mean,
-        [axis(last)?, axis(last - 1)?],
-        [share(last), share(last - 1)],
-    ))
 }
 
 #[cfg(test)]
