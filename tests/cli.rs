@@ -1443,7 +1443,9 @@ fn the_binary_runs_with_openmp_threads_that_spin_briefly() {
 
 /// Issue #40: a model trained by `likeness train` with no hold-out or validation flag sorts
 /// with calibrated confidences (a tenth held out, as the window does); `--holdout 0` trains
-/// on every photo and sorts with the training temperature alone, and says so.
+/// on every photo and sorts with the training temperature alone, and says so. The default
+/// run also fits the second opinion, which `--second-opinion` joins; a model without one
+/// refuses it.
 #[test]
 fn a_model_trained_with_default_flags_sorts_with_calibrated_confidences() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1452,6 +1454,23 @@ fn a_model_trained_with_default_flags_sorts_with_calibrated_confidences() {
     write_dataset(&library, 3, 40, 40, 15).expect("library");
     let inbox = dir.path().join("inbox");
     write_dataset(&inbox, 3, 2, 40, 16).expect("inbox");
+    let sort_dry_run = |model: &Path, more: &[&str]| {
+        let mut args = vec![
+            "sort",
+            "--model",
+            s(model),
+            "--inbox",
+            s(&inbox),
+            "--library",
+            s(&library),
+            "--device",
+            "cpu",
+            "--dry-run",
+            "--json",
+        ];
+        args.extend_from_slice(more);
+        likeness(&args)
+    };
     let method_after = |holdout: Option<&str>, name: &str| {
         let model = dir.path().join(name);
         let mut args = vec!["train", "--data", s(&library), "--out", s(&model)];
@@ -1472,33 +1491,33 @@ fn a_model_trained_with_default_flags_sorts_with_calibrated_confidences() {
         let trained = likeness(&args);
         assert_ok(&trained);
         let images = last_json(&trained)["images"].as_u64().expect("images");
-        let output = likeness(&[
-            "sort",
-            "--model",
-            s(&model),
-            "--inbox",
-            s(&inbox),
-            "--library",
-            s(&library),
-            "--device",
-            "cpu",
-            "--dry-run",
-            "--json",
-        ]);
+        let output = sort_dry_run(&model, &[]);
         assert_ok(&output);
         let method = last_json(&output)["plan"]["method"]
             .as_str()
             .expect("method")
             .to_string();
-        (images, method)
+        (images, method, model)
     };
-    let (held_out_images, held_out) = method_after(None, "default.safetensors");
+    let (held_out_images, held_out, default_model) = method_after(None, "default.safetensors");
     assert_eq!(
         held_out, "class_proxies",
         "calibrated on the held-out tenth"
     );
-    let (all_images, every_photo) = method_after(Some("0"), "every-photo.safetensors");
+    // The run fitted the second opinion on the same held-out photos: asked for, it joins.
+    let joined = sort_dry_run(&default_model, &["--second-opinion"]);
+    assert_ok(&joined);
+    let plan = &last_json(&joined)["plan"];
+    assert_eq!(plan["method"], "class_proxies_with_second_opinion");
+    assert_eq!(plan["suggestions"].as_array().expect("photos").len(), 6);
+    let (all_images, every_photo, every_photo_model) =
+        method_after(Some("0"), "every-photo.safetensors");
     assert_eq!(every_photo, "uncalibrated_proxies");
+    // Nothing held out: no second opinion to ask, and the sort says so and does nothing.
+    let refused = sort_dry_run(&every_photo_model, &["--second-opinion"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("no second opinion"), "{error}");
     assert_eq!(all_images, 120, "--holdout 0 trains on every photo");
     assert!(
         held_out_images < all_images,

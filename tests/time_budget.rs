@@ -45,7 +45,7 @@ fn the_time_budget_covers_the_work_after_the_steps() {
         );
         // Every phase after the last step is planned for: the final observation, the
         // before/after picture and, with held-out photos, the calibration (both embedded
-        // again when an earlier epoch's weights came back).
+        // again when an earlier epoch's weights came back) and the second opinion.
         assert!(work.planned_images > 0, "{case}: {work:?}");
         let evaluated = match &outcome.validation {
             Some(_) => 40 * 2 + 20 * 2,
@@ -56,20 +56,31 @@ fn the_time_budget_covers_the_work_after_the_steps() {
             work.embedded_images + evaluated,
             "{case}: planned and run through the network after the steps"
         );
-        if holdout.is_some() {
-            let calibrated = outcome
-                .model
-                .classifier
-                .as_ref()
-                .map_or(0, |c| c.info.calibrated_on);
-            assert!(calibrated > 0, "{case}: the held-out photos calibrate");
-        }
+        // Both runs have held-out photos of their classes (the validation folder, or the
+        // fifth held out): they calibrate the proxies, and the second opinion is fitted on
+        // every training and held-out photo (fewer than 300 a class).
+        let classifier = outcome.model.classifier.as_ref().expect("proxies");
+        assert!(
+            classifier.info.calibrated_on > 0,
+            "{case}: the held-out photos calibrate"
+        );
+        let opinion = classifier.second_opinion.as_ref().expect("second opinion");
+        assert_eq!(
+            work.second_opinion_images,
+            opinion.info.trained_on + opinion.info.calibrated_on,
+            "{case}"
+        );
+        let photos = if validation_folder.is_some() { 80 + 40 } else { 80 };
+        assert_eq!(work.second_opinion_images, photos, "{case}");
+        assert!(work.second_opinion_secs > 0.0, "{case}: its time was kept");
         // The reserve is that work at the measured rate, grown by how much the steps
         // slowed down since (a tenth of the budget always stays for the steps).
         assert!(work.secs_per_image > 0.0, "{case}: a rate was measured");
         assert!(work.slowdown >= 1.0, "{case}: {work:?}");
-        let priced =
-            (work.priced_images as f64 * work.secs_per_image + work.read_secs) * work.slowdown;
+        let priced = (work.priced_images as f64 * work.secs_per_image
+            + work.read_secs
+            + work.second_opinion_secs)
+            * work.slowdown;
         assert!(
             (work.reserve_secs - priced.min(0.9 * budget)).abs() < 1e-9,
             "{case}: reserve {} s, priced {priced} s",

@@ -333,6 +333,7 @@ impl LikenessApp {
                     self.send(Request::PlanSort {
                         inbox,
                         min_confidence,
+                        second_opinion: self.state.sort.second_opinion,
                     });
                 }
             }

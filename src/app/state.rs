@@ -218,6 +218,9 @@ pub struct SortView {
     /// Photos at least this sure go to their folder; the others wait as unsure.
     pub min_confidence: f64,
     pub mode: crate::engine::sort::FileMode,
+    /// Ask the shipped ImageNet network too (the model's second opinion): more photos
+    /// filed, and more photos of a kind no folder holds filed wrongly.
+    pub second_opinion: bool,
     pub plan: Option<Arc<crate::engine::sort::SortPlan>>,
     /// The folder chosen for each suggestion of `plan` (`None`: leave it in the inbox).
     pub chosen: Vec<Option<String>>,
@@ -255,6 +258,7 @@ impl Default for SortView {
             inbox: None,
             min_confidence: crate::engine::sort::DEFAULT_MIN_CONFIDENCE,
             mode: crate::engine::sort::FileMode::Copy,
+            second_opinion: false,
             plan: None,
             chosen: Vec::new(),
             last_journal: None,

@@ -489,7 +489,8 @@ impl Worker {
             Request::PlanSort {
                 inbox,
                 min_confidence,
-            } => return self.plan_sort(job, &inbox, min_confidence, cancel),
+                second_opinion,
+            } => return self.plan_sort(job, &inbox, min_confidence, second_opinion, cancel),
             Request::FileSort {
                 inbox,
                 choices,

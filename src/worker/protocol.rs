@@ -202,8 +202,14 @@ pub enum Request {
         seconds: f64,
         model_path: PathBuf,
     },
-    /// Suggest a folder of the current index's library for every photo of `inbox`.
-    PlanSort { inbox: PathBuf, min_confidence: f64 },
+    /// Suggest a folder of the current index's library for every photo of `inbox`, with
+    /// the model's second opinion from the shipped ImageNet network when
+    /// `second_opinion`.
+    PlanSort {
+        inbox: PathBuf,
+        min_confidence: f64,
+        second_opinion: bool,
+    },
     /// File each photo into its folder of the current index's library, then bring the
     /// index up to date.
     FileSort {

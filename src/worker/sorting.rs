@@ -3,12 +3,14 @@
 use super::*;
 
 impl Worker {
-    /// The folder each inbox photo would go to in the current index's library.
+    /// The folder each inbox photo would go to in the current index's library (with the
+    /// model's second opinion when `second_opinion`).
     pub(super) fn plan_sort(
         &mut self,
         job: JobId,
         inbox: &Path,
         min_confidence: f64,
+        second_opinion: bool,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
         let Some(open) = self.index.as_mut() else {
@@ -25,6 +27,12 @@ impl Worker {
             )));
         }
         let model = Rc::clone(&open.model);
+        let network = match second_opinion {
+            true => Some(crate::engine::model::pretrained::lite0_feature_network(
+                model.model.device(),
+            )?),
+            false => None,
+        };
         let progress = progress_reporter(&self.events, &*self.wake, job);
         let plan = sort::plan(
             &model.model,
@@ -32,6 +40,7 @@ impl Worker {
             &library,
             Some(&mut open.gallery),
             min_confidence,
+            network.as_ref(),
             &|p| progress(p.into()),
             cancel,
         )?;

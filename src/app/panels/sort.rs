@@ -48,6 +48,26 @@ pub fn sort_ui(
         {
             state.sort.set_min_confidence(percent / 100.0);
         }
+        let available = second_opinion_available(state);
+        if available == Some(false) {
+            state.sort.second_opinion = false;
+        }
+        ui.add_enabled(
+            available != Some(false),
+            egui::Checkbox::new(&mut state.sort.second_opinion, "Second opinion"),
+        )
+        .on_hover_text(
+            "Ask the ImageNet network that ships with Likeness too, as the model's training \
+             fitted it to: about twice the photos are sure enough to file, as often right. \
+             The price: a photo of a kind none of your folders holds is far more often filed \
+             into the nearest folder, so leave it off when the inbox may hold new kinds of \
+             subject. Looking at the inbox takes about twice as long",
+        )
+        .on_disabled_hover_text(
+            "The index's model has no second opinion: it is fitted when a model is trained \
+             with photos held out (as the window trains), with the ImageNet weights that \
+             ship with Likeness. Train the model again to get one",
+        );
         let planning = state.running(JobKind::PlanSort).is_some();
         if ui
             .add_enabled(
@@ -83,6 +103,25 @@ pub fn sort_ui(
         return;
     }
     plan_ui(ui, state, thumbnails, intents);
+}
+
+/// Whether the index's model has a second opinion on its folders: `None` when the window
+/// does not know (the current model is not the one the index was made with; the worker
+/// then says why it cannot, if it cannot).
+fn second_opinion_available(state: &AppState) -> Option<bool> {
+    let index = state.current.index.as_ref()?;
+    let model = state
+        .current
+        .model
+        .as_ref()
+        .filter(|m| m.path == index.model_path)?;
+    Some(
+        model
+            .info
+            .classifier
+            .as_ref()
+            .is_some_and(|c| c.second_opinion.is_some()),
+    )
 }
 
 /// The suggestions grouped by folder, each with its confidence and a way to change it,

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::second_opinion::{SecondOpinion, SecondOpinionInfo, log_softmax};
+
 /// What the model file's description says about its classifier (the proxies themselves
 /// are the tensor [`PROXIES_TENSOR`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,10 @@ pub struct ClassifierInfo {
     /// calibrated before biases were fitted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_bias: Vec<f64>,
+    /// The second opinion from ImageNet features, when the run fitted one (its weights
+    /// are the tensors named in [`super::second_opinion`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_opinion: Option<SecondOpinionInfo>,
 }
 
 /// Name of the class proxies in a model file.
@@ -47,6 +53,8 @@ pub struct Classifier {
     /// One unit-length row per class, `dimension` values each.
     pub proxies: Vec<f32>,
     pub dimension: usize,
+    /// Described in `info.second_opinion` too ([`Classifier::set_second_opinion`]).
+    pub second_opinion: Option<SecondOpinion>,
 }
 
 /// What the classifier says about one photo.
@@ -90,9 +98,11 @@ impl Classifier {
                 calibrated_on: 0,
                 fits_below: None,
                 class_bias: Vec::new(),
+                second_opinion: None,
             },
             proxies,
             dimension,
+            second_opinion: None,
         }
     }
 
@@ -134,6 +144,56 @@ impl Classifier {
         })
     }
 
+    /// The calibrated log-probability of each class from the proxies alone.
+    pub fn log_probabilities(&self, embedding: &[f32]) -> Vec<f64> {
+        let cosines = self.cosines(embedding);
+        let logits: Vec<f64> = cosines
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                v / self.info.temperature.max(1e-6)
+                    + self.info.class_bias.get(c).copied().unwrap_or(0.0)
+            })
+            .collect();
+        log_softmax(&logits, 1.0)
+    }
+
+    /// The most likely class of a photo from its embedding and its ImageNet `features`,
+    /// the proxies joined with the second opinion; `None` without a second opinion, or
+    /// features of another length than it was fitted on.
+    pub fn guess_with_second_opinion(
+        &self,
+        embedding: &[f32],
+        features: &[f32],
+    ) -> Option<ClassGuess> {
+        let opinion = self
+            .second_opinion
+            .as_ref()
+            .filter(|o| o.info.features == features.len())?;
+        let probabilities = opinion.join(&self.log_probabilities(embedding), features);
+        let (class, &probability) = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        let cosines = self.cosines(embedding);
+        // Whether a photo fits no folder stays the proxies' judgement: the floor is of
+        // their cosines.
+        let best_cosine = cosines.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let cosine = cosines[class];
+        Some(ClassGuess {
+            class,
+            probability,
+            cosine,
+            fits_none: self.info.fits_below.is_some_and(|floor| best_cosine < floor),
+        })
+    }
+
+    /// Keeps `opinion` with its description.
+    pub fn set_second_opinion(&mut self, opinion: SecondOpinion) {
+        self.info.second_opinion = Some(opinion.info.clone());
+        self.second_opinion = Some(opinion);
+    }
+
     /// Fits the temperature and the class biases (those that give the held-out photos'
     /// true classes the highest likelihood, the biases gently held to zero) and the
     /// fits-no-folder floor on held-out photos: `embeddings` (rows of `dimension`) and
@@ -152,42 +212,11 @@ impl Classifier {
         if labelled.len() < 10 {
             return;
         }
-        let nll = |temperature: f64, bias: &[f64]| -> f64 {
-            labelled
-                .iter()
-                .map(|(row, class)| {
-                    -biased_softmax(row, temperature, bias)[*class]
-                        .max(1e-12)
-                        .ln()
-                })
-                .sum::<f64>()
-        };
-        // Log-spaced from `low` to `high`.
-        let grid = |low: f64, high: f64, steps: usize| -> Vec<f64> {
-            (0..=steps)
-                .map(|i| (low.ln() + (high.ln() - low.ln()) * i as f64 / steps as f64).exp())
-                .collect()
-        };
-        let best = |candidates: Vec<f64>, bias: &[f64], fallback: f64| {
-            candidates
-                .into_iter()
-                .min_by(|a, b| nll(*a, bias).total_cmp(&nll(*b, bias)))
-                .unwrap_or(fallback)
-        };
-        // The temperature alone (log-spaced from 0.005 to 2: a coarse grid, then a fine one
-        // around its best), then the biases and the temperature by turns.
-        let classes_count = self.proxies.len() / self.dimension.max(1);
-        let mut bias = vec![0.0; classes_count];
-        let coarse = best(grid(0.005, 2.0, 40), &bias, self.info.temperature);
-        let mut temperature = best(grid(coarse / 1.2, coarse * 1.2, 20), &bias, coarse);
-        for _ in 0..CALIBRATION_ROUNDS {
-            fit_biases(&labelled, temperature, &mut bias);
-            temperature = best(
-                grid(temperature / 1.5, temperature * 1.5, 30),
-                &bias,
-                temperature,
-            );
-        }
+        let (temperature, bias) = fit_temperature_and_biases(
+            &labelled,
+            TEMPERATURE_RANGE,
+            self.info.temperature,
+        );
         self.info.temperature = temperature;
         self.info.class_bias = bias;
         let mut own: Vec<f64> = labelled.iter().map(|(row, class)| row[*class]).collect();
@@ -196,6 +225,80 @@ impl Classifier {
         self.info.fits_below = Some(own[at]);
         self.info.calibrated_on = labelled.len();
     }
+}
+
+/// Temperatures the proxies' calibration searches, log-spaced: cosines are at most 1, so
+/// logits of a few tens need temperatures of a few hundredths.
+const TEMPERATURE_RANGE: (f64, f64) = (0.005, 2.0);
+
+/// The negative log-likelihood of `labelled` rows' true classes under
+/// `softmax(row / temperature + bias)`.
+fn negative_log_likelihood(labelled: &[(&Vec<f64>, usize)], temperature: f64, bias: &[f64]) -> f64 {
+    labelled
+        .iter()
+        .map(|(row, class)| {
+            -biased_softmax(row, temperature, bias)[*class]
+                .max(1e-12)
+                .ln()
+        })
+        .sum::<f64>()
+}
+
+/// `steps + 1` values log-spaced from `low` to `high`.
+fn log_grid(low: f64, high: f64, steps: usize) -> Vec<f64> {
+    (0..=steps)
+        .map(|i| (low.ln() + (high.ln() - low.ln()) * i as f64 / steps as f64).exp())
+        .collect()
+}
+
+/// Of `candidates`, the temperature that gives `labelled` the highest likelihood.
+fn best_temperature(
+    labelled: &[(&Vec<f64>, usize)],
+    candidates: Vec<f64>,
+    bias: &[f64],
+    fallback: f64,
+) -> f64 {
+    candidates
+        .into_iter()
+        .min_by(|a, b| {
+            negative_log_likelihood(labelled, *a, bias)
+                .total_cmp(&negative_log_likelihood(labelled, *b, bias))
+        })
+        .unwrap_or(fallback)
+}
+
+/// The temperature alone that gives the held-out rows' true classes the highest likelihood:
+/// a coarse log-spaced grid over `range`, then a fine one around its best.
+pub(crate) fn fit_temperature(
+    labelled: &[(&Vec<f64>, usize)],
+    range: (f64, f64),
+    fallback: f64,
+) -> f64 {
+    let coarse = best_temperature(labelled, log_grid(range.0, range.1, 40), &[], fallback);
+    best_temperature(labelled, log_grid(coarse / 1.2, coarse * 1.2, 20), &[], coarse)
+}
+
+/// The temperature (searched over `range`) and class biases that give the held-out rows'
+/// true classes the highest likelihood, the biases gently held to zero: the temperature
+/// alone, then the biases and the temperature by turns.
+pub(crate) fn fit_temperature_and_biases(
+    labelled: &[(&Vec<f64>, usize)],
+    range: (f64, f64),
+    fallback: f64,
+) -> (f64, Vec<f64>) {
+    let classes = labelled.first().map_or(0, |(row, _)| row.len());
+    let mut bias = vec![0.0; classes];
+    let mut temperature = fit_temperature(labelled, range, fallback);
+    for _ in 0..CALIBRATION_ROUNDS {
+        fit_biases(labelled, temperature, &mut bias);
+        temperature = best_temperature(
+            labelled,
+            log_grid(temperature / 1.5, temperature * 1.5, 30),
+            &bias,
+            temperature,
+        );
+    }
+    (temperature, bias)
 }
 
 /// Gradient steps on the class biases at a fixed temperature, minimising the held-out

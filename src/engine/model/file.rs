@@ -69,6 +69,32 @@ pub fn model_file_bytes(
                 .flat_map(|v| v.to_le_bytes())
                 .collect(),
         ));
+        if let Some(opinion) = &classifier.second_opinion {
+            let bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let (classes, features) = (opinion.bias.len(), opinion.info.features);
+            buffers.extend([
+                (
+                    second_opinion::WEIGHT_TENSOR.to_string(),
+                    vec![classes, features],
+                    bytes(&opinion.weight),
+                ),
+                (
+                    second_opinion::BIAS_TENSOR.to_string(),
+                    vec![classes],
+                    bytes(&opinion.bias),
+                ),
+                (
+                    second_opinion::MEAN_TENSOR.to_string(),
+                    vec![features],
+                    bytes(&opinion.mean),
+                ),
+                (
+                    second_opinion::SCALE_TENSOR.to_string(),
+                    vec![features],
+                    bytes(&opinion.scale),
+                ),
+            ]);
+        }
         // The id hashes the tensors in name order, as the checksum check reads them.
         buffers.sort_by(|a, b| a.0.cmp(&b.0));
     }
@@ -436,9 +462,38 @@ pub(super) fn read_classifier(
         )));
     }
     let proxies = view_to_f32(&view).map_err(damaged)?;
+    let second_opinion = match &description.second_opinion {
+        None => None,
+        Some(opinion) => {
+            let classes = description.classes.len();
+            let tensor = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>> {
+                let view = file
+                    .tensor(name)
+                    .map_err(|_| damaged(format!("its second opinion's '{name}' is missing")))?;
+                if view.shape() != shape.as_slice() {
+                    return Err(damaged(format!(
+                        "its second opinion's '{name}' has shape {:?}, expected {shape:?}",
+                        view.shape()
+                    )));
+                }
+                view_to_f32(&view).map_err(damaged)
+            };
+            Some(second_opinion::SecondOpinion {
+                weight: tensor(
+                    second_opinion::WEIGHT_TENSOR,
+                    vec![classes, opinion.features],
+                )?,
+                bias: tensor(second_opinion::BIAS_TENSOR, vec![classes])?,
+                mean: tensor(second_opinion::MEAN_TENSOR, vec![opinion.features])?,
+                scale: tensor(second_opinion::SCALE_TENSOR, vec![opinion.features])?,
+                info: opinion.clone(),
+            })
+        }
+    };
     Ok(Some(classifier::Classifier {
         info: description.clone(),
         proxies,
         dimension,
+        second_opinion,
     }))
 }

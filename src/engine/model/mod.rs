@@ -14,6 +14,7 @@ pub mod efficientnet;
 mod file;
 pub use file::*;
 pub mod pretrained;
+pub mod second_opinion;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -568,6 +569,61 @@ mod tests {
             .expect_err("damaged")
             .to_string();
         assert!(error.contains("checksum"), "{error}");
+    }
+
+    /// Issue #40: the second opinion travels in the model file with its calibration, is
+    /// covered by the checksum, and a file that lost one of its tensors says so.
+    #[test]
+    fn a_second_opinion_round_trips_and_is_checked() {
+        use second_opinion::{SecondOpinion, SecondOpinionInfo};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.safetensors");
+        let mut model = EmbeddingModel::new(tiny_config(8), Device::Cpu).expect("model");
+        let proxies: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+        let mut classifier =
+            classifier::Classifier::new(vec!["rose".into(), "tulip".into()], &proxies, 8, 0.05);
+        classifier.info.calibrated_on = 40;
+        let without = {
+            model.classifier = Some(classifier.clone());
+            save_model(&path, &model, &TrainingSummary::default()).expect("save")
+        };
+        classifier.set_second_opinion(SecondOpinion {
+            info: SecondOpinionInfo {
+                features_from: "weights".into(),
+                features: 3,
+                trained_on: 30,
+                probe_temperature: 1.5,
+                joint_temperature: 0.8,
+                joint_bias: vec![0.1, -0.1],
+                calibrated_on: 40,
+            },
+            weight: vec![0.5, -1.0, 2.0, 0.25, 0.0, -0.5],
+            bias: vec![0.2, -0.2],
+            mean: vec![0.1, 0.2, 0.3],
+            scale: vec![1.0, 2.0, 0.5],
+        });
+        model.classifier = Some(classifier.clone());
+        let saved = save_model(&path, &model, &TrainingSummary::default()).expect("save");
+        assert_ne!(saved.model_id, without.model_id, "part of the id");
+        let (loaded, info) = load_model(&path, Device::Cpu).expect("load");
+        assert_eq!(info.classifier.as_ref(), Some(&classifier.info));
+        assert_eq!(loaded.classifier, Some(classifier));
+        // A file whose description promises a second opinion it does not hold is damaged.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let name = second_opinion::MEAN_TENSOR.as_bytes();
+        let at = bytes
+            .windows(name.len())
+            .position(|w| w == name)
+            .expect("tensor name in the header");
+        bytes[at + name.len() - 1] = b'X';
+        std::fs::write(&path, &bytes).expect("write");
+        let error = load_model(&path, Device::Cpu)
+            .expect_err("damaged")
+            .to_string();
+        assert!(
+            error.contains("damaged") || error.contains("checksum"),
+            "{error}"
+        );
     }
 
     #[test]

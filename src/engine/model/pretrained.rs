@@ -309,7 +309,22 @@ pub fn lite0_feature_model(out: &Path) -> Result<ModelInfo> {
     {
         return Ok(info);
     }
-    let config = ModelConfig {
+    save_feature_model(lite0_feature_config(), &shipped_lite0_weights()?, out)
+}
+
+/// The shipped ImageNet EfficientNet-Lite0 as [`lite0_feature_model`] writes it, in
+/// memory on `device`: what the second opinion on a photo's folder reads
+/// ([`super::second_opinion`]). Errors when the shipped weights are missing or damaged.
+pub fn lite0_feature_network(device: tch::Device) -> Result<EmbeddingModel> {
+    let mut model = EmbeddingModel::new(lite0_feature_config(), device)?;
+    model.import_torchvision(&shipped_lite0_weights()?)?;
+    model.set_identity_head()?;
+    Ok(model)
+}
+
+/// Its 1280 pooled features, unit length, from 224-px inputs.
+fn lite0_feature_config() -> ModelConfig {
+    ModelConfig {
         architecture: crate::engine::model::efficientnet::ARCHITECTURE.into(),
         embedding_dim: crate::engine::model::efficientnet::FEATURES as usize,
         l2_normalize: true,
@@ -319,8 +334,7 @@ pub fn lite0_feature_model(out: &Path) -> Result<ModelInfo> {
             mean: Preprocess::TFLITE_MEAN,
             std: Preprocess::TFLITE_STD,
         },
-    };
-    save_feature_model(config, &shipped_lite0_weights()?, out)
+    }
 }
 
 /// The recipe name an ImageNet feature model records.

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{ImageFolder, SkippedFile};
 use super::index::{Gallery, ProgressFn, embed_files};
 use super::model::EmbeddingModel;
+use super::progress::Embedding;
 use super::signature::RecordKey;
 use super::{EngineError, Result};
 
@@ -39,6 +40,10 @@ use super::{EngineError, Result};
 pub enum SortMethod {
     /// The model's class proxies, calibrated on held-out photos.
     ClassProxies,
+    /// The class proxies joined with the second opinion of the shipped ImageNet network
+    /// ([`crate::engine::model::second_opinion`]), calibrated on held-out photos: files
+    /// more photos at the same precision, and more photos of a kind no folder holds.
+    ClassProxiesWithSecondOpinion,
     /// The class proxies at the training temperature: the run held out no photos, so
     /// the confidences are not calibrated.
     UncalibratedProxies,
@@ -51,6 +56,11 @@ impl SortMethod {
     pub fn describe(self) -> &'static str {
         match self {
             Self::ClassProxies => "the model's class folders (calibrated on held-out photos)",
+            Self::ClassProxiesWithSecondOpinion => {
+                "the model's class folders with a second opinion from the ImageNet network \
+                 (calibrated on held-out photos; a photo of a kind no folder holds is more \
+                 often filed)"
+            }
             Self::UncalibratedProxies => {
                 "the model's class folders (not calibrated: the run held out no photos, so \
                  confidences run high; train with --holdout 0.1 for calibrated ones)"
@@ -179,7 +189,10 @@ impl SortPlan {
     /// Whether the confidences are calibrated probabilities (their mean over the filed
     /// photos then estimates how many are right).
     pub fn calibrated(&self) -> bool {
-        self.method == SortMethod::ClassProxies
+        matches!(
+            self.method,
+            SortMethod::ClassProxies | SortMethod::ClassProxiesWithSecondOpinion
+        )
     }
 }
 
@@ -224,14 +237,18 @@ pub fn check_index_library(index_folder: &Path, library: &Path) -> Result<()> {
 }
 
 /// Suggests a folder of `library` for every photo of `inbox` (already scanned). With
-/// class proxies in `model` they decide; otherwise `gallery` (the library's index) must
-/// be given and the photos' neighbours in it vote.
+/// class proxies in `model` they decide (joined with the second opinion when
+/// `second_opinion`, the shipped ImageNet network, is given: the inbox is embedded by it
+/// too); otherwise `gallery` (the library's index) must be given and the photos'
+/// neighbours in it vote.
+#[allow(clippy::too_many_arguments)] // the plan's inputs, each used here
 pub fn plan(
     model: &EmbeddingModel,
     inbox: &ImageFolder,
     library: &Path,
     gallery: Option<&mut Gallery>,
     min_confidence: f64,
+    second_opinion: Option<&EmbeddingModel>,
     on_progress: ProgressFn<'_>,
     cancel: &AtomicBool,
 ) -> Result<SortPlan> {
@@ -281,22 +298,80 @@ pub fn plan(
             ));
         }
     };
+    let opinion = match second_opinion {
+        Some(network) => Some((network, check_second_opinion(model, network)?)),
+        None => None,
+    };
+    let method = if opinion.is_some() {
+        SortMethod::ClassProxiesWithSecondOpinion
+    } else {
+        method
+    };
     let mut guess = guess;
+    // With the second opinion the inbox is embedded twice: progress counts both passes.
+    let passes = if opinion.is_some() { 2 } else { 1 };
     let embedded = embed_files(
         model,
         &paths,
         super::data::DEFAULT_MAX_PIXELS,
-        on_progress,
+        &|p| {
+            on_progress(Embedding {
+                done: p.done,
+                total: p.total * passes,
+            })
+        },
         cancel,
     )?;
+    // The second opinion reads each photo's ImageNet features: by input photo.
+    let features: HashMap<usize, &[f32]>;
+    let opinion_embedded;
+    let (features, classifier) = match opinion {
+        Some((network, classifier)) => {
+            opinion_embedded = embed_files(
+                network,
+                &paths,
+                super::data::DEFAULT_MAX_PIXELS,
+                &|p| {
+                    on_progress(Embedding {
+                        done: p.total + p.done,
+                        total: 2 * p.total,
+                    })
+                },
+                cancel,
+            )?;
+            let width = network.config.embedding_dim;
+            features = opinion_embedded
+                .embedded
+                .iter()
+                .enumerate()
+                .map(|(row, &input)| {
+                    (input, &opinion_embedded.vectors[row * width..(row + 1) * width])
+                })
+                .collect();
+            (features, Some(classifier))
+        }
+        None => (HashMap::new(), None),
+    };
     let mut suggestions = Vec::with_capacity(embedded.embedded.len());
     for (row, &input) in embedded.embedded.iter().enumerate() {
         let embedding = &embedded.vectors[row * dimension..(row + 1) * dimension];
+        let joined = classifier.zip(features.get(&input)).and_then(|(c, f)| {
+            c.guess_with_second_opinion(embedding, f).map(|g| Guess {
+                folder: c.info.classes[g.class].clone(),
+                confidence: g.probability,
+                fits_none: g.fits_none,
+            })
+        });
         let Guess {
             folder,
             confidence,
             fits_none,
-        } = guess(embedding)?;
+        } = match joined {
+            Some(joined) => joined,
+            // A photo the ImageNet network could not read (it read it a moment ago for
+            // the model) has the proxies' word alone.
+            None => guess(embedding)?,
+        };
         suggestions.push(Suggestion {
             photo: paths[input].clone(),
             unsure: Suggestion::unsure_reason(&folder, confidence, fits_none, min_confidence),
@@ -323,6 +398,46 @@ pub fn plan(
         suggestions,
         skipped,
     })
+}
+
+/// The model's classifier when it can be joined with `network`'s features: it was fitted
+/// on them. Errors that say why not, and what to do.
+fn check_second_opinion<'m>(
+    model: &'m EmbeddingModel,
+    network: &EmbeddingModel,
+) -> Result<&'m super::model::classifier::Classifier> {
+    let classifier = model
+        .classifier
+        .as_ref()
+        .filter(|c| c.second_opinion.is_some())
+        .ok_or_else(|| {
+            EngineError::Config(
+                "this model has no second opinion on its folders: it is fitted at the end of \
+                 training, on photos held out of the library (the window holds out 10 %, as \
+                 does `likeness train` unless --holdout 0), with the ImageNet weights that \
+                 ship with Likeness. Train the model again, or sort without the second \
+                 opinion (nothing was done)"
+                    .into(),
+            )
+        })?;
+    let fitted = classifier
+        .second_opinion
+        .as_ref()
+        .map(|o| (o.info.features, o.info.features_from.as_str()));
+    if fitted
+        != Some((
+            network.config.embedding_dim,
+            super::model::pretrained::LITE0_WEIGHTS_ID,
+        ))
+    {
+        return Err(EngineError::Config(
+            "this model's second opinion was fitted on another ImageNet network than the one \
+             this Likeness ships: train the model again, or sort without the second opinion \
+             (nothing was done)"
+                .into(),
+        ));
+    }
+    Ok(classifier)
 }
 
 /// Guesses the folder of one photo from its embedding.
@@ -467,6 +582,7 @@ mod tests {
                 &library,
                 None,
                 min_confidence,
+                None,
                 &|_| {},
                 &no_cancel,
             )

@@ -24,6 +24,8 @@ pub enum TrainPhase {
     Validating { epoch: usize },
     /// The last step ran: the final measures, the before/after picture, calibration.
     Finishing,
+    /// The second opinion on the folders is fitted: `photos` through the ImageNet network.
+    SecondOpinion { photos: usize },
 }
 
 impl TrainPhase {
@@ -35,6 +37,10 @@ impl TrainPhase {
             Self::Finishing => {
                 "Last step done: measuring the trained model and calibrating it".into()
             }
+            Self::SecondOpinion { photos } => format!(
+                "Fitting a second opinion on the folders: {photos} photos through the \
+                 ImageNet network"
+            ),
         }
     }
 }
@@ -64,6 +70,12 @@ pub struct FinishWork {
     /// Seconds for reading the folders again (the final evaluation of a validation
     /// folder: as long as preparing took).
     pub read_secs: f64,
+    /// Seconds the reserve kept for fitting the second opinion (its photos through the
+    /// ImageNet network, priced at `secs_per_image` scaled by its larger input, and read
+    /// from disk again), before `slowdown`.
+    pub second_opinion_secs: f64,
+    /// Photos the second opinion ran through the ImageNet network (0: none was fitted).
+    pub second_opinion_images: usize,
     /// Where the run's time went, in seconds from its start: the photos were loaded, the
     /// starting model measured (the first step began), the last step ended, and the run
     /// ended (with its final evaluation).
@@ -82,6 +94,12 @@ pub(super) struct FinishPlan {
     pub(super) evaluation_images: usize,
     /// Seconds the final evaluation spends reading the folders from disk again.
     pub(super) evaluation_read_secs: f64,
+    /// Photos the second opinion runs through the ImageNet network (0: none is fitted),
+    /// what one costs against one of the run's own images, and the seconds reading them
+    /// from disk again takes.
+    pub(super) second_opinion_images: usize,
+    pub(super) second_opinion_cost: f64,
+    pub(super) second_opinion_read_secs: f64,
     /// The rate and the images the last reserve was priced at.
     pub(super) priced_secs_per_image: std::cell::Cell<f64>,
     pub(super) priced_images: std::cell::Cell<usize>,
@@ -107,8 +125,20 @@ impl FinishPlan {
         self.priced_secs_per_image.set(monitor.embed_secs_per_image);
         self.priced_images.set(images);
         trainer.reserve_for_finish(
-            images as f64 * monitor.embed_secs_per_image + self.evaluation_read_secs,
+            images as f64 * monitor.embed_secs_per_image
+                + self.evaluation_read_secs
+                + self.second_opinion_secs(monitor.embed_secs_per_image),
         );
+    }
+
+    /// Seconds fitting the second opinion takes when the run's network embeds an image in
+    /// `secs_per_image`.
+    pub(super) fn second_opinion_secs(&self, secs_per_image: f64) -> f64 {
+        if self.second_opinion_images == 0 {
+            return 0.0;
+        }
+        self.second_opinion_images as f64 * secs_per_image * self.second_opinion_cost
+            + self.second_opinion_read_secs
     }
 }
 

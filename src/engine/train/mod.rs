@@ -13,6 +13,7 @@ mod average;
 mod blend;
 pub mod embed;
 pub mod finish;
+mod opinion;
 pub mod kept;
 pub mod loss;
 pub mod margins;
@@ -303,8 +304,22 @@ pub fn train(
     let mut monitor = Monitor::new(settings, &data, &trainer, cancel)?;
     // The budget covers the whole run: the steps end early enough for what follows them,
     // priced image by image at the rate the last measuring pass ran at.
+    // With held-out photos to calibrate the class proxies on, the run ends by fitting a
+    // second opinion on the folders from the shipped ImageNet network.
+    let opinion_photos = opinion::OpinionPhotos::of(&data)
+        .filter(|_| calibration_images(&data, settings) > 0);
+    let opinion_images = opinion_photos.as_ref().map_or(0, opinion::OpinionPhotos::len);
+    let prepared_images =
+        data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
     let plan = FinishPlan {
         calibration_images: calibration_images(&data, settings),
+        second_opinion_images: opinion_images,
+        // The ImageNet network reads 224-px inputs: it costs what the run's own
+        // network costs per image, scaled by the pixels.
+        second_opinion_cost: (224.0 / settings.embed_size_px() as f64).powi(2),
+        // It reads its photos from disk again, as preparing did.
+        second_opinion_read_secs: prepare_secs * opinion_images as f64
+            / prepared_images.max(1) as f64,
         // The final evaluation reads both folders from disk again (as long as preparing
         // did) and embeds them.
         evaluation_images: job.validation.as_ref().map_or(0, |_| {
@@ -346,6 +361,7 @@ pub fn train(
         slowdown: trainer.slowdown(),
         secs_per_image: plan.priced_secs_per_image.get(),
         read_secs: plan.evaluation_read_secs,
+        second_opinion_secs: plan.second_opinion_secs(plan.priced_secs_per_image.get()),
         loaded_at_secs: prepare_secs,
         first_step_at_secs,
         last_step_at_secs: last_step.map_or(clock.elapsed().as_secs_f64(), |l| l.at_secs),
@@ -381,7 +397,7 @@ pub fn train(
     let mut model = trainer.into_model();
     let mut calibration_embedded = 0;
     if let Some(proxies) = proxies {
-        let (classifier, embedded) = calibrated_classifier(
+        let (mut classifier, embedded, held_embeddings) = calibrated_classifier(
             &model,
             &proxies,
             &data,
@@ -389,6 +405,30 @@ pub fn train(
             monitor.final_validation_embeddings(),
         )?;
         calibration_embedded = embedded;
+        if let Some(photos) = opinion_photos
+            .as_ref()
+            .filter(|_| classifier.info.calibrated_on > 0 && !cancel.load(Ordering::Relaxed))
+        {
+            on_event(TrainEvent::Phase(TrainPhase::SecondOpinion {
+                photos: photos.len(),
+            }));
+            // A cancel now keeps the trained model, with the proxies alone.
+            match opinion::fit_second_opinion(
+                &mut classifier,
+                photos,
+                &held_embeddings,
+                device,
+                job.max_pixels,
+                cancel,
+            ) {
+                Ok((embedded, warning)) => {
+                    finish_work.second_opinion_images = embedded;
+                    summary.warnings.extend(warning);
+                }
+                Err(EngineError::Cancelled) => {}
+                Err(error) => return Err(error),
+            }
+        }
         model.classifier = Some(classifier);
     }
     finish_work.embedded_images = monitor.embedded_images
@@ -705,15 +745,16 @@ fn check_labels(
 }
 
 /// The run's class proxies as a classifier, calibrated on the photos it held out when it
-/// has them (and they are of the same classes), with the number of photos it embedded:
-/// none when `embedded` already holds every held-out photo's embedding under `model`.
+/// has them (and they are of the same classes), with the number of photos it embedded
+/// (none when `embedded` already holds every held-out photo's embedding under `model`)
+/// and the held-out photos' embeddings (empty without them).
 fn calibrated_classifier(
     model: &EmbeddingModel,
     proxies: &[f32],
     data: &prepare::PreparedData,
     settings: &TrainSettings,
     embedded: Option<&tch::Tensor>,
-) -> Result<(Classifier, usize)> {
+) -> Result<(Classifier, usize, Vec<f32>)> {
     let classes = data.training.dataset.classes.clone();
     let mut classifier = Classifier::new(
         classes.clone(),
@@ -736,9 +777,9 @@ fn calibrated_classifier(
         };
         let labels: Vec<usize> = validation.dataset.images.iter().map(|(_, c)| *c).collect();
         classifier.calibrate(&embeddings, &labels);
-        return Ok((classifier, embedded_now));
+        return Ok((classifier, embedded_now, embeddings));
     }
-    Ok((classifier, 0))
+    Ok((classifier, 0, Vec::new()))
 }
 
 /// What the in-memory gallery of the final evaluation says made it: the model is saved,
