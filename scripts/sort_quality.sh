@@ -6,6 +6,8 @@
 # 2. train on every class but the last; the last class's photos join the inbox of the other
 #    classes' held-back photos: the share of the unknown class that lands in "unsure", and
 #    the AUROC of the unsure score (1 - confidence, or 1 when it fits no folder).
+# Each run's inbox is sorted twice: with the model's class proxies, and with the second
+# opinion the run fitted (`--second-opinion`); "method" says which.
 # One JSON line per measurement on stdout.
 # usage: scripts/sort_quality.sh CLASS_FOLDER TRAIN BUDGET_S "SEEDS"
 # RUNS="closed" (or "open") measures only that run (default: both).
@@ -78,6 +80,7 @@ else:
     pos = [score_of(r) for r in unknown_rows]; neg = [score_of(r) for r in known_rows]
     auroc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
     out = {"measure": "open", "seed": seed, "steps": steps, "unknown_class": unknown,
+           "method": plan["method"],
            "unknown_photos": len(unknown_rows),
            "unknown_unsure": sum(unsure(r) for r in unknown_rows) / len(unknown_rows),
            "unknown_fits_none": sum(r[3] for r in unknown_rows) / len(unknown_rows),
@@ -99,10 +102,15 @@ for seed in $seeds; do
     "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
       --min-confidence 0 --dry-run --json > "$work/plan.json" 2>"$work/sort.log"
     score "$run" "$work/plan.json" "$seed" "$steps" "$last"
+    # The same inbox with the second opinion the run fitted (issue #40).
+    "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
+      --min-confidence 0 --dry-run --json --second-opinion > "$work/plan-joined.json" 2>>"$work/sort.log"
+    score "$run" "$work/plan-joined.json" "$seed" "$steps" "$last"
     if [[ -n ${KEEP:-} ]]; then
       mkdir -p "$KEEP"
       cp "$work/model.safetensors" "$KEEP/model-$run-$seed.safetensors"
       cp "$work/plan.json" "$KEEP/plan-$run-$seed.json"
+      cp "$work/plan-joined.json" "$KEEP/plan-joined-$run-$seed.json"
       [[ -d $KEEP/photos ]] || cp -r "$work" "$KEEP/photos"
     fi
   done

@@ -2061,17 +2061,12 @@ fn the_first_training_is_offered_imagenet_weights_once_and_starts_from_the_answe
     );
 }
 
-/// Issue #27: the Sort tab. An inbox's photos are grouped by the library folder suggested
-/// for each; one is changed to stay in the inbox; Copy files the rest into the library
-/// (the index takes them), and Undo last sort removes the copies again.
-#[test]
-fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let library = dir.path().join("photos");
-    write_dataset(&library, 2, 4, 32, 71).expect("photos");
-    let generated = dir.path().join("generated");
-    write_dataset(&generated, 2, 2, 32, 72).expect("new photos");
-    let inbox = dir.path().join("inbox");
+/// An inbox in `dir` of 4 new generated photos of the 2 classes `write_dataset` makes
+/// (`side` px, drawn from `seed`), flat, their class in their names.
+fn flat_inbox(dir: &Path, side: u32, seed: u64) -> PathBuf {
+    let generated = dir.join("generated");
+    write_dataset(&generated, 2, 2, side, seed).expect("new photos");
+    let inbox = dir.join("inbox");
     std::fs::create_dir_all(&inbox).expect("inbox");
     for class in ["class_00", "class_01"] {
         for entry in std::fs::read_dir(generated.join(class))
@@ -2082,6 +2077,70 @@ fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
             std::fs::copy(entry.path(), inbox.join(name)).expect("copy");
         }
     }
+    inbox
+}
+
+/// Issue #40: the Sort tab's "Second opinion" switch. A model trained with photos held out
+/// carries one: the switch is offered, and the plan it asks for joins the shipped ImageNet
+/// network's opinion, and says so. (A model without one greys it out: the test below.)
+#[test]
+fn the_sort_tab_asks_the_second_opinion_of_a_model_trained_with_photos_held_out() {
+    use likeness::engine::sort::SortMethod;
+    use likeness::engine::train::{Preset, TrainJob, train};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 30, 48, 81).expect("photos");
+    let inbox = flat_inbox(dir.path(), 48, 82);
+    let mut training = Preset::Scratch.settings();
+    training.image_size_px = 48;
+    training.epochs = Some(1);
+    training.batch_size = 8;
+    training.device = DeviceChoice::Cpu;
+    let mut job = TrainJob::new(library.clone(), training);
+    job.holdout_share = Some(0.2);
+    let outcome = train(&job, &std::sync::atomic::AtomicBool::new(false), &|_| {}).expect("train");
+    let model = dir.path().join("trained.safetensors");
+    likeness::engine::model::save_model(&model, &outcome.model, &outcome.summary).expect("save");
+
+    let mut settings = AppSettings::default();
+    small_training(&mut settings);
+    let mut harness = app_harness(settings, &dir.path().join("data"));
+    harness.step();
+    harness.state_mut().choose_library(library.clone());
+    harness.state_mut().use_model(model);
+    run_until(&mut harness, "the index", |app| {
+        app.state.current.index.is_some() && app.state.is_idle()
+    });
+    harness.state_mut().state.sort.inbox = Some(inbox.clone());
+    harness.state_mut().state.view = likeness::app::CentralView::Sort;
+    harness.step();
+    let switch = harness.get_by_label("Second opinion");
+    assert!(!switch.accesskit_node().is_disabled(), "the model has one");
+    switch.click();
+    harness.step();
+    assert!(harness.state().state.sort.second_opinion);
+    // The level at its default follows the switch: 85 % with it files as precisely.
+    assert_eq!(harness.state().state.sort.min_confidence, 0.85);
+    harness.get_by_label("Suggest folders").click();
+    run_until(&mut harness, "the suggestions", |app| {
+        app.state.sort.plan.is_some() && app.state.is_idle()
+    });
+    let plan = harness.state().state.sort.plan.clone().expect("plan");
+    assert_eq!(plan.method, SortMethod::ClassProxiesWithSecondOpinion);
+    assert_eq!(plan.suggestions.len(), 4);
+    harness.step();
+    harness.get_by_label_contains("with a second opinion from the ImageNet network");
+}
+
+/// Issue #27: the Sort tab. An inbox's photos are grouped by the library folder suggested
+/// for each; one is changed to stay in the inbox; Copy files the rest into the library
+/// (the index takes them), and Undo last sort removes the copies again.
+#[test]
+fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 71).expect("photos");
+    let inbox = flat_inbox(dir.path(), 32, 72);
     let query = library.join("class_00/img_000.png");
     let mut harness = indexed_window(dir.path(), &library, &query);
     let indexed = harness
@@ -2097,6 +2156,13 @@ fn the_sort_tab_groups_an_inbox_lets_a_choice_change_copies_and_undoes() {
     harness.state_mut().state.sort.min_confidence = 0.0;
     harness.state_mut().state.view = likeness::app::CentralView::Sort;
     harness.step();
+    assert!(
+        harness
+            .get_by_label("Second opinion")
+            .accesskit_node()
+            .is_disabled(),
+        "an untrained model has no second opinion to ask"
+    );
     harness.get_by_label("Suggest folders").click();
     run_until(&mut harness, "the suggestions", |app| {
         app.state.sort.plan.is_some() && app.state.is_idle()

@@ -70,7 +70,11 @@ fn the_time_budget_covers_the_work_after_the_steps() {
             opinion.info.trained_on + opinion.info.calibrated_on,
             "{case}"
         );
-        let photos = if validation_folder.is_some() { 80 + 40 } else { 80 };
+        let photos = if validation_folder.is_some() {
+            80 + 40
+        } else {
+            80
+        };
         assert_eq!(work.second_opinion_images, photos, "{case}");
         assert!(work.second_opinion_secs > 0.0, "{case}: its time was kept");
         // The reserve is that work at the measured rate, grown by how much the steps

@@ -267,6 +267,16 @@ impl Default for SortView {
 }
 
 impl SortView {
+    /// The second opinion was switched from `was` to its opposite: a level still at the
+    /// default for `was` moves to the default for the new choice (they file about as
+    /// precisely); a level the person chose stays.
+    pub fn second_opinion_switched(&mut self, was: bool) {
+        use crate::engine::sort::default_min_confidence;
+        if (self.min_confidence - default_min_confidence(was)).abs() < 1e-9 {
+            self.set_min_confidence(default_min_confidence(!was));
+        }
+    }
+
     /// The photos to file and their folders, as chosen now.
     pub fn choices(&self) -> Vec<(PathBuf, String)> {
         let Some(plan) = &self.plan else {

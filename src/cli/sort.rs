@@ -13,7 +13,7 @@ use crate::engine::data::{DEFAULT_MAX_PIXELS, scan_folder};
 use crate::engine::index::{Gallery, IndexOptions};
 use crate::engine::model::LoadedModel;
 use crate::engine::model::pretrained::lite0_feature_network;
-use crate::engine::sort::{self, DEFAULT_MIN_CONFIDENCE, FileMode};
+use crate::engine::sort::{self, FileMode};
 
 #[derive(Debug, clap::Args)]
 pub struct SortArgs {
@@ -31,9 +31,10 @@ pub struct SortArgs {
     #[arg(long)]
     pub index: Option<PathBuf>,
     /// File a photo only when at least this sure (0 to 1); the others stay in the inbox
-    /// as unsure.
-    #[arg(long, default_value_t = DEFAULT_MIN_CONFIDENCE, value_parser = confidence)]
-    pub min_confidence: f64,
+    /// as unsure. By default 0.9, or 0.85 with --second-opinion (where it files as
+    /// precisely: docs/quality.md).
+    #[arg(long, value_parser = confidence)]
+    pub min_confidence: Option<f64>,
     /// Ask the shipped ImageNet network too, as the model's run fitted it to: about twice
     /// the photos filed at the same precision, but a photo of a kind no folder holds is
     /// filed (into the nearest folder) far more often. The inbox is embedded twice.
@@ -99,20 +100,21 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let network = match args.second_opinion {
-        true => Some(
-            lite0_feature_network(loaded.model.device())
-                .context("the second opinion needs the ImageNet network that ships with Likeness")?,
-        ),
-        false => None,
-    };
+    let network =
+        match args.second_opinion {
+            true => Some(lite0_feature_network(loaded.model.device()).context(
+                "the second opinion needs the ImageNet network that ships with Likeness",
+            )?),
+            false => None,
+        };
     let bar = progress::bar(folder.images.len() as u64, "looking at the inbox");
     let plan = sort::plan(
         &loaded.model,
         &folder,
         &library,
         gallery.as_mut(),
-        args.min_confidence,
+        args.min_confidence
+            .unwrap_or_else(|| sort::default_min_confidence(args.second_opinion)),
         network.as_ref(),
         &|p| {
             // With the second opinion the inbox is embedded twice: the total says so.

@@ -516,6 +516,19 @@ fn report_run(
             report.recall_at_1, report.recall_at_5, report.recall_at_10, report.map_at_r
         );
     }
+    let second_opinion = outcome
+        .model
+        .classifier
+        .as_ref()
+        .and_then(|c| c.info.second_opinion.as_ref());
+    if let Some(opinion) = second_opinion {
+        eprintln!(
+            "fitted a second opinion on the folders from the ImageNet network that ships with \
+             Likeness ({} photos, calibrated on the {} held out): `likeness sort \
+             --second-opinion` asks it",
+            opinion.trained_on, opinion.calibrated_on
+        );
+    }
     print_label_check(summary);
     if args.output.json {
         print_json(&json!({
@@ -543,6 +556,7 @@ fn report_run(
             "labels_checked": summary.labels_checked,
             "label_suspects": summary.label_suspects,
             "finish_work": outcome.finish_work,
+            "second_opinion": second_opinion,
         }))?;
     }
     Ok(())

@@ -184,7 +184,10 @@ impl Classifier {
             class,
             probability,
             cosine,
-            fits_none: self.info.fits_below.is_some_and(|floor| best_cosine < floor),
+            fits_none: self
+                .info
+                .fits_below
+                .is_some_and(|floor| best_cosine < floor),
         })
     }
 
@@ -212,11 +215,8 @@ impl Classifier {
         if labelled.len() < 10 {
             return;
         }
-        let (temperature, bias) = fit_temperature_and_biases(
-            &labelled,
-            TEMPERATURE_RANGE,
-            self.info.temperature,
-        );
+        let (temperature, bias) =
+            fit_temperature_and_biases(&labelled, TEMPERATURE_RANGE, self.info.temperature);
         self.info.temperature = temperature;
         self.info.class_bias = bias;
         let mut own: Vec<f64> = labelled.iter().map(|(row, class)| row[*class]).collect();
@@ -275,7 +275,12 @@ pub(crate) fn fit_temperature(
     fallback: f64,
 ) -> f64 {
     let coarse = best_temperature(labelled, log_grid(range.0, range.1, 40), &[], fallback);
-    best_temperature(labelled, log_grid(coarse / 1.2, coarse * 1.2, 20), &[], coarse)
+    best_temperature(
+        labelled,
+        log_grid(coarse / 1.2, coarse * 1.2, 20),
+        &[],
+        coarse,
+    )
 }
 
 /// The temperature (searched over `range`) and class biases that give the held-out rows'

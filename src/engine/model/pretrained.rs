@@ -322,7 +322,11 @@ pub fn lite0_feature_network(device: tch::Device) -> Result<EmbeddingModel> {
     Ok(model)
 }
 
-/// Its 1280 pooled features, unit length, from 224-px inputs.
+/// The input size of the shipped ImageNet feature network: the size its weights were
+/// trained at.
+pub const LITE0_INPUT_PX: u32 = 224;
+
+/// Its 1280 pooled features, unit length, from [`LITE0_INPUT_PX`]-px inputs.
 fn lite0_feature_config() -> ModelConfig {
     ModelConfig {
         architecture: crate::engine::model::efficientnet::ARCHITECTURE.into(),
@@ -330,7 +334,7 @@ fn lite0_feature_config() -> ModelConfig {
         l2_normalize: true,
         mirror_average: false,
         preprocess: Preprocess {
-            image_size_px: 224,
+            image_size_px: LITE0_INPUT_PX,
             mean: Preprocess::TFLITE_MEAN,
             std: Preprocess::TFLITE_STD,
         },

@@ -126,7 +126,7 @@ impl SecondOpinion {
         let rows = |set: &LabelledFeatures<'_>| set.features.len() / features.max(1);
         let consistent = |set: &LabelledFeatures<'_>| {
             features > 0
-                && set.features.len() % features == 0
+                && set.features.len().is_multiple_of(features)
                 && rows(set) == set.classes.len()
                 && set.classes.iter().all(|c| *c < classes)
         };
@@ -157,14 +157,16 @@ impl SecondOpinion {
         };
         let held_rows: Vec<&[f32]> = held.features.chunks(features).collect();
         let logits: Vec<Vec<f64>> = held_rows.iter().map(|f| opinion.logits(f)).collect();
-        let labelled: Vec<(&Vec<f64>, usize)> = logits.iter().zip(held.classes.iter().copied()).collect();
+        let labelled: Vec<(&Vec<f64>, usize)> =
+            logits.iter().zip(held.classes.iter().copied()).collect();
         opinion.info.probe_temperature = fit_temperature(&labelled, (0.05, 20.0), 1.0);
         let joined: Vec<Vec<f64>> = held_rows
             .iter()
             .zip(held_proxy_log_probabilities)
             .map(|(f, proxy)| add(proxy, &opinion.log_probabilities(f)))
             .collect();
-        let labelled: Vec<(&Vec<f64>, usize)> = joined.iter().zip(held.classes.iter().copied()).collect();
+        let labelled: Vec<(&Vec<f64>, usize)> =
+            joined.iter().zip(held.classes.iter().copied()).collect();
         let (temperature, bias) = fit_temperature_and_biases(&labelled, (0.05, 20.0), 1.0);
         opinion.info.joint_temperature = temperature;
         opinion.info.joint_bias = bias;
@@ -220,7 +222,9 @@ fn logistic_regression(
         - Tensor::from_slice(mean).view([1, dims]))
         / Tensor::from_slice(scale).view([1, dims]);
     let labels: Vec<i64> = trained.classes.iter().map(|c| *c as i64).collect();
-    let onehot = Tensor::from_slice(&labels).one_hot(classes as i64).to_kind(Kind::Float);
+    let onehot = Tensor::from_slice(&labels)
+        .one_hot(classes as i64)
+        .to_kind(Kind::Float);
     let mut weight = Tensor::zeros([dims, classes as i64], (Kind::Float, tch::Device::Cpu));
     let mut bias = Tensor::zeros([classes as i64], (Kind::Float, tch::Device::Cpu));
     for _ in 0..PROBE_STEPS {

@@ -13,11 +13,11 @@ mod average;
 mod blend;
 pub mod embed;
 pub mod finish;
-mod opinion;
 pub mod kept;
 pub mod loss;
 pub mod margins;
 pub mod monitor;
+mod opinion;
 pub mod optimizer;
 pub mod pace;
 pub mod prepare;
@@ -39,6 +39,7 @@ use super::data::decoded_cache::DecodedCache;
 use super::data::{DEFAULT_MAX_PIXELS, Preprocess, SkippedFile, default_loader_threads};
 use super::device::describe;
 use super::eval::{RetrievalReport, evaluate_model};
+use super::model::pretrained::LITE0_INPUT_PX;
 use super::model::{EmbeddingModel, ImportReport, ModelConfig};
 use super::run::TrainingSummary;
 use super::{EngineError, Result};
@@ -302,22 +303,25 @@ pub fn train(
     }
     on_event(TrainEvent::Phase(TrainPhase::MeasuringStart));
     let mut monitor = Monitor::new(settings, &data, &trainer, cancel)?;
-    // The budget covers the whole run: the steps end early enough for what follows them,
-    // priced image by image at the rate the last measuring pass ran at.
     // With held-out photos to calibrate the class proxies on, the run ends by fitting a
     // second opinion on the folders from the shipped ImageNet network.
-    let opinion_photos = opinion::OpinionPhotos::of(&data)
-        .filter(|_| calibration_images(&data, settings) > 0);
-    let opinion_images = opinion_photos.as_ref().map_or(0, opinion::OpinionPhotos::len);
-    let prepared_images =
-        data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
+    let opinion_photos =
+        opinion::OpinionPhotos::of(&data).filter(|_| calibration_images(&data, settings) > 0);
+    let opinion_images = opinion_photos
+        .as_ref()
+        .map_or(0, opinion::OpinionPhotos::len);
+    let prepared_images = data.training.len() + data.validation.as_ref().map_or(0, |v| v.len());
+    // The budget covers the whole run: the steps end early enough for what follows them,
+    // priced image by image at the rate the last measuring pass ran at.
     let plan = FinishPlan {
         calibration_images: calibration_images(&data, settings),
         second_opinion_images: opinion_images,
-        // The ImageNet network reads 224-px inputs: it costs what the run's own
-        // network costs per image, scaled by the pixels.
-        second_opinion_cost: (224.0 / settings.embed_size_px() as f64).powi(2),
-        // It reads its photos from disk again, as preparing did.
+        // The ImageNet network's inputs are larger than the run's: an image costs what one
+        // of the run's costs, scaled by the pixels.
+        second_opinion_cost: (f64::from(LITE0_INPUT_PX) / f64::from(settings.embed_size_px()))
+            .powi(2),
+        // It reads its photos from disk again, as preparing did (a decoded-photo cache that
+        // served preparing makes this an underestimate).
         second_opinion_read_secs: prepare_secs * opinion_images as f64
             / prepared_images.max(1) as f64,
         // The final evaluation reads both folders from disk again (as long as preparing

@@ -37,9 +37,7 @@ impl OpinionPhotos {
                 .filter(|(_, c)| *c == class)
                 .collect();
             let take = members.len().min(MAX_PHOTOS_PER_CLASS);
-            trained.extend(
-                (0..take).map(|i| members[i * members.len() / take.max(1)].clone()),
-            );
+            trained.extend((0..take).map(|i| members[i * members.len() / take.max(1)].clone()));
         }
         Some(Self {
             trained,
