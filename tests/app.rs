@@ -494,6 +494,20 @@ fn tiny_model(path: &Path) {
 fn indexed_window(dir: &Path, library: &Path, query: &Path) -> Harness<'static, LikenessApp> {
     let model = dir.join("tiny.safetensors");
     tiny_model(&model);
+    let mut harness = window_indexed_with(dir, library, model);
+    drop_file(&mut harness, query);
+    run_until(&mut harness, "results", |app| {
+        app.state.search.shown.is_some()
+    });
+    harness
+}
+
+/// A window (its data under `dir`) with `library` chosen and indexed with `model`.
+fn window_indexed_with(
+    dir: &Path,
+    library: &Path,
+    model: PathBuf,
+) -> Harness<'static, LikenessApp> {
     let mut settings = AppSettings::default();
     small_training(&mut settings);
     let mut harness = app_harness(settings, &dir.join("data"));
@@ -502,10 +516,6 @@ fn indexed_window(dir: &Path, library: &Path, query: &Path) -> Harness<'static, 
     harness.state_mut().use_model(model);
     run_until(&mut harness, "the index", |app| {
         app.state.current.index.is_some() && app.state.is_idle()
-    });
-    drop_file(&mut harness, query);
-    run_until(&mut harness, "results", |app| {
-        app.state.search.shown.is_some()
     });
     harness
 }
@@ -2102,15 +2112,7 @@ fn the_sort_tab_asks_the_second_opinion_of_a_model_trained_with_photos_held_out(
     let model = dir.path().join("trained.safetensors");
     likeness::engine::model::save_model(&model, &outcome.model, &outcome.summary).expect("save");
 
-    let mut settings = AppSettings::default();
-    small_training(&mut settings);
-    let mut harness = app_harness(settings, &dir.path().join("data"));
-    harness.step();
-    harness.state_mut().choose_library(library.clone());
-    harness.state_mut().use_model(model);
-    run_until(&mut harness, "the index", |app| {
-        app.state.current.index.is_some() && app.state.is_idle()
-    });
+    let mut harness = window_indexed_with(dir.path(), &library, model);
     harness.state_mut().state.sort.inbox = Some(inbox.clone());
     harness.state_mut().state.view = likeness::app::CentralView::Sort;
     harness.step();
