@@ -146,15 +146,11 @@ impl Classifier {
 
     /// The calibrated log-probability of each class from the proxies alone.
     pub fn log_probabilities(&self, embedding: &[f32]) -> Vec<f64> {
-        let cosines = self.cosines(embedding);
-        let logits: Vec<f64> = cosines
-            .iter()
-            .enumerate()
-            .map(|(c, v)| {
-                v / self.info.temperature.max(1e-6)
-                    + self.info.class_bias.get(c).copied().unwrap_or(0.0)
-            })
-            .collect();
+        let logits = biased_logits(
+            &self.cosines(embedding),
+            self.info.temperature,
+            &self.info.class_bias,
+        );
         log_softmax(&logits, 1.0)
     }
 
@@ -330,14 +326,19 @@ fn fit_biases(labelled: &[(&Vec<f64>, usize)], temperature: f64, bias: &mut [f64
     }
 }
 
-/// Softmax of `values / temperature + bias` (a missing bias is 0).
-pub fn biased_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
+/// `values / temperature + bias` (a missing bias is 0).
+fn biased_logits(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
     let temperature = temperature.max(1e-6);
-    let logits: Vec<f64> = values
+    values
         .iter()
         .enumerate()
         .map(|(c, v)| v / temperature + bias.get(c).copied().unwrap_or(0.0))
-        .collect();
+        .collect()
+}
+
+/// Softmax of `values / temperature + bias` (a missing bias is 0).
+pub fn biased_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
+    let logits = biased_logits(values, temperature, bias);
     let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
     let sum: f64 = exps.iter().sum();
