@@ -54,7 +54,7 @@ pub struct SortArgs {
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// Undo the sort this journal records: copies are removed, moved photos go back.
-    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["model", "inbox", "dry_run"])]
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["model", "inbox", "dry_run", "second_opinion"])]
     pub undo: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::second_opinion::{SecondOpinion, SecondOpinionInfo, log_softmax};
+use super::second_opinion::{SecondOpinion, SecondOpinionInfo};
 
 /// What the model file's description says about its classifier (the proxies themselves
 /// are the tensor [`PROXIES_TENSOR`]).
@@ -144,14 +144,15 @@ impl Classifier {
         })
     }
 
+    /// The calibrated log-probability of each class from the proxies, given the photo's
+    /// `cosines` to them.
+    fn log_probabilities(&self, cosines: &[f64]) -> Vec<f64> {
+        biased_log_softmax(cosines, self.info.temperature, &self.info.class_bias)
+    }
+
     /// The calibrated log-probability of each class from the proxies alone.
-    pub fn log_probabilities(&self, embedding: &[f32]) -> Vec<f64> {
-        let logits = biased_logits(
-            &self.cosines(embedding),
-            self.info.temperature,
-            &self.info.class_bias,
-        );
-        log_softmax(&logits, 1.0)
+    pub fn proxy_log_probabilities(&self, embedding: &[f32]) -> Vec<f64> {
+        self.log_probabilities(&self.cosines(embedding))
     }
 
     /// The most likely class of a photo from its embedding and its ImageNet `features`,
@@ -166,14 +167,14 @@ impl Classifier {
             .second_opinion
             .as_ref()
             .filter(|o| o.info.features == features.len())?;
-        let probabilities = opinion.join(&self.log_probabilities(embedding), features);
+        let cosines = self.cosines(embedding);
+        let probabilities = opinion.join(&self.log_probabilities(&cosines), features);
         let (class, &probability) = probabilities
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))?;
-        let cosines = self.cosines(embedding);
-        // Whether a photo fits no folder stays the proxies' judgement: the floor is of
-        // their cosines.
+        // Whether a photo fits no folder stays the proxies' judgement, by its nearest proxy:
+        // the second opinion may choose a folder whose proxy is not the nearest.
         let best_cosine = cosines.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let cosine = cosines[class];
         Some(ClassGuess {
@@ -326,23 +327,26 @@ fn fit_biases(labelled: &[(&Vec<f64>, usize)], temperature: f64, bias: &mut [f64
     }
 }
 
-/// `values / temperature + bias` (a missing bias is 0).
-fn biased_logits(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
+/// Softmax of `values / temperature + bias` (a missing bias is 0).
+pub fn biased_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
     let temperature = temperature.max(1e-6);
-    values
+    let logits: Vec<f64> = values
         .iter()
         .enumerate()
         .map(|(c, v)| v / temperature + bias.get(c).copied().unwrap_or(0.0))
-        .collect()
-}
-
-/// Softmax of `values / temperature + bias` (a missing bias is 0).
-pub fn biased_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
-    let logits = biased_logits(values, temperature, bias);
+        .collect();
     let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|e| e / sum).collect()
+}
+
+/// The logarithm of [`biased_softmax`].
+pub fn biased_log_softmax(values: &[f64], temperature: f64, bias: &[f64]) -> Vec<f64> {
+    biased_softmax(values, temperature, bias)
+        .into_iter()
+        .map(|p| p.max(1e-300).ln())
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::classifier::{biased_softmax, fit_temperature, fit_temperature_and_biases};
+use super::classifier::{
+    biased_log_softmax, biased_softmax, fit_temperature, fit_temperature_and_biases,
+};
 
 /// The linear classifier's weights in a model file: `[classes, features]`.
 pub const WEIGHT_TENSOR: &str = "classifier.second_opinion.weight";
@@ -82,7 +84,7 @@ impl SecondOpinion {
     /// The linear classifier's log-probabilities for a photo's ImageNet `features`.
     pub fn log_probabilities(&self, features: &[f32]) -> Vec<f64> {
         let logits = self.logits(features);
-        log_softmax(&logits, self.info.probe_temperature)
+        biased_log_softmax(&logits, self.info.probe_temperature, &[])
     }
 
     fn logits(&self, features: &[f32]) -> Vec<f64> {
@@ -176,14 +178,6 @@ impl SecondOpinion {
 
 fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
-}
-
-/// `log softmax(values / temperature)`.
-pub fn log_softmax(values: &[f64], temperature: f64) -> Vec<f64> {
-    biased_softmax(values, temperature, &[])
-        .into_iter()
-        .map(|p| p.max(1e-300).ln())
-        .collect()
 }
 
 /// Each feature's mean and spread over `rows` (a spread of zero becomes a small one).

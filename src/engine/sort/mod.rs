@@ -312,10 +312,9 @@ pub fn plan(
             ));
         }
     };
-    let opinion = match second_opinion {
-        Some(network) => Some((network, check_second_opinion(model, network)?)),
-        None => None,
-    };
+    let opinion = second_opinion
+        .map(|network| check_second_opinion(model, network).map(|c| (network, c)))
+        .transpose()?;
     let method = if opinion.is_some() {
         SortMethod::ClassProxiesWithSecondOpinion
     } else {

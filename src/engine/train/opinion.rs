@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use super::prepare::PreparedData;
+use crate::engine::Result;
 use crate::engine::index::embed_files;
 use crate::engine::model::classifier::Classifier;
 use crate::engine::model::pretrained::{LITE0_WEIGHTS_ID, lite0_feature_network};
 use crate::engine::model::second_opinion::{LabelledFeatures, MAX_PHOTOS_PER_CLASS, SecondOpinion};
-use crate::engine::{EngineError, Result};
 
 /// The photos the second opinion is fitted on: up to [`MAX_PHOTOS_PER_CLASS`] of each
 /// class the run trained on (evenly spread over the class) and every held-out photo.
@@ -65,7 +65,6 @@ pub(super) fn fit_second_opinion(
 ) -> Result<(usize, Option<String>)> {
     let network = match lite0_feature_network(device) {
         Ok(network) => network,
-        Err(EngineError::Cancelled) => return Err(EngineError::Cancelled),
         Err(error) => {
             return Ok((
                 0,
@@ -99,7 +98,7 @@ pub(super) fn fit_second_opinion(
         } else if let Some(embedding) = held_rows.get(input - trained_count) {
             held_features.extend_from_slice(vector);
             held_classes.push(photos.held[input - trained_count].1);
-            held_proxies.push(classifier.log_probabilities(embedding));
+            held_proxies.push(classifier.proxy_log_probabilities(embedding));
         }
     }
     let opinion = SecondOpinion::fit(
