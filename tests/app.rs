@@ -11,6 +11,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use likeness::app::desktop::{Desktop, Launchers};
 use likeness::app::{AppSettings, DataDirs, LikenessApp};
 use likeness::engine::device::DeviceChoice;
+use likeness::engine::sort::NewKindSearch;
 use likeness::engine::synthetic::{write_dataset, write_resnet18_weights, write_tiny_model};
 
 mod common;
@@ -2123,6 +2124,10 @@ fn the_sort_tab_asks_the_second_opinion_of_a_model_trained_with_photos_held_out(
     assert!(harness.state().state.sort.second_opinion);
     // The level at its default follows the switch: 85 % with it files as precisely.
     assert_eq!(harness.state().state.sort.min_confidence, 0.85);
+    // A new kind is looked for too; 60 library photos are too few to tell, and it says so.
+    harness.get_by_label("Look for new kinds").click();
+    harness.step();
+    assert!(harness.state().state.sort.new_kinds);
     harness.get_by_label("Suggest folders").click();
     run_until(&mut harness, "the suggestions", |app| {
         app.state.sort.plan.is_some() && app.state.is_idle()
@@ -2130,8 +2135,97 @@ fn the_sort_tab_asks_the_second_opinion_of_a_model_trained_with_photos_held_out(
     let plan = harness.state().state.sort.plan.clone().expect("plan");
     assert_eq!(plan.method, SortMethod::ClassProxiesWithSecondOpinion);
     assert_eq!(plan.suggestions.len(), 4);
+    assert!(
+        matches!(plan.new_kinds, NewKindSearch::TooFew { .. }),
+        "{:?}",
+        plan.new_kinds
+    );
     harness.step();
     harness.get_by_label_contains("with a second opinion from the ImageNet network");
+    harness.get_by_label_contains("no new kind looked for: the inbox has too few photos");
+}
+
+/// Issue #40 item 2: the photos of a new kind wait together, in a group of their own
+/// apart from the other unsure ones, and stay there at any level; the plan says how many.
+#[test]
+fn the_photos_of_a_new_kind_wait_together_at_any_level() {
+    use likeness::engine::sort::{SortMethod, SortPlan, Suggestion};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let library = dir.path().join("photos");
+    write_dataset(&library, 2, 4, 32, 83).expect("photos");
+    let query = library.join("class_00/img_000.png");
+    let mut harness = indexed_window(dir.path(), &library, &query);
+    let new_kinds = NewKindSearch::Done {
+        photos: 2,
+        library_photos: 8,
+    };
+    let photo = |i: usize| library.join(format!("class_0{}/img_00{}.png", i % 2, i / 2));
+    let suggestion = |i: usize, confidence: f64, new_kind: bool| Suggestion {
+        photo: photo(i),
+        best_folder: "class_00".into(),
+        confidence,
+        unsure: match (new_kind, confidence < 0.9) {
+            (true, _) => Some("it looks like a new kind: one of 2 inbox photos".into()),
+            (false, true) => Some(format!(
+                "'class_00' at {:.0}% is below the 90% asked for",
+                confidence * 100.0
+            )),
+            (false, false) => None,
+        },
+        fits_none: false,
+        new_kind,
+    };
+    let plan = SortPlan {
+        inbox: dir.path().join("inbox"),
+        library: library.clone(),
+        method: SortMethod::ClassProxies,
+        min_confidence: 0.9,
+        folders: vec!["class_00".into(), "class_01".into()],
+        suggestions: vec![
+            suggestion(0, 0.95, false),
+            suggestion(1, 0.97, true),
+            suggestion(2, 0.93, true),
+            suggestion(3, 0.5, false),
+        ],
+        skipped: Vec::new(),
+        new_kinds,
+    };
+    {
+        let sort = &mut harness.state_mut().state.sort;
+        sort.inbox = Some(dir.path().join("inbox"));
+        sort.chosen = vec![Some("class_00".into()), None, None, None];
+        sort.plan = Some(std::sync::Arc::new(plan));
+    }
+    harness.state_mut().state.view = likeness::app::CentralView::Sort;
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("2 photos look like a new kind");
+    let new_group = "A new kind, alike each other and unlike every folder, left in the inbox (2)";
+    harness.get_by_label(new_group);
+    harness.get_by_label("Unsure, left in the inbox (1)");
+
+    harness
+        .get_by_role(egui::accesskit::Role::Slider)
+        .set_value_accesskit(40.0);
+    harness.step();
+    harness.step();
+    let sort = &harness.state().state.sort;
+    assert_eq!(
+        sort.chosen,
+        vec![
+            Some("class_00".to_string()),
+            None,
+            None,
+            Some("class_00".to_string())
+        ],
+        "the unsure photo follows the level; the new kind's stay in the inbox"
+    );
+    harness.get_by_label(new_group);
+    assert!(
+        harness
+            .query_by_label_contains("Unsure, left in the inbox")
+            .is_none()
+    );
 }
 
 /// Issue #27: the Sort tab. An inbox's photos are grouped by the library folder suggested
@@ -2377,6 +2471,7 @@ fn the_sort_level_goes_below_half_and_the_cards_follow_it_at_once() {
             )
         }),
         fits_none: false,
+        new_kind: false,
     };
     let plan = SortPlan {
         inbox: dir.path().join("inbox"),
@@ -2386,6 +2481,7 @@ fn the_sort_level_goes_below_half_and_the_cards_follow_it_at_once() {
         folders: vec!["class_00".into(), "class_01".into()],
         suggestions: vec![suggestion(0, 0.46), suggestion(1, 0.4), suggestion(2, 0.35)],
         skipped: Vec::new(),
+        new_kinds: Default::default(),
     };
     {
         let sort = &mut harness.state_mut().state.sort;

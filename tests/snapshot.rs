@@ -96,34 +96,47 @@ fn main_screen_with_results_snapshot() {
 /// README's picture of it).
 #[test]
 fn sort_tab_snapshot() {
-    use likeness::engine::sort::{SortMethod, SortPlan, Suggestion};
+    use likeness::engine::sort::{NewKindSearch, SortMethod, SortPlan, Suggestion};
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = fastrand::Rng::with_seed(9);
     let classes = ["daisy", "rose", "tulip"];
     let inbox = dir.path().join("inbox");
     std::fs::create_dir_all(&inbox).expect("inbox");
-    let confidences = [0.99, 0.97, 0.95, 0.93, 0.91, 0.72, 0.55];
+    let confidences = [0.99, 0.97, 0.95, 0.93, 0.91, 0.72, 0.55, 0.96, 0.94];
+    // The last two are of a kind none of the folders holds (a fourth synthetic kind),
+    // found when the person asked to look for new kinds (issue #40).
+    let new_kind = |i: usize| i >= 7;
     let suggestions: Vec<Suggestion> = confidences
         .iter()
         .enumerate()
         .map(|(i, &confidence)| {
             let class = i % 3;
             let photo = inbox.join(format!("IMG_{:04}.png", 2301 + i));
-            class_image(class, 3, 120, &mut rng)
+            let (kind, kinds) = if new_kind(i) { (3, 4) } else { (class, 3) };
+            class_image(kind, kinds, 120, &mut rng)
                 .save(&photo)
                 .expect("save");
             Suggestion {
                 photo,
                 best_folder: classes[class].to_string(),
                 confidence,
-                unsure: (confidence < 0.9).then(|| {
-                    format!(
-                        "'{}' at {:.0}% is below the 90% asked for",
-                        classes[class],
-                        confidence * 100.0
-                    )
-                }),
+                unsure: if new_kind(i) {
+                    Some(format!(
+                        "it looks like a new kind: one of 2 inbox photos alike each other and \
+                         unlike every folder (the nearest is '{}')",
+                        classes[class]
+                    ))
+                } else {
+                    (confidence < 0.9).then(|| {
+                        format!(
+                            "'{}' at {:.0}% is below the 90% asked for",
+                            classes[class],
+                            confidence * 100.0
+                        )
+                    })
+                },
                 fits_none: false,
+                new_kind: new_kind(i),
             }
         })
         .collect();
@@ -154,13 +167,18 @@ fn sort_tab_snapshot() {
         folders: classes.iter().map(|c| c.to_string()).collect(),
         suggestions,
         skipped: Vec::new(),
+        new_kinds: NewKindSearch::Done {
+            photos: 2,
+            library_photos: 900,
+        },
     }));
+    state.sort.new_kinds = true;
     state.view = likeness::app::CentralView::Sort;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         harness.step();
         let app = harness.state();
-        if (app.thumbnails.len() == 7 && app.thumbnails.pending() == 0) || Instant::now() > deadline
+        if (app.thumbnails.len() == 9 && app.thumbnails.pending() == 0) || Instant::now() > deadline
         {
             break;
         }

@@ -334,6 +334,7 @@ impl LikenessApp {
                         inbox,
                         min_confidence,
                         second_opinion: self.state.sort.second_opinion,
+                        new_kinds: self.state.sort.new_kinds,
                     });
                 }
             }

@@ -221,6 +221,8 @@ pub struct SortView {
     /// Ask the shipped ImageNet network too (the model's second opinion): more photos
     /// filed, and more photos of a kind no folder holds filed wrongly.
     pub second_opinion: bool,
+    /// Look for a new kind in the inbox: its photos wait, together.
+    pub new_kinds: bool,
     pub plan: Option<Arc<crate::engine::sort::SortPlan>>,
     /// The folder chosen for each suggestion of `plan` (`None`: leave it in the inbox).
     pub chosen: Vec<Option<String>>,
@@ -259,6 +261,7 @@ impl Default for SortView {
             min_confidence: crate::engine::sort::DEFAULT_MIN_CONFIDENCE,
             mode: crate::engine::sort::FileMode::Copy,
             second_opinion: false,
+            new_kinds: false,
             plan: None,
             chosen: Vec::new(),
             last_journal: None,

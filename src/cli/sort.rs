@@ -40,6 +40,12 @@ pub struct SortArgs {
     /// filed (into the nearest folder) far more often. The inbox is embedded twice.
     #[arg(long)]
     pub second_opinion: bool,
+    /// Look in the inbox for a new kind: a group of photos alike each other and unlike
+    /// every folder, which then wait in the inbox (made for an inbox with a subject none
+    /// of the folders holds; in one without, some photos of a batch shot in one place
+    /// wait too). A sample of the library (up to 300 photos a folder) is embedded too.
+    #[arg(long)]
+    pub new_kinds: bool,
     /// Copy the photos into the library (the default; the inbox stays as it is).
     #[arg(long, conflicts_with = "move_photos")]
     pub copy: bool,
@@ -54,7 +60,7 @@ pub struct SortArgs {
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// Undo the sort this journal records: copies are removed, moved photos go back.
-    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["model", "inbox", "dry_run", "second_opinion"])]
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["model", "inbox", "dry_run", "second_opinion", "new_kinds"])]
     pub undo: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -100,13 +106,13 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let network =
-        match args.second_opinion {
-            true => Some(lite0_feature_network(loaded.model.device()).context(
-                "the second opinion needs the ImageNet network that ships with Likeness",
-            )?),
-            false => None,
-        };
+    let network = match args.second_opinion || args.new_kinds {
+        true => Some(lite0_feature_network(loaded.model.device()).context(
+            "the second opinion and the search for a new kind need the ImageNet network \
+             that ships with Likeness",
+        )?),
+        false => None,
+    };
     let bar = progress::bar(folder.images.len() as u64, "looking at the inbox");
     let plan = sort::plan(
         &loaded.model,
@@ -115,9 +121,14 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         gallery.as_mut(),
         args.min_confidence
             .unwrap_or_else(|| sort::default_min_confidence(args.second_opinion)),
-        network.as_ref(),
+        network.as_ref().map(|network| sort::ImageNetAsks {
+            network,
+            second_opinion: args.second_opinion,
+            new_kinds: args.new_kinds,
+        }),
         &|p| {
-            // With the second opinion the inbox is embedded twice: the total says so.
+            // With the ImageNet network the inbox is embedded twice (and a sample of the
+            // library once for a new kind): the total says so.
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64)
         },
@@ -250,6 +261,9 @@ fn print_plan(plan: &sort::SortPlan) {
         "{sure} sure, {} unsure (left in the inbox)",
         plan.suggestions.len() - sure
     );
+    if let Some(new_kinds) = plan.new_kinds.describe() {
+        eprintln!("{new_kinds}");
+    }
     warn_skipped(&plan.skipped);
 }
 

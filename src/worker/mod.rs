@@ -490,7 +490,17 @@ impl Worker {
                 inbox,
                 min_confidence,
                 second_opinion,
-            } => return self.plan_sort(job, &inbox, min_confidence, second_opinion, cancel),
+                new_kinds,
+            } => {
+                return self.plan_sort(
+                    job,
+                    &inbox,
+                    min_confidence,
+                    second_opinion,
+                    new_kinds,
+                    cancel,
+                );
+            }
             Request::FileSort {
                 inbox,
                 choices,

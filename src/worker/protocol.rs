@@ -204,11 +204,12 @@ pub enum Request {
     },
     /// Suggest a folder of the current index's library for every photo of `inbox`, with
     /// the model's second opinion from the shipped ImageNet network when
-    /// `second_opinion`.
+    /// `second_opinion`, and a new kind looked for in the inbox when `new_kinds`.
     PlanSort {
         inbox: PathBuf,
         min_confidence: f64,
         second_opinion: bool,
+        new_kinds: bool,
     },
     /// File each photo into its folder of the current index's library, then bring the
     /// index up to date.

@@ -4,13 +4,16 @@ use super::*;
 
 impl Worker {
     /// The folder each inbox photo would go to in the current index's library (with the
-    /// model's second opinion when `second_opinion`).
+    /// model's second opinion when `second_opinion`, a new kind looked for when
+    /// `new_kinds`).
+    #[allow(clippy::too_many_arguments)] // the request's fields, each used here
     pub(super) fn plan_sort(
         &mut self,
         job: JobId,
         inbox: &Path,
         min_confidence: f64,
         second_opinion: bool,
+        new_kinds: bool,
         cancel: &AtomicBool,
     ) -> Result<Outcome, EngineError> {
         let Some(open) = self.index.as_mut() else {
@@ -27,7 +30,7 @@ impl Worker {
             )));
         }
         let model = Rc::clone(&open.model);
-        let network = match second_opinion {
+        let network = match second_opinion || new_kinds {
             true => Some(crate::engine::model::pretrained::lite0_feature_network(
                 model.model.device(),
             )?),
@@ -40,7 +43,11 @@ impl Worker {
             &library,
             Some(&mut open.gallery),
             min_confidence,
-            network.as_ref(),
+            network.as_ref().map(|network| sort::ImageNetAsks {
+                network,
+                second_opinion,
+                new_kinds,
+            }),
             &|p| progress(p.into()),
             cancel,
         )?;

@@ -75,6 +75,14 @@ pub fn sort_ui(
         if switch.changed() {
             state.sort.second_opinion_switched(asked);
         }
+        ui.checkbox(&mut state.sort.new_kinds, "Look for new kinds")
+            .on_hover_text(
+                "Look for a group of inbox photos alike each other and unlike every folder \
+                 (a kind of subject none of your folders holds): they wait in the inbox, \
+                 together, however sure the model is. Made for an inbox that may hold a new \
+                 kind; in one without, part of a batch shot in one place waits too. A \
+                 sample of the library (up to 300 photos a folder) is looked at as well",
+            );
         let planning = state.running(JobKind::PlanSort).is_some();
         if ui
             .add_enabled(
@@ -156,6 +164,9 @@ fn plan_ui(
         plan.method.describe()
     ));
     ui.label(outlook_line(&plan));
+    if let Some(new_kinds) = plan.new_kinds.describe() {
+        ui.label(new_kinds);
+    }
     let to_file = view.chosen.iter().filter(|c| c.is_some()).count();
     ui.horizontal(|ui| {
         ui.radio_value(&mut view.mode, FileMode::Copy, "Copy")
@@ -181,19 +192,32 @@ fn plan_ui(
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            for folder in plan.folders.iter().map(Some).chain([None]) {
+            // Each folder, then the photos left in the inbox: a new kind's together, then
+            // the other unsure ones.
+            let groups = plan
+                .folders
+                .iter()
+                .map(|folder| (Some(folder), false))
+                .chain([(None, true), (None, false)]);
+            for (folder, new_kind) in groups {
                 let members: Vec<usize> = (0..plan.suggestions.len())
                     .filter(|&i| view.chosen.get(i).and_then(Option::as_ref) == folder)
+                    .filter(|&i| folder.is_some() || plan.suggestions[i].new_kind == new_kind)
                     .collect();
                 if members.is_empty() {
                     continue;
                 }
-                let title = match folder {
-                    Some(folder) => format!("{folder} ({})", members.len()),
-                    None => format!("Unsure, left in the inbox ({})", members.len()),
+                let title = match (folder, new_kind) {
+                    (Some(folder), _) => format!("{folder} ({})", members.len()),
+                    (None, true) => format!(
+                        "A new kind, alike each other and unlike every folder, left in the \
+                         inbox ({})",
+                        members.len()
+                    ),
+                    (None, false) => format!("Unsure, left in the inbox ({})", members.len()),
                 };
                 egui::CollapsingHeader::new(title)
-                    .id_salt(("sort_group", folder))
+                    .id_salt(("sort_group", folder, new_kind))
                     .default_open(true)
                     .show(ui, |ui| {
                         for i in members {

@@ -141,7 +141,7 @@ impl SecondOpinion {
             return None;
         }
         let (mean, scale) = standardisation(trained.features, features);
-        let (weight, bias) = logistic_regression(&trained, &mean, &scale, classes, features);
+        let (weight, bias) = logistic_regression(&trained, &mean, &scale, classes, None);
         let mut opinion = Self {
             info: SecondOpinionInfo {
                 features_from: features_from.to_string(),
@@ -181,7 +181,7 @@ fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
 }
 
 /// Each feature's mean and spread over `rows` (a spread of zero becomes a small one).
-fn standardisation(rows: &[f32], features: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn standardisation(rows: &[f32], features: usize) -> (Vec<f32>, Vec<f32>) {
     let count = (rows.len() / features.max(1)).max(1) as f64;
     let mut mean = vec![0.0f64; features];
     for row in rows.chunks(features) {
@@ -201,17 +201,27 @@ fn standardisation(rows: &[f32], features: usize) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-/// The multinomial logistic regression: weights `[classes, features]` and biases.
-fn logistic_regression(
+/// The multinomial logistic regression on the features standardised by `mean` and
+/// `scale`: weights `[classes, features]` and biases. Each photo's loss weighs the same,
+/// or `row_weight` (one per photo, summing to 1) when given.
+pub(crate) fn logistic_regression(
     trained: &LabelledFeatures<'_>,
     mean: &[f32],
     scale: &[f32],
     classes: usize,
-    features: usize,
+    row_weight: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let _guard = tch::no_grad_guard();
     let count = trained.classes.len() as i64;
-    let dims = features as i64;
+    let dims = mean.len() as i64;
+    let row_weight = match row_weight {
+        Some(weights) => Tensor::from_slice(weights).view([count, 1]),
+        None => Tensor::full(
+            [count, 1],
+            1.0 / count as f64,
+            (Kind::Float, tch::Device::Cpu),
+        ),
+    };
     let x = (Tensor::from_slice(trained.features).view([count, dims])
         - Tensor::from_slice(mean).view([1, dims]))
         / Tensor::from_slice(scale).view([1, dims]);
@@ -222,7 +232,7 @@ fn logistic_regression(
     let mut weight = Tensor::zeros([dims, classes as i64], (Kind::Float, tch::Device::Cpu));
     let mut bias = Tensor::zeros([classes as i64], (Kind::Float, tch::Device::Cpu));
     for _ in 0..PROBE_STEPS {
-        let gradient = ((x.mm(&weight) + &bias).softmax(-1, Kind::Float) - &onehot) / count as f64;
+        let gradient = ((x.mm(&weight) + &bias).softmax(-1, Kind::Float) - &onehot) * &row_weight;
         weight = &weight - (x.tr().mm(&gradient) + &weight * PROBE_L2) * PROBE_RATE;
         bias = &bias - gradient.sum_dim_intlist(0, false, Kind::Float) * PROBE_RATE;
     }

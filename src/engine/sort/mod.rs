@@ -17,6 +17,7 @@
 //! the library, nor the library inside the inbox.
 
 mod filing;
+pub mod new_kind;
 
 pub use filing::*;
 
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{ImageFolder, SkippedFile};
+use super::data::{ImageFolder, LabeledDataset, SkippedFile};
 use super::index::{Gallery, ProgressFn, embed_files};
 use super::model::EmbeddingModel;
 use super::progress::Embedding;
@@ -102,6 +103,10 @@ pub struct Suggestion {
     /// It looks like none of the folders, however sure the level asked for.
     #[serde(default)]
     pub fits_none: bool,
+    /// It is one of a group of inbox photos alike each other and unlike every folder
+    /// ([`new_kind`]), so it waits, however sure the level asked for.
+    #[serde(default)]
+    pub new_kind: bool,
 }
 
 impl Suggestion {
@@ -116,9 +121,15 @@ impl Suggestion {
         folder: &str,
         confidence: f64,
         fits_none: bool,
+        new_kind: Option<usize>,
         min_confidence: f64,
     ) -> Option<String> {
-        if fits_none {
+        if let Some(group) = new_kind {
+            Some(format!(
+                "it looks like a new kind: one of {group} inbox photos alike each other and \
+                 unlike every folder (the nearest is '{folder}')"
+            ))
+        } else if fits_none {
             Some(format!(
                 "it looks like none of the folders (not even '{folder}', the nearest)"
             ))
@@ -160,6 +171,65 @@ pub struct SortPlan {
     pub suggestions: Vec<Suggestion>,
     /// Inbox files that could not be read, and why.
     pub skipped: Vec<SkippedFile>,
+    /// Whether the inbox was looked at for a new kind, and what was found.
+    #[serde(default)]
+    pub new_kinds: NewKindSearch,
+}
+
+/// What looking for a new kind in the inbox found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "looked")]
+pub enum NewKindSearch {
+    /// The person did not ask.
+    #[default]
+    No,
+    /// The inbox photos alike each other and unlike every folder (marked `new_kind`),
+    /// and the library photos they were compared with.
+    Done {
+        photos: usize,
+        library_photos: usize,
+    },
+    /// Asked, but there were too few photos to tell: why.
+    TooFew { why: String },
+}
+
+impl NewKindSearch {
+    /// Photos in the new-kind group, when it was looked for.
+    pub fn group_size(&self) -> Option<usize> {
+        match self {
+            Self::Done { photos, .. } => Some(*photos),
+            _ => None,
+        }
+    }
+
+    /// One line for the person.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Self::No => None,
+            Self::Done {
+                photos: 0,
+                library_photos,
+            } => Some(format!(
+                "no new kind: no group of inbox photos stands apart from the folders \
+                 ({library_photos} library photos compared)"
+            )),
+            Self::Done {
+                photos: 1,
+                library_photos,
+            } => Some(format!(
+                "1 photo looks like a new kind, unlike every folder ({library_photos} \
+                 library photos compared): it waits in the inbox"
+            )),
+            Self::Done {
+                photos,
+                library_photos,
+            } => Some(format!(
+                "{photos} photos look like a new kind: alike each other and unlike every \
+                 folder ({library_photos} library photos compared); they wait in the inbox"
+            )),
+            Self::TooFew { why } => Some(format!("no new kind looked for: {why}")),
+        }
+    }
 }
 
 impl SortPlan {
@@ -174,6 +244,7 @@ impl SortPlan {
                 &suggestion.best_folder,
                 suggestion.confidence,
                 suggestion.fits_none,
+                self.new_kinds.group_size().filter(|_| suggestion.new_kind),
                 min_confidence,
             );
         }
@@ -186,7 +257,7 @@ impl SortPlan {
         let filed: Vec<f64> = self
             .suggestions
             .iter()
-            .filter(|s| !s.fits_none && s.confidence >= min_confidence)
+            .filter(|s| !s.fits_none && !s.new_kind && s.confidence >= min_confidence)
             .map(|s| s.confidence)
             .collect();
         let mean = |values: &[f64]| {
@@ -250,11 +321,22 @@ pub fn check_index_library(index_folder: &Path, library: &Path) -> Result<()> {
     )))
 }
 
+/// What sorting asks of the shipped ImageNet network besides the model.
+#[derive(Clone, Copy)]
+pub struct ImageNetAsks<'a> {
+    pub network: &'a EmbeddingModel,
+    /// Join the model's second opinion (fitted on this network's features) with its class
+    /// proxies.
+    pub second_opinion: bool,
+    /// Look in the inbox for a new kind ([`new_kind`]): its photos wait.
+    pub new_kinds: bool,
+}
+
 /// Suggests a folder of `library` for every photo of `inbox` (already scanned). With
-/// class proxies in `model` they decide (joined with the second opinion when
-/// `second_opinion`, the shipped ImageNet network, is given: the inbox is embedded by it
-/// too); otherwise `gallery` (the library's index) must be given and the photos'
-/// neighbours in it vote.
+/// class proxies in `model` they decide; otherwise `gallery` (the library's index) must be
+/// given and the photos' neighbours in it vote. `imagenet` asks the shipped ImageNet
+/// network for the second opinion and to look for a new kind: the inbox is embedded by it
+/// too (and, for a new kind, a sample of the library).
 #[allow(clippy::too_many_arguments)] // the plan's inputs, each used here
 pub fn plan(
     model: &EmbeddingModel,
@@ -262,7 +344,7 @@ pub fn plan(
     library: &Path,
     gallery: Option<&mut Gallery>,
     min_confidence: f64,
-    second_opinion: Option<&EmbeddingModel>,
+    imagenet: Option<ImageNetAsks<'_>>,
     on_progress: ProgressFn<'_>,
     cancel: &AtomicBool,
 ) -> Result<SortPlan> {
@@ -312,61 +394,64 @@ pub fn plan(
             ));
         }
     };
-    let opinion = second_opinion
-        .map(|network| check_second_opinion(model, network).map(|c| (network, c)))
+    let imagenet = imagenet.filter(|asks| asks.second_opinion || asks.new_kinds);
+    let opinion = imagenet
+        .filter(|asks| asks.second_opinion)
+        .map(|asks| check_second_opinion(model, asks.network))
         .transpose()?;
     let method = if opinion.is_some() {
         SortMethod::ClassProxiesWithSecondOpinion
     } else {
         method
     };
+    let sample = match imagenet.filter(|asks| asks.new_kinds) {
+        Some(_) => Some(new_kind::LibrarySample::of(&LabeledDataset::scan(
+            library,
+            super::data::DEFAULT_MAX_PIXELS,
+        )?)),
+        None => None,
+    };
     let mut guess = guess;
-    // With the second opinion the inbox is embedded twice: progress counts both passes.
-    let passes = if opinion.is_some() { 2 } else { 1 };
-    let embedded = embed_files(
-        model,
-        &paths,
-        super::data::DEFAULT_MAX_PIXELS,
-        &|p| {
-            on_progress(Embedding {
-                done: p.done,
-                total: p.total * passes,
-            })
-        },
-        cancel,
-    )?;
-    let opinion_embedded = match &opinion {
-        Some((network, _)) => Some(embed_files(
+    // Progress counts every pass: the inbox by the model and by the ImageNet network, and
+    // the library's sample.
+    let total = paths.len() * (1 + usize::from(imagenet.is_some()))
+        + sample.as_ref().map_or(0, |s| s.paths.len());
+    let pass = |network: &EmbeddingModel, files: &[PathBuf], before: usize| {
+        embed_files(
             network,
-            &paths,
+            files,
             super::data::DEFAULT_MAX_PIXELS,
             &|p| {
                 on_progress(Embedding {
-                    done: p.total + p.done,
-                    total: 2 * p.total,
+                    done: before + p.done,
+                    total,
                 })
             },
             cancel,
-        )?),
+        )
+    };
+    let embedded = pass(model, &paths, 0)?;
+    let imagenet_embedded = match imagenet {
+        Some(asks) => Some(pass(asks.network, &paths, paths.len())?),
         None => None,
     };
-    // The second opinion reads each photo's ImageNet features: by input photo.
-    let features: HashMap<usize, &[f32]> = match (&opinion, &opinion_embedded) {
-        (Some((network, _)), Some(read)) => {
-            let width = network.config.embedding_dim;
-            read.embedded
-                .iter()
-                .enumerate()
-                .map(|(row, &input)| (input, &read.vectors[row * width..(row + 1) * width]))
-                .collect()
-        }
+    // The ImageNet network reads each photo's features: by input photo.
+    let features: HashMap<usize, &[f32]> = match (imagenet, &imagenet_embedded) {
+        (Some(asks), Some(read)) => rows_by_input(read, asks.network.config.embedding_dim),
         _ => HashMap::new(),
     };
-    let classifier = opinion.map(|(_, classifier)| classifier);
+    let (new_kinds, in_new_kind) = match (imagenet, sample, &imagenet_embedded) {
+        (Some(asks), Some(sample), Some(read)) => {
+            let read_sample = pass(asks.network, &sample.paths, 2 * paths.len())?;
+            look_for_new_kind(asks.network, &sample, &read_sample, read)
+        }
+        _ => (NewKindSearch::No, std::collections::HashSet::new()),
+    };
+    let group_size = new_kinds.group_size();
     let mut suggestions = Vec::with_capacity(embedded.embedded.len());
     for (row, &input) in embedded.embedded.iter().enumerate() {
         let embedding = &embedded.vectors[row * dimension..(row + 1) * dimension];
-        let joined = classifier.zip(features.get(&input)).and_then(|(c, f)| {
+        let joined = opinion.zip(features.get(&input)).and_then(|(c, f)| {
             c.guess_with_second_opinion(embedding, f).map(|g| Guess {
                 folder: c.info.classes[g.class].clone(),
                 confidence: g.probability,
@@ -383,12 +468,20 @@ pub fn plan(
             // the model) has the proxies' word alone.
             None => guess(embedding)?,
         };
+        let new_kind = in_new_kind.contains(&input);
         suggestions.push(Suggestion {
             photo: paths[input].clone(),
-            unsure: Suggestion::unsure_reason(&folder, confidence, fits_none, min_confidence),
+            unsure: Suggestion::unsure_reason(
+                &folder,
+                confidence,
+                fits_none,
+                group_size.filter(|_| new_kind),
+                min_confidence,
+            ),
             best_folder: folder,
             confidence,
             fits_none,
+            new_kind,
         });
     }
     suggestions.sort_by(|a, b| {
@@ -408,7 +501,80 @@ pub fn plan(
         folders,
         suggestions,
         skipped,
+        new_kinds,
     })
+}
+
+/// Each embedded photo's row of `read`, by its index among the inputs.
+fn rows_by_input(read: &super::index::Embedded, width: usize) -> HashMap<usize, &[f32]> {
+    read.embedded
+        .iter()
+        .enumerate()
+        .map(|(row, &input)| (input, &read.vectors[row * width..(row + 1) * width]))
+        .collect()
+}
+
+/// The inbox photos (by input index) that form a new kind, from the ImageNet features of
+/// the library's sample and of the inbox; photos either network could not read are left
+/// out of the comparison.
+fn look_for_new_kind(
+    network: &EmbeddingModel,
+    sample: &new_kind::LibrarySample,
+    read_sample: &super::index::Embedded,
+    read_inbox: &super::index::Embedded,
+) -> (NewKindSearch, std::collections::HashSet<usize>) {
+    let width = network.config.embedding_dim;
+    let read = new_kind::LibrarySample {
+        paths: read_sample
+            .embedded
+            .iter()
+            .map(|&i| sample.paths[i].clone())
+            .collect(),
+        folders: read_sample
+            .embedded
+            .iter()
+            .map(|&i| sample.folders[i])
+            .collect(),
+        held: read_sample
+            .embedded
+            .iter()
+            .map(|&i| sample.held[i])
+            .collect(),
+        folder_count: sample.folder_count,
+    };
+    match new_kind::find(&read, &read_sample.vectors, &read_inbox.vectors, width) {
+        Ok(group) => {
+            let members: std::collections::HashSet<usize> = read_inbox
+                .embedded
+                .iter()
+                .zip(&group)
+                .filter(|(_, in_group)| **in_group)
+                .map(|(&input, _)| input)
+                .collect();
+            (
+                NewKindSearch::Done {
+                    photos: members.len(),
+                    library_photos: read.paths.len(),
+                },
+                members,
+            )
+        }
+        Err(too_few) => (
+            NewKindSearch::TooFew {
+                why: match too_few {
+                    new_kind::TooFew::InboxPhotos => {
+                        "the inbox has too few photos for a kind to show (more than 10 needed)"
+                    }
+                    new_kind::TooFew::LibraryPhotos => {
+                        "the library needs two class folders with enough photos to compare \
+                         (about 100 in all)"
+                    }
+                }
+                .into(),
+            },
+            std::collections::HashSet::new(),
+        ),
+    }
 }
 
 /// The model's classifier when it can be joined with `network`'s features: it was fitted
@@ -504,16 +670,24 @@ mod tests {
     }
 
     /// Issue #41 item 2: the level moves without embedding again, below 50 % too; the
-    /// photos that fit no folder stay unsure at any level; the outlook is the filed
-    /// photos' mean calibrated confidence.
+    /// photos that fit no folder, or are of a new kind (#40), stay unsure at any level; the
+    /// outlook is the filed photos' mean calibrated confidence.
     #[test]
     fn a_plan_moves_to_another_level_and_says_what_filing_there_gives() {
-        let suggestion = |name: &str, confidence: f64, fits_none: bool| Suggestion {
-            photo: PathBuf::from(name),
-            best_folder: "rose".into(),
-            confidence,
-            unsure: Suggestion::unsure_reason("rose", confidence, fits_none, 0.9),
-            fits_none,
+        let new_kinds = NewKindSearch::Done {
+            photos: 1,
+            library_photos: 100,
+        };
+        let suggestion = |name: &str, confidence: f64, fits_none: bool, new_kind: bool| {
+            let group = new_kinds.group_size().filter(|_| new_kind);
+            Suggestion {
+                photo: PathBuf::from(name),
+                best_folder: "rose".into(),
+                confidence,
+                unsure: Suggestion::unsure_reason("rose", confidence, fits_none, group, 0.9),
+                fits_none,
+                new_kind,
+            }
         };
         let plan = SortPlan {
             inbox: "inbox".into(),
@@ -522,12 +696,14 @@ mod tests {
             min_confidence: 0.9,
             folders: vec!["rose".into(), "tulip".into()],
             suggestions: vec![
-                suggestion("a", 0.95, false),
-                suggestion("b", 0.6, false),
-                suggestion("c", 0.4, false),
-                suggestion("d", 0.97, true),
+                suggestion("a", 0.95, false, false),
+                suggestion("b", 0.6, false, false),
+                suggestion("c", 0.4, false, false),
+                suggestion("d", 0.97, true, false),
+                suggestion("e", 0.99, false, true),
             ],
             skipped: Vec::new(),
+            new_kinds: new_kinds.clone(),
         };
         let sure = |plan: &SortPlan| -> Vec<bool> {
             plan.suggestions
@@ -535,16 +711,18 @@ mod tests {
                 .map(|s| s.unsure.is_none())
                 .collect()
         };
-        assert_eq!(sure(&plan), [true, false, false, false]);
+        assert_eq!(sure(&plan), [true, false, false, false, false]);
         let lower = plan.at_level(0.35);
         assert_eq!(lower.min_confidence, 0.35);
-        assert_eq!(sure(&lower), [true, true, true, false], "d fits no folder");
-        assert!(
-            lower.suggestions[3]
-                .unsure
-                .as_deref()
-                .is_some_and(|w| w.contains("none"))
+        assert_eq!(
+            sure(&lower),
+            [true, true, true, false, false],
+            "d fits no folder, e is of a new kind"
         );
+        let why =
+            |plan: &SortPlan, i: usize| plan.suggestions[i].unsure.clone().unwrap_or_default();
+        assert!(why(&lower, 3).contains("none"), "{}", why(&lower, 3));
+        assert!(why(&lower, 4).contains("new kind"), "{}", why(&lower, 4));
         assert_eq!(
             lower
                 .suggestions
@@ -561,8 +739,14 @@ mod tests {
         let outlook = plan.outlook(0.5);
         assert_eq!(outlook.filed, 2);
         assert!((outlook.expected_precision.expect("filed") - 0.775).abs() < 1e-12);
-        assert!((outlook.expected_accuracy.expect("photos") - 0.73).abs() < 1e-12);
+        assert!((outlook.expected_accuracy.expect("photos") - 0.782).abs() < 1e-12);
         assert_eq!(plan.outlook(0.99).expected_precision, None);
+        assert!(
+            new_kinds
+                .describe()
+                .is_some_and(|line| line.contains("1 photo looks like a new kind"))
+        );
+        assert_eq!(NewKindSearch::No.describe(), None);
     }
 
     fn write(path: &Path, bytes: &[u8]) {
@@ -665,7 +849,11 @@ mod tests {
                 &dir.path().join("library"),
                 None,
                 0.0,
-                network,
+                network.map(|network| ImageNetAsks {
+                    network,
+                    second_opinion: true,
+                    new_kinds: false,
+                }),
                 &|_| {},
                 &no_cancel,
             )
