@@ -6,8 +6,9 @@
 # 2. train on every class but the last; the last class's photos join the inbox of the other
 #    classes' held-back photos: the share of the unknown class that lands in "unsure", and
 #    the AUROC of the unsure score (1 - confidence, or 1 when it fits no folder).
-# Each run's inbox is sorted twice: with the model's class proxies, and with the second
-# opinion the run fitted (`--second-opinion`); "method" says which.
+# Each run's inbox is sorted three times: with the model's class proxies, with the second
+# opinion the run fitted (`--second-opinion`; "method" says which), and with it and a new
+# kind looked for (`--new-kinds`: the third line; its group counts as unsure).
 # One JSON line per measurement on stdout.
 # usage: scripts/sort_quality.sh CLASS_FOLDER TRAIN BUDGET_S "SEEDS"
 # RUNS="closed" (or "open") measures only that run (default: both).
@@ -49,12 +50,14 @@ rows = []
 for s in plan["suggestions"]:
     true = s["photo"].split("/")[-1].split("--")[0]
     fits_none = s["unsure"] is not None and "none of the folders" in s["unsure"]
-    rows.append((true, s["best_folder"], s["confidence"], fits_none))
+    # A photo of a new kind waits at any level, as one that fits no folder does.
+    rows.append((true, s["best_folder"], s["confidence"], fits_none or s.get("new_kind", False)))
 if mode == "closed":
     n = len(rows)
     correct = [t == b for t, b, _, _ in rows]
     out = {"measure": "closed", "seed": seed, "steps": steps, "photos": n,
-           "accuracy_full_coverage": sum(correct) / n, "method": plan["method"]}
+           "accuracy_full_coverage": sum(correct) / n, "method": plan["method"],
+           "new_kinds": plan.get("new_kinds", {}).get("looked", "no")}
     # Precision and coverage when filing only photos at least this sure (and fitting a folder).
     curve = []
     for t in [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]:
@@ -80,7 +83,7 @@ else:
     pos = [score_of(r) for r in unknown_rows]; neg = [score_of(r) for r in known_rows]
     auroc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
     out = {"measure": "open", "seed": seed, "steps": steps, "unknown_class": unknown,
-           "method": plan["method"],
+           "method": plan["method"], "new_kinds": plan.get("new_kinds", {}).get("looked", "no"),
            "unknown_photos": len(unknown_rows),
            "unknown_unsure": sum(unsure(r) for r in unknown_rows) / len(unknown_rows),
            "unknown_fits_none": sum(r[3] for r in unknown_rows) / len(unknown_rows),
@@ -106,11 +109,17 @@ for seed in $seeds; do
     "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
       --min-confidence 0 --dry-run --json --second-opinion > "$work/plan-joined.json" 2>>"$work/sort.log"
     score "$run" "$work/plan-joined.json" "$seed" "$steps" "$last"
+    # And with a new kind looked for in the inbox too (issue #40, item 2).
+    "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
+      --min-confidence 0 --dry-run --json --second-opinion --new-kinds > "$work/plan-new-kinds.json" \
+      2>>"$work/sort.log"
+    score "$run" "$work/plan-new-kinds.json" "$seed" "$steps" "$last"
     if [[ -n ${KEEP:-} ]]; then
       mkdir -p "$KEEP"
       cp "$work/model.safetensors" "$KEEP/model-$run-$seed.safetensors"
       cp "$work/plan.json" "$KEEP/plan-$run-$seed.json"
       cp "$work/plan-joined.json" "$KEEP/plan-joined-$run-$seed.json"
+      cp "$work/plan-new-kinds.json" "$KEEP/plan-new-kinds-$run-$seed.json"
       [[ -d $KEEP/photos ]] || cp -r "$work" "$KEEP/photos"
     fi
   done
