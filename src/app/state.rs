@@ -270,13 +270,18 @@ impl Default for SortView {
 }
 
 impl SortView {
-    /// The second opinion was switched from `was` to its opposite: a level still at the
-    /// default for `was` moves to the default for the new choice (they file about as
-    /// precisely); a level the person chose stays.
-    pub fn second_opinion_switched(&mut self, was: bool) {
-        use crate::engine::sort::default_min_confidence;
-        if (self.min_confidence - default_min_confidence(was)).abs() < 1e-9 {
-            self.set_min_confidence(default_min_confidence(!was));
+    /// The level each choice of the second opinion and the search for a new kind files at
+    /// by default.
+    pub fn default_level(&self) -> f64 {
+        crate::engine::sort::default_min_confidence(self.second_opinion, self.new_kinds)
+    }
+
+    /// The second opinion or the search for a new kind was switched, when the default
+    /// level was `before`: a level still at it moves to the default for the choices now
+    /// (they file about as precisely); a level the person chose stays.
+    pub fn asks_switched(&mut self, before: f64) {
+        if (self.min_confidence - before).abs() < 1e-9 {
+            self.set_min_confidence(self.default_level());
         }
     }
 

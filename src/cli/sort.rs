@@ -32,7 +32,7 @@ pub struct SortArgs {
     pub index: Option<PathBuf>,
     /// File a photo only when at least this sure (0 to 1); the others stay in the inbox
     /// as unsure. By default 0.9, or 0.85 with --second-opinion (where it files as
-    /// precisely: docs/quality.md).
+    /// precisely: docs/quality.md); 0.05 lower with --new-kinds.
     #[arg(long, value_parser = confidence)]
     pub min_confidence: Option<f64>,
     /// Ask the shipped ImageNet network too, as the model's run fitted it to: about twice
@@ -120,7 +120,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<()> {
         &library,
         gallery.as_mut(),
         args.min_confidence
-            .unwrap_or_else(|| sort::default_min_confidence(args.second_opinion)),
+            .unwrap_or_else(|| sort::default_min_confidence(args.second_opinion, args.new_kinds)),
         network.as_ref().map(|network| sort::ImageNetAsks {
             network,
             second_opinion: args.second_opinion,

@@ -50,11 +50,12 @@ pub fn sort_ui(
         }
         let available = second_opinion_available(state);
         if available == Some(false) && state.sort.second_opinion {
+            let before = state.sort.default_level();
             state.sort.second_opinion = false;
-            state.sort.second_opinion_switched(true);
+            state.sort.asks_switched(before);
         }
-        let asked = state.sort.second_opinion;
-        let switch = ui
+        let before = state.sort.default_level();
+        let second_opinion = ui
             .add_enabled(
                 available != Some(false),
                 egui::Checkbox::new(&mut state.sort.second_opinion, "Second opinion"),
@@ -65,24 +66,27 @@ pub fn sort_ui(
                  often right (sure from 85 % with it files as precisely as 90 % without). \
                  The price: a photo of a kind none of your folders holds is far more often \
                  filed into the nearest folder, so leave it off when the inbox may hold new \
-                 kinds of subject. Looking at the inbox takes two to three times as long",
+                 kinds of subject, or look for new kinds too. Looking at the inbox takes two \
+                 to three times as long",
             )
             .on_disabled_hover_text(
                 "The index's model has no second opinion: it is fitted when a model is trained \
              with photos held out (as the window trains), with the ImageNet weights that \
              ship with Likeness. Train the model again to get one",
             );
-        if switch.changed() {
-            state.sort.second_opinion_switched(asked);
-        }
-        ui.checkbox(&mut state.sort.new_kinds, "Look for new kinds")
+        let new_kinds = ui
+            .checkbox(&mut state.sort.new_kinds, "Look for new kinds")
             .on_hover_text(
                 "Look for a group of inbox photos alike each other and unlike every folder \
                  (a kind of subject none of your folders holds): they wait in the inbox, \
-                 together, however sure the model is. Made for an inbox that may hold a new \
-                 kind; in one without, part of a batch shot in one place waits too. A \
-                 sample of the library (up to 300 photos a folder) is looked at as well",
+                 together, however sure the model is, and a photo near them is less sure \
+                 (sure from 5 points lower). Made for an inbox that may hold a new kind; in \
+                 one without, part of a batch shot in one place waits too. A sample of the \
+                 library (up to 300 photos a folder) is looked at as well",
             );
+        if second_opinion.changed() || new_kinds.changed() {
+            state.sort.asks_switched(before);
+        }
         let planning = state.running(JobKind::PlanSort).is_some();
         if ui
             .add_enabled(

@@ -12,7 +12,9 @@
 //! 2. the inbox photos more novel than 95 % of the held-out ones seed a "new kind" group;
 //! 3. three times: a logistic regression learns the folders and the group (each weighing
 //!    the same), and the group becomes the inbox photos it puts there that are more novel
-//!    than half the held-out ones (a typical unseen photo of a folder never joins).
+//!    than half the held-out ones (a typical unseen photo of a folder never joins);
+//! 4. every photo's confidence in its folder is multiplied by the last regression's
+//!    probability that it is not of the new kind: a photo near the group is less sure.
 //!
 //! The price: a batch of a known folder shot in one place is alike too, and some of it
 //! joins the group (docs/quality.md, item 2: in an inbox with no new kind, a sixth of the
@@ -95,6 +97,27 @@ pub enum TooFew {
     LibraryPhotos,
 }
 
+/// What the search found, one entry per inbox photo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKind {
+    /// In the group: the last regression puts it there and it is more novel than half the
+    /// held-out photos.
+    pub group: Vec<bool>,
+    /// How likely the last regression finds it of the new kind (0 for every photo when no
+    /// group formed). Its folders' probabilities are for a photo of a known kind, so the
+    /// chance that a photo belongs in a folder is theirs times one minus this.
+    pub probability: Vec<f64>,
+}
+
+impl NewKind {
+    fn none(photos: usize) -> Self {
+        Self {
+            group: vec![false; photos],
+            probability: vec![0.0; photos],
+        }
+    }
+}
+
 /// Which inbox photos form a new kind, from the photos' ImageNet features (`width` each,
 /// rows in the order of `sample` and of the inbox). `Err` when there are too few photos
 /// to tell.
@@ -103,7 +126,7 @@ pub fn find(
     sample_features: &[f32],
     inbox_features: &[f32],
     width: usize,
-) -> Result<Vec<bool>, TooFew> {
+) -> Result<NewKind, TooFew> {
     let _guard = tch::no_grad_guard();
     let rows = |features: &[f32]| features.len() / width.max(1);
     let inbox_count = rows(inbox_features);
@@ -153,9 +176,10 @@ pub fn find(
     let (mean, scale) = standardisation(&learned_features, width);
     let inbox_features = vector(&inbox);
     let new_kind = sample.folder_count;
+    let mut found = NewKind::none(inbox_count);
     for _ in 0..ROUNDS {
         if group.iter().filter(|g| **g).count() < NEIGHBOUR {
-            return Ok(vec![false; inbox_count]);
+            return Ok(NewKind::none(inbox_count));
         }
         let mut features = learned_features.clone();
         let mut labels = learned_folders.clone();
@@ -174,15 +198,21 @@ pub fn find(
             new_kind + 1,
             Some(&weights),
         );
-        group = inbox_features
+        let probabilities: Vec<Vec<f64>> = inbox_features
             .chunks(width)
-            .zip(&novelty)
-            .map(|(row, novelty)| {
-                *novelty > floor && best_class(row, &weight, &bias, &mean, &scale) == new_kind
-            })
+            .map(|row| class_probabilities(row, &weight, &bias, &mean, &scale))
             .collect();
+        group = probabilities
+            .iter()
+            .zip(&novelty)
+            .map(|(p, novelty)| *novelty > floor && best(p) == new_kind)
+            .collect();
+        found = NewKind {
+            group: group.clone(),
+            probability: probabilities.iter().map(|p| p[new_kind]).collect(),
+        };
     }
-    Ok(group)
+    Ok(found)
 }
 
 /// Each row's [`NEIGHBOUR`]th largest value (or its smallest, with fewer columns).
@@ -224,30 +254,41 @@ fn balanced_weights(labels: &[usize], classes: usize) -> Vec<f32> {
         .collect()
 }
 
-fn best_class(
+/// The regression's probability of each class (the folders, then the new kind).
+fn class_probabilities(
     features: &[f32],
     weight: &[f32],
     bias: &[f32],
     mean: &[f32],
     scale: &[f32],
-) -> usize {
-    let standardised: Vec<f32> = features
+) -> Vec<f64> {
+    let standardised: Vec<f64> = features
         .iter()
         .zip(mean.iter().zip(scale))
-        .map(|(f, (m, s))| (f - m) / s)
+        .map(|(f, (m, s))| f64::from((f - m) / s))
         .collect();
-    weight
+    let logits: Vec<f64> = weight
         .chunks(standardised.len().max(1))
         .zip(bias)
         .map(|(row, b)| {
             row.iter()
                 .zip(&standardised)
-                .map(|(w, x)| w * x)
-                .sum::<f32>()
-                + b
+                .map(|(w, x)| f64::from(*w) * x)
+                .sum::<f64>()
+                + f64::from(*b)
         })
+        .collect();
+    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / total).collect()
+}
+
+fn best(probabilities: &[f64]) -> usize {
+    probabilities
+        .iter()
         .enumerate()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(class, _)| class)
 }
 
@@ -298,13 +339,22 @@ mod tests {
         // 90 photos of the known folders, 30 of kind 3.
         let kinds: Vec<usize> = (0..120).map(|i| if i < 90 { i % 3 } else { 3 }).collect();
         let inbox: Vec<f32> = kinds.iter().flat_map(|k| photo(&mut rng, *k)).collect();
-        let group = find(&sample, &library_features, &inbox, WIDTH).expect("enough photos");
-        let found = group[90..].iter().filter(|g| **g).count();
+        let found = find(&sample, &library_features, &inbox, WIDTH).expect("enough photos");
+        let group = &found.group;
+        let new = group[90..].iter().filter(|g| **g).count();
         let wrongly = group[..90].iter().filter(|g| **g).count();
-        assert!(found >= 27, "found {found} of the 30 new photos");
+        assert!(new >= 27, "found {new} of the 30 new photos");
         assert!(
             wrongly <= 5,
             "{wrongly} of 90 known photos put in the group"
+        );
+        // The regression is far surer that the new photos are of the new kind.
+        let mean = |rows: &[f64]| rows.iter().sum::<f64>() / rows.len() as f64;
+        let new_mean = mean(&found.probability[90..]);
+        let known_mean = mean(&found.probability[..90]);
+        assert!(
+            new_mean > 0.8 && known_mean < 0.2,
+            "{new_mean} against {known_mean}"
         );
     }
 
@@ -313,8 +363,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(8);
         let (sample, library_features) = library(&mut rng);
         let inbox: Vec<f32> = (0..120).flat_map(|i| photo(&mut rng, i % 3)).collect();
-        let group = find(&sample, &library_features, &inbox, WIDTH).expect("enough photos");
-        let wrongly = group.iter().filter(|g| **g).count();
+        let found = find(&sample, &library_features, &inbox, WIDTH).expect("enough photos");
+        let wrongly = found.group.iter().filter(|g| **g).count();
         assert!(
             wrongly <= 12,
             "{wrongly} of 120 known photos put in the group"
