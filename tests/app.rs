@@ -2128,6 +2128,8 @@ fn the_sort_tab_asks_the_second_opinion_of_a_model_trained_with_photos_held_out(
     harness.get_by_label("Look for new kinds").click();
     harness.step();
     assert!(harness.state().state.sort.new_kinds);
+    // With both, the default level is one step lower again.
+    assert_eq!(harness.state().state.sort.min_confidence, 0.8);
     harness.get_by_label("Suggest folders").click();
     run_until(&mut harness, "the suggestions", |app| {
         app.state.sort.plan.is_some() && app.state.is_idle()

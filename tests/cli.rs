@@ -1580,6 +1580,7 @@ fn sort_looks_for_a_new_kind_in_the_inbox_when_asked() {
     };
     let (plain, _) = sort(&[]);
     assert_eq!(plain["new_kinds"]["looked"], "no");
+    assert_eq!(plain["min_confidence"], 0.9);
     let (plan, said) = sort(&["--new-kinds"]);
     assert_eq!(plan["new_kinds"]["looked"], "done", "{}", plan["new_kinds"]);
     assert_eq!(plan["new_kinds"]["library_photos"], 300);
@@ -1606,4 +1607,23 @@ fn sort_looks_for_a_new_kind_in_the_inbox_when_asked() {
         assert!(why.contains("looks like a new kind"), "{why}");
     }
     assert!(said.contains("look like a new kind"), "{said}");
+    // Each confidence is for a photo of a known kind: the new photos' fall, and the
+    // default level is a step lower.
+    assert_eq!(plan["min_confidence"], 0.85);
+    let mean_confidence = |plan: &serde_json::Value| {
+        let new: Vec<f64> = plan["suggestions"]
+            .as_array()
+            .expect("photos")
+            .iter()
+            .filter(|s| s["photo"].as_str().is_some_and(|p| p.contains("class_03")))
+            .filter_map(|s| s["confidence"].as_f64())
+            .collect();
+        new.iter().sum::<f64>() / new.len() as f64
+    };
+    assert!(
+        mean_confidence(&plan) < 0.5 * mean_confidence(&plain),
+        "{} against {}",
+        mean_confidence(&plan),
+        mean_confidence(&plain)
+    );
 }

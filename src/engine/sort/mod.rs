@@ -79,24 +79,21 @@ pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.9;
 /// precision of 0.91, every seed at 0.90 or more).
 pub const SECOND_OPINION_MIN_CONFIDENCE: f64 = 0.85;
 
-/// How much lower the default level is when a new kind is looked for: every confidence
-/// is then multiplied by the chance that the photo is not of the new kind, so a known
-/// photo's is a little lower too (docs/quality.md, item 2: with the second opinion at 0.8,
-/// 62–65 % of the known photos filed at 0.93 while 81–82 % of an unseen class waits).
-pub const NEW_KINDS_LEVEL_STEP: f64 = 0.05;
+/// The defaults when a new kind is looked for, one step (0.05) lower: every confidence is
+/// then multiplied by the chance that the photo is not of the new kind, so a known photo's
+/// is a little lower too (docs/quality.md, item 2: with the second opinion at 0.8, 62–65 %
+/// of the known photos filed at 0.93 while 81–82 % of an unseen class waits).
+pub const NEW_KINDS_MIN_CONFIDENCE: f64 = 0.85;
+pub const SECOND_OPINION_NEW_KINDS_MIN_CONFIDENCE: f64 = 0.8;
 
 /// The default level to file at, with or without the second opinion and the search for a
 /// new kind.
 pub fn default_min_confidence(second_opinion: bool, new_kinds: bool) -> f64 {
-    let level = if second_opinion {
-        SECOND_OPINION_MIN_CONFIDENCE
-    } else {
-        DEFAULT_MIN_CONFIDENCE
-    };
-    if new_kinds {
-        level - NEW_KINDS_LEVEL_STEP
-    } else {
-        level
+    match (second_opinion, new_kinds) {
+        (false, false) => DEFAULT_MIN_CONFIDENCE,
+        (true, false) => SECOND_OPINION_MIN_CONFIDENCE,
+        (false, true) => NEW_KINDS_MIN_CONFIDENCE,
+        (true, true) => SECOND_OPINION_NEW_KINDS_MIN_CONFIDENCE,
     }
 }
 /// Neighbours that vote when the model has no class proxies.
