@@ -88,22 +88,7 @@ impl SecondOpinion {
     }
 
     fn logits(&self, features: &[f32]) -> Vec<f64> {
-        let standardised: Vec<f64> = features
-            .iter()
-            .zip(self.mean.iter().zip(&self.scale))
-            .map(|(f, (m, s))| f64::from(*f - *m) / f64::from(*s))
-            .collect();
-        self.weight
-            .chunks(self.info.features.max(1))
-            .zip(&self.bias)
-            .map(|(row, b)| {
-                row.iter()
-                    .zip(&standardised)
-                    .map(|(w, x)| f64::from(*w) * x)
-                    .sum::<f64>()
-                    + f64::from(*b)
-            })
-            .collect()
+        standardised_logits(features, &self.weight, &self.bias, &self.mean, &self.scale)
     }
 
     /// The joined probabilities of each class: the proxies' calibrated log-probabilities
@@ -174,6 +159,33 @@ impl SecondOpinion {
         opinion.info.joint_bias = bias;
         Some(opinion)
     }
+}
+
+/// A linear classifier's logits (one row of `weight` per class, as long as `features`) for
+/// `features` standardised by `mean` and `scale`.
+pub(crate) fn standardised_logits(
+    features: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    scale: &[f32],
+) -> Vec<f64> {
+    let standardised: Vec<f64> = features
+        .iter()
+        .zip(mean.iter().zip(scale))
+        .map(|(f, (m, s))| f64::from(*f - *m) / f64::from(*s))
+        .collect();
+    weight
+        .chunks(features.len().max(1))
+        .zip(bias)
+        .map(|(row, b)| {
+            row.iter()
+                .zip(&standardised)
+                .map(|(w, x)| f64::from(*w) * x)
+                .sum::<f64>()
+                + f64::from(*b)
+        })
+        .collect()
 }
 
 fn add(a: &[f64], b: &[f64]) -> Vec<f64> {

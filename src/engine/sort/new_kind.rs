@@ -25,8 +25,9 @@ use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
 use crate::engine::data::LabeledDataset;
+use crate::engine::model::classifier::biased_softmax;
 use crate::engine::model::second_opinion::{
-    LabelledFeatures, logistic_regression, standardisation,
+    LabelledFeatures, logistic_regression, standardisation, standardised_logits,
 };
 
 /// Library photos per folder compared with the inbox, at most (spread over the folder by
@@ -262,26 +263,11 @@ fn class_probabilities(
     mean: &[f32],
     scale: &[f32],
 ) -> Vec<f64> {
-    let standardised: Vec<f64> = features
-        .iter()
-        .zip(mean.iter().zip(scale))
-        .map(|(f, (m, s))| f64::from((f - m) / s))
-        .collect();
-    let logits: Vec<f64> = weight
-        .chunks(standardised.len().max(1))
-        .zip(bias)
-        .map(|(row, b)| {
-            row.iter()
-                .zip(&standardised)
-                .map(|(w, x)| f64::from(*w) * x)
-                .sum::<f64>()
-                + f64::from(*b)
-        })
-        .collect();
-    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
-    let total: f64 = exps.iter().sum();
-    exps.iter().map(|e| e / total).collect()
+    biased_softmax(
+        &standardised_logits(features, weight, bias, mean, scale),
+        1.0,
+        &[],
+    )
 }
 
 fn best(probabilities: &[f64]) -> usize {
