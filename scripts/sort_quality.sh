@@ -8,7 +8,9 @@
 #    the AUROC of the unsure score (1 - confidence, or 1 when it fits no folder).
 # Each run's inbox is sorted three times: with the model's class proxies, with the second
 # opinion the run fitted (`--second-opinion`; "method" says which), and with it and a new
-# kind looked for (`--new-kinds`: the third line; its group counts as unsure).
+# kind looked for (`--new-kinds`: the third line, "new_kinds": "done"; its group counts as
+# unsure; open run scored at its default level 0.8). The open run's model also sorts the
+# closed run's inbox so (the fourth line, "inbox": "closed-run-inbox").
 # One JSON line per measurement on stdout.
 # usage: scripts/sort_quality.sh CLASS_FOLDER TRAIN BUDGET_S "SEEDS"
 # RUNS="closed" (or "open") measures only that run (default: both).
@@ -45,6 +47,9 @@ score() { # MODE PLAN_JSON SEED STEPS
   python3 - "$@" <<'PY'
 import json, sys
 mode, plan_file, seed, steps, unknown = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+# Which inbox: the run's own, or (open run) the closed run's inbox, sorted by the 4-class model.
+inbox_name = sys.argv[6] if len(sys.argv) > 6 else "own"
+level = float(sys.argv[7]) if len(sys.argv) > 7 else 0.9
 plan = json.loads(open(plan_file).read().strip().split("\n")[-1])["plan"]
 rows = []
 for s in plan["suggestions"]:
@@ -78,11 +83,12 @@ if mode == "closed":
 else:
     unknown_rows = [r for r in rows if r[0] == unknown]
     known_rows = [r for r in rows if r[0] != unknown]
-    unsure = lambda r: r[3] or r[2] < 0.9
+    unsure = lambda r: r[3] or r[2] < level
     score_of = lambda r: 1.0 if r[3] else 1.0 - r[2]
     pos = [score_of(r) for r in unknown_rows]; neg = [score_of(r) for r in known_rows]
     auroc = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
     out = {"measure": "open", "seed": seed, "steps": steps, "unknown_class": unknown,
+           "inbox": inbox_name, "level": level,
            "method": plan["method"], "new_kinds": plan.get("new_kinds", {}).get("looked", "no"),
            "unknown_photos": len(unknown_rows),
            "unknown_unsure": sum(unsure(r) for r in unknown_rows) / len(unknown_rows),
@@ -113,7 +119,17 @@ for seed in $seeds; do
     "$likeness" sort --model "$work/model.safetensors" --inbox "$inbox" --library "$data" \
       --min-confidence 0 --dry-run --json --second-opinion --new-kinds > "$work/plan-new-kinds.json" \
       2>>"$work/sort.log"
-    score "$run" "$work/plan-new-kinds.json" "$seed" "$steps" "$last"
+    score "$run" "$work/plan-new-kinds.json" "$seed" "$steps" "$last" own 0.8
+    if [[ $run == open ]]; then
+      # The inbox the 5-class model sorted, by the 4-class model (its tulips a quarter).
+      "$likeness" sort --model "$work/model.safetensors" --inbox "$work/inbox" --library "$data" \
+        --min-confidence 0 --dry-run --json --second-opinion --new-kinds \
+        > "$work/plan-same-inbox.json" 2>>"$work/sort.log"
+      score "$run" "$work/plan-same-inbox.json" "$seed" "$steps" "$last" closed-run-inbox 0.8
+      if [[ -n ${KEEP:-} ]]; then
+        mkdir -p "$KEEP" && cp "$work/plan-same-inbox.json" "$KEEP/plan-same-inbox-$seed.json"
+      fi
+    fi
     if [[ -n ${KEEP:-} ]]; then
       mkdir -p "$KEEP"
       cp "$work/model.safetensors" "$KEEP/model-$run-$seed.safetensors"
