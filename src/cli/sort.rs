@@ -41,9 +41,11 @@ pub struct SortArgs {
     #[arg(long)]
     pub second_opinion: bool,
     /// Look in the inbox for a new kind: a group of photos alike each other and unlike
-    /// every folder, which then wait in the inbox (made for an inbox with a subject none
-    /// of the folders holds; in one without, some photos of a batch shot in one place
-    /// wait too). A sample of the library (up to 300 photos a folder) is embedded too.
+    /// every folder, which then wait in the inbox, and every other photo is less sure the
+    /// nearer it is to them (the default level is 0.05 lower). Made for an inbox with a
+    /// subject none of the folders holds; in one without, some photos of a batch shot in
+    /// one place wait too. A sample of the library (up to 300 photos a folder) is embedded
+    /// too.
     #[arg(long)]
     pub new_kinds: bool,
     /// Copy the photos into the library (the default; the inbox stays as it is).
