@@ -248,14 +248,16 @@ pub(crate) fn logistic_regression(
         weight = &weight - (x.tr().mm(&gradient) + &weight * PROBE_L2) * PROBE_RATE;
         bias = &bias - gradient.sum_dim_intlist(0, false, Kind::Float) * PROBE_RATE;
     }
-    let to_vec = |t: &Tensor| -> Vec<f32> {
-        let t = t.contiguous().view([-1]);
-        let mut out = vec![0.0f32; t.numel()];
-        let count = out.len();
-        t.copy_data(&mut out, count);
-        out
-    };
-    (to_vec(&weight.tr()), to_vec(&bias))
+    (floats(&weight.tr()), floats(&bias))
+}
+
+/// A CPU tensor's values, flattened, as `f32`.
+pub(crate) fn floats(t: &Tensor) -> Vec<f32> {
+    let t = t.contiguous().view([-1]).to_kind(Kind::Float);
+    let mut out = vec![0.0f32; t.numel()];
+    let count = out.len();
+    t.copy_data(&mut out, count);
+    out
 }
 
 #[cfg(test)]

@@ -22,12 +22,12 @@
 
 use std::path::PathBuf;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::engine::data::LabeledDataset;
 use crate::engine::model::classifier::biased_softmax;
 use crate::engine::model::second_opinion::{
-    LabelledFeatures, logistic_regression, standardisation, standardised_logits,
+    LabelledFeatures, floats, logistic_regression, standardisation, standardised_logits,
 };
 
 /// Library photos per folder compared with the inbox, at most (spread over the folder by
@@ -159,14 +159,14 @@ pub fn find(
 
     let mut within = inbox.mm(&inbox.tr());
     let _ = within.fill_diagonal_(f64::NEG_INFINITY, false);
-    let novelty = vector(&(kth_largest(&within) - kth_largest(&inbox.mm(&learned.tr()))));
+    let novelty = floats(&(kth_largest(&within) - kth_largest(&inbox.mm(&learned.tr()))));
     let held_novelty =
-        vector(&(kth_largest(&held.mm(&inbox.tr())) - kth_largest(&held.mm(&learned.tr()))));
+        floats(&(kth_largest(&held.mm(&inbox.tr())) - kth_largest(&held.mm(&learned.tr()))));
     let threshold = quantile(&held_novelty, SEED_QUANTILE);
     let floor = quantile(&held_novelty, FLOOR_QUANTILE);
     let mut group: Vec<bool> = novelty.iter().map(|n| *n > threshold).collect();
 
-    let learned_features = vector(&learned);
+    let learned_features = floats(&learned);
     let learned_folders: Vec<usize> = sample
         .folders
         .iter()
@@ -175,9 +175,10 @@ pub fn find(
         .map(|(f, _)| *f)
         .collect();
     let (mean, scale) = standardisation(&learned_features, width);
-    let inbox_features = vector(&inbox);
+    // The regression learns the unit-length features, as the novelty was measured on them.
+    let inbox_unit = floats(&inbox);
     let new_kind = sample.folder_count;
-    let mut found = NewKind::none(inbox_count);
+    let mut probability = vec![0.0; inbox_count];
     for _ in 0..ROUNDS {
         if group.iter().filter(|g| **g).count() < NEIGHBOUR {
             return Ok(NewKind::none(inbox_count));
@@ -185,7 +186,7 @@ pub fn find(
         let mut features = learned_features.clone();
         let mut labels = learned_folders.clone();
         for (row, _) in group.iter().enumerate().filter(|(_, g)| **g) {
-            features.extend_from_slice(&inbox_features[row * width..(row + 1) * width]);
+            features.extend_from_slice(&inbox_unit[row * width..(row + 1) * width]);
             labels.push(new_kind);
         }
         let weights = balanced_weights(&labels, new_kind + 1);
@@ -199,7 +200,7 @@ pub fn find(
             new_kind + 1,
             Some(&weights),
         );
-        let probabilities: Vec<Vec<f64>> = inbox_features
+        let probabilities: Vec<Vec<f64>> = inbox_unit
             .chunks(width)
             .map(|row| class_probabilities(row, &weight, &bias, &mean, &scale))
             .collect();
@@ -208,12 +209,9 @@ pub fn find(
             .zip(&novelty)
             .map(|(p, novelty)| *novelty > floor && best(p) == new_kind)
             .collect();
-        found = NewKind {
-            group: group.clone(),
-            probability: probabilities.iter().map(|p| p[new_kind]).collect(),
-        };
+        probability = probabilities.iter().map(|p| p[new_kind]).collect();
     }
-    Ok(found)
+    Ok(NewKind { group, probability })
 }
 
 /// Each row's [`NEIGHBOUR`]th largest value (or its smallest, with fewer columns).
@@ -222,14 +220,6 @@ fn kth_largest(similarities: &Tensor) -> Tensor {
     let k = (NEIGHBOUR as i64).min(columns);
     let (values, _) = similarities.topk(k, 1, true, true);
     values.select(1, k - 1)
-}
-
-fn vector(t: &Tensor) -> Vec<f32> {
-    let t = t.contiguous().view([-1]).to_kind(Kind::Float);
-    let mut out = vec![0.0f32; t.numel()];
-    let count = out.len();
-    t.copy_data(&mut out, count);
-    out
 }
 
 /// The `q` quantile of `values`, linearly interpolated between the nearest two.
